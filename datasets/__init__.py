@@ -1,0 +1,1 @@
+"""Point-cloud datasets: ModelNet40/10, ScanObjectNN, user files, few-shot splits."""

@@ -1,0 +1,1 @@
+"""Subcommands of the `pointcalip` command line (one module each)."""

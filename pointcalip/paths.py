@@ -1,0 +1,30 @@
+"""Where PointCALIP keeps downloaded data, CLIP weights and feature caches.
+
+Everything lives under one home folder: ``$POINTCALIP_HOME`` if set, else
+``~/.cache/pointcalip``. Each location can also be passed explicitly wherever it is used.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def home_dir() -> Path:
+    """The PointCALIP home folder (``$POINTCALIP_HOME`` or ``~/.cache/pointcalip``)."""
+    env = os.environ.get("POINTCALIP_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "pointcalip"
+
+
+def data_dir() -> Path:
+    """Default root for downloaded datasets: ``<home>/data``."""
+    return home_dir() / "data"
+
+
+def clip_dir() -> Path:
+    """Default download folder for CLIP weights: ``<home>/clip``."""
+    return home_dir() / "clip"
+
+
+def cache_dir() -> Path:
+    """Default folder for cached CLIP features: ``<home>/features``."""
+    return home_dir() / "features"

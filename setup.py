@@ -1,0 +1,38 @@
+"""PointCALIP: training-free and few-shot 3D point-cloud recognition with CLIP and CALIP.
+
+`projection/` and `datasets/` are installed as the subpackages `pointcalip.projection` and
+`pointcalip.datasets` (as Open3D-ML installs `ml3d/` as `open3d._ml3d`), so installing
+PointCALIP never shadows other top-level packages called `datasets` or `projection`.
+"""
+from setuptools import setup
+
+setup(
+    name="pointcalip",
+    version="0.1.0",
+    description="Zero-shot and few-shot 3D point-cloud recognition with CLIP + CALIP attention",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=["pointcalip", "pointcalip.projection", "pointcalip.datasets"],
+    package_dir={
+        "pointcalip": "pointcalip",
+        "pointcalip.projection": "projection",
+        "pointcalip.datasets": "datasets",
+    },
+    package_data={"pointcalip": ["configs/*.yaml", "configs/**/*.yaml"]},
+    install_requires=[
+        # Users bring their own (CUDA) torch; these are the ranges the code is written for.
+        "torch>=2.0,<3",
+        "torchvision>=0.15",
+        "numpy>=1.23",
+        "openai-clip>=1.0",  # imports as `clip`; needs setuptools<81 (pkg_resources)
+        "setuptools<81",
+        "open3d>=0.17",
+        "h5py>=3.6",
+        "pyyaml>=6.0",
+        "tqdm>=4.60",
+        "pillow>=9.0",
+    ],
+    extras_require={"test": ["pytest>=7"], "plot": ["matplotlib>=3.5"]},
+    entry_points={"console_scripts": ["pointcalip=pointcalip.cli:main"]},
+)
