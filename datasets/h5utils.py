@@ -1,0 +1,175 @@
+"""Shared helpers for the published h5 releases: safe opening, validation, fingerprints,
+point sampling and unit-sphere normalisation.
+
+Every error names the file (and h5 key / cloud index / value) and says how to fix it.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+SAMPLING_MODES = ("first", "fps")
+_FINGERPRINT_BYTES = 1 << 20  # hash the first and last MiB of each file
+
+
+def open_h5(path: Path, hint: str):
+    """Open ``path`` read-only with h5py; a missing, truncated or corrupt file becomes a
+    FileNotFoundError / ValueError naming it, with ``hint`` saying how to get a good copy."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"missing h5 file {path}. {hint}")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise ValueError(
+            f"cannot read h5 file {path} (truncated or corrupt: {err}). {hint}"
+        ) from err
+
+
+def require_key(h5, key: str, path: Path, hint: str):
+    """``h5[key]``, or a KeyError naming the file, the key and the keys that are there."""
+    if key not in h5:
+        raise KeyError(
+            f"h5 file {path} has no key {key!r} (keys present: {sorted(h5.keys())}). {hint}"
+        )
+    return h5[key]
+
+
+def read_dataset(ds, path: Path, key: str, hint: str, rows=None) -> np.ndarray:
+    """Read ``ds[rows]`` (all rows if None), turning h5 read errors into ValueErrors."""
+    try:
+        return ds[()] if rows is None else ds[rows]
+    except (OSError, ValueError, TypeError) as err:
+        raise ValueError(
+            f"cannot read key {key!r} of h5 file {path} (truncated or corrupt: {err}). {hint}"
+        ) from err
+
+
+def check_points_shape(shape: Sequence[int], path: Path, key: str = "data") -> None:
+    """Clouds must be stored as ``[n, P, 3]``."""
+    if len(shape) != 3 or shape[2] != 3:
+        raise ValueError(
+            f"h5 file {path} key {key!r} has shape {tuple(shape)}; expected [n, points, 3]"
+        )
+
+
+def check_labels(raw: np.ndarray, n: int, num_classes: int, path: Path, names_file: str) -> np.ndarray:
+    """Validate a label array (``[n]`` or ``[n, 1]``, integer-valued, in ``[0, num_classes)``)
+    and return it as int64 ``[n]``."""
+    labels = np.asarray(raw)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1 or labels.shape[0] != n:
+        raise ValueError(
+            f"h5 file {path} key 'label' has shape {tuple(np.shape(raw))}; expected [{n}] or "
+            f"[{n}, 1] to match its {n} clouds"
+        )
+    if labels.dtype.kind == "f":
+        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+            bad = int(np.flatnonzero(~np.isfinite(labels) | (labels != np.round(labels)))[0])
+            raise ValueError(f"h5 file {path} key 'label' index {bad} is not an integer: {labels[bad]}")
+    elif labels.dtype.kind not in "iu":
+        raise ValueError(f"h5 file {path} key 'label' has non-numeric dtype {labels.dtype}")
+    labels = labels.astype(np.int64)
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"h5 file {path} key 'label' index {i} has label {labels[i]}, outside the "
+            f"{num_classes} classes of {names_file} (0..{num_classes - 1}); the class list does "
+            f"not match this file: check that {names_file} belongs to this dataset release"
+        )
+    return labels
+
+
+def check_finite(points: np.ndarray, path: Path, rows: np.ndarray) -> None:
+    """Raise a ValueError naming the file and cloud index of the first non-finite cloud.
+    ``points``: ``[m, P, 3]`` read from ``path`` at file rows ``rows`` ``[m]``."""
+    finite = np.isfinite(points).reshape(points.shape[0], -1).all(axis=1)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite)[0])
+        raise ValueError(
+            f"h5 file {path} key 'data' cloud index {int(rows[bad])} contains NaN/inf "
+            f"coordinates; the file is corrupt: re-download or re-extract it"
+        )
+
+
+def fingerprint(files: Sequence[Path]) -> list[dict]:
+    """Cheap identity of data files for cache keys: name, size and the SHA-256 of the first
+    and last MiB of each file (JSON-serialisable)."""
+    out = []
+    for f in files:
+        f = Path(f)
+        size = f.stat().st_size
+        h = hashlib.sha256()
+        with open(f, "rb") as fh:
+            h.update(fh.read(_FINGERPRINT_BYTES))
+            if size > _FINGERPRINT_BYTES:
+                fh.seek(max(_FINGERPRINT_BYTES, size - _FINGERPRINT_BYTES))
+                h.update(fh.read())
+        out.append({"name": f.name, "size": size, "sha256_ends": h.hexdigest()})
+    return out
+
+
+def farthest_point_sample(points: torch.Tensor, num_points: int) -> torch.Tensor:
+    """Deterministic farthest-point sampling starting at point index 0.
+
+    points: [B, P, 3] -> indices [B, num_points] (int64). Squared distances are computed in
+    float32 as ``(dx^2 + dy^2) + dz^2`` (elementwise IEEE ops, so the same on every CPU) and
+    ties go to the lowest index (``argmax`` returns the first maximum); each cloud's result
+    is independent of the batch it is in. About 3 ms per cloud of 2048 -> 1024 on one core.
+    """
+    b, p, _ = points.shape
+    if num_points > p:
+        raise ValueError(f"cannot take {num_points} points by FPS from clouds of {p} points")
+    pts = points.to(torch.float32)
+    x, y, z = (pts[..., k].contiguous() for k in range(3))
+    idx = torch.zeros(b, num_points, dtype=torch.long)
+    dist = torch.full((b, p), float("inf"), dtype=torch.float32)
+    last = torch.zeros(b, 1, dtype=torch.long)
+    for i in range(1, num_points):
+        d = (x - x.gather(1, last)) ** 2
+        d += (y - y.gather(1, last)) ** 2
+        d += (z - z.gather(1, last)) ** 2
+        torch.minimum(dist, d, out=dist)
+        last = dist.argmax(dim=1, keepdim=True)
+        idx[:, i] = last[:, 0]
+    return idx
+
+
+def sample_points(points: torch.Tensor, num_points: int | None, sampling: str) -> torch.Tensor:
+    """points: [B, P, 3] -> [B, num_points, 3]: the first ``num_points`` points (the
+    published protocol) or farthest-point sampling; ``None`` keeps all points."""
+    if num_points is None or num_points == points.shape[1] and sampling == "first":
+        return points
+    if sampling == "first":
+        return points[:, :num_points]
+    idx = farthest_point_sample(points, num_points)
+    return torch.gather(points, 1, idx[..., None].expand(-1, -1, 3))
+
+
+def normalize_unit_sphere(points: torch.Tensor) -> torch.Tensor:
+    """Centre each cloud on its centroid and scale its farthest point to radius 1.
+
+    points: [B, N, 3] -> [B, N, 3] (a cloud whose points all coincide is only centred).
+    """
+    centred = points - points.mean(dim=1, keepdim=True)
+    radius = centred.norm(dim=2).amax(dim=1).clamp_min(1e-12)
+    return centred / radius[:, None, None]
+
+
+def check_sampling(sampling: str, num_points: int | None, stored: int, where: str) -> None:
+    """Validate the sampling options against the number of points stored per cloud."""
+    if sampling not in SAMPLING_MODES:
+        raise ValueError(f"unknown sampling {sampling!r}; use one of {list(SAMPLING_MODES)}")
+    if num_points is not None and not 1 <= int(num_points) <= stored:
+        raise ValueError(
+            f"num_points={num_points} but {where} stores {stored} points per cloud; "
+            f"use 1..{stored} (or None for all)"
+        )

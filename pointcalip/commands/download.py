@@ -1,0 +1,39 @@
+"""`pointcalip download`: fetch or install a dataset into the data folder."""
+from __future__ import annotations
+
+import argparse
+
+from pointcalip.paths import data_dir
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "download",
+        help="download or install ModelNet40 / ScanObjectNN",
+        description=(
+            "Install a dataset under --root (default: $POINTCALIP_HOME/data). ModelNet40 is "
+            "downloaded from the published URL or a mirror (resumable; run again to resume). "
+            "ScanObjectNN needs its terms accepted at https://hkust-vgd.github.io/scanobjectnn/ "
+            "first: pass the h5_files.zip you received with --from (or its link with --url). "
+            "ModelNet10 is read from the ModelNet40 folder."
+        ),
+    )
+    p.add_argument("dataset", choices=["modelnet40", "modelnet10", "scanobjectnn"])
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--url", help="download from this URL instead of the known ones")
+    src.add_argument("--from", dest="from_path", metavar="PATH",
+                     help="install from a local zip/tar archive or an extracted folder")
+    p.add_argument("--root", default=None, help=f"data folder (default: {data_dir()})")
+    p.add_argument("--force", action="store_true", help="reinstall even if already present")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="skip the per-file checksum check against the published release")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pointcalip.datasets import ensure_dataset
+
+    folder = ensure_dataset(args.dataset, root=args.root, url=args.url,
+                            from_path=args.from_path, force=args.force, verify=args.verify)
+    print(folder)
+    return 0
