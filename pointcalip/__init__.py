@@ -1,2 +1,38 @@
-"""PointCALIP: zero-shot and few-shot point-cloud recognition with CLIP and CALIP attention."""
+"""PointCALIP: zero-shot and few-shot point-cloud recognition with CLIP and CALIP attention.
+
+Public API (see README)::
+
+    from pointcalip import load_clip, calip_logits, aggregate_views, PointCALIP
+    from pointcalip.projection import PointCLIPProjector, RealisticProjector
+    from pointcalip.datasets import ModelNet40, ModelNet10, ScanObjectNN, load_point_cloud
+
+Names are imported lazily, so `pointcalip --help` does not pay for importing torch and CLIP.
+"""
+from importlib import import_module
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_clip": "backbone",
+    "ClipBackbone": "backbone",
+    "calip_logits": "calip",
+    "aggregate_views": "calip",
+    "PointCALIP": "model",
+    "search_betas": "search",
+    "search_view_weights": "search",
+    "beta_grid": "search",
+    "SearchResult": "search",
+    "FeatureCache": "cache",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'pointcalip' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

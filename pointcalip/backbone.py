@@ -1,0 +1,233 @@
+"""A frozen OpenAI CLIP model that also returns its spatial tokens (spec/calip.md section 1).
+
+``load_clip`` is the one way in: an OpenAI model name (downloaded once), a TorchScript
+archive (the format of OpenAI's files) or a plain state-dict file. The returned
+:class:`ClipBackbone` wraps the unmodified ``clip`` model and computes the global feature
+``F_v`` and the spatial features ``F_s`` by running the model's own submodules:
+
+- ResNet: stem, layer1..4, then the attention pool with the outputs kept at ALL query
+  positions (position 0 is CLIP's usual embedding, 1..HW the spatial tokens).
+- ViT: ``ln_post`` on ALL tokens, then ``@ proj`` (token 0 = class token = ``F_v``).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import urllib.error
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import clip
+import torch
+import torch.nn.functional as F
+from clip.model import CLIP, ModifiedResNet, VisionTransformer, build_model
+
+from pointcalip import paths
+
+log = logging.getLogger(__name__)
+
+_SHA_CACHE: Dict[Tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256 hex
+
+
+def file_sha256(path: Union[str, Path], chunk_bytes: int = 1 << 22) -> str:
+    """SHA-256 hex digest of a file, read in chunks; memoised per (path, size, mtime)."""
+    path = Path(path).resolve()
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(chunk_bytes), b""):
+                digest.update(chunk)
+        _SHA_CACHE[key] = digest.hexdigest()
+    return _SHA_CACHE[key]
+
+
+def is_torchscript_archive(path: Union[str, Path]) -> bool:
+    """True for TorchScript archives (zip files with ``constants.pkl`` or a ``code/`` folder);
+    ``torch.save`` zip files (state dicts) have neither."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    return any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
+
+
+def _unwrap_state_dict(obj, path: Path) -> Dict[str, torch.Tensor]:
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model"):
+            if key in obj and isinstance(obj[key], dict) and "visual.conv1.weight" not in obj:
+                obj = obj[key]
+                break
+        if any(k.startswith("module.") for k in obj):
+            obj = {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
+        if "visual.conv1.weight" in obj and "text_projection" in obj:
+            return obj
+    raise RuntimeError(
+        f"{path} is not a CLIP checkpoint: expected a TorchScript archive or a state dict with "
+        f"keys like 'visual.conv1.weight' and 'text_projection' (as saved by "
+        f"torch.save(clip_model.state_dict(), path)).")
+
+
+def _state_dict_from_file(path: Path) -> Dict[str, torch.Tensor]:
+    """Read a checkpoint file as a CLIP state dict (TorchScript archive or torch.save file)."""
+    errors = []
+    order = ("jit", "pickle") if is_torchscript_archive(path) else ("pickle", "jit")
+    for kind in order:
+        try:
+            if kind == "jit":
+                with warnings.catch_warnings():  # OpenAI's weights are TorchScript archives
+                    warnings.simplefilter("ignore", FutureWarning)
+                    archive = torch.jit.load(str(path), map_location="cpu")
+                return dict(archive.state_dict())
+            return _unwrap_state_dict(torch.load(str(path), map_location="cpu"), path)
+        except Exception as exc:  # noqa: BLE001 - we try the other format, then report both
+            errors.append(f"as {'TorchScript' if kind == 'jit' else 'state dict'}: "
+                          f"{type(exc).__name__}: {exc}")
+    raise RuntimeError(f"Could not load CLIP checkpoint {path}; tried " + "; ".join(errors))
+
+
+def _download(name: str, root: Path) -> Path:
+    url = clip.clip._MODELS[name]
+    target = root / os.path.basename(url)
+    try:
+        return Path(clip.clip._download(url, str(root)))
+    except (urllib.error.URLError, OSError) as exc:
+        raise RuntimeError(
+            f"Could not download CLIP {name} ({type(exc).__name__}: {exc}). Download {url} and "
+            f"put it at {target} (or pass download_root), or pass the path of a local "
+            f"checkpoint file instead of the name.") from exc
+
+
+class ClipBackbone:
+    """A frozen CLIP model that encodes images into global + spatial tokens and text into
+    template-ensembled class features.
+
+    Attributes: ``model`` (the unmodified clip model, eval, frozen), ``name``, ``identity``
+    (identifies the weights, for feature-cache keys), ``embed_dim`` (C), ``input_resolution``
+    (S), ``num_tokens`` (HW), ``device``, ``dtype``, ``is_vit``.
+    """
+
+    def __init__(self, model: CLIP, name: str, identity: str):
+        self.model = model.eval().requires_grad_(False)
+        self.name = name
+        self.identity = identity
+        visual = model.visual
+        self.is_vit = isinstance(visual, VisionTransformer)
+        if not self.is_vit and not isinstance(visual, ModifiedResNet):
+            raise TypeError(f"{name}: unsupported visual encoder {type(visual).__name__}")
+        self.input_resolution = int(visual.input_resolution)
+        self.embed_dim = int(model.text_projection.shape[1])
+        pos = visual.positional_embedding if self.is_vit else visual.attnpool.positional_embedding
+        self.num_tokens = int(pos.shape[0]) - 1
+        self.device = visual.conv1.weight.device
+        self.dtype = visual.conv1.weight.dtype
+
+    def __repr__(self) -> str:
+        return (f"ClipBackbone(name={self.name!r}, C={self.embed_dim}, HW={self.num_tokens}, "
+                f"S={self.input_resolution}, device={self.device}, dtype={self.dtype})")
+
+    # ------------------------------------------------------------------ images
+    def _resnet_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, 3, S, S] -> [N, 1 + HW, C] attention-pool outputs at all query positions."""
+        v: ModifiedResNet = self.model.visual
+        for i, (conv, bn) in enumerate([(v.conv1, v.bn1), (v.conv2, v.bn2), (v.conv3, v.bn3)], 1):
+            relu = getattr(v, f"relu{i}", None) or v.relu  # older clip: one shared `relu`
+            x = relu(bn(conv(x)))
+        x = v.avgpool(x)
+        x = v.layer4(v.layer3(v.layer2(v.layer1(x))))
+        pool = v.attnpool
+        x = x.flatten(2).permute(2, 0, 1)  # [HW, N, D]
+        x = torch.cat([x.mean(dim=0, keepdim=True), x], dim=0)  # [1 + HW, N, D]
+        x = x + pool.positional_embedding[:, None, :].to(x.dtype)
+        x, _ = F.multi_head_attention_forward(
+            query=x, key=x, value=x, embed_dim_to_check=x.shape[-1], num_heads=pool.num_heads,
+            q_proj_weight=pool.q_proj.weight, k_proj_weight=pool.k_proj.weight,
+            v_proj_weight=pool.v_proj.weight, in_proj_weight=None,
+            in_proj_bias=torch.cat([pool.q_proj.bias, pool.k_proj.bias, pool.v_proj.bias]),
+            bias_k=None, bias_v=None, add_zero_attn=False, dropout_p=0.0,
+            out_proj_weight=pool.c_proj.weight, out_proj_bias=pool.c_proj.bias,
+            use_separate_proj_weight=True, training=False, need_weights=False)
+        return x.permute(1, 0, 2)
+
+    def _vit_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, 3, S, S] -> [N, 1 + HW, C]: ln_post and proj applied to every token."""
+        v: VisionTransformer = self.model.visual
+        x = v.conv1(x).flatten(2).permute(0, 2, 1)  # [N, HW, width]
+        cls = v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
+        x = v.ln_pre(x)
+        x = v.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)
+        x = v.ln_post(x)
+        return x @ v.proj if v.proj is not None else x
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor, batch_size: Optional[int] = None
+                      ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """images: [N, 3, S', S'] (CLIP-normalised) -> (global [N, C], spatial [N, HW, C]),
+        float32 on ``self.device``, every row L2-normalised. Images whose size is not the
+        model's input resolution are resized bilinearly (align_corners=True)."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"encode_images expects images [N, 3, S, S], got {tuple(images.shape)}")
+        n = images.shape[0]
+        step = batch_size or max(n, 1)
+        glob, spatial = [], []
+        for start in range(0, n, step):
+            x = images[start:start + step].to(self.device, torch.float32)
+            if x.shape[-2:] != (self.input_resolution, self.input_resolution):
+                x = F.interpolate(x, size=(self.input_resolution,) * 2, mode="bilinear",
+                                  align_corners=True)
+            x = x.to(self.dtype)
+            tokens = self._vit_tokens(x) if self.is_vit else self._resnet_tokens(x)
+            tokens = F.normalize(tokens.float(), dim=-1)
+            glob.append(tokens[:, 0])
+            spatial.append(tokens[:, 1:])
+        if not glob:
+            c = self.embed_dim
+            return (torch.zeros(0, c, device=self.device),
+                    torch.zeros(0, self.num_tokens, c, device=self.device))
+        return torch.cat(glob), torch.cat(spatial)
+
+    # -------------------------------------------------------------------- text
+    @torch.no_grad()
+    def encode_text(self, classnames: Sequence[str], templates: Sequence[str],
+                    batch_size: int = 1024) -> torch.Tensor:
+        """-> [K, C] float32 unit rows: per class, encode every template (``_`` in class names
+        becomes a space), L2-normalise each, average over templates, L2-normalise."""
+        if not templates:
+            raise ValueError("encode_text needs at least one prompt template, e.g. "
+                             "'point cloud depth map of a {}.'")
+        texts = [t.format(c.replace("_", " ")) for c in classnames for t in templates]
+        tokens = clip.tokenize(texts, context_length=self.model.context_length)
+        feats = torch.cat([self.model.encode_text(tokens[i:i + batch_size].to(self.device))
+                           for i in range(0, len(texts), batch_size)])
+        feats = F.normalize(feats.float(), dim=-1).view(len(classnames), len(templates), -1)
+        return F.normalize(feats.mean(dim=1), dim=-1)
+
+
+def load_clip(name_or_path: Union[str, Path], device: Union[str, torch.device, None] = None,
+              download_root: Union[str, Path, None] = None) -> ClipBackbone:
+    """Load a frozen CLIP: an OpenAI name (``clip.available_models()``; downloaded to
+    ``download_root or pointcalip.paths.clip_dir()``), a TorchScript archive or a plain
+    state-dict file. fp32 on CPU, fp16 on CUDA; default device cuda if available else cpu."""
+    device = torch.device(device if device is not None else
+                          ("cuda" if torch.cuda.is_available() else "cpu"))
+    key = str(name_or_path)
+    if key in clip.available_models():
+        root = Path(download_root) if download_root is not None else paths.clip_dir()
+        path = _download(key, root)
+        name, identity = key, f"sha256:{clip.clip._MODELS[key].split('/')[-2]}"
+    else:
+        path = Path(key).expanduser()
+        if not path.is_file():
+            raise ValueError(f"Unknown CLIP model {key!r}: not a file and not one of "
+                             f"{clip.available_models()}")
+        name, identity = path.name, f"sha256:{file_sha256(path)}"
+    log.info("Loading CLIP %s from %s on %s", name, path, device)
+    model = build_model(_state_dict_from_file(path)).to(device)
+    if device.type == "cpu":
+        model.float()
+    return ClipBackbone(model, name=name, identity=identity)

@@ -1,0 +1,188 @@
+"""ClipBackbone / load_clip on tiny random CLIP checkpoints (no network)."""
+import hashlib
+import urllib.error
+
+import clip
+import pytest
+import torch
+import torch.nn.functional as F
+
+import tiny_clip
+from pointcalip.backbone import is_torchscript_archive, load_clip
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    return tiny_clip.write_tiny_checkpoints(tmp_path_factory.mktemp("clip"))
+
+
+@pytest.fixture(scope="module")
+def resnet(ckpts):
+    return load_clip(ckpts["resnet"], device="cpu")
+
+
+@pytest.fixture(scope="module")
+def vit(ckpts):
+    return load_clip(ckpts["vit"], device="cpu")
+
+
+def _images(n, size=224, seed=0):
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("which, is_vit", [("resnet", False), ("vit", True)])
+def test_attributes(ckpts, which, is_vit):
+    bb = load_clip(ckpts[which], device="cpu")
+    assert bb.is_vit == is_vit
+    assert (bb.embed_dim, bb.num_tokens, bb.input_resolution) == (tiny_clip.EMBED_DIM, 49, 224)
+    assert bb.dtype == torch.float32 and bb.device.type == "cpu"
+    assert not any(p.requires_grad for p in bb.model.parameters())
+    assert not bb.model.training
+    sha = hashlib.sha256(ckpts[which].read_bytes()).hexdigest()
+    assert bb.identity == f"sha256:{sha}"
+
+
+@pytest.mark.parametrize("which", ["resnet", "vit"])
+def test_global_token_is_clip_embedding(request, which):
+    bb = request.getfixturevalue(which)
+    images = _images(3)
+    g, s = bb.encode_images(images)
+    assert g.shape == (3, bb.embed_dim) and s.shape == (3, 49, bb.embed_dim)
+    assert g.dtype == s.dtype == torch.float32
+    ref = F.normalize(bb.model.encode_image(images).float(), dim=-1)
+    torch.testing.assert_close(g, ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(s.norm(dim=-1), torch.ones(3, 49), atol=1e-5, rtol=0)
+
+
+def test_resnet_spatial_tokens_match_slow_attention_pool(resnet):
+    """Every query position of the attention pool, written out head by head."""
+    images = _images(2, seed=1)
+    g, s = resnet.encode_images(images)
+    v = resnet.model.visual
+    feats = {}
+    v.attnpool.register_forward_hook(lambda m, inp, out: feats.setdefault("x", inp[0]))
+    v(images)
+    v.attnpool._forward_hooks.clear()
+    pool = v.attnpool
+    x = feats["x"].flatten(2).transpose(1, 2)                    # [N, HW, D]
+    x = torch.cat([x.mean(1, keepdim=True), x], 1) + pool.positional_embedding
+    q, k, val = pool.q_proj(x), pool.k_proj(x), pool.v_proj(x)
+    heads, d = pool.num_heads, x.shape[-1] // pool.num_heads
+    outs = []
+    for h in range(heads):
+        sl = slice(h * d, (h + 1) * d)
+        att = torch.softmax(q[..., sl] @ k[..., sl].transpose(1, 2) / d ** 0.5, dim=-1)
+        outs.append(att @ val[..., sl])
+    tokens = F.normalize(pool.c_proj(torch.cat(outs, -1)), dim=-1)
+    torch.testing.assert_close(g, tokens[:, 0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(s, tokens[:, 1:], atol=1e-5, rtol=0)
+
+
+def test_vit_spatial_tokens_are_ln_post_proj_of_all_tokens(vit):
+    images = _images(2, seed=2)
+    _, s = vit.encode_images(images)
+    v = vit.model.visual
+    feats = {}
+    hook = v.transformer.register_forward_hook(lambda m, inp, out: feats.setdefault("x", out))
+    v(images)
+    hook.remove()
+    tokens = v.ln_post(feats["x"].permute(1, 0, 2)) @ v.proj   # [N, 1 + HW, C]
+    torch.testing.assert_close(s, F.normalize(tokens[:, 1:], dim=-1), atol=1e-5, rtol=0)
+
+
+def test_resize_and_batching(resnet):
+    small = _images(3, size=112, seed=3)
+    g, s = resnet.encode_images(small)
+    big = F.interpolate(small, size=(224, 224), mode="bilinear", align_corners=True)
+    g2, s2 = resnet.encode_images(big, batch_size=2)
+    torch.testing.assert_close(g, g2, atol=1e-5, rtol=0)
+    torch.testing.assert_close(s, s2, atol=1e-5, rtol=0)
+
+
+def test_old_single_relu_stem(ckpts):
+    bb = load_clip(ckpts["resnet"], device="cpu")
+    images = _images(1, seed=4)
+    before = bb.encode_images(images)
+    v = bb.model.visual
+    relu = v.relu1
+    del v.relu1, v.relu2, v.relu3
+    v.relu = relu
+    after = bb.encode_images(images)
+    torch.testing.assert_close(before, after)
+
+
+def test_torchscript_archive_loads_same_weights(ckpts, resnet):
+    assert is_torchscript_archive(ckpts["resnet_jit"])
+    assert not is_torchscript_archive(ckpts["resnet"])
+    bb = load_clip(ckpts["resnet_jit"], device="cpu")
+    images = _images(2, seed=5)
+    for a, b in zip(bb.encode_images(images), resnet.encode_images(images)):
+        torch.testing.assert_close(a, b)
+
+
+def test_wrapped_state_dict(tmp_path, resnet):
+    path = tmp_path / "wrapped.pt"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in resnet.model.state_dict().items()}},
+               path)
+    bb = load_clip(path, device="cpu")
+    images = _images(1, seed=6)
+    torch.testing.assert_close(bb.encode_images(images)[0], resnet.encode_images(images)[0])
+
+
+def test_bad_file_names_the_file(tmp_path):
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="garbage.pt"):
+        load_clip(path, device="cpu")
+    other = tmp_path / "other.pt"
+    torch.save({"weight": torch.zeros(2)}, other)
+    with pytest.raises(RuntimeError, match="other.pt"):
+        load_clip(other, device="cpu")
+
+
+def test_unknown_name_lists_models():
+    with pytest.raises(ValueError, match="ViT-B/32"):
+        load_clip("RN9000", device="cpu")
+
+
+def test_offline_download_error_says_what_to_fetch(tmp_path, monkeypatch):
+    def offline(url, root):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(clip.clip, "_download", offline)
+    with pytest.raises(RuntimeError) as info:
+        load_clip("RN50", device="cpu", download_root=tmp_path)
+    msg = str(info.value)
+    assert clip.clip._MODELS["RN50"] in msg and str(tmp_path / "RN50.pt") in msg
+
+
+def test_encode_text_template_ensemble(resnet):
+    templates = ["a photo of a {}.", "point cloud depth map of a {}."]
+    t = resnet.encode_text(["night_stand", "chair"], templates)
+    assert t.shape == (2, tiny_clip.EMBED_DIM)
+    refs = []
+    for name in ["night stand", "chair"]:
+        with torch.no_grad():
+            e = resnet.model.encode_text(clip.tokenize([x.format(name) for x in templates]))
+        e = e / e.norm(dim=-1, keepdim=True)
+        m = e.mean(0)
+        refs.append(m / m.norm())
+    torch.testing.assert_close(t, torch.stack(refs), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("which", ["resnet", "vit"])
+def test_fp16_weights_give_float32_unit_features(which):
+    """The CUDA setting (build_model's fp16 weights), run on CPU."""
+    from pointcalip.backbone import ClipBackbone
+    sd = getattr(tiny_clip, f"tiny_{which}_state_dict")()
+    bb16 = ClipBackbone(clip.model.build_model(dict(sd)), which, "test")
+    bb32 = ClipBackbone(clip.model.build_model(dict(sd)).float(), which, "test")
+    assert bb16.dtype == torch.float16
+    images = _images(2, seed=7)
+    (g16, s16), (g32, s32) = bb16.encode_images(images), bb32.encode_images(images)
+    assert g16.dtype == s16.dtype == torch.float32
+    torch.testing.assert_close(g16, F.normalize(bb16.model.encode_image(images).float(), dim=-1))
+    torch.testing.assert_close(g16, g32, atol=3e-3, rtol=0)
+    torch.testing.assert_close(s16, s32, atol=3e-3, rtol=0)
+    t16 = bb16.encode_text(["chair"], ["a {}."])
+    assert t16.dtype == torch.float32
+    torch.testing.assert_close(t16, bb32.encode_text(["chair"], ["a {}."]), atol=3e-3, rtol=0)
