@@ -1,0 +1,183 @@
+"""View sets as data: the published view lists, subsets of them, and rings for ablations.
+
+A view is an Euler triple `(a, b, c)` in radians giving `R = Rx(a) @ Ry(b) @ Rz(c)`, optionally
+followed by a tilt `Ry(t)` (PointCLIP V2 tilts its views this way), so a point becomes
+`p' = Ry(t) @ R @ p`. The camera then looks along +z: image rows follow x', columns follow y'.
+
+With the preset convention `(phi, 0, pi/2)` the camera circles the y axis (the up axis of the
+ModelNet40 h5 clouds) at azimuth `phi`, with y pointing up in the image; `(0, -pi/2, pi/2)` and
+`(0, pi/2, pi/2)` look along -y and +y (top and bottom views). A tilt `t > 0` makes points with
+larger y farther: the camera moves below the object's mid-plane and looks up by `t`. V2's side
+views are tilted so (t = pi/9), i.e. they sit 20 degrees *below* the horizon; `ring_views`
+speaks of elevation instead (camera above the horizon for elevation > 0, tilt = -elevation).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+
+pi = math.pi  # == numpy.pi; the preset angles below are written as in the reference code
+
+Angles = Tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class ViewSet:
+    """An ordered list of views.
+
+    angles: V Euler triples `(a, b, c)` in radians.
+    tilts:  None (no tilt), or V tilt angles `t` in radians, applied after the base rotation.
+    name:   a label for logs and settings (the angles, not the name, define the pixels).
+    """
+
+    angles: Tuple[Angles, ...]
+    tilts: Optional[Tuple[float, ...]] = None
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        angles = tuple(tuple(float(x) for x in a) for a in self.angles)
+        if not angles or any(len(a) != 3 for a in angles):
+            raise ValueError(f"view set {self.name!r}: angles must be a non-empty list of (a, b, c) "
+                             f"triples in radians; got {self.angles!r}")
+        object.__setattr__(self, "angles", angles)
+        if self.tilts is not None:
+            tilts = tuple(float(t) for t in self.tilts)
+            if len(tilts) != len(angles):
+                raise ValueError(f"view set {self.name!r}: {len(tilts)} tilts for {len(angles)} views; "
+                                 "give one tilt per view or tilts=None")
+            object.__setattr__(self, "tilts", tilts)
+        for v in angles + ((self.tilts,) if self.tilts else ()):
+            if not all(math.isfinite(x) for x in v):
+                raise ValueError(f"view set {self.name!r}: angles must be finite; got {v!r}")
+
+    def __len__(self) -> int:
+        return len(self.angles)
+
+    def subset(self, indices: Sequence[int]) -> "ViewSet":
+        """The views at `indices` (positions in this list), in the order given."""
+        idx = list(indices)
+        if not idx:
+            raise ValueError(f"view subset of {self.name!r} is empty; give at least one index")
+        for i in idx:
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(self):
+                raise ValueError(f"view index {i!r} is not an integer in [0, {len(self) - 1}] "
+                                 f"(view set {self.name!r} has {len(self)} views)")
+        return ViewSet(angles=tuple(self.angles[i] for i in idx),
+                       tilts=None if self.tilts is None else tuple(self.tilts[i] for i in idx),
+                       name=f"{self.name}{idx}")
+
+    def rotations(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Row-vector rotation matrices on the CPU, float32: `p' = (p @ base) @ tilt`.
+
+        -> base [V, 3, 3] (= R^T), tilt [V, 3, 3] (= Ry(t)^T) or None.
+        """
+        base = euler2mat(torch.tensor(self.angles, dtype=torch.float64).float()).transpose(1, 2)
+        if self.tilts is None:
+            return base.contiguous(), None
+        tilt_angles = torch.tensor([[0.0, t, 0.0] for t in self.tilts], dtype=torch.float64).float()
+        return base.contiguous(), euler2mat(tilt_angles).transpose(1, 2).contiguous()
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable description (floats, exactly as used)."""
+        return {"name": self.name, "angles": [list(a) for a in self.angles],
+                "tilts": None if self.tilts is None else list(self.tilts)}
+
+
+def euler2mat(angle: torch.Tensor) -> torch.Tensor:
+    """angle: [V, 3] float32 (a, b, c) -> [V, 3, 3] `Rx(a) @ Ry(b) @ Rz(c)`.
+
+    Same float32 arithmetic as the reference code (torch cos/sin, stacked, `x @ y @ z`).
+    """
+    x, y, z = angle[:, 0], angle[:, 1], angle[:, 2]
+    zero = z * 0
+    one = zero + 1
+    cz, sz, cy, sy, cx, sx = torch.cos(z), torch.sin(z), torch.cos(y), torch.sin(y), torch.cos(x), torch.sin(x)
+    zmat = torch.stack([cz, -sz, zero, sz, cz, zero, zero, zero, one], dim=1).reshape(-1, 3, 3)
+    ymat = torch.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], dim=1).reshape(-1, 3, 3)
+    xmat = torch.stack([one, zero, zero, zero, cx, -sx, zero, sx, cx], dim=1).reshape(-1, 3, 3)
+    return xmat @ ymat @ zmat
+
+
+# --- published view lists ------------------------------------------------------------------
+
+#: PointCLIP zero-shot (trainers/mv_utils_zs.py): 4 side views, then top and bottom.
+POINTCLIP_ZEROSHOT = ViewSet(name="pointclip_zeroshot", angles=(
+    (0 * pi / 2, 0, pi / 2), (1 * pi / 2, 0, pi / 2), (2 * pi / 2, 0, pi / 2), (3 * pi / 2, 0, pi / 2),
+    (0, -pi / 2, pi / 2), (0, pi / 2, pi / 2)))
+
+#: PointCLIP few-shot (trainers/mv_utils_fs.py): the zero-shot views plus 4 oblique ones.
+POINTCLIP_FEWSHOT = ViewSet(name="pointclip_fewshot", angles=(
+    (0 * pi / 2, 0, pi / 2), (1 * pi / 2, 0, pi / 2), (2 * pi / 2, 0, pi / 2), (3 * pi / 2, 0, pi / 2),
+    (5 * pi / 4, -pi / 4, pi / 2), (5 * pi / 4, pi / 4, pi / 2),
+    (7 * pi / 4, -pi / 4, pi / 2), (7 * pi / 4, pi / 4, pi / 2),
+    (0, -pi / 2, pi / 2), (0, pi / 2, pi / 2)))
+
+#: PointCLIP V2 (zeroshot_cls/trainers/mv_utils_zs.py): 8 side views tilted by pi/9, then
+#: top and bottom tilted by pi/15.
+POINTCLIP_V2 = ViewSet(name="pointclip_v2", angles=(
+    (1 * pi / 4, 0, pi / 2), (3 * pi / 4, 0, pi / 2), (5 * pi / 4, 0, pi / 2), (7 * pi / 4, 0, pi / 2),
+    (0 * pi / 2, 0, pi / 2), (1 * pi / 2, 0, pi / 2), (2 * pi / 2, 0, pi / 2), (3 * pi / 2, 0, pi / 2),
+    (0, -pi / 2, pi / 2), (0, pi / 2, pi / 2)),
+    tilts=(pi / 9,) * 8 + (pi / 15,) * 2)
+
+
+def ring_views(n: int, elevation: float = 0.0, top_bottom: bool = False,
+               azimuth_offset: float = 0.0, top_bottom_tilt: float = 0.0) -> ViewSet:
+    """`n` views evenly spaced in azimuth around the up (y) axis, plus optional top/bottom.
+
+    n: number of ring views (>= 1); view i has azimuth `azimuth_offset + 360 * i / n` degrees,
+        i.e. base angles `(azimuth, 0, pi/2)`, the convention of the published side views.
+    elevation: camera elevation in degrees (> 0: above the object, looking down; < 0: below,
+        looking up), applied as the tilt `-elevation`. 0 gives the untilted PointCLIP side views
+        (`ring_views(4)` = PointCLIP views 0-3); V2's eight side views are
+        `ring_views(8, elevation=-20)`, in another order.
+    top_bottom: append the top `(0, -pi/2, pi/2)` and bottom `(0, pi/2, pi/2)` views, with the
+        raw tilt `top_bottom_tilt` in degrees (V2 uses 12 = 180/15).
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"ring_views: n must be a positive integer (number of views); got {n!r}")
+    angles = [((math.radians(azimuth_offset) + 2 * pi * i / n), 0.0, pi / 2) for i in range(n)]
+    tilts = [-math.radians(elevation)] * n
+    if top_bottom:
+        angles += [(0.0, -pi / 2, pi / 2), (0.0, pi / 2, pi / 2)]
+        tilts += [math.radians(top_bottom_tilt)] * 2
+    name = f"ring{n}_el{elevation:g}" + ("_tb" if top_bottom else "")
+    return ViewSet(angles=tuple(angles), tilts=None if not any(tilts) else tuple(tilts), name=name)
+
+
+ViewsArg = Union[None, str, ViewSet, Mapping[str, Any], Sequence[int], Sequence[Sequence[float]]]
+
+_RING_KEYS = {"ring", "elevation", "top_bottom", "azimuth_offset", "top_bottom_tilt"}
+
+
+def resolve_views(views: ViewsArg, preset_views: ViewSet) -> ViewSet:
+    """Turn a projector's `views=` argument into a ViewSet.
+
+    None -> the preset's list; a ViewSet -> itself; a list of ints -> that subset of the preset
+    list; a list of (a, b, c) triples -> those Euler angles (radians, no tilt); a mapping
+    `{"ring": n, "elevation": deg, "top_bottom": bool, "azimuth_offset": deg,
+    "top_bottom_tilt": deg}` -> `ring_views(...)`.
+    """
+    if views is None:
+        return preset_views
+    if isinstance(views, ViewSet):
+        return views
+    if isinstance(views, Mapping):
+        unknown = set(views) - _RING_KEYS
+        if "ring" not in views or unknown:
+            raise ValueError(f"views mapping {dict(views)!r}: expected keys 'ring' (required), "
+                             f"'elevation', 'top_bottom', 'azimuth_offset', 'top_bottom_tilt'"
+                             + (f"; unknown: {sorted(unknown)}" if unknown else ""))
+        kw = dict(views)
+        return ring_views(kw.pop("ring"), **kw)
+    if isinstance(views, (list, tuple)) and views:
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in views):
+            return preset_views.subset(views)
+        if all(isinstance(v, (list, tuple)) and len(v) == 3 for v in views):
+            return ViewSet(angles=tuple(tuple(v) for v in views), name="custom")
+    raise ValueError(f"views={views!r} not understood: use a preset name, a list of view indices "
+                     f"into the preset list (0..{len(preset_views) - 1}), a list of (a, b, c) Euler "
+                     "triples, a ViewSet, or {'ring': n, 'elevation': deg, 'top_bottom': bool}")
