@@ -146,8 +146,8 @@ class FeatureCache:
         if not ok:
             log.warning("feature cache %s does not match its meta.json; re-encoding", folder)
             return None
-        return SplitFeatures(arrays["global"], arrays["spatial"], np.asarray(arrays["labels"]),
-                             np.asarray(arrays["indices"]), meta, folder)
+        return SplitFeatures(arrays["global"], arrays["spatial"], np.array(arrays["labels"]),
+                             np.array(arrays["indices"]), meta, folder)
 
     def load_or_encode(self, dataset, projector, backbone, indices: np.ndarray | None = None,
                        batch_size: int = 16, desc: str = "encode") -> SplitFeatures:
