@@ -1,8 +1,9 @@
 """What every projector shares: input checks, view rotations, CLIP-ready images, settings."""
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -123,6 +124,14 @@ class Projector(ABC):
                 **self._own_settings(), "views": self.view_set.to_dict(), "num_views": self.num_views,
                 "map_size": self.map_size, "image_size": self.image_size,
                 "clip_normalize": self.clip_normalize}
+
+    def select_views(self, indices: Sequence[int]) -> "Projector":
+        """A copy of this projector rendering only the views at `indices` (same pixels per view)."""
+        out = copy.copy(self)
+        out.view_set = self.view_set.subset(indices)
+        out._rot_cpu = out.view_set.rotations()
+        out._rot_cache = {}
+        return out
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.settings})"

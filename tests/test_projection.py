@@ -223,6 +223,12 @@ def test_subsets_equal_slices():
         assert torch.equal(sub.project(pts), full[:, idx])
     full = RealisticProjector().project(pts)
     assert torch.equal(RealisticProjector(views=[8, 0, 3]).project(pts), full[:, [8, 0, 3]])
+    # select_views on an existing projector: same pixels, same settings as building the subset
+    fewshot = PointCLIPProjector(views="fewshot")
+    picked = fewshot.select_views([9, 4, 1])
+    assert picked.num_views == 3 and fewshot.num_views == 10
+    assert torch.equal(picked.project(pts), fewshot.project(pts)[:, [9, 4, 1]])
+    assert picked.settings["views"]["angles"] == PointCLIPProjector(views=[9, 4, 1], preset="fewshot").settings["views"]["angles"]
 
 
 def test_ring_views():
