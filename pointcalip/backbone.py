@@ -20,9 +20,12 @@ import zipfile
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
 
-import clip
 import torch
 import torch.nn.functional as F
+
+with warnings.catch_warnings():  # openai-clip imports the deprecated pkg_resources
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    import clip
 from clip.model import CLIP, ModifiedResNet, VisionTransformer, build_model
 
 from pointcalip import paths
