@@ -16,6 +16,7 @@ when complete: an interrupted run never leaves a cache that later loads as valid
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -23,7 +24,6 @@ import os
 import re
 import shutil
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,8 +166,6 @@ class FeatureCache:
             log.info("feature cache hit: %s", folder)
             cached.meta["cache_hit"] = True
             return cached
-        if folder.exists():  # present but invalid: move it aside rather than trust it
-            shutil.rmtree(folder)
         return self._encode(folder, key, dataset, projector, backbone, indices, batch_size, desc)
 
     def _encode(self, folder, key, dataset, projector, backbone, indices, batch_size, desc):
@@ -175,52 +173,109 @@ class FeatureCache:
         if len(rows) == 0:
             raise ValueError(f"nothing to encode: no clouds selected from {getattr(dataset, 'name', dataset)}")
         labels = np.asarray(dataset.labels, dtype=np.int64)[rows]
-        v, c, hw = projector.num_views, backbone.embed_dim, backbone.num_tokens
+        n, v, c, hw = len(rows), projector.num_views, backbone.embed_dim, backbone.num_tokens
+        shapes = {"shape_global": [n, v, c], "shape_spatial": [n, v, hw, c]}
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".incomplete-{folder.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        device = torch.device(backbone.device)
-        timings = {"projection_s": 0.0, "encoding_s": 0.0}
-        try:
-            g_out = np.lib.format.open_memmap(tmp / "global.npy", "w+", np.float16, (len(rows), v, c))
-            s_out = np.lib.format.open_memmap(tmp / "spatial.npy", "w+", np.float16, (len(rows), v, hw, c))
-            for start in tqdm(range(0, len(rows), batch_size), desc=desc, unit="batch"):
-                chunk = rows[start:start + batch_size]
-                points = _dataset_points(dataset, chunk).to(device)
-                t0 = time.perf_counter()
-                images = projector(points)  # [b, V, 3, S, S]
-                _sync(device)
-                t1 = time.perf_counter()
-                g, s = backbone.encode_images(images.flatten(0, 1))
-                g_out[start:start + len(chunk)] = g.view(len(chunk), v, c).cpu().numpy()
-                s_out[start:start + len(chunk)] = s.view(len(chunk), v, hw, c).cpu().numpy()
-                t2 = time.perf_counter()
-                timings["projection_s"] += t1 - t0
-                timings["encoding_s"] += t2 - t1
-            g_out.flush()
-            s_out.flush()
-            del g_out, s_out
-            np.save(tmp / "labels.npy", labels)
-            np.save(tmp / "indices.npy", rows)
+        with _exclusive(self.root / f".lock-{folder.name}"):
+            done_by_other = self.load(folder)  # a concurrent run may have finished it meanwhile
+            if done_by_other is not None:
+                done_by_other.meta["cache_hit"] = True
+                return done_by_other
+            if folder.exists():  # present but invalid (damaged): re-encode rather than trust it
+                shutil.rmtree(folder)
+            partial = self.root / f".incomplete-{folder.name}"
+            g_out, s_out, done = _open_partial(partial, key, shapes)
+            if done:
+                log.info("resuming feature cache %s at cloud %d of %d", folder.name, done, n)
+            device = torch.device(backbone.device)
+            timings = {"projection_s": 0.0, "encoding_s": 0.0}
+            try:
+                for start in tqdm(range(done, n, batch_size), desc=desc, unit="batch"):
+                    chunk = rows[start:start + batch_size]
+                    points = _dataset_points(dataset, chunk).to(device)
+                    t0 = time.perf_counter()
+                    images = projector(points)  # [b, V, 3, S, S]
+                    _sync(device)
+                    t1 = time.perf_counter()
+                    g, s = backbone.encode_images(images.flatten(0, 1))
+                    g_out[start:start + len(chunk)] = g.view(len(chunk), v, c).cpu().numpy()
+                    s_out[start:start + len(chunk)] = s.view(len(chunk), v, hw, c).cpu().numpy()
+                    timings["projection_s"] += t1 - t0
+                    timings["encoding_s"] += time.perf_counter() - t1
+                    g_out.flush()
+                    s_out.flush()
+                    done = start + len(chunk)
+                    _write_json(partial / "progress.json", {"key": key, **shapes, "done": done})
+            except BaseException:
+                log.warning("encoding interrupted after %d of %d clouds; progress kept in %s: "
+                            "run again to resume", done, n, partial)
+                raise
+            finally:
+                del g_out, s_out
+            np.save(partial / "labels.npy", labels)
+            np.save(partial / "indices.npy", rows)
             meta = {
                 "format": CACHE_FORMAT, "complete": True, "key": key,
                 "dataset": dataset.settings, "projector": projector.settings,
-                "backbone": backbone.identity, "num_clouds": len(rows),
-                "shape_global": [len(rows), v, c], "shape_spatial": [len(rows), v, hw, c],
+                "backbone": backbone.identity, "num_clouds": n, **shapes,
                 "timings": timings, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             }
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
-            try:
-                os.rename(tmp, folder)  # atomic: the folder appears complete or not at all
-            except OSError:
-                if self.load(folder) is None:  # not a concurrent writer's complete copy
-                    raise
-                shutil.rmtree(tmp, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        log.info("wrote feature cache %s (%d clouds x %d views)", folder, len(rows), v)
+            _write_json(partial / "meta.json", meta)
+            (partial / "progress.json").unlink()
+            os.rename(partial, folder)  # atomic: the folder appears complete or not at all
+        log.info("wrote feature cache %s (%d clouds x %d views)", folder, n, v)
         result = self.load(folder)
         result.meta["cache_hit"] = False
         result.meta["timings"] = timings
         return result
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically (temporary file, then rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def _open_partial(partial: Path, key: str, shapes: dict):
+    """Memory maps of an interrupted encoding to resume, or fresh ones.
+
+    -> (global [N, V, C], spatial [N, V, HW, C], clouds already done). Rows below `done` were
+    flushed before `progress.json` recorded them, so they are valid even after a crash.
+    """
+    try:
+        progress = json.loads((partial / "progress.json").read_text())
+        if progress["key"] == key and all(progress[k] == shapes[k] for k in shapes):
+            g = np.load(partial / "global.npy", mmap_mode="r+")
+            s = np.load(partial / "spatial.npy", mmap_mode="r+")
+            if list(g.shape) == shapes["shape_global"] and list(s.shape) == shapes["shape_spatial"]:
+                return g, s, int(progress["done"])
+    except (OSError, ValueError, KeyError):
+        pass
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    g = np.lib.format.open_memmap(partial / "global.npy", "w+", np.float16, tuple(shapes["shape_global"]))
+    s = np.lib.format.open_memmap(partial / "spatial.npy", "w+", np.float16, tuple(shapes["shape_spatial"]))
+    _write_json(partial / "progress.json", {"key": key, **shapes, "done": 0})
+    return g, s, 0
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path):
+    """Hold an exclusive lock on `lock_path` (POSIX flock; no-op where unavailable), so two
+    runs never write the same cache folder at once: the second waits, then finds it done."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(lock_path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another run that is encoding %s", lock_path.name[len(".lock-"):])
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -101,14 +101,36 @@ def test_subset_indices_cached_separately(tmp_path):
     np.testing.assert_array_equal(np.asarray(sub.global_feats), np.asarray(full.global_feats)[[1, 4, 7]])
 
 
-def test_interrupted_run_leaves_no_valid_cache(tmp_path):
-    ds, bb = FakeDataset(), FakeBackbone()
-    cache = FeatureCache(tmp_path)
+def test_interrupted_run_leaves_no_valid_cache_and_resumes(tmp_path):
+    ds, cache = FakeDataset(), FeatureCache(tmp_path)
     with pytest.raises(KeyboardInterrupt):
-        cache.load_or_encode(ds, FakeProjector(fail_after=1), bb, batch_size=4)
-    assert list(tmp_path.iterdir()) == []  # no partial folder left behind
-    done = cache.load_or_encode(ds, FakeProjector(), bb, batch_size=4)
+        cache.load_or_encode(ds, FakeProjector(fail_after=2), FakeBackbone(), batch_size=4)
+    # Nothing that loads as a cache: only the hidden partial folder and the lock file remain.
+    visible = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    assert visible == []
+    assert all(cache.load(p) is None for p in tmp_path.iterdir() if p.is_dir())
+
+    bb = FakeBackbone()
+    done = cache.load_or_encode(ds, FakeProjector(), bb, batch_size=3)
+    assert bb.images_seen == (10 - 8) * V  # two batches of 4 were kept; only 2 clouds left
     assert done.meta["cache_hit"] is False and len(done) == 10
+    fresh = FeatureCache(tmp_path / "fresh").load_or_encode(ds, FakeProjector(), FakeBackbone())
+    np.testing.assert_array_equal(np.asarray(done.spatial), np.asarray(fresh.spatial))
+    np.testing.assert_array_equal(np.asarray(done.global_feats), np.asarray(fresh.global_feats))
+    assert not any(p.name.startswith(".incomplete") for p in tmp_path.iterdir())
+
+
+def test_partial_of_another_key_is_not_resumed(tmp_path):
+    ds, cache = FakeDataset(), FeatureCache(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        cache.load_or_encode(ds, FakeProjector(fail_after=1), FakeBackbone(), batch_size=4)
+    partial = next(p for p in tmp_path.iterdir() if p.name.startswith(".incomplete"))
+    progress = json.loads((partial / "progress.json").read_text())
+    progress["key"] = "something-else"
+    (partial / "progress.json").write_text(json.dumps(progress))
+    bb = FakeBackbone()
+    cache.load_or_encode(ds, FakeProjector(), bb, batch_size=4)
+    assert bb.images_seen == 10 * V  # started over
 
 
 @pytest.mark.parametrize("damage", ["truncate", "incomplete", "no_meta"])
