@@ -13,13 +13,17 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
-    packages=["pointcalip", "pointcalip.projection", "pointcalip.datasets"],
+    packages=[
+        "pointcalip", "pointcalip.commands", "pointcalip.projection", "pointcalip.datasets",
+        "pointcalip.configs",
+    ],
     package_dir={
         "pointcalip": "pointcalip",
         "pointcalip.projection": "projection",
         "pointcalip.datasets": "datasets",
+        "pointcalip.configs": "configs",  # YAML data only: configs, prompts, class names
     },
-    package_data={"pointcalip": ["configs/*.yaml", "configs/**/*.yaml"]},
+    package_data={"pointcalip.configs": ["*.yaml", "*/*.yaml"]},
     install_requires=[
         # Users bring their own (CUDA) torch; these are the ranges the code is written for.
         "torch>=2.0,<3",

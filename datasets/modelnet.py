@@ -14,21 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import load_classnames
 from .base import H5CloudDataset
 
 log = logging.getLogger(__name__)
 
-MODELNET40_CLASSES = [
-    "airplane", "bathtub", "bed", "bench", "bookshelf", "bottle", "bowl", "car", "chair",
-    "cone", "cup", "curtain", "desk", "door", "dresser", "flower_pot", "glass_box", "guitar",
-    "keyboard", "lamp", "laptop", "mantel", "monitor", "night_stand", "person", "piano",
-    "plant", "radio", "range_hood", "sink", "sofa", "stairs", "stool", "table", "tent",
-    "toilet", "tv_stand", "vase", "wardrobe", "xbox",
-]
-MODELNET10_CLASSES = [
-    "bathtub", "bed", "chair", "desk", "dresser", "monitor", "night_stand", "sofa", "table",
-    "toilet",
-]
+MODELNET40_CLASSES = load_classnames("modelnet40")
+MODELNET10_CLASSES = load_classnames("modelnet10")
 MODELNET40_FOLDER = "modelnet40_ply_hdf5_2048"
 SPLITS = ("train", "test")
 _HINT40 = "Get a good copy with `pointcalip download modelnet40 --force` (or --from ZIP)."

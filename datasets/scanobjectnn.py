@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config import load_classnames
 from .base import H5CloudDataset
 
-SCANOBJECTNN_CLASSES = [
-    "bag", "bin", "box", "cabinet", "chair", "desk", "display", "door", "shelf", "table",
-    "bed", "pillow", "sink", "sofa", "toilet",
-]
+SCANOBJECTNN_CLASSES = load_classnames("scanobjectnn")
 SCANOBJECTNN_FOLDER = "h5_files"
 # variant -> split -> file inside h5_files
 VARIANT_FILES = {

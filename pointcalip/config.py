@@ -76,6 +76,14 @@ def apply_override(cfg: dict, assignment: str) -> dict:
     return deep_merge(cfg, update)
 
 
+def load_classnames(dataset: str) -> list[str]:
+    """Class names of a published dataset in label order, from configs/classnames.yaml."""
+    lists = _read_yaml(_configs_root() / "classnames.yaml")
+    if dataset not in lists:
+        raise ValueError(f"no class list for {dataset!r} in configs/classnames.yaml; known: {sorted(lists)}")
+    return [str(c) for c in lists[dataset]]
+
+
 def load_templates(spec: str | list[str]) -> list[str]:
     """Resolve `templates:` (a set name in configs/prompts.yaml, or an inline list)."""
     if isinstance(spec, (list, tuple)):
@@ -146,8 +154,22 @@ def _build(cls, values: dict, where: str):
     return cls(**kwargs)
 
 
+def resolve_config_path(path: str | Path) -> Path:
+    """A config file path as given, or else the shipped config of that name
+    (`modelnet40`, `model/realistic_vitb16.yaml`, ...), so installed users need no checkout."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        return path
+    for candidate in (_configs_root() / path, _configs_root() / path.with_suffix(".yaml")):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"config file not found: {path} (nor a shipped config of that name in "
+                            f"{_configs_root()})")
+
+
 def load_zeroshot_config(paths: list[str | Path], overrides: list[str] = ()) -> ZeroShotConfig:
     """Merge config files and overrides into a validated :class:`ZeroShotConfig`."""
+    paths = [resolve_config_path(p) for p in paths]
     merged: dict = {}
     for path in paths:
         merged = deep_merge(merged, load_yaml_tree(path))

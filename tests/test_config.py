@@ -32,10 +32,15 @@ def test_bad_values_rejected(tmp_path):
         load_zeroshot_config([tmp_path / "nope.yaml"])
 
 
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+RUN_CONFIGS = sorted(p for p in CONFIGS.glob("*.yaml") if p.name not in ("prompts.yaml", "classnames.yaml"))
+
+
+def test_every_dataset_and_projector_has_a_config():
+    assert len(RUN_CONFIGS) == 11  # 5 datasets x 2 projectors + the shared defaults
+
+
+@pytest.mark.parametrize("path", RUN_CONFIGS, ids=lambda p: p.name)
 def test_every_shipped_config_loads(path):
-    if path.name == "prompts.yaml":
-        return
     cfg = load_zeroshot_config([path])
     assert cfg.tune.split == "val"  # honest protocol by default, everywhere
     assert cfg.data.name in {"modelnet40", "modelnet10", "scanobjectnn"}
@@ -46,6 +51,22 @@ def test_every_shipped_config_loads(path):
 def test_model_files_compose_with_a_dataset():
     cfg = load_zeroshot_config([CONFIGS / "scanobjectnn_pb_t50_rs.yaml", CONFIGS / "model/realistic_vitb16.yaml"])
     assert (cfg.data.variant, cfg.backbone, cfg.projector["name"]) == ("PB_T50_RS", "ViT-B/16", "realistic")
+
+
+def test_shipped_configs_by_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no configs/ folder here: names resolve to the shipped ones
+    cfg = load_zeroshot_config(["modelnet10_realistic", "model/pointclip_vitb32.yaml"])
+    assert (cfg.data.name, cfg.backbone, cfg.projector["name"]) == ("modelnet10", "ViT-B/32", "pointclip")
+    assert cfg.name == "pointclip_vitb32"
+
+
+def test_classnames_are_data():
+    from pointcalip.config import load_classnames
+
+    assert len(load_classnames("modelnet40")) == 40 and load_classnames("modelnet40")[15] == "flower_pot"
+    assert load_classnames("scanobjectnn")[14] == "toilet"
+    with pytest.raises(ValueError, match="no class list"):
+        load_classnames("shapenet")
 
 
 def test_templates():

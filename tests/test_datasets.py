@@ -12,14 +12,15 @@ import pytest
 import torch
 
 from pointcalip.datasets import (
-    MODELNET10_CLASSES,
-    MODELNET40_CLASSES,
     ModelNet10,
     ModelNet40,
     ScanObjectNN,
     build_dataset,
 )
-from synthetic_data import (
+from synthetic_data import (  # class lists written from the spec, independently of configs/
+    MODELNET10_CLASSES,
+    MODELNET40_CLASSES,
+    SCANOBJECTNN_CLASSES,
     SCANOBJECTNN_FILES,
     write_modelnet10,
     write_modelnet40,
@@ -180,6 +181,7 @@ def test_scanobjectnn_variants(sonn, variant, split):
     assert np.linalg.norm(raw, axis=2).max() > 1.5  # the synthetic scans are not normalised
     ds = ScanObjectNN(sonn, variant=variant.lower(), split=split, num_points=32)
     assert ds.name == f"scanobjectnn/{variant}" and ds.settings["variant"] == variant
+    assert ds.classnames == SCANOBJECTNN_CLASSES
     assert len(ds) == 15 * (2 if split == "train" else 1)
     np.testing.assert_array_equal(ds.labels, raw_labels)
     np.testing.assert_allclose(ds.points().numpy(), _unit(raw[:, :32].astype(np.float64)), atol=1e-5)
