@@ -160,7 +160,7 @@ def results_markdown(r: dict) -> str:
         "| dataset | backbone | projector | views | PointCLIP top-1 | CALIP top-1 | beta2 | beta3 |",
         "|---|---|---|---|---|---|---|---|",
         f"| {r['dataset']} ({r['num_test_clouds']} test clouds) | {r['backbone']} | "
-        f"{r['projector'].get('name', '?')} | {len(r['views'])} | {acc['pointclip']:.2f} | "
+        f"{r['projector_config']['name']} | {len(r['views'])} | {acc['pointclip']:.2f} | "
         f"{acc['calip']:.2f} | {r['beta2']:.4g} | {r['beta3']:.4g} |",
         "",
         f"- Tuning protocol: {r['tuning']['protocol']}",

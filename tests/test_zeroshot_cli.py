@@ -50,7 +50,8 @@ def test_zeroshot_end_to_end(setup, capsys):
     assert first["cache"]["test_hit"] is False and first["cache"]["tune_hit"] is False
     assert set(first["per_class"]) == set(test.classnames)
     assert sum(c["n"] for c in first["per_class"].values()) == 12
-    assert (tmp / "out1" / "results.md").read_text().startswith("# Zero-shot results")
+    md = (tmp / "out1" / "results.md").read_text()
+    assert md.startswith("# Zero-shot results") and f"| modelnet40 (12 test clouds) | {ckpt} | pointclip | 6 |" in md
 
     # The same accuracies from the model itself, without the cache (fp32 features instead of
     # fp16): predictions agree wherever the top-2 margin is not razor-thin.
