@@ -6,7 +6,7 @@ from typing import Optional
 import torch
 
 from .base import Projector
-from .views import POINTCLIP_FEWSHOT, POINTCLIP_ZEROSHOT, ViewsArg, resolve_views
+from .views import POINTCLIP_FEWSHOT, POINTCLIP_ZEROSHOT, ViewsArg, pick_preset, resolve_views
 
 #: preset name -> (view list, resolution, camera distance), from trainers/mv_utils_{zs,fs}.py
 POINTCLIP_PRESETS = {
@@ -34,13 +34,7 @@ class PointCLIPProjector(Projector):
     def __init__(self, views: ViewsArg = None, *, preset: Optional[str] = None,
                  resolution: Optional[int] = None, distance: Optional[float] = None,
                  image_size: int = 224, clip_normalize: bool = False):
-        if isinstance(views, str):
-            if preset is not None and preset != views:
-                raise ValueError(f"views={views!r} and preset={preset!r} disagree; give one of them")
-            preset, views = views, None
-        preset = "zeroshot" if preset is None else preset
-        if preset not in POINTCLIP_PRESETS:
-            raise ValueError(f"unknown PointCLIP preset {preset!r}; choose one of {sorted(POINTCLIP_PRESETS)}")
+        preset, views = pick_preset(views, preset, POINTCLIP_PRESETS, "zeroshot", "PointCLIP")
         preset_views, default_res, default_dist = POINTCLIP_PRESETS[preset]
         self.preset = preset
         self.resolution = default_res if resolution is None else resolution

@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 
 from .base import Projector
-from .views import POINTCLIP_V2, ViewsArg, resolve_views
+from .views import POINTCLIP_V2, ViewsArg, pick_preset, resolve_views
 
 REALISTIC_PRESETS = {"pointclip_v2": POINTCLIP_V2}
 
@@ -83,13 +83,7 @@ class RealisticProjector(Projector):
                  depth_bias: float = 0.2, pool_kernel: int = 7, pool_padding: int = 2,
                  blur_kernel: int = 3, blur_sigma: float = 3.0, reference_translation: bool = False,
                  image_size: int = 224, clip_normalize: bool = False):
-        if isinstance(views, str):
-            if preset is not None and preset != views:
-                raise ValueError(f"views={views!r} and preset={preset!r} disagree; give one of them")
-            preset, views = views, None
-        preset = "pointclip_v2" if preset is None else preset
-        if preset not in REALISTIC_PRESETS:
-            raise ValueError(f"unknown realistic preset {preset!r}; choose one of {sorted(REALISTIC_PRESETS)}")
+        preset, views = pick_preset(views, preset, REALISTIC_PRESETS, "pointclip_v2", "realistic")
         for name, val, lo in [("grid_resolution", grid_resolution, 3), ("depth_bins", depth_bins, 3),
                               ("pool_kernel", pool_kernel, 1), ("pool_padding", pool_padding, 0),
                               ("blur_kernel", blur_kernel, 1)]:

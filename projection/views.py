@@ -153,6 +153,22 @@ ViewsArg = Union[None, str, ViewSet, Mapping[str, Any], Sequence[int], Sequence[
 _RING_KEYS = {"ring", "elevation", "top_bottom", "azimuth_offset", "top_bottom_tilt"}
 
 
+def pick_preset(views: ViewsArg, preset: Optional[str], presets: Mapping[str, Any], default: str,
+                kind: str) -> Tuple[str, ViewsArg]:
+    """Read a projector's `views` / `preset` pair, where a string `views` names the preset.
+
+    -> (preset name, the `views` argument left for `resolve_views`).
+    """
+    if isinstance(views, str):
+        if preset is not None and preset != views:
+            raise ValueError(f"views={views!r} and preset={preset!r} disagree; give one of them")
+        preset, views = views, None
+    preset = default if preset is None else preset
+    if preset not in presets:
+        raise ValueError(f"unknown {kind} preset {preset!r}; choose one of {sorted(presets)}")
+    return preset, views
+
+
 def resolve_views(views: ViewsArg, preset_views: ViewSet) -> ViewSet:
     """Turn a projector's `views=` argument into a ViewSet.
 
