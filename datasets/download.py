@@ -26,6 +26,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..digest import file_digest
+
 log = logging.getLogger(__name__)
 
 USER_AGENT = "pointcalip-downloader/0.1 (+urllib)"
@@ -159,16 +161,8 @@ def validate_folder(name: str, folder) -> None:
         )
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _check_md5(src: DatasetSource, folder: Path, strict: bool) -> None:
-    bad = [n for n, d in src.file_md5.items() if (folder / n).is_file() and _md5(folder / n) != d]
+    bad = [n for n, d in src.file_md5.items() if (folder / n).is_file() and file_digest(folder / n, "md5") != d]
     if not bad:
         return
     msg = f"{folder}: files {bad} differ from the published {src.name} release (MD5)"
@@ -178,14 +172,6 @@ def _check_md5(src: DatasetSource, folder: Path, strict: bool) -> None:
 
 
 # ---------------------------------------------------------------------------- download
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _part_path(dest: Path, url: str) -> Path:
     tag = hashlib.sha256(url.encode()).hexdigest()[:8]
     return dest.with_name(f"{dest.name}.{tag}.part")
@@ -264,7 +250,7 @@ def download_file(
 
 def _finish(part: Path, dest: Path, url: str, sha256: str | None) -> Path:
     if sha256:
-        got = sha256_file(part)
+        got = file_digest(part)
         if got != sha256.lower():
             part.unlink()
             raise ValueError(

@@ -11,7 +11,6 @@ archive (the format of OpenAI's files) or a plain state-dict file. The returned
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import urllib.error
@@ -29,6 +28,7 @@ with warnings.catch_warnings():  # openai-clip imports the deprecated pkg_resour
 from clip.model import CLIP, ModifiedResNet, VisionTransformer, build_model
 
 from pointcalip import paths
+from pointcalip.digest import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +41,7 @@ def file_sha256(path: Union[str, Path], chunk_bytes: int = 1 << 22) -> str:
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
     if key not in _SHA_CACHE:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(chunk_bytes), b""):
-                digest.update(chunk)
-        _SHA_CACHE[key] = digest.hexdigest()
+        _SHA_CACHE[key] = file_digest(path, "sha256", chunk_bytes)
     return _SHA_CACHE[key]
 
 
