@@ -90,7 +90,7 @@ class SplitFeatures:
         text = text.float().cpu()
         n, v = len(self), len(view_idx)
         out = [torch.empty(n, v, text.shape[0]) for _ in range(3)]
-        for start in range(0, n, batch_size):
+        for start in tqdm(range(0, n, batch_size), desc="CALIP logits", unit="batch", leave=False):
             stop = min(start + batch_size, n)
             g = torch.from_numpy(np.asarray(self.global_feats[start:stop][:, view_idx], dtype=np.float32))
             s = torch.from_numpy(np.asarray(self.spatial[start:stop][:, view_idx], dtype=np.float32))
