@@ -19,16 +19,16 @@ from .backbone import load_clip
 from .cache import FeatureCache
 from .calip import aggregate_views
 from .config import ZeroShotConfig, load_templates
-from .search import beta_grid, search
+from .datasets import build_dataset, dataset_folder, ensure_dataset, validation_indices
 from .paths import data_dir
+from .projection import build_projector
+from .search import beta_grid, search
 
 log = logging.getLogger(__name__)
 
 
 def resolve_data_root(cfg: ZeroShotConfig) -> Path:
     """The dataset folder: `data.root` as given, else the downloaded copy (fetched if allowed)."""
-    from .datasets import dataset_folder, ensure_dataset
-
     if cfg.data.root:
         return Path(cfg.data.root).expanduser()
     # ModelNet10 is read from the ModelNet40 folder.
@@ -39,8 +39,6 @@ def resolve_data_root(cfg: ZeroShotConfig) -> Path:
 
 
 def build_split(cfg: ZeroShotConfig, root: Path, split: str):
-    from .datasets import build_dataset
-
     kwargs = {"num_points": cfg.data.num_points, "sampling": cfg.data.sampling}
     if cfg.data.variant is not None:
         kwargs["variant"] = cfg.data.variant
@@ -64,8 +62,6 @@ def per_class_accuracy(logits: torch.Tensor, labels: np.ndarray, num_classes: in
 
 def run_zeroshot(cfg: ZeroShotConfig, backbone=None) -> dict:
     """Run zero-shot PointCLIP and CALIP for `cfg`; returns the results dictionary."""
-    from .projection import build_projector
-
     timings: dict[str, float] = {}
     templates = load_templates(cfg.templates)
     root = resolve_data_root(cfg)
@@ -86,8 +82,6 @@ def run_zeroshot(cfg: ZeroShotConfig, backbone=None) -> dict:
         train_set = build_split(cfg, root, "train")
         if list(train_set.classnames) != classnames:
             raise ValueError(f"train and test class lists differ in {root}")
-        from .datasets import validation_indices
-
         val_idx = validation_indices(train_set.labels, cfg.tune.val_fraction, cfg.tune.seed)
         tune_feats = cache.load_or_encode(train_set, projector, backbone, indices=val_idx,
                                           batch_size=cfg.batch_size, desc="encode val")
@@ -97,14 +91,15 @@ def run_zeroshot(cfg: ZeroShotConfig, backbone=None) -> dict:
         tune_feats = test_feats
         protocol = "test: tuned on the TEST split itself (published protocol; optimistic)"
         log.warning("tuning on the test split (tune.split=test): accuracies are optimistic")
-    for name, feats in (("test", test_feats), ("tune", tune_feats)):
-        for k, v in feats.meta.get("timings", {}).items():
-            if not feats.meta.get("cache_hit"):
-                timings[f"{name}_{k}"] = timings.get(f"{name}_{k}", 0.0) + v
+    encoded = {"test": test_feats} if tune_feats is test_feats else {"test": test_feats, "tune": tune_feats}
+    for name, feats in encoded.items():
+        if not feats.meta.get("cache_hit"):  # time spent encoding in this run
+            for k, v in feats.meta["timings"].items():
+                timings[f"{name}_{k}"] = v
 
     t0 = time.perf_counter()
-    tune_logits = tune_feats.logits(text, cfg.views)
     test_logits = test_feats.logits(text, cfg.views)
+    tune_logits = test_logits if tune_feats is test_feats else tune_feats.logits(text, cfg.views)
     timings["calip_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -116,7 +111,7 @@ def run_zeroshot(cfg: ZeroShotConfig, backbone=None) -> dict:
 
     labels = test_feats.labels
     num_views = test_logits[0].shape[1]
-    weights = list(found.view_weights) if found.view_weights is not None else [1.0] * num_views
+    weights = list(found.view_weights)
     pointclip = aggregate_views(*test_logits, 0.0, 0.0, None)
     calip = aggregate_views(*test_logits, found.beta2, found.beta3, torch.tensor(weights))
     pc_cls = per_class_accuracy(pointclip, labels, len(classnames))
