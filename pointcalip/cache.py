@@ -70,12 +70,6 @@ class SplitFeatures:
     def __len__(self) -> int:
         return self.global_feats.shape[0]
 
-    def subset(self, rows: np.ndarray) -> "SplitFeatures":
-        """The features of the given rows (positions in this object, not dataset indices)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        return SplitFeatures(self.global_feats[rows], self.spatial[rows], self.labels[rows],
-                             self.indices[rows], self.meta, self.path)
-
     def logits(self, text: torch.Tensor, views: list[int] | None = None,
                batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """CALIP logits of every cached view: text [K, C] -> (l0, l1, l2), each [N, V', K].
@@ -124,9 +118,6 @@ class FeatureCache:
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root).expanduser() if root else default_cache_dir()
 
-    def folder(self, key: str, label: str = "") -> Path:
-        return self.root / (_readable(label, key) if label else key)
-
     def load(self, folder: Path) -> SplitFeatures | None:
         """Open a complete cache folder, or return None when it is absent or invalid."""
         meta_path = folder / "meta.json"
@@ -157,10 +148,9 @@ class FeatureCache:
         global [V, C] and spatial [V, HW, C], stored as fp16.
         """
         key = feature_key(dataset.settings, indices, projector.settings, backbone.identity)
-        label = _readable(getattr(dataset, "name", ""), getattr(dataset, "split", ""),
-                          projector.settings.get("name", type(projector).__name__),
-                          getattr(backbone, "name", ""))
-        folder = self.folder(key, label)
+        # a readable prefix for people browsing the folder; the key alone identifies it
+        folder = self.root / _readable(dataset.name, dataset.split, type(projector).__name__,
+                                       backbone.name, key)
         cached = self.load(folder)
         if cached is not None:
             log.info("feature cache hit: %s", folder)
