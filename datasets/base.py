@@ -21,6 +21,14 @@ from . import h5utils
 
 log = logging.getLogger(__name__)
 
+SPLITS = ("train", "test")
+
+
+def check_split(split: str) -> None:
+    """Every published release has exactly a train and a test split."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; use one of {list(SPLITS)}")
+
 
 class H5CloudDataset(Dataset):
     """Clouds ``[num_points, 3]`` float32 and int labels read from h5 files.

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .h5utils import farthest_point_sample, normalize_unit_sphere
+
 log = logging.getLogger(__name__)
 
 CLOUD_SUFFIXES = (".ply", ".pcd", ".xyz", ".pts", ".txt", ".csv", ".npy", ".npz")
@@ -145,8 +147,6 @@ def resample_points(
     drawn with replacement (seeded)."""
     n = points.shape[0]
     if sampling == "fps" and n >= num_points:
-        from .h5utils import farthest_point_sample
-
         idx = farthest_point_sample(torch.from_numpy(points)[None], num_points)[0].numpy()
         return points[idx]
     rng = np.random.Generator(np.random.PCG64(seed))
@@ -199,8 +199,6 @@ def load_point_cloud(
     pts = resample_points(pts, int(num_points), seed, sampling)
     if up == "z":
         pts = pts @ Z_UP_TO_Y_UP.T
-    pts = pts - pts.mean(axis=0, keepdims=True)
-    radius = np.linalg.norm(pts, axis=1).max()
-    if radius <= 0:
+    if (pts == pts[0]).all():
         raise ValueError(f"{path}: all points coincide; cannot scale the cloud")
-    return torch.from_numpy((pts / radius).astype(np.float32))
+    return normalize_unit_sphere(torch.from_numpy(pts)[None])[0].to(torch.float32)

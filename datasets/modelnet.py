@@ -15,14 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from ..config import load_classnames
-from .base import H5CloudDataset
+from .base import H5CloudDataset, check_split
 
 log = logging.getLogger(__name__)
 
 MODELNET40_CLASSES = load_classnames("modelnet40")
 MODELNET10_CLASSES = load_classnames("modelnet10")
 MODELNET40_FOLDER = "modelnet40_ply_hdf5_2048"
-SPLITS = ("train", "test")
 _HINT40 = "Get a good copy with `pointcalip download modelnet40 --force` (or --from ZIP)."
 
 
@@ -54,16 +53,11 @@ def read_shape_names(root: Path) -> list[str]:
     return names
 
 
-def _check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; use one of {list(SPLITS)}")
-
-
 def split_files(root: Path, split: str) -> list[Path]:
     """The h5 files of ``split`` listed in ``{split}_files.txt``, each resolved by its file
     name inside ``root`` (the published lists hold ``data/...``-prefixed paths). Without a
     list file, the sorted ``ply_data_{split}*.h5`` files in ``root`` are used."""
-    _check_split(split)
+    check_split(split)
     listing = root / f"{split}_files.txt"
     if not listing.is_file():
         found = sorted(
@@ -117,7 +111,7 @@ class ModelNet40(H5CloudDataset):
         normalize: bool = False,
         in_memory: bool = True,
     ) -> None:
-        _check_split(split)
+        check_split(split)
         self.root = _find_root(root)
         names = read_shape_names(self.root)
         if len(names) == 10 and set(names) == set(MODELNET10_CLASSES):
@@ -161,7 +155,7 @@ class ModelNet10(H5CloudDataset):
         normalize: bool = False,
         in_memory: bool = True,
     ) -> None:
-        _check_split(split)
+        check_split(split)
         self.root = _find_root(root)
         names = read_shape_names(self.root)
         names_file = self.root / "shape_names.txt"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import load_classnames
-from .base import H5CloudDataset
+from .base import H5CloudDataset, check_split
 
 SCANOBJECTNN_CLASSES = load_classnames("scanobjectnn")
 SCANOBJECTNN_FOLDER = "h5_files"
@@ -84,8 +84,7 @@ class ScanObjectNN(H5CloudDataset):
         in_memory: bool = True,
     ) -> None:
         variant = canonical_variant(variant)
-        if split not in ("train", "test"):
-            raise ValueError(f"unknown split {split!r}; use 'train' or 'test'")
+        check_split(split)
         self.root = find_h5_root(root)
         path = self.root / VARIANT_FILES[variant][split]
         if not path.is_file():
