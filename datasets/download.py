@@ -27,6 +27,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..digest import file_digest
+from ..paths import data_dir
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,6 @@ def _looks_like(src: DatasetSource, folder: Path) -> bool:
 
 def _root_arg(root: Path) -> str:
     """`` --root ROOT`` unless ROOT is the default data folder."""
-    from pointcalip.paths import data_dir
-
     return "" if Path(root).expanduser().resolve() == data_dir().resolve() else f" --root {root}"
 
 
@@ -122,8 +121,6 @@ def dataset_folder(name: str, root=None) -> Path:
     ``modelnet40_ply_hdf5_2048`` folder (also for ``modelnet10``) or ScanObjectNN's
     ``h5_files`` folder under ``root`` (default `pointcalip.paths.data_dir()`); ``root`` may
     also be that folder itself. Raises FileNotFoundError saying how to get it."""
-    from pointcalip.paths import data_dir
-
     src = source(name)
     root = Path(root).expanduser() if root is not None else data_dir()
     for cand in (root / src.folder, root):
@@ -162,7 +159,8 @@ def validate_folder(name: str, folder) -> None:
 
 
 def _check_md5(src: DatasetSource, folder: Path, strict: bool) -> None:
-    bad = [n for n, d in src.file_md5.items() if (folder / n).is_file() and file_digest(folder / n, "md5") != d]
+    bad = [name for name, md5 in src.file_md5.items()
+           if (folder / name).is_file() and file_digest(folder / name, "md5") != md5]
     if not bad:
         return
     msg = f"{folder}: files {bad} differ from the published {src.name} release (MD5)"
@@ -262,25 +260,27 @@ def _finish(part: Path, dest: Path, url: str, sha256: str | None) -> Path:
 
 
 # ---------------------------------------------------------------------------- install
+def _refuse_escaping(archive: Path, into: Path, members: list[str]) -> None:
+    """Raise if any archive member would extract outside ``into`` (``../``, absolute paths)."""
+    into_r = into.resolve()
+    for member in members:
+        target = (into / member).resolve()
+        if into_r != target and into_r not in target.parents:
+            raise ValueError(f"{archive}: member {member!r} would extract outside the folder")
+
+
 def _extract(archive: Path, into: Path) -> None:
     """Extract a zip or tar archive into ``into``, refusing members outside it."""
-    into_r = into.resolve()
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
-            for member in zf.namelist():
-                target = (into / member).resolve()
-                if into_r != target and into_r not in target.parents:
-                    raise ValueError(f"{archive}: member {member!r} would extract outside the folder")
+            _refuse_escaping(archive, into, zf.namelist())
             try:
                 zf.extractall(into)
             except (zipfile.BadZipFile, OSError, EOFError) as err:
                 raise ValueError(f"{archive} is a corrupt zip ({err}); delete it and retry") from err
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tf:
-            for member in tf.getmembers():
-                target = (into / member.name).resolve()
-                if into_r != target and into_r not in target.parents:
-                    raise ValueError(f"{archive}: member {member.name!r} would extract outside the folder")
+            _refuse_escaping(archive, into, tf.getnames())
             tf.extractall(into)
     else:
         raise ValueError(f"{archive} is not a zip or tar archive (truncated or wrong file?)")
@@ -349,8 +349,6 @@ def ensure_dataset(
     installing it only when missing (or when ``force``): from ``from_path`` (a zip/tar or an
     extracted folder), else from ``url``, else from the known URLs in order (ScanObjectNN
     has none: its terms must be accepted, so it needs ``from_path`` or ``url``)."""
-    from pointcalip.paths import data_dir
-
     src = source(name)
     root = Path(root).expanduser() if root is not None else data_dir()
     if not force:
