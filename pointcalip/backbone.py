@@ -29,6 +29,7 @@ from clip.model import CLIP, ModifiedResNet, VisionTransformer, build_model
 
 from pointcalip import paths
 from pointcalip.digest import file_digest
+from pointcalip.prompts import check_classnames, check_templates
 
 log = logging.getLogger(__name__)
 
@@ -163,32 +164,47 @@ class ClipBackbone:
         x = v.ln_post(x)
         return x @ v.proj if v.proj is not None else x
 
+    @property
+    def precision(self) -> str:
+        """The weights' dtype as a word ("float32", "float16"); part of feature-store keys."""
+        return str(self.dtype).replace("torch.", "")
+
     @torch.no_grad()
-    def encode_images(self, images: torch.Tensor, batch_size: Optional[int] = None
-                      ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def encode_images(self, images: torch.Tensor, batch_size: Optional[int] = None,
+                      return_norms: bool = False):
         """images: [N, 3, S', S'] (CLIP-normalised) -> (global [N, C], spatial [N, HW, C]),
         float32 on ``self.device``, every row L2-normalised. Images whose size is not the
-        model's input resolution are resized bilinearly (align_corners=True)."""
+        model's input resolution are resized bilinearly (align_corners=True).
+
+        ``return_norms``: also return ``norms`` [N], the length of each global feature before
+        normalisation (``global * norms[:, None]`` is CLIP's raw image embedding, which
+        PointCLIP's adapter consumes)."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"encode_images expects images [N, 3, S, S], got {tuple(images.shape)}")
+        if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
         n = images.shape[0]
         step = batch_size or max(n, 1)
-        glob, spatial = [], []
+        glob, spatial, norms = [], [], []
         for start in range(0, n, step):
             x = images[start:start + step].to(self.device, torch.float32)
             if x.shape[-2:] != (self.input_resolution, self.input_resolution):
                 x = F.interpolate(x, size=(self.input_resolution,) * 2, mode="bilinear",
                                   align_corners=True)
             x = x.to(self.dtype)
-            tokens = self._vit_tokens(x) if self.is_vit else self._resnet_tokens(x)
-            tokens = F.normalize(tokens.float(), dim=-1)
+            tokens = (self._vit_tokens(x) if self.is_vit else self._resnet_tokens(x)).float()
+            norms.append(tokens[:, 0].norm(dim=-1))
+            tokens = F.normalize(tokens, dim=-1)
             glob.append(tokens[:, 0])
             spatial.append(tokens[:, 1:])
-        if not glob:
+        if glob:
+            out = (torch.cat(glob), torch.cat(spatial), torch.cat(norms))
+        else:
             c = self.embed_dim
-            return (torch.zeros(0, c, device=self.device),
-                    torch.zeros(0, self.num_tokens, c, device=self.device))
-        return torch.cat(glob), torch.cat(spatial)
+            out = (torch.zeros(0, c, device=self.device),
+                   torch.zeros(0, self.num_tokens, c, device=self.device),
+                   torch.zeros(0, device=self.device))
+        return out if return_norms else out[:2]
 
     # -------------------------------------------------------------------- text
     @torch.no_grad()
@@ -196,15 +212,18 @@ class ClipBackbone:
                     batch_size: int = 1024) -> torch.Tensor:
         """-> [K, C] float32 unit rows: per class, encode every template (``_`` in class names
         becomes a space), L2-normalise each, average over templates, L2-normalise."""
-        if not templates:
-            raise ValueError("encode_text needs at least one prompt template, e.g. "
-                             "'point cloud depth map of a {}.'")
+        classnames, templates = check_classnames(classnames), check_templates(templates)
         texts = [t.format(c.replace("_", " ")) for c in classnames for t in templates]
         tokens = clip.tokenize(texts, context_length=self.model.context_length)
         feats = torch.cat([self.model.encode_text(tokens[i:i + batch_size].to(self.device))
                            for i in range(0, len(texts), batch_size)])
         feats = F.normalize(feats.float(), dim=-1).view(len(classnames), len(templates), -1)
         return F.normalize(feats.mean(dim=1), dim=-1)
+
+
+def available_models() -> list:
+    """The OpenAI CLIP names ``load_clip`` downloads (``clip.available_models()``)."""
+    return clip.available_models()
 
 
 def load_clip(name_or_path: Union[str, Path], device: Union[str, torch.device, None] = None,

@@ -10,6 +10,11 @@ Per image (= per view), with unit rows ``F_s`` [HW, C], ``F_t`` [K, C], ``F_v`` 
 
 No re-normalisation. ``l1`` is computed as ``100 * softmax_HW(A)^T @ (F_s F_v)``, which is the
 same product re-associated, so that no [N, K, C] tensor is formed.
+
+Per cloud, ``logits = (1 / sqrt(V)) * sum_v w_v * (l0_v + beta2 * l1_v + beta3 * l2_v)``:
+:func:`combine_view_logits` then :func:`weighted_view_sum`, with the view weights checked by
+:func:`view_weight_tensor`. Everything that aggregates views (the CALIP head, the search,
+PointCALIP) goes through these three.
 """
 from __future__ import annotations
 
@@ -20,12 +25,14 @@ import torch
 
 LOGIT_SCALE = 100.0
 
+ViewWeights = Union[None, Sequence[float], torch.Tensor]
+
 
 def calip_logits(global_feats: torch.Tensor, spatial: torch.Tensor, text: torch.Tensor,
                  temperature: float = 0.5, chunk_size: Optional[int] = 4096
                  ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """global_feats: [N, C], spatial: [N, HW, C], text: [K, C] (unit rows)
-    -> (l0, l1, l2), each [N, K] float32, already x100.
+    -> (l0, l1, l2), each [N, K] float32, already x100, on the features' device.
 
     ``temperature`` 0.5 gives CALIP's ``A = 2 F_s F_t^T``. Computed in float32 whatever the
     input dtype, in chunks of ``chunk_size`` images (None: all at once).
@@ -38,12 +45,15 @@ def calip_logits(global_feats: torch.Tensor, spatial: torch.Tensor, text: torch.
     if spatial.shape[0] != n or spatial.shape[2] != c or text.shape[1] != c:
         raise ValueError(f"calip_logits: shapes do not match: global {tuple(global_feats.shape)}, "
                          f"spatial {tuple(spatial.shape)}, text {tuple(text.shape)}")
-    text = text.float()
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
+    device = global_feats.device
+    text = text.to(device, torch.float32)
     step = chunk_size or max(n, 1)
     outs = [[], [], []]
     for start in range(0, n, step):
-        g = global_feats[start:start + step].to(text.device, torch.float32)
-        s = spatial[start:start + step].to(text.device, torch.float32)
+        g = global_feats[start:start + step].to(device, torch.float32)
+        s = spatial[start:start + step].to(device, torch.float32)
         a = torch.einsum("nhc,kc->nhk", s, text) / temperature            # [n, HW, K]
         over_hw = torch.softmax(a, dim=1)
         over_k = torch.softmax(a, dim=2)
@@ -56,33 +66,53 @@ def calip_logits(global_feats: torch.Tensor, spatial: torch.Tensor, text: torch.
         for out, logit in zip(outs, (l0, l1, l2)):
             out.append(LOGIT_SCALE * logit)
     if not outs[0]:
-        empty = torch.zeros(0, text.shape[0], device=text.device)
+        empty = torch.zeros(0, text.shape[0], device=device)
         return empty, empty.clone(), empty.clone()
     return tuple(torch.cat(o) for o in outs)  # type: ignore[return-value]
 
 
-def _weights(view_weights: Union[None, Sequence[float], torch.Tensor], num_views: int,
-             like: torch.Tensor) -> torch.Tensor:
+def view_weight_tensor(view_weights: ViewWeights, num_views: int,
+                       dtype: torch.dtype = torch.float32,
+                       device: Union[str, torch.device, None] = None) -> torch.Tensor:
+    """The weights of ``num_views`` views as a [V] tensor (None: all ones). The one check of
+    view weights: their count must match the views, and weights given as numbers must be
+    finite (tensors, e.g. learned weights, are not read back from the device to check)."""
     if view_weights is None:
-        return torch.ones(num_views, dtype=like.dtype, device=like.device)
-    w = torch.as_tensor(view_weights, dtype=like.dtype, device=like.device).flatten()
+        return torch.ones(num_views, dtype=dtype, device=device)
+    given_as_tensor = isinstance(view_weights, torch.Tensor)
+    w = torch.as_tensor(view_weights, dtype=dtype, device=device).flatten()
     if w.numel() != num_views:
-        raise ValueError(f"view_weights has {w.numel()} values but the logits have "
-                         f"{num_views} views")
+        raise ValueError(f"view_weights has {w.numel()} values but there are {num_views} views")
+    if not given_as_tensor and not bool(torch.isfinite(w).all()):
+        raise ValueError(f"view_weights must be finite numbers, got {w.tolist()}")
     return w
 
 
+def combine_view_logits(l0: torch.Tensor, l1: torch.Tensor, l2: torch.Tensor,
+                        beta2: Union[float, torch.Tensor], beta3: Union[float, torch.Tensor]
+                        ) -> torch.Tensor:
+    """Per-view CALIP logits ``l0 + beta2 * l1 + beta3 * l2`` (each [..., V, K])."""
+    return l0 + beta2 * l1 + beta3 * l2
+
+
+def weighted_view_sum(logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """logits [B, V, K], weights [V] -> [B, K] = ``(1 / sqrt(V)) * sum_v w_v * logits_v``;
+    several weight vectors at once: weights [M, V] -> [M, B, K]."""
+    weights = weights.to(logits)
+    return torch.einsum("...v,bvk->...bk", weights, logits) / math.sqrt(logits.shape[1])
+
+
 def aggregate_views(l0: torch.Tensor, l1: torch.Tensor, l2: torch.Tensor,
-                    beta2: float = 0.0, beta3: float = 0.0,
-                    view_weights: Union[None, Sequence[float], torch.Tensor] = None
-                    ) -> torch.Tensor:
+                    beta2: Union[float, torch.Tensor] = 0.0, beta3: Union[float, torch.Tensor] = 0.0,
+                    view_weights: ViewWeights = None) -> torch.Tensor:
     """l0, l1, l2: [B, V, K] per-view logits -> [B, K] shape logits
     ``(1 / sqrt(V)) * sum_v w_v * (l0_v + beta2 * l1_v + beta3 * l2_v)`` (w default 1).
     Select a view subset by slicing the V axis first; V is then the subset's size."""
     if l0.dim() != 3 or l0.shape != l1.shape or l0.shape != l2.shape:
         raise ValueError(f"aggregate_views expects three [B, V, K] tensors, got "
                          f"{tuple(l0.shape)}, {tuple(l1.shape)}, {tuple(l2.shape)}")
-    v = l0.shape[1]
-    w = _weights(view_weights, v, l0)
-    per_view = l0 + beta2 * l1 + beta3 * l2
-    return torch.einsum("bvk,v->bk", per_view, w) / math.sqrt(v)
+    for name, beta in (("beta2", beta2), ("beta3", beta3)):
+        if not isinstance(beta, torch.Tensor) and not math.isfinite(beta):
+            raise ValueError(f"{name} must be a finite number, got {float(beta)}")
+    w = view_weight_tensor(view_weights, l0.shape[1], l0.dtype, l0.device)
+    return weighted_view_sum(combine_view_logits(l0, l1, l2, beta2, beta3), w)

@@ -3,7 +3,8 @@
 
 Inputs are the per-view logits ``l0, l1, l2`` [N, V, K] of a tuning set (computed once) and
 its labels [N]. A grid point is ``argmax_K (S0 + beta2 S1 + beta3 S2)`` with
-``S_i = sum_v w_v l_i[:, v] / sqrt(V)``, compared with the labels.
+``S_i = sum_v w_v l_i[:, v] / sqrt(V)`` (:func:`pointcalip.calip.weighted_view_sum`; by
+linearity this is the aggregation of spec/calip.md section 3), compared with the labels.
 
 Beta grid: as in the released CALIP code (``run_imagenet.py``), each axis holds
 ``0.001 + i * (max - 0.001) / 200`` for ``i = 0 .. 199`` (so ``max`` itself is not reached and
@@ -34,6 +35,8 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
+
+from .calip import combine_view_logits, view_weight_tensor, weighted_view_sum
 
 log = logging.getLogger(__name__)
 
@@ -89,22 +92,18 @@ def _check(l0: torch.Tensor, l1: torch.Tensor, l2: torch.Tensor, labels
     if labels.min() < 0 or labels.max() >= k:
         raise ValueError(f"labels must lie in [0, {k}), got min {int(labels.min())}, "
                          f"max {int(labels.max())}")
+    for name, logits in (("l0", l0), ("l1", l1), ("l2", l2)):
+        if not bool(torch.isfinite(logits).all()):
+            bad = int(torch.nonzero(~torch.isfinite(logits).flatten(1).all(dim=1))[0])
+            raise ValueError(f"search: {name} holds NaN/inf logits (first at cloud {bad}); "
+                             "the features they come from are broken")
     dtype = torch.float64 if torch.float64 in (l0.dtype, l1.dtype, l2.dtype) else torch.float32
     return l0.to(dtype), l1.to(dtype), l2.to(dtype), labels
 
 
-def _weights(view_weights: Weights, v: int, like: torch.Tensor) -> torch.Tensor:
-    if view_weights is None:
-        return torch.ones(v, dtype=like.dtype, device=like.device)
-    w = torch.as_tensor(view_weights, dtype=like.dtype, device=like.device).flatten()
-    if w.numel() != v:
-        raise ValueError(f"view_weights has {w.numel()} values but the logits have {v} views")
-    return w
-
-
-def _aggregate(l: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """[N, V, K], [V] -> [N, K] = sum_v w_v l_v / sqrt(V)."""
-    return torch.einsum("nvk,v->nk", l, w) / math.sqrt(l.shape[1])
+def _weights(view_weights: Weights, like: torch.Tensor) -> torch.Tensor:
+    """The [V] view weights of per-view logits ``like`` [N, V, K], in their dtype and device."""
+    return view_weight_tensor(view_weights, like.shape[1], like.dtype, like.device)
 
 
 def _table_envelope(s0, s1, s2, labels, b2, b3, chunk: int) -> torch.Tensor:
@@ -171,8 +170,8 @@ def accuracy_table(l0: torch.Tensor, l1: torch.Tensor, l2: torch.Tensor, labels,
     """l0, l1, l2: [N, V, K], labels [N] -> accuracy [G2, G3] (fractions) at every
     (beta2, beta3). ``method``: "envelope" (fast) or "dense" (reference)."""
     l0, l1, l2, labels = _check(l0, l1, l2, labels)
-    w = _weights(view_weights, l0.shape[1], l0)
-    s0, s1, s2 = (_aggregate(l, w) for l in (l0, l1, l2))
+    w = _weights(view_weights, l0)
+    s0, s1, s2 = (weighted_view_sum(l, w) for l in (l0, l1, l2))
     b2 = torch.as_tensor(beta2_values, dtype=torch.float64).flatten()
     b3 = torch.as_tensor(beta3_values, dtype=torch.float64).flatten()
     n, k = s0.shape
@@ -206,7 +205,7 @@ def search_betas(l0: torch.Tensor, l1: torch.Tensor, l2: torch.Tensor, labels,
         raise ValueError("beta2_values and beta3_values must not be empty")
     table = accuracy_table(l0, l1, l2, labels, b2, b3, view_weights, method)
     i, j = _best(table)
-    w = _weights(view_weights, l0.shape[1], l0.float())
+    w = _weights(view_weights, l0.float())
     seconds = time.perf_counter() - t0
     log.info("beta search %dx%d: beta2=%.4f beta3=%.4f acc=%.4f (%.2fs)", len(b2), len(b3),
              float(b2[i]), float(b3[j]), float(table[i, j]), seconds)
@@ -221,7 +220,7 @@ def _combo_accuracy(per_view: torch.Tensor, labels: torch.Tensor, combos: torch.
     """per_view [N, V, K], combos [M, V] -> accuracy [M] of argmax_K sum_v w_v per_view_v."""
     out = []
     for start in range(0, len(combos), chunk):
-        logits = torch.einsum("mv,nvk->mnk", combos[start:start + chunk], per_view)
+        logits = weighted_view_sum(per_view, combos[start:start + chunk])     # [m, N, K]
         out.append((logits.argmax(dim=-1) == labels).double().mean(dim=-1))
     return torch.cat(out)
 
@@ -243,7 +242,7 @@ def search_view_weights(l0: torch.Tensor, l1: torch.Tensor, l2: torch.Tensor, la
     t0 = time.perf_counter()
     l0, l1, l2, labels = _check(l0, l1, l2, labels)
     n, v, k = l0.shape
-    per_view = l0 + beta2 * l1 + beta3 * l2                 # [N, V, K]; 1/sqrt(V) is irrelevant
+    per_view = combine_view_logits(l0, l1, l2, beta2, beta3)          # [N, V, K]
     opts = sorted({float(c) for c in choices}, reverse=True)
     if not opts:
         raise ValueError("choices must not be empty")
@@ -256,7 +255,7 @@ def search_view_weights(l0: torch.Tensor, l1: torch.Tensor, l2: torch.Tensor, la
         weights, accuracy = combos[best], float(acc[best])
         mode = f"exhaustive over {len(combos)}"
     else:
-        weights = _weights(initial, v, per_view).clone()
+        weights = _weights(initial, per_view).clone()
         accuracy = float(_combo_accuracy(per_view, labels, weights[None], chunk)[0])
         for sweep in range(max_sweeps):
             changed = False

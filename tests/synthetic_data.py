@@ -68,6 +68,31 @@ def _write_h5(path: Path, data: np.ndarray, labels: np.ndarray, extra: dict) -> 
             f.create_dataset(k, data=v)
 
 
+def write_modelnet_clouds(folder, shape_names: Sequence[str], splits: dict,
+                          files_per_split: int = 2, seed: int = 0) -> Path:
+    """A folder in the ModelNet h5 layout holding given clouds: ``splits`` maps "train" /
+    "test" to ``(clouds [n, P, 3] float32, labels [n])``. Each split is spread over
+    ``files_per_split`` h5 files, listed with ``data/<folder name>/`` prefixes as in the
+    published lists; ``normal`` and ``faceId`` keys are added (and ignored by the loader)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    (folder / "shape_names.txt").write_text("\n".join(shape_names) + "\n")
+    for split, (clouds, labels) in splits.items():
+        chunks = [c for c in np.array_split(np.arange(len(labels)), files_per_split) if c.size]
+        listed = []
+        for i, rows in enumerate(chunks):
+            name = f"ply_data_{split}{i}.h5"
+            n, p = len(rows), clouds.shape[1]
+            _write_h5(folder / name, np.asarray(clouds[rows], np.float32),
+                      np.asarray(labels[rows]).astype(np.uint8)[:, None],
+                      {"normal": rng.normal(size=(n, p, 3)).astype(np.float32),
+                       "faceId": rng.integers(0, 1000, size=(n, p)).astype(np.int32)})
+            listed.append(f"data/{folder.name}/{name}")
+        (folder / f"{split}_files.txt").write_text("\n".join(listed) + "\n")
+    return folder
+
+
 def write_modelnet_folder(
     folder,
     shape_names: Sequence[str],
@@ -79,33 +104,15 @@ def write_modelnet_folder(
     files_per_split: int = 2,
 ) -> Path:
     """A folder in the ModelNet h5 layout with the given ``shape_names``; clouds only for
-    ``classes`` (default: all). Train and test are each spread over ``files_per_split``
-    h5 files, listed with ``data/<folder name>/`` prefixes as in the published lists."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    ``classes`` (default: all), each class a distinct ellipsoid (:func:`class_clouds`)."""
     rng = np.random.default_rng(seed)
     names = list(shape_names)
     use = [names.index(c) for c in (classes or names)]
-    (folder / "shape_names.txt").write_text("\n".join(names) + "\n")
+    splits = {}
     for split, per in (("train", n_train_per_class), ("test", n_test_per_class)):
         labels = _labels(use, per, rng)
-        chunks = [c for c in np.array_split(np.arange(labels.size), files_per_split) if c.size]
-        listed = []
-        for i, rows in enumerate(chunks):
-            lab = labels[rows]
-            name = f"ply_data_{split}{i}.h5"
-            _write_h5(
-                folder / name,
-                class_clouds(lab, num_points, rng),
-                lab.astype(np.uint8)[:, None],
-                {
-                    "normal": rng.normal(size=(lab.size, num_points, 3)).astype(np.float32),
-                    "faceId": rng.integers(0, 1000, size=(lab.size, num_points)).astype(np.int32),
-                },
-            )
-            listed.append(f"data/{folder.name}/{name}")
-        (folder / f"{split}_files.txt").write_text("\n".join(listed) + "\n")
-    return folder
+        splits[split] = (class_clouds(labels, num_points, rng), labels)
+    return write_modelnet_clouds(folder, names, splits, files_per_split, seed)
 
 
 def write_modelnet40(

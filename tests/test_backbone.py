@@ -12,18 +12,18 @@ from pointcalip.backbone import is_torchscript_archive, load_clip
 
 
 @pytest.fixture(scope="module")
-def ckpts(tmp_path_factory):
-    return tiny_clip.write_tiny_checkpoints(tmp_path_factory.mktemp("clip"))
+def ckpts(tiny_checkpoints):
+    return tiny_checkpoints
 
 
 @pytest.fixture(scope="module")
-def resnet(ckpts):
-    return load_clip(ckpts["resnet"], device="cpu")
+def resnet(tiny_resnet):
+    return tiny_resnet
 
 
 @pytest.fixture(scope="module")
-def vit(ckpts):
-    return load_clip(ckpts["vit"], device="cpu")
+def vit(tiny_vit):
+    return tiny_vit
 
 
 def _images(n, size=224, seed=0):
@@ -186,3 +186,22 @@ def test_fp16_weights_give_float32_unit_features(which):
     t16 = bb16.encode_text(["chair"], ["a {}."])
     assert t16.dtype == torch.float32
     torch.testing.assert_close(t16, bb32.encode_text(["chair"], ["a {}."]), atol=3e-3, rtol=0)
+
+
+@pytest.mark.parametrize("which", ["resnet", "vit"])
+def test_norms_recover_clips_raw_embedding(request, which):
+    bb = request.getfixturevalue(which)
+    images = _images(3, seed=8)
+    g, s, norms = bb.encode_images(images, return_norms=True, batch_size=2)
+    with torch.no_grad():
+        raw = bb.model.encode_image(images).float()
+    torch.testing.assert_close(g * norms[:, None], raw, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(norms, raw.norm(dim=-1))
+    assert bb.precision == "float32"
+    for bad in (0, -2):
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            bb.encode_images(images, batch_size=bad)
+    with pytest.raises(ValueError, match="single string"):
+        bb.encode_text("chair", ["a {}."])
+    with pytest.raises(ValueError, match="exactly one"):
+        bb.encode_text(["chair"], ["a chair."])

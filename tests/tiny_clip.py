@@ -10,11 +10,12 @@ from their state dicts), only very small:
   vocab 49408 (the tokenizer's ids need the full vocabulary).
 - embed_dim C = 32.
 
-Random init is seeded. BatchNorm parameters and running statistics are randomised too (CLIP's
-init zeroes every ``bn3.weight``, which would turn the residual branches off).
+Every weight comes from one seeded generator (:func:`_seeded_init`), independent of torch's
+module init, so the goldens in ``tests/data`` stay valid across torch versions.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 from typing import Dict
@@ -28,20 +29,33 @@ TEXT = dict(context_length=77, vocab_size=49408, transformer_width=64, transform
             transformer_layers=1)
 
 
-def _randomise_norms(model: torch.nn.Module, generator: torch.Generator) -> None:
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            n = module.num_features
-            module.weight.data = 0.5 + torch.rand(n, generator=generator)
-            module.bias.data = 0.1 * torch.randn(n, generator=generator)
-            module.running_mean.data = 0.1 * torch.randn(n, generator=generator)
-            module.running_var.data = 0.5 + torch.rand(n, generator=generator)
+def _seeded_init(model: CLIP, seed: int) -> None:
+    """Give every parameter and BatchNorm statistic a value drawn from one seeded CPU generator,
+    in state-dict order, so the weights depend only on ``seed`` (not on torch's module init,
+    which may change between versions). Matrices: N(0, 1/fan_in); 1-D tensors: small around
+    0 (biases, embeddings) or 1 (norm weights, variances). CLIP's own init zeroes every
+    ``bn3.weight``, which would turn the residual branches off; this does not."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.state_dict(keep_vars=True).items():
+            if not tensor.is_floating_point():
+                continue
+            noise = torch.randn(tensor.shape, generator=g)
+            leaf = name.rsplit(".", 1)[-1]
+            if name == "logit_scale":
+                value = torch.full_like(tensor, math.log(100.0))
+            elif leaf == "running_var" or (leaf == "weight" and tensor.dim() == 1):
+                value = 0.75 + 0.25 * noise.abs()          # norm scales and variances > 0
+            elif tensor.dim() >= 2 and "embedding" not in name:
+                value = noise / math.sqrt(tensor[0].numel())
+            else:
+                value = 0.1 * noise                         # biases, embeddings, means
+            tensor.copy_(value)
 
 
 def _build(seed: int, **vision) -> CLIP:
-    torch.manual_seed(seed)
     model = CLIP(embed_dim=EMBED_DIM, image_resolution=RESOLUTION, **vision, **TEXT)
-    _randomise_norms(model, torch.Generator().manual_seed(seed + 1))
+    _seeded_init(model, seed)
     return model.eval()
 
 
