@@ -1,48 +1,379 @@
-"""YAML configs: composition (`include:`), `--set key=value` overrides, typed validation.
+"""YAML configs: composition, overrides, and typed, range-checked sections.
 
-A config file may name other files in `include: [a.yaml, b.yaml]` (paths relative to it); they
-are merged first, in order, then the file itself on top. Several files given on the command
-line merge left to right, then `--set a.b=value` overrides (values parsed as YAML).
+Files: a config file may name other files in `include: [a.yaml, b.yaml]` (paths relative to
+it); they are merged first, in order, then the file itself on top. Several files given on the
+command line merge left to right, then `--set a.b=value` overrides (values parsed as YAML). A
+file that is not found is looked up among the shipped configs (`modelnet40`,
+`model/realistic_vitb16`), so an installed PointCALIP needs no checkout.
+
+Types: every command has one dataclass (e.g. `ZeroShotConfig`) made of fields and of shared
+sections (`DataConfig`, `ProjectorConfig`, `TuneConfig`). All derive from :class:`Section`,
+whose ``__post_init__`` checks every field against its type hint (nested sections are found by
+field type), applies the field's range rule (``metadata["rule"]``, see :func:`positive`), then
+runs the section's own ``validate()``. Any problem is a :class:`ConfigError` naming the full
+key (``tune.grid must be a positive integer, got -3``), so wrong values stop a run before any
+work starts, whether the config came from YAML or from Python.
 """
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import inspect
+import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, ClassVar, List, Mapping, Optional, Sequence, Tuple, Union
 
 import yaml
 
+from .prompts import configs_root, load_classnames, load_templates, read_yaml  # noqa: F401
 
-def _configs_root() -> Path:
-    """The shipped `configs/` folder (repository checkout or installed package data)."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "configs", here / "configs"):
-        if (candidate / "prompts.yaml").is_file():
-            return candidate
-    raise FileNotFoundError(f"cannot find PointCALIP's configs/ folder next to {here}")
+# ----------------------------------------------------------------------------------- errors
 
 
-def _read_yaml(path: Path) -> dict:
+class ConfigError(ValueError):
+    """A config value is wrong. ``key`` is the dotted key (``tune.grid``), ``problem`` what is
+    wrong with it (``must be a positive integer, got -3``)."""
+
+    def __init__(self, key: str, problem: str, hint: bool = True):
+        self.key, self.problem, self.hint = key, problem, hint
+        where = f" (set it in the YAML file or with --set {key}=...)" if hint else ""
+        super().__init__(f"config key {key} {problem}{where}" if key else problem)
+
+    def within(self, section: str) -> "ConfigError":
+        """The same error, seen from the section that holds this one."""
+        return ConfigError(f"{section}.{self.key}" if self.key else section, self.problem,
+                           self.hint)
+
+
+# ------------------------------------------------------------------------------ range rules
+
+#: (test of a value, how an allowed value reads given the field's type)
+Rule = Tuple[Callable[[Any], bool], Callable[[Any], str]]
+
+
+def _ruled(default: Any, rule: Rule) -> Any:
+    return field(default=default, metadata={"rule": rule})
+
+
+def positive(default: Any) -> Any:
+    """A field whose value (if not None) must be > 0."""
+    return _ruled(default, (lambda v: v > 0, lambda tp: _describe(tp, "positive")))
+
+
+def non_negative(default: Any) -> Any:
+    """A field whose value (if not None) must be >= 0."""
+    return _ruled(default, (lambda v: v >= 0, lambda tp: _describe(tp, "non-negative")))
+
+
+def open_fraction(default: Any) -> Any:
+    """A field whose value must lie strictly between 0 and 1."""
+    return _ruled(default, (lambda v: 0 < v < 1, lambda tp: "a number between 0 and 1 (exclusive)"))
+
+
+# ------------------------------------------------------------------------------ type checks
+
+def _describe(tp: Any, adjective: str = "") -> str:
+    """How a type reads in an error message: 'a positive integer', 'true or false', ..."""
+    adj = f"{adjective} " if adjective else ""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Union:
+        return " or ".join(_describe(a, adjective) for a in args)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (list, List):
+        return f"a list of {_describe(args[0]).split(' ', 1)[1]}s" if args else "a list"
+    names = {bool: "true or false", int: f"a {adj}integer" if adj else "an integer",
+             float: f"a {adj}number", str: "a string", dict: "a mapping", type(None): "null"}
+    if tp in names:
+        return names[tp]
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _check_type(value: Any, tp: Any, key: str) -> Any:
+    """``value`` as type ``tp`` (ints accepted for floats, tuples for lists), or ConfigError."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin is Union:
+        if value is None and type(None) in args:
+            return None
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _check_type(value, option, key)
+            except ConfigError:
+                continue
+        raise _type_error(key, tp, value)
+    if origin is typing.Literal:
+        if isinstance(value, str) and value in args:
+            return value
+        raise _type_error(key, tp, value)
+    if origin in (list, List):
+        if not isinstance(value, (list, tuple)):
+            raise _type_error(key, tp, value)
+        return [_check_type(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)] if args else list(value)
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise _type_error(key, tp, value)
+        try:
+            return build(tp, value)
+        except ConfigError as err:
+            raise err.within(key) from None
+    ok = {bool: lambda v: isinstance(v, bool),
+          int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          str: lambda v: isinstance(v, str),
+          dict: lambda v: isinstance(v, Mapping)}
+    if tp not in ok or not ok[tp](value):
+        raise _type_error(key, tp, value)
+    if tp is float:
+        if not math.isfinite(value):
+            raise ConfigError(key, f"must be a finite number, got {value!r}")
+        return float(value)
+    return dict(value) if tp is dict else value
+
+
+def _type_error(key: str, tp: Any, value: Any) -> ConfigError:
+    hint = " (a string: write true or false without quotes)" if (
+        tp is bool and isinstance(value, str)) else ""
+    return ConfigError(key, f"must be {_describe(tp)}, got {value!r}{hint}")
+
+
+# ---------------------------------------------------------------------------------- sections
+
+
+@dataclass
+class Section:
+    """Base of every config dataclass: type- and range-checks its fields on construction."""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = _check_type(getattr(self, f.name), hints[f.name], f.name)
+            rule = f.metadata.get("rule")
+            if rule is not None and value is not None and not rule[0](value):
+                raise ConfigError(f.name, f"must be {rule[1](hints[f.name])}, got {value!r}")
+            object.__setattr__(self, f.name, value)
+        self.validate()
+
+    def validate(self) -> None:
+        """Checks across fields; raise ConfigError(key, problem)."""
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "Section":
+        """Build from a mapping of keys; unknown keys are errors (with a suggestion)."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        for key in values:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ConfigError(str(key), f"is unknown ({hint}known keys here: "
+                                            f"{', '.join(known)})", hint=False)
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        """Plain JSON/YAML-friendly values, nested sections as mappings."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Section):
+        return value.to_dict()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def build(cls, values: Mapping[str, Any]):
+    """A section of type ``cls`` from a mapping (``cls.from_mapping``)."""
+    return cls.from_mapping(values)
+
+
+@dataclass
+class DataConfig(Section):
+    """Which clouds: dataset, its folder, points per cloud."""
+
+    name: typing.Literal["modelnet40", "modelnet10", "scanobjectnn"] = "modelnet40"
+    root: Optional[str] = None
+    variant: Optional[str] = None
+    num_points: int = positive(1024)
+    sampling: typing.Literal["first", "fps"] = "first"
+
+    def validate(self) -> None:
+        from .datasets.scanobjectnn import VARIANT_FILES
+
+        if self.name == "scanobjectnn" and self.variant not in VARIANT_FILES:
+            raise ConfigError("variant", f"must be one of {', '.join(VARIANT_FILES)} for "
+                                         f"scanobjectnn, got {self.variant!r}")
+        if self.name != "scanobjectnn" and self.variant is not None:
+            raise ConfigError("variant", f"applies to scanobjectnn only; {self.name} has none "
+                                         f"(got {self.variant!r})")
+
+    @property
+    def label(self) -> str:
+        """Dataset and variant as one word, e.g. ``scanobjectnn_pb_t50_rs``."""
+        return self.name if self.variant is None else f"{self.name}_{self.variant.lower()}"
+
+
+@dataclass
+class ProjectorConfig(Section):
+    """A projector by name and the keyword arguments of its class (``views``, ``preset``,
+    ``resolution``, ...), written flat in YAML: ``projector: {name: pointclip, views: fewshot}``."""
+
+    name: str = "pointclip"
+    options: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "ProjectorConfig":
+        values = dict(values)
+        return cls(name=values.pop("name", "pointclip"), options=values)
+
+    def validate(self) -> None:
+        from .projection import PROJECTORS
+
+        if self.name not in PROJECTORS:
+            raise ConfigError("name", f"must be one of {', '.join(map(repr, sorted(PROJECTORS)))}, "
+                                      f"got {self.name!r}")
+        for key in self.options:
+            if key not in self.accepted_options():
+                raise ConfigError(key, f"is not an option of the {self.name} projector "
+                                       f"(options: {', '.join(self.accepted_options())})",
+                                  hint=False)
+        self.build()
+
+    def accepted_options(self) -> List[str]:
+        from .projection import PROJECTORS
+
+        return [p for p in inspect.signature(PROJECTORS[self.name]).parameters if p != "self"]
+
+    def build(self):
+        """The projector these settings describe (ConfigError naming the option if the
+        projector rejects a value)."""
+        from .projection import build_projector
+
+        try:
+            return build_projector(self.name, **self.options)
+        except (ValueError, TypeError) as err:
+            first_word = str(err).split(" ", 1)[0].strip("`'\"=")
+            key = first_word if first_word in self.options else ""
+            raise ConfigError(key, f"is invalid: {err}") from None
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, **_plain(self.options)}
+
+
+@dataclass
+class TuneConfig(Section):
+    """How CALIP's betas (and optionally view weights) are tuned (spec/calip.md section 4)."""
+
+    split: typing.Literal["val", "test"] = "val"
+    val_fraction: float = open_fraction(0.1)
+    seed: int = non_negative(0)
+    beta2_max: float = positive(2.0)
+    beta3_max: float = positive(0.1)
+    grid: int = positive(200)
+    view_weights: bool = False
+
+
+def check_device(spec: Optional[str]) -> None:
+    """A torch device string that exists on this machine (None: chosen at run time);
+    ValueError otherwise."""
+    if spec is None:
+        return
+    import torch
+
     try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"config file not found: {path}") from None
-    except yaml.YAMLError as err:
-        raise ValueError(f"config file {path} is not valid YAML: {err}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ValueError(f"config file {path} must hold a mapping at top level, got {type(data).__name__}")
-    return data
+        device = torch.device(spec)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"must be a device such as cpu, cuda or cuda:1, got {spec!r}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"is {spec!r} but no CUDA GPU is available here; use cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"is {spec!r} but this machine has {torch.cuda.device_count()} "
+                             f"CUDA device(s)")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"is {spec!r} but MPS is not available here; use cpu")
+    elif device.type != "cpu":
+        raise ValueError(f"must be cpu, cuda[:N] or mps, got {spec!r}")
+
+
+def check_backbone(spec: str) -> None:
+    """An OpenAI CLIP name or an existing checkpoint file; ValueError otherwise."""
+    from .backbone import available_models
+
+    if spec in available_models():
+        return
+    if not Path(spec).expanduser().is_file():
+        raise ValueError(f"is {spec!r}, which is neither a CLIP model name "
+                         f"({', '.join(available_models())}) nor an existing checkpoint file")
+
+
+@dataclass
+class ZeroShotConfig(Section):
+    """`pointcalip zeroshot`: PointCLIP and CALIP accuracy on a dataset's test split."""
+
+    COMMAND: ClassVar[str] = "zeroshot"
+
+    data: DataConfig = field(default_factory=DataConfig)
+    projector: ProjectorConfig = field(default_factory=ProjectorConfig)
+    backbone: str = "RN50"
+    templates: Union[str, List[str]] = "pointclip"
+    views: Optional[List[int]] = None
+    batch_size: int = positive(16)
+    device: Optional[str] = None
+    cache_dir: Optional[str] = None
+    output_dir: Optional[str] = None
+    download: bool = True
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    name: str = "zeroshot"
+
+    def validate(self) -> None:
+        try:
+            load_templates(self.templates)
+        except ValueError as err:
+            raise ConfigError("templates", f"is not usable: {err}") from None
+        if self.views is not None:
+            check_views(self.views, self.projector.build().num_views)
+        for key, check in (("device", check_device), ("backbone", check_backbone)):
+            try:
+                check(getattr(self, key))
+            except ValueError as err:
+                raise ConfigError(key, str(err)) from None
+
+
+def check_views(views: Sequence[int], num_views: int, key: str = "views") -> None:
+    """A non-empty list of distinct view indices in [0, num_views)."""
+    if not views:
+        raise ConfigError(key, "must list at least one view index (or be null for all views)")
+    bad = [v for v in views if not 0 <= v < num_views]
+    if bad:
+        raise ConfigError(key, f"holds {bad}, outside the projector's {num_views} views "
+                               f"(indices 0..{num_views - 1})")
+    if len(set(views)) != len(views):
+        raise ConfigError(key, f"lists a view twice: {list(views)}")
+
+
+# ------------------------------------------------------------------------------------- files
 
 
 def deep_merge(base: dict, top: dict) -> dict:
-    """Recursively merge `top` onto `base` (mappings merge, everything else replaces)."""
+    """Recursively merge `top` onto `base`: mappings merge, everything else replaces, and a
+    mapping whose `name` differs from the one below replaces it (a `projector: {name:
+    realistic}` drops the options of the pointclip projector it replaces)."""
     out = dict(base)
     for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        below = out.get(key)
+        if isinstance(value, dict) and isinstance(below, dict) and \
+                value.get("name", below.get("name")) == below.get("name"):
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
@@ -54,7 +385,7 @@ def load_yaml_tree(path: str | Path, _seen: tuple = ()) -> dict:
     path = Path(path).resolve()
     if path in _seen:
         raise ValueError(f"config include cycle: {' -> '.join(map(str, _seen + (path,)))}")
-    data = _read_yaml(path)
+    data = read_yaml(path)
     includes = data.pop("include", []) or []
     if isinstance(includes, str):
         includes = [includes]
@@ -66,92 +397,17 @@ def load_yaml_tree(path: str | Path, _seen: tuple = ()) -> dict:
 
 def apply_override(cfg: dict, assignment: str) -> dict:
     """Apply one `key.sub=value` override (value parsed as YAML: numbers, lists, null...)."""
-    if "=" not in assignment:
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
         raise ValueError(f"--set expects key=value, got {assignment!r}")
-    key, raw = assignment.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else None
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw  # not YAML: keep the text as it is
     update: Any = value
     for part in reversed(key.strip().split(".")):
         update = {part: update}
     return deep_merge(cfg, update)
-
-
-def load_classnames(dataset: str) -> list[str]:
-    """Class names of a published dataset in label order, from configs/classnames.yaml."""
-    lists = _read_yaml(_configs_root() / "classnames.yaml")
-    if dataset not in lists:
-        raise ValueError(f"no class list for {dataset!r} in configs/classnames.yaml; known: {sorted(lists)}")
-    return [str(c) for c in lists[dataset]]
-
-
-def load_templates(spec: str | list[str]) -> list[str]:
-    """Resolve `templates:` (a set name in configs/prompts.yaml, or an inline list)."""
-    if isinstance(spec, (list, tuple)):
-        templates = [str(t) for t in spec]
-    else:
-        sets = _read_yaml(_configs_root() / "prompts.yaml")
-        if spec not in sets:
-            raise ValueError(f"unknown template set {spec!r}: choose one of {sorted(sets)} "
-                             "(configs/prompts.yaml) or give a list of templates")
-        templates = list(sets[spec])
-    bad = [t for t in templates if "{}" not in t]
-    if not templates or bad:
-        raise ValueError(f"every prompt template needs a '{{}}' for the class name; got {bad or templates}")
-    return templates
-
-
-@dataclass
-class DataConfig:
-    name: str = "modelnet40"
-    root: str | None = None
-    variant: str | None = None
-    num_points: int = 1024
-    sampling: str = "first"
-
-
-@dataclass
-class TuneConfig:
-    split: str = "val"
-    val_fraction: float = 0.1
-    seed: int = 0
-    beta2_max: float = 2.0
-    beta3_max: float = 0.1
-    grid: int = 200
-    view_weights: bool = False
-
-
-@dataclass
-class ZeroShotConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    projector: dict = field(default_factory=lambda: {"name": "pointclip"})
-    backbone: str = "RN50"
-    templates: Any = "pointclip"
-    views: list[int] | None = None
-    batch_size: int = 16
-    device: str | None = None
-    cache_dir: str | None = None
-    output_dir: str | None = None
-    download: bool = True
-    tune: TuneConfig = field(default_factory=TuneConfig)
-    name: str = "zeroshot"
-
-
-def _build(cls, values: dict, where: str):
-    """Instantiate a config dataclass, rejecting unknown keys with their full name."""
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ValueError(f"unknown config key(s) {', '.join(where + k for k in unknown)}; "
-                         f"known keys under {where or 'top level'}: {sorted(known)}")
-    kwargs = {}
-    for key, value in values.items():
-        sub = {"data": DataConfig, "tune": TuneConfig}.get(key) if cls is ZeroShotConfig else None
-        if sub is not None:
-            if not isinstance(value, dict):
-                raise ValueError(f"config key {where}{key} must be a mapping, got {value!r}")
-            value = _build(sub, value, f"{where}{key}.")
-        kwargs[key] = value
-    return cls(**kwargs)
 
 
 def resolve_config_path(path: str | Path) -> Path:
@@ -160,27 +416,44 @@ def resolve_config_path(path: str | Path) -> Path:
     path = Path(path).expanduser()
     if path.is_file():
         return path
-    for candidate in (_configs_root() / path, _configs_root() / path.with_suffix(".yaml")):
+    root = configs_root()
+    for candidate in (root / path, root / path.with_suffix(".yaml")):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"config file not found: {path} (nor a shipped config of that name in "
-                            f"{_configs_root()})")
+    raise FileNotFoundError(f"config file not found: {path} (nor a shipped config of that name "
+                            f"in {root})")
 
 
-def load_zeroshot_config(paths: list[str | Path], overrides: list[str] = ()) -> ZeroShotConfig:
-    """Merge config files and overrides into a validated :class:`ZeroShotConfig`."""
-    paths = [resolve_config_path(p) for p in paths]
+def merged_config(paths: Sequence[str | Path], overrides: Sequence[str] = ()) -> dict:
+    """The mapping of several config files (left to right) with `--set` overrides on top."""
     merged: dict = {}
     for path in paths:
-        merged = deep_merge(merged, load_yaml_tree(path))
+        merged = deep_merge(merged, load_yaml_tree(resolve_config_path(path)))
     for assignment in overrides:
         merged = apply_override(merged, assignment)
-    merged.setdefault("name", Path(paths[-1]).stem if paths else "zeroshot")
-    cfg = _build(ZeroShotConfig, merged, "")
-    if cfg.tune.split not in ("val", "test"):
-        raise ValueError(f"tune.split must be 'val' (validation subset of train) or 'test', got {cfg.tune.split!r}")
-    if not 0 < cfg.tune.val_fraction < 1:
-        raise ValueError(f"tune.val_fraction must be in (0, 1), got {cfg.tune.val_fraction}")
-    if not isinstance(cfg.projector, dict) or "name" not in cfg.projector:
-        raise ValueError(f"config key projector must be a mapping with a 'name', got {cfg.projector!r}")
-    return cfg
+    return merged
+
+
+def load_config(cls, paths: Sequence[str | Path], overrides: Sequence[str] = ()):
+    """Merge config files and overrides into a checked ``cls`` (a command's Section).
+
+    A top-level ``command:`` key (set by the shipped defaults of each command) must name
+    ``cls.COMMAND``; ``name`` defaults to the last file's stem.
+    """
+    merged = merged_config(paths, overrides)
+    command = merged.pop("command", cls.COMMAND)
+    if command != cls.COMMAND:
+        raise ConfigError("command", f"is {command!r}: these configs are for `pointcalip "
+                                     f"{command}`, not `pointcalip {cls.COMMAND}`", hint=False)
+    if paths:
+        merged.setdefault("name", resolve_config_path(paths[-1]).stem)
+    return build(cls, merged)
+
+
+#: the config dataclass of every command that reads configs, by `command:` value
+CONFIG_KINDS = {"zeroshot": ZeroShotConfig}
+
+
+def load_zeroshot_config(paths: Sequence[str | Path], overrides: Sequence[str] = ()) -> ZeroShotConfig:
+    """`load_config(ZeroShotConfig, ...)`."""
+    return load_config(ZeroShotConfig, paths, overrides)

@@ -1,6 +1,7 @@
 """PointCLIP's sparse perspective depth maps (spec/projection.md section 1)."""
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -41,6 +42,9 @@ class PointCLIPProjector(Projector):
         self.distance = float(default_dist if distance is None else distance)
         if isinstance(self.resolution, bool) or not isinstance(self.resolution, int) or self.resolution < 1:
             raise ValueError(f"resolution must be a positive integer (map side in pixels); got {resolution!r}")
+        if not math.isfinite(self.distance) or self.distance <= 0:
+            raise ValueError(f"distance must be a positive number (camera distance from the cloud's "
+                             f"centre); got {distance!r}")
         super().__init__(resolve_views(views, preset_views), image_size, clip_normalize)
 
     @property
