@@ -2,7 +2,7 @@
 
 Public API (see README)::
 
-    from pointcalip import load_clip, calip_logits, aggregate_views, PointCALIP
+    from pointcalip import load_clip, calip_logits, aggregate_views, CalipHead, PointCALIP
     from pointcalip.projection import PointCLIPProjector, RealisticProjector
     from pointcalip.datasets import ModelNet40, ModelNet10, ScanObjectNN, load_point_cloud
 
@@ -17,12 +17,18 @@ _EXPORTS = {
     "ClipBackbone": "backbone",
     "calip_logits": "calip",
     "aggregate_views": "calip",
+    "CalipHead": "head",
     "PointCALIP": "model",
+    "search": "search",
     "search_betas": "search",
     "search_view_weights": "search",
     "beta_grid": "search",
     "SearchResult": "search",
-    "FeatureCache": "cache",
+    "FeatureStore": "store",
+    "extract": "extract",
+    "run_zeroshot": "zeroshot",
+    "ZeroShotConfig": "config",
+    "load_config": "config",
 }
 
 __all__ = sorted(_EXPORTS)

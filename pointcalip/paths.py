@@ -28,3 +28,18 @@ def clip_dir() -> Path:
 def cache_dir() -> Path:
     """Default folder for cached CLIP features: ``<home>/features``."""
     return home_dir() / "features"
+
+
+def ensure_writable(folder: str | Path, option: str) -> Path:
+    """Create ``folder`` if needed and check that files can be written in it, before any long
+    work starts; the error names the config key ``option`` that set it."""
+    folder = Path(folder).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".pointcalip-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(f"cannot write in {folder} ({err.strerror or err}); choose another "
+                              f"folder with --set {option}=DIR") from None
+    return folder

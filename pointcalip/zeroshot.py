@@ -1,182 +1,275 @@
-"""Zero-shot CALIP on a dataset: encode (cached), tune betas, evaluate, write results.
+"""Zero-shot PointCLIP and CALIP on a dataset, as a few stages with typed results.
 
-The tuning protocol is honest by default: betas (and optionally view weights) are chosen on
-a seeded, class-stratified validation subset of the TRAIN split, and accuracy is reported
-on TEST. `tune.split: test` reproduces the published protocol (tuning on test); every result
+    splits   = load_splits(cfg)                                  # test + tuning set
+    features = extract(store, dataset, rows, projector, backbone) # from the feature store
+    logits   = compute_view_logits(features, text, views, device) # per-view l0, l1, l2
+    found    = tune(logits_of_tuning_set, cfg.tune)              # SearchResult
+    acc      = evaluate(test_logits, found)                      # PointCLIP and CALIP accuracy
+    result   = run_zeroshot(cfg)                                 # all of it -> ZeroShotResult
+
+The tuning protocol is honest by default: betas (and optionally view weights) are chosen on a
+seeded, class-stratified validation subset of the TRAIN split, and accuracy is reported on
+TEST. ``tune.split: test`` reproduces the published protocol (tuning on test); every result
 records which protocol produced it.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from .backbone import load_clip
-from .cache import FeatureCache
-from .calip import aggregate_views
-from .config import ZeroShotConfig, load_templates
-from .datasets import build_dataset, dataset_folder, ensure_dataset, validation_indices
-from .paths import data_dir
-from .projection import build_projector
-from .search import beta_grid, search
+from .backbone import ClipBackbone, load_clip
+from .config import TuneConfig, ZeroShotConfig
+from .data import build_split, resolve_data_root
+from .datasets import validation_indices
+from .datasets.base import H5CloudDataset
+from .extract import SplitFeatures, extract
+from .head import CalipHead
+from .metrics import Accuracy, accuracy
+from .paths import ensure_writable
+from .prompts import load_templates
+from .results import RunInfo, backbone_label, run_name
+from .search import SearchResult, beta_grid, search
+from .store import FeatureStore
 
 log = logging.getLogger(__name__)
 
 
-def resolve_data_root(cfg: ZeroShotConfig) -> Path:
-    """The dataset folder: `data.root` as given, else the downloaded copy (fetched if allowed)."""
-    if cfg.data.root:
-        return Path(cfg.data.root).expanduser()
-    # ModelNet10 is read from the ModelNet40 folder.
-    archive = "scanobjectnn" if cfg.data.name == "scanobjectnn" else "modelnet40"
-    if cfg.download:
-        return ensure_dataset(archive, root=data_dir())
-    return dataset_folder(archive, root=data_dir())
+# ------------------------------------------------------------------------------- stage types
+
+@dataclass
+class TuningSet:
+    """The clouds hyper-parameters are tuned on: ``rows`` of ``dataset``."""
+
+    dataset: H5CloudDataset
+    rows: np.ndarray
+    split: str          # "val" (a subset of TRAIN) or "test"
+    protocol: str       # one sentence for results
 
 
-def build_split(cfg: ZeroShotConfig, root: Path, split: str):
-    kwargs = {"num_points": cfg.data.num_points, "sampling": cfg.data.sampling}
-    if cfg.data.variant is not None:
-        kwargs["variant"] = cfg.data.variant
-    return build_dataset(cfg.data.name, root, split, **kwargs)
+@dataclass
+class ZeroShotSplits:
+    root: Path
+    test: H5CloudDataset
+    tuning: TuningSet
+
+    @property
+    def classnames(self) -> List[str]:
+        return list(self.test.classnames)
 
 
-def top1(logits: torch.Tensor, labels: np.ndarray) -> float:
-    """Top-1 accuracy in percent."""
-    return float((logits.argmax(-1).numpy() == labels).mean() * 100.0)
+@dataclass
+class ViewLogits:
+    """Per-view CALIP logits of a set of clouds: l0, l1, l2 [N, V, K] float32, labels [N]."""
+
+    l0: torch.Tensor
+    l1: torch.Tensor
+    l2: torch.Tensor
+    labels: np.ndarray
+
+    def as_tuple(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.l0, self.l1, self.l2
 
 
-def per_class_accuracy(logits: torch.Tensor, labels: np.ndarray, num_classes: int) -> list[float | None]:
-    """Accuracy in percent for each class (None for a class absent from `labels`)."""
-    pred = logits.argmax(-1).numpy()
-    out = []
-    for k in range(num_classes):
-        mask = labels == k
-        out.append(float((pred[mask] == k).mean() * 100.0) if mask.any() else None)
-    return out
+@dataclass
+class ZeroShotResult:
+    """Everything one zero-shot run measured; ``to_dict()`` is results.json."""
+
+    config: ZeroShotConfig
+    run: RunInfo
+    dataset: str
+    classnames: List[str]
+    num_test_clouds: int
+    backbone_identity: str
+    projector_settings: dict
+    views: List[int]
+    templates: List[str]
+    tuning: TuningSet
+    found: SearchResult
+    pointclip: Accuracy
+    calip: Accuracy
+    features: Dict[str, SplitFeatures]
+    timings: Dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        cfg = self.config
+        return {
+            "command": "zeroshot",
+            "config_name": cfg.name,
+            "config": cfg.to_dict(),
+            "run": self.run.to_dict(),
+            "dataset": self.dataset,
+            "split": "test",
+            "num_test_clouds": self.num_test_clouds,
+            "num_points": cfg.data.num_points,
+            "sampling": cfg.data.sampling,
+            "backbone": cfg.backbone,
+            "backbone_identity": self.backbone_identity,
+            "projector": self.projector_settings,
+            "projector_config": cfg.projector.to_dict(),
+            "views": list(self.views),
+            "templates": list(self.templates),
+            "tuning": {"protocol": self.tuning.protocol, "split": self.tuning.split,
+                       "num_clouds": len(self.tuning.rows), "seed": cfg.tune.seed,
+                       "val_fraction": cfg.tune.val_fraction if self.tuning.split == "val" else None,
+                       "grid": [cfg.tune.grid, cfg.tune.grid], "beta2_max": cfg.tune.beta2_max,
+                       "beta3_max": cfg.tune.beta3_max,
+                       "searched_view_weights": cfg.tune.view_weights,
+                       "tuning_accuracy": 100.0 * self.found.accuracy},
+            "beta2": self.found.beta2,
+            "beta3": self.found.beta3,
+            "view_weights": list(self.found.view_weights),
+            "accuracy": {"pointclip": self.pointclip.top1, "calip": self.calip.top1},
+            "per_class": {name: {"n": self.calip.counts[k], "pointclip": self.pointclip.per_class[k],
+                                 "calip": self.calip.per_class[k]}
+                          for k, name in enumerate(self.classnames)},
+            "features": {name: {"store": str(f.store.path), **f.stats.to_dict()}
+                         for name, f in self.features.items()},
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+    def to_markdown(self) -> str:
+        cfg, r = self.config, self.to_dict()
+        fmt = lambda x: "-" if x is None else f"{x:.1f}"  # noqa: E731
+        lines = [
+            f"# Zero-shot results: {cfg.name}",
+            "",
+            "| dataset | backbone | projector | views | PointCLIP top-1 | CALIP top-1 | beta2 | beta3 |",
+            "|---|---|---|---|---|---|---|---|",
+            f"| {self.dataset} ({self.num_test_clouds} test clouds) | {cfg.backbone} | "
+            f"{cfg.projector.name} | {len(self.views)} | {self.pointclip.top1:.2f} | "
+            f"{self.calip.top1:.2f} | {self.found.beta2:.4g} | {self.found.beta3:.4g} |",
+            "",
+            f"- Tuning protocol: {self.tuning.protocol}",
+            f"- View weights: {', '.join(f'{w:g}' for w in self.found.view_weights)}",
+            f"- Prompt templates: {'; '.join(repr(t) for t in self.templates)}",
+            "- Features: " + "; ".join(
+                f"{name} {s['rows']} clouds ({s['encoded_now']} encoded now, {s['from_store']} "
+                f"from the store)" for name, s in r["features"].items()),
+            "- Timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in r["timings"].items()),
+            f"- Command: `{self.run.command_line}` ({self.run.date}, {self.run.device}, "
+            f"{self.run.precision})",
+            "",
+            "| class | n | PointCLIP | CALIP |",
+            "|---|---|---|---|",
+        ]
+        for name, c in r["per_class"].items():
+            lines.append(f"| {name} | {c['n']} | {fmt(c['pointclip'])} | {fmt(c['calip'])} |")
+        return "\n".join(lines) + "\n"
 
 
-def run_zeroshot(cfg: ZeroShotConfig, backbone=None) -> dict:
-    """Run zero-shot PointCLIP and CALIP for `cfg`; returns the results dictionary."""
-    timings: dict[str, float] = {}
+# ------------------------------------------------------------------------------------ stages
+
+def load_splits(cfg: ZeroShotConfig) -> ZeroShotSplits:
+    """The test split and the tuning set (a validation subset of TRAIN, or TEST itself)."""
+    root = resolve_data_root(cfg.data, cfg.download)
+    test = build_split(cfg.data, root, "test")
+    if cfg.tune.split == "test":
+        log.warning("tuning on the test split (tune.split=test): accuracies are optimistic")
+        tuning = TuningSet(test, np.arange(len(test), dtype=np.int64), "test",
+                           "test: tuned on the TEST split itself (published protocol; optimistic)")
+        return ZeroShotSplits(root, test, tuning)
+    train = build_split(cfg.data, root, "train")
+    if list(train.classnames) != list(test.classnames):
+        raise ValueError(f"the train and test splits in {root} have different class lists")
+    rows = validation_indices(train.labels, cfg.tune.val_fraction, cfg.tune.seed)
+    protocol = (f"val: class-stratified {cfg.tune.val_fraction:.0%} of TRAIN "
+                f"(seed {cfg.tune.seed}, {len(rows)} clouds); reported on TEST")
+    return ZeroShotSplits(root, test, TuningSet(train, rows, "val", protocol))
+
+
+def compute_view_logits(features: SplitFeatures, text: torch.Tensor,
+                        views: Optional[Sequence[int]] = None,
+                        device: torch.device | str = "cpu", batch_size: int = 64) -> ViewLogits:
+    """Per-view CALIP logits of stored features: -> l0, l1, l2 [N, V', K] (on the CPU),
+    computed by a :class:`CalipHead` on ``device``; ``views`` selects stored views."""
+    num_views = features.num_views if views is None else len(views)
+    head = CalipHead(text, num_views=num_views).to(device)
+    parts: List[Tuple[torch.Tensor, ...]] = []
+    for g, s, _ in features.batches(batch_size, views, device):
+        parts.append(tuple(x.cpu() for x in head.view_logits(g, s)))
+    l0, l1, l2 = (torch.cat([p[i] for p in parts]) for i in range(3))
+    return ViewLogits(l0, l1, l2, features.labels)
+
+
+def tune(logits: ViewLogits, cfg: TuneConfig) -> SearchResult:
+    """CALIP's beta2 x beta3 grid (and, if asked, the view weights) on the tuning logits."""
+    return search(*logits.as_tuple(), torch.as_tensor(logits.labels),
+                  beta2_values=beta_grid(cfg.beta2_max, cfg.grid),
+                  beta3_values=beta_grid(cfg.beta3_max, cfg.grid),
+                  search_weights=cfg.view_weights)
+
+
+def evaluate(logits: ViewLogits, text: torch.Tensor, found: SearchResult
+             ) -> Tuple[Accuracy, Accuracy]:
+    """-> (PointCLIP accuracy: betas 0 and equal weights; CALIP accuracy: ``found``)."""
+    head = CalipHead(text, num_views=logits.l0.shape[1])
+    pointclip = accuracy(head.aggregate(*logits.as_tuple()), logits.labels, head.num_classes)
+    head.set_params(found.beta2, found.beta3, found.view_weights)
+    calip = accuracy(head.aggregate(*logits.as_tuple()), logits.labels, head.num_classes)
+    return pointclip, calip
+
+
+def default_output_dir(cfg: ZeroShotConfig) -> Path:
+    """``outputs/<dataset>-<projector>-<backbone>-tune_<split>-<hash of the other settings>``."""
+    return Path("outputs") / run_name(cfg.to_dict(), cfg.data.label, cfg.projector.name,
+                                      backbone_label(cfg.backbone), f"tune_{cfg.tune.split}")
+
+
+def output_dir(cfg: ZeroShotConfig) -> Path:
+    return Path(cfg.output_dir).expanduser() if cfg.output_dir else default_output_dir(cfg)
+
+
+def run_zeroshot(cfg: ZeroShotConfig, backbone: Optional[ClipBackbone] = None,
+                 argv: Optional[Sequence[str]] = None) -> ZeroShotResult:
+    """Every stage for ``cfg``; ``argv`` is the command line recorded in the result."""
+    t_start = time.perf_counter()
+    timings: Dict[str, float] = {}
+    ensure_writable(output_dir(cfg), "output_dir")
+    store = FeatureStore(cfg.cache_dir)
+    ensure_writable(store.root, "cache_dir")
     templates = load_templates(cfg.templates)
-    root = resolve_data_root(cfg)
-    test_set = build_split(cfg, root, "test")
-    classnames = list(test_set.classnames)
-    projector = build_projector(**cfg.projector)
+    splits = load_splits(cfg)
+    projector = cfg.projector.build()
     if backbone is None:
         backbone = load_clip(cfg.backbone, device=cfg.device)
-    cache = FeatureCache(cfg.cache_dir)
+    device = backbone.device
 
     t0 = time.perf_counter()
-    text = backbone.encode_text(classnames, templates)
+    text = backbone.encode_text(splits.classnames, templates)
     timings["text_s"] = time.perf_counter() - t0
 
-    test_feats = cache.load_or_encode(test_set, projector, backbone, batch_size=cfg.batch_size,
-                                      desc="encode test")
-    if cfg.tune.split == "val":
-        train_set = build_split(cfg, root, "train")
-        if list(train_set.classnames) != classnames:
-            raise ValueError(f"train and test class lists differ in {root}")
-        val_idx = validation_indices(train_set.labels, cfg.tune.val_fraction, cfg.tune.seed)
-        tune_feats = cache.load_or_encode(train_set, projector, backbone, indices=val_idx,
-                                          batch_size=cfg.batch_size, desc="encode val")
-        protocol = (f"val: class-stratified {cfg.tune.val_fraction:.0%} of TRAIN "
-                    f"(seed {cfg.tune.seed}, {len(val_idx)} clouds); reported on TEST")
-    else:
-        tune_feats = test_feats
-        protocol = "test: tuned on the TEST split itself (published protocol; optimistic)"
-        log.warning("tuning on the test split (tune.split=test): accuracies are optimistic")
-    encoded = {"test": test_feats} if tune_feats is test_feats else {"test": test_feats, "tune": tune_feats}
-    for name, feats in encoded.items():
-        if not feats.meta.get("cache_hit"):  # time spent encoding in this run
-            for k, v in feats.meta["timings"].items():
-                timings[f"{name}_{k}"] = v
+    def features_of(dataset, rows, name):
+        split_store = store.open(dataset, projector, backbone)
+        return extract(split_store, dataset, rows, projector, backbone, cfg.batch_size,
+                       desc=f"encode {name}")
+
+    features = {"test": features_of(splits.test, None, "test")}
+    if splits.tuning.split == "val":
+        features["tune"] = features_of(splits.tuning.dataset, splits.tuning.rows, "val")
 
     t0 = time.perf_counter()
-    test_logits = test_feats.logits(text, cfg.views)
-    tune_logits = test_logits if tune_feats is test_feats else tune_feats.logits(text, cfg.views)
+    test_logits = compute_view_logits(features["test"], text, cfg.views, device)
+    tune_logits = (compute_view_logits(features["tune"], text, cfg.views, device)
+                   if "tune" in features else test_logits)
     timings["calip_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    found = search(*tune_logits, torch.as_tensor(tune_feats.labels),
-                   beta2_values=beta_grid(cfg.tune.beta2_max, cfg.tune.grid),
-                   beta3_values=beta_grid(cfg.tune.beta3_max, cfg.tune.grid),
-                   search_weights=cfg.tune.view_weights)
+    found = tune(tune_logits, cfg.tune)
     timings["search_s"] = time.perf_counter() - t0
 
-    labels = test_feats.labels
-    num_views = test_logits[0].shape[1]
-    weights = list(found.view_weights)
-    pointclip = aggregate_views(*test_logits, 0.0, 0.0, None)
-    calip = aggregate_views(*test_logits, found.beta2, found.beta3, torch.tensor(weights))
-    pc_cls = per_class_accuracy(pointclip, labels, len(classnames))
-    ca_cls = per_class_accuracy(calip, labels, len(classnames))
-    views = cfg.views if cfg.views is not None else list(range(num_views))
-    results = {
-        "config": cfg.name,
-        "dataset": test_set.name,
-        "split": "test",
-        "num_test_clouds": len(labels),
-        "backbone": cfg.backbone,
-        "backbone_identity": backbone.identity,
-        "projector": projector.settings,
-        "projector_config": dict(cfg.projector),
-        "views": [int(v) for v in views],
-        "templates": templates,
-        "tuning": {"protocol": protocol, "split": cfg.tune.split, "num_clouds": len(tune_feats),
-                   "seed": cfg.tune.seed, "grid": [cfg.tune.grid, cfg.tune.grid],
-                   "beta2_max": cfg.tune.beta2_max, "beta3_max": cfg.tune.beta3_max,
-                   "searched_view_weights": cfg.tune.view_weights,
-                   "tuning_accuracy": 100.0 * found.accuracy},
-        "beta2": found.beta2,
-        "beta3": found.beta3,
-        "view_weights": weights,
-        "accuracy": {"pointclip": top1(pointclip, labels), "calip": top1(calip, labels)},
-        "per_class": {name: {"n": int((labels == k).sum()), "pointclip": pc_cls[k], "calip": ca_cls[k]}
-                      for k, name in enumerate(classnames)},
-        "timings": {k: round(v, 3) for k, v in timings.items()},
-        "cache": {"test": str(test_feats.path), "test_hit": bool(test_feats.meta.get("cache_hit")),
-                  "tune": str(tune_feats.path), "tune_hit": bool(tune_feats.meta.get("cache_hit"))},
-    }
-    return results
-
-
-def results_markdown(r: dict) -> str:
-    """A human-readable summary of one zero-shot run."""
-    acc = r["accuracy"]
-    lines = [
-        f"# Zero-shot results: {r['config']}",
-        "",
-        "| dataset | backbone | projector | views | PointCLIP top-1 | CALIP top-1 | beta2 | beta3 |",
-        "|---|---|---|---|---|---|---|---|",
-        f"| {r['dataset']} ({r['num_test_clouds']} test clouds) | {r['backbone']} | "
-        f"{r['projector_config']['name']} | {len(r['views'])} | {acc['pointclip']:.2f} | "
-        f"{acc['calip']:.2f} | {r['beta2']:.4g} | {r['beta3']:.4g} |",
-        "",
-        f"- Tuning protocol: {r['tuning']['protocol']}",
-        f"- View weights: {', '.join(f'{w:g}' for w in r['view_weights'])}",
-        f"- Prompt templates: {'; '.join(repr(t) for t in r['templates'])}",
-        "- Timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in r["timings"].items()),
-        "",
-        "| class | n | PointCLIP | CALIP |",
-        "|---|---|---|---|",
-    ]
-    fmt = lambda x: "-" if x is None else f"{x:.1f}"  # noqa: E731
-    for name, c in r["per_class"].items():
-        lines.append(f"| {name} | {c['n']} | {fmt(c['pointclip'])} | {fmt(c['calip'])} |")
-    return "\n".join(lines) + "\n"
-
-
-def write_results(results: dict, output_dir: str | Path) -> tuple[Path, Path]:
-    """Write `results.json` and `results.md` into `output_dir`."""
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out / "results.json", out / "results.md"
-    json_path.write_text(json.dumps(results, indent=2))
-    md_path.write_text(results_markdown(results))
-    return json_path, md_path
+    pointclip, calip = evaluate(test_logits, text, found)
+    timings["total_s"] = time.perf_counter() - t_start
+    views = list(cfg.views) if cfg.views is not None else list(range(projector.num_views))
+    return ZeroShotResult(
+        config=cfg, run=RunInfo.collect(device, backbone.precision, splits.root, argv),
+        dataset=cfg.data.label, classnames=splits.classnames,
+        num_test_clouds=len(splits.test), backbone_identity=backbone.identity,
+        projector_settings=projector.settings, views=views, templates=templates,
+        tuning=splits.tuning, found=found, pointclip=pointclip, calip=calip,
+        features=features, timings=timings)

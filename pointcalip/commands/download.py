@@ -6,7 +6,7 @@ import argparse
 from pointcalip.paths import data_dir
 
 
-def register(subparsers) -> None:
+def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "download",
         help="download or install ModelNet40 / ScanObjectNN",
@@ -28,6 +28,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip the per-file checksum check against the published release")
     p.set_defaults(func=run)
+    return p
 
 
 def run(args: argparse.Namespace) -> int:

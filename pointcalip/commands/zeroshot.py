@@ -2,19 +2,19 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "zeroshot",
-        help="zero-shot CALIP on a dataset (cached features, tuned betas, results table)",
-        description="Project every cloud, encode the views with CLIP (cached), tune CALIP's "
-                    "betas on a validation subset of TRAIN (or on test with --tune-on test), "
-                    "and report PointCLIP and CALIP top-1 accuracy on TEST.",
+        help="zero-shot CALIP on a dataset (stored features, tuned betas, results table)",
+        description="Project every cloud, encode the views with CLIP (kept in the feature "
+                    "store), tune CALIP's betas on a validation subset of TRAIN (or on test "
+                    "with --tune-on test), and report PointCLIP and CALIP top-1 accuracy on TEST.",
     )
     p.add_argument("--config", nargs="+", required=True, metavar="YAML",
-                   help="config file(s), merged left to right (e.g. configs/modelnet40.yaml)")
+                   help="config file(s) or shipped config names, merged left to right "
+                        "(e.g. configs/modelnet40.yaml, or modelnet40 model/realistic_vitb16)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set data.root=/data/modelnet40_ply_hdf5_2048 "
                         "--set backbone=ViT-B/16 --set tune.view_weights=true")
@@ -26,16 +26,16 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from ..config import load_zeroshot_config
-    from ..zeroshot import results_markdown, run_zeroshot, write_results
+    from ..config import load_config, ZeroShotConfig
+    from ..results import write_results
+    from ..zeroshot import output_dir, run_zeroshot
 
     overrides = list(args.overrides)
     if args.tune_on:
         overrides.append(f"tune.split={args.tune_on}")
-    cfg = load_zeroshot_config(args.config, overrides)
-    results = run_zeroshot(cfg)
-    out = Path(cfg.output_dir) if cfg.output_dir else Path("outputs") / cfg.name
-    json_path, md_path = write_results(results, out)
-    print(results_markdown(results))
+    cfg = load_config(ZeroShotConfig, args.config, overrides)
+    result = run_zeroshot(cfg, argv=args.argv)
+    json_path, md_path = write_results(result, output_dir(cfg))
+    print(result.to_markdown())
     print(f"wrote {json_path} and {md_path}")
     return 0

@@ -1,0 +1,119 @@
+"""Run results on disk: where they go, what makes them rerunnable, and how they are written.
+
+Every command's result is a dataclass with ``to_dict()`` (-> ``results.json``) and
+``to_markdown()`` (-> ``results.md``), and carries a :class:`RunInfo` recording what is needed
+to rerun it: the command line, the date, the package versions, the device and precision, and
+the data folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import shlex
+import socket
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
+
+#: config keys that change where or how fast a run goes, never its numbers
+NOT_IN_RUN_NAME = ("name", "cache_dir", "output_dir", "device", "batch_size", "download")
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+@dataclass
+class RunInfo:
+    """How a result was produced (enough to rerun it)."""
+
+    command_line: str
+    date: str
+    versions: dict
+    device: str
+    precision: str
+    data_root: str
+    host: str = field(default_factory=socket.gethostname)
+
+    @classmethod
+    def collect(cls, device, precision: str, data_root, argv: Optional[Sequence[str]] = None
+                ) -> "RunInfo":
+        import numpy
+        import torch
+
+        from . import __version__
+
+        device_name = str(device)
+        if str(device).startswith("cuda") and torch.cuda.is_available():
+            device_name += f" ({torch.cuda.get_device_name(torch.device(device))})"
+        return cls(
+            command_line=shlex.join(argv if argv is not None else sys.argv),
+            date=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            versions={"pointcalip": __version__, "torch": torch.__version__,
+                      "clip": _version("openai-clip"), "numpy": numpy.__version__,
+                      "python": platform.python_version()},
+            device=device_name, precision=precision, data_root=str(data_root))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
+
+
+def backbone_label(backbone: str) -> str:
+    """A backbone as a short word: the OpenAI name, or a checkpoint file's stem."""
+    path = Path(backbone)
+    return _slug(path.stem if path.suffix in (".pt", ".pth", ".bin") else backbone)
+
+
+def run_name(config: dict, *readable: str) -> str:
+    """``<readable parts>-<hash>``: the readable parts (dataset, projector, backbone, tuning)
+    joined by '-', then 6 hex digits of every other setting that changes the numbers, so
+    that two different runs never share a name and rerunning the same config reuses it."""
+    settings = {k: v for k, v in config.items() if k not in NOT_IN_RUN_NAME}
+    if isinstance(settings.get("data"), dict):
+        settings["data"] = {k: v for k, v in settings["data"].items() if k != "root"}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    return "-".join([*(_slug(p) for p in readable), digest.hexdigest()[:6]])
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_results(result, output_dir: str | Path) -> Tuple[Path, Path]:
+    """Write ``result.to_dict()`` as ``results.json`` and ``result.to_markdown()`` as
+    ``results.md`` into ``output_dir`` (each replaced atomically)."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / "results.json", out / "results.md"
+    _atomic_write(json_path, json.dumps(result.to_dict(), indent=2))
+    _atomic_write(md_path, result.to_markdown())
+    return json_path, md_path
+
+
+def read_results(path: str | Path) -> dict:
+    """A ``results.json`` as a dict; errors name the file."""
+    path = Path(path).expanduser()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"results file not found: {path}") from None
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read results file {path}: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"results file {path} does not hold a results mapping")
+    return data

@@ -1,0 +1,64 @@
+"""Small deterministic stand-ins for a dataset, a projector and a CLIP backbone, for testing
+the feature store and extraction without CLIP."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+V, C, HW, N_POINTS = 3, 8, 4, 16
+
+
+class FakeDataset:
+    """``n`` random clouds [N_POINTS, 3] with labels 0, 1, 2, 0, ..."""
+
+    name, split = "fake", "test"
+
+    def __init__(self, n=10, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.clouds = torch.rand(n, N_POINTS, 3, generator=g) - 0.5
+        self.labels = np.arange(n) % 3
+        self.settings = {"name": "fake", "n": n, "seed": seed}
+
+    def __len__(self):
+        return len(self.clouds)
+
+    def points(self, indices):
+        return self.clouds[torch.as_tensor(np.asarray(indices))]
+
+
+class FakeProjector:
+    """Three 'views': the cloud scaled by 1, 2, 3, as tiny images [B, V, 3, 2, 2];
+    raises KeyboardInterrupt on call number ``fail_after + 1``."""
+
+    num_views = V
+
+    def __init__(self, fail_after=None, tag="a"):
+        self.calls, self.fail_after = 0, fail_after
+        self.settings = {"name": "fake", "tag": tag}
+
+    def __call__(self, points):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt("simulated interruption")
+        flat = points[:, :4, :].reshape(points.shape[0], 1, 12)
+        return torch.cat([flat * (v + 1) for v in range(V)], 1).reshape(-1, V, 3, 2, 2)
+
+
+class FakeBackbone:
+    """Deterministic 'encoder': a fixed random linear map of the 12 pixel values."""
+
+    name, identity, precision, embed_dim, num_tokens, device = "fake", "fake-weights-1", "float32", C, HW, "cpu"
+
+    def __init__(self):
+        g = torch.Generator().manual_seed(1)
+        self.w_g = torch.randn(12, C, generator=g)
+        self.w_s = torch.randn(12, HW * C, generator=g)
+        self.images_seen = 0
+
+    def encode_images(self, images, return_norms=False):
+        self.images_seen += images.shape[0]
+        x = images.flatten(1)
+        raw = x @ self.w_g
+        g = torch.nn.functional.normalize(raw, dim=-1)
+        s = torch.nn.functional.normalize((x @ self.w_s).view(-1, HW, C), dim=-1)
+        return (g, s, raw.norm(dim=-1)) if return_norms else (g, s)

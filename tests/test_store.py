@@ -1,0 +1,218 @@
+"""Feature store: rows on demand, resumable and crash-safe writes, damage, concurrent writers."""
+import json
+import multiprocessing
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+
+import pointcalip.store as store_module
+from fakes import C, HW, V, FakeBackbone, FakeDataset, FakeProjector
+from pointcalip.extract import Interrupted, extract
+from pointcalip.store import FeatureStore, store_key
+
+
+def open_store(root, ds=None, proj=None, bb=None):
+    return FeatureStore(root).open(ds or FakeDataset(), proj or FakeProjector(), bb or FakeBackbone())
+
+
+def expected_features(ds, rows):
+    """What the fake encoder gives for `rows`, as the store keeps it (float16)."""
+    proj, bb = FakeProjector(), FakeBackbone()
+    g, s, n = bb.encode_images(proj(ds.points(rows)).flatten(0, 1), return_norms=True)
+    return (g.view(len(rows), V, C).half().numpy(), s.view(len(rows), V, HW, C).half().numpy(),
+            n.view(len(rows), V).numpy())
+
+
+def test_miss_then_hit_encodes_nothing(tmp_path):
+    ds, bb = FakeDataset(), FakeBackbone()
+    store = open_store(tmp_path, ds, bb=bb)
+    first = extract(store, ds, None, FakeProjector(), bb, batch_size=4)
+    assert bb.images_seen == len(ds) * V and first.stats.encoded == 10 and first.stats.cached == 0
+    bb2, proj2 = FakeBackbone(), FakeProjector()
+    second = extract(open_store(tmp_path, ds), ds, None, proj2, bb2, batch_size=4)
+    assert bb2.images_seen == 0 and proj2.calls == 0 and second.stats.cached == 10
+    assert second.stats.cached_encoding_s == pytest.approx(first.stats.projection_s + first.stats.encoding_s, rel=0.05)
+    g, s, n = store.read(np.arange(10))
+    want = expected_features(ds, np.arange(10))
+    np.testing.assert_array_equal(g, want[0])
+    np.testing.assert_array_equal(s, want[1])
+    np.testing.assert_allclose(n, want[2], rtol=1e-6)
+    np.testing.assert_array_equal(second.labels, ds.labels)
+
+
+def test_only_missing_rows_are_encoded(tmp_path):
+    ds, bb = FakeDataset(), FakeBackbone()
+    store = open_store(tmp_path, ds)
+    extract(store, ds, [7, 1, 4], FakeProjector(), bb)
+    assert bb.images_seen == 3 * V
+    np.testing.assert_array_equal(store.missing(), [0, 2, 3, 5, 6, 8, 9])
+    feats = extract(store, ds, [4, 5, 1, 9], FakeProjector(), bb, batch_size=1)
+    assert bb.images_seen == (3 + 2) * V and feats.stats.encoded == 2 and feats.stats.cached == 2
+    np.testing.assert_array_equal(feats.rows, [4, 5, 1, 9])      # order as asked
+    np.testing.assert_array_equal(feats.labels, ds.labels[[4, 5, 1, 9]])
+    g, _, _ = store.read([9, 1, 4])
+    np.testing.assert_array_equal(g, expected_features(ds, [9, 1, 4])[0])
+
+
+def test_views_are_slices_of_the_stored_views(tmp_path):
+    ds = FakeDataset()
+    feats = extract(open_store(tmp_path, ds), ds, None, FakeProjector(), FakeBackbone())
+    (g_all, s_all, n_all), = feats.batches(10)
+    (g, s, n), = feats.batches(10, views=[2, 0])
+    torch.testing.assert_close(g, g_all[:, [2, 0]])
+    torch.testing.assert_close(s, s_all[:, [2, 0]])
+    torch.testing.assert_close(n, n_all[:, [2, 0]])
+    assert g.dtype == torch.float32 and g.shape == (10, 2, C)
+
+
+def test_key_depends_on_every_ingredient():
+    base = store_key({"d": 1}, {"p": 1}, "w", "float32")
+    assert base == store_key({"d": 1}, {"p": 1}, "w", "float32")
+    others = {store_key({"d": 2}, {"p": 1}, "w", "float32"), store_key({"d": 1}, {"p": 2}, "w", "float32"),
+              store_key({"d": 1}, {"p": 1}, "w2", "float32"), store_key({"d": 1}, {"p": 1}, "w", "float16")}
+    assert base not in others and len(others) == 4
+
+
+def test_interrupted_run_keeps_whole_batches_and_resumes(tmp_path):
+    ds = FakeDataset()
+    store = open_store(tmp_path, ds)
+    with pytest.raises(Interrupted, match=r"8 of 10 clouds encoded in this run are kept in .*run the same command again"):
+        extract(store, ds, None, FakeProjector(fail_after=2), FakeBackbone(), batch_size=4)
+    np.testing.assert_array_equal(store.missing(), [8, 9])
+    bb = FakeBackbone()
+    done = extract(open_store(tmp_path, ds), ds, None, FakeProjector(), bb, batch_size=3)
+    assert bb.images_seen == 2 * V and done.stats.encoded == 2
+    fresh = FeatureStore(tmp_path / "fresh").open(ds, FakeProjector(), FakeBackbone())
+    extract(fresh, ds, None, FakeProjector(), FakeBackbone())
+    for a, b in zip(store.read(np.arange(10)), fresh.read(np.arange(10))):
+        np.testing.assert_array_equal(a, b)
+    assert not list((store.path / "writing").iterdir())
+
+
+def test_a_piece_killed_while_written_is_never_read(tmp_path, monkeypatch):
+    ds = FakeDataset()
+    store = open_store(tmp_path, ds)
+    real_save, calls = store_module._save, []
+
+    def dying_save(path, array):          # the process "dies" after writing two arrays
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real_save(path, array)
+
+    monkeypatch.setattr(store_module, "_save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        extract(store, ds, None, FakeProjector(), FakeBackbone(), batch_size=10)
+    monkeypatch.setattr(store_module, "_save", real_save)
+    assert store.missing().tolist() == list(range(10))
+    # A leftover of a dead process on this host is cleaned up; a live one's is not touched.
+    dead = store.path / "writing" / f"{socket.gethostname()}-999999999-deadbeef"
+    live = store.path / "writing" / f"{socket.gethostname()}-{os.getpid()}-cafe0000"
+    other_host = store.path / "writing" / "elsewhere-1-00000000"
+    for d in (dead, live, other_host):
+        d.mkdir(parents=True)
+    open_store(tmp_path, ds)
+    assert not dead.exists() and live.exists() and other_host.exists()
+
+
+def test_bad_batch_size_or_broken_features_store_nothing(tmp_path):
+    ds = FakeDataset()
+    store = open_store(tmp_path, ds)
+    for bad in (-4, 0, 2.5, True):
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            extract(store, ds, None, FakeProjector(), FakeBackbone(), batch_size=bad)
+    nan = FakeBackbone()
+    nan.w_g[0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"features of clouds \[0, 1, 2, 3\] are NaN/inf"):
+        extract(store, ds, None, FakeProjector(), nan, batch_size=4)
+    assert len(store.missing()) == 10 and not (store.path / "pieces").exists()
+
+
+@pytest.mark.parametrize("damage", ["zero_byte", "truncated", "wrong_shape", "bad_rows", "bad_info"])
+def test_damaged_piece_is_set_aside_and_reencoded(tmp_path, damage, caplog):
+    ds = FakeDataset()
+    store = open_store(tmp_path, ds)
+    extract(store, ds, None, FakeProjector(), FakeBackbone(), batch_size=5)
+    piece = sorted((store.path / "pieces").iterdir())[1]                 # rows 5..9
+    if damage == "zero_byte":
+        (piece / "global.npy").write_bytes(b"")
+    elif damage == "truncated":
+        data = (piece / "spatial.npy").read_bytes()
+        (piece / "spatial.npy").write_bytes(data[: len(data) // 2])
+    elif damage == "wrong_shape":
+        np.save(piece / "norm.npy", np.zeros((5, V + 1), np.float32))
+    elif damage == "bad_rows":
+        np.save(piece / "rows.npy", np.array([5, 6, 6, 8, 9]))
+    else:
+        (piece / "info.json").write_text("{not json")
+    bb = FakeBackbone()
+    again = open_store(tmp_path, ds)
+    feats = extract(again, ds, None, FakeProjector(), bb)
+    assert bb.images_seen == 5 * V and feats.stats.encoded == 5
+    assert "is unreadable" in caplog.text and not piece.exists()
+    assert len(list((again.path / "damaged").iterdir())) == 1
+    np.testing.assert_array_equal(again.read(np.arange(10))[0], expected_features(ds, np.arange(10))[0])
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbage", "other_store"])
+def test_damaged_store_json_starts_a_new_store(tmp_path, damage):
+    ds = FakeDataset()
+    store = open_store(tmp_path, ds)
+    extract(store, ds, None, FakeProjector(), FakeBackbone())
+    meta = store.path / "store.json"
+    if damage == "missing":
+        meta.unlink()
+    elif damage == "garbage":
+        meta.write_bytes(b"\x00" * 10)
+    else:
+        data = json.loads(meta.read_text())
+        data["num_rows"] = 99
+        meta.write_text(json.dumps(data))
+    bb = FakeBackbone()
+    again = open_store(tmp_path, ds)
+    extract(again, ds, None, FakeProjector(), bb)
+    assert again.path == store.path and bb.images_seen == 10 * V
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith(".damaged-")]) == 1
+
+
+def _fill(root, rows, barrier):
+    barrier.wait()                        # both processes open and write at the same time
+    ds = FakeDataset()
+    store = FeatureStore(root).open(ds, FakeProjector(), FakeBackbone())
+    extract(store, ds, rows, FakeProjector(), FakeBackbone(), batch_size=2)
+
+
+def test_processes_fill_disjoint_rows_at_once(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(2)
+    jobs = [ctx.Process(target=_fill, args=(tmp_path, rows, barrier))
+            for rows in ([0, 2, 4, 6, 8], [1, 3, 5, 7, 9])]
+    for j in jobs:
+        j.start()
+    for j in jobs:
+        j.join(60)
+    assert [j.exitcode for j in jobs] == [0, 0]
+    stores = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    assert len(stores) == 1 and not [p for p in tmp_path.iterdir() if p.name.startswith(".new-")]
+    store = open_store(tmp_path)
+    assert len(store.missing()) == 0
+    for a, b in zip(store.read(np.arange(10)), expected_features(FakeDataset(), np.arange(10))):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_overlapping_writes_are_harmless(tmp_path):
+    ds = FakeDataset()
+    store = open_store(tmp_path, ds)
+    g, s, n = expected_features(ds, [3, 4])
+    store.write([3, 4], g, s, n)
+    store.write([4, 3], g[::-1], s[::-1], n[::-1])       # another writer's copy, other order
+    np.testing.assert_array_equal(store.read([4, 3])[0], g[::-1])
+    with pytest.raises(ValueError, match="distinct"):
+        store.write([5, 5], g, s, n)
+    with pytest.raises(IndexError, match="outside this split's 10 clouds"):
+        store.write([10, 11], g, s, n)
+    with pytest.raises(KeyError, match=r"lacks rows \[0\]"):
+        store.read([0, 3])
