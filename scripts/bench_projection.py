@@ -1,12 +1,14 @@
 #!/usr/bin/env python
-"""Throughput of the projectors (CLIP-ready 224x224 images) next to the official code.
+"""Throughput of the projectors (CLIP-ready 224x224 images), optionally next to the official code.
 
     python scripts/bench_projection.py [--batch 32] [--points 1024] [--repeats 7] [--device cpu]
+    python scripts/bench_projection.py --pointclip ~/src/PointCLIP --pointclip-v2 ~/src/PointCLIP_V2
 
-For each projector: clouds/s of ours and of the official implementation (the test-only port
-in tests/official_projectors.py), the speed ratio, and how many output pixels agree within
-1e-4. Timings are the best of `--repeats` runs after a warm-up (robust to a busy machine);
-runs of ours and of the official code alternate.
+For each projector: clouds/s of ours; with --pointclip and --pointclip-v2 (checkouts of
+https://github.com/ZrrSkywalker/PointCLIP and https://github.com/yangyangyang127/PointCLIP_V2,
+run through scripts/official_code.py) also clouds/s of the official code, the speed ratio,
+and how many output pixels agree within 1e-4. Timings are the best of `--repeats` runs after
+a warm-up (robust to a busy machine); runs of ours and of the official code alternate.
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-import official_projectors as official  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from official_code import OfficialCodeError, pointclip_v2_projection, pointclip_views  # noqa: E402
 
 from pointcalip.projection import PointCLIPProjector, RealisticProjector  # noqa: E402
 
@@ -57,25 +59,49 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pointclip", metavar="DIR", help="checkout of the official PointCLIP repository")
+    ap.add_argument("--pointclip-v2", metavar="DIR", help="checkout of the official PointCLIP V2 repository")
     args = ap.parse_args()
+    if (args.pointclip is None) != (args.pointclip_v2 is None):
+        ap.error("give both --pointclip and --pointclip-v2 to time the official code, or neither")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        ap.error(f"--device {args.device}: CUDA is not available here; use --device cpu")
+
+    cases = [("PointCLIP zero-shot (6 x 128 px)", PointCLIPProjector()),
+             ("PointCLIP few-shot (10 x 224 px)", PointCLIPProjector(views="fewshot")),
+             ("PointCLIP V2 realistic (10 x 110 px)", RealisticProjector())]
+    official = None
+    if args.pointclip:
+        try:
+            official = [pointclip_views(args.pointclip, device=args.device),
+                        pointclip_views(args.pointclip, fewshot=True, device=args.device),
+                        pointclip_v2_projection(args.pointclip_v2, device=args.device)]
+        except OfficialCodeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
 
     x = random_clouds(args.batch, args.points, args.seed, args.device)
-    v1_zs, v1_fs, v2 = official.PCViews(False), official.PCViews(True), official.Realistic_Projection()
-    cases = [
-        ("PointCLIP zero-shot (6 x 128 px)", PointCLIPProjector(), v1_zs.mv_proj),
-        ("PointCLIP few-shot (10 x 224 px)", PointCLIPProjector(views="fewshot"), v1_fs.mv_proj),
-        ("PointCLIP V2 realistic (10 x 110 px)", RealisticProjector(), v2.real_proj),
-    ]
     print(f"{args.batch} clouds x {args.points} points, device {args.device}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads; best of {args.repeats}")
-    print(f"{'projector':40s} {'ours/s':>9s} {'official/s':>11s} {'speed-up':>9s} {'pixels within 1e-4':>19s}")
+    if official is None:
+        print(f"{'projector':40s} {'ours/s':>9s}")
+    else:
+        print(f"{'projector':40s} {'ours/s':>9s} {'official/s':>11s} {'speed-up':>9s} {'pixels within 1e-4':>19s}")
     with torch.no_grad():
-        for name, ours, ref in cases:
-            t_ours, t_ref = best_times([ours, ref], x, args.repeats)
-            a, r = ours(x), ref(x)
-            agree = ((a.reshape(r.shape) - r).abs() <= 1e-4).float().mean().item()
+        for k, (name, ours) in enumerate(cases):
+            if official is None:
+                (t_ours,) = best_times([ours], x, args.repeats)
+                print(f"{name:40s} {args.batch / t_ours:9.1f}")
+                continue
+            ref = official[k]
+            t_ours, t_ref = best_times([ours, ref.images], x, args.repeats)
+            a, r = ours(x), ref.images(x)
+            agree = ((a - r).abs() <= 1e-4).float().mean().item()
             print(f"{name:40s} {args.batch / t_ours:9.1f} {args.batch / t_ref:11.1f} "
                   f"{t_ref / t_ours:8.2f}x {100 * agree:18.4f}%")
+    if official is None:
+        print("(to time the official code too, add --pointclip DIR --pointclip-v2 DIR: checkouts of "
+              "github.com/ZrrSkywalker/PointCLIP and github.com/yangyangyang127/PointCLIP_V2)")
     return 0
 
 

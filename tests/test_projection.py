@@ -1,13 +1,15 @@
 """Projectors against slow per-point references written from spec/projection.md, hand-computed
-cases, the official code (tests/official_projectors.py), and bad inputs."""
+cases, the official code's outputs (golden arrays in tests/data/projector_goldens.npz, written
+by scripts/make_goldens.py from checkouts of the official repositories), and bad inputs."""
 import json
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-import official_projectors as official
 from pointcalip.projection import (POINTCLIP_FEWSHOT, POINTCLIP_V2, POINTCLIP_ZEROSHOT, PointCLIPProjector,
                                    RealisticProjector, ViewSet, build_projector, ring_views)
 from pointcalip.projection.base import CLIP_MEAN, CLIP_STD
@@ -22,6 +24,17 @@ def clouds(b, n, seed=0, scale=1.0):
 
 def frac_close(a, b, tol=1e-4):
     return ((a - b).abs() <= tol).double().mean().item()
+
+
+GOLDENS = Path(__file__).parent / "data" / "projector_goldens.npz"
+
+
+@pytest.fixture(scope="module")
+def golden():
+    """The official projectors' outputs on fixed clouds, and those clouds (float32 arrays as
+    torch tensors; metadata as str). Rewrite with scripts/make_goldens.py."""
+    with np.load(GOLDENS, allow_pickle=False) as f:
+        return {k: str(f[k]) if f[k].dtype.kind == "U" else torch.from_numpy(f[k]) for k in f.files}
 
 
 # --- slow references, one point at a time, straight from the spec ------------------------------
@@ -161,34 +174,48 @@ def test_realistic_two_points_by_hand():
     assert m[6, 47].item() == 1.0 and m[0, 0].item() == 1.0 and m[50, 50].item() == 1.0
 
 
-# --- against the official code -----------------------------------------------------------------
+# --- against the official code's outputs (tests/data/projector_goldens.npz) ----------------------
 
 @pytest.mark.parametrize("fewshot", [False, True])
-def test_pointclip_matches_official(fewshot):
-    pts = clouds(6, 1024, seed=3)
-    ref = official.PCViews(fewshot)
+def test_pointclip_matches_official(golden, fewshot):
+    key, res = ("pointclip_fewshot", 224) if fewshot else ("pointclip_zeroshot", 128)
+    pts, ref_maps = golden["clouds"], golden[f"{key}_maps"]
     proj = PointCLIPProjector(views="fewshot" if fewshot else "zeroshot")
-    maps, imgs = proj.project(pts), proj(pts)
-    ref_maps, ref_imgs = ref.get_img(pts), ref.mv_proj(pts)
-    assert maps.shape == (6, proj.num_views, ref.resolution, ref.resolution)
-    assert imgs.shape == (6, proj.num_views, 3, 224, 224)
-    assert frac_close(maps.reshape(ref_maps.shape), ref_maps) >= 0.9999
-    assert frac_close(imgs.reshape(ref_imgs.shape), ref_imgs) >= 0.9999
+    maps = proj.project(pts)
+    assert maps.shape == ref_maps.shape == (3, proj.num_views, res, res)
+    assert frac_close(maps, ref_maps) >= 0.9999
     assert (ref_maps > 0).sum() > 1000
+    # CLIP images of one cloud; the golden keeps channel 0 (the official channels are equal)
+    i = int(golden["image_cloud"])
+    imgs = proj(pts[i:i + 1])[0]
+    assert imgs.shape == (proj.num_views, 3, 224, 224)
+    for c in range(3):
+        assert frac_close(imgs[:, c], golden[f"{key}_images"]) >= 0.9999
 
 
-def test_realistic_matches_official():
-    pts = clouds(4, 1024, seed=4)
-    ref = official.Realistic_Projection()
-    with torch.no_grad():
-        ref_maps, ref_imgs = ref.get_img(pts)[:, 0], ref.real_proj(pts)
+def test_realistic_matches_official(golden):
+    pts, ref_maps = golden["clouds"], golden["realistic_maps"]
+    i, views = int(golden["image_cloud"]), golden["realistic_image_views"].tolist()
     for exact in (False, True):
         proj = RealisticProjector(reference_translation=exact)
-        maps, imgs = proj.project(pts), proj(pts)
-        assert maps.shape == (4, 10, 110, 110) and imgs.shape == (4, 10, 3, 224, 224)
+        maps, imgs = proj.project(pts), proj(pts[i:i + 1])[0, views]
+        assert maps.shape == ref_maps.shape == (3, 10, 110, 110)
+        assert imgs.shape == (len(views), 3, 224, 224)
         need = 1.0 if exact else 0.9999
-        assert frac_close(maps.reshape(ref_maps.shape), ref_maps) >= need
-        assert frac_close(imgs.reshape(ref_imgs.shape), ref_imgs) >= need
+        assert frac_close(maps, ref_maps) >= need
+        for c in range(3):
+            assert frac_close(imgs[:, c], golden["realistic_images"]) >= need
+
+
+def test_golden_metadata(golden):
+    for which in ("pointclip", "pointclip_v2"):
+        assert re.fullmatch(r"[0-9a-f]{40}", golden[f"meta_{which}_commit"]), "official code at a clean commit"
+        assert "trainers/mv_utils_zs.py=" in golden[f"meta_{which}_sha256"]
+    assert golden["meta_pointclip_url"].endswith("ZrrSkywalker/PointCLIP")
+    assert golden["meta_pointclip_v2_url"].endswith("yangyangyang127/PointCLIP_V2")
+    assert re.match(r"\d+\.\d+", golden["meta_torch"]) and re.match(r"\d{4}-\d\d-\d\d", golden["meta_date"])
+    assert golden["meta_command"].startswith("python scripts/make_goldens.py")
+    assert golden["clouds"].dtype == torch.float32 and golden["clouds"].shape == (3, 1024, 3)
 
 
 # --- properties ----------------------------------------------------------------------------------
@@ -340,15 +367,16 @@ def test_degenerate_clouds():
     assert (RealisticProjector().project(flat) < 1).any(dim=(2, 3)).all()
 
 
-def test_large_cloud():
-    pts = clouds(1, 100_000, seed=12)
-    for proj, ref in [(PointCLIPProjector(), lambda x: official.PCViews().get_img(x)),
-                      (RealisticProjector(reference_translation=True),
-                       lambda x: official.Realistic_Projection().get_img(x)[:, 0])]:
-        out = proj.project(pts)
-        with torch.no_grad():
-            expect = ref(pts)
-        assert frac_close(out.reshape(expect.shape), expect) >= 0.9999
+def test_large_cloud(golden):
+    pts = golden["large_cloud"]                       # [1, 20000, 3]: several points per pixel
+    # each point five times (100,000 points): the official pixels are the same (a harmonic mean
+    # and a maximum over repeated values, the same bounding box), up to float rounding
+    for cloud in (pts, pts.repeat(1, 5, 1)):
+        for proj, key in [(PointCLIPProjector(), "large_pointclip_zeroshot_maps"),
+                          (RealisticProjector(reference_translation=True), "large_realistic_maps")]:
+            out = proj.project(cloud)
+            assert out.shape == golden[key].shape
+            assert frac_close(out, golden[key]) >= 0.9999
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -1,0 +1,328 @@
+"""Run the official PointCLIP and PointCLIP V2 projectors from checkouts of their repositories.
+
+    from official_code import pointclip_views, pointclip_v2_projection
+    zs = pointclip_views("~/src/PointCLIP")            # fewshot=True for the 10-view, 224 px one
+    zs.maps(points), zs.images(points)                  # [B, 6, 128, 128], [B, 6, 3, 224, 224]
+    v2 = pointclip_v2_projection("~/src/PointCLIP_V2")
+    v2.maps(points), v2.images(points)                  # [B, 10, 110, 110], [B, 10, 3, 224, 224]
+
+None of the official code is in this repository (CONVENTIONS.md: our own code, always): its
+files are imported at run time, in memory, from the checkout the caller names, and only their
+outputs are stored (scripts/make_goldens.py -> tests/data). The files used:
+
+* PointCLIP, https://github.com/ZrrSkywalker/PointCLIP: `trainers/mv_utils_zs.py` and
+  `trainers/mv_utils_fs.py` (`PCViews.get_img`: the native maps of the zero-shot and few-shot
+  projectors) and the `mv_proj` methods of `trainers/zeroshot.py::PointCLIP_ZS` and
+  `trainers/fewshot.py::PointCLIP_Model` (maps -> CLIP images).
+* PointCLIP V2, https://github.com/yangyangyang127/PointCLIP_V2: `zeroshot_cls/trainers/
+  mv_utils_zs.py` (`Realistic_Projection.get_img`) and the `real_proj` method of
+  `zeroshot_cls/trainers/zeroshot.py::PointCLIPV2_ZS`.
+
+`mv_proj` / `real_proj` are methods of trainer classes whose set-up loads CLIP; they only read
+`self.get_img`, so they are called unbound on a small holder whose `get_img` is set as the
+trainers' `build_model` sets it (`PCViews().get_img`, `Realistic_Projection().get_img`).
+
+Patches, all in memory and undone afterwards; the checkout is never written to (no bytecode):
+
+* `.cuda()` on tensors and modules -> `.to(device)` (a no-op on the CPU), while the official
+  code is built and run: it calls `.cuda()` on its view matrices, on V2's `Grid2Image`, and on
+  the maps in `mv_proj` / `real_proj`, which fails on a machine without CUDA.
+* `torch_scatter`: V2's mv_utils_zs.py imports `scatter` from this CUDA-extension package (not
+  a dependency of ours). The stand-in's `scatter(src, index, dim, out, reduce="max")` is
+  torch's `out.scatter_reduce_(dim, index, src, "amax", include_self=True)`: torch_scatter
+  also writes into `out` and keeps the values already there in the maximum.
+* `dassl` (engine, metrics, utils, optim): the trainer modules import the Dassl training
+  framework at module level and register their classes with `TRAINER_REGISTRY.register()`;
+  the stubs give those names (the decorator returns the class unchanged, `TrainerX` is an empty
+  base class), and the functions raise if ever called.
+* `clip`: the trainer modules run `from clip import clip` for loading CLIP and tokenising,
+  which projection never does; a stub keeps both the checkout's own CLIP package (and its
+  dependencies) and any `clip` installed here out of the import.
+* `trainers`: the official files import one another as `trainers.<name>` (PointCLIP's
+  zeroshot.py also as `.fewshot`), so the checkout's `trainers/` folder is loaded as the
+  package `trainers`. These five module names are set aside in `sys.modules` during the import
+  and restored after it, so nothing leaks into (or out of) the caller's modules.
+* `torch.backends.cudnn.benchmark`, which V2's `Grid2Image.__init__` sets to False, is restored.
+* Warnings the old code raises on a recent torch / NumPy (`F.upsample` is deprecated, `np.repeat`
+  of a torch tensor) are silenced while it runs.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import importlib
+import importlib.util
+import subprocess
+import sys
+import types
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Iterator, Sequence, Union
+
+import numpy as np
+import torch
+
+PathLike = Union[str, Path]
+
+POINTCLIP_URL = "https://github.com/ZrrSkywalker/PointCLIP"
+POINTCLIP_V2_URL = "https://github.com/yangyangyang127/PointCLIP_V2"
+#: files imported from each checkout, relative to the folder holding `trainers/`
+POINTCLIP_FILES = ("trainers/__init__.py", "trainers/mv_utils_zs.py", "trainers/mv_utils_fs.py",
+                   "trainers/zeroshot.py", "trainers/fewshot.py")
+POINTCLIP_V2_FILES = ("trainers/__init__.py", "trainers/mv_utils_zs.py", "trainers/zeroshot.py",
+                      "trainers/best_param.py")
+POINTCLIP_V2_SUBDIR = "zeroshot_cls"  # V2 keeps the zero-shot code one folder down
+
+_SET_ASIDE = ("trainers", "dassl", "clip", "torch_scatter")  # top-level module names we shadow
+
+
+class OfficialCodeError(RuntimeError):
+    """The official code could not be found, imported or run; the message says why, in one line."""
+
+
+@dataclass(frozen=True)
+class OfficialProjector:
+    """One official projector, ready to run on `device`.
+
+    maps: points [B, N, 3] -> native maps [B, V, R, R] (the official `get_img`, reshaped).
+    images: points [B, N, 3] -> CLIP inputs [B, V, 3, 224, 224] (`mv_proj` / `real_proj`).
+    """
+    name: str
+    num_views: int
+    map_size: int
+    device: str
+    get_maps: Callable[[torch.Tensor], torch.Tensor]
+    get_images: Callable[[torch.Tensor], torch.Tensor]
+
+    def maps(self, points: torch.Tensor) -> torch.Tensor:
+        return self._run(self.get_maps, points)
+
+    def images(self, points: torch.Tensor) -> torch.Tensor:
+        return self._run(self.get_images, points)
+
+    __call__ = images
+
+    def _run(self, fn: Callable[[torch.Tensor], torch.Tensor], points: torch.Tensor) -> torch.Tensor:
+        points = torch.as_tensor(points, dtype=torch.float32, device=self.device)
+        if points.dim() != 3 or points.shape[-1] != 3:
+            raise OfficialCodeError(f"{self.name}: points must have shape [B, N, 3]; got {tuple(points.shape)}")
+        b = points.shape[0]
+        with torch.no_grad(), _cuda_means(self.device), _quiet():
+            try:
+                out = fn(points)
+            except Exception as e:  # someone else's code failing: one line that says which
+                raise OfficialCodeError(f"{self.name} failed on points {tuple(points.shape)}: "
+                                        f"{type(e).__name__}: {e}".replace("\n", " ")) from None
+        return out.reshape(b, self.num_views, *out.shape[1:])
+
+
+# --- public entry points -------------------------------------------------------------------------
+
+def pointclip_views(checkout: PathLike, fewshot: bool = False, device: str = "cpu") -> OfficialProjector:
+    """PointCLIP's projector from a checkout of its repository: zero-shot (6 views, 128 px) or,
+    with `fewshot=True`, few-shot (10 views, 224 px, no resize for CLIP)."""
+    mods = _import_trainers(code_root(checkout, "pointclip"), ("mv_utils_zs", "mv_utils_fs", "zeroshot", "fewshot"))
+    # (module with PCViews, trainer module, trainer class) of each variant
+    utils, trainer, cls = ("mv_utils_fs", "fewshot", "PointCLIP_Model") if fewshot else \
+        ("mv_utils_zs", "zeroshot", "PointCLIP_ZS")
+    utils, mv_proj = mods[utils], _attr(mods[trainer], f"{cls}.mv_proj")
+    name = f"PointCLIP {'few' if fewshot else 'zero'}-shot (official)"
+    with _cuda_means(device):
+        views = _call(name, _attr(utils, "PCViews"))
+    holder = types.SimpleNamespace(get_img=views.get_img)
+    return OfficialProjector(name, int(views.num_views), int(_attr(utils, "RESOLUTION")), device,
+                             views.get_img, lambda pts: mv_proj(holder, pts))
+
+
+def pointclip_v2_projection(checkout: PathLike, device: str = "cpu") -> OfficialProjector:
+    """PointCLIP V2's realistic projector (10 views, 110 px maps) from a checkout of its
+    repository (the repository root or its zeroshot_cls folder)."""
+    mods = _import_trainers(code_root(checkout, "pointclip_v2"), ("mv_utils_zs", "zeroshot"))
+    utils, name = mods["mv_utils_zs"], "PointCLIP V2 realistic (official)"
+    real_proj = _attr(mods["zeroshot"], "PointCLIPV2_ZS.real_proj")
+    cudnn_benchmark = torch.backends.cudnn.benchmark
+    try:
+        with _cuda_means(device), _quiet():
+            proj = _call(name, _attr(utils, "Realistic_Projection"))
+    finally:
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+    holder = types.SimpleNamespace(get_img=proj.get_img)
+    params = _attr(utils, "params")  # the 110 px map side: grid + 2 * pool padding - pool kernel + 1
+    side = int(params["resolution"]) + 2 * int(params["maxpoolpadxy"]) - int(params["maxpoolxy"]) + 1
+    return OfficialProjector(name, int(proj.num_views), side, device,
+                             lambda pts: proj.get_img(pts)[:, 0], lambda pts: real_proj(holder, pts))
+
+
+def code_root(checkout: PathLike, which: str) -> Path:
+    """The folder holding `trainers/` in a checkout of `which` ("pointclip" or "pointclip_v2");
+    raises OfficialCodeError naming the first missing file."""
+    url, files = (POINTCLIP_URL, POINTCLIP_FILES) if which == "pointclip" else (POINTCLIP_V2_URL, POINTCLIP_V2_FILES)
+    root = Path(checkout).expanduser()
+    if not root.is_dir():
+        raise OfficialCodeError(f"{which} checkout {root} is not a directory (clone {url} and pass its path)")
+    bases = [root / POINTCLIP_V2_SUBDIR, root] if which == "pointclip_v2" else [root]
+    base = next((b for b in bases if (b / files[1]).is_file()), bases[0])
+    for f in files:
+        if not (base / f).is_file():
+            raise OfficialCodeError(f"{which} checkout {root} lacks {base / f} (expected a checkout of {url})")
+    return base.resolve()
+
+
+def describe_checkout(checkout: PathLike, which: str) -> Dict[str, str]:
+    """Provenance of the official files: the git commit of the checkout ("unknown" when it is
+    not a git work tree), "modified" when those files differ from that commit, and their SHA-256."""
+    base = code_root(checkout, which)
+    files = POINTCLIP_FILES if which == "pointclip" else POINTCLIP_V2_FILES
+    info = {"commit": "unknown", "url": POINTCLIP_URL if which == "pointclip" else POINTCLIP_V2_URL}
+    try:
+        git = ["git", "-C", str(base)]
+        info["commit"] = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True,
+                                        check=True).stdout.strip()
+        changed = subprocess.run(git + ["status", "--porcelain", "--", *files], capture_output=True, text=True,
+                                 check=True).stdout.strip()
+        if changed:
+            info["commit"] += " (files modified)"
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    prefix = f"{POINTCLIP_V2_SUBDIR}/" if which == "pointclip_v2" else ""  # paths from the repository root
+    info["sha256"] = " ".join(f"{prefix}{f}={hashlib.sha256((base / f).read_bytes()).hexdigest()}" for f in files)
+    return info
+
+
+# --- import machinery ----------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _import_trainers(base: Path, names: Sequence[str]) -> Dict[str, types.ModuleType]:
+    """Import `trainers.<name>` for each name from base/trainers, with the stubs in place.
+    Cached per checkout: the modules are kept by reference, not in sys.modules."""
+    init = base / "trainers" / "__init__.py"
+    with _set_aside(_stubs()), _quiet():
+        try:
+            spec = importlib.util.spec_from_file_location("trainers", init,
+                                                          submodule_search_locations=[str(init.parent)])
+            pkg = importlib.util.module_from_spec(spec)
+            sys.modules["trainers"] = pkg
+            spec.loader.exec_module(pkg)
+            return {n: importlib.import_module(f"trainers.{n}") for n in names}
+        except Exception as e:  # an import error in someone else's code: say which file, one line
+            raise OfficialCodeError(f"importing the official code from {init.parent} failed: "
+                                    f"{type(e).__name__}: {e}".replace("\n", " ")) from None
+
+
+@contextlib.contextmanager
+def _set_aside(stubs: Dict[str, types.ModuleType]) -> Iterator[None]:
+    """sys.modules without our shadowed names (plus `stubs`) inside; as it was outside."""
+    def shadowed(name: str) -> bool:
+        return name.split(".")[0] in _SET_ASIDE
+    saved = {k: m for k, m in sys.modules.items() if shadowed(k)}
+    for k in saved:
+        del sys.modules[k]
+    sys.modules.update(stubs)
+    write_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    try:
+        yield
+    finally:
+        for k in [k for k in sys.modules if shadowed(k)]:
+            del sys.modules[k]
+        sys.modules.update(saved)
+        sys.dont_write_bytecode = write_bytecode
+
+
+def _stubs() -> Dict[str, types.ModuleType]:
+    """Stand-ins for the packages the official modules import but projection never uses (see
+    the module docstring for why each is there)."""
+    def module(name: str, **attrs) -> types.ModuleType:
+        m = types.ModuleType(name, f"stand-in from scripts/official_code.py for {name}")
+        m.__dict__.update(attrs)
+        return m
+
+    def unavailable(what: str) -> Callable:
+        def fail(*args, **kwargs):
+            raise OfficialCodeError(f"{what} is a stub in scripts/official_code.py: only the projectors can run")
+        return fail
+
+    class Registry:
+        def register(self, *args, **kwargs):
+            return lambda cls: cls
+
+    class TrainerX:
+        """Empty base class for the official trainer classes, which are defined, never built."""
+
+    mods = {
+        "dassl.engine": module("dassl.engine", TRAINER_REGISTRY=Registry(), TrainerX=TrainerX),
+        "dassl.metrics": module("dassl.metrics", compute_accuracy=unavailable("dassl.metrics.compute_accuracy")),
+        "dassl.utils": module("dassl.utils", load_pretrained_weights=unavailable("dassl.utils.load_pretrained_weights"),
+                              load_checkpoint=unavailable("dassl.utils.load_checkpoint")),
+        "dassl.optim": module("dassl.optim", build_optimizer=unavailable("dassl.optim.build_optimizer"),
+                              build_lr_scheduler=unavailable("dassl.optim.build_lr_scheduler")),
+        "clip.clip": module("clip.clip"),
+        "torch_scatter": module("torch_scatter", scatter=_scatter),
+    }
+    mods["dassl"] = module("dassl", **{k.split(".")[1]: v for k, v in mods.items() if k.startswith("dassl.")})
+    mods["clip"] = module("clip", clip=mods["clip.clip"])
+    return mods
+
+
+def _scatter(src: torch.Tensor, index: torch.Tensor, dim: int = -1, out: torch.Tensor = None,
+             dim_size=None, reduce: str = "sum") -> torch.Tensor:
+    """torch_scatter.scatter as V2's points2grid calls it: reduce="max" into a given `out`,
+    keeping out's own values in the maximum."""
+    if reduce != "max" or out is None:
+        raise OfficialCodeError(f"the torch_scatter stand-in only does reduce='max' into a given out; "
+                                f"got reduce={reduce!r}, out={'given' if out is not None else None}")
+    return out.scatter_reduce_(dim, index, src, reduce="amax", include_self=True)
+
+
+@contextlib.contextmanager
+def _cuda_means(device: str) -> Iterator[None]:
+    """`.cuda()` on tensors and modules means `.to(device)` inside (a no-op on the CPU)."""
+    dev = torch.device(device)
+    patches = [(torch.Tensor, lambda self, *a, **k: self.to(dev)),
+               (torch.nn.Module, lambda self, *a, **k: self.to(dev))]
+    saved = [(cls, cls.__dict__.get("cuda")) for cls, _ in patches]
+    for cls, fn in patches:
+        cls.cuda = fn
+    try:
+        yield
+    finally:
+        for cls, old in saved:
+            if old is None:
+                delattr(cls, "cuda")
+            else:
+                cls.cuda = old
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the deprecation warnings of the old code on a recent torch / NumPy."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.filterwarnings("ignore", message=".*upsample.*deprecated.*")
+        yield
+
+
+def _attr(module: types.ModuleType, dotted: str):
+    """module.<dotted>, or OfficialCodeError naming the file that lacks it."""
+    obj = module
+    try:
+        for part in dotted.split("."):
+            obj = getattr(obj, part)
+    except AttributeError:
+        raise OfficialCodeError(f"{module.__file__} has no {dotted} (expected the official code; "
+                                f"see scripts/official_code.py)") from None
+    return obj
+
+
+def _call(name: str, fn: Callable):
+    try:
+        return fn()
+    except Exception as e:
+        raise OfficialCodeError(f"building {name} failed: {type(e).__name__}: {e}".replace("\n", " ")) from None
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    """float32 array on the CPU."""
+    return t.detach().to("cpu", torch.float32).contiguous().numpy()
