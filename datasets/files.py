@@ -1,22 +1,42 @@
 """Load your own point clouds and meshes as normalised ``[num_points, 3]`` clouds.
 
 Clouds: ``.ply`` (without faces), ``.pcd`` (Open3D), ``.xyz``/``.pts``/``.txt``/``.csv``
-(text, first three numeric columns are x y z; header lines are skipped), ``.npy``/``.npz``
-(array ``[N, >=3]``). Meshes: ``.off``, ``.obj``, ``.stl``, ``.ply`` with faces (Open3D),
-sampled uniformly on the surface (area-weighted, seeded).
+(text), ``.npy``/``.npz`` (arrays). Meshes: ``.off``, ``.obj``, ``.stl``, ``.ply`` with faces
+(Open3D), sampled uniformly on the surface (area-weighted, seeded).
 
 Up axis: ModelNet40 is y-up. ``up="z"`` rotates z-up data by -90 degrees about the x axis,
 ``(x, y, z) -> (x, z, -y)`` (a proper rotation, det +1), so +z becomes +y.
+
+Bad input is an error, never a guess. Every problem below is a ``ValueError`` that names the
+file (and line, key or element) and says what is wrong:
+
+- Empty files, files with a header but no points, and files whose points are all NaN/inf.
+  A few NaN/inf points are dropped with a warning that counts them.
+- ``.ply .pcd .off .stl .obj``: truncated or corrupt files, found by comparing the header
+  with the data before Open3D reads them (`file_checks`); Open3D's own coloured log is
+  silenced while it reads, and what it read is compared with the header again.
+- Text: header lines (column names, or a lone integer, the point count) come before the
+  first row; every row has the same number of columns (at least 3: x y z, then anything);
+  a declared point count must match the rows. A ragged or half-written row is an error.
+- Arrays (``.npy``; in ``.npz`` the array named one of ``points xyz data pos pc``, or the
+  only one) hold real numbers (float or int; not bool, complex, object, text) in one of the
+  layouts ``[N, 3]``, ``[N, C]`` (3 <= C <= 12: x y z then colours, normals, ...) or
+  ``[1, N, C]``, with more points than columns (N > C). A transposed ``[3, N]`` cloud,
+  several clouds ``[B, N, 3]`` (B > 1), flat ``[3N]`` arrays and truncated files are errors
+  that say how to save the array instead.
 """
 from __future__ import annotations
 
 import logging
 import re
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .file_checks import check_file, check_mesh, is_number
 from .h5utils import farthest_point_sample, normalize_unit_sphere
 
 log = logging.getLogger(__name__)
@@ -27,6 +47,9 @@ TEXT_SUFFIXES = (".xyz", ".pts", ".txt", ".csv")
 # z-up -> y-up: rows map (x, y, z) to (x, z, -y).
 Z_UP_TO_Y_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 _NPZ_KEYS = ("points", "xyz", "data", "pos", "pc")
+MAX_COLUMNS = 12  # x y z plus up to 9 extra columns (colours, normals, intensity, labels)
+_ANSI_CODE = re.compile(r"\x1b\[[0-9;]*m")
+_TEXT_SPLIT = re.compile(r"[,;\s]+")
 
 
 def import_open3d():
@@ -44,55 +67,109 @@ def import_open3d():
 
 
 def _read_text(path: Path) -> np.ndarray:
-    """x y z from a text cloud; header lines (column names, a point count) are skipped."""
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    split = re.compile(r"[,;\s]+")
-    start = None
-    for i, line in enumerate(lines):
-        toks = [t for t in split.split(line.strip()) if t]
-        if len(toks) >= 3:
-            try:
-                [float(t) for t in toks[:3]]
-            except ValueError:
-                continue
-            start = i
-            break
-    if start is None:
-        raise ValueError(f"{path}: no line with three numbers (x y z) found")
-    rows = []
-    for j, line in enumerate(lines[start:], start=start + 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
+    """x y z from a text cloud -> ``[N, 3]``; rules in the module docstring."""
+    text = path.read_text(encoding="utf-8-sig", errors="replace")  # -sig: drop a BOM
+    rows, first, declared = [], 0, None
+    for i, line in enumerate(text.splitlines(), start=1):
+        words = [w for w in _TEXT_SPLIT.split(line.split("#", 1)[0]) if w]
+        if not words:
             continue
-        toks = [t for t in split.split(line) if t]
-        if len(toks) < 3:
-            raise ValueError(f"{path} line {j}: expected at least 3 columns, got {len(toks)}")
+        if not rows:  # header lines come before the first row
+            if not is_number(words[0]):
+                continue  # column names such as "x,y,z"
+            if len(words) == 1 and words[0].isdigit() and declared is None:
+                declared = (int(words[0]), i)  # a point count, as in .pts files
+                continue
+            if len(words) < 3:
+                raise ValueError(f"{path} line {i}: expected at least 3 columns (x y z), got "
+                                 f"{len(words)}: {line.strip()[:60]!r}")
+            first, columns = i, len(words)
+        if len(words) != columns:
+            raise ValueError(
+                f"{path} line {i}: {len(words)} columns, but line {first} has {columns}; every "
+                f"row needs the same columns (a half-written last row: the file is truncated)"
+            )
         try:
-            rows.append([float(t) for t in toks[:3]])
+            rows.append([float(w) for w in words[:3]])
         except ValueError:
-            raise ValueError(f"{path} line {j}: cannot read x y z from {line[:60]!r}") from None
+            raise ValueError(f"{path} line {i}: cannot read x y z from "
+                             f"{line.strip()[:60]!r}") from None
+    if not rows:
+        raise ValueError(f"{path}: no points: no line holds three numbers (x y z)"
+                         + (f"; line {declared[1]} declares {declared[0]} points, so the file "
+                            f"is truncated" if declared else ""))
+    if declared and declared[0] != len(rows):
+        raise ValueError(
+            f"{path}: line {declared[1]} declares {declared[0]} points but {len(rows)} rows "
+            f"follow; " + ("the file is truncated" if len(rows) < declared[0]
+                           else "the count or the data is wrong")
+        )
     return np.asarray(rows, dtype=np.float64)
 
 
-def _read_numpy(path: Path) -> np.ndarray:
-    if path.suffix.lower() == ".npy":
-        arr = np.load(path, allow_pickle=False)
-    else:
-        with np.load(path, allow_pickle=False) as z:
-            keys = list(z.keys())
-            key = next((k for k in _NPZ_KEYS if k in keys), keys[0] if len(keys) == 1 else None)
-            if key is None:
-                raise KeyError(
-                    f"{path} holds arrays {keys}; name the cloud one of {list(_NPZ_KEYS)} "
-                    f"or save a single array"
-                )
-            arr = z[key]
-    arr = np.asarray(arr, dtype=np.float64)
-    if arr.ndim == 3 and arr.shape[0] == 1:
+def read_numpy_cloud(path: Path) -> np.ndarray:
+    """x y z from a .npy/.npz array -> ``[N, 3]`` float64, as stored (not normalised);
+    layout rules in the module docstring."""
+    where = str(path)
+    try:
+        if path.suffix.lower() == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        else:
+            with np.load(path, allow_pickle=False) as z:
+                keys = list(z.keys())
+                key = next((k for k in _NPZ_KEYS if k in keys), keys[0] if len(keys) == 1 else None)
+                if key is None:
+                    raise KeyError(
+                        f"{path} holds arrays {keys}; name the cloud one of {list(_NPZ_KEYS)} "
+                        f"or save a single array"
+                    )
+                where = f"{path} array {key!r}"
+                arr = z[key]
+    except ValueError as err:
+        if "allow_pickle" in str(err):  # NumPy's refusal to unpickle an object array
+            raise ValueError(f"{where}: holds Python objects (dtype object), not numbers; save "
+                             f"the cloud as a float array [N, 3]") from None
+        raise ValueError(f"{where}: cannot read the array ({err}); the file is truncated or "
+                         f"corrupt: save it again with np.save / np.savez") from None
+    except (EOFError, OSError, zipfile.BadZipFile, zlib.error) as err:
+        raise ValueError(f"{where}: cannot read the array ({err}); the file is truncated or "
+                         f"corrupt: save it again with np.save / np.savez") from None
+    return cloud_columns(arr, where)
+
+
+def cloud_columns(arr: np.ndarray, where: str) -> np.ndarray:
+    """The x y z columns ``[N, 3]`` (float64) of an array holding one cloud: ``[N, C]``
+    (3 <= C <= MAX_COLUMNS, N > C) or ``[1, N, C]``. ``where`` names it in errors."""
+    shape = arr.shape
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{where}: an array of dtype {arr.dtype} is not a cloud; save real "
+                         f"numbers (float32/float64 or integers) of shape [N, 3]")
+    if arr.ndim == 3 and shape[0] > 1:
+        raise ValueError(f"{where}: an array of shape {shape} holds {shape[0]} clouds; save one "
+                         f"cloud [N, 3] per file (e.g. np.save(path, arr[0]))")
+    if arr.ndim == 3:
         arr = arr[0]
-    if arr.ndim != 2 or arr.shape[1] < 3:
-        raise ValueError(f"{path}: expected an array [N, 3] (or [N, >3]); got {arr.shape}")
-    return arr[:, :3]
+    if arr.ndim != 2:
+        hint = "; reshape it with arr.reshape(-1, 3)" if arr.ndim == 1 and arr.size % 3 == 0 else ""
+        raise ValueError(f"{where}: expected one cloud [N, 3] (or [N, C] with extra columns, "
+                         f"or [1, N, 3]); got an array of shape {shape}{hint}")
+    n, c = arr.shape
+    if n == 0:
+        raise ValueError(f"{where}: the array of shape {shape} holds no points")
+    if n <= c:
+        raise ValueError(
+            f"{where}: an array of shape {shape} has no more rows than columns, so it is not "
+            f"clear which axis holds the points; a cloud is [N, 3] with N > 3. If it holds "
+            f"{c} points as columns (transposed, [3, N]), save arr.T instead"
+        )
+    if c < 3:
+        raise ValueError(f"{where}: an array of shape {shape} has {c} columns; a cloud needs "
+                         f"x y z: [N, 3]")
+    if c > MAX_COLUMNS:
+        raise ValueError(f"{where}: an array of shape {shape} has {c} columns; a cloud is "
+                         f"[N, 3] plus at most {MAX_COLUMNS - 3} extra columns (colours, "
+                         f"normals). If its first three columns are x y z, save arr[:, :3]")
+    return arr[:, :3].astype(np.float64)
 
 
 def sample_mesh_surface(
@@ -116,26 +193,38 @@ def sample_mesh_surface(
     return (1 - su)[:, None] * a + (su * (1 - v))[:, None] * b + (su * v)[:, None] * c
 
 
-def _read_open3d(path: Path, num_points: int, seed: int) -> np.ndarray:
-    o3d = import_open3d()
-    suffix = path.suffix.lower()
-    if suffix in MESH_SUFFIXES:
-        # A .ply cloud read as a mesh makes Open3D warn; faces decide what it is.
+def _open3d_read(o3d, read, path: Path):
+    """Call Open3D's ``read`` with Open3D's own (coloured) log silenced: our checks report
+    problems instead. Its exceptions become a ValueError naming the file, without colours."""
+    try:
         with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
-            mesh = o3d.io.read_triangle_mesh(str(path))
-        tris = np.asarray(mesh.triangles)
-        if len(tris):
-            log.debug("%s: mesh with %d faces; sampling %d points", path, len(tris), num_points)
-            return sample_mesh_surface(np.asarray(mesh.vertices, dtype=np.float64),
-                                       tris, num_points, seed)
-        if suffix != ".ply":
-            verts = np.asarray(mesh.vertices, dtype=np.float64)
-            if len(verts):
-                log.warning("%s has no faces; using its %d vertices as a cloud", path, len(verts))
-                return verts
-            raise ValueError(f"{path}: Open3D read no vertices or faces (empty or unreadable file)")
-    cloud = o3d.io.read_point_cloud(str(path))
-    return np.asarray(cloud.points, dtype=np.float64)
+            return read(str(path))
+    except RuntimeError as err:
+        message = _ANSI_CODE.sub("", str(err)).strip()
+        raise ValueError(f"{path}: Open3D cannot read it: {message}") from None
+
+
+def _read_open3d(path: Path, num_points: int, seed: int) -> np.ndarray:
+    """A .ply/.pcd cloud -> its points ``[N, 3]``; a mesh (.off/.obj/.stl, .ply with faces)
+    -> ``num_points`` surface samples ``[num_points, 3]``."""
+    declared = check_file(path)  # raises on truncated / corrupt / empty files
+    o3d = import_open3d()
+    if declared.faces == 0:
+        cloud = _open3d_read(o3d, o3d.io.read_point_cloud, path)
+        points = np.asarray(cloud.points, dtype=np.float64)
+        if len(points) != declared.vertices:
+            raise ValueError(f"{path}: Open3D read {len(points)} points but the header declares "
+                             f"{declared.vertices}; the file is corrupt")
+        return points
+    mesh = _open3d_read(o3d, o3d.io.read_triangle_mesh, path)
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    triangles = np.asarray(mesh.triangles)
+    check_mesh(path, declared, vertices, triangles)
+    log.debug("%s: mesh with %d triangles; sampling %d points", path, len(triangles), num_points)
+    try:
+        return sample_mesh_surface(vertices, triangles, num_points, seed)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
 
 
 def resample_points(
@@ -156,6 +245,21 @@ def resample_points(
     return np.concatenate([points, points[extra]])
 
 
+def _drop_non_finite(path: Path, points: np.ndarray) -> np.ndarray:
+    """points: [N, 3] -> [M, 3] without rows holding NaN/inf (warned); none left: an error."""
+    if len(points) == 0:
+        raise ValueError(f"{path} holds no points")
+    bad = np.flatnonzero(~np.isfinite(points).all(axis=1))
+    if len(bad) == len(points):
+        raise ValueError(f"{path}: all {len(points)} points have NaN or infinite coordinates; "
+                         f"the file holds no usable point")
+    if len(bad):
+        shown = ", ".join(str(i) for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        log.warning("%s: dropping %d of %d points with NaN/inf coordinates (points %s, counted "
+                    "from 0); the rest are used", path, len(bad), len(points), shown)
+    return np.delete(points, bad, axis=0)
+
+
 def load_point_cloud(
     path, num_points: int = 1024, up: str = "y", seed: int = 0, sampling: str = "random"
 ) -> torch.Tensor:
@@ -166,7 +270,8 @@ def load_point_cloud(
     with more than ``num_points`` points: a seeded random subset without replacement
     (``sampling="random"``, original order kept) or farthest-point sampling
     (``sampling="fps"``, from point 0). Clouds with fewer: every point once, plus points
-    drawn with replacement (seeded) to fill up. Non-finite points are dropped (warned).
+    drawn with replacement (seeded) to fill up. A few NaN/inf points are dropped (with a
+    warning); broken files are a ValueError naming the file (see the module docstring).
     ``up="z"``: z-up data rotated into ModelNet's y-up convention, ``(x, y, z) -> (x, z, -y)``.
     """
     path = Path(path).expanduser()
@@ -184,18 +289,15 @@ def load_point_cloud(
         raise ValueError(f"sampling must be 'random' or 'fps'; got {sampling!r}")
     if int(num_points) < 1:
         raise ValueError(f"num_points must be >= 1; got {num_points}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty (0 bytes); it holds no points")
     if suffix in TEXT_SUFFIXES:
         pts = _read_text(path)
     elif suffix in (".npy", ".npz"):
-        pts = _read_numpy(path)
+        pts = read_numpy_cloud(path)
     else:
         pts = _read_open3d(path, int(num_points), seed)
-    finite = np.isfinite(pts).all(axis=1)
-    if not finite.all():
-        log.warning("%s: dropping %d points with NaN/inf coordinates", path, int((~finite).sum()))
-        pts = pts[finite]
-    if pts.shape[0] == 0:
-        raise ValueError(f"{path} holds no points (empty or unreadable)")
+    pts = _drop_non_finite(path, pts)
     pts = resample_points(pts, int(num_points), seed, sampling)
     if up == "z":
         pts = pts @ Z_UP_TO_Y_UP.T

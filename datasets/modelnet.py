@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -40,17 +41,37 @@ def _find_root(root, expected: str = MODELNET40_FOLDER) -> Path:
 
 
 def read_shape_names(root: Path) -> list[str]:
-    """Class names from ``root/shape_names.txt`` (blank lines ignored, order kept)."""
+    """Class names from ``root/shape_names.txt``, one a line, order kept. A UTF-8 byte-order
+    mark, Windows (CRLF) or old Mac (CR) line ends, spaces and tabs around a name and blank
+    lines are ignored; a name holding a tab, another odd space (e.g. U+00A0), two spaces in
+    a row or a control character is an error naming the line."""
     path = root / "shape_names.txt"
     if not path.is_file():
         raise FileNotFoundError(
             f"missing {path}: {root} is not a {MODELNET40_FOLDER} folder. {_HINT40}"
         )
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    names = [n for n in names if n]
-    if len(set(names)) != len(names):
-        raise ValueError(f"{path} lists a class name twice; it must hold each class once")
-    return names
+    try:
+        text = path.read_bytes().decode("utf-8-sig")  # -sig: drop a byte-order mark
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text ({err}); save it as UTF-8") from None
+    lines: dict[str, int] = {}  # name -> line number, in file order
+    # Split on line ends only: str.splitlines() would also split on form feeds, U+2028, ...
+    for i, line in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1):
+        name = line.strip(" \t")
+        odd = next((c for c in name if c != " " and (c.isspace() or not c.isprintable())), None)
+        if odd is not None or "  " in name:
+            what = (f"U+{ord(odd):04X} ({unicodedata.name(odd, 'a control character')})"
+                    if odd is not None else "two spaces in a row")
+            raise ValueError(
+                f"{path} line {i}: class name {name!r} contains {what}; write one class name "
+                f"a line, in plain characters (e.g. night_stand)"
+            )
+        if name in lines:
+            raise ValueError(f"{path} lists {name!r} twice (lines {lines[name]} and {i}); it "
+                             f"must hold each class once")
+        if name:
+            lines[name] = i
+    return list(lines)
 
 
 def split_files(root: Path, split: str) -> list[Path]:
