@@ -221,7 +221,7 @@ class H5CloudDataset(Dataset):
         a DataLoader (optionally over a subset ``indices``), with a tqdm bar if ``progress``."""
         idx = self._indices(indices)
         starts = range(0, idx.size, batch_size)
-        for s in tqdm(starts, desc=f"{self.name} {self.split}", disable=not progress):
+        for s in tqdm(starts, desc=f"{self.name} {self.split}", disable=None if progress else True):
             chunk = idx[s : s + batch_size]
             yield self.points(chunk), torch.from_numpy(self._labels[chunk].copy())
 

@@ -222,7 +222,7 @@ def download_file(
         log.info("downloading %s -> %s%s", url, dest, f" (resuming at {have} bytes)" if have else "")
         with open(part, "ab" if have else "wb") as fh, tqdm(
             total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-            desc=dest.name, disable=not progress,
+            desc=dest.name, disable=None if progress else True,  # None: off when not a terminal
         ) as bar:
             try:
                 while True:
@@ -323,9 +323,14 @@ def _install(src: DatasetSource, origin: Path, root: Path, strict_md5: bool, ver
                     f"{'shape_names.txt' if src.name == 'modelnet40' else 'main_split/'} "
                     f"not found); check that it is {src.archive}"
                 )
-        validate_folder(src.name, staged)
-        if verify and src.file_md5:
-            _check_md5(src, staged, strict_md5)
+        try:
+            validate_folder(src.name, staged)
+            if verify and src.file_md5:
+                _check_md5(src, staged, strict_md5)
+        except (ValueError, FileNotFoundError, KeyError) as err:
+            # the staging folder is deleted below: name the user's archive or folder instead
+            text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+            raise type(err)(text.replace(str(staged), f"{origin} (in its {src.folder} folder)")) from None
         if target.exists():  # --force: swap the old folder out, then remove it
             os.replace(target, tmp / "old")
         os.replace(staged, target)

@@ -11,7 +11,6 @@ change a class's picks, and K-shot picks are a prefix of (K+1)-shot picks for th
 from __future__ import annotations
 
 import logging
-import warnings
 
 import numpy as np
 
@@ -55,7 +54,6 @@ def fewshot_indices(labels, shots: int, seed: int) -> np.ndarray:
         idx = np.flatnonzero(labels == cls)
         if idx.size < shots:
             msg = f"class {int(cls)} has only {idx.size} samples for {shots}-shot; using all of them"
-            warnings.warn(msg, stacklevel=2)
             log.warning(msg)
         picked.append(_class_order(idx, seed, cls, _FEWSHOT_SALT)[: int(shots)])
     return np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=np.int64)

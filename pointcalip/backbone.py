@@ -98,8 +98,8 @@ def _download(name: str, root: Path) -> Path:
     except (urllib.error.URLError, OSError) as exc:
         raise RuntimeError(
             f"Could not download CLIP {name} ({type(exc).__name__}: {exc}). Download {url} and "
-            f"put it at {target} (or pass download_root), or pass the path of a local "
-            f"checkpoint file instead of the name.") from exc
+            f"put it at {target}, or use a local checkpoint file instead of the name: "
+            f"--set backbone=/path/to/{os.path.basename(url)} (classify: --backbone PATH)") from exc
 
 
 class ClipBackbone:

@@ -192,8 +192,11 @@ def test_broken_archives_leave_no_folder(tmp_path, mn40_zip):
             if not item.filename.endswith("ply_data_test1.h5"):
                 dst.writestr(item, src.read(item))
     root = tmp_path / "root"
-    with pytest.raises(FileNotFoundError, match="ply_data_test1.h5"):
+    with pytest.raises(FileNotFoundError, match="ply_data_test1.h5") as err:
         ensure_dataset("modelnet40", root=root, from_path=incomplete)
+    # named by the user's archive, not by the staging folder that is already deleted
+    assert "incomplete.zip (in its modelnet40_ply_hdf5_2048 folder)" in str(err.value)
+    assert "-tmp-" not in str(err.value)
     truncated = tmp_path / "truncated.zip"
     truncated.write_bytes(mn40_zip.read_bytes()[:-3000])
     with pytest.raises(ValueError, match="truncated.zip"):

@@ -353,6 +353,12 @@ def test_bad_inputs(make):
         proj.project([[0.0, 0.0, 0.0]])
 
 
+@pytest.mark.parametrize("distance", [float("nan"), float("inf"), -1.6, 0.0])
+def test_bad_camera_distance(distance):
+    with pytest.raises(ValueError, match="distance must be a positive number"):
+        PointCLIPProjector(distance=distance)
+
+
 def test_degenerate_clouds():
     same = torch.full((2, 100, 3), 0.3)
     flat = clouds(2, 100, seed=11)

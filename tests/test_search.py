@@ -168,3 +168,13 @@ def test_input_errors():
         search_betas(l0, l1, l2, torch.tensor([0, 1, 2]))
     with pytest.raises(ValueError, match="method"):
         accuracy_table(l0, l1, l2, torch.zeros(4), [0.1], [0.1], method="fast")
+
+
+def test_nan_logits_are_an_error():
+    l0, l1, l2 = _random_logits(n=20, seed=3)
+    l1[4, 1, 2] = float("nan")
+    labels = torch.zeros(20, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"l1 holds NaN/inf logits \(first at cloud 4\)"):
+        search(l0, l1, l2, labels)
+    with pytest.raises(ValueError, match="NaN/inf"):
+        search_view_weights(l0, l1, l2, labels, 1.0, 0.05)
