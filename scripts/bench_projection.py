@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from official_code import OfficialCodeError, pointclip_v2_projection, pointclip_views  # noqa: E402
 
+from pointcalip.commands.options import device, non_negative_int, positive_int  # noqa: E402
 from pointcalip.projection import PointCLIPProjector, RealisticProjector  # noqa: E402
 
 
@@ -54,11 +55,11 @@ def best_times(fns, x: torch.Tensor, repeats: int) -> list:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--points", type=int, default=1024)
-    ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch", type=positive_int, default=32)
+    ap.add_argument("--points", type=positive_int, default=1024)
+    ap.add_argument("--repeats", type=positive_int, default=7)
+    ap.add_argument("--device", type=device, default="cpu")
+    ap.add_argument("--seed", type=non_negative_int, default=0)
     ap.add_argument("--pointclip", metavar="DIR", help="checkout of the official PointCLIP repository")
     ap.add_argument("--pointclip-v2", metavar="DIR", help="checkout of the official PointCLIP V2 repository")
     args = ap.parse_args()

@@ -12,6 +12,7 @@ import time
 
 import torch
 
+from pointcalip.commands.options import non_negative_int, positive_int
 from pointcalip.search import accuracy_table, beta_grid, search_betas, search_view_weights
 
 
@@ -35,11 +36,11 @@ def time_beta_search(l0, l1, l2, labels, grid: int = 200):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--clouds", type=int, default=2468)
-    p.add_argument("--views", type=int, default=6)
-    p.add_argument("--classes", type=int, default=40)
-    p.add_argument("--grid", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clouds", type=positive_int, default=2468)
+    p.add_argument("--views", type=positive_int, default=6)
+    p.add_argument("--classes", type=positive_int, default=40)
+    p.add_argument("--grid", type=positive_int, default=200)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--dense", action="store_true", help="also time the dense reference")
     p.add_argument("--weights", action="store_true", help="also time the view-weight search")
     args = p.parse_args()

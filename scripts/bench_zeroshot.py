@@ -17,6 +17,7 @@ import torch
 
 from pointcalip.backbone import ClipBackbone
 from pointcalip.calip import aggregate_views, calip_logits
+from pointcalip.commands.options import device as device_arg, positive_int
 from pointcalip.projection import PointCLIPProjector, RealisticProjector
 from bench_search import random_logits, time_beta_search  # scripts/ is on sys.path
 
@@ -76,8 +77,8 @@ def bench_search(n=2468, v=6, k=40, grid=200):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clouds", type=int, default=8, help="clouds per batch")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--clouds", type=positive_int, default=8, help="clouds per batch")
+    parser.add_argument("--device", type=device_arg, default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from pointcalip.commands.options import non_negative_int, positive_int
 from pointcalip.projection import build_projector
 
 
@@ -76,10 +77,12 @@ def load_cloud(args) -> torch.Tensor:
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     if path.suffix.lower() == ".npy":
-        arr = np.load(path)
-        if arr.ndim != 2 or arr.shape[1] < 3:
-            raise ValueError(f"{path}: expected an array of shape [N, 3] (or [N, >3], xyz first); got {arr.shape}")
-        return torch.from_numpy(np.ascontiguousarray(arr[: args.num_points, :3])).float()
+        from pointcalip.datasets.files import read_numpy_cloud  # lazy; checks the array's layout
+        points = read_numpy_cloud(path)[: args.num_points]
+        if not np.isfinite(points).all():
+            raise ValueError(f"{path}: holds NaN/inf coordinates; repair it or let "
+                             f"load_point_cloud drop them (pass a .txt copy)")
+        return torch.from_numpy(np.ascontiguousarray(points)).float()
     from pointcalip.datasets import load_point_cloud  # lazy
     return load_point_cloud(path, num_points=args.num_points)
 
@@ -90,9 +93,12 @@ def parse_views(text: str | None):
         return None
     if text.startswith("ring:"):
         parts = text.split(":")[1:]
-        spec = {"ring": int(parts[0])}
-        if len(parts) > 1 and parts[1]:
-            spec["elevation"] = float(parts[1])
+        try:
+            spec = {"ring": int(parts[0])}
+            if len(parts) > 1 and parts[1]:
+                spec["elevation"] = float(parts[1])
+        except ValueError:
+            raise ValueError(f"--views {text!r}: write ring:N[:ELEVATION[:tb]], e.g. ring:8:30:tb") from None
         if len(parts) > 2:
             spec["top_bottom"] = parts[2] == "tb"
         return spec
@@ -121,15 +127,15 @@ def main(argv=None) -> int:
     ap.add_argument("--dataset", help="modelnet40 | modelnet10 | scanobjectnn (with --root and --index)")
     ap.add_argument("--root", help="dataset folder (default: the installed one)")
     ap.add_argument("--split", default="test")
-    ap.add_argument("--index", type=int, default=0)
+    ap.add_argument("--index", type=non_negative_int, default=0)
     ap.add_argument("--synthetic", choices=["chair", "table", "box", "sphere"], help="built-in shape")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the synthetic shape")
-    ap.add_argument("--num-points", type=int, default=1024)
+    ap.add_argument("--seed", type=non_negative_int, default=0, help="seed of the synthetic shape")
+    ap.add_argument("--num-points", type=positive_int, default=1024)
     ap.add_argument("--projector", choices=["pointclip", "realistic"], default="pointclip")
     ap.add_argument("--views", help="preset name, indices '0,2,4', or 'ring:N[:ELEVATION[:tb]]'")
     ap.add_argument("--preset", help="preset the view indices refer to (e.g. fewshot)")
     ap.add_argument("--native", action="store_true", help="show the native maps, not the 224 px images")
-    ap.add_argument("--cols", type=int, default=0, help="tiles per row (default: all views in 1-2 rows)")
+    ap.add_argument("--cols", type=positive_int, default=None, help="tiles per row (default: all views in 1-2 rows)")
     ap.add_argument("-o", "--out", default="views.png", help="output PNG (default views.png)")
     args = ap.parse_args(argv)
 
@@ -139,8 +145,9 @@ def main(argv=None) -> int:
         if args.preset:
             kwargs["preset"] = args.preset
         proj = build_projector(args.projector, **kwargs)
-    except (ValueError, FileNotFoundError, KeyError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ValueError, KeyError, RuntimeError, OSError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"render_views.py: error: {message}", file=sys.stderr)
         return 2
     tiles = proj.project(points)[0] if args.native else proj(points)[0, :, 0]  # [V, S, S]
     if args.projector == "pointclip":
@@ -151,8 +158,12 @@ def main(argv=None) -> int:
               + (f" tilt {math.degrees(t):.0f}" if t else "") for i, (ang, t) in enumerate(zip(angles, tilts))]
     cols = args.cols or (proj.num_views if proj.num_views <= 6 else math.ceil(proj.num_views / 2))
     image = montage(tiles.numpy(), labels, cols)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    image.save(args.out)
+    try:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        image.save(args.out)
+    except (OSError, ValueError) as err:  # unwritable folder, unknown image extension
+        print(f"render_views.py: error: cannot write {args.out}: {err}", file=sys.stderr)
+        return 2
     print(f"wrote {args.out}: {proj.num_views} views of {len(points)} points, "
           f"{type(proj).__name__} {tiles.shape[-1]} px tiles")
     return 0
