@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import load_classnames
+from ..prompts import load_classnames
 from .base import H5CloudDataset, check_split
 
 log = logging.getLogger(__name__)

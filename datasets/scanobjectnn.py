@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import load_classnames
+from ..prompts import load_classnames
 from .base import H5CloudDataset, check_split
 
 SCANOBJECTNN_CLASSES = load_classnames("scanobjectnn")

@@ -98,8 +98,8 @@ def combine_view_logits(l0: torch.Tensor, l1: torch.Tensor, l2: torch.Tensor,
 def weighted_view_sum(logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """logits [B, V, K], weights [V] -> [B, K] = ``(1 / sqrt(V)) * sum_v w_v * logits_v``;
     several weight vectors at once: weights [M, V] -> [M, B, K]."""
-    weights = weights.to(logits)
-    return torch.einsum("...v,bvk->...bk", weights, logits) / math.sqrt(logits.shape[1])
+    scaled = weights.to(logits) / math.sqrt(logits.shape[1])   # scale V weights, not B x K sums
+    return torch.einsum("...v,bvk->...bk", scaled, logits)
 
 
 def aggregate_views(l0: torch.Tensor, l1: torch.Tensor, l2: torch.Tensor,

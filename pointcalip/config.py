@@ -27,7 +27,7 @@ from typing import Any, Callable, ClassVar, List, Mapping, Optional, Sequence, T
 
 import yaml
 
-from .prompts import configs_root, load_classnames, load_templates, read_yaml  # noqa: F401
+from .prompts import configs_root, load_templates, read_yaml
 
 # ----------------------------------------------------------------------------------- errors
 
@@ -121,7 +121,7 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, Mapping):
             raise _type_error(key, tp, value)
         try:
-            return build(tp, value)
+            return tp.from_mapping(value)
         except ConfigError as err:
             raise err.within(key) from None
     ok = {bool: lambda v: isinstance(v, bool),
@@ -189,11 +189,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value
-
-
-def build(cls, values: Mapping[str, Any]):
-    """A section of type ``cls`` from a mapping (``cls.from_mapping``)."""
-    return cls.from_mapping(values)
 
 
 @dataclass
@@ -447,13 +442,9 @@ def load_config(cls, paths: Sequence[str | Path], overrides: Sequence[str] = ())
                                      f"{command}`, not `pointcalip {cls.COMMAND}`", hint=False)
     if paths:
         merged.setdefault("name", resolve_config_path(paths[-1]).stem)
-    return build(cls, merged)
+    return cls.from_mapping(merged)
 
 
 #: the config dataclass of every command that reads configs, by `command:` value
 CONFIG_KINDS = {"zeroshot": ZeroShotConfig}
 
-
-def load_zeroshot_config(paths: Sequence[str | Path], overrides: Sequence[str] = ()) -> ZeroShotConfig:
-    """`load_config(ZeroShotConfig, ...)`."""
-    return load_config(ZeroShotConfig, paths, overrides)

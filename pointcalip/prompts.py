@@ -43,36 +43,32 @@ def read_yaml(path: Path) -> dict:
     return data
 
 
+def _string_list(values: Sequence[str], what: str, example: str) -> list[str]:
+    """``values`` as a non-empty list; one string instead of a list is an error."""
+    if isinstance(values, (str, bytes)):
+        raise ValueError(f"{what} must be a list, got the single string {values!r}; "
+                         f"pass [{values!r}]")
+    out = list(values)
+    if not out:
+        raise ValueError(f"{what} must not be empty, e.g. [{example!r}]")
+    return out
+
+
 def check_classnames(classnames: Sequence[str]) -> list[str]:
     """Class names as a list: a sequence (not one string) of distinct, non-empty strings."""
-    if isinstance(classnames, (str, bytes)):
-        raise ValueError(f"class names must be a list of names, got the single string "
-                         f"{classnames!r}; pass [{classnames!r}] or split it")
-    names = list(classnames)
-    if not names:
-        raise ValueError("class names must not be empty")
+    names = _string_list(classnames, "class names", "chair")
     bad = [n for n in names if not isinstance(n, str) or not n.strip()]
     if bad:
         raise ValueError(f"class names must be non-empty strings, got {bad[:5]}")
-    seen, dups = set(), []
-    for n in names:
-        if n in seen and n not in dups:
-            dups.append(n)
-        seen.add(n)
-    if dups:
-        raise ValueError(f"class names must be distinct; repeated: {dups[:5]}")
+    repeated = sorted({n for n in names if names.count(n) > 1}, key=names.index)
+    if repeated:
+        raise ValueError(f"class names must be distinct; repeated: {repeated[:5]}")
     return names
 
 
 def check_templates(templates: Sequence[str]) -> list[str]:
     """Prompt templates as a list: strings each holding exactly one '{}' for the class name."""
-    if isinstance(templates, (str, bytes)):
-        raise ValueError(f"templates must be a list of strings, got the single string "
-                         f"{templates!r}; pass [{templates!r}]")
-    out = list(templates)
-    if not out:
-        raise ValueError("at least one prompt template is needed, e.g. "
-                         "'point cloud depth map of a {}.'")
+    out = _string_list(templates, "prompt templates", "point cloud depth map of a {}.")
     for t in out:
         if not isinstance(t, str) or t.count("{}") != 1:
             raise ValueError(f"every prompt template needs exactly one '{{}}' for the class name; "

@@ -167,7 +167,7 @@ def test_templates_and_classnames_are_checked():
     with pytest.raises(ValueError, match="unknown template set"):
         load_templates("nonexistent")
     for bad, message in [(["no placeholder"], "exactly one '{}'"), (["{} and {}"], "exactly one '{}'"),
-                         ("a {} shape", "single string"), ([], "at least one"),
+                         ("a {} shape", "single string"), ([], "must not be empty"),
                          (["a {0} {}"], "cannot be formatted"), (["a {} {x}"], "cannot be formatted")]:
         with pytest.raises(ValueError, match=message):
             check_templates(bad)
