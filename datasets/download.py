@@ -27,7 +27,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..digest import file_digest
-from ..paths import data_dir
+from ..paths import data_dir, ensure_writable
 
 log = logging.getLogger(__name__)
 
@@ -365,7 +365,7 @@ def ensure_dataset(
             return folder
         except FileNotFoundError:
             pass
-    root.mkdir(parents=True, exist_ok=True)
+    ensure_writable(root, "--root DIR")
     if from_path is not None:
         origin = Path(from_path).expanduser()
         if not origin.exists():

@@ -41,6 +41,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _OnlyOnce(logging.Filter):
+    """Lets each distinct warning or error message through once (e.g. a dataset remark made
+    for the train and again for the test split)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.getMessage())
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
 def _message(err: BaseException) -> str:
     if isinstance(err, KeyError) and err.args:
         return str(err.args[0])  # str(KeyError) adds quotes
@@ -55,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_OnlyOnce())
     logging.captureWarnings(True)
     warnings.simplefilter("default" if args.verbose else "once")
     if not getattr(args, "func", None):

@@ -30,9 +30,10 @@ def cache_dir() -> Path:
     return home_dir() / "features"
 
 
-def ensure_writable(folder: str | Path, option: str) -> Path:
+def ensure_writable(folder: str | Path, fix: str) -> Path:
     """Create ``folder`` if needed and check that files can be written in it, before any long
-    work starts; the error names the config key ``option`` that set it."""
+    work starts; the error says how to choose another folder (``fix``, in the command line's
+    words, e.g. ``--set output_dir=DIR``)."""
     folder = Path(folder).expanduser()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -41,5 +42,5 @@ def ensure_writable(folder: str | Path, option: str) -> Path:
         probe.unlink()
     except OSError as err:
         raise PermissionError(f"cannot write in {folder} ({err.strerror or err}); choose another "
-                              f"folder with --set {option}=DIR") from None
+                              f"folder with {fix}") from None
     return folder

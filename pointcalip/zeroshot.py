@@ -230,9 +230,9 @@ def run_zeroshot(cfg: ZeroShotConfig, backbone: Optional[ClipBackbone] = None,
     """Every stage for ``cfg``; ``argv`` is the command line recorded in the result."""
     t_start = time.perf_counter()
     timings: Dict[str, float] = {}
-    ensure_writable(output_dir(cfg), "output_dir")
+    ensure_writable(output_dir(cfg), "--set output_dir=DIR")
     store = FeatureStore(cfg.cache_dir)
-    ensure_writable(store.root, "cache_dir")
+    ensure_writable(store.root, "--set cache_dir=DIR")
     templates = load_templates(cfg.templates)
     splits = load_splits(cfg)
     projector = cfg.projector.build()

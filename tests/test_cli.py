@@ -67,3 +67,19 @@ def test_help_lists_every_command(capsys):
     printed = capsys.readouterr().out
     for command in ("zeroshot", "classify", "download"):
         assert command in printed
+
+
+def test_logs_are_clean_when_not_a_terminal(planted, tiny_checkpoints, tmp_path):
+    """Through a pipe (a log file): no progress-bar lines, no colour codes, each warning once."""
+    run = subprocess.run(
+        [sys.executable, "-m", "pointcalip", "zeroshot", "--config", "modelnet40",
+         "--set", f"data.root={planted.root}", "--set", f"backbone={tiny_checkpoints['vit']}",
+         "--set", f"cache_dir={tmp_path / 'store'}", "--set", f"output_dir={tmp_path / 'out'}",
+         "--set", "tune.grid=4"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    lines = run.stderr.splitlines()
+    assert "\r" not in run.stderr and "\x1b[" not in run.stderr
+    warned = [line for line in lines if line.startswith("WARNING")]
+    assert any("does not hold the 40 published ModelNet40 classes" in w for w in warned)  # train and test
+    assert len(warned) == len(set(warned))
+    assert all(line.startswith(("INFO", "WARNING")) for line in lines), lines

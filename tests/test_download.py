@@ -235,3 +235,11 @@ def test_cli_scanobjectnn_needs_terms_then_from(tmp_path, capsys):
     folder = dataset_folder("scanobjectnn", root)
     assert folder == root / "h5_files"
     assert len(ScanObjectNN(folder, "PB_T50_RS", "test", num_points=8)) == 15
+
+
+def test_cli_unwritable_root_is_one_line(tmp_path, mn40_zip, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert main(["download", "modelnet40", "--from", str(mn40_zip), "--root", str(blocker / "data")]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write in {blocker / 'data'}" in err and "choose another folder with --root DIR" in err
