@@ -6,6 +6,7 @@ Everything lives under one home folder: ``$POINTCALIP_HOME`` if set, else
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 
@@ -28,6 +29,12 @@ def clip_dir() -> Path:
 def cache_dir() -> Path:
     """Default folder for cached CLIP features: ``<home>/features``."""
     return home_dir() / "features"
+
+
+def slug(text: str) -> str:
+    """``text`` as a safe file-name part: runs of characters other than letters, digits and
+    ``. + -`` become one ``_`` (``ViT-B/16`` -> ``ViT-B_16``)."""
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
 
 
 def ensure_writable(folder: str | Path, fix: str) -> Path:

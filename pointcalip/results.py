@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import platform
-import re
 import shlex
 import socket
 import sys
@@ -20,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
+
+from .paths import slug
 
 #: config keys that change where or how fast a run goes, never its numbers
 NOT_IN_RUN_NAME = ("name", "cache_dir", "output_dir", "device", "batch_size", "download")
@@ -67,14 +68,10 @@ class RunInfo:
         return asdict(self)
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
-
-
 def backbone_label(backbone: str) -> str:
     """A backbone as a short word: the OpenAI name, or a checkpoint file's stem."""
     path = Path(backbone)
-    return _slug(path.stem if path.suffix in (".pt", ".pth", ".bin") else backbone)
+    return slug(path.stem if path.suffix in (".pt", ".pth", ".bin") else backbone)
 
 
 def run_name(config: dict, *readable: str) -> str:
@@ -85,7 +82,7 @@ def run_name(config: dict, *readable: str) -> str:
     if isinstance(settings.get("data"), dict):
         settings["data"] = {k: v for k, v in settings["data"].items() if k != "root"}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    return "-".join([*(_slug(p) for p in readable), digest.hexdigest()[:6]])
+    return "-".join([*(slug(p) for p in readable), digest.hexdigest()[:6]])
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -29,7 +29,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import socket
 import time
@@ -40,7 +39,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from .paths import cache_dir as default_cache_dir
+from .paths import cache_dir as default_cache_dir, slug
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +56,6 @@ def store_key(dataset_settings: dict, projector_settings: dict, backbone_identit
                "dataset": dataset_settings, "projector": projector_settings,
                "backbone": backbone_identity, "precision": precision}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-def _slug(*parts: Optional[str]) -> str:
-    return "-".join(re.sub(r"[^A-Za-z0-9.]+", "_", p).strip("_") for p in parts if p)
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -188,6 +183,9 @@ class SplitStore:
                 raise KeyError(f"feature store {self.path} lacks rows "
                                f"{idx[owner < 0][:10].tolist()}; encode them first")
         vi = np.arange(self.num_views) if views is None else np.asarray(views, dtype=np.int64)
+        if vi.size == 0 or vi.min() < 0 or vi.max() >= self.num_views:
+            raise ValueError(f"views {list(views)} out of range: the store holds "
+                             f"{self.num_views} views (indices 0..{self.num_views - 1})")
         n, v = len(idx), len(vi)
         out = {"global": np.empty((n, v, self.embed_dim), np.float16),
                "spatial": np.empty((n, v, self.num_tokens, self.embed_dim), np.float16),
@@ -293,8 +291,9 @@ class FeatureStore:
         ``precision``, ``num_tokens`` and ``embed_dim``."""
         key = store_key(dataset.settings, projector.settings, backbone.identity,
                         backbone.precision)
-        folder = self.root / _slug(dataset.name, dataset.split, type(projector).__name__,
-                                   backbone.name, backbone.precision, key)
+        parts = (dataset.name, dataset.split, type(projector).__name__, backbone.name,
+                 backbone.precision, key)
+        folder = self.root / "-".join(slug(str(p)) for p in parts)
         meta = {"format": STORE_FORMAT, "extractor": EXTRACTOR_VERSION, "key": key,
                 "num_rows": len(dataset),
                 "view_shape": [projector.num_views, backbone.num_tokens, backbone.embed_dim],

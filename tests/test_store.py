@@ -66,6 +66,8 @@ def test_views_are_slices_of_the_stored_views(tmp_path):
     torch.testing.assert_close(s, s_all[:, [2, 0]])
     torch.testing.assert_close(n, n_all[:, [2, 0]])
     assert g.dtype == torch.float32 and g.shape == (10, 2, C)
+    with pytest.raises(ValueError, match=r"views \[3\] out of range: the store holds 3 views"):
+        next(feats.batches(10, views=[3]))
 
 
 def test_key_depends_on_every_ingredient():
