@@ -207,19 +207,31 @@ class ClipBackbone:
         return out if return_norms else out[:2]
 
     # -------------------------------------------------------------------- text
-    @torch.no_grad()
     def encode_text(self, classnames: Sequence[str], templates: Sequence[str],
                     batch_size: int = 1024) -> torch.Tensor:
-        """-> [K, C] float32 unit rows: per class, encode every template (``_`` in class names
-        becomes a space), L2-normalise each, average over templates, L2-normalise."""
+        """-> [K, C] float32 unit rows: per class, every template filled with its name (``_``
+        becomes a space), ensembled by :meth:`encode_prompts`."""
         classnames, templates = check_classnames(classnames), check_templates(templates)
-        texts = [t.format(c.replace("_", " ")) for c in classnames for t in templates]
+        return self.encode_prompts(
+            [[t.format(c.replace("_", " ")) for t in templates] for c in classnames], batch_size)
+
+    @torch.no_grad()
+    def encode_prompts(self, prompts: Sequence[Sequence[str]], batch_size: int = 1024
+                       ) -> torch.Tensor:
+        """prompts: K lists of complete sentences (one list per class, any lengths) -> [K, C]
+        float32 unit rows: encode each sentence, L2-normalise it, average per class,
+        L2-normalise again (CLIP's prompt ensembling)."""
+        if not prompts or any(isinstance(p, str) or not p for p in prompts):
+            raise ValueError("encode_prompts needs one non-empty list of sentences per class")
+        texts = [t for per_class in prompts for t in per_class]
         tokens = clip.tokenize(texts, context_length=self.model.context_length)
         feats = torch.cat([self.model.encode_text(tokens[i:i + batch_size].to(self.device))
                            for i in range(0, len(texts), batch_size)])
-        feats = F.normalize(feats.float(), dim=-1).view(len(classnames), len(templates), -1)
-        return F.normalize(feats.mean(dim=1), dim=-1)
-
+        feats = F.normalize(feats.float(), dim=-1)
+        owner = torch.repeat_interleave(torch.arange(len(prompts), device=feats.device),
+                                        torch.tensor([len(p) for p in prompts], device=feats.device))
+        means = torch.zeros(len(prompts), feats.shape[1], device=feats.device).index_add_(0, owner, feats)
+        return F.normalize(means, dim=-1)   # the mean's direction: dividing by the count is moot
 
 def available_models() -> list:
     """The OpenAI CLIP names ``load_clip`` downloads (``clip.available_models()``)."""

@@ -205,3 +205,17 @@ def test_norms_recover_clips_raw_embedding(request, which):
         bb.encode_text("chair", ["a {}."])
     with pytest.raises(ValueError, match="exactly one"):
         bb.encode_text(["chair"], ["a chair."])
+
+
+def test_encode_prompts_ensembles_each_class_on_its_own(vit):
+    per_class = [["a chair.", "a wooden chair with four legs."], ["a lamp."]]
+    got = vit.encode_prompts(per_class)
+    assert got.shape == (2, tiny_clip.EMBED_DIM)
+    for row, prompts in zip(got, per_class):
+        with torch.no_grad():
+            e = F.normalize(vit.model.encode_text(clip.tokenize(prompts)).float(), dim=-1)
+        torch.testing.assert_close(row, F.normalize(e.mean(0), dim=0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(vit.encode_text(["chair"], ["a {}."]), vit.encode_prompts([["a chair."]]))
+    for bad in ([], [["a chair."], []], ["a chair."]):
+        with pytest.raises(ValueError, match="one non-empty list of sentences per class"):
+            vit.encode_prompts(bad)
