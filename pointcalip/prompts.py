@@ -4,6 +4,7 @@
     load_templates("pointclip")           # a set from configs/prompts.yaml, or an inline list
     check_classnames(names)               # a list of distinct, non-empty strings
     check_templates(templates)            # a list of strings, each with one '{}'
+    class_prompts(names, "pointclip")     # per class, the complete sentences to encode
 """
 from __future__ import annotations
 
@@ -104,3 +105,12 @@ def load_templates(spec: Union[str, Sequence[str]]) -> list[str]:
                              "(configs/prompts.yaml) or give a list of templates")
         spec = sets[spec]
     return check_templates(spec)
+
+
+def class_prompts(classnames: Sequence[str], templates: Union[str, Sequence[str]]) -> list[list[str]]:
+    """The sentences that describe each class, for ``backbone.encode_prompts``: every template
+    of ``templates`` (a set name or a list, see :func:`load_templates`) filled with the class
+    name, ``_`` replaced by a space."""
+    names = check_classnames(classnames)
+    filled = load_templates(templates)
+    return [[t.format(name.replace("_", " ")) for t in filled] for name in names]

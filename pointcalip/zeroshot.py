@@ -32,7 +32,7 @@ from .extract import SplitFeatures, extract
 from .head import CalipHead
 from .metrics import Accuracy, accuracy
 from .paths import ensure_writable
-from .prompts import load_templates
+from .prompts import class_prompts, load_templates
 from .results import RunInfo, backbone_label, run_name
 from .search import SearchResult, beta_grid, search
 from .store import FeatureStore
@@ -241,7 +241,7 @@ def run_zeroshot(cfg: ZeroShotConfig, backbone: Optional[ClipBackbone] = None,
     device = backbone.device
 
     t0 = time.perf_counter()
-    text = backbone.encode_text(splits.classnames, templates)
+    text = backbone.encode_prompts(class_prompts(splits.classnames, cfg.templates))
     timings["text_s"] = time.perf_counter() - t0
 
     def features_of(dataset, rows, name):
