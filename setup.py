@@ -4,7 +4,7 @@
 `pointcalip.datasets` (as Open3D-ML installs `ml3d/` as `open3d._ml3d`), so installing
 PointCALIP never shadows other top-level packages called `datasets` or `projection`.
 """
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="pointcalip",
@@ -14,8 +14,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=[
-        "pointcalip", "pointcalip.commands", "pointcalip.projection", "pointcalip.datasets",
-        "pointcalip.configs",
+        "pointcalip", *(f"pointcalip.{p}" for p in find_packages("pointcalip")),   # commands, ...
+        "pointcalip.projection", "pointcalip.datasets", "pointcalip.configs",
     ],
     package_dir={
         "pointcalip": "pointcalip",
@@ -36,7 +36,8 @@ setup(
         "pyyaml>=6.0",
         "tqdm>=4.60",
         "pillow>=9.0",
+        "matplotlib>=3.7",   # PNG figures of ablations, few-shot curves and `explain` (Agg, headless)
     ],
-    extras_require={"test": ["pytest>=7"], "plot": ["matplotlib>=3.5"]},
+    extras_require={"test": ["pytest>=7"]},
     entry_points={"console_scripts": ["pointcalip=pointcalip.cli:main"]},
 )

@@ -238,26 +238,45 @@ def available_models() -> list:
     return clip.available_models()
 
 
+def default_device(device: Union[str, torch.device, None] = None) -> torch.device:
+    """``device``, or cuda if available, else cpu."""
+    return torch.device(device if device is not None else
+                        ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def precision_on(device: Union[str, torch.device, None] = None) -> str:
+    """The precision ``load_clip`` gives the weights on ``device``: float32 on the CPU,
+    float16 on a GPU (OpenAI's checkpoints are float16)."""
+    return "float32" if default_device(device).type == "cpu" else "float16"
+
+
+def checkpoint_identity(name_or_path: Union[str, Path]) -> str:
+    """What identifies a checkpoint's weights (feature-store keys), without loading it: the
+    SHA-256 in an OpenAI name's download URL (the file's own), or a local file's SHA-256."""
+    key = str(name_or_path)
+    if key in clip.available_models():
+        return f"sha256:{clip.clip._MODELS[key].split('/')[-2]}"
+    return f"sha256:{file_sha256(Path(key).expanduser())}"
+
+
 def load_clip(name_or_path: Union[str, Path], device: Union[str, torch.device, None] = None,
               download_root: Union[str, Path, None] = None) -> ClipBackbone:
     """Load a frozen CLIP: an OpenAI name (``clip.available_models()``; downloaded to
     ``download_root or pointcalip.paths.clip_dir()``), a TorchScript archive or a plain
     state-dict file. fp32 on CPU, fp16 on CUDA; default device cuda if available else cpu."""
-    device = torch.device(device if device is not None else
-                          ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = default_device(device)
     key = str(name_or_path)
     if key in clip.available_models():
         root = Path(download_root) if download_root is not None else paths.clip_dir()
-        path = _download(key, root)
-        name, identity = key, f"sha256:{clip.clip._MODELS[key].split('/')[-2]}"
+        path, name = _download(key, root), key
     else:
         path = Path(key).expanduser()
         if not path.is_file():
             raise ValueError(f"Unknown CLIP model {key!r}: not a file and not one of "
                              f"{clip.available_models()}")
-        name, identity = path.name, f"sha256:{file_sha256(path)}"
+        name = path.name
     log.info("Loading CLIP %s from %s on %s", name, path, device)
     model = build_model(_state_dict_from_file(path)).to(device)
-    if device.type == "cpu":
+    if precision_on(device) == "float32":
         model.float()
-    return ClipBackbone(model, name=name, identity=identity)
+    return ClipBackbone(model, name=name, identity=checkpoint_identity(key))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 import inspect
 import math
 import typing
@@ -51,6 +52,12 @@ class ConfigError(ValueError):
 
 #: (test of a value, how an allowed value reads given the field's type)
 Rule = Tuple[Callable[[Any], bool], Callable[[Any], str]]
+
+
+def ruled(default: Any, test: Callable[[Any], bool], description: str) -> Any:
+    """A field whose value (if not None) must pass ``test``; ``description`` says what an
+    allowed value is ("a number in [0, 1)")."""
+    return _ruled(default, (test, lambda tp: description))
 
 
 def _ruled(default: Any, rule: Rule) -> Any:
@@ -332,17 +339,23 @@ class ZeroShotConfig(Section):
     name: str = "zeroshot"
 
     def validate(self) -> None:
-        try:
-            load_templates(self.templates)
-        except ValueError as err:
-            raise ConfigError("templates", f"is not usable: {err}") from None
+        check_model_keys(self)
         if self.views is not None:
             check_views(self.views, self.projector.build().num_views)
-        for key, check in (("device", check_device), ("backbone", check_backbone)):
-            try:
-                check(getattr(self, key))
-            except ValueError as err:
-                raise ConfigError(key, str(err)) from None
+
+
+def check_model_keys(cfg) -> None:
+    """The ``templates``, ``device`` and ``backbone`` keys every run config has: usable, or a
+    ConfigError naming the key."""
+    try:
+        load_templates(cfg.templates)      # a set name, a list, or a per-class prompt file
+    except (ValueError, OSError) as err:
+        raise ConfigError("templates", f"is not usable: {err}") from None
+    for key, check in (("device", check_device), ("backbone", check_backbone)):
+        try:
+            check(getattr(cfg, key))
+        except ValueError as err:
+            raise ConfigError(key, str(err)) from None
 
 
 def check_views(views: Sequence[int], num_views: int, key: str = "views") -> None:
@@ -445,6 +458,17 @@ def load_config(cls, paths: Sequence[str | Path], overrides: Sequence[str] = ())
     return cls.from_mapping(merged)
 
 
-#: the config dataclass of every command that reads configs, by `command:` value
-CONFIG_KINDS = {"zeroshot": ZeroShotConfig}
+#: the config dataclass of every command that reads configs, by `command:` value, as
+#: "module:Class" (imported on use: command modules import this one)
+CONFIG_KINDS = {"zeroshot": "pointcalip.config:ZeroShotConfig",
+                "fewshot": "pointcalip.fewshot.config:FewShotConfig",
+                "ablate": "pointcalip.ablation.config:AblationConfig"}
+
+
+def config_class(command: str):
+    """The config dataclass of ``command`` (a key of CONFIG_KINDS)."""
+    if command not in CONFIG_KINDS:
+        raise ValueError(f"no command {command!r} reads configs; known: {sorted(CONFIG_KINDS)}")
+    module, _, name = CONFIG_KINDS[command].partition(":")
+    return getattr(importlib.import_module(module), name)
 

@@ -1,7 +1,7 @@
 """PointCALIP: multi-view depth maps -> frozen CLIP -> CALIP head -> shape logits."""
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -9,6 +9,7 @@ from torch import nn
 from .backbone import ClipBackbone
 from .calip import ViewWeights
 from .head import CalipHead
+from .prompts import class_prompts
 
 DEFAULT_TEMPLATES = ("point cloud depth map of a {}.",)
 
@@ -17,23 +18,24 @@ class PointCALIP(nn.Module):
     """Zero-shot point-cloud classifier (spec/calip.md sections 2-3).
 
     ``backbone``: a :class:`ClipBackbone` (not registered as a submodule: CLIP stays frozen and
-    out of this module's state dict). ``projector``: callable ``points [B, N, 3] -> images
+    out of this module's state dict). ``templates``: a list of templates, a set name of
+    configs/prompts.yaml or a per-class prompt file (prompts.class_prompts). ``projector``: callable ``points [B, N, 3] -> images
     [B, V, 3, S, S]`` with a ``num_views`` attribute. The class-text features are computed
     once here and held, with the betas and view weights, by ``self.head`` (a
     :class:`CalipHead`). ``view_weights``: V weights (None = all ones).
     """
 
     def __init__(self, backbone: ClipBackbone, classnames: Sequence[str], projector,
-                 templates: Sequence[str] = DEFAULT_TEMPLATES, beta2: float = 0.0,
+                 templates: Union[str, Sequence[str]] = DEFAULT_TEMPLATES, beta2: float = 0.0,
                  beta3: float = 0.0, view_weights: ViewWeights = None,
                  batch_size: Optional[int] = 256):
         super().__init__()
         self.backbone = backbone
         self.projector = projector
         self.classnames = list(classnames)
-        self.templates = list(templates)
+        self.templates = templates if isinstance(templates, str) else list(templates)
         self.batch_size = batch_size
-        text = backbone.encode_text(self.classnames, self.templates)
+        text = backbone.encode_prompts(class_prompts(self.classnames, self.templates))
         self.head = CalipHead(text, beta2, beta3, view_weights, num_views=projector.num_views)
 
     @property

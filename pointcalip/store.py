@@ -170,10 +170,12 @@ class SplitStore:
         idx = np.unique(self._rows(rows))
         return idx[~self.stored(idx)]
 
-    def read(self, rows: Sequence[int], views: Optional[Sequence[int]] = None):
+    def read(self, rows: Sequence[int], views: Optional[Sequence[int]] = None,
+             spatial: bool = True):
         """Stored features of ``rows`` [n] -> (global [n, V', C] float16, spatial
-        [n, V', HW, C] float16, norm [n, V'] float32) in the order given; ``views`` selects
-        V' of the V views. Every row must be stored (see :meth:`missing`)."""
+        [n, V', HW, C] float16 (None if ``spatial`` is False: not read at all), norm [n, V']
+        float32) in the order given; ``views`` selects V' of the V views. Every row must be
+        stored (see :meth:`missing`)."""
         idx = self._rows(rows)
         owner = self._owner[idx]
         if (owner < 0).any():
@@ -188,8 +190,9 @@ class SplitStore:
                              f"{self.num_views} views (indices 0..{self.num_views - 1})")
         n, v = len(idx), len(vi)
         out = {"global": np.empty((n, v, self.embed_dim), np.float16),
-               "spatial": np.empty((n, v, self.num_tokens, self.embed_dim), np.float16),
                "norm": np.empty((n, v), np.float32)}
+        if spatial:
+            out["spatial"] = np.empty((n, v, self.num_tokens, self.embed_dim), np.float16)
         for number in np.unique(owner):
             where = np.flatnonzero(owner == number)
             piece = self._pieces[self._order[number]]
@@ -198,7 +201,7 @@ class SplitStore:
             for name, dst in out.items():
                 block = piece.arrays[name][pos[order]]
                 dst[where[order]] = block[:, vi]
-        return out["global"], out["spatial"], out["norm"]
+        return out["global"], out.get("spatial"), out["norm"]
 
     def encoding_seconds(self, rows: Sequence[int]) -> float:
         """The encoding time, as recorded when encoded, of ``rows`` (each piece's time
@@ -301,6 +304,16 @@ class FeatureStore:
                 "backbone": {"name": backbone.name, "identity": backbone.identity,
                              "precision": backbone.precision}}
         return self._open_or_create(folder, meta)
+
+    def find(self, dataset, projector, identity: str, precision: str) -> Optional[SplitStore]:
+        """The existing store of ``dataset`` under ``projector`` and a backbone of this
+        identity and precision, or None; read-only (nothing is created or set aside)."""
+        key = store_key(dataset.settings, projector.settings, identity, precision)
+        for folder in sorted(self.root.glob(f"*-{key}")):
+            meta = self._read_meta(folder)
+            if meta is not None and meta.get("key") == key:
+                return SplitStore(folder, meta)
+        return None
 
     def _open_or_create(self, folder: Path, meta: dict) -> SplitStore:
         for _ in range(3):

@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .backbone import ClipBackbone, load_clip
 from .config import TuneConfig, ZeroShotConfig
@@ -188,13 +189,24 @@ def compute_view_logits(features: SplitFeatures, text: torch.Tensor,
                         device: torch.device | str = "cpu", batch_size: int = 64) -> ViewLogits:
     """Per-view CALIP logits of stored features: -> l0, l1, l2 [N, V', K] (on the CPU),
     computed by a :class:`CalipHead` on ``device``; ``views`` selects stored views."""
+    return compute_view_logits_for(features, [text], views, device, batch_size)[0]
+
+
+def compute_view_logits_for(features: SplitFeatures, texts: Sequence[torch.Tensor],
+                            views: Optional[Sequence[int]] = None,
+                            device: torch.device | str = "cpu", batch_size: int = 64,
+                            desc: str = "CALIP") -> List[ViewLogits]:
+    """:func:`compute_view_logits` for several text sets [K, C] in one pass over the store."""
     num_views = features.num_views if views is None else len(views)
-    head = CalipHead(text, num_views=num_views).to(device)
-    parts: List[Tuple[torch.Tensor, ...]] = []
-    for g, s, _ in features.batches(batch_size, views, device):
-        parts.append(tuple(x.cpu() for x in head.view_logits(g, s)))
-    l0, l1, l2 = (torch.cat([p[i] for p in parts]) for i in range(3))
-    return ViewLogits(l0, l1, l2, features.labels)
+    heads = [CalipHead(t, num_views=num_views).to(device) for t in texts]
+    parts: List[List[Tuple[torch.Tensor, ...]]] = [[] for _ in heads]
+    with tqdm(total=len(features), desc=desc, unit="cloud", disable=None, leave=False) as bar:
+        for g, s, _ in features.batches(batch_size, views, device):
+            for head, out in zip(heads, parts):
+                out.append(tuple(x.cpu() for x in head.view_logits(g, s)))
+            bar.update(len(g))
+    return [ViewLogits(*(torch.cat([p[i] for p in out]) for i in range(3)), features.labels)
+            for out in parts]
 
 
 def tune(logits: ViewLogits, cfg: TuneConfig) -> SearchResult:

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from pointcalip.config import (CONFIG_KINDS, ConfigError, DataConfig, ProjectorConfig, TuneConfig,
+from pointcalip.config import (CONFIG_KINDS, ConfigError, config_class, DataConfig, ProjectorConfig, TuneConfig,
                                ZeroShotConfig, load_config, load_yaml_tree)
 from pointcalip.datasets import DATASETS
 from pointcalip.datasets.scanobjectnn import VARIANT_FILES
@@ -113,7 +113,7 @@ def test_every_kind_of_shipped_config_has_a_loader():
                          ids=lambda p: p.name)
 def test_every_shipped_config_loads(path):
     command = load_yaml_tree(path)["command"]
-    cfg = load_config(CONFIG_KINDS[command], [path])
+    cfg = load_config(config_class(command), [path])
     assert cfg.tune.split == "val"  # honest protocol by default, everywhere
     assert load_templates(cfg.templates)
 

@@ -1,5 +1,6 @@
 """argparse types that check option values before any work starts (the error names the
-option: ``argument --top-k: must be a positive integer, got '0'``)."""
+option: ``argument --top-k: must be a positive integer, got '0'``), and the options every
+command that reads configs shares."""
 from __future__ import annotations
 
 import argparse
@@ -40,3 +41,16 @@ def device(text: str) -> str:
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return text
+
+
+def add_config_options(p: argparse.ArgumentParser, config_help: str, set_example: str) -> None:
+    """``--config YAML ...`` and ``--set KEY=VALUE`` (repeatable)."""
+    p.add_argument("--config", nargs="+", required=True, metavar="YAML", help=config_help)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override a config key, e.g. {set_example}")
+
+
+def add_tune_on_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tune-on", choices=["val", "test"], default=None,
+                   help="tune on a validation subset of TRAIN (default) or on TEST (the "
+                        "published protocol, optimistic); same as --set tune.split=...")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_config_options, add_tune_on_option
+
 
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -12,15 +14,11 @@ def register(subparsers) -> argparse.ArgumentParser:
                     "store), tune CALIP's betas on a validation subset of TRAIN (or on test "
                     "with --tune-on test), and report PointCLIP and CALIP top-1 accuracy on TEST.",
     )
-    p.add_argument("--config", nargs="+", required=True, metavar="YAML",
-                   help="config file(s) or shipped config names, merged left to right "
-                        "(e.g. configs/modelnet40.yaml, or modelnet40 model/realistic_vitb16)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set data.root=/data/modelnet40_ply_hdf5_2048 "
-                        "--set backbone=ViT-B/16 --set tune.view_weights=true")
-    p.add_argument("--tune-on", choices=["val", "test"], default=None,
-                   help="tune betas on a validation subset of TRAIN (default) or on TEST "
-                        "(the published protocol); same as --set tune.split=...")
+    add_config_options(p, "config file(s) or shipped config names, merged left to right "
+                          "(e.g. configs/modelnet40.yaml, or modelnet40 model/realistic_vitb16)",
+                       "--set data.root=/data/modelnet40_ply_hdf5_2048 --set backbone=ViT-B/16 "
+                       "--set tune.view_weights=true")
+    add_tune_on_option(p)
     p.set_defaults(func=run)
     return p
 

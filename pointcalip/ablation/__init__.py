@@ -1,0 +1,34 @@
+"""`pointcalip ablate`: multi-view ablation studies answered from the feature store.
+
+    from pointcalip.ablation import AblationConfig, run_ablation, write_ablation
+    cfg = load_config(AblationConfig, ["ablation_views"], ["backbone=ViT-B/16"])
+    result = run_ablation(cfg)                 # AblationResult: .studies, .to_dict()
+    write_ablation(result, output_dir(cfg))    # per study: table.csv, table.md, PNGs, report.md
+
+Modules: ``config`` (AblationConfig and the study sections), ``context`` (features, text and
+per-view logits, each computed once per run and shared by the studies), ``tuning`` (tune on
+the tuning set, report on test), ``tables`` and ``report`` (files), and one module per study
+(``views``, ``terms``, ``prompts``, ``projectors``, ``backbones``, ``weights``).
+
+Names are imported lazily, so loading a config does not import torch.
+"""
+from importlib import import_module
+
+_EXPORTS = {
+    "AblationConfig": "config",
+    "STUDIES": "config",
+    "AblationContext": "context",
+    "AblationResult": "run",
+    "run_ablation": "run",
+    "write_ablation": "run",
+    "output_dir": "run",
+    "default_output_dir": "run",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'pointcalip.ablation' has no attribute {name!r}")

@@ -1,0 +1,133 @@
+"""Backbones study: one row per backbone whose features are in the store.
+
+For every backbone of ``backbones_study.backbones`` the study looks up, without loading the
+model, whether the store holds its features of every test cloud and every tuning cloud
+under the config's dataset and projector (the store is keyed by the checkpoint's identity
+and precision; see :mod:`pointcalip.store`). Those that are complete are evaluated (this
+loads the model for its text encoder only; nothing is encoded). The others are listed as
+missing, with the exact ``pointcalip zeroshot`` command that encodes them into this store.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import yaml
+
+from .. import plots
+from ..backbone import checkpoint_identity, precision_on
+from ..config import ZeroShotConfig
+from ..results import backbone_label
+from .config import AblationConfig
+from .context import AblationContext
+from .tables import BETA_FORMAT, StudyResult, Table
+from .tuning import test_accuracy, tune_then_test
+
+log = logging.getLogger(__name__)
+
+
+def missing_clouds(ctx: AblationContext, spec: str) -> Dict[str, int]:
+    """Clouds of the test split and of the tuning set whose features under ``spec`` the
+    store lacks ({} when complete)."""
+    loaded = ctx.loaded_backbone(spec)
+    identity = loaded.identity if loaded else checkpoint_identity(spec)
+    precision = loaded.precision if loaded else precision_on(ctx.cfg.device)
+    projector = ctx.cfg.projector.build()
+    wanted = {"test": (ctx.splits.test, np.arange(len(ctx.splits.test)))}
+    if ctx.tune_split == "val":
+        wanted["tune"] = (ctx.splits.tuning.dataset, ctx.splits.tuning.rows)
+    out = {}
+    for name, (dataset, rows) in wanted.items():
+        store = ctx.store.find(dataset, projector, identity, precision)
+        lacking = len(rows) if store is None else len(store.missing(rows))
+        if lacking:
+            out[name] = lacking
+    return out
+
+
+def _yaml_value(value) -> str:
+    """A value as `--set key=VALUE` text that YAML reads back as the same value."""
+    if isinstance(value, str) and yaml.safe_load(value) == value and value.strip() == value:
+        return value
+    return json.dumps(value)
+
+
+def _leaves(mapping: dict, prefix: str = "") -> Dict[str, object]:
+    out = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict) and value:
+            out.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def fill_command(cfg: AblationConfig, backbone: str) -> str:
+    """The `pointcalip zeroshot` command that encodes what this study needs of ``backbone``
+    (the test split and the tuning set of the config's dataset and projector) into the
+    config's store: the shipped zero-shot defaults plus every setting that differs."""
+    wanted = _leaves(cfg.zeroshot(backbone=backbone, views=None).to_dict())
+    defaults = _leaves(ZeroShotConfig().to_dict())
+    words = ["pointcalip", "zeroshot", "--config", "zeroshot_defaults"]
+    for key, value in wanted.items():
+        if key in ("name", "output_dir") or (key in defaults and defaults[key] == value):
+            continue
+        words += ["--set", f"{key}={_yaml_value(value)}"]
+    return shlex.join(words)
+
+
+def run_backbones(ctx: AblationContext) -> StudyResult:
+    cfg = ctx.cfg
+    table = Table(["backbone", "status", "pointclip_test", "beta2", "beta3", "tune_top1",
+                   "test_top1"], formats={"beta2": BETA_FORMAT, "beta3": BETA_FORMAT})
+    present: List[str] = []
+    missing: Dict[str, dict] = {}
+    for spec in cfg.backbones_study.backbones:
+        lacking = missing_clouds(ctx, spec)
+        if lacking:
+            command = fill_command(cfg, spec)
+            missing[spec] = {"missing_clouds": lacking, "command": command}
+            table.add(spec, "missing: " + ", ".join(f"{n} {s} clouds" for s, n in lacking.items()),
+                      None, None, None, None, None)
+            continue
+        try:
+            pair = ctx.logits(backbone=spec)
+        except (RuntimeError, OSError, ValueError) as err:
+            log.warning("backbone %s: its features are stored but it cannot be evaluated: %s",
+                        spec, err)
+            table.add(spec, f"stored, but the model cannot be loaded: {err}", None, None, None,
+                      None, None)
+            continue
+        if cfg.views is not None:
+            pair = pair.select(cfg.views)
+        plain = test_accuracy(pair.test, 0.0, 0.0)
+        t = tune_then_test(pair, cfg.tune)
+        table.add(spec, "in store", plain.top1, t.found.beta2, t.found.beta3, t.tune_top1,
+                  t.test.top1)
+        present.append(spec)
+    notes = [f"Dataset {cfg.data.label}, projector {cfg.projector.name}, precision "
+             f"{precision_on(cfg.device)}: a backbone counts as in the store when every "
+             f"test cloud and every tuning cloud is stored."]
+    if missing:
+        notes.append("Missing backbones; each command encodes them into this store (then run "
+                     "this study again):")
+        notes.extend(f"`{info['command']}`" for info in missing.values())
+    if present:
+        tune = table.column("tune_top1")
+        best = max(present, key=lambda b: tune[cfg.backbones_study.backbones.index(b)])
+        notes.append(f"Best by tuning accuracy: {best}.")
+    labels = [backbone_label(b) + ("" if b in present else " (not stored)")
+              for b in cfg.backbones_study.backbones]
+
+    def draw(path: Path):
+        return plots.bars(path, labels, {"PointCLIP (betas 0)": table.column("pointclip_test"),
+                                         "CALIP (tuned)": table.column("test_top1")},
+                          "test top-1 (%)", f"Backbones: {ctx.caption(backbone=False)}")
+
+    return StudyResult(name="backbones", title="Backbones in the feature store", table=table,
+                       figures={"backbones.png": draw}, notes=notes,
+                       summary={"present": present, "missing": missing})

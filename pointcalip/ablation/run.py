@@ -1,0 +1,135 @@
+"""Run the studies of an ablation config and write their files.
+
+    result = run_ablation(cfg)            # AblationResult (every study's StudyResult)
+    write_ablation(result, output_dir(cfg))
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+from ..backbone import ClipBackbone
+from ..paths import ensure_writable
+from ..prompts import load_templates
+from ..results import RunInfo, backbone_label, run_name
+from .backbones import run_backbones
+from .config import AblationConfig
+from .context import AblationContext, projector_label
+from .prompts import run_prompts
+from .projectors import run_projectors
+from .report import write_index, write_study
+from .tables import StudyResult
+from .terms import run_terms
+from .views import run_views
+from .weights import run_weights
+
+log = logging.getLogger(__name__)
+
+RUNNERS: Dict[str, Callable[[AblationContext], StudyResult]] = {
+    "views": run_views, "terms": run_terms, "prompts": run_prompts,
+    "projectors": run_projectors, "backbones": run_backbones, "weights": run_weights}
+
+
+@dataclass
+class AblationResult:
+    """Every study of one run; ``to_dict()`` is results.json."""
+
+    config: AblationConfig
+    run: RunInfo
+    num_test_clouds: int
+    num_tuning_clouds: int
+    backbone_identity: str
+    precision: str
+    projector_settings: dict
+    protocol: str
+    templates: List[str]
+    studies: List[StudyResult]
+    features: List[dict]
+    timings: Dict[str, float] = field(default_factory=dict)
+
+    def header(self) -> List[str]:
+        """The lines every report starts with: what was measured and how it was tuned."""
+        cfg = self.config
+        views = "all" if cfg.views is None else str(cfg.views)
+        return [
+            f"- Dataset: {cfg.data.label} ({self.num_test_clouds} test clouds, "
+            f"{cfg.data.num_points} points, {cfg.data.sampling} sampling); results on TEST",
+            f"- Tuning protocol: {self.protocol}; grid {cfg.tune.grid} x {cfg.tune.grid}, beta2 "
+            f"in (0, {cfg.tune.beta2_max:g}], beta3 in (0, {cfg.tune.beta3_max:g}]",
+            f"- Backbone: {cfg.backbone} ({self.backbone_identity}, {self.precision})",
+            f"- Projector: {projector_label(cfg.projector)}; views used: {views}",
+            f"- Prompts: {'; '.join(repr(t) for t in self.templates)}",
+            f"- Command: `{self.run.command_line}` ({self.run.date}, {self.run.device})",
+        ]
+
+    def to_dict(self) -> dict:
+        cfg = self.config
+        return {
+            "command": "ablate", "config_name": cfg.name, "config": cfg.to_dict(),
+            "run": self.run.to_dict(), "dataset": cfg.data.label,
+            "num_test_clouds": self.num_test_clouds, "backbone": cfg.backbone,
+            "backbone_identity": self.backbone_identity, "precision": self.precision,
+            "projector": self.projector_settings, "projector_config": cfg.projector.to_dict(),
+            "views": cfg.views, "templates": self.templates,
+            "tuning": {"protocol": self.protocol, "split": cfg.tune.split,
+                       "num_clouds": self.num_tuning_clouds, "seed": cfg.tune.seed,
+                       "val_fraction": cfg.tune.val_fraction if cfg.tune.split == "val" else None,
+                       "grid": [cfg.tune.grid, cfg.tune.grid], "beta2_max": cfg.tune.beta2_max,
+                       "beta3_max": cfg.tune.beta3_max,
+                       "searched_view_weights": cfg.tune.view_weights},
+            "studies": {s.name: s.to_dict() for s in self.studies},
+            "features": self.features,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+
+def default_output_dir(cfg: AblationConfig) -> Path:
+    """``outputs/ablation-<studies>-<dataset>-<projector>-<backbone>-tune_<split>-<hash>``."""
+    return Path("outputs") / run_name(cfg.to_dict(), "ablation", "+".join(cfg.studies),
+                                      cfg.data.label, cfg.projector.name,
+                                      backbone_label(cfg.backbone), f"tune_{cfg.tune.split}")
+
+
+def output_dir(cfg: AblationConfig) -> Path:
+    return Path(cfg.output_dir).expanduser() if cfg.output_dir else default_output_dir(cfg)
+
+
+def run_ablation(cfg: AblationConfig, backbone: Optional[ClipBackbone] = None,
+                 argv: Optional[Sequence[str]] = None) -> AblationResult:
+    """Run ``cfg.studies`` in order; ``backbone``: the loaded main backbone (optional);
+    ``argv``: the command line recorded in the results."""
+    t_start = time.perf_counter()
+    ensure_writable(output_dir(cfg), "--set output_dir=DIR")
+    ctx = AblationContext(cfg, backbone)
+    ensure_writable(ctx.store.root, "--set cache_dir=DIR")
+    main = ctx.backbone()
+    studies, timings = [], {}
+    for name in cfg.studies:
+        log.info("ablation study %s", name)
+        t0 = time.perf_counter()
+        study = RUNNERS[name](ctx)
+        study.seconds = time.perf_counter() - t0
+        timings[f"{name}_s"] = study.seconds
+        studies.append(study)
+    timings["total_s"] = time.perf_counter() - t_start
+    return AblationResult(
+        config=cfg, run=RunInfo.collect(main.device, main.precision, ctx.splits.root, argv),
+        num_test_clouds=len(ctx.splits.test), num_tuning_clouds=len(ctx.splits.tuning.rows),
+        backbone_identity=main.identity, precision=main.precision,
+        projector_settings=cfg.projector.build().settings, protocol=ctx.protocol,
+        templates=load_templates(cfg.templates), studies=studies, features=ctx.feature_log,
+        timings=timings)
+
+
+def write_ablation(result: AblationResult, folder: Path) -> Path:
+    """Every study's files in ``folder/<study>/``, then ``folder/report.md`` and
+    ``folder/results.json``; -> the index report's path."""
+    folder = Path(folder)
+    header = result.header()
+    for study in result.studies:
+        write_study(study, folder / study.name, header, result.config.tune.split)
+    write_index(result, folder)
+    return folder / "report.md"

@@ -1,0 +1,55 @@
+"""`pointcalip ablate`: multi-view ablation studies from the feature store."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from .options import add_config_options, add_tune_on_option
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "ablate",
+        help="ablation studies (views, CALIP terms, prompts, projectors, backbones, view "
+             "weights) answered from the feature store",
+        description="Run the studies a config lists (studies: [views, terms, ...]) on stored "
+                    "features: views are encoded once and every subset, prompt or beta is "
+                    "evaluated from the store. Hyper-parameters are tuned on a validation "
+                    "subset of TRAIN (or on test with --tune-on test) and reported on TEST. "
+                    "Each study writes table.csv, table.md, PNGs and report.md into its own "
+                    "folder under the output folder.",
+    )
+    add_config_options(p, "config file(s) or shipped config names, merged left to right; their "
+                          "`studies:` lists are joined, so `--config ablation_views "
+                          "ablation_terms` runs both (e.g. configs/ablation_views.yaml "
+                          "model/realistic_vitb16)",
+                       "--set data.root=DIR --set backbone=ViT-B/16 --set studies=[views,terms]")
+    add_tune_on_option(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    from ..ablation.config import AblationConfig, studies_of_files
+    from ..ablation.run import output_dir, run_ablation, write_ablation
+    from ..config import load_config
+
+    studies = studies_of_files(args.config)
+    overrides = [f"studies={json.dumps(studies)}"] if studies else []
+    overrides += list(args.overrides)
+    if args.tune_on:
+        overrides.append(f"tune.split={args.tune_on}")
+    cfg = load_config(AblationConfig, args.config, overrides)
+    result = run_ablation(cfg, argv=args.argv)
+    folder = output_dir(cfg)
+    index = write_ablation(result, folder)
+    for study in result.studies:
+        print(f"## {study.title}  ({study.seconds:.1f} s)\n")
+        print(study.table.to_markdown() if len(study.table.rows) <= 40 else
+              f"({len(study.table.rows)} rows: see {folder / study.name / 'table.md'})\n")
+        for note in study.notes:
+            print(f"- {note}")
+        print()
+    print(f"Tuning protocol: {result.protocol}")
+    print(f"wrote {index} and {len(result.studies)} study folder(s) in {folder}")
+    return 0

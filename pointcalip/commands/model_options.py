@@ -1,0 +1,72 @@
+"""The options `classify` and `explain` share: which model to run on a user's cloud.
+
+Settings come from PointCLIP's zero-shot setting (RN50, its projector and template, betas 0),
+then a zeroshot run's results.json (``--results``), then explicit options, which win. Every
+value is checked before CLIP is loaded; :func:`build_model_parts` returns what the command
+needs to build its model.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .options import device, finite_float, positive_int
+
+#: results.json key of each setting
+RECORDED = {"backbone": "backbone", "projector": "projector_config", "views": "views",
+            "view_weights": "view_weights", "templates": "templates", "beta2": "beta2",
+            "beta3": "beta3"}
+
+
+def add_model_options(p: argparse.ArgumentParser, cloud_word: str = "your files") -> None:
+    p.add_argument("--backbone", default=None, help="CLIP name or checkpoint path (default RN50)")
+    p.add_argument("--projector", default=None, choices=["pointclip", "realistic"],
+                   help="projector with its published defaults (default pointclip)")
+    p.add_argument("--templates", default=None,
+                   help="template set name from configs/prompts.yaml, or a per-class prompt "
+                        "file (.json/.yaml) (default pointclip)")
+    p.add_argument("--beta2", type=finite_float, default=None, help="CALIP beta2 (default 0: PointCLIP)")
+    p.add_argument("--beta3", type=finite_float, default=None, help="CALIP beta3 (default 0: PointCLIP)")
+    p.add_argument("--results", type=Path, default=None,
+                   help="results.json of a zeroshot run: reuse its backbone, projector, views, "
+                        "templates, betas and view weights (explicit options still win)")
+    p.add_argument("--num-points", type=positive_int, default=1024)
+    p.add_argument("--up", choices=["y", "z"], default="y", help=f"up axis of {cloud_word} (ModelNet is y-up)")
+    p.add_argument("--device", type=device, default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+
+
+def model_settings(args) -> dict:
+    """backbone, projector (a config mapping), views, view_weights, templates, beta2, beta3:
+    defaults, then ``--results``, then options; the templates and the backbone checked."""
+    from ..config import check_backbone
+    from ..prompts import load_templates
+    from ..results import read_results
+
+    s = {"backbone": "RN50", "projector": {"name": "pointclip"}, "templates": "pointclip",
+         "beta2": 0.0, "beta3": 0.0, "views": None, "view_weights": None}
+    if args.results:
+        saved = read_results(args.results)
+        missing = [key for key in RECORDED.values() if key not in saved]
+        if missing:
+            raise ValueError(f"--results {args.results} is not a zeroshot results.json "
+                             f"(missing {', '.join(missing)})")
+        s.update({k: saved[v] for k, v in RECORDED.items()})
+    if args.projector and args.projector != s["projector"].get("name"):
+        s.update(projector={"name": args.projector}, views=None, view_weights=None)
+    for key in ("backbone", "templates", "beta2", "beta3"):
+        if getattr(args, key) is not None:
+            s[key] = getattr(args, key)
+    load_templates(s["templates"])
+    check_backbone(s["backbone"])
+    return s
+
+
+def build_projector(s: dict):
+    """The projector of settings ``s``, restricted to their views -> (projector, view indices)."""
+    from ..config import ProjectorConfig, check_views
+
+    projector = ProjectorConfig.from_mapping(s["projector"]).build()
+    if s["views"] is None:
+        return projector, list(range(projector.num_views))
+    check_views(s["views"], projector.num_views)
+    return projector.select_views(s["views"]), list(s["views"])
