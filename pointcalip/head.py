@@ -70,6 +70,7 @@ class CalipHead(nn.Module):
     def num_classes(self) -> int:
         return self.text.shape[0]
 
+    @torch.no_grad()
     def set_params(self, beta2: float, beta3: float, view_weights: ViewWeights = None) -> "CalipHead":
         """Set the betas (and, if given, the view weights) in place; returns self."""
         for name, value in (("beta2", beta2), ("beta3", beta3)):

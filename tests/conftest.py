@@ -4,12 +4,13 @@ Helper modules beside this file: `tiny_clip` (tiny random CLIP models), `synthet
 (h5 folders in the published layouts), `planted` (a dataset whose labels the tiny CLIP can
 recover), `fakes` (stand-ins for the feature store's inputs).
 """
+import numpy as np
 import pytest
 
 import planted as planted_data
 import tiny_clip
 from pointcalip.backbone import load_clip
-from synthetic_data import write_modelnet40
+from synthetic_data import shape_family_clouds, write_modelnet40, write_modelnet_clouds
 
 
 @pytest.fixture(autouse=True)
@@ -48,3 +49,21 @@ def planted(tmp_path_factory, tiny_vit) -> planted_data.Planted:
     p = planted_data.write_planted(tmp_path_factory.mktemp("planted"), tiny_vit)
     planted_data.check_signal(p)
     return p
+
+
+SHAPE_FAMILY_NAMES = ["blicket", "dax", "wug", "toma"]
+
+
+@pytest.fixture(scope="session")
+def shape_families(tmp_path_factory):
+    """A ModelNet folder of 4 shape families (sphere, rod, disk, cube) under class names that
+    mean nothing to CLIP: 16 train and 10 test clouds each. Zero-shot is at chance; the
+    families are separable in the tiny CLIPs' features, so few-shot methods must learn them."""
+    rng = np.random.default_rng(0)
+
+    def split(per_class):
+        labels = rng.permutation(np.repeat(np.arange(4), per_class))
+        return shape_family_clouds(labels, 1024, rng), labels
+
+    return write_modelnet_clouds(tmp_path_factory.mktemp("families") / "families",
+                                 SHAPE_FAMILY_NAMES, {"train": split(16), "test": split(10)})

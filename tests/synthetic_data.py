@@ -164,3 +164,29 @@ def write_scanobjectnn(
             mask = rng.integers(-1, 2, size=(lab.size, num_points)).astype(np.int32)
             _write_h5(folder / rel, pts.astype(np.float32), lab, {"mask": mask})
     return folder
+
+
+def shape_family_clouds(families: np.ndarray, num_points: int, rng: np.random.Generator) -> np.ndarray:
+    """families [n] in 0..3 -> clouds [n, num_points, 3] float32: 0 a sphere shell, 1 a thin rod,
+    2 a flat disk, 3 a cube surface, each stretched per axis by a random factor in [0.7, 1],
+    centred and scaled into the unit sphere. Their depth maps differ enough for the tiny random
+    CLIPs' features to separate them (few-shot tests), unlike the class names given to them."""
+    out = np.empty((len(families), num_points, 3), dtype=np.float32)
+    for i, family in enumerate(families):
+        if family == 0:
+            p = rng.normal(size=(num_points, 3))
+            p /= np.linalg.norm(p, axis=1, keepdims=True)
+        elif family == 1:
+            p = np.concatenate([rng.uniform(-1, 1, (num_points, 1)),
+                                rng.normal(0, 0.03, (num_points, 2))], axis=1)
+        elif family == 2:
+            r, t = np.sqrt(rng.uniform(0, 1, num_points)), rng.uniform(0, 2 * np.pi, num_points)
+            p = np.stack([r * np.cos(t), rng.normal(0, 0.01, num_points), r * np.sin(t)], axis=1)
+        else:
+            p = rng.uniform(-1, 1, (num_points, 3))
+            face = rng.integers(0, 3, num_points)
+            p[np.arange(num_points), face] = np.sign(p[np.arange(num_points), face])
+        p = p * rng.uniform(0.7, 1.0, 3)
+        p -= p.mean(axis=0)
+        out[i] = p / np.linalg.norm(p, axis=1).max()
+    return out

@@ -1,0 +1,50 @@
+"""`pointcalip fewshot`: CALIP-FS, PointCLIP's adapter and Tip-Adapter caches at K shots."""
+from __future__ import annotations
+
+import argparse
+
+from .options import add_config_options, non_negative_int, positive_int
+
+METHOD_CHOICES = ["all", "zeroshot", "tip", "tip_f", "adapter", "calip_fs"]
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "fewshot",
+        help="few-shot CALIP-FS, PointCLIP's adapter, Tip-Adapter caches over shots and seeds",
+        description="Train (or search) each method on K shots per class from TRAIN for each "
+                    "seed, select on a validation part of TRAIN disjoint from every shot, and "
+                    "report TEST accuracy: one row per (method, shots, seed) and mean +- std "
+                    "over seeds. Features come from the feature store (encoded once).",
+    )
+    add_config_options(p, "config file(s) or shipped names, e.g. configs/modelnet40_fewshot.yaml",
+                       "--set backbone=RN101 --set calip_fs.rank=null")
+    p.add_argument("--shots", nargs="+", type=positive_int, metavar="K", help="shots per class (config: shots)")
+    p.add_argument("--seeds", nargs="+", type=non_negative_int, metavar="S", help="seeds (config: seeds)")
+    p.add_argument("--method", nargs="+", choices=METHOD_CHOICES, metavar="METHOD",
+                   help=f"methods to run, among {', '.join(METHOD_CHOICES)} (config: methods)")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse finished runs and continue interrupted trainings from their last epoch")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    from ..config import load_config
+    from ..fewshot.config import METHODS, FewShotConfig
+    from ..fewshot.run import output_dir, run_fewshot, write_fewshot_results
+
+    overrides = list(args.overrides)
+    if args.shots:
+        overrides.append(f"shots={list(args.shots)}")
+    if args.seeds:
+        overrides.append(f"seeds={list(args.seeds)}")
+    if args.method:
+        methods = list(METHODS) if "all" in args.method else list(dict.fromkeys(args.method))
+        overrides.append(f"methods={methods}")
+    cfg = load_config(FewShotConfig, args.config, overrides)
+    result = run_fewshot(cfg, argv=args.argv, resume=args.resume)
+    paths = write_fewshot_results(result, output_dir(cfg))
+    print(result.to_markdown())
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0

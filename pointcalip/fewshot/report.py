@@ -1,0 +1,134 @@
+"""Few-shot results: one row per (method, shots, seed), mean and std per (method, shots),
+Markdown, and the plots (accuracy against shots; training curves)."""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .. import plots
+from ..results import RunInfo
+
+ZERO_SHOT_METHODS = ("pointclip", "calip")     # the rows of method `zeroshot`, at 0 shots
+
+
+@dataclass
+class FewShotRun:
+    """One trained or searched model, evaluated once on TEST (accuracies in percent)."""
+
+    method: str
+    shots: Optional[int]
+    seed: Optional[int]
+    test_accuracy: float
+    val_accuracy: float
+    hyperparameters: dict = field(default_factory=dict)
+    trainable_parameters: int = 0
+    best_epoch: Optional[int] = None
+    epochs_run: Optional[int] = None
+    seconds: float = 0.0
+    run_dir: Optional[str] = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarise(runs: Sequence[FewShotRun]) -> List[dict]:
+    """Mean and standard deviation (over seeds, sample std; 0 for one seed) of the test
+    accuracy per (method, shots), in the order the runs came."""
+    groups: Dict[tuple, List[float]] = defaultdict(list)
+    for r in runs:
+        groups[(r.method, r.shots)].append(r.test_accuracy)
+    out = []
+    for (method, shots), accs in groups.items():
+        std = float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0
+        out.append({"method": method, "shots": shots, "n": len(accs),
+                    "mean": float(np.mean(accs)), "std": std})
+    return out
+
+
+@dataclass
+class FewShotResult:
+    """Everything one `pointcalip fewshot` invocation measured; ``to_dict()`` is results.json."""
+
+    config: dict
+    run: RunInfo
+    dataset: str
+    num_test_clouds: int
+    num_val_clouds: int
+    protocol: str
+    runs: List[FewShotRun]
+    features: dict = field(default_factory=dict)
+
+    def summary(self) -> List[dict]:
+        return summarise(self.runs)
+
+    def to_dict(self) -> dict:
+        return {"command": "fewshot", "config": self.config, "run": self.run.to_dict(),
+                "dataset": self.dataset, "num_test_clouds": self.num_test_clouds,
+                "num_val_clouds": self.num_val_clouds, "protocol": self.protocol,
+                "summary": self.summary(), "runs": [r.to_dict() for r in self.runs],
+                "features": self.features}
+
+    def to_markdown(self) -> str:
+        summary = self.summary()
+        shots = sorted({s["shots"] for s in summary if s["shots"]})
+        methods = list(dict.fromkeys(s["method"] for s in summary))
+        cell = {(s["method"], s["shots"]): s for s in summary}
+        fmt = lambda s: "-" if s is None else f"{s['mean']:.2f} ± {s['std']:.2f}"  # noqa: E731
+        lines = [f"# Few-shot results: {self.config.get('name', '')}", "",
+                 f"{self.dataset}, {self.num_test_clouds} test clouds; backbone "
+                 f"{self.config['backbone']}, projector {self.config['projector']['name']}. "
+                 f"Test top-1 (%), mean ± std over seeds.", "",
+                 "| method | " + " | ".join(f"{k} shots" for k in [0, *shots]) + " |",
+                 "|---" * (len(shots) + 2) + "|"]
+        for m in methods:
+            row = [fmt(cell.get((m, 0)))] + [fmt(cell.get((m, k))) for k in shots]
+            if (m, None) in cell:
+                row[0] = f"{fmt(cell[(m, None)])} (released checkpoint)"
+            lines.append(f"| {m} | " + " | ".join(row) + " |")
+        lines += ["", f"- Protocol: {self.protocol}",
+                  f"- Seeds: {sorted({r.seed for r in self.runs if r.seed is not None})}",
+                  f"- Command: `{self.run.command_line}` ({self.run.date}, {self.run.device}, "
+                  f"{self.run.precision})", "",
+                  "| method | shots | seed | test | val | hyper-parameters | trainable | best epoch |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in self.runs:
+            hp = ", ".join(f"{k}={_short(v)}" for k, v in r.hyperparameters.items())
+            lines.append(f"| {r.method} | {r.shots} | {r.seed} | {r.test_accuracy:.2f} | "
+                         f"{r.val_accuracy:.2f} | {hp} | {r.trainable_parameters} | "
+                         f"{'-' if r.best_epoch is None else r.best_epoch} |")
+        return "\n".join(lines) + "\n"
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_short(v) for v in value) + "]"
+    return str(value)
+
+
+def plot_accuracy_vs_shots(summary: Sequence[dict], path: Path, title: str = "") -> Path:
+    """Test accuracy (mean, with a +-std band) against shots, one line per method; zero-shot
+    methods as dashed horizontal lines."""
+    series, references = {}, {}
+    for method in dict.fromkeys(s["method"] for s in summary):
+        rows = sorted((s for s in summary if s["method"] == method and s["shots"]),
+                      key=lambda s: s["shots"])
+        if rows:
+            series[method] = ([s["shots"] for s in rows], [s["mean"] for s in rows],
+                              [s["std"] for s in rows])
+        references.update({f"{method} (0 shots)": s["mean"] for s in summary
+                           if s["method"] == method and s["shots"] == 0})
+    plots.bands(path, series, references, "shots per class", "test top-1 (%)", title)
+    return path
+
+
+def plot_curves(curves: Sequence[dict], path: Path, title: str = "") -> Path:
+    """Training loss and validation accuracy against epochs."""
+    plots.twin_lines(path, [c["epoch"] for c in curves], ("train loss", [c["loss"] for c in curves]),
+                     ("validation top-1 (%)", [c["val_accuracy"] for c in curves]), "epoch", title)
+    return path

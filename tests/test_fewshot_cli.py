@@ -1,0 +1,162 @@
+"""End to end: `pointcalip fewshot` on four shape families under meaningless class names.
+
+Zero-shot is at chance there (the names mean nothing to CLIP), while the families are
+separable in the tiny CLIP's features: every few-shot method must beat zero-shot clearly.
+Budgets are cut for speed (epochs, learning rates and Tip-Adapter's search range are test
+settings, given with --set); the recipes themselves are in configs/fewshot_defaults.yaml.
+"""
+import json
+
+import pytest
+import torch
+
+import pointcalip.fewshot.train as train_module
+from pointcalip.cli import main
+from pointcalip.datasets import ModelNet40
+from pointcalip.fewshot.data import shot_rows, validation_rows
+
+VAL_FRACTION = 0.25
+BUDGET = ["--set", "tune.grid=10", "--set", f"tune.val_fraction={VAL_FRACTION}",
+          "--set", "calip_fs.train.epochs=40", "--set", "calip_fs.train.lr=0.01",
+          "--set", "calip_fs.train.batch_size=4", "--set", "adapter.train.epochs=60",
+          "--set", "adapter.train.lr=0.05",
+          "--set", "tip_f.train.epochs=20", "--set", "tip_f.train.lr=0.01",
+          "--set", "tip.alpha_max=10", "--set", "tip.beta_max=50"]
+
+
+def fewshot(root, ckpt, store, out, *extra):
+    argv = ["fewshot", "--config", "modelnet40_fewshot", "--set", f"data.root={root}",
+            "--set", f"backbone={ckpt}", "--set", f"cache_dir={store}", "--set", f"output_dir={out}",
+            *BUDGET, *extra]
+    assert main(argv) == 0
+    return json.loads((out / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def result(shape_families, tiny_checkpoints, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fewshot")
+    res = fewshot(shape_families, tiny_checkpoints["vit"], tmp / "store", tmp / "out",
+                  "--shots", "4", "--seeds", "1", "2")
+    return res, tmp
+
+
+def test_every_method_beats_zero_shot(result):
+    res, _ = result
+    by = {(r["method"], r["shots"]): r for r in res["summary"]}
+    zero = max(by[("pointclip", 0)]["mean"], by[("calip", 0)]["mean"])
+    assert zero <= 40                                           # chance is 25%
+    for method in ("tip", "tip_f", "adapter", "calip_fs"):
+        assert by[(method, 4)]["n"] == 2
+        assert by[(method, 4)]["mean"] >= zero + 20, (method, by[(method, 4)], zero)
+
+
+def test_runs_record_what_was_chosen_on_validation(result, shape_families):
+    res, tmp = result
+    runs = res["runs"]
+    assert {(r["method"], r["shots"], r["seed"]) for r in runs} == {
+        ("pointclip", 0, None), ("calip", 0, None),
+        *((m, 4, s) for m in ("tip", "tip_f", "adapter", "calip_fs") for s in (1, 2))}
+    for r in runs:
+        assert 0 <= r["test_accuracy"] <= 100 and 0 <= r["val_accuracy"] <= 100
+    by = {(r["method"], r["seed"]): r for r in runs}
+    assert by[("calip_fs", 1)]["hyperparameters"]["rank"] == 16
+    assert by[("calip_fs", 1)]["trainable_parameters"] == 6 * 2 * 32 * 16 + 3 + 10
+    assert {"alpha", "beta", "base"} <= set(by[("tip", 1)]["hyperparameters"])
+    assert by[("tip", 1)]["trainable_parameters"] == 0
+    assert by[("tip_f", 1)]["trainable_parameters"] == 4 * 4 * 10 * 32       # the keys
+    calip_fs_dir = tmp / "out" / "runs" / "calip_fs" / "4shot-seed1"
+    curves = (calip_fs_dir / "curves.csv").read_text().splitlines()
+    assert curves[0] == "epoch,loss,train_accuracy,val_accuracy,lr" and len(curves) == 41
+    best = max((float(line.split(",")[3]), -int(line.split(",")[0])) for line in curves[1:])
+    zero_shot_val = by[("calip", None)]["val_accuracy"]
+    assert by[("calip_fs", 1)]["best_epoch"] == (-best[1] if best[0] > zero_shot_val else 0)
+    assert by[("calip_fs", 1)]["val_accuracy"] == pytest.approx(max(best[0], zero_shot_val))
+    assert "validation" in res["protocol"] and "TEST is evaluated once" in res["protocol"]
+    train = ModelNet40(shape_families, "train")
+    assert res["num_val_clouds"] == len(validation_rows(train.labels, VAL_FRACTION, 0))
+    for name in ("results.md", "accuracy_vs_shots.png"):
+        assert (tmp / "out" / name).stat().st_size > 0
+    assert (calip_fs_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (tmp / "out" / "results.md").read_text()
+    assert md.startswith("# Few-shot results") and "| calip_fs |" in md
+
+
+def test_more_seeds_encode_only_new_clouds(result, shape_families, tiny_checkpoints):
+    res, tmp = result
+    train = ModelNet40(shape_families, "train")
+    val = validation_rows(train.labels, VAL_FRACTION, 0)
+    old = set(val) | set(shot_rows(train.labels, val, 4, 1)) | set(shot_rows(train.labels, val, 4, 2))
+    new = set(shot_rows(train.labels, val, 4, 3)) - old
+    again = fewshot(shape_families, tiny_checkpoints["vit"], tmp / "store", tmp / "out_more",
+                    "--shots", "4", "--seeds", "1", "2", "3", "--method", "tip")
+    assert again["features"]["train"]["encoded_now"] == len(new) > 0
+    assert again["features"]["test"]["encoded_now"] == 0
+    tip = {r["seed"]: r for r in again["runs"] if r["method"] == "tip"}
+    first = {r["seed"]: r for r in res["runs"] if r["method"] == "tip"}
+    assert tip[1] == first[1] and tip[2] == first[2]           # the same shots, the same numbers
+
+
+def test_resume_ends_with_the_weights_of_an_uninterrupted_run(result, shape_families, tiny_checkpoints,
+                                                              monkeypatch, capsys):
+    _, tmp = result
+    args = ("--shots", "4", "--seeds", "1", "--method", "calip_fs", "adapter",
+            "--set", "calip_fs.train.epochs=6", "--set", "adapter.train.epochs=6")
+    whole = fewshot(shape_families, tiny_checkpoints["vit"], tmp / "store", tmp / "whole", *args)
+
+    calls = {"n": 0}
+    real_evaluate = train_module.evaluate
+
+    def interrupt_in_epoch_4(*a, **k):          # evaluations: the untrained model, then each epoch
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real_evaluate(*a, **k)
+
+    monkeypatch.setattr(train_module, "evaluate", interrupt_in_epoch_4)
+    argv = ["fewshot", "--config", "modelnet40_fewshot", "--set", f"data.root={shape_families}",
+            "--set", f"backbone={tiny_checkpoints['vit']}", "--set", f"cache_dir={tmp / 'store'}",
+            "--set", f"output_dir={tmp / 'parts'}", *BUDGET, *args]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "calip_fs 4-shot seed 1 after epoch 3 of 6" in err and "with --resume to continue" in err
+    monkeypatch.setattr(train_module, "evaluate", real_evaluate)
+    assert main(argv + ["--resume"]) == 0
+    resumed = json.loads((tmp / "parts" / "results.json").read_text())
+    strip = lambda runs: [{k: v for k, v in r.items() if k not in ("seconds", "run_dir")} for r in runs]  # noqa: E731
+    assert strip(resumed["runs"]) == strip(whole["runs"])
+    for method in ("calip_fs", "adapter"):
+        a = torch.load(tmp / "whole" / "runs" / method / "4shot-seed1" / "last.pt", weights_only=True)
+        b = torch.load(tmp / "parts" / "runs" / method / "4shot-seed1" / "last.pt", weights_only=True)
+        assert a["state"]["epoch"] == b["state"]["epoch"] == 6
+        for key, value in a["model"].items():
+            assert torch.equal(value, b["model"][key]), (method, key)
+
+
+def test_augmented_copies_are_encoded_once(result, shape_families, tiny_checkpoints):
+    _, tmp = result
+    args = ("--shots", "4", "--seeds", "1", "--method", "calip_fs", "--set", "augment.copies=2",
+            "--set", "calip_fs.train.epochs=3")
+    first = fewshot(shape_families, tiny_checkpoints["vit"], tmp / "store", tmp / "aug", *args)
+    assert first["features"]["augmented"]["encoded_now"] == 4 * 4 * 2         # shots x copies
+    again = fewshot(shape_families, tiny_checkpoints["vit"], tmp / "store", tmp / "aug2", *args)
+    assert again["features"]["augmented"]["encoded_now"] == 0
+    assert again["runs"][-1]["test_accuracy"] == first["runs"][-1]["test_accuracy"]
+
+
+def test_bad_fewshot_options(capsys, tmp_path):
+    for extra, message in [(["--shots", "0"], "argument --shots: must be a positive integer"),
+                           (["--method", "knn"], "argument --method: invalid choice")]:
+        with pytest.raises(SystemExit):
+            main(["fewshot", "--config", "modelnet40_fewshot", *extra])
+        assert message in capsys.readouterr().err
+    for override, message in [("tune.split=test", "tune.split must be 'val'"),
+                              ("shots=[4, 4]", "shots must be a list of distinct integers >= 1"),
+                              ("calip_fs.train.label_smoothing=1", "must be a number in [0, 1)"),
+                              ("augment.scale=[2, 1]", "augment.scale must be [low, high]")]:
+        assert main(["fewshot", "--config", "modelnet40_fewshot", "--set", override]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_zeroshot_configs_are_refused(capsys):
+    assert main(["fewshot", "--config", "modelnet40"]) == 2
+    assert "for `pointcalip zeroshot`, not `pointcalip fewshot`" in capsys.readouterr().err
