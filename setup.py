@@ -38,6 +38,12 @@ setup(
         "pillow>=9.0",
         "matplotlib>=3.7",   # PNG figures of ablations, few-shot curves and `explain` (Agg, headless)
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        # OpenCLIP backbones (`--set backbone=open_clip:ViT-H-14/laion2b_s32b_b79k`); brings timm,
+        # huggingface_hub and safetensors. 3.0: the first release with `local-dir:` models (and
+        # with `forward_intermediates`, which PointCALIP reads ViT tokens with, since 2.32).
+        "open_clip": ["open_clip_torch>=3.0"],
+        "test": ["pytest>=7", "open_clip_torch>=3.0"],   # tests/test_openclip.py never skips
+    },
     entry_points={"console_scripts": ["pointcalip=pointcalip.cli:main"]},
 )

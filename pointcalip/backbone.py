@@ -8,6 +8,10 @@ archive (the format of OpenAI's files) or a plain state-dict file. The returned
 - ResNet: stem, layer1..4, then the attention pool with the outputs kept at ALL query
   positions (position 0 is CLIP's usual embedding, 1..HW the spatial tokens).
 - ViT: ``ln_post`` on ALL tokens, then ``@ proj`` (token 0 = class token = ``F_v``).
+
+Names starting with ``open_clip:`` (``open_clip:ViT-H-14/laion2b_s32b_b79k``) are models of
+the open_clip library, loaded by :mod:`pointcalip.openclip` into a subclass of
+:class:`ClipBackbone` with the same surface.
 """
 from __future__ import annotations
 
@@ -30,6 +34,15 @@ from clip.model import CLIP, ModifiedResNet, VisionTransformer, build_model
 from pointcalip import paths
 from pointcalip.digest import file_digest
 from pointcalip.prompts import check_classnames, check_templates
+
+#: How backbone names of open_clip models start (``open_clip:ViT-H-14/laion2b_s32b_b79k``).
+OPEN_CLIP_PREFIX = "open_clip:"
+
+
+def is_open_clip_spec(name_or_path: Union[str, Path, None]) -> bool:
+    """True for backbone names that ask for an open_clip model (``open_clip:...``)."""
+    return isinstance(name_or_path, str) and name_or_path.startswith(OPEN_CLIP_PREFIX)
+
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +103,27 @@ def _state_dict_from_file(path: Path) -> Dict[str, torch.Tensor]:
     raise RuntimeError(f"Could not load CLIP checkpoint {path}; tried " + "; ".join(errors))
 
 
+def attention_pool_tokens(pool: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """CLIP's ResNet attention pool kept at every query position: layer4 features
+    x [N, D, H, W] -> [N, 1 + HW, C]. As CLIP does it: flatten the HW tokens, prepend their
+    mean, add the positional embedding, multi-head attention with the pool's q/k/v projections
+    and ``c_proj`` as output projection; output 0 is CLIP's image embedding, 1..HW the spatial
+    tokens. ``pool`` needs ``positional_embedding``, ``num_heads``, ``q_proj``, ``k_proj``,
+    ``v_proj``, ``c_proj`` (the ``clip`` and ``open_clip`` pools both have them)."""
+    x = x.flatten(2).permute(2, 0, 1)  # [HW, N, D]
+    x = torch.cat([x.mean(dim=0, keepdim=True), x], dim=0)  # [1 + HW, N, D]
+    x = x + pool.positional_embedding[:, None, :].to(x.dtype)
+    x, _ = F.multi_head_attention_forward(
+        query=x, key=x, value=x, embed_dim_to_check=x.shape[-1], num_heads=pool.num_heads,
+        q_proj_weight=pool.q_proj.weight, k_proj_weight=pool.k_proj.weight,
+        v_proj_weight=pool.v_proj.weight, in_proj_weight=None,
+        in_proj_bias=torch.cat([pool.q_proj.bias, pool.k_proj.bias, pool.v_proj.bias]),
+        bias_k=None, bias_v=None, add_zero_attn=False, dropout_p=0.0,
+        out_proj_weight=pool.c_proj.weight, out_proj_bias=pool.c_proj.bias,
+        use_separate_proj_weight=True, training=False, need_weights=False)
+    return x.permute(1, 0, 2)
+
+
 def _download(name: str, root: Path) -> Path:
     url = clip.clip._MODELS[name]
     target = root / os.path.basename(url)
@@ -109,16 +143,25 @@ class ClipBackbone:
     Attributes: ``model`` (the unmodified clip model, eval, frozen), ``name``, ``identity``
     (identifies the weights, for feature-cache keys), ``embed_dim`` (C), ``input_resolution``
     (S), ``num_tokens`` (HW), ``device``, ``dtype``, ``is_vit``.
+
+    Subclasses for other model libraries (:class:`pointcalip.openclip.OpenClipBackbone`)
+    override the hooks ``_read_visual``, ``_normalise``, ``_tokens`` and ``_tokenize`` and
+    keep the rest (resizing, batching, L2 normalisation, prompt ensembling).
     """
 
     def __init__(self, model: CLIP, name: str, identity: str):
         self.model = model.eval().requires_grad_(False)
         self.name = name
         self.identity = identity
+        self._read_visual(model)
+
+    def _read_visual(self, model: CLIP) -> None:
+        """Set ``is_vit``, ``input_resolution``, ``embed_dim``, ``num_tokens``, ``device`` and
+        ``dtype`` from the model."""
         visual = model.visual
         self.is_vit = isinstance(visual, VisionTransformer)
         if not self.is_vit and not isinstance(visual, ModifiedResNet):
-            raise TypeError(f"{name}: unsupported visual encoder {type(visual).__name__}")
+            raise TypeError(f"{self.name}: unsupported visual encoder {type(visual).__name__}")
         self.input_resolution = int(visual.input_resolution)
         self.embed_dim = int(model.text_projection.shape[1])
         pos = visual.positional_embedding if self.is_vit else visual.attnpool.positional_embedding
@@ -127,8 +170,9 @@ class ClipBackbone:
         self.dtype = visual.conv1.weight.dtype
 
     def __repr__(self) -> str:
-        return (f"ClipBackbone(name={self.name!r}, C={self.embed_dim}, HW={self.num_tokens}, "
-                f"S={self.input_resolution}, device={self.device}, dtype={self.dtype})")
+        return (f"{type(self).__name__}(name={self.name!r}, C={self.embed_dim}, "
+                f"HW={self.num_tokens}, S={self.input_resolution}, device={self.device}, "
+                f"dtype={self.dtype})")
 
     # ------------------------------------------------------------------ images
     def _resnet_tokens(self, x: torch.Tensor) -> torch.Tensor:
@@ -139,19 +183,7 @@ class ClipBackbone:
             x = relu(bn(conv(x)))
         x = v.avgpool(x)
         x = v.layer4(v.layer3(v.layer2(v.layer1(x))))
-        pool = v.attnpool
-        x = x.flatten(2).permute(2, 0, 1)  # [HW, N, D]
-        x = torch.cat([x.mean(dim=0, keepdim=True), x], dim=0)  # [1 + HW, N, D]
-        x = x + pool.positional_embedding[:, None, :].to(x.dtype)
-        x, _ = F.multi_head_attention_forward(
-            query=x, key=x, value=x, embed_dim_to_check=x.shape[-1], num_heads=pool.num_heads,
-            q_proj_weight=pool.q_proj.weight, k_proj_weight=pool.k_proj.weight,
-            v_proj_weight=pool.v_proj.weight, in_proj_weight=None,
-            in_proj_bias=torch.cat([pool.q_proj.bias, pool.k_proj.bias, pool.v_proj.bias]),
-            bias_k=None, bias_v=None, add_zero_attn=False, dropout_p=0.0,
-            out_proj_weight=pool.c_proj.weight, out_proj_bias=pool.c_proj.bias,
-            use_separate_proj_weight=True, training=False, need_weights=False)
-        return x.permute(1, 0, 2)
+        return attention_pool_tokens(v.attnpool, x)
 
     def _vit_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """[N, 3, S, S] -> [N, 1 + HW, C]: ln_post and proj applied to every token."""
@@ -164,17 +196,46 @@ class ClipBackbone:
         x = v.ln_post(x)
         return x @ v.proj if v.proj is not None else x
 
+    def _tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Model input [N, 3, S, S] -> [N, 1 + HW, C]: token 0 is the image embedding, 1..HW
+        the spatial tokens (not normalised)."""
+        return self._vit_tokens(x) if self.is_vit else self._resnet_tokens(x)
+
+    def _model_input(self, images: torch.Tensor) -> torch.Tensor:
+        """Images [n, 3, S', S'] as the projectors make them -> the model's input [n, 3, S, S]
+        in ``self.dtype`` on ``self.device``: resized bilinearly (align_corners=True) when
+        S' != S, then ``_normalise``d: left as they are for OpenAI models, which get the
+        projectors' images without mean/std normalisation, as the published PointCLIP code
+        gives them."""
+        x = images.to(self.device, torch.float32)
+        if x.shape[-2:] != (self.input_resolution, self.input_resolution):
+            x = F.interpolate(x, size=(self.input_resolution,) * 2, mode="bilinear",
+                              align_corners=True)
+        return self._normalise(x).to(self.dtype)
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """Resized images [n, 3, S, S] float32 -> what the model gets; the identity here."""
+        return x
+
     @property
     def precision(self) -> str:
         """The weights' dtype as a word ("float32", "float16"); part of feature-store keys."""
         return str(self.dtype).replace("torch.", "")
 
+    @property
+    def logit_scale(self) -> float:
+        """The model's own learnt logit scale, ``exp(model.logit_scale)`` (100 for OpenAI's
+        models; CALIP's formulas use the fixed 100 of spec/calip.md)."""
+        return float(self.model.logit_scale.detach().float().exp())
+
     @torch.no_grad()
     def encode_images(self, images: torch.Tensor, batch_size: Optional[int] = None,
                       return_norms: bool = False):
-        """images: [N, 3, S', S'] (CLIP-normalised) -> (global [N, C], spatial [N, HW, C]),
-        float32 on ``self.device``, every row L2-normalised. Images whose size is not the
-        model's input resolution are resized bilinearly (align_corners=True).
+        """images: [N, 3, S', S'] as the projectors make them (values in [0, 1], no CLIP
+        mean/std) -> (global [N, C], spatial [N, HW, C]), float32 on ``self.device``, every
+        row L2-normalised. Images whose size is not the model's input resolution are resized
+        bilinearly (align_corners=True); see ``_model_input`` for what else the model gets
+        (open_clip backbones apply their own mean/std there).
 
         ``return_norms``: also return ``norms`` [N], the length of each global feature before
         normalisation (``global * norms[:, None]`` is CLIP's raw image embedding, which
@@ -187,12 +248,7 @@ class ClipBackbone:
         step = batch_size or max(n, 1)
         glob, spatial, norms = [], [], []
         for start in range(0, n, step):
-            x = images[start:start + step].to(self.device, torch.float32)
-            if x.shape[-2:] != (self.input_resolution, self.input_resolution):
-                x = F.interpolate(x, size=(self.input_resolution,) * 2, mode="bilinear",
-                                  align_corners=True)
-            x = x.to(self.dtype)
-            tokens = (self._vit_tokens(x) if self.is_vit else self._resnet_tokens(x)).float()
+            tokens = self._tokens(self._model_input(images[start:start + step])).float()
             norms.append(tokens[:, 0].norm(dim=-1))
             tokens = F.normalize(tokens, dim=-1)
             glob.append(tokens[:, 0])
@@ -224,7 +280,7 @@ class ClipBackbone:
         if not prompts or any(isinstance(p, str) or not p for p in prompts):
             raise ValueError("encode_prompts needs one non-empty list of sentences per class")
         texts = [t for per_class in prompts for t in per_class]
-        tokens = clip.tokenize(texts, context_length=self.model.context_length)
+        tokens = self._tokenize(texts)
         feats = torch.cat([self.model.encode_text(tokens[i:i + batch_size].to(self.device))
                            for i in range(0, len(texts), batch_size)])
         feats = F.normalize(feats.float(), dim=-1)
@@ -232,6 +288,11 @@ class ClipBackbone:
                                         torch.tensor([len(p) for p in prompts], device=feats.device))
         means = torch.zeros(len(prompts), feats.shape[1], device=feats.device).index_add_(0, owner, feats)
         return F.normalize(means, dim=-1)   # the mean's direction: dividing by the count is moot
+
+    def _tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        """Sentences -> token ids [n, context] (CLIP's BPE tokenizer)."""
+        return clip.tokenize(list(texts), context_length=self.model.context_length)
+
 
 def available_models() -> list:
     """The OpenAI CLIP names ``load_clip`` downloads (``clip.available_models()``)."""
@@ -246,14 +307,19 @@ def default_device(device: Union[str, torch.device, None] = None) -> torch.devic
 
 def precision_on(device: Union[str, torch.device, None] = None) -> str:
     """The precision ``load_clip`` gives the weights on ``device``: float32 on the CPU,
-    float16 on a GPU (OpenAI's checkpoints are float16)."""
+    float16 on a GPU (OpenAI's checkpoints are float16; open_clip models get open_clip's own
+    ``fp16`` mixed precision there, so the rule is the same for every backbone)."""
     return "float32" if default_device(device).type == "cpu" else "float16"
 
 
 def checkpoint_identity(name_or_path: Union[str, Path]) -> str:
     """What identifies a checkpoint's weights (feature-store keys), without loading it: the
-    SHA-256 in an OpenAI name's download URL (the file's own), or a local file's SHA-256."""
+    SHA-256 in an OpenAI name's download URL (the file's own), or a local file's SHA-256;
+    for ``open_clip:`` names, :func:`pointcalip.openclip.open_clip_identity`."""
     key = str(name_or_path)
+    if is_open_clip_spec(key):
+        from .openclip import open_clip_identity
+        return open_clip_identity(key)
     if key in clip.available_models():
         return f"sha256:{clip.clip._MODELS[key].split('/')[-2]}"
     return f"sha256:{file_sha256(Path(key).expanduser())}"
@@ -263,9 +329,16 @@ def load_clip(name_or_path: Union[str, Path], device: Union[str, torch.device, N
               download_root: Union[str, Path, None] = None) -> ClipBackbone:
     """Load a frozen CLIP: an OpenAI name (``clip.available_models()``; downloaded to
     ``download_root or pointcalip.paths.clip_dir()``), a TorchScript archive or a plain
-    state-dict file. fp32 on CPU, fp16 on CUDA; default device cuda if available else cpu."""
-    device = default_device(device)
+    state-dict file. fp32 on CPU, fp16 on CUDA; default device cuda if available else cpu.
+
+    ``open_clip:...`` names (``open_clip:ViT-H-14/laion2b_s32b_b79k``, an architecture with a
+    local weights file, ``open_clip:local-dir:DIR``, ``open_clip:hf-hub:ORG/REPO``) load an
+    open_clip model (``pip install 'pointcalip[open_clip]'``); see :mod:`pointcalip.openclip`."""
     key = str(name_or_path)
+    if is_open_clip_spec(key):
+        from .openclip import load_open_clip
+        return load_open_clip(key, device=device, download_root=download_root)
+    device = default_device(device)
     if key in clip.available_models():
         root = Path(download_root) if download_root is not None else paths.clip_dir()
         path, name = _download(key, root), key

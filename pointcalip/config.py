@@ -309,14 +309,22 @@ def check_device(spec: Optional[str]) -> None:
 
 
 def check_backbone(spec: str) -> None:
-    """An OpenAI CLIP name or an existing checkpoint file; ValueError otherwise."""
-    from .backbone import available_models
+    """An OpenAI CLIP name, an existing checkpoint file, or an open_clip model
+    (``open_clip:ARCH/TAG`` and the other forms of :mod:`pointcalip.openclip`, checked against
+    the installed library without downloading anything); ValueError otherwise."""
+    from .backbone import available_models, is_open_clip_spec
 
+    if is_open_clip_spec(spec):
+        from .openclip import check_open_clip_spec
+        check_open_clip_spec(spec)
+        return
     if spec in available_models():
         return
     if not Path(spec).expanduser().is_file():
         raise ValueError(f"is {spec!r}, which is neither a CLIP model name "
-                         f"({', '.join(available_models())}) nor an existing checkpoint file")
+                         f"({', '.join(available_models())}) nor an existing checkpoint file "
+                         f"(open_clip models: open_clip:ARCH/TAG, e.g. "
+                         f"open_clip:ViT-H-14/laion2b_s32b_b79k)")
 
 
 @dataclass

@@ -60,7 +60,8 @@ class RunInfo:
             command_line=shlex.join(argv if argv is not None else sys.argv),
             date=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             versions={"pointcalip": __version__, "torch": torch.__version__,
-                      "clip": _version("openai-clip"), "numpy": numpy.__version__,
+                      "clip": _version("openai-clip"), "open_clip": _version("open_clip_torch"),
+                      "numpy": numpy.__version__,
                       "python": platform.python_version()},
             device=device_name, precision=precision, data_root=str(data_root))
 

@@ -57,7 +57,10 @@ def model_settings(args) -> dict:
         if getattr(args, key) is not None:
             s[key] = getattr(args, key)
     load_templates(s["templates"])
-    check_backbone(s["backbone"])
+    try:
+        check_backbone(s["backbone"])
+    except ValueError as err:
+        raise ValueError(f"backbone {err} (choose one with --backbone)") from None
     return s
 
 

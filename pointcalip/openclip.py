@@ -1,0 +1,547 @@
+"""OpenCLIP models (LAION, DataComp, DFN, MetaCLIP, EVA-CLIP, ...) as PointCALIP backbones.
+
+``load_clip`` hands every backbone name that starts with ``open_clip:`` to
+:func:`load_open_clip`. The names use the open_clip library's own architecture names and
+pretrained tags (``open_clip.list_pretrained()``):
+
+- ``open_clip:ARCH/TAG``: published weights, e.g. ``open_clip:ViT-H-14/laion2b_s32b_b79k``,
+  downloaded once by open_clip (Hugging Face cache, or ``download_root``).
+- ``open_clip:ARCH/PATH``: a local weights file of a built-in architecture, e.g.
+  ``open_clip:ViT-B-32//ckpt/epoch_32.pt`` (absolute path) or ``open_clip:ViT-B-32/w.bin``.
+- ``open_clip:local-dir:DIR``: a folder with ``open_clip_config.json`` and weights (a
+  downloaded Hugging Face repo of an open_clip model; its config sets mean/std and size).
+- ``open_clip:hf-hub:ORG/REPO``: such a repo on the Hugging Face Hub.
+
+The model is the library's own, unmodified (built by ``open_clip.create_model``); the spatial
+tokens come from running its public submodules (:func:`token_reader`). Images reach the
+backbone as the projectors make them (no mean/std); :class:`OpenClipBackbone` resizes them to
+the model's resolution and applies the model's own mean/std from its preprocess config, then
+reads the tokens. Needs ``pip install 'pointcalip[open_clip]'`` (``open_clip_torch>=3.0``);
+importing this module does not import open_clip.
+"""
+from __future__ import annotations
+
+import contextlib
+import difflib
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from .backbone import (OPEN_CLIP_PREFIX, ClipBackbone, attention_pool_tokens, default_device,
+                       file_sha256, is_open_clip_spec, precision_on)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["OpenClipBackbone", "OpenClipSpec", "check_open_clip_spec", "is_open_clip_spec",
+           "load_open_clip", "open_clip_identity", "parse_open_clip_spec", "token_reader"]
+
+INSTALL = "pip install 'pointcalip[open_clip]' (or pip install 'open_clip_torch>=3.0')"
+MIN_VERSION = (3, 0)
+#: timm modules whose models are ViTs that :class:`_TimmViT` reads (EVA-CLIP, ViTamin, ...).
+TIMM_VIT_MODULES = ("vision_transformer", "vision_transformer_hybrid", "eva", "vitamin")
+SUPPORTED = ("supported are ViTs whose image embedding is the class token or the mean of the "
+             "patch tokens (OpenAI-style ViTs of LAION, DataComp, DFN, MetaCLIP, CLIPA; "
+             "EVA-CLIP, ViTamin and MobileCLIP-B through timm) and ModifiedResNets (RN50, "
+             "RN101, RN50x4, ...)")
+NOT_READ = ("PointCALIP reads timm's VisionTransformer and Eva towers; ConvNeXt, Swin, FastViT "
+            "and relative-position ViTs are not read for spatial tokens")
+ATTENTION_POOLED = ("pools its tokens with learnt attention queries (CoCa's attentional pooler, "
+                    "SigLIP's and PE's MAP head), so no token by itself lies in the space of the "
+                    "image embedding, and CALIP has no spatial tokens to attend to")
+
+
+# ------------------------------------------------------------------------------ the library
+
+def _library():
+    """The open_clip module; ValueError (phrased to follow a backbone name) if it is missing
+    or older than 3.0."""
+    try:
+        import open_clip
+    except ImportError as err:
+        raise ValueError(f"needs the open_clip library, which cannot be imported here ({err}); "
+                         f"install it with {INSTALL}") from None
+    found = tuple(int(p) for p in open_clip.__version__.split(".")[:2] if p.isdigit())
+    if found < MIN_VERSION:
+        raise ValueError(f"needs open_clip_torch>=3.0 but {open_clip.__version__} is installed; "
+                         f"upgrade it with {INSTALL}")
+    return open_clip
+
+
+@contextlib.contextmanager
+def _library_info_hidden() -> Iterator[None]:
+    """open_clip reports each loading step with ``logging.info`` on the root logger; keep those
+    lines out of PointCALIP's log while it loads (its warnings and errors still show, and
+    everything does when debug logging is on: ``pointcalip -v``)."""
+    root = logging.getLogger()
+    if root.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    keep = lambda record: record.levelno >= logging.WARNING  # noqa: E731
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+
+
+# ----------------------------------------------------------------------------- the names
+
+@dataclass(frozen=True)
+class OpenClipSpec:
+    """A parsed ``open_clip:`` backbone name. ``kind``: ``tag`` (``arch`` + pretrained tag
+    ``source``), ``file`` (``arch`` + weights file ``source``), ``local-dir`` (folder
+    ``source``) or ``hf-hub`` (repo id ``source``)."""
+
+    text: str
+    kind: str
+    arch: Optional[str]
+    source: str
+
+    @property
+    def model_name(self) -> str:
+        """The ``model_name`` argument of ``open_clip.create_model``."""
+        return self.arch if self.kind in ("tag", "file") else f"{self.kind}:{self.source}"
+
+    @property
+    def pretrained(self) -> Optional[str]:
+        """The ``pretrained`` argument of ``open_clip.create_model`` (tag or file)."""
+        return self.source if self.kind in ("tag", "file") else None
+
+    @property
+    def name(self) -> str:
+        """A short name for logs and store folders."""
+        if self.kind == "tag":
+            return f"{OPEN_CLIP_PREFIX}{self.arch}/{self.source}"
+        if self.kind == "file":
+            return f"{OPEN_CLIP_PREFIX}{self.arch}/{Path(self.source).name}"
+        if self.kind == "local-dir":
+            return f"{OPEN_CLIP_PREFIX}local-dir:{Path(self.source).name}"
+        return f"{OPEN_CLIP_PREFIX}hf-hub:{self.source}"
+
+
+def _problem(spec: str, text: str) -> ValueError:
+    """An error phrased to follow ``backbone`` (``config key backbone is '...', but ...``)."""
+    return ValueError(f"is {spec!r}{text}")
+
+
+def _split_arch(body: str, models: Sequence[str]) -> Tuple[Optional[str], str]:
+    """``ViT-H-14/laion2b_s32b_b79k`` -> (``ViT-H-14``, ``laion2b_s32b_b79k``): the shortest
+    prefix ending at a ``/`` (or the end) that names a built-in architecture; open_clip reads
+    ``/`` in architecture names as ``-``, so ``ViT-B/32/openai`` -> (``ViT-B-32``, ``openai``)."""
+    known = set(models)
+    cuts = [i for i, ch in enumerate(body) if ch == "/"] + [len(body)]
+    for cut in cuts:
+        arch = body[:cut].replace("/", "-")
+        if arch in known:
+            return arch, body[cut + 1:]
+    return None, body
+
+
+def _tag_list(tags: Sequence[str]) -> str:
+    return ", ".join(tags) if tags else "none: give a weights file"
+
+
+def parse_open_clip_spec(spec: str) -> OpenClipSpec:
+    """An ``open_clip:`` backbone name -> :class:`OpenClipSpec`, checked against the installed
+    library (architecture, pretrained tag, files); ValueError saying what is wrong and how
+    to write it otherwise. Downloads nothing."""
+    if not is_open_clip_spec(spec):
+        raise _problem(str(spec), f", which does not start with {OPEN_CLIP_PREFIX!r}")
+    body = spec[len(OPEN_CLIP_PREFIX):]
+    try:
+        oc = _library()
+    except ValueError as err:
+        raise _problem(spec, f", which {err}") from None
+    if body.startswith("hf-hub:"):
+        repo = body[len("hf-hub:"):]
+        if repo.count("/") != 1 or not all(repo.split("/")):
+            raise _problem(spec, ", but hf-hub: needs a Hugging Face repo id ORG/REPO, e.g. "
+                                 "open_clip:hf-hub:laion/CLIP-ViT-H-14-laion2B-s32B-b79K")
+        return OpenClipSpec(spec, "hf-hub", None, repo)
+    if body.startswith("local-dir:"):
+        folder = Path(body[len("local-dir:"):]).expanduser()
+        if not (folder / "open_clip_config.json").is_file():
+            raise _problem(spec, f", but {folder} has no open_clip_config.json (a local-dir: "
+                                 "folder holds open_clip_config.json and the weights, as a "
+                                 "downloaded Hugging Face repo of an open_clip model does)")
+        return OpenClipSpec(spec, "local-dir", None, str(folder))
+    arch, rest = _split_arch(body, oc.list_models())
+    if arch is None:
+        first = body.split("/", 1)[0]
+        close = difflib.get_close_matches(first, oc.list_models(), n=3, cutoff=0.5)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise _problem(spec, f", but {first!r} is not an open_clip architecture{hint}; "
+                             "python -c 'import open_clip; print(open_clip.list_pretrained())' "
+                             "lists architectures with their tags; write open_clip:ARCH/TAG")
+    tags = list(oc.list_pretrained_tags_by_model(arch))
+    if not rest:
+        example = f"{arch}/{tags[0]}" if tags else f"{arch}//path/to/weights.bin"
+        raise _problem(spec, f", which names no weights: write open_clip:{example} (pretrained "
+                             f"tags of {arch}: {_tag_list(tags)}) or give a weights file, "
+                             f"open_clip:{arch}//path/to/weights.bin")
+    if rest in tags:
+        return OpenClipSpec(spec, "tag", arch, rest)
+    path = Path(rest).expanduser()
+    if path.is_file():
+        return OpenClipSpec(spec, "file", arch, str(path))
+    raise _problem(spec, f", but {rest!r} is neither a pretrained tag of {arch} (tags: "
+                         f"{_tag_list(tags)}) nor an existing weights file")
+
+
+def _model_config(ref: OpenClipSpec) -> Optional[dict]:
+    """The architecture config (``embed_dim``, ``vision_cfg``, ...) without downloading
+    anything; None for ``hf-hub`` names (their config lives on the Hub)."""
+    if ref.kind == "local-dir":
+        path = Path(ref.source) / "open_clip_config.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise _problem(ref.text, f", but {path} cannot be read as JSON ({err})") from None
+        return data.get("model_cfg", data)
+    if ref.kind == "hf-hub":
+        return None
+    return _library().get_model_config(ref.arch)
+
+
+def _config_problem(model_cfg: dict) -> Optional[str]:
+    """Why an architecture config's image tower gives no spatial tokens CALIP can use (None if
+    it does, as far as the config tells; :func:`token_reader` checks the built tower)."""
+    vision = model_cfg.get("vision_cfg", {})
+    if "multimodal_cfg" in model_cfg or vision.get("attentional_pool"):
+        return ATTENTION_POOLED
+    timm_name = vision.get("timm_model_name")
+    if timm_name:
+        pool = vision.get("timm_pool", "avg")
+        if pool in ("map", "abs_attn", "rot_attn"):
+            return ATTENTION_POOLED
+        import timm
+
+        if not timm.models.is_model_in_modules(timm_name, TIMM_VIT_MODULES):
+            return f"is timm's {timm_name} ({NOT_READ})"
+    elif vision.get("pool_type", "tok") not in ("tok", "avg"):
+        return f"has pool_type {vision.get('pool_type')!r} (no single image embedding)"
+    return None
+
+
+def check_open_clip_spec(spec: str) -> OpenClipSpec:
+    """:func:`parse_open_clip_spec`, plus the image-tower family from the architecture config:
+    families without usable spatial tokens are refused before anything is downloaded."""
+    ref = parse_open_clip_spec(spec)
+    cfg = _model_config(ref)
+    problem = _config_problem(cfg) if cfg is not None else None
+    if problem:
+        raise _problem(spec, f", whose image tower {problem}; {SUPPORTED}")
+    return ref
+
+
+# ---------------------------------------------------------------------------- identities
+
+def _preprocess_from_configs(ref: OpenClipSpec) -> Optional[Tuple[int, tuple, tuple]]:
+    """(size, mean, std) the model will get, from the configs alone (as open_clip merges
+    them: library defaults, then the pretrained tag's or the folder's preprocess config);
+    None for ``hf-hub`` names."""
+    cfg = _model_config(ref)
+    if cfg is None:
+        return None
+    oc = _library()
+    pre = {}
+    if ref.kind == "tag":
+        pre = oc.get_pretrained_cfg(ref.arch, ref.source) or {}
+    elif ref.kind == "local-dir":
+        path = Path(ref.source) / "open_clip_config.json"
+        pre = json.loads(path.read_text(encoding="utf-8")).get("preprocess_cfg", {})
+    size = cfg.get("vision_cfg", {}).get("image_size", 224)
+    side = size if isinstance(size, int) else size[0]
+    return (int(side), tuple(float(v) for v in pre.get("mean", oc.OPENAI_DATASET_MEAN)),
+            tuple(float(v) for v in pre.get("std", oc.OPENAI_DATASET_STD)))
+
+
+def _numbers(values: Sequence[float]) -> str:
+    return ",".join(f"{v:.6g}" for v in values)
+
+
+def _folder_digest(folder: Path) -> str:
+    """SHA-256 over the folder's config and every weights file in it (by name and content)."""
+    h = hashlib.sha256()
+    files = [folder / "open_clip_config.json"] + sorted(
+        p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pth", ".pt"))
+    for path in files:
+        h.update(f"{path.name}={file_sha256(path)};".encode())
+    return h.hexdigest()
+
+
+def open_clip_identity(spec: str) -> str:
+    """What identifies an open_clip backbone's features (feature-store keys), without loading
+    it: the weights (pretrained tag; a file's SHA-256; a folder's config and weights' SHA-256;
+    a hub repo id) and the preprocessing the model gets (size, mean, std; a hub repo's config
+    fixes its own). Never equal to an OpenAI model's identity (``sha256:...``)."""
+    ref = check_open_clip_spec(spec)
+    weights = {"tag": lambda: f"{ref.arch}/{ref.source}",
+               "file": lambda: f"{ref.arch}:sha256:{file_sha256(ref.source)}",
+               "local-dir": lambda: f"local-dir:sha256:{_folder_digest(Path(ref.source))}",
+               "hf-hub": lambda: f"hf-hub:{ref.source}"}[ref.kind]()
+    pre = _preprocess_from_configs(ref)
+    if pre is None:
+        return f"{OPEN_CLIP_PREFIX}{weights}"
+    size, mean, std = pre
+    return f"{OPEN_CLIP_PREFIX}{weights};{size}px;mean={_numbers(mean)};std={_numbers(std)}"
+
+
+# ------------------------------------------------------------------ tokens per tower family
+
+class _Reader:
+    """How one family of open_clip image towers gives its tokens: ``__call__`` maps the model
+    input [N, 3, S, S] to [N, 1 + HW, C] (token 0: the library's own image embedding; 1..HW:
+    the spatial tokens); ``label``, ``is_vit``, ``num_tokens`` (HW), ``embed_dim`` (C)."""
+
+    label: str
+    is_vit: bool
+    num_tokens: int
+    embed_dim: int
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class _OpenClipViT(_Reader):
+    """open_clip's own VisionTransformer (OpenAI-style ViTs, LAION, DataComp, DFN, MetaCLIP,
+    CLIPA): ``forward_intermediates`` gives the library's image embedding and the last block's
+    tokens through ``ln_post``; the spatial tokens are those times ``proj``. Class-token and
+    average-pooled towers (``final_ln_after_pool`` or not) are read alike."""
+
+    is_vit = True
+
+    def __init__(self, visual: nn.Module):
+        if visual.attn_pool is not None:
+            raise ValueError(ATTENTION_POOLED)
+        if visual.pool_type not in ("tok", "avg"):
+            raise ValueError(f"has pool_type {visual.pool_type!r} (no single image embedding)")
+        self.visual = visual
+        self.label = ("ViT, class token" if visual.pool_type == "tok" else
+                      "ViT, mean of the patch tokens")
+        self.num_tokens = int(visual.grid_size[0] * visual.grid_size[1])
+        self.embed_dim = int(visual.output_dim if visual.proj is not None
+                             else visual.transformer.width)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.visual.forward_intermediates(x, indices=1, normalize_intermediates=True,
+                                                output_fmt="NLC")
+        spatial = out["image_intermediates"][-1]                   # [N, HW, width], ln_post'ed
+        if self.visual.proj is not None:
+            spatial = spatial @ self.visual.proj
+        return torch.cat([out["image_features"][:, None], spatial], dim=1)
+
+
+class _OpenClipResNet(_Reader):
+    """open_clip's ModifiedResNet (RN50, RN101, ... of OpenAI, YFCC-15M, CC12M): stem,
+    layer1..4, then the attention pool kept at all query positions."""
+
+    is_vit = False
+    label = "ResNet, attention pool at every position"
+
+    def __init__(self, visual: nn.Module):
+        self.visual = visual
+        self.num_tokens = int(visual.attnpool.positional_embedding.shape[0]) - 1
+        self.embed_dim = int(visual.attnpool.c_proj.out_features)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        v = self.visual
+        x = v.layer4(v.layer3(v.layer2(v.layer1(v.stem(x)))))
+        return attention_pool_tokens(v.attnpool, x)
+
+
+class _TimmViT(_Reader):
+    """A timm ViT inside open_clip's TimmModel (EVA-CLIP, ViTamin, MobileCLIP-B): the trunk's
+    ``forward_features`` (through its final norm), then token 0 = the library's embedding
+    (``head(trunk.forward_head(...))``) and the spatial tokens = each patch token through the
+    same per-token steps (``fc_norm``, the trunk's head, open_clip's projection head). Prefix
+    tokens (class, registers) are dropped from the spatial tokens."""
+
+    is_vit = True
+
+    def __init__(self, visual: nn.Module):
+        from timm.models.eva import Eva
+        from timm.models.vision_transformer import VisionTransformer
+
+        trunk = visual.trunk
+        if not isinstance(trunk, (VisionTransformer, Eva)):
+            raise ValueError(f"is timm's {type(trunk).__name__} ({NOT_READ})")
+        if getattr(trunk, "attn_pool", None) is not None or hasattr(visual.head, "pool"):
+            raise ValueError(ATTENTION_POOLED)
+        pool = trunk.global_pool
+        if pool not in ("token", "avg") or (pool == "token" and trunk.cls_token is None):
+            raise ValueError(f"pools with timm's global_pool={pool!r} (supported: a class token, "
+                             "'token', or the mean, 'avg')")
+        self.visual, self.trunk = visual, trunk
+        self.label = ("ViT (timm), class token" if pool == "token" else
+                      "ViT (timm), mean of the patch tokens")
+        embed = trunk.patch_embed
+        self.num_tokens = int(getattr(embed, "num_patches", 0) or
+                              embed.grid_size[0] * embed.grid_size[1])
+        projections = [m for m in visual.head.modules() if isinstance(m, nn.Linear)]
+        if projections:                                 # open_clip's head: linear or MLP
+            self.embed_dim = int(projections[-1].out_features)
+        elif isinstance(trunk.head, nn.Linear):         # the trunk's classifier as projection
+            self.embed_dim = int(trunk.head.out_features)
+        else:
+            self.embed_dim = int(trunk.num_features)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.trunk
+        feats = t.forward_features(x)                                   # [N, prefix + HW, D]
+        pooled = self.visual.head(t.forward_head(feats))                # = TimmModel.forward
+        spatial = t.head(t.head_drop(t.fc_norm(feats[:, t.num_prefix_tokens:])))
+        return torch.cat([pooled[:, None], self.visual.head(spatial)], dim=1)
+
+
+def token_reader(visual: nn.Module) -> _Reader:
+    """The reader of an open_clip image tower's tokens; ValueError (phrased to follow "whose
+    image tower") for families without spatial tokens CALIP can use."""
+    oc = _library()
+    from open_clip.modified_resnet import ModifiedResNet
+    from open_clip.timm_model import TimmModel
+    from open_clip.transformer import VisionTransformer
+
+    if isinstance(visual, VisionTransformer):
+        return _OpenClipViT(visual)
+    if isinstance(visual, ModifiedResNet):
+        return _OpenClipResNet(visual)
+    if isinstance(visual, TimmModel):
+        return _TimmViT(visual)
+    raise ValueError(f"is a {type(visual).__name__} (open_clip {oc.__version__}), which "
+                     "PointCALIP does not read for spatial tokens")
+
+
+# ------------------------------------------------------------------------------ backbone
+
+class OpenClipBackbone(ClipBackbone):
+    """A frozen open_clip model with :class:`ClipBackbone`'s surface (``encode_images``,
+    ``encode_text``, ``encode_prompts``, ``identity``, ``input_resolution``, ``num_tokens``,
+    ``embed_dim``, ...), plus ``family`` (how its tokens are read), ``image_mean`` and
+    ``image_std`` (from the model's preprocess config; OpenAI's values when it has none).
+
+    ``encode_images``: images [N, 3, S', S'] as the projectors make them -> resized bilinearly
+    to the model's S x S, normalised per channel with ``(x - image_mean) / image_std``, then
+    (global [N, C], spatial [N, HW, C]) unit rows; the global row is the library's own
+    ``model.encode_image(..., normalize=True)``. Text goes through ``tokenizer`` (the
+    architecture's own; CLIP's BPE tokenizer at the text tower's context length if None).
+    """
+
+    def __init__(self, model: nn.Module, name: str, identity: str, tokenizer=None):
+        oc = _library()
+        try:
+            self.reader = token_reader(model.visual)
+        except ValueError as err:
+            raise ValueError(f"{name} cannot be used: its image tower {err}; {SUPPORTED}") from None
+        self.family = self.reader.label
+        pre = oc.get_model_preprocess_cfg(model)
+        self.image_mean = tuple(float(v) for v in pre.get("mean") or oc.OPENAI_DATASET_MEAN)
+        self.image_std = tuple(float(v) for v in pre.get("std") or oc.OPENAI_DATASET_STD)
+        if tokenizer is None:
+            context = oc.get_model_tokenize_cfg(model).get("context_length", 77)
+            tokenizer = oc.SimpleTokenizer(context_length=context)
+        self.tokenizer = tokenizer
+        super().__init__(model, name, identity)
+        shape = (1, 3, 1, 1)
+        self._mean = torch.tensor(self.image_mean, device=self.device).view(shape)
+        self._std = torch.tensor(self.image_std, device=self.device).view(shape)
+
+    def _read_visual(self, model: nn.Module) -> None:
+        visual = model.visual
+        size = visual.image_size
+        height, width = (size, size) if isinstance(size, int) else tuple(size)
+        if height != width:
+            raise ValueError(f"{self.name}: input size {height} x {width} is not square; "
+                             "PointCALIP's views are square images")
+        self.is_vit = self.reader.is_vit
+        self.input_resolution = int(height)
+        self.num_tokens = self.reader.num_tokens
+        self.embed_dim = self.reader.embed_dim
+        conv = next(m for m in visual.modules() if isinstance(m, nn.Conv2d))
+        self.device, self.dtype = conv.weight.device, conv.weight.dtype
+
+    def __repr__(self) -> str:
+        return f"{super().__repr__()[:-1]}, family={self.family!r})"
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self._mean) / self._std
+
+    def _tokens(self, x: torch.Tensor) -> torch.Tensor:
+        return self.reader(x)
+
+    def _tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.tokenizer(list(texts))
+
+
+# ------------------------------------------------------------------------------- loading
+
+def _failure(ref: OpenClipSpec, err: Exception, download_root) -> str:
+    """What went wrong while open_clip built or loaded ``ref``, and how to fix it."""
+    why = f"{type(err).__name__}: {err}"
+    if ref.kind == "file":
+        return (f"Could not load {ref.source} as {ref.arch} weights ({why}); it must be a state "
+                f"dict of that architecture, as open_clip's training saves (epoch_N.pt) or "
+                f"torch.save(model.state_dict(), path) writes")
+    if ref.kind == "local-dir":
+        return f"Could not load the open_clip model in {ref.source} ({why})"
+    if ref.kind == "hf-hub":
+        return (f"Could not load open_clip:hf-hub:{ref.source} ({why}). Offline? Download the "
+                f"repo https://huggingface.co/{ref.source} elsewhere and use "
+                f"--set backbone=open_clip:local-dir:/path/to/that/folder")
+    cfg = _library().get_pretrained_cfg(ref.arch, ref.source) or {}
+    repo = "/".join(cfg.get("hf_hub", "").split("/")[:2])
+    cache = download_root or ("the Hugging Face cache (HF_HOME, default ~/.cache/huggingface)"
+                              if repo else "~/.cache/clip")
+    where = (f"the repo https://huggingface.co/{repo} and use --set backbone=open_clip:"
+             f"local-dir:/path/to/that/folder" if repo else
+             f"{cfg.get('url')} and use --set backbone=open_clip:{ref.arch}//path/to/that/file")
+    return (f"Could not load the open_clip weights {ref.arch}/{ref.source} ({why}). They are "
+            f"downloaded once into {cache}; offline, copy that cache from a machine that has "
+            f"them, or download {where}")
+
+
+def load_open_clip(spec: str, device: Union[str, torch.device, None] = None,
+                   download_root: Union[str, Path, None] = None) -> OpenClipBackbone:
+    """Load a frozen open_clip model as an :class:`OpenClipBackbone` (see the module doc for
+    the names). fp32 on CPU, open_clip's fp16 mixed precision on a GPU (as ``precision_on``
+    says); published weights are downloaded by open_clip into ``download_root`` or its
+    default caches. A tag trained with QuickGELU gets it even when its architecture config
+    says otherwise (open_clip only warns). ValueError for bad names and unusable families,
+    RuntimeError (saying how to fix it) when the weights cannot be fetched or read."""
+    try:
+        ref = check_open_clip_spec(str(spec))
+    except ValueError as err:
+        raise ValueError(f"backbone {err}") from None
+    oc = _library()
+    device = default_device(device)
+    precision = precision_on(device)
+    kwargs = {"precision": "fp32" if precision == "float32" else "fp16", "device": device,
+              "require_pretrained": True}
+    if ref.pretrained is not None:
+        kwargs["pretrained"] = ref.pretrained
+    if download_root is not None:
+        kwargs["cache_dir"] = str(download_root)
+    if ref.kind == "tag":
+        tag_cfg = oc.get_pretrained_cfg(ref.arch, ref.source) or {}
+        if tag_cfg.get("quick_gelu") and not oc.get_model_config(ref.arch).get("quick_gelu"):
+            kwargs["force_quick_gelu"] = True
+    log.info("Loading %s on %s (%s)", ref.name, device, precision)
+    with _library_info_hidden():
+        try:
+            model = oc.create_model(ref.model_name, **kwargs)
+            tokenizer = oc.get_tokenizer(ref.model_name)
+        except Exception as err:  # noqa: BLE001 - open_clip, timm and the hub raise many kinds
+            raise RuntimeError(_failure(ref, err, download_root)) from err
+    backbone = OpenClipBackbone(model, name=ref.name, identity=open_clip_identity(ref.text),
+                                tokenizer=tokenizer)
+    log.info("%s: %s, %d spatial tokens of %d dims at %d px, mean %s, std %s", ref.name,
+             backbone.family, backbone.num_tokens, backbone.embed_dim, backbone.input_resolution,
+             _numbers(backbone.image_mean), _numbers(backbone.image_std))
+    return backbone
+
