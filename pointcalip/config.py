@@ -328,26 +328,37 @@ def check_backbone(spec: str) -> None:
 
 
 @dataclass
-class ZeroShotConfig(Section):
-    """`pointcalip zeroshot`: PointCLIP and CALIP accuracy on a dataset's test split."""
-
-    COMMAND: ClassVar[str] = "zeroshot"
+class RunConfig(Section):
+    """The keys of every command that encodes clouds: which data, projector, backbone and
+    prompts, how to encode (batch size, device), where the store and outputs go, and the
+    tuning set (``tune``)."""
 
     data: DataConfig = field(default_factory=DataConfig)
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)
     backbone: str = "RN50"
     templates: Union[str, List[str]] = "pointclip"
-    views: Optional[List[int]] = None
     batch_size: int = positive(16)
     device: Optional[str] = None
     cache_dir: Optional[str] = None
     output_dir: Optional[str] = None
     download: bool = True
     tune: TuneConfig = field(default_factory=TuneConfig)
-    name: str = "zeroshot"
 
     def validate(self) -> None:
         check_model_keys(self)
+
+
+@dataclass
+class ZeroShotConfig(RunConfig):
+    """`pointcalip zeroshot`: PointCLIP and CALIP accuracy on a dataset's test split."""
+
+    COMMAND: ClassVar[str] = "zeroshot"
+
+    views: Optional[List[int]] = None
+    name: str = "zeroshot"
+
+    def validate(self) -> None:
+        super().validate()
         if self.views is not None:
             check_views(self.views, self.projector.build().num_views)
 

@@ -9,8 +9,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import ClassVar, List, Optional, Union
 
-from ..config import (ConfigError, DataConfig, ProjectorConfig, Section, TuneConfig,
-                      check_model_keys, non_negative, positive, ruled)
+from ..config import (ConfigError, ProjectorConfig, RunConfig, Section, non_negative, positive,
+                      ruled)
 
 METHODS = ("zeroshot", "tip", "tip_f", "adapter", "calip_fs")
 
@@ -97,24 +97,16 @@ class AugmentConfig(Section):
 
 
 @dataclass
-class FewShotConfig(Section):
+class FewShotConfig(RunConfig):
     """`pointcalip fewshot`: every method at every shot count and seed, honestly selected."""
 
     COMMAND: ClassVar[str] = "fewshot"
 
-    data: DataConfig = field(default_factory=DataConfig)
     projector: ProjectorConfig = field(default_factory=lambda: ProjectorConfig("pointclip", {"views": "fewshot"}))
-    backbone: str = "RN50"
     templates: Union[str, List[str]] = "pointclip_fewshot"
     shots: List[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
     seeds: List[int] = field(default_factory=lambda: [1, 2, 3])
     methods: List[str] = field(default_factory=lambda: list(METHODS))
-    batch_size: int = positive(16)
-    device: Optional[str] = None
-    cache_dir: Optional[str] = None
-    output_dir: Optional[str] = None
-    download: bool = True
-    tune: TuneConfig = field(default_factory=TuneConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     calip_fs: CalipFSConfig = field(default_factory=CalipFSConfig)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
@@ -123,6 +115,7 @@ class FewShotConfig(Section):
     name: str = "fewshot"
 
     def validate(self) -> None:
+        super().validate()
         for key, values, low in (("shots", self.shots, 1), ("seeds", self.seeds, 0)):
             if not values or min(values) < low or len(set(values)) != len(values):
                 raise ConfigError(key, f"must be a list of distinct integers >= {low}, got {values}")
@@ -133,4 +126,3 @@ class FewShotConfig(Section):
         if self.tune.split != "val":
             raise ConfigError("tune.split", "must be 'val': few-shot selection and searches use a "
                                             "validation part of TRAIN, never the test split")
-        check_model_keys(self)
