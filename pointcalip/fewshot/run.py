@@ -38,7 +38,7 @@ from .config import FewShotConfig
 from .data import AugmentedSplit, bank_rows, shot_rows, stack_alternatives, validation_rows
 from .report import FewShotResult, FewShotRun, plot_accuracy_vs_shots, plot_curves
 from .tip import TipCache, default_grids, descriptors, search_alpha_beta
-from .train import EvalSet, TrainSet, fingerprint, fit
+from .train import EvalSet, TrainSet, evaluate, fingerprint, fit
 
 log = logging.getLogger(__name__)
 
@@ -261,8 +261,9 @@ def _adapter(ctx: Context, k: int, seed: int) -> FewShotRun:
                      ctx.run_id("adapter", k, seed), desc=f"adapter {k}-shot seed {seed}",
                      forward=forward)
         hp = {"ratio": cfg.ratio}
-    val_acc = evaluate_logits(model, forward, (val["raw"],), val["labels"])
-    test_acc = evaluate_logits(model, forward, (_test_tensors(ctx)["raw"],), ctx.test_logits.labels)
+    val_acc = evaluate(model, EvalSet((val["raw"],), val["labels"]), forward=forward)
+    test = EvalSet((_test_tensors(ctx)["raw"],), torch.as_tensor(ctx.test_logits.labels))
+    test_acc = evaluate(model, test, forward=forward)
     return _run("adapter", None if cfg.checkpoint else k, None if cfg.checkpoint else seed,
                 test_acc, val_acc, hp, model.num_trainable(), fitted,
                 None if cfg.checkpoint else ctx.run_dir("adapter", k, seed))
@@ -277,14 +278,14 @@ def _calip_fs(ctx: Context, k: int, seed: int) -> FewShotRun:
     f = ctx.found
     model = CALIPFS(ctx.text, f.beta2, f.beta3, f.view_weights, rank=cfg.rank, seed=seed).to(ctx.device)
     # float32 once, not per batch: every epoch reads all of it (2x the memory of float16)
-    val = {k: v.float() if v.is_floating_point() else v for k, v in val.items()}
+    val = {name: x.float() if x.is_floating_point() else x for name, x in val.items()}
     inputs = (stack_alternatives(train["global"], None if bank is None else bank["global"]).float(),
               stack_alternatives(train["spatial"], None if bank is None else bank["spatial"]).float())
     fitted = fit(model, TrainSet(inputs, train["labels"]),
                  EvalSet((val["global"], val["spatial"]), val["labels"]), cfg.train,
                  ctx.run_dir("calip_fs", k, seed), seed, ctx.resume, ctx.run_id("calip_fs", k, seed),
                  desc=f"calip_fs {k}-shot seed {seed}")
-    val_acc = evaluate_logits(model, None, (val["global"], val["spatial"]), val["labels"])
+    val_acc = evaluate(model, EvalSet((val["global"], val["spatial"]), val["labels"]))
     model.eval()
     preds = []
     with torch.no_grad():
@@ -296,18 +297,6 @@ def _calip_fs(ctx: Context, k: int, seed: int) -> FewShotRun:
               "tau": model.tau.item(), "view_weights": [round(w, 4) for w in model.view_weights.tolist()]}
     return _run("calip_fs", k, seed, test_acc, val_acc, hp, model.num_trainable(), fitted,
                 ctx.run_dir("calip_fs", k, seed))
-
-
-def evaluate_logits(model, forward, inputs, labels, batch_size: int = 256) -> float:
-    """Top-1 in percent of ``forward(model, *inputs)`` (default ``model(*inputs)``) in batches."""
-    forward = forward or (lambda m, *x: m(*x))
-    model.eval()
-    device = next(model.parameters()).device
-    preds = []
-    with torch.no_grad():
-        for start in range(0, len(labels), batch_size):
-            preds.append(forward(model, *(x[start:start + batch_size].to(device) for x in inputs)).argmax(-1).cpu())
-    return 100.0 * float((torch.cat(preds) == torch.as_tensor(labels)).float().mean())
 
 
 def _run(method, k, seed, test_acc, val_acc, hp, trainable, fitted, run_dir) -> FewShotRun:
