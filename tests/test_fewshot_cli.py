@@ -77,6 +77,10 @@ def test_runs_record_what_was_chosen_on_validation(result, shape_families):
     for name in ("results.md", "accuracy_vs_shots.png"):
         assert (tmp / "out" / name).stat().st_size > 0
     assert (calip_fs_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    best_pt = torch.load(calip_fs_dir / "best.pt", weights_only=True)
+    assert best_pt["epoch"] == by[("calip_fs", 1)]["best_epoch"]
+    assert best_pt["about"]["method"] == "calip_fs" and best_pt["about"]["shots"] == 4
+    assert best_pt["about"]["config"]["calip_fs"]["rank"] == 16
     md = (tmp / "out" / "results.md").read_text()
     assert md.startswith("# Few-shot results") and "| calip_fs |" in md
 

@@ -108,6 +108,15 @@ class Context:
         t = _tensors(self.bank.store, rows, self.bank_split.labels, spatial)
         return {k: v.view(*shape, *v.shape[1:]) for k, v in t.items() if k != "labels"}
 
+    def fit(self, method: str, k: int, seed: int, model, train: TrainSet, val: EvalSet, recipe,
+            forward=None):
+        """:func:`fit` in this run's folder, resumable, ``best.pt`` saying what it is."""
+        about = {"method": method, "shots": k, "seed": seed, "config": self.cfg.to_dict(),
+                 "classnames": list(self.train.classnames), "backbone": self.backbone.identity}
+        return fit(model, train, val, recipe, self.run_dir(method, k, seed), seed, self.resume,
+                   self.run_id(method, k, seed), desc=f"{method} {k}-shot seed {seed}",
+                   forward=forward, about=about)
+
     def run_dir(self, method: str, k: int, seed: int) -> Path:
         return self.out / "runs" / method / f"{k}shot-seed{seed}"
 
@@ -220,9 +229,8 @@ def _tip(ctx: Context, k: int, seed: int, learnable: bool) -> FewShotRun:
         base_train = ctx.base_logits(cfg.base, ctx.view_logits, ctx.at(shots))
         trainset = TrainSet((keys.unsqueeze(1), base_train.unsqueeze(1)), train["labels"])
         forward = lambda m, f, b: m.logits(f, b, alpha, beta)  # noqa: E731
-        fitted = fit(cache, trainset, EvalSet((val_f, val_base), val["labels"]), cfg.train,
-                     ctx.run_dir(method, k, seed), seed, ctx.resume,
-                     ctx.run_id(method, k, seed), desc=f"tip_f {k}-shot seed {seed}", forward=forward)
+        fitted = ctx.fit(method, k, seed, cache, trainset, EvalSet((val_f, val_base), val["labels"]),
+                         cfg.train, forward)
         hp.update(train_alpha=alpha, train_beta=beta)
         alpha, beta, _ = search_alpha_beta(cache, val_f.to(ctx.device), val_base.to(ctx.device),
                                            val["labels"], alphas, betas)
@@ -256,10 +264,8 @@ def _adapter(ctx: Context, k: int, seed: int) -> FewShotRun:
         torch.manual_seed(seed)
         model = InterViewAdapter(ctx.num_views, ctx.text.shape[1], cfg.ratio, cfg.fusion_init,
                                  cfg.dropout).to(ctx.device)
-        fitted = fit(model, TrainSet((inputs,), train["labels"]), EvalSet((val["raw"],), val["labels"]),
-                     cfg.train, ctx.run_dir("adapter", k, seed), seed, ctx.resume,
-                     ctx.run_id("adapter", k, seed), desc=f"adapter {k}-shot seed {seed}",
-                     forward=forward)
+        fitted = ctx.fit("adapter", k, seed, model, TrainSet((inputs,), train["labels"]),
+                         EvalSet((val["raw"],), val["labels"]), cfg.train, forward)
         hp = {"ratio": cfg.ratio}
     val_acc = evaluate(model, EvalSet((val["raw"],), val["labels"]), forward=forward)
     test = EvalSet((_test_tensors(ctx)["raw"],), torch.as_tensor(ctx.test_logits.labels))
@@ -281,10 +287,8 @@ def _calip_fs(ctx: Context, k: int, seed: int) -> FewShotRun:
     val = {name: x.float() if x.is_floating_point() else x for name, x in val.items()}
     inputs = (stack_alternatives(train["global"], None if bank is None else bank["global"]).float(),
               stack_alternatives(train["spatial"], None if bank is None else bank["spatial"]).float())
-    fitted = fit(model, TrainSet(inputs, train["labels"]),
-                 EvalSet((val["global"], val["spatial"]), val["labels"]), cfg.train,
-                 ctx.run_dir("calip_fs", k, seed), seed, ctx.resume, ctx.run_id("calip_fs", k, seed),
-                 desc=f"calip_fs {k}-shot seed {seed}")
+    fitted = ctx.fit("calip_fs", k, seed, model, TrainSet(inputs, train["labels"]),
+                     EvalSet((val["global"], val["spatial"]), val["labels"]), cfg.train)
     val_acc = evaluate(model, EvalSet((val["global"], val["spatial"]), val["labels"]))
     model.eval()
     preds = []

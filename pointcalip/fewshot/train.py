@@ -124,8 +124,11 @@ def _save(obj, path: Path) -> None:
 
 def fit(model: nn.Module, train: TrainSet, val: EvalSet, recipe: TrainConfig, run_dir: Path,
         seed: int, resume: bool = False, run_id: str = "", desc: str = "train",
-        forward: Optional[Callable] = None) -> FitResult:
+        forward: Optional[Callable] = None, about: Optional[dict] = None) -> FitResult:
     """Train ``model`` on ``train`` by ``recipe``; keep the epoch best on ``val``.
+
+    ``best.pt`` holds the best weights with ``about`` (e.g. the run's settings and config),
+    so that it says what it is.
 
     ``forward(model, *inputs) -> logits`` (default ``model(*inputs)``). Afterwards ``model``
     holds the best epoch's weights. ``run_id`` (e.g. a :func:`fingerprint`) must match to
@@ -154,7 +157,7 @@ def fit(model: nn.Module, train: TrainSet, val: EvalSet, recipe: TrainConfig, ru
         # the untrained model (e.g. CALIP-FS = zero-shot CALIP) is a candidate too
         state["best"] = evaluate(model, val, forward=forward)
         _save({"model": model.state_dict(), "epoch": 0, "val_accuracy": state["best"],
-               "run_id": run_id}, best_path)
+               "run_id": run_id, "about": about}, best_path)
     device = next(model.parameters()).device
     start = time.perf_counter() - state["seconds"]
     bar = tqdm(range(state["epoch"] + 1, recipe.epochs + 1), desc=desc, unit="epoch",
@@ -186,7 +189,7 @@ def fit(model: nn.Module, train: TrainSet, val: EvalSet, recipe: TrainConfig, ru
             if val_acc > state["best"]:
                 state["best"], state["best_epoch"] = val_acc, epoch
                 _save({"model": model.state_dict(), "epoch": epoch, "val_accuracy": val_acc,
-                       "run_id": run_id}, best_path)
+                       "run_id": run_id, "about": about}, best_path)
             state["epoch"] = epoch
             state["seconds"] = time.perf_counter() - start
             _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
