@@ -11,6 +11,7 @@ Tip-Adapter's alpha and beta) use it; TEST is evaluated once per run, with the s
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -94,6 +95,25 @@ class Context:
 
     def base_weights(self, base: str):
         return self.found.view_weights if base == "calip" else None
+
+    @functools.cached_property
+    def val_tensors(self) -> Dict[str, torch.Tensor]:
+        """:meth:`train_tensors` of the validation clouds (read once: every run evaluates on
+        them)."""
+        return self.train_tensors(self.val)
+
+    @functools.cached_property
+    def val_spatial(self) -> Dict[str, torch.Tensor]:
+        """The validation clouds' global and spatial features in float32, and their labels
+        (read once, for CALIP-FS; float32 once rather than in every batch of every epoch)."""
+        return {name: x.float() if x.is_floating_point() else x
+                for name, x in self.train_tensors(self.val, spatial=True).items()}
+
+    @functools.cached_property
+    def test_tensors(self) -> Dict[str, torch.Tensor]:
+        """global and raw global features [N, V, C] and labels of every test cloud (no
+        spatial tokens: those are streamed from the store)."""
+        return _tensors(self.test_features.store, self.test_features.rows, self.test.labels, False)
 
     def train_tensors(self, rows: np.ndarray, spatial: bool = False) -> Dict[str, torch.Tensor]:
         """global [n, V, C] (float16), raw [n, V, C] (float32: global x norm), spatial
@@ -211,9 +231,9 @@ def _tip(ctx: Context, k: int, seed: int, learnable: bool) -> FewShotRun:
     shots = ctx.shots(k, seed)
     weights = ctx.base_weights(cfg.base)
     train = ctx.train_tensors(shots)
-    val = ctx.train_tensors(ctx.val)
+    val = ctx.val_tensors
     keys = descriptors(train["global"], weights)
-    val_f, test_f = descriptors(val["global"], weights), descriptors(_test_tensors(ctx)["global"], weights)
+    val_f, test_f = descriptors(val["global"], weights), descriptors(ctx.test_tensors["global"], weights)
     val_base = ctx.base_logits(cfg.base, ctx.view_logits, ctx.at(ctx.val))
     test_base = ctx.base_logits(cfg.base, ctx.test_logits)
     t = ctx.cfg.tip
@@ -244,15 +264,10 @@ def _tip(ctx: Context, k: int, seed: int, learnable: bool) -> FewShotRun:
                 ctx.run_dir(method, k, seed) if learnable else None)
 
 
-def _test_tensors(ctx: Context) -> Dict[str, torch.Tensor]:
-    """global and raw global features of every test cloud (no spatial tokens)."""
-    return _tensors(ctx.test_features.store, ctx.test_features.rows, ctx.test.labels, spatial=False)
-
-
 def _adapter(ctx: Context, k: int, seed: int) -> FewShotRun:
     cfg = ctx.cfg.adapter
     forward = lambda m, raw: m.logits(raw, ctx.text)  # noqa: E731
-    val = ctx.train_tensors(ctx.val)
+    val = ctx.val_tensors
     if cfg.checkpoint:
         model = InterViewAdapter.from_pointclip_checkpoint(cfg.checkpoint, ratio=cfg.ratio).to(ctx.device)
         fitted, hp = None, {"checkpoint": cfg.checkpoint}
@@ -268,7 +283,7 @@ def _adapter(ctx: Context, k: int, seed: int) -> FewShotRun:
                          EvalSet((val["raw"],), val["labels"]), cfg.train, forward)
         hp = {"ratio": cfg.ratio}
     val_acc = evaluate(model, EvalSet((val["raw"],), val["labels"]), forward=forward)
-    test = EvalSet((_test_tensors(ctx)["raw"],), torch.as_tensor(ctx.test_logits.labels))
+    test = EvalSet((ctx.test_tensors["raw"],), ctx.test_tensors["labels"])
     test_acc = evaluate(model, test, forward=forward)
     return _run("adapter", None if cfg.checkpoint else k, None if cfg.checkpoint else seed,
                 test_acc, val_acc, hp, model.num_trainable(), fitted,
@@ -280,11 +295,10 @@ def _calip_fs(ctx: Context, k: int, seed: int) -> FewShotRun:
     shots = ctx.shots(k, seed)
     train = ctx.train_tensors(shots, spatial=True)
     bank = ctx.bank_tensors(shots, spatial=True)
-    val = ctx.train_tensors(ctx.val, spatial=True)
+    val = ctx.val_spatial
     f = ctx.found
     model = CALIPFS(ctx.text, f.beta2, f.beta3, f.view_weights, rank=cfg.rank, seed=seed).to(ctx.device)
-    # float32 once, not per batch: every epoch reads all of it (2x the memory of float16)
-    val = {name: x.float() if x.is_floating_point() else x for name, x in val.items()}
+    # float32 once, not per batch (2x the memory of float16)
     inputs = (stack_alternatives(train["global"], None if bank is None else bank["global"]).float(),
               stack_alternatives(train["spatial"], None if bank is None else bank["spatial"]).float())
     fitted = ctx.fit("calip_fs", k, seed, model, TrainSet(inputs, train["labels"]),
