@@ -53,6 +53,17 @@ def test_calip_fs_starts_as_zero_shot_calip(rank):
     assert fs.num_trainable() == 6 * per_projection + 3 + len(weights)
 
 
+def test_calip_fs_as_the_api_spells_it():
+    _, _, text = features()
+    fs = CALIPFS(text, beta2=1.0, beta3=0.05, view_weights=None, rank=None)
+    assert fs.num_views == 10 and fs.view_weights.tolist() == [1.0] * 10
+    glob, spatial, _ = features(v=10)
+    torch.testing.assert_close(fs(glob, spatial), CalipHead(text, 1.0, 0.05, num_views=10)(glob, spatial),
+                               atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="aggregates 10 views"):
+        fs(*features(v=4)[:2])
+
+
 @pytest.mark.parametrize("rank", [None, 3])
 def test_calip_fs_matches_the_spec_with_trained_projections(rank):
     glob, spatial, text = features(seed=1)

@@ -28,6 +28,7 @@ from ..calip import LOGIT_SCALE, ViewWeights
 from ..head import CalipHead, check_view_features
 
 PROJECTIONS = ("q", "k", "vs", "vt", "ot", "os")
+FEWSHOT_VIEWS = 10   # views of PointCLIP's few-shot projector, the default without view weights
 
 
 class ResidualProjection(nn.Module):
@@ -58,8 +59,8 @@ class CALIPFS(CalipHead):
 
     A :class:`CalipHead` whose attention has trainable projections and whose betas, view
     weights and temperature are parameters: text [K, C] (unit rows, fixed); beta2, beta3 and
-    view weights (None: all ones; then give ``num_views``) initialised from the zero-shot
-    search; ``tau`` (0.5). rank: None for full-rank projections, or r for ``I + U V^T``. All
+    view weights initialised from the zero-shot search (view_weights None: ``num_views`` ones,
+    10 by default, the views of PointCLIP's few-shot projector); ``tau`` (0.5). rank: None for full-rank projections, or r for ``I + U V^T``. All
     views share one set of projections. ``seed`` draws U. Aggregation and ``forward`` are the
     head's: global [B, V, C], spatial [B, V, HW, C] -> logits [B, K].
     """
@@ -69,6 +70,8 @@ class CALIPFS(CalipHead):
                  num_views: Optional[int] = None, tau: float = 0.5, seed: int = 0):
         if not math.isfinite(tau) or tau <= 0:
             raise ValueError(f"tau must be a positive number, got {tau}")
+        if view_weights is None and num_views is None:
+            num_views = FEWSHOT_VIEWS
         super().__init__(text, beta2, beta3, view_weights, num_views, temperature=tau)
         for name in ("beta2", "beta3", "view_weights"):        # buffers of the head -> trained
             value = getattr(self, name).clone()
