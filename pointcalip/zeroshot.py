@@ -35,7 +35,7 @@ from .metrics import Accuracy, accuracy
 from .paths import ensure_writable
 from .prompts import class_prompts, load_templates
 from .results import RunInfo, backbone_label, run_name
-from .search import SearchResult, beta_grid, search
+from .search import WEIGHT_CHOICES, SearchResult, beta_grid, search
 from .store import FeatureStore
 
 log = logging.getLogger(__name__)
@@ -209,12 +209,22 @@ def compute_view_logits_for(features: SplitFeatures, texts: Sequence[torch.Tenso
             for out in parts]
 
 
-def tune(logits: ViewLogits, cfg: TuneConfig) -> SearchResult:
-    """CALIP's beta2 x beta3 grid (and, if asked, the view weights) on the tuning logits."""
-    return search(*logits.as_tuple(), torch.as_tensor(logits.labels),
-                  beta2_values=beta_grid(cfg.beta2_max, cfg.grid),
-                  beta3_values=beta_grid(cfg.beta3_max, cfg.grid),
-                  search_weights=cfg.view_weights)
+def tune_grids(cfg: TuneConfig) -> Tuple[torch.Tensor, torch.Tensor]:
+    """CALIP's beta2 and beta3 grids as the config sets them: [G], [G] float64."""
+    return beta_grid(cfg.beta2_max, cfg.grid), beta_grid(cfg.beta3_max, cfg.grid)
+
+
+def tune(logits: ViewLogits, cfg: TuneConfig, beta2_values=None, beta3_values=None,
+         search_weights: Optional[bool] = None,
+         choices: Sequence[float] = WEIGHT_CHOICES) -> SearchResult:
+    """CALIP's beta2 x beta3 grid (and, if asked, the view weights) on the tuning logits;
+    grids and ``search_weights`` default to the config's."""
+    b2, b3 = tune_grids(cfg)
+    b2 = b2 if beta2_values is None else torch.as_tensor(beta2_values, dtype=torch.float64)
+    b3 = b3 if beta3_values is None else torch.as_tensor(beta3_values, dtype=torch.float64)
+    weights = cfg.view_weights if search_weights is None else search_weights
+    return search(*logits.as_tuple(), torch.as_tensor(logits.labels), search_weights=weights,
+                  beta2_values=b2, beta3_values=b3, choices=choices)
 
 
 def evaluate(logits: ViewLogits, text: torch.Tensor, found: SearchResult

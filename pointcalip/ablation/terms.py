@@ -14,9 +14,10 @@ import torch
 
 from .. import plots
 from ..search import accuracy_table
+from ..zeroshot import tune_grids
 from .context import AblationContext
 from .tables import BETA_FORMAT, StudyResult, Table
-from .tuning import grids, tune_then_test
+from .tuning import tune_then_test
 
 ZERO = torch.zeros(1, dtype=torch.float64)
 
@@ -26,7 +27,7 @@ def run_terms(ctx: AblationContext) -> StudyResult:
     pair = ctx.logits()
     if cfg.views is not None:
         pair = pair.select(cfg.views)
-    b2, b3 = grids(cfg.tune)
+    b2, b3 = tune_grids(cfg.tune)
     variants = [("CLIP (l0)", "none", ZERO, ZERO), ("+ l1 (beta2)", "beta2", b2, ZERO),
                 ("+ l2 (beta3)", "beta3", ZERO, b3), ("full CALIP", "beta2, beta3", b2, b3)]
     table = Table(["variant", "searched", "beta2", "beta3", "view_weights", "tune_top1",
