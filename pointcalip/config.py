@@ -20,6 +20,7 @@ import dataclasses
 import difflib
 import importlib
 import inspect
+import json
 import math
 import typing
 from dataclasses import dataclass, field
@@ -482,6 +483,22 @@ def load_config(cls, paths: Sequence[str | Path], overrides: Sequence[str] = ())
 CONFIG_KINDS = {"zeroshot": "pointcalip.config:ZeroShotConfig",
                 "fewshot": "pointcalip.fewshot.config:FewShotConfig",
                 "ablate": "pointcalip.ablation.config:AblationConfig"}
+
+
+def load_any_config(paths: Sequence[str | Path], overrides: Sequence[str] = ()):
+    """:func:`load_config` with the class the files' ``command:`` key names (zeroshot when
+    none does): a zero-shot, few-shot or ablation config. As ``pointcalip ablate`` does, the
+    ``studies:`` lists of several ablation files are joined."""
+    command = merged_config(paths, overrides).get("command", "zeroshot")
+    if command not in CONFIG_KINDS:
+        raise ConfigError("command", f"is {command!r}; configs are for one of "
+                                     f"{', '.join(CONFIG_KINDS)}", hint=False)
+    if command == "ablate":
+        from .ablation.config import studies_of_files
+
+        studies = studies_of_files(paths)
+        overrides = ([f"studies={json.dumps(studies)}"] if studies else []) + list(overrides)
+    return load_config(config_class(command), paths, overrides)
 
 
 def config_class(command: str):

@@ -4,21 +4,26 @@
     feats = extract(store, dataset, rows, projector, backbone, batch_size=16)
     for g, s, norm in feats.batches(64, views=[0, 2], device="cuda"): ...
 
-Per batch of clouds: ``dataset.points(rows)`` [b, N, 3] -> ``projector`` [b, V, 3, S, S] ->
-``backbone.encode_images`` -> global [b, V, C], spatial [b, V, HW, C], norms [b, V] -> one
-store piece.
+Per block of clouds: ``dataset.points(rows)`` [b, N, 3] -> ``projector`` [b, V, 3, S, S] on
+the backbone's device -> ``backbone.encode_images`` -> global [b, V, C], spatial [b, V, HW, C],
+norms [b, V] -> one store piece, written by a second thread while the next block encodes.
+Blocks are fixed by the requested rows and the batch size (:func:`blocks_of`), so several
+ranks (:mod:`pointcalip.distributed`) can share them and still store what one process would.
 """
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator, Optional, Sequence, Tuple
+from typing import Deque, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from .distributed import Shard, barrier
 from .store import SplitStore
 
 log = logging.getLogger(__name__)
@@ -30,19 +35,21 @@ class Interrupted(KeyboardInterrupt):
 
 @dataclass
 class ExtractStats:
-    """What one extraction did: ``requested`` rows, of which ``encoded`` were encoded now (in
-    ``projection_s`` + ``encoding_s``) and the rest read from the store, whose encoding took
-    ``cached_encoding_s`` when it was done."""
+    """What one extraction did: of ``requested`` rows, ``missing`` were not stored yet, and
+    ``encoded`` of those were encoded by this process (all of them unless several ranks
+    shared the work), in ``projection_s`` + ``encoding_s``; the rest came from the store,
+    whose encoding took ``cached_encoding_s`` when it was done."""
 
     requested: int
     encoded: int
+    missing: int = 0
     projection_s: float = 0.0
     encoding_s: float = 0.0
     cached_encoding_s: float = 0.0
 
     @property
     def cached(self) -> int:
-        return self.requested - self.encoded
+        return self.requested - self.missing
 
     def to_dict(self) -> dict:
         return {"rows": self.requested, "encoded_now": self.encoded, "from_store": self.cached,
@@ -77,57 +84,140 @@ class SplitFeatures:
             yield tuple(torch.from_numpy(a).to(device, torch.float32) for a in arrays)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def blocks_of(rows: np.ndarray, batch_size: int) -> List[np.ndarray]:
+    """The requested rows, ascending and unique, cut into consecutive blocks of
+    ``batch_size``: the units of work (one CLIP batch, one store piece). They depend only on
+    the request, so any number of ranks, and a run resumed after a crash, encode the same
+    batches and store byte-identical pieces."""
+    rows = np.unique(rows)
+    return [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
 
 
-def extract(store: SplitStore, dataset, rows: Optional[Sequence[int]], projector, backbone,
-            batch_size: int = 16, desc: str = "encode") -> SplitFeatures:
-    """Encode the ``rows`` of ``dataset`` (default all) that ``store`` lacks; -> their
-    features. ``dataset`` needs ``points(indices) -> [b, N, 3]`` and ``labels``."""
+class _Clock:
+    """Marks on the host clock, or CUDA events on a GPU (read once the batch is done, so
+    timing adds no host sync)."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+
+    def mark(self):
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
+    def seconds(self, a, b) -> float:
+        """Time between marks ``a`` and ``b``; on a GPU, waits for ``b`` to happen."""
+        if self.cuda:
+            b.synchronize()
+            return a.elapsed_time(b) / 1000.0
+        return b - a
+
+
+def _to_host(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``x`` as ``dtype`` on the host; from a GPU, copied without waiting into pinned memory
+    (the copy is done once the batch's end mark has happened)."""
+    x = x.to(dtype)
+    if x.device.type != "cuda":
+        return x
+    host = torch.empty(x.shape, dtype=dtype, pin_memory=True)
+    return host.copy_(x, non_blocking=True)
+
+
+def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, backbone,
+                   batch_size: int = 16, desc: str = "encode", shard: Shard = Shard()
+                   ) -> ExtractStats:
+    """Encode into ``store`` the ``rows`` [n] of ``dataset`` it lacks: this rank's share of
+    the blocks of ``rows`` (:func:`blocks_of`) that lack some. Every rank of ``shard`` must
+    call this for the same store and rows; they wait for each other after listing what is
+    missing and again at the end, so the store then holds every row. -> ExtractStats of this
+    rank's work (``missing``: clouds all ranks encoded). ``dataset`` needs ``name``,
+    ``split``, ``len`` and ``points(indices)`` [b, N, 3]."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    rows = np.arange(len(dataset), dtype=np.int64) if rows is None else \
-        np.asarray(rows, dtype=np.int64).reshape(-1)
     if len(rows) == 0:
         raise ValueError(f"nothing to encode: no clouds selected from {dataset.name} "
                          f"{dataset.split}")
     if store.num_rows != len(dataset) or store.num_views != projector.num_views:
         raise ValueError(f"feature store {store.path} holds {store.num_rows} clouds x "
                          f"{store.num_views} views, not {len(dataset)} x {projector.num_views}")
-    todo = store.missing(rows)
-    stats = ExtractStats(requested=len(rows), encoded=0)
+    blocks = blocks_of(rows, batch_size)
+    stored = store.stored(np.concatenate(blocks))
+    todo = [block[~s] for block, s in zip(blocks, np.split(stored, np.cumsum(
+        [len(b) for b in blocks[:-1]]))) if not s.all()]
+    todo_rows = np.concatenate(todo) if todo else np.zeros(0, np.int64)
+    stats = ExtractStats(requested=len(rows), encoded=0, missing=len(todo_rows))
+    barrier()   # every rank has listed the missing rows before anyone adds to them
+    if len(todo_rows) and shard.is_main:
+        log.info("%s %s: encoding %d of %d clouds into %s%s", dataset.name, dataset.split,
+                 len(todo_rows), len(np.unique(rows)), store.path,
+                 f" ({shard.world_size} ranks)" if shard.world_size > 1 else "")
     device = torch.device(backbone.device)
+    clock = _Clock(device)
     v = projector.num_views
-    if len(todo):
-        log.info("%s %s: encoding %d of %d clouds into %s", dataset.name, dataset.split,
-                 len(todo), len(rows), store.path)
-    bar = tqdm(total=len(todo), desc=desc, unit="cloud", disable=None if len(todo) else True)
-    try:
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start:start + batch_size]
-            points = torch.as_tensor(dataset.points(chunk), dtype=torch.float32).to(device)
-            t0 = time.perf_counter()
-            images = projector(points)                                    # [b, V, 3, S, S]
-            _sync(device)
-            t1 = time.perf_counter()
-            g, s, norms = backbone.encode_images(images.flatten(0, 1), return_norms=True)
-            b = len(chunk)
-            g, s, norms = (x.view(b, v, *x.shape[1:]).cpu().numpy() for x in (g, s, norms))
-            t2 = time.perf_counter()
-            store.write(chunk, g, s, norms, seconds=t2 - t0, device=str(device))
-            stats.projection_s += t1 - t0
-            stats.encoding_s += t2 - t1
-            stats.encoded += b
-            bar.update(b)
-    except KeyboardInterrupt:
-        raise Interrupted(
-            f"interrupted while encoding {dataset.name} {dataset.split}: {stats.encoded} of "
-            f"{len(todo)} clouds encoded in this run are kept in {store.path}; run the same "
-            f"command again to resume") from None
-    finally:
-        bar.close()
-    stats.cached_encoding_s = store.encoding_seconds(np.setdiff1d(rows, todo))
+    bar = tqdm(total=len(todo_rows), desc=desc, unit="cloud",
+               disable=None if len(todo_rows) and shard.is_main else True)
+
+    def store_batch(chunk, g, s, norms, marks):
+        """On the writer thread: wait for the batch, then write its piece."""
+        projection_s, encoding_s = clock.seconds(*marks[:2]), clock.seconds(*marks[1:])
+        store.write(chunk, g.numpy(), s.numpy(), norms.numpy(),
+                    seconds=projection_s + encoding_s, device=str(device))
+        stats.projection_s += projection_s
+        stats.encoding_s += encoding_s
+        stats.encoded += len(chunk)
+
+    def show_progress():
+        """Rank 0's bar counts every rank's stored clouds."""
+        done = stats.encoded if shard.world_size == 1 else \
+            int(store.stored(todo_rows).sum()) if len(todo_rows) else 0
+        bar.update(done - bar.n)
+
+    pending: Deque[Future] = deque()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer") as writer:
+        try:
+            for chunk in shard.take(todo):
+                points = torch.as_tensor(dataset.points(chunk), dtype=torch.float32)
+                if device.type == "cuda":
+                    points = points.pin_memory()
+                marks = [clock.mark()]
+                images = projector(points.to(device, non_blocking=True))    # [b, V, 3, S, S]
+                marks.append(clock.mark())
+                g, s, norms = backbone.encode_images(images.flatten(0, 1), return_norms=True)
+                b = len(chunk)
+                g, s, norms = (_to_host(x.view(b, v, *x.shape[1:]), dtype) for x, dtype in
+                               ((g, torch.float16), (s, torch.float16), (norms, torch.float32)))
+                marks.append(clock.mark())
+                pending.append(writer.submit(store_batch, chunk, g, s, norms, marks))
+                while len(pending) > 1:            # one batch is written while the next encodes
+                    pending.popleft().result()
+                    show_progress()
+            while pending:
+                pending.popleft().result()
+        except KeyboardInterrupt:
+            for future in pending:                 # whole batches already encoded are kept
+                future.exception()
+            bar.close()
+            raise Interrupted(
+                f"interrupted while encoding {dataset.name} {dataset.split}: {stats.encoded} "
+                f"of {len(todo_rows)} clouds encoded in this run are kept in {store.path}; run "
+                f"the same command again to resume") from None
+    barrier()   # every rank's share is stored
+    show_progress()
+    bar.close()
+    return stats
+
+
+def extract(store: SplitStore, dataset, rows: Optional[Sequence[int]], projector, backbone,
+            batch_size: int = 16, desc: str = "encode") -> SplitFeatures:
+    """Encode the ``rows`` of ``dataset`` (default all) that ``store`` lacks
+    (:func:`encode_missing`); -> their features, in the order of ``rows``. ``dataset`` needs
+    ``points(indices) -> [b, N, 3]`` and ``labels``."""
+    rows = np.arange(len(dataset), dtype=np.int64) if rows is None else \
+        np.asarray(rows, dtype=np.int64).reshape(-1)
+    stored_before = rows[store.stored(rows)]
+    stats = encode_missing(store, dataset, rows, projector, backbone, batch_size, desc)
+    stats.cached_encoding_s = store.encoding_seconds(stored_before)
     labels = np.asarray(dataset.labels, dtype=np.int64)[rows]
     return SplitFeatures(store, rows, labels, stats)

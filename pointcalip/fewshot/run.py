@@ -169,6 +169,33 @@ def output_dir(cfg: FewShotConfig) -> Path:
                                       backbone_label(cfg.backbone), "fewshot")
 
 
+@dataclass
+class TrainRows:
+    """The clouds of TRAIN the runs of a config use: ``val`` (validation), ``shots`` (per
+    seed, the largest shot count; smaller counts are prefixes), ``rows`` (both, ascending)
+    and, when some method trains on augmented copies, the ``augmented`` split and the
+    ``bank_rows`` of every shot's copies in it."""
+
+    val: np.ndarray
+    shots: Dict[int, np.ndarray]
+    rows: np.ndarray
+    augmented: Optional[AugmentedSplit] = None
+    bank_rows: Optional[np.ndarray] = None
+
+
+def train_rows(cfg: FewShotConfig, train) -> TrainRows:
+    """Which clouds of ``train`` (the TRAIN split) the runs of ``cfg`` read."""
+    val = validation_rows(train.labels, cfg.tune.val_fraction, cfg.tune.seed)
+    shots = {seed: shot_rows(train.labels, val, max(cfg.shots), seed) for seed in cfg.seeds}
+    picked = TrainRows(val, shots, np.unique(np.concatenate([val, *shots.values()])))
+    if cfg.augment.copies and set(cfg.methods) & {"adapter", "calip_fs"}:
+        a = cfg.augment
+        picked.augmented = AugmentedSplit(train, a.copies, a.seed, a.scale, a.shift)
+        every_shot = np.unique(np.concatenate(list(shots.values())))
+        picked.bank_rows = bank_rows(picked.augmented, every_shot)[0]
+    return picked
+
+
 def prepare(cfg: FewShotConfig, backbone: Optional[ClipBackbone] = None, resume: bool = False
             ) -> Context:
     """Splits, features of every cloud any run needs (encoded once), zero-shot logits and
@@ -186,22 +213,17 @@ def prepare(cfg: FewShotConfig, backbone: Optional[ClipBackbone] = None, resume:
     device = backbone.device
     text = backbone.encode_prompts(class_prompts(train.classnames, cfg.templates))
 
-    val = validation_rows(train.labels, cfg.tune.val_fraction, cfg.tune.seed)
-    largest = max(cfg.shots)
-    shots = {seed: shot_rows(train.labels, val, largest, seed) for seed in cfg.seeds}
-    rows = np.unique(np.concatenate([val, *shots.values()]))
+    picked = train_rows(cfg, train)
+    val, rows = picked.val, picked.rows
     train_features = extract(store.open(train, projector, backbone), train, rows, projector,
                              backbone, cfg.batch_size, desc="encode train")
     test_features = extract(store.open(test, projector, backbone), test, None, projector,
                             backbone, cfg.batch_size, desc="encode test")
-    bank = augmented = None
-    if cfg.augment.copies and set(cfg.methods) & {"adapter", "calip_fs"}:
-        a = cfg.augment
-        augmented = AugmentedSplit(train, a.copies, a.seed, a.scale, a.shift)
-        every_shot = np.unique(np.concatenate(list(shots.values())))
-        bank = extract(store.open(augmented, projector, backbone), augmented,
-                       bank_rows(augmented, every_shot)[0], projector, backbone, cfg.batch_size,
-                       desc="encode copies")
+    bank = None
+    augmented = picked.augmented
+    if augmented is not None:
+        bank = extract(store.open(augmented, projector, backbone), augmented, picked.bank_rows,
+                       projector, backbone, cfg.batch_size, desc="encode copies")
 
     view_logits = compute_view_logits(train_features, text, None, device)
     test_logits = compute_view_logits(test_features, text, None, device)

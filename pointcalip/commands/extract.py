@@ -1,0 +1,97 @@
+"""`pointcalip extract`: fill the feature store with what a config's runs need, on one
+process or on many (``torchrun --nproc_per_node=N -m pointcalip extract ...``)."""
+from __future__ import annotations
+
+import argparse
+
+from .options import add_config_options
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    from ..plan import SPLITS
+
+    p = subparsers.add_parser(
+        "extract",
+        help="encode into the feature store what a zero-shot, few-shot or ablation config "
+             "needs (one process, or many under torchrun)",
+        description="Project and encode every cloud the runs of a config read, and store the "
+                    "features; `pointcalip zeroshot/fewshot/ablate` with the same config then "
+                    "encode nothing. Under `torchrun --nproc_per_node=N -m pointcalip extract "
+                    "...` (also multi-node) every rank encodes its own share of the clouds "
+                    "into the same store (NCCL on GPUs, gloo on CPUs).",
+    )
+    add_config_options(p, "config file(s) or shipped config names of any command, merged left "
+                          "to right (e.g. modelnet40, modelnet40_fewshot, ablation_projectors)",
+                       "--set data.root=DIR --set backbone=ViT-B/16 --set batch_size=64")
+    p.add_argument("--splits", nargs="+", choices=SPLITS, default=["test", "val"],
+                   metavar="SPLIT",
+                   help="what to encode: test (the TEST split), val (the TRAIN clouds the "
+                        "config's runs use: the validation subset; for few-shot configs also "
+                        "the shots and their augmented copies), train (all of TRAIN); "
+                        "default: test val")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    from .. import distributed
+    from ..config import load_any_config
+
+    cfg = load_any_config(args.config, args.overrides)
+    shard, device = distributed.start(cfg.device)
+    try:
+        rows = _extract(cfg, list(dict.fromkeys(args.splits)), shard, device)
+    finally:
+        distributed.stop()
+    if shard.is_main:
+        print(_table(rows))
+    return 0
+
+
+def _extract(cfg, splits, shard, device) -> list:
+    """Every job of ``cfg`` (rank ``shard``'s share of each); -> summary rows of rank 0."""
+    import logging
+
+    import numpy as np
+
+    from .. import distributed
+    from ..backbone import load_clip
+    from ..extract import encode_missing
+    from ..paths import ensure_writable
+    from ..plan import feature_jobs
+    from ..store import FeatureStore
+
+    if not shard.is_main:
+        logging.getLogger("pointcalip").setLevel(logging.WARNING)   # rank 0 speaks for all
+    store = FeatureStore(cfg.cache_dir)
+    with distributed.main_first(shard):            # downloads happen once, on rank 0
+        if shard.is_main:
+            ensure_writable(store.root, "--set cache_dir=DIR")
+        jobs = feature_jobs(cfg, splits)
+    summary, backbone, loaded = [], None, None
+    for job in jobs:                                   # grouped by backbone: each loaded once
+        if job.backbone != loaded:
+            backbone = None                            # free the previous model first
+            with distributed.main_first(shard):
+                backbone = load_clip(job.backbone, device=device)
+            loaded = job.backbone
+        projector = job.projector.build()
+        with distributed.main_first(shard):            # rank 0 creates the store folder
+            split_store = store.open(job.dataset, projector, backbone)
+        rows = np.arange(len(job.dataset)) if job.rows is None else job.rows
+        stats = encode_missing(split_store, job.dataset, rows, projector, backbone,
+                               cfg.batch_size, desc=f"encode {job.label}", shard=shard)
+        summary.append((job, backbone.name, split_store, stats))
+    return summary
+
+
+def _table(summary) -> str:
+    lines = ["| clouds | projector | backbone | rows | encoded now | already stored | "
+             "clouds/s (rank 0) | store |", "|---|---|---|---|---|---|---|---|"]
+    for job, backbone, split_store, stats in summary:
+        seconds = stats.projection_s + stats.encoding_s
+        speed = f"{stats.encoded / seconds:.1f}" if stats.encoded and seconds else "-"
+        lines.append(f"| {job.dataset.name} {job.label} | {job.projector.name} | {backbone} | "
+                     f"{stats.requested} | {stats.missing} | {stats.cached} | {speed} | "
+                     f"{split_store.path} |")
+    return "\n".join(lines)
