@@ -1,7 +1,7 @@
 """On-disk store of per-view CLIP features for whole dataset splits.
 
-One folder per (dataset settings, projector settings, backbone identity, precision, extractor
-version); its rows are the split's clouds, by dataset index, encoded on demand::
+One folder per (dataset settings, projector settings, backbone identity, precision, engine,
+extractor version); its rows are the split's clouds, by dataset index, encoded on demand::
 
     <root>/<dataset>-<split>-<projector>-<backbone>-<precision>-<key>/
         store.json                 what the features are (the key's ingredients, shapes)
@@ -50,11 +50,16 @@ _ARRAYS = ("rows", "global", "spatial", "norm")
 
 
 def store_key(dataset_settings: dict, projector_settings: dict, backbone_identity: str,
-              precision: str) -> str:
-    """The store's identity: a hash of everything that determines the stored features."""
+              precision: str, engine: str = "eager") -> str:
+    """The store's identity: a hash of everything that determines the stored features,
+    including the engine that ran the image tower (:mod:`pointcalip.engine`; its tokens agree
+    with PyTorch's only up to float rounding). PyTorch ("eager") stores keep the keys they had
+    before there were engines."""
     payload = {"format": STORE_FORMAT, "extractor": EXTRACTOR_VERSION,
                "dataset": dataset_settings, "projector": projector_settings,
                "backbone": backbone_identity, "precision": precision}
+    if engine != "eager":
+        payload["engine"] = engine
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
@@ -292,8 +297,9 @@ class FeatureStore:
         empty if absent). ``dataset`` needs ``name``, ``split``, ``settings`` and ``len``;
         ``projector`` ``settings`` and ``num_views``; ``backbone`` ``name``, ``identity``,
         ``precision``, ``num_tokens`` and ``embed_dim``."""
+        engine = getattr(backbone, "engine", "eager")
         key = store_key(dataset.settings, projector.settings, backbone.identity,
-                        backbone.precision)
+                        backbone.precision, engine)
         parts = (dataset.name, dataset.split, type(projector).__name__, backbone.name,
                  backbone.precision, key)
         folder = self.root / "-".join(slug(str(p)) for p in parts)
@@ -303,12 +309,16 @@ class FeatureStore:
                 "dataset": dataset.settings, "projector": projector.settings,
                 "backbone": {"name": backbone.name, "identity": backbone.identity,
                              "precision": backbone.precision}}
+        if engine != "eager":
+            meta["backbone"]["engine"] = engine
         return self._open_or_create(folder, meta)
 
-    def find(self, dataset, projector, identity: str, precision: str) -> Optional[SplitStore]:
+    def find(self, dataset, projector, identity: str, precision: str, engine: str = "eager"
+             ) -> Optional[SplitStore]:
         """The existing store of ``dataset`` under ``projector`` and a backbone of this
-        identity and precision, or None; read-only (nothing is created or set aside)."""
-        key = store_key(dataset.settings, projector.settings, identity, precision)
+        identity, precision and engine, or None; read-only (nothing is created or set
+        aside)."""
+        key = store_key(dataset.settings, projector.settings, identity, precision, engine)
         for folder in sorted(self.root.glob(f"*-{key}")):
             meta = self._read_meta(folder)
             if meta is not None and meta.get("key") == key:

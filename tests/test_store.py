@@ -73,9 +73,22 @@ def test_views_are_slices_of_the_stored_views(tmp_path):
 def test_key_depends_on_every_ingredient():
     base = store_key({"d": 1}, {"p": 1}, "w", "float32")
     assert base == store_key({"d": 1}, {"p": 1}, "w", "float32")
+    assert base == store_key({"d": 1}, {"p": 1}, "w", "float32", "eager")
     others = {store_key({"d": 2}, {"p": 1}, "w", "float32"), store_key({"d": 1}, {"p": 2}, "w", "float32"),
-              store_key({"d": 1}, {"p": 1}, "w2", "float32"), store_key({"d": 1}, {"p": 1}, "w", "float16")}
-    assert base not in others and len(others) == 4
+              store_key({"d": 1}, {"p": 1}, "w2", "float32"), store_key({"d": 1}, {"p": 1}, "w", "float16"),
+              store_key({"d": 1}, {"p": 1}, "w", "float32", "onnxruntime")}
+    assert base not in others and len(others) == 5
+
+
+def test_each_engine_has_its_own_store(tmp_path):
+    eager = open_store(tmp_path)
+    fast_bb = FakeBackbone()
+    fast_bb.engine = "onnxruntime"
+    fast = open_store(tmp_path, bb=fast_bb)
+    assert fast.path != eager.path and fast.meta["backbone"]["engine"] == "onnxruntime"
+    assert "engine" not in eager.meta["backbone"]           # eager stores keep their old keys
+    assert FeatureStore(tmp_path).find(FakeDataset(), FakeProjector(), FakeBackbone.identity,
+                                       "float32", "onnxruntime").path == fast.path
 
 
 def test_interrupted_run_keeps_whole_batches_and_resumes(tmp_path):
