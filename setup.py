@@ -6,6 +6,8 @@ PointCALIP never shadows other top-level packages called `datasets` or `projecti
 """
 from setuptools import find_packages, setup
 
+CPU_FAST = ["onnxruntime>=1.17", "onnx>=1.16"]
+
 setup(
     name="pointcalip",
     version="0.1.0",
@@ -43,7 +45,11 @@ setup(
         # huggingface_hub and safetensors. 3.0: the first release with `local-dir:` models (and
         # with `forward_intermediates`, which PointCALIP reads ViT tokens with, since 2.32).
         "open_clip": ["open_clip_torch>=3.0"],
-        "test": ["pytest>=7", "open_clip_torch>=3.0"],   # tests/test_openclip.py never skips
+        # The faster exact CPU engine of the image tower (pointcalip/engine.py): ONNX Runtime
+        # runs it, onnx is what torch.onnx.export needs to write the graph.
+        "cpu-fast": CPU_FAST,
+        # tests/test_openclip.py and tests/test_engine.py never skip
+        "test": ["pytest>=7", "open_clip_torch>=3.0", *CPU_FAST],
     },
     entry_points={"console_scripts": ["pointcalip=pointcalip.cli:main"]},
 )

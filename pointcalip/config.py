@@ -340,6 +340,7 @@ class RunConfig(Section):
     templates: Union[str, List[str]] = "pointclip"
     batch_size: int = positive(16)
     device: Optional[str] = None
+    engine: str = "auto"
     cache_dir: Optional[str] = None
     output_dir: Optional[str] = None
     download: bool = True
@@ -365,12 +366,18 @@ class ZeroShotConfig(RunConfig):
 
 
 def check_model_keys(cfg) -> None:
-    """The ``templates``, ``device`` and ``backbone`` keys every run config has: usable, or a
-    ConfigError naming the key."""
+    """The ``templates``, ``engine``, ``device`` and ``backbone`` keys every run config has:
+    usable, or a ConfigError naming the key."""
     try:
         load_templates(cfg.templates)      # a set name, a list, or a per-class prompt file
     except (ValueError, OSError) as err:
         raise ConfigError("templates", f"is not usable: {err}") from None
+    from .engine import check_engine
+
+    try:
+        check_engine(cfg.engine, cfg.device)
+    except ValueError as err:
+        raise ConfigError("engine", str(err).removeprefix("engine ")) from None
     for key, check in (("device", check_device), ("backbone", check_backbone)):
         try:
             check(getattr(cfg, key))

@@ -23,7 +23,8 @@ from typing import Optional, Sequence, Tuple
 from .paths import slug
 
 #: config keys that change where or how fast a run goes, never its numbers
-NOT_IN_RUN_NAME = ("name", "cache_dir", "output_dir", "device", "batch_size", "download")
+NOT_IN_RUN_NAME = ("name", "cache_dir", "output_dir", "device", "engine", "batch_size",
+                   "download")
 
 
 def _version(dist: str) -> str:

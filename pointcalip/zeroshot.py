@@ -259,7 +259,7 @@ def run_zeroshot(cfg: ZeroShotConfig, backbone: Optional[ClipBackbone] = None,
     splits = load_splits(cfg)
     projector = cfg.projector.build()
     if backbone is None:
-        backbone = load_clip(cfg.backbone, device=cfg.device)
+        backbone = load_clip(cfg.backbone, device=cfg.device, engine=cfg.engine)
     device = backbone.device
 
     t0 = time.perf_counter()

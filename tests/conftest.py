@@ -13,6 +13,17 @@ from pointcalip.backbone import load_clip
 from synthetic_data import shape_family_clouds, write_modelnet40, write_modelnet_clouds
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _eager_engine():
+    """The tests run the image tower in PyTorch: ``auto`` would export an ONNX graph into each
+    test's private home whenever a test loads a tiny CLIP (tests/test_engine.py tests the
+    engines, with this variable removed). Session-scoped, so it also holds while session
+    fixtures such as ``tiny_vit`` load their models."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POINTCALIP_ENGINE", "eager")
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _private_home(tmp_path_factory, monkeypatch):
     """Never read or write the user's real ~/.cache/pointcalip during tests."""

@@ -48,6 +48,8 @@ def test_unknown_key_is_named_with_a_suggestion(tmp_path):
     ("views=2", r"views must be a list of integers or null, got 2"),
     ("device=gpu7", r"device must be a device such as cpu, cuda"),
     ("device=cuda:99", r"device is 'cuda:99'"),
+    ("engine=fast", r"engine is 'fast', which is not an engine: choose one of auto, eager, "
+                    r"onnxruntime"),
     ("backbone=/nowhere/RN50.pt", r"backbone is '/nowhere/RN50\.pt', which is neither"),
     ("data.num_points=0", r"data\.num_points must be a positive integer"),
     ("data.name=shapenet", r"data\.name must be one of 'modelnet40', 'modelnet10', 'scanobjectnn'"),

@@ -2,8 +2,8 @@
 
 For every backbone of ``backbones_study.backbones`` the study looks up, without loading the
 model, whether the store holds its features of every test cloud and every tuning cloud
-under the config's dataset and projector (the store is keyed by the checkpoint's identity
-and precision; see :mod:`pointcalip.store`). Those that are complete are evaluated (this
+under the config's dataset and projector (the store is keyed by the checkpoint's identity,
+precision and engine; see :mod:`pointcalip.store`). Those that are complete are evaluated (this
 loads the model for its text encoder only; nothing is encoded). The others are listed as
 missing, with the exact ``pointcalip zeroshot`` command that encodes them into this store.
 """
@@ -21,6 +21,7 @@ import yaml
 from .. import plots
 from ..backbone import checkpoint_identity, precision_on
 from ..config import ZeroShotConfig
+from ..engine import planned_engine
 from ..results import backbone_label
 from .config import AblationConfig
 from .context import AblationContext
@@ -36,13 +37,14 @@ def missing_clouds(ctx: AblationContext, spec: str) -> Dict[str, int]:
     loaded = ctx.loaded_backbone(spec)
     identity = loaded.identity if loaded else checkpoint_identity(spec)
     precision = loaded.precision if loaded else precision_on(ctx.cfg.device)
+    engine = loaded.engine if loaded else planned_engine(ctx.cfg.engine, ctx.cfg.device)[0]
     projector = ctx.cfg.projector.build()
     wanted = {"test": (ctx.splits.test, np.arange(len(ctx.splits.test)))}
     if ctx.tune_split == "val":
         wanted["tune"] = (ctx.splits.tuning.dataset, ctx.splits.tuning.rows)
     out = {}
     for name, (dataset, rows) in wanted.items():
-        store = ctx.store.find(dataset, projector, identity, precision)
+        store = ctx.store.find(dataset, projector, identity, precision, engine)
         lacking = len(rows) if store is None else len(store.missing(rows))
         if lacking:
             out[name] = lacking

@@ -128,7 +128,8 @@ class AblationContext:
     def backbone(self, spec: Optional[str] = None) -> ClipBackbone:
         spec = spec or self.cfg.backbone
         if spec not in self._backbones:
-            self._backbones[spec] = load_clip(spec, device=self.cfg.device)
+            self._backbones[spec] = load_clip(spec, device=self.cfg.device,
+                                              engine=self.cfg.engine)
         return self._backbones[spec]
 
     def loaded_backbone(self, spec: str) -> Optional[ClipBackbone]:

@@ -73,7 +73,7 @@ def _extract(cfg, splits, shard, device) -> list:
         if job.backbone != loaded:
             backbone = None                            # free the previous model first
             with distributed.main_first(shard):
-                backbone = load_clip(job.backbone, device=device)
+                backbone = load_clip(job.backbone, device=device, engine=cfg.engine)
             loaded = job.backbone
         projector = job.projector.build()
         with distributed.main_first(shard):            # rank 0 creates the store folder

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 #: settings that do not change the numbers of one (method, shots, seed) run
 _NOT_IN_RUN_ID = ("shots", "seeds", "methods", "name", "output_dir", "cache_dir", "device",
-                  "batch_size", "download")
+                  "engine", "batch_size", "download")
 
 
 @dataclass
@@ -209,7 +209,7 @@ def prepare(cfg: FewShotConfig, backbone: Optional[ClipBackbone] = None, resume:
         raise ValueError(f"the train and test splits in {root} have different class lists")
     projector = cfg.projector.build()
     if backbone is None:
-        backbone = load_clip(cfg.backbone, device=cfg.device)
+        backbone = load_clip(cfg.backbone, device=cfg.device, engine=cfg.engine)
     device = backbone.device
     text = backbone.encode_prompts(class_prompts(train.classnames, cfg.templates))
 
