@@ -142,10 +142,9 @@ def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, back
     if store.num_rows != len(dataset) or store.num_views != projector.num_views:
         raise ValueError(f"feature store {store.path} holds {store.num_rows} clouds x "
                          f"{store.num_views} views, not {len(dataset)} x {projector.num_views}")
-    blocks = blocks_of(rows, batch_size)
-    stored = store.stored(np.concatenate(blocks))
-    todo = [block[~s] for block, s in zip(blocks, np.split(stored, np.cumsum(
-        [len(b) for b in blocks[:-1]]))) if not s.all()]
+    missing = store.missing(rows)
+    todo = [b for b in (block[np.isin(block, missing)] for block in blocks_of(rows, batch_size))
+            if len(b)]                               # the blocks that lack rows, those rows
     todo_rows = np.concatenate(todo) if todo else np.zeros(0, np.int64)
     stats = ExtractStats(requested=len(rows), encoded=0, missing=len(todo_rows))
     barrier()   # every rank has listed the missing rows before anyone adds to them
@@ -175,37 +174,38 @@ def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, back
         bar.update(done - bar.n)
 
     pending: Deque[Future] = deque()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer") as writer:
-        try:
-            for chunk in shard.take(todo):
-                points = torch.as_tensor(dataset.points(chunk), dtype=torch.float32)
-                if device.type == "cuda":
-                    points = points.pin_memory()
-                marks = [clock.mark()]
-                images = projector(points.to(device, non_blocking=True))    # [b, V, 3, S, S]
-                marks.append(clock.mark())
-                g, s, norms = backbone.encode_images(images.flatten(0, 1), return_norms=True)
-                b = len(chunk)
-                g, s, norms = (_to_host(x.view(b, v, *x.shape[1:]), dtype) for x, dtype in
-                               ((g, torch.float16), (s, torch.float16), (norms, torch.float32)))
-                marks.append(clock.mark())
-                pending.append(writer.submit(store_batch, chunk, g, s, norms, marks))
-                while len(pending) > 1:            # one batch is written while the next encodes
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer") as writer:
+            try:
+                for chunk in shard.take(todo):
+                    points = torch.as_tensor(dataset.points(chunk), dtype=torch.float32)
+                    if device.type == "cuda":
+                        points = points.pin_memory()
+                    marks = [clock.mark()]
+                    images = projector(points.to(device, non_blocking=True))  # [b, V, 3, S, S]
+                    marks.append(clock.mark())
+                    g, s, norms = backbone.encode_images(images.flatten(0, 1), return_norms=True)
+                    b = len(chunk)
+                    g, s, norms = (_to_host(x.view(b, v, *x.shape[1:]), dtype) for x, dtype in
+                                   ((g, torch.float16), (s, torch.float16), (norms, torch.float32)))
+                    marks.append(clock.mark())
+                    pending.append(writer.submit(store_batch, chunk, g, s, norms, marks))
+                    while len(pending) > 1:        # one batch is written while the next encodes
+                        pending.popleft().result()
+                        show_progress()
+                while pending:
                     pending.popleft().result()
-                    show_progress()
-            while pending:
-                pending.popleft().result()
-        except KeyboardInterrupt:
-            for future in pending:                 # whole batches already encoded are kept
-                future.exception()
-            bar.close()
-            raise Interrupted(
-                f"interrupted while encoding {dataset.name} {dataset.split}: {stats.encoded} "
-                f"of {len(todo_rows)} clouds encoded in this run are kept in {store.path}; run "
-                f"the same command again to resume") from None
-    barrier()   # every rank's share is stored
-    show_progress()
-    bar.close()
+            except KeyboardInterrupt:
+                for future in pending:             # whole batches already encoded are kept
+                    future.exception()
+                raise Interrupted(
+                    f"interrupted while encoding {dataset.name} {dataset.split}: "
+                    f"{stats.encoded} of {len(todo_rows)} clouds encoded in this run are kept in "
+                    f"{store.path}; run the same command again to resume") from None
+        barrier()   # every rank's share is stored
+        show_progress()
+    finally:
+        bar.close()
     return stats
 
 
