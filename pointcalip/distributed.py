@@ -73,7 +73,7 @@ def rank_device(device: Optional[str], shard: Shard) -> Optional[str]:
     no device on a machine with GPUs) means this rank's own GPU, ``cuda:LOCAL_RANK``."""
     if shard.world_size == 1:
         return device
-    if device is None and torch.cuda.is_available() or device == "cuda":
+    if (device is None and torch.cuda.is_available()) or device == "cuda":
         count = torch.cuda.device_count()
         if shard.local_rank >= count:
             raise ValueError(f"rank {shard.rank} is local rank {shard.local_rank} but this "
