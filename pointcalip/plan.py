@@ -11,7 +11,8 @@ torchrun); the command the config belongs to then finds every feature it needs s
   shots and, for methods that train on them, the shots' augmented copies.
 
 ``splits`` picks among ``test``, ``val`` (the TRAIN clouds above) and ``train`` (the whole
-TRAIN split, e.g. to add seeds or shots later without encoding).
+TRAIN split, e.g. to add seeds or shots later without encoding; it includes ``val``'s TRAIN
+clouds, which are then not listed separately).
 """
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def _datasets(cfg: RunConfig, splits: Sequence[str]) -> List[tuple]:
                 out.append(("val", train, picked.rows))
             if picked.augmented is not None:
                 out.append(("val (copies)", picked.augmented, picked.bank_rows))
-        else:   # the tuning set of `pointcalip zeroshot` (zeroshot.load_splits)
+        elif "train" not in splits:    # the tuning set of `pointcalip zeroshot` (load_splits)
             out.append(("val", train, validation_indices(train.labels, cfg.tune.val_fraction,
                                                          cfg.tune.seed)))
     if "train" in splits:

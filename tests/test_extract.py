@@ -169,6 +169,8 @@ def test_ablation_and_fewshot_configs_list_what_their_runs_read(small_modelnet, 
     whole = {j.label: j for j in feature_jobs(fewshot, ["val", "train"])}   # train covers val
     assert list(whole) == ["val (copies)", "train"] and whole["train"].rows is None
     assert [j.label for j in feature_jobs(fewshot, ["train"])] == ["train"]
+    zeroshot = load_any_config(["modelnet40"], base)
+    assert [j.label for j in feature_jobs(zeroshot, ["test", "val", "train"])] == ["test", "train"]
 
 
 def test_extract_fills_what_fewshot_reads(small_modelnet, tiny_checkpoints, tmp_path):
