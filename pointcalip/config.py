@@ -20,7 +20,6 @@ import dataclasses
 import difflib
 import importlib
 import inspect
-import json
 import math
 import typing
 from dataclasses import dataclass, field
@@ -171,6 +170,12 @@ class Section:
 
     def validate(self) -> None:
         """Checks across fields; raise ConfigError(key, problem)."""
+
+    @classmethod
+    def file_overrides(cls, paths: Sequence[Union[str, Path]]) -> List[str]:
+        """``--set`` assignments that :func:`load_config` puts before the user's, derived
+        from the config files themselves (none here; ablation configs join their studies)."""
+        return []
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "Section":
@@ -473,9 +478,10 @@ def load_config(cls, paths: Sequence[str | Path], overrides: Sequence[str] = ())
     """Merge config files and overrides into a checked ``cls`` (a command's Section).
 
     A top-level ``command:`` key (set by the shipped defaults of each command) must name
-    ``cls.COMMAND``; ``name`` defaults to the last file's stem.
+    ``cls.COMMAND``; ``name`` defaults to the last file's stem; ``cls.file_overrides(paths)``
+    go before ``overrides``.
     """
-    merged = merged_config(paths, overrides)
+    merged = merged_config(paths, [*cls.file_overrides(paths), *overrides])
     command = merged.pop("command", cls.COMMAND)
     if command != cls.COMMAND:
         raise ConfigError("command", f"is {command!r}: these configs are for `pointcalip "
@@ -494,17 +500,11 @@ CONFIG_KINDS = {"zeroshot": "pointcalip.config:ZeroShotConfig",
 
 def load_any_config(paths: Sequence[str | Path], overrides: Sequence[str] = ()):
     """:func:`load_config` with the class the files' ``command:`` key names (zeroshot when
-    none does): a zero-shot, few-shot or ablation config. As ``pointcalip ablate`` does, the
-    ``studies:`` lists of several ablation files are joined."""
+    none does): a zero-shot, few-shot or ablation config."""
     command = merged_config(paths, overrides).get("command", "zeroshot")
     if command not in CONFIG_KINDS:
         raise ConfigError("command", f"is {command!r}; configs are for one of "
                                      f"{', '.join(CONFIG_KINDS)}", hint=False)
-    if command == "ablate":
-        from .ablation.config import studies_of_files
-
-        studies = studies_of_files(paths)
-        overrides = ([f"studies={json.dumps(studies)}"] if studies else []) + list(overrides)
     return load_config(config_class(command), paths, overrides)
 
 

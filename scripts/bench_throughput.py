@@ -33,7 +33,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from clip.model import CLIP
 
 from pointcalip.backbone import ClipBackbone, load_clip
 from pointcalip.commands.options import positive_int
@@ -43,19 +42,10 @@ from pointcalip.engine import onnxruntime_missing
 from pointcalip.extract import encode_missing
 from pointcalip.store import FeatureStore
 from pointcalip.zeroshot import run_zeroshot
+from bench_engine import MODELS, random_clip  # scripts/ is on sys.path
 
-TEXT = dict(context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8,
-            transformer_layers=12)
-ARCHITECTURES = {   # the published dimensions (clip.model.build_model reads them back)
-    "RN50": dict(embed_dim=1024, image_resolution=224, vision_layers=(3, 4, 6, 3),
-                 vision_width=64, vision_patch_size=None, **TEXT),
-    "RN101": dict(embed_dim=512, image_resolution=224, vision_layers=(3, 4, 23, 3),
-                  vision_width=64, vision_patch_size=None, **TEXT),
-    "ViT-B/32": dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
-                     vision_patch_size=32, **TEXT),
-    "ViT-B/16": dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
-                     vision_patch_size=16, **TEXT),
-}
+#: the published architectures by CLIP name -> scripts/bench_engine.py's key
+ARCHITECTURES = {name: key for key, (name, _) in MODELS.items()}
 PROJECTORS = {"pointclip": ProjectorConfig("pointclip", {"views": "zeroshot"}),
               "realistic": ProjectorConfig("realistic")}
 MODELNET40_TEST, MODELNET40_VAL = 2468, 984
@@ -65,8 +55,7 @@ def random_checkpoint(arch: str, folder: Path) -> Path:
     """A state-dict file of CLIP ``arch`` with random weights (written once per folder)."""
     path = folder / f"{arch.replace('/', '-')}-random.pt"
     if not path.exists():
-        torch.manual_seed(0)
-        torch.save(CLIP(**ARCHITECTURES[arch]).state_dict(), path)
+        torch.save(random_clip(ARCHITECTURES[arch]).state_dict(), path)
     return path
 
 

@@ -4,12 +4,13 @@ An ablation config is a zero-shot config (dataset, projector, backbone, template
 tuning, store; the same keys, checks and defaults) with ``studies:``, the list of studies to
 run, and one section of options per study (``views_study:``, ``terms_study:``, ...). The
 shipped ``configs/ablation_<study>.yaml`` files each run one study; ``studies: [views,
-terms]`` runs several, and so does ``--config ablation_views ablation_terms`` (the command
-joins the ``studies:`` lists of its files; see :func:`studies_of_files`).
+terms]`` runs several, and so does ``--config ablation_views ablation_terms`` (loading joins
+the ``studies:`` lists of the files; see :func:`studies_of_files`).
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +144,13 @@ class AblationConfig(ZeroShotConfig):
         if self.views_study.order is not None:
             check_views(self.views_study.order, self.projector.build().num_views,
                         "views_study.order")
+
+    @classmethod
+    def file_overrides(cls, paths: Sequence[Union[str, Path]]) -> List[str]:
+        """The ``studies:`` lists of all the files joined (:func:`studies_of_files`), so that
+        ``--config ablation_views ablation_terms`` runs both studies."""
+        studies = studies_of_files(paths)
+        return [f"studies={json.dumps(studies)}"] if studies else []
 
     def zeroshot(self, **changes) -> ZeroShotConfig:
         """The zero-shot config with the same shared settings (``changes`` replace some)."""

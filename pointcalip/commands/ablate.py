@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from .options import add_config_options, add_tune_on_option
 
@@ -30,13 +29,11 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from ..ablation.config import AblationConfig, studies_of_files
+    from ..ablation.config import AblationConfig
     from ..ablation.run import output_dir, run_ablation, write_ablation
     from ..config import load_config
 
-    studies = studies_of_files(args.config)
-    overrides = [f"studies={json.dumps(studies)}"] if studies else []
-    overrides += list(args.overrides)
+    overrides = list(args.overrides)
     if args.tune_on:
         overrides.append(f"tune.split={args.tune_on}")
     cfg = load_config(AblationConfig, args.config, overrides)
