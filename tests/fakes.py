@@ -2,6 +2,8 @@
 the feature store and extraction without CLIP."""
 from __future__ import annotations
 
+import faulthandler
+
 import numpy as np
 import torch
 
@@ -62,3 +64,23 @@ class FakeBackbone:
         g = torch.nn.functional.normalize(raw, dim=-1)
         s = torch.nn.functional.normalize((x @ self.w_s).view(-1, HW, C), dim=-1)
         return (g, s, raw.norm(dim=-1)) if return_norms else (g, s)
+
+
+def fill_rows_in_child(root, rows, barrier, log_path, timeout_s):
+    """A child process's work in tests/test_store.py: open the store at ``root`` and encode
+    ``rows`` once both children are ready. Spawned children import this module, so it lives
+    here and not in the test file. A child still running after ``timeout_s`` writes every
+    thread's stack to ``log_path`` and exits, so a deadlock fails the test instead of hanging it."""
+    from pointcalip.extract import extract
+    from pointcalip.store import FeatureStore
+
+    with open(log_path, "w") as log:
+        faulthandler.dump_traceback_later(timeout_s, exit=True, file=log)
+        print(f"rows {rows}: waiting for the other child", file=log, flush=True)
+        barrier.wait(timeout_s)                   # both processes open and write at the same time
+        print("opening the store and encoding", file=log, flush=True)
+        ds = FakeDataset()
+        store = FeatureStore(root).open(ds, FakeProjector(), FakeBackbone())
+        extract(store, ds, rows, FakeProjector(), FakeBackbone(), batch_size=2)
+        print("done", file=log, flush=True)
+        faulthandler.cancel_dump_traceback_later()

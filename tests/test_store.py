@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import pointcalip.store as store_module
-from fakes import C, HW, V, FakeBackbone, FakeDataset, FakeProjector
+from fakes import C, HW, V, FakeBackbone, FakeDataset, FakeProjector, fill_rows_in_child
 from pointcalip.extract import Interrupted, extract
 from pointcalip.store import FeatureStore, store_key
 
@@ -193,23 +193,26 @@ def test_damaged_store_json_starts_a_new_store(tmp_path, damage):
     assert len([p for p in tmp_path.iterdir() if p.name.startswith(".damaged-")]) == 1
 
 
-def _fill(root, rows, barrier):
-    barrier.wait()                        # both processes open and write at the same time
-    ds = FakeDataset()
-    store = FeatureStore(root).open(ds, FakeProjector(), FakeBackbone())
-    extract(store, ds, rows, FakeProjector(), FakeBackbone(), batch_size=2)
-
-
 def test_processes_fill_disjoint_rows_at_once(tmp_path):
-    ctx = multiprocessing.get_context("fork")
+    """Two spawned processes (fork would copy this process's held locks into the children)
+    fill alternate rows at once. Every wait is bounded: a child that hangs dumps its stacks to
+    its log and exits, and the test fails showing what each child was doing."""
+    ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(2)
-    jobs = [ctx.Process(target=_fill, args=(tmp_path, rows, barrier))
-            for rows in ([0, 2, 4, 6, 8], [1, 3, 5, 7, 9])]
+    logs = [tmp_path.parent / f"{tmp_path.name}-child{i}.log" for i in range(2)]
+    jobs = [ctx.Process(target=fill_rows_in_child, args=(tmp_path, rows, barrier, log, 60))
+            for rows, log in zip(([0, 2, 4, 6, 8], [1, 3, 5, 7, 9]), logs)]
     for j in jobs:
         j.start()
     for j in jobs:
-        j.join(60)
-    assert [j.exitcode for j in jobs] == [0, 0]
+        j.join(90)
+    hung = [j for j in jobs if j.is_alive()]
+    for j in hung:
+        j.kill()
+        j.join(5)
+    report = "\n".join(f"child {i} (exit code {j.exitcode}):\n{log.read_text() if log.exists() else '(no log)'}"
+                       for i, (j, log) in enumerate(zip(jobs, logs)))
+    assert not hung and [j.exitcode for j in jobs] == [0, 0], report
     stores = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
     assert len(stores) == 1 and not [p for p in tmp_path.iterdir() if p.name.startswith(".new-")]
     store = open_store(tmp_path)
