@@ -21,7 +21,7 @@ DATASETS = {"modelnet40": ModelNet40, "modelnet10": ModelNet10, "scanobjectnn": 
 def build_dataset(name: str, root=None, split: str = "test", **kwargs) -> H5CloudDataset:
     """Dataset from a config name: ``"modelnet40"``, ``"modelnet10"`` or ``"scanobjectnn"``
     (pass ``variant=``; ``"scanobjectnn/PB_T50_RS"`` also works). ``root=None`` locates the
-    installed folder under `pointcalip.paths.data_dir()` (no download); other keyword
+    installed folder under `pointcalip.core.paths.data_dir()` (no download); other keyword
     arguments go to the dataset class (num_points, sampling, normalize, in_memory)."""
     key = str(name).strip().lower()
     if key.startswith("scanobjectnn/"):

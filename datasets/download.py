@@ -26,8 +26,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..digest import file_digest
-from ..paths import data_dir, ensure_writable
+from ..core.digest import file_digest
+from ..core.paths import data_dir, ensure_writable
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def _missing_message(src: DatasetSource, root: Path) -> str:
 def dataset_folder(name: str, root=None) -> Path:
     """Locate an installed dataset folder without downloading: the
     ``modelnet40_ply_hdf5_2048`` folder (also for ``modelnet10``) or ScanObjectNN's
-    ``h5_files`` folder under ``root`` (default `pointcalip.paths.data_dir()`); ``root`` may
+    ``h5_files`` folder under ``root`` (default `pointcalip.core.paths.data_dir()`); ``root`` may
     also be that folder itself. Raises FileNotFoundError saying how to get it."""
     src = source(name)
     root = Path(root).expanduser() if root is not None else data_dir()
@@ -350,7 +350,7 @@ def ensure_dataset(
     timeout: float = 60.0,
 ) -> Path:
     """Return the dataset folder (``modelnet40_ply_hdf5_2048`` for modelnet40/modelnet10,
-    ``h5_files`` for scanobjectnn) under ``root`` (default `pointcalip.paths.data_dir()`),
+    ``h5_files`` for scanobjectnn) under ``root`` (default `pointcalip.core.paths.data_dir()`),
     installing it only when missing (or when ``force``): from ``from_path`` (a zip/tar or an
     extracted folder), else from ``url``, else from the known URLs in order (ScanObjectNN
     has none: its terms must be accepted, so it needs ``from_path`` or ``url``)."""

@@ -34,8 +34,8 @@ with warnings.catch_warnings():  # openai-clip imports the deprecated pkg_resour
     import clip
 from clip.model import CLIP, ModifiedResNet, VisionTransformer, build_model
 
-from pointcalip import paths
-from pointcalip.digest import file_digest
+from pointcalip.core import paths
+from pointcalip.core.digest import file_digest
 from pointcalip.engine import apply_engine, check_engine
 from pointcalip.prompts import check_classnames, check_templates
 
@@ -373,7 +373,7 @@ def checkpoint_identity(name_or_path: Union[str, Path]) -> str:
 def load_clip(name_or_path: Union[str, Path], device: Union[str, torch.device, None] = None,
               download_root: Union[str, Path, None] = None, engine: str = "auto") -> ClipBackbone:
     """Load a frozen CLIP: an OpenAI name (``clip.available_models()``; downloaded to
-    ``download_root or pointcalip.paths.clip_dir()``), a TorchScript archive or a plain
+    ``download_root or pointcalip.core.paths.clip_dir()``), a TorchScript archive or a plain
     state-dict file. fp32 on CPU, fp16 on CUDA; default device cuda if available else cpu.
 
     ``open_clip:...`` names (``open_clip:ViT-H-14/laion2b_s32b_b79k``, an architecture with a

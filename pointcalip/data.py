@@ -6,7 +6,7 @@ from pathlib import Path
 from .config import DataConfig
 from .datasets import build_dataset, dataset_folder, ensure_dataset
 from .datasets.base import H5CloudDataset
-from .paths import data_dir
+from .core.paths import data_dir
 
 
 def resolve_data_root(data: DataConfig, download: bool) -> Path:

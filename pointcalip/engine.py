@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from pointcalip import paths
+from pointcalip.core import paths
 
 if TYPE_CHECKING:  # pragma: no cover
     from pointcalip.backbone import ClipBackbone

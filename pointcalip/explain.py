@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import plots
+from .report import plots
 from .backbone import ClipBackbone
 from .calip import ViewWeights
 from .head import CalipHead
@@ -125,7 +125,7 @@ def render(expl: Explanation, path: Union[str, Path], target: Optional[int] = No
            title: str = "", view_titles: Optional[Sequence[str]] = None) -> Tuple[int, int]:
     """Write the PNG: one column per view, one row for the predicted class and one for
     ``target`` (a class index; skipped when it is the predicted one), titled with the top-3
-    probabilities. -> (width, height) in pixels (:func:`pointcalip.plots.attention_grid_size`)."""
+    probabilities. -> (width, height) in pixels (:func:`pointcalip.report.plots.attention_grid_size`)."""
     rows = explain_rows(expl, target)
     top = ", ".join(f"{name} {p:.1%}" for name, p in expl.top(3))
     heading = f"{title}  top-3: {top}" if title else f"top-3: {top}"

@@ -8,7 +8,7 @@ Per block of clouds: ``dataset.points(rows)`` [b, N, 3] -> ``projector`` [b, V, 
 the backbone's device -> ``backbone.encode_images`` -> global [b, V, C], spatial [b, V, HW, C],
 norms [b, V] -> one store piece, written by a second thread while the next block encodes.
 Blocks are fixed by the requested rows and the batch size (:func:`blocks_of`), so several
-ranks (:mod:`pointcalip.distributed`) can share them and still store what one process would.
+ranks (:mod:`pointcalip.core.distributed`) can share them and still store what one process would.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .distributed import Shard, barrier
+from .core.distributed import Shard, barrier
 from .store import SplitStore
 
 log = logging.getLogger(__name__)

@@ -39,7 +39,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from .paths import cache_dir as default_cache_dir, slug
+from .core.paths import cache_dir as default_cache_dir, slug
 
 log = logging.getLogger(__name__)
 

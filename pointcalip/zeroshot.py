@@ -31,10 +31,10 @@ from .datasets import validation_indices
 from .datasets.base import H5CloudDataset
 from .extract import SplitFeatures, extract
 from .head import CalipHead
-from .metrics import Accuracy, accuracy
-from .paths import ensure_writable
+from .report.metrics import Accuracy, accuracy
+from .core.paths import ensure_writable
 from .prompts import class_prompts, load_templates
-from .results import RunInfo, backbone_label, run_name
+from .report.results import RunInfo, backbone_label, run_name
 from .search import WEIGHT_CHOICES, SearchResult, beta_grid, search
 from .store import FeatureStore
 

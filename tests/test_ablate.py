@@ -20,7 +20,7 @@ from PIL import Image
 
 import ablation_planted as AP
 import planted as P
-from pointcalip import plots
+from pointcalip.report import plots
 from pointcalip.backbone import ClipBackbone
 from pointcalip.cli import main
 from pointcalip.datasets import validation_indices

@@ -12,7 +12,8 @@ import open_clip
 import pytest
 import torch
 
-from pointcalip import engine, paths
+from pointcalip import engine
+from pointcalip.core import paths
 from pointcalip.backbone import CPU_IMAGES_PER_CALL, default_images_per_call, load_clip
 from pointcalip.openclip import OpenClipBackbone
 

@@ -10,7 +10,7 @@ from pointcalip.calip import calip_logits
 from pointcalip.cli import main
 from pointcalip.datasets import load_point_cloud
 from pointcalip.explain import Explanation, explain_cloud, render, spatial_attention
-from pointcalip.plots import attention_grid_size
+from pointcalip.report.plots import attention_grid_size
 from pointcalip.projection import PointCLIPProjector
 
 

@@ -17,7 +17,7 @@ import pytest
 from pointcalip.cli import main
 from pointcalip.config import load_any_config
 from pointcalip.datasets import validation_indices
-from pointcalip.distributed import Shard, rank_device, shard_from_env
+from pointcalip.core.distributed import Shard, rank_device, shard_from_env
 from pointcalip.extract import blocks_of
 from pointcalip.fewshot.config import FewShotConfig
 from pointcalip.plan import feature_jobs

@@ -18,11 +18,11 @@ from typing import Dict, List
 import numpy as np
 import yaml
 
-from .. import plots
+from ..report import plots
 from ..backbone import checkpoint_identity, precision_on
 from ..config import ZeroShotConfig
 from ..engine import planned_engine
-from ..results import backbone_label
+from ..report.results import backbone_label
 from .config import AblationConfig
 from .context import AblationContext
 from .tables import BETA_FORMAT, StudyResult, Table

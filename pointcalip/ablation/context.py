@@ -24,7 +24,7 @@ from ..backbone import ClipBackbone, load_clip
 from ..config import ProjectorConfig
 from ..extract import SplitFeatures, extract
 from ..prompts import class_prompts
-from ..results import backbone_label
+from ..report.results import backbone_label
 from ..store import FeatureStore
 from ..zeroshot import ViewLogits, ZeroShotSplits, compute_view_logits_for, load_splits
 from .config import AblationConfig

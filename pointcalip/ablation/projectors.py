@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import plots
+from ..report import plots
 from .context import AblationContext, projector_label
 from .tables import BETA_FORMAT, StudyResult, Table
 from .tuning import test_accuracy, tune_then_test

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Tuple, Union
 
-from .. import plots
+from ..report import plots
 from ..prompts import class_prompts, is_prompt_file, load_templates
 from .context import AblationContext
 from .tables import BETA_FORMAT, StudyResult, Table

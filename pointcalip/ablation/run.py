@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from ..backbone import ClipBackbone
-from ..paths import ensure_writable
+from ..core.paths import ensure_writable
 from ..prompts import load_templates
-from ..results import RunInfo, backbone_label, run_name
+from ..report.results import RunInfo, backbone_label, run_name
 from .backbones import run_backbones
 from .config import AblationConfig
 from .context import AblationContext, projector_label

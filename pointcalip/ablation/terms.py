@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .. import plots
+from ..report import plots
 from ..search import accuracy_table
 from ..zeroshot import tune_grids
 from .context import AblationContext

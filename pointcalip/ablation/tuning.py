@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 from ..calip import aggregate_views
 from ..config import TuneConfig
-from ..metrics import Accuracy, accuracy
+from ..report.metrics import Accuracy, accuracy
 from ..search import WEIGHT_CHOICES, SearchResult
 from ..zeroshot import ViewLogits, tune
 from .context import PairLogits

@@ -22,7 +22,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from .. import plots
+from ..report import plots
 from .context import AblationContext
 from .tables import BETA_FORMAT, StudyResult, Table, subset_label
 from .tuning import test_accuracy, tune_then_test

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import plots
-from ..results import backbone_label
+from ..report import plots
+from ..report.results import backbone_label
 from .context import AblationContext, PairLogits
 from .tables import BETA_FORMAT, StudyResult, Table
 from .tuning import tune_then_test

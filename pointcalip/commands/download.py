@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from pointcalip.paths import data_dir
+from pointcalip.core.paths import data_dir
 
 
 def register(subparsers) -> argparse.ArgumentParser:

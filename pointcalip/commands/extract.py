@@ -34,7 +34,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from .. import distributed
+    from ..core import distributed
     from ..config import load_any_config
 
     cfg = load_any_config(args.config, args.overrides)
@@ -54,10 +54,10 @@ def _extract(cfg, splits, shard, device) -> list:
 
     import numpy as np
 
-    from .. import distributed
+    from ..core import distributed
     from ..backbone import load_clip
     from ..extract import encode_missing
-    from ..paths import ensure_writable
+    from ..core.paths import ensure_writable
     from ..plan import feature_jobs
     from ..store import FeatureStore
 

@@ -40,7 +40,7 @@ def model_settings(args) -> dict:
     defaults, then ``--results``, then options; the templates and the backbone checked."""
     from ..config import check_backbone
     from ..prompts import load_templates
-    from ..results import read_results
+    from ..report.results import read_results
 
     s = {"backbone": "RN50", "projector": {"name": "pointclip"}, "templates": "pointclip",
          "beta2": 0.0, "beta3": 0.0, "views": None, "view_weights": None}

@@ -25,7 +25,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from ..config import load_config, ZeroShotConfig
-    from ..results import write_results
+    from ..report.results import write_results
     from ..zeroshot import output_dir, run_zeroshot
 
     overrides = list(args.overrides)

@@ -9,8 +9,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .. import plots
-from ..results import RunInfo
+from ..report import plots
+from ..report.results import RunInfo
 
 ZERO_SHOT_METHODS = ("pointclip", "calip")     # the rows of method `zeroshot`, at 0 shots
 

@@ -26,10 +26,10 @@ from ..backbone import ClipBackbone, load_clip
 from ..data import build_split, resolve_data_root
 from ..extract import SplitFeatures, extract
 from ..head import CalipHead
-from ..metrics import accuracy
-from ..paths import ensure_writable
+from ..report.metrics import accuracy
+from ..core.paths import ensure_writable
 from ..prompts import class_prompts
-from ..results import RunInfo, backbone_label, run_name
+from ..report.results import RunInfo, backbone_label, run_name
 from ..search import SearchResult
 from ..store import FeatureStore
 from ..zeroshot import ViewLogits, compute_view_logits, tune
@@ -407,7 +407,7 @@ def run_fewshot(cfg: FewShotConfig, backbone: Optional[ClipBackbone] = None,
 
 def write_fewshot_results(result: FewShotResult, out: Path):
     """results.json, results.md and accuracy_vs_shots.png in ``out``."""
-    from ..results import write_results
+    from ..report.results import write_results
 
     json_path, md_path = write_results(result, out)
     png = plot_accuracy_vs_shots(result.summary(), Path(out) / "accuracy_vs_shots.png",

@@ -20,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
-from .paths import slug
+from ..core.paths import slug
 
 #: config keys that change where or how fast a run goes, never its numbers
 NOT_IN_RUN_NAME = ("name", "cache_dir", "output_dir", "device", "engine", "batch_size",
@@ -52,7 +52,7 @@ class RunInfo:
         import numpy
         import torch
 
-        from . import __version__
+        from .. import __version__
 
         device_name = str(device)
         if str(device).startswith("cuda") and torch.cuda.is_available():
