@@ -13,8 +13,9 @@ and walks the data that follows:
 - ``.off``: the vertex and face counts against the lines that follow, face indices in range;
 - ``.stl``: binary, 80-byte header + uint32 count + 50 bytes per triangle == file size;
   ASCII, complete facets and a closing ``endsolid``;
-- ``.obj``: every ``v`` and ``f`` line parses, faces refer to existing vertices, faces are
-  triangles (Open3D drops larger polygons without a word).
+- ``.obj``: every ``v`` and ``f`` line parses, faces refer to existing vertices
+  (`read_obj`: an OBJ without faces is a point cloud, and polygons are split into triangles
+  here, since Open3D drops faces of more than 3 vertices without a word).
 
 Each problem is a ``ValueError`` naming the file, saying what is wrong and how to fix it.
 `check_file` returns what the file declares (`Declared`); `check_mesh` compares Open3D's
@@ -458,16 +459,38 @@ def _check_ascii_stl(path: Path, text: str) -> Declared:
 
 # --- OBJ -----------------------------------------------------------------------------
 
-def check_obj(path: Path, data: bytes) -> Declared:
-    vertices, faces, polygons, highest = 0, 0, [], (0, 0)
+@dataclass
+class ObjContents:
+    """What an OBJ file holds. vertices [V, 3] float64 (x y z of each ``v`` line; a 4th
+    weight or colour columns ignored); faces: per ``f`` line its vertex numbers counted from
+    0 (relative ``-1`` references resolved); polygons: line numbers of faces with more than
+    3 vertices."""
+
+    vertices: np.ndarray
+    faces: list[list[int]]
+    polygons: list[int]
+
+    def triangles(self) -> np.ndarray:
+        """[T, 3] int64: each face split into a fan from its first vertex, ``(v0, vi, vi+1)``
+        for i = 1 .. n-2 (right for convex polygons, the usual quads and n-gons of exported
+        meshes; a concave polygon's fan may cover area outside it)."""
+        fans = [(f[0], f[j], f[j + 1]) for f in self.faces for j in range(1, len(f) - 1)]
+        return np.asarray(fans, dtype=np.int64).reshape(-1, 3)
+
+
+def read_obj(path: Path, data: bytes) -> ObjContents:
+    """Parse an OBJ file's ``v`` and ``f`` lines, checking that every line is an OBJ
+    statement, every vertex has x y z, every face has 3 or more vertex numbers that refer to
+    existing vertices; at least one vertex. A file without faces is a point cloud."""
+    xyz: list[tuple[float, float, float]] = []
+    faces, polygons, highest = [], [], (0, 0)
     for i, words in _text_rows(data):
         if words[0] == "v":
             try:
-                float(words[1]), float(words[2]), float(words[3])
+                xyz.append((float(words[1]), float(words[2]), float(words[3])))
             except (ValueError, IndexError):
                 raise ValueError(f"{path} line {i}: expected a vertex 'v x y z', got "
                                  f"{' '.join(words)[:60]!r}; {_BROKEN_LINE}") from None
-            vertices += 1
         elif words[0] == "f":
             try:
                 index = [int(ref.partition("/")[0]) for ref in words[1:]]
@@ -477,30 +500,27 @@ def check_obj(path: Path, data: bytes) -> Declared:
                 raise ValueError(f"{path} line {i}: expected a face 'f i j k' of 3 or more "
                                  f"vertex numbers (from 1), got {' '.join(words)[:60]!r}; "
                                  f"{_BROKEN_LINE}")
-            if min(index) < -vertices:
+            if min(index) < -len(xyz):
                 raise ValueError(f"{path} line {i}: the face refers to vertex {min(index)}, but "
-                                 f"only {vertices} vertices come before it; the file is corrupt")
+                                 f"only {len(xyz)} vertices come before it; the file is corrupt")
             if max(index) > highest[0]:
                 highest = (max(index), i)
-            faces += 1
+            faces.append([k - 1 if k > 0 else len(xyz) + k for k in index])
             if len(index) > 3:
                 polygons.append(i)
         elif words[0] not in OBJ_STATEMENTS:
             raise ValueError(f"{path} line {i}: {' '.join(words)[:60]!r} is not an OBJ "
                              f"statement; the file is corrupt or not an OBJ file")
-    if highest[0] > vertices:
+    if highest[0] > len(xyz):
         raise ValueError(f"{path} line {highest[1]}: the face refers to vertex {highest[0]}, but "
-                         f"the file has {vertices} vertices; the face list is corrupt or the "
+                         f"the file has {len(xyz)} vertices; the face list is corrupt or the "
                          f"file is truncated")
-    if faces == 0:
-        raise ValueError(f"{path}: holds {vertices} vertices ('v' lines) and no faces ('f' "
-                         f"lines); Open3D reads no OBJ without faces (save a cloud as .ply or "
-                         f".xyz)")
-    if polygons:
-        raise ValueError(
-            f"{path}: {len(polygons)} of its {faces} faces have more than 3 vertices (first at "
-            f"line {polygons[0]}), and Open3D's OBJ reader drops such faces silently. "
-            f"Triangulate the mesh (e.g. Blender: Face > Triangulate Faces) or export it as "
-            f".off or .ply, whose polygons are split into triangles on reading"
-        )
-    return Declared(vertices=None, faces=faces)
+    if not xyz:
+        raise ValueError(f"{path}: holds 0 vertices ('v' lines) and no faces ('f' lines); it "
+                         f"holds no points")
+    return ObjContents(np.asarray(xyz, dtype=np.float64).reshape(-1, 3), faces, polygons)
+
+
+def check_obj(path: Path, data: bytes) -> Declared:
+    """An OBJ file's structure (:func:`read_obj`); -> its face count (0: a point cloud)."""
+    return Declared(vertices=None, faces=len(read_obj(path, data).faces))

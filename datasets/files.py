@@ -1,8 +1,10 @@
 """Load your own point clouds and meshes as normalised ``[num_points, 3]`` clouds.
 
-Clouds: ``.ply`` (without faces), ``.pcd`` (Open3D), ``.xyz``/``.pts``/``.txt``/``.csv``
-(text), ``.npy``/``.npz`` (arrays). Meshes: ``.off``, ``.obj``, ``.stl``, ``.ply`` with faces
-(Open3D), sampled uniformly on the surface (area-weighted, seeded).
+Clouds: ``.ply`` (without faces), ``.pcd`` (Open3D), ``.obj`` without faces (its ``v``
+lines), ``.xyz``/``.pts``/``.txt``/``.csv`` (text), ``.npy``/``.npz`` (arrays). Meshes:
+``.off``, ``.obj``, ``.stl``, ``.ply`` with faces (Open3D), sampled uniformly on the surface
+(area-weighted, seeded). OBJ quads and larger polygons, which Open3D drops, are split into
+fans of triangles from each face's first vertex (exact for convex polygons).
 
 Up axis: ModelNet40 is y-up. ``up="z"`` rotates z-up data by -90 degrees about the x axis,
 ``(x, y, z) -> (x, z, -y)`` (a proper rotation, det +1), so +z becomes +y.
@@ -11,13 +13,16 @@ Bad input is an error, never a guess. Every problem below is a ``ValueError`` th
 file (and line, key or element) and says what is wrong:
 
 - Empty files, files with a header but no points, and files whose points are all NaN/inf.
-  A few NaN/inf points are dropped with a warning that counts them.
+  A few NaN/inf points are dropped with a warning that counts them. (A folder given as a
+  file is an ``IsADirectoryError`` that says so, a missing file a ``FileNotFoundError``.)
 - ``.ply .pcd .off .stl .obj``: truncated or corrupt files, found by comparing the header
   with the data before Open3D reads them (`file_checks`); Open3D's own coloured log is
   silenced while it reads, and what it read is compared with the header again.
-- Text: header lines (column names, or a lone integer, the point count) come before the
-  first row; every row has the same number of columns (at least 3: x y z, then anything);
-  a declared point count must match the rows. A ragged or half-written row is an error.
+- Text: binary data in a text format (e.g. a binary ``.pts``) is named as such, with the
+  formats that are read. Header lines (column names, or a lone integer, the point count)
+  come before the first row; every row has the same number of columns (at least 3: x y z,
+  then anything); a declared point count must match the rows. A ragged or half-written row
+  is an error.
 - Arrays (``.npy``; in ``.npz`` the array named one of ``points xyz data pos pc``, or the
   only one) hold real numbers (float or int; not bool, complex, object, text) in one of the
   layouts ``[N, 3]``, ``[N, C]`` (3 <= C <= 12: x y z then colours, normals, ...) or
@@ -36,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .file_checks import check_file, check_mesh, is_number
+from .file_checks import Declared, check_file, check_mesh, is_number, read_obj
 from .h5utils import farthest_point_sample, normalize_unit_sphere
 
 log = logging.getLogger(__name__)
@@ -66,9 +71,30 @@ def import_open3d():
         ) from err
 
 
+def _looks_binary(data: bytes) -> bool:
+    """Whether a file meant to be text holds binary data: a NUL byte, or more than 1 in 20
+    of its first 64 KiB are control bytes (other than tab, line ends, form feed) or bytes
+    that are not UTF-8."""
+    head = data[:65536]
+    if b"\0" in head:
+        return True
+    text = head.decode("utf-8", "replace")
+    odd = sum(1 for c in text if c == "\ufffd" or (ord(c) < 32 and c not in "\t\n\r\f\v")
+              or ord(c) == 127)
+    return odd > len(text) / 20
+
+
 def _read_text(path: Path) -> np.ndarray:
     """x y z from a text cloud -> ``[N, 3]``; rules in the module docstring."""
-    text = path.read_text(encoding="utf-8-sig", errors="replace")  # -sig: drop a BOM
+    data = path.read_bytes()
+    if _looks_binary(data):
+        raise ValueError(
+            f"{path}: holds binary data, but {path.suffix} files are read as text (one point "
+            f"a line: 'x y z ...'); read formats: text {' '.join(TEXT_SUFFIXES)}; binary or "
+            f"text .ply .pcd .stl; arrays .npy .npz; meshes .off .obj .ply .stl. Convert the "
+            f"file to one of them (e.g. save the points with np.save as .npy)"
+        )
+    text = data.decode("utf-8-sig", errors="replace")  # -sig: drop a BOM
     rows, first, declared = [], 0, None
     for i, line in enumerate(text.splitlines(), start=1):
         words = [w for w in _TEXT_SPLIT.split(line.split("#", 1)[0]) if w]
@@ -205,7 +231,7 @@ def _open3d_read(o3d, read, path: Path):
 
 
 def _read_open3d(path: Path, num_points: int, seed: int) -> np.ndarray:
-    """A .ply/.pcd cloud -> its points ``[N, 3]``; a mesh (.off/.obj/.stl, .ply with faces)
+    """A .ply/.pcd cloud -> its points ``[N, 3]``; a mesh (.off/.stl, .ply with faces)
     -> ``num_points`` surface samples ``[num_points, 3]``."""
     declared = check_file(path)  # raises on truncated / corrupt / empty files
     o3d = import_open3d()
@@ -217,8 +243,35 @@ def _read_open3d(path: Path, num_points: int, seed: int) -> np.ndarray:
                              f"{declared.vertices}; the file is corrupt")
         return points
     mesh = _open3d_read(o3d, o3d.io.read_triangle_mesh, path)
-    vertices = np.asarray(mesh.vertices, dtype=np.float64)
-    triangles = np.asarray(mesh.triangles)
+    return _sample_mesh(path, declared, np.asarray(mesh.vertices, dtype=np.float64),
+                        np.asarray(mesh.triangles), num_points, seed)
+
+
+def _read_obj(path: Path, num_points: int, seed: int) -> np.ndarray:
+    """An OBJ file (checked by `read_obj`): without faces, a point cloud -> its vertices
+    ``[V, 3]``; with triangles only, Open3D's mesh (as before); with quads or larger
+    polygons, each split into a fan of triangles (`ObjContents.triangles`) -> ``num_points``
+    surface samples ``[num_points, 3]``."""
+    obj = read_obj(path, path.read_bytes())
+    declared = Declared(vertices=None, faces=len(obj.faces))
+    if not obj.faces:
+        log.info("%s: no faces ('f' lines): read its %d vertices as a point cloud", path,
+                 len(obj.vertices))
+        return obj.vertices
+    if not obj.polygons:
+        o3d = import_open3d()
+        mesh = _open3d_read(o3d, o3d.io.read_triangle_mesh, path)
+        vertices, triangles = np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.triangles)
+    else:
+        vertices, triangles = obj.vertices, obj.triangles()
+        log.info("%s: %d of its %d faces have more than 3 vertices; split into triangles "
+                 "(fans from each face's first vertex)", path, len(obj.polygons), len(obj.faces))
+    return _sample_mesh(path, declared, vertices, triangles, num_points, seed)
+
+
+def _sample_mesh(path: Path, declared: Declared, vertices: np.ndarray, triangles: np.ndarray,
+                 num_points: int, seed: int) -> np.ndarray:
+    """vertices [V, 3], triangles [T, 3], checked against the file -> [num_points, 3]."""
     check_mesh(path, declared, vertices, triangles)
     log.debug("%s: mesh with %d triangles; sampling %d points", path, len(triangles), num_points)
     try:
@@ -276,6 +329,9 @@ def load_point_cloud(
     """
     path = Path(path).expanduser()
     suffix = path.suffix.lower()
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not a point-cloud file; give the path "
+                                f"of a file inside it")
     if suffix not in CLOUD_SUFFIXES + MESH_SUFFIXES:
         raise ValueError(
             f"{path}: unsupported file type {suffix!r}; use one of "
@@ -295,6 +351,8 @@ def load_point_cloud(
         pts = _read_text(path)
     elif suffix in (".npy", ".npz"):
         pts = read_numpy_cloud(path)
+    elif suffix == ".obj":
+        pts = _read_obj(path, int(num_points), seed)
     else:
         pts = _read_open3d(path, int(num_points), seed)
     pts = _drop_non_finite(path, pts)

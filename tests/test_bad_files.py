@@ -172,10 +172,19 @@ def test_truncated_obj(tmp_path):
                        r"or more vertex numbers \(from 1\), got 'f \d+ \d+'; the file is corrupt "
                        r"or truncated"):
         load_point_cloud(path)
-    path.write_text(text[:text.index("\nf ") + 1])  # cut before the faces
-    with pytest.raises(ValueError, match=r"box\.obj: holds 8 vertices \('v' lines\) and no "
-                       r"faces"):
+    path.write_text(text[:text.index("\nv ", text.index("\nv ") + 1) + 6])  # inside vertex 2
+    with pytest.raises(ValueError, match=r"box\.obj line \d+: expected a vertex 'v x y z', got "
+                       r"'v [^']*'; the file is corrupt or truncated"):
         load_point_cloud(path)
+    # Cut before the faces, it is an OBJ point cloud (as exported by scanners): its 8 corners.
+    path.write_text(text[:text.index("\nf ") + 1])
+    corners = np.array([[float(w) for w in line.split()[1:]] for line in
+                        path.read_text().splitlines() if line.startswith("v ")])
+    assert sorted(map(tuple, corners)) == [(x, y, z) for x in (0, 2) for y in (0, 1)
+                                           for z in (0, 0.5)]
+    want = corners - corners.mean(axis=0)
+    np.testing.assert_allclose(load_point_cloud(path, num_points=8).numpy(),
+                               want / np.linalg.norm(want, axis=1).max(), atol=1e-6)
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".npz"])
@@ -340,9 +349,6 @@ def test_header_counts_smaller_than_data(tmp_path):
      r"line\.obj line 4: 'hello world' is not an OBJ statement"),
     ("vertex.obj", "v 0 0 0\nv 1 0\nv 0 1 0\nf 1 2 3\n",
      r"vertex\.obj line 2: expected a vertex 'v x y z', got 'v 1 0'"),
-    ("quads.obj", "v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nv 0 0 1\nf 1 2 5\nf 1 2 3 4\n",
-     r"quads\.obj: 1 of its 2 faces have more than 3 vertices \(first at line 7\), and "
-     r"Open3D's OBJ reader drops such faces silently\. Triangulate"),
     ("facets.stl", BOX_STL_ASCII.replace("  vertex 1 1 0\n", ""),
      r"facets\.stl: the ASCII STL has 2 facets but 5 vertex lines"),
 ])
@@ -365,8 +371,9 @@ def test_ply_face_index_out_of_range(tmp_path):
 
 
 def test_good_variants_still_read(tmp_path):
-    """What the checks must not reject: polygons in OFF/PLY (Open3D splits them), COFF
-    colours, comments and blank lines, relative and slashed OBJ indices, ASCII STL."""
+    """What the checks must not reject: polygons in OFF/PLY (Open3D splits them) and OBJ
+    (split here), COFF colours, comments and blank lines, relative and slashed OBJ indices,
+    ASCII STL."""
     (tmp_path / "quad.off").write_text("COFF\n# a comment\n4 1 0\n\n0 0 0 255 0 0 255\n"
                                        "1 0 0 255 0 0 255\n1 1 0 0 255 0 255\n"
                                        "0 1 0 0 0 255 255\n4 0 1 2 3\n")
@@ -377,7 +384,8 @@ def test_good_variants_still_read(tmp_path):
     (tmp_path / "tri.obj").write_text("o square\nv 0 0 0\nv 1 0 0\nv 1 1 0\nvn 0 0 1\n"
                                       "f 1//1 2//1 3//1\nv 0 1 0\nf -4 -2 -1\n")
     (tmp_path / "tri.stl").write_text(BOX_STL_ASCII)
-    for name in ("quad.off", "quad.ply", "tri.obj", "tri.stl"):
+    (tmp_path / "quad.obj").write_text("v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nf 1 2 3 4\n")
+    for name in ("quad.off", "quad.ply", "tri.obj", "tri.stl", "quad.obj"):
         out = load_point_cloud(tmp_path / name, num_points=500, seed=0).numpy()
         # The whole unit square is covered: samples reach all four quarters.
         assert np.ptp(out[:, 2]) == 0, name

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from pointcalip.datasets import load_point_cloud
+from pointcalip.datasets import files, load_point_cloud
+from pointcalip.datasets.file_checks import read_obj
 from pointcalip.datasets.files import Z_UP_TO_Y_UP, resample_points, sample_mesh_surface
 
 N = 300
@@ -143,3 +144,99 @@ def test_bad_files(tmp_path, cloud, monkeypatch):
     (tmp_path / "m.off").write_text("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n")
     with pytest.raises(RuntimeError, match="pip install open3d"):
         load_point_cloud(tmp_path / "m.off")
+
+
+# ------------------------------------------------------------- OBJ clouds and polygons
+
+def test_obj_without_faces_is_read_as_its_vertices(tmp_path, cloud):
+    """A common point-cloud export: 'v' lines only (here with colours and a comment)."""
+    path = tmp_path / "scan.obj"
+    path.write_text("# exported cloud\n" + "".join(f"v {x:.17g} {y:.17g} {z:.17g} 0.5 0.5 0.5\n"
+                                                   for x, y, z in cloud))
+    out = load_point_cloud(path, num_points=N).numpy()
+    np.testing.assert_allclose(out, _unit(cloud), atol=1e-6)   # every vertex, in file order
+
+
+def _tiles_hit(out: np.ndarray) -> set:
+    """Which of the unit square's two triangles (split along x = y) the samples lie in."""
+    return set(np.where(out[:, 0] > out[:, 1], "below", "above").tolist())
+
+
+def test_obj_quad_is_split_into_two_triangles(tmp_path):
+    """A unit square as one quad (Open3D alone drops it). Samples cover both triangles of
+    the fan (0 1 2) and (0 2 3), evenly, and lie on the square (z = 0, inside [0, 1]^2)."""
+    path = tmp_path / "quad.obj"
+    path.write_text("v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nf 1/1/1 2/2/1 3/3/1 4/4/1\n")
+    raw = files._read_obj(path, 4000, seed=0)
+    assert raw.shape == (4000, 3) and np.abs(raw[:, 2]).max() == 0
+    assert raw[:, :2].min() >= 0 and raw[:, :2].max() <= 1
+    below = (raw[:, 0] > raw[:, 1]).mean()                     # triangle (0 1 2) under x = y
+    assert 0.45 < below < 0.55                                 # equal areas, equal shares
+    out = load_point_cloud(path, num_points=500).numpy()
+    assert _tiles_hit(out - out.min(axis=0)) == {"below", "above"}
+
+
+def test_obj_polygons_are_fans_from_the_first_vertex(tmp_path):
+    """A regular hexagon (one 'f' line, relative indices) and a triangle in one file: the
+    fan has 4 triangles, the mesh 5, and sampling is area-weighted over all of them."""
+    angles = np.arange(6) * np.pi / 3
+    hexagon = "".join(f"v {np.cos(a):.17g} {np.sin(a):.17g} 0\n" for a in angles)
+    path = tmp_path / "hex.obj"
+    path.write_text(hexagon + "f -6 -5 -4 -3 -2 -1\nv 0 0 5\nv 1 0 5\nv 0 1 5\nf 7 8 9\n")
+    obj = read_obj(path, path.read_bytes())
+    assert obj.polygons == [7]
+    assert obj.triangles().tolist() == [[0, 1, 2], [0, 2, 3], [0, 3, 4], [0, 4, 5], [6, 7, 8]]
+    raw = files._read_obj(path, 20000, seed=0)
+    on_hexagon = raw[:, 2] == 0
+    hex_area, tri_area = 3 * np.sqrt(3) / 2, 0.5
+    assert on_hexagon.mean() == pytest.approx(hex_area / (hex_area + tri_area), abs=0.01)
+    # every sample is inside the hexagon (radius 1), and all six sectors are reached
+    flat = raw[on_hexagon]
+    assert np.linalg.norm(flat[:, :2], axis=1).max() <= 1 + 1e-9
+    sectors = np.floor((np.arctan2(flat[:, 1], flat[:, 0]) % (2 * np.pi)) / (np.pi / 3))
+    assert sorted(set(sectors.astype(int).tolist())) == [0, 1, 2, 3, 4, 5]
+
+
+def test_obj_triangles_still_read_by_open3d(tmp_path):
+    """Triangle-only OBJ files keep their old reading (Open3D's mesh, same samples)."""
+    path = tmp_path / "tri.obj"
+    path.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1 2 3\nf 1 2 4\nf 1 3 4\n")
+    tri = np.array([[0, 1, 2], [0, 1, 3], [0, 2, 3]])
+    verts = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float64)
+    np.testing.assert_array_equal(files._read_obj(path, 256, seed=3),
+                                  sample_mesh_surface(verts, tri, 256, seed=3))
+
+
+# ------------------------------------------------------------- binary text, folders
+
+def test_binary_pts_is_named_binary_with_the_formats_read(tmp_path, cloud):
+    path = tmp_path / "scan.pts"
+    path.write_bytes(cloud.astype(np.float32).tobytes())
+    with pytest.raises(ValueError) as err:
+        load_point_cloud(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: holds binary data, but .pts files are read as text "
+                              f"(one point a line: 'x y z ...'); read formats: text .xyz .pts "
+                              f".txt .csv; binary or text .ply .pcd .stl; arrays .npy .npz")
+    assert "\\x" not in message and "\ufffd" not in message and message.isprintable()
+
+
+def test_binary_without_nul_bytes_is_binary_too(tmp_path):
+    path = tmp_path / "scan.xyz"
+    path.write_bytes(bytes(range(1, 256)) * 40)
+    with pytest.raises(ValueError, match=r"scan\.xyz: holds binary data"):
+        load_point_cloud(path)
+
+
+def test_latin1_comment_in_a_text_cloud_still_reads(tmp_path):
+    path = tmp_path / "scan.xyz"
+    path.write_bytes("# caf\u00e9 scan\n".encode("latin-1") + b"0 0 0\n1 0 0\n0 1 0\n0 0 1\n")
+    assert load_point_cloud(path, num_points=4).shape == (4, 3)
+
+
+@pytest.mark.parametrize("name", ["x.ply", "x.obj", "scans"])
+def test_a_folder_is_named_a_folder(tmp_path, name):
+    (tmp_path / name).mkdir()
+    with pytest.raises(IsADirectoryError, match=rf"{tmp_path / name} is a folder, not a "
+                       r"point-cloud file; give the path of a file inside it"):
+        load_point_cloud(tmp_path / name)
