@@ -5,37 +5,51 @@ Installed as ``pointcalip.datasets``::
     from pointcalip.datasets import ModelNet40, ScanObjectNN, load_point_cloud
     ds = ModelNet40(root, split="test", num_points=1024)   # root: modelnet40_ply_hdf5_2048
     points, label = ds[0]                                   # [1024, 3] float32, int
+
+Every dataset is declared in :mod:`.catalog` (its class, classes, variants, download source and
+folder check); names are imported lazily, so reading the catalog does not import torch.
 """
 from __future__ import annotations
 
-from .base import H5CloudDataset
-from .download import dataset_folder, download_file, ensure_dataset, validate_folder
-from .files import load_point_cloud
-from .modelnet import MODELNET10_CLASSES, MODELNET40_CLASSES, ModelNet10, ModelNet40
-from .scanobjectnn import SCANOBJECTNN_CLASSES, ScanObjectNN
-from .splits import fewshot_indices, validation_indices
+from importlib import import_module
 
-DATASETS = {"modelnet40": ModelNet40, "modelnet10": ModelNet10, "scanobjectnn": ScanObjectNN}
+from .catalog import DATASETS as _REGISTRY, dataset_entry, load_target
+
+_EXPORTS = {
+    "H5CloudDataset": "base",
+    "dataset_folder": "download", "download_file": "download", "ensure_dataset": "download",
+    "validate_folder": "download",
+    "load_point_cloud": "files",
+    "MODELNET10_CLASSES": "modelnet", "MODELNET40_CLASSES": "modelnet", "ModelNet10": "modelnet",
+    "ModelNet40": "modelnet",
+    "SCANOBJECTNN_CLASSES": "scanobjectnn", "ScanObjectNN": "scanobjectnn",
+    "fewshot_indices": "splits", "validation_indices": "splits",
+}
 
 
-def build_dataset(name: str, root=None, split: str = "test", **kwargs) -> H5CloudDataset:
+def __getattr__(name):
+    if name == "DATASETS":      # {name: dataset class}, from the catalog
+        return {entry.name: load_target(entry.target) for entry in _REGISTRY.entries()}
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'pointcalip.datasets' has no attribute {name!r}")
+
+
+def build_dataset(name: str, root=None, split: str = "test", **kwargs):
     """Dataset from a config name: ``"modelnet40"``, ``"modelnet10"`` or ``"scanobjectnn"``
     (pass ``variant=``; ``"scanobjectnn/PB_T50_RS"`` also works). ``root=None`` locates the
     installed folder under `pointcalip.core.paths.data_dir()` (no download); other keyword
     arguments go to the dataset class (num_points, sampling, normalize, in_memory)."""
     key = str(name).strip().lower()
-    if key.startswith("scanobjectnn/"):
-        key, kwargs["variant"] = "scanobjectnn", name.split("/", 1)[1]
-    if key not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; use one of {sorted(DATASETS)}")
+    head, _, variant = str(name).strip().partition("/")
+    if variant and head.lower() in _REGISTRY and "variants" in _REGISTRY[head.lower()].meta:
+        key, kwargs["variant"] = head.lower(), variant
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown dataset {name!r}; use one of {sorted(_REGISTRY.names())}")
     if root is None:
+        from .download import dataset_folder
         root = dataset_folder(key)
-    return DATASETS[key](root, split=split, **kwargs)
+    return load_target(dataset_entry(key).target)(root, split=split, **kwargs)
 
 
-__all__ = [
-    "DATASETS", "H5CloudDataset", "MODELNET10_CLASSES", "MODELNET40_CLASSES", "ModelNet10",
-    "ModelNet40", "SCANOBJECTNN_CLASSES", "ScanObjectNN", "build_dataset", "dataset_folder",
-    "download_file", "ensure_dataset", "fewshot_indices", "load_point_cloud",
-    "validate_folder", "validation_indices",
-]
+__all__ = ["DATASETS", "build_dataset", *sorted(_EXPORTS)]

@@ -21,66 +21,27 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
 from ..core.digest import file_digest
 from ..core.paths import data_dir, ensure_writable
+from .catalog import DATASETS, DatasetSource, load_target
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "pointcalip-downloader/0.1 (+urllib)"
 
 
-@dataclass(frozen=True)
-class DatasetSource:
-    """Where a dataset comes from and how its installed folder is recognised."""
-
-    name: str
-    folder: str  # folder name under the data root
-    archive: str  # archive file name
-    urls: tuple[str, ...] = ()  # tried in order
-    sha256: str | None = None  # archive digest, when one is recorded
-    file_md5: dict = field(default_factory=dict)  # published digests of extracted files
-    terms_url: str | None = None  # the user must accept terms there first
-
-
-SOURCES = {
-    "modelnet40": DatasetSource(
-        name="modelnet40",
-        folder="modelnet40_ply_hdf5_2048",
-        archive="modelnet40_ply_hdf5_2048.zip",
-        urls=(
-            "https://shapenet.cs.stanford.edu/media/modelnet40_ply_hdf5_2048.zip",
-            # Widely used mirror (e.g. by PyTorch Geometric) while the Stanford host is down.
-            "https://huggingface.co/datasets/Msun/modelnet40/resolve/main/modelnet40_ply_hdf5_2048.zip",
-        ),
-        sha256=None,
-        # Per-file MD5s of the published release, as recorded by torchvision-style loaders.
-        file_md5={
-            "ply_data_train0.h5": "3176385ffc31a7b6b5af22191fd920d1",
-            "ply_data_train1.h5": "e3f613fb500559403b34925112754dc4",
-            "ply_data_train2.h5": "0c56e233a090ff87c3049d4ce08e7d8b",
-            "ply_data_train3.h5": "9d2af465adfa33a3285c369f3ca66c45",
-            "ply_data_train4.h5": "dff38de489b2c41bfaeded86c2208984",
-            "ply_data_test0.h5": "e9732e6d83b09e79e9a7617df058adee",
-            "ply_data_test1.h5": "aba4b12a67c34391cc3c015a6f08ed4b",
-        },
-    ),
-    "scanobjectnn": DatasetSource(
-        name="scanobjectnn",
-        folder="h5_files",
-        archive="h5_files.zip",
-        terms_url="https://hkust-vgd.github.io/scanobjectnn/",
-    ),
-}
-ALIASES = {"modelnet10": "modelnet40"}  # ModelNet10 is read from the ModelNet40 folder
+#: the download source of every dataset that has one, by name (from the catalog)
+SOURCES = {e.name: e.source for e in DATASETS.entries() if "source" in e.meta}
+#: datasets read from another one's folder (ModelNet10 from the ModelNet40 folder)
+ALIASES = {e.name: e.installed_with for e in DATASETS.entries() if "installed_with" in e.meta}
 
 
 def source(name: str) -> DatasetSource:
-    key = ALIASES.get(name.lower(), name.lower())
+    key = ALIASES.get(str(name).lower(), str(name).lower())
     if key not in SOURCES:
         raise ValueError(
             f"unknown dataset {name!r}; use one of {sorted(set(SOURCES) | set(ALIASES))}"
@@ -90,9 +51,7 @@ def source(name: str) -> DatasetSource:
 
 def _looks_like(src: DatasetSource, folder: Path) -> bool:
     """Cheap marker check (no h5 reading)."""
-    if src.name == "modelnet40":
-        return (folder / "shape_names.txt").is_file()
-    return (folder / "main_split").is_dir() or (folder / "main_split_nobg").is_dir()
+    return any((folder / mark).exists() for mark in src.marker)
 
 
 def _root_arg(root: Path) -> str:
@@ -109,7 +68,7 @@ def _missing_message(src: DatasetSource, root: Path) -> str:
             f"(or --from the extracted h5_files folder, or --url with the link you received)"
         )
     return (
-        f"{src.name} not found in {root} (expected {root / src.folder}/shape_names.txt). "
+        f"{src.name} not found in {root} (expected {root / src.folder}/{src.marker_text}). "
         f"Run `pointcalip download {src.name}{_root_arg(root)}`; offline, fetch {src.archive} "
         f"from {src.urls[0]} elsewhere and run "
         f"`pointcalip download {src.name} --from PATH/TO/{src.archive}{_root_arg(root)}`"
@@ -132,30 +91,9 @@ def dataset_folder(name: str, root=None) -> Path:
 # ---------------------------------------------------------------------------- validation
 def validate_folder(name: str, folder) -> None:
     """Check an (extracted) dataset folder's layout and h5 contents; ValueError /
-    FileNotFoundError naming what is wrong."""
+    FileNotFoundError naming what is wrong (each dataset's ``validate`` in the catalog)."""
     src = source(name)
-    folder = Path(folder)
-    if src.name == "modelnet40":
-        from .modelnet import ModelNet40, ModelNet10, read_shape_names
-
-        names = read_shape_names(folder)
-        cls = ModelNet10 if len(names) == 10 else ModelNet40
-        for split in ("train", "test"):  # reads every cloud: catches truncation and NaNs
-            cls(folder, split=split, num_points=None, in_memory=True)
-        return
-    from .scanobjectnn import VARIANT_FILES, ScanObjectNN
-
-    found = 0
-    for variant, files in VARIANT_FILES.items():
-        for split, rel in files.items():
-            if (folder / rel).is_file():
-                ScanObjectNN(folder, variant, split, num_points=None, in_memory=True)
-                found += 1
-    if not found:
-        raise FileNotFoundError(
-            f"{folder} holds none of the ScanObjectNN files "
-            f"{sorted({r for f in VARIANT_FILES.values() for r in f.values()})}"
-        )
+    load_target(DATASETS[src.name].validate)(Path(folder))
 
 
 def _check_md5(src: DatasetSource, folder: Path, strict: bool) -> None:
@@ -320,7 +258,7 @@ def _install(src: DatasetSource, origin: Path, root: Path, strict_md5: bool, ver
             if staged is None:
                 raise ValueError(
                     f"{origin} does not contain a {src.name} folder (for {src.name}: "
-                    f"{'shape_names.txt' if src.name == 'modelnet40' else 'main_split/'} "
+                    f"{src.marker_text} "
                     f"not found); check that it is {src.archive}"
                 )
         try:
@@ -340,6 +278,16 @@ def _install(src: DatasetSource, origin: Path, root: Path, strict_md5: bool, ver
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def check_origin(from_path) -> Path:
+    """The archive or folder to install from, which must exist (FileNotFoundError naming it),
+    checked before anything else so a mistyped path is never silently ignored."""
+    origin = Path(from_path).expanduser()
+    if not origin.exists():
+        raise FileNotFoundError(f"--from path {origin} does not exist; give the downloaded "
+                                f"archive (zip or tar) or its extracted folder")
+    return origin
+
+
 def ensure_dataset(
     name: str,
     root=None,
@@ -356,20 +304,18 @@ def ensure_dataset(
     has none: its terms must be accepted, so it needs ``from_path`` or ``url``)."""
     src = source(name)
     root = Path(root).expanduser() if root is not None else data_dir()
+    origin = None if from_path is None else check_origin(from_path)
     if not force:
         try:
             folder = dataset_folder(src.name, root)
             if url or from_path:
-                log.info("%s already present at %s; pass force=True (--force) to reinstall",
+                log.info("%s already present at %s; pass force=True to reinstall",
                          src.name, folder)
             return folder
         except FileNotFoundError:
             pass
     ensure_writable(root, "--root DIR")
-    if from_path is not None:
-        origin = Path(from_path).expanduser()
-        if not origin.exists():
-            raise FileNotFoundError(f"--from path {origin} does not exist")
+    if origin is not None:
         return _install(src, origin, root, strict_md5=False, verify=verify)
     if url is None and src.terms_url:
         raise FileNotFoundError(_missing_message(src, root))

@@ -209,3 +209,12 @@ class ModelNet10(H5CloudDataset):
             names_file=str(names_file),
             hint=_HINT40,
         )
+
+
+def validate_folder(folder: Path) -> None:
+    """Read every cloud of both splits of a ``modelnet40_ply_hdf5_2048`` folder (or a
+    ModelNet10 one: 10 names in ``shape_names.txt``): catches truncation and NaNs."""
+    names = read_shape_names(folder)
+    cls = ModelNet10 if len(names) == 10 else ModelNet40
+    for split in ("train", "test"):
+        cls(folder, split=split, num_points=None, in_memory=True)

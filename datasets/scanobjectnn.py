@@ -10,24 +10,12 @@ from pathlib import Path
 
 from ..prompts import load_classnames
 from .base import H5CloudDataset, check_split
+from .catalog import DATASETS
 
 SCANOBJECTNN_CLASSES = load_classnames("scanobjectnn")
 SCANOBJECTNN_FOLDER = "h5_files"
-# variant -> split -> file inside h5_files
-VARIANT_FILES = {
-    "OBJ_BG": {
-        "train": "main_split/training_objectdataset.h5",
-        "test": "main_split/test_objectdataset.h5",
-    },
-    "OBJ_ONLY": {
-        "train": "main_split_nobg/training_objectdataset.h5",
-        "test": "main_split_nobg/test_objectdataset.h5",
-    },
-    "PB_T50_RS": {
-        "train": "main_split/training_objectdataset_augmentedrot_scale75.h5",
-        "test": "main_split/test_objectdataset_augmentedrot_scale75.h5",
-    },
-}
+# variant -> split -> file inside h5_files (declared in the catalog)
+VARIANT_FILES = DATASETS["scanobjectnn"].variants
 _HINT = (
     "ScanObjectNN needs its terms accepted: get h5_files.zip from "
     "https://hkust-vgd.github.io/scanobjectnn/ and run "
@@ -105,4 +93,20 @@ class ScanObjectNN(H5CloudDataset):
             in_memory=in_memory,
             names_file="the 15 ScanObjectNN classes",
             hint=_HINT,
+        )
+
+
+def validate_folder(folder: Path) -> None:
+    """Read every ScanObjectNN file present in ``folder`` (an ``h5_files`` folder); at least
+    one variant must be there. ValueError / FileNotFoundError naming what is wrong."""
+    found = 0
+    for variant, files in VARIANT_FILES.items():
+        for split, rel in files.items():
+            if (folder / rel).is_file():
+                ScanObjectNN(folder, variant, split, num_points=None, in_memory=True)
+                found += 1
+    if not found:
+        raise FileNotFoundError(
+            f"{folder} holds none of the ScanObjectNN files "
+            f"{sorted({r for f in VARIANT_FILES.values() for r in f.values()})}"
         )

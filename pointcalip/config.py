@@ -1,4 +1,8 @@
-"""YAML configs: composition, overrides, and typed, range-checked sections.
+"""YAML configs of the commands: the shared run sections and every command's config class.
+
+The generic loader (composition, ``include:``, ``--set`` overrides, typed and range-checked
+:class:`Section` dataclasses, :class:`ConfigError`) is :mod:`pointcalip.core.config`; its names
+are re-exported here, so ``from pointcalip.config import ZeroShotConfig, load_config`` works.
 
 Files: a config file may name other files in `include: [a.yaml, b.yaml]` (paths relative to
 it); they are merged first, in order, then the file itself on top. Several files given on the
@@ -7,222 +11,63 @@ file that is not found is looked up among the shipped configs (`modelnet40`,
 `model/realistic_vitb16`), so an installed PointCALIP needs no checkout.
 
 Types: every command has one dataclass (e.g. `ZeroShotConfig`) made of fields and of shared
-sections (`DataConfig`, `ProjectorConfig`, `TuneConfig`). All derive from :class:`Section`,
-whose ``__post_init__`` checks every field against its type hint (nested sections are found by
-field type), applies the field's range rule (``metadata["rule"]``, see :func:`positive`), then
-runs the section's own ``validate()``. Any problem is a :class:`ConfigError` naming the full
-key (``tune.grid must be a positive integer, got -3``), so wrong values stop a run before any
-work starts, whether the config came from YAML or from Python.
+sections (`DataConfig`, `ProjectorConfig`, `TuneConfig`). Any problem is a ConfigError naming
+the full key (``tune.grid must be a positive integer, got -3``), so wrong values stop a run
+before any work starts, whether the config came from YAML or from Python. Dataset and
+projector names come from their catalogs (:mod:`pointcalip.datasets.catalog`,
+:mod:`pointcalip.projection.catalog`), which import no torch.
 """
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import importlib
-import inspect
-import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, ClassVar, List, Mapping, Optional, Sequence, Union
 
-import yaml
+from .core.config import (MAX_YAML_VALUES, ConfigError, Rule, Section, _plain, apply_override,
+                          check_command, check_size, check_yaml_size, deep_merge,
+                          load_config, load_yaml_tree, merged_config, non_negative,
+                          open_fraction, positive, resolve_config_path, ruled)
+from .datasets.catalog import DATASETS
+from .projection.catalog import PROJECTORS, projector_options
+from .prompts import load_templates
 
-from .prompts import configs_root, load_templates, read_yaml
-
-# ----------------------------------------------------------------------------------- errors
-
-
-class ConfigError(ValueError):
-    """A config value is wrong. ``key`` is the dotted key (``tune.grid``), ``problem`` what is
-    wrong with it (``must be a positive integer, got -3``)."""
-
-    def __init__(self, key: str, problem: str, hint: bool = True):
-        self.key, self.problem, self.hint = key, problem, hint
-        where = f" (set it in the YAML file or with --set {key}=...)" if hint else ""
-        super().__init__(f"config key {key} {problem}{where}" if key else problem)
-
-    def within(self, section: str) -> "ConfigError":
-        """The same error, seen from the section that holds this one."""
-        return ConfigError(f"{section}.{self.key}" if self.key else section, self.problem,
-                           self.hint)
-
-
-# ------------------------------------------------------------------------------ range rules
-
-#: (test of a value, how an allowed value reads given the field's type)
-Rule = Tuple[Callable[[Any], bool], Callable[[Any], str]]
-
-
-def ruled(default: Any, test: Callable[[Any], bool], description: str) -> Any:
-    """A field whose value (if not None) must pass ``test``; ``description`` says what an
-    allowed value is ("a number in [0, 1)")."""
-    return _ruled(default, (test, lambda tp: description))
-
-
-def _ruled(default: Any, rule: Rule) -> Any:
-    return field(default=default, metadata={"rule": rule})
-
-
-def positive(default: Any) -> Any:
-    """A field whose value (if not None) must be > 0."""
-    return _ruled(default, (lambda v: v > 0, lambda tp: _describe(tp, "positive")))
-
-
-def non_negative(default: Any) -> Any:
-    """A field whose value (if not None) must be >= 0."""
-    return _ruled(default, (lambda v: v >= 0, lambda tp: _describe(tp, "non-negative")))
-
-
-def open_fraction(default: Any) -> Any:
-    """A field whose value must lie strictly between 0 and 1."""
-    return _ruled(default, (lambda v: 0 < v < 1, lambda tp: "a number between 0 and 1 (exclusive)"))
-
-
-# ------------------------------------------------------------------------------ type checks
-
-def _describe(tp: Any, adjective: str = "") -> str:
-    """How a type reads in an error message: 'a positive integer', 'true or false', ..."""
-    adj = f"{adjective} " if adjective else ""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is Union:
-        return " or ".join(_describe(a, adjective) for a in args)
-    if origin is typing.Literal:
-        return "one of " + ", ".join(repr(a) for a in args)
-    if origin in (list, List):
-        return f"a list of {_describe(args[0]).split(' ', 1)[1]}s" if args else "a list"
-    names = {bool: "true or false", int: f"a {adj}integer" if adj else "an integer",
-             float: f"a {adj}number", str: "a string", dict: "a mapping", type(None): "null"}
-    if tp in names:
-        return names[tp]
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _check_type(value: Any, tp: Any, key: str) -> Any:
-    """``value`` as type ``tp`` (ints accepted for floats, tuples for lists), or ConfigError."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is Any:
-        return value
-    if origin is Union:
-        if value is None and type(None) in args:
-            return None
-        for option in (a for a in args if a is not type(None)):
-            try:
-                return _check_type(value, option, key)
-            except ConfigError:
-                continue
-        raise _type_error(key, tp, value)
-    if origin is typing.Literal:
-        if isinstance(value, str) and value in args:
-            return value
-        raise _type_error(key, tp, value)
-    if origin in (list, List):
-        if not isinstance(value, (list, tuple)):
-            raise _type_error(key, tp, value)
-        return [_check_type(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)] if args else list(value)
-    if dataclasses.is_dataclass(tp):
-        if isinstance(value, tp):
-            return value
-        if not isinstance(value, Mapping):
-            raise _type_error(key, tp, value)
-        try:
-            return tp.from_mapping(value)
-        except ConfigError as err:
-            raise err.within(key) from None
-    ok = {bool: lambda v: isinstance(v, bool),
-          int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-          str: lambda v: isinstance(v, str),
-          dict: lambda v: isinstance(v, Mapping)}
-    if tp not in ok or not ok[tp](value):
-        raise _type_error(key, tp, value)
-    if tp is float:
-        if not math.isfinite(value):
-            raise ConfigError(key, f"must be a finite number, got {value!r}")
-        return float(value)
-    return dict(value) if tp is dict else value
-
-
-def _type_error(key: str, tp: Any, value: Any) -> ConfigError:
-    hint = " (a string: write true or false without quotes)" if (
-        tp is bool and isinstance(value, str)) else ""
-    return ConfigError(key, f"must be {_describe(tp)}, got {value!r}{hint}")
-
-
-# ---------------------------------------------------------------------------------- sections
-
-
-@dataclass
-class Section:
-    """Base of every config dataclass: type- and range-checks its fields on construction."""
-
-    def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            value = _check_type(getattr(self, f.name), hints[f.name], f.name)
-            rule = f.metadata.get("rule")
-            if rule is not None and value is not None and not rule[0](value):
-                raise ConfigError(f.name, f"must be {rule[1](hints[f.name])}, got {value!r}")
-            object.__setattr__(self, f.name, value)
-        self.validate()
-
-    def validate(self) -> None:
-        """Checks across fields; raise ConfigError(key, problem)."""
-
-    @classmethod
-    def file_overrides(cls, paths: Sequence[Union[str, Path]]) -> List[str]:
-        """``--set`` assignments that :func:`load_config` puts before the user's, derived
-        from the config files themselves (none here; ablation configs join their studies)."""
-        return []
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "Section":
-        """Build from a mapping of keys; unknown keys are errors (with a suggestion)."""
-        known = [f.name for f in dataclasses.fields(cls)]
-        for key in values:
-            if key not in known:
-                close = difflib.get_close_matches(str(key), known, n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
-                raise ConfigError(str(key), f"is unknown ({hint}known keys here: "
-                                            f"{', '.join(known)})", hint=False)
-        return cls(**values)
-
-    def to_dict(self) -> dict:
-        """Plain JSON/YAML-friendly values, nested sections as mappings."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Section):
-        return value.to_dict()
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
+#: the most cells of the beta2 x beta3 tuning grid (4096 x 4096): the search holds one
+#: accuracy per cell
+MAX_GRID_CELLS = 4096 ** 2
+#: the most points per cloud (the published files store 2048; 1M points per cloud is far
+#: beyond any projector's use)
+MAX_POINTS = 1 << 20
+#: the most bytes of CLIP images one projection batch may make (batch_size x views x 3 x
+#: image_size^2 float32)
+MAX_BATCH_IMAGE_BYTES = 8 << 30
 
 @dataclass
 class DataConfig(Section):
     """Which clouds: dataset, its folder, points per cloud."""
 
-    name: typing.Literal["modelnet40", "modelnet10", "scanobjectnn"] = "modelnet40"
+    name: typing.Literal[tuple(DATASETS.names())] = "modelnet40"
     root: Optional[str] = None
     variant: Optional[str] = None
     num_points: int = positive(1024)
     sampling: typing.Literal["first", "fps"] = "first"
 
     def validate(self) -> None:
-        from .datasets.scanobjectnn import VARIANT_FILES
+        variants = DATASETS[self.name].meta.get("variants")
+        if variants is not None and self.variant not in variants:
+            raise ConfigError("variant", f"must be one of {', '.join(variants)} for "
+                                         f"{self.name}, got {self.variant!r}")
+        if variants is None and self.variant is not None:
+            having = [e.name for e in DATASETS.entries() if "variants" in e.meta]
+            raise ConfigError("variant", f"applies to {', '.join(having)} only; {self.name} has "
+                                         f"none (got {self.variant!r})")
+        check_size("num_points", self.num_points, MAX_POINTS, "points per cloud")
 
-        if self.name == "scanobjectnn" and self.variant not in VARIANT_FILES:
-            raise ConfigError("variant", f"must be one of {', '.join(VARIANT_FILES)} for "
-                                         f"scanobjectnn, got {self.variant!r}")
-        if self.name != "scanobjectnn" and self.variant is not None:
-            raise ConfigError("variant", f"applies to scanobjectnn only; {self.name} has none "
-                                         f"(got {self.variant!r})")
+    @property
+    def num_classes(self) -> int:
+        """The dataset's number of classes (declared in its catalog entry)."""
+        return DATASETS[self.name].classes
 
     @property
     def label(self) -> str:
@@ -244,8 +89,6 @@ class ProjectorConfig(Section):
         return cls(name=values.pop("name", "pointclip"), options=values)
 
     def validate(self) -> None:
-        from .projection import PROJECTORS
-
         if self.name not in PROJECTORS:
             raise ConfigError("name", f"must be one of {', '.join(map(repr, sorted(PROJECTORS)))}, "
                                       f"got {self.name!r}")
@@ -257,9 +100,7 @@ class ProjectorConfig(Section):
         self.build()
 
     def accepted_options(self) -> List[str]:
-        from .projection import PROJECTORS
-
-        return [p for p in inspect.signature(PROJECTORS[self.name]).parameters if p != "self"]
+        return projector_options(self.name)
 
     def build(self):
         """The projector these settings describe (ConfigError naming the option if the
@@ -289,6 +130,10 @@ class TuneConfig(Section):
     grid: int = positive(200)
     view_weights: bool = False
 
+    def validate(self) -> None:
+        check_size("grid", self.grid ** 2, MAX_GRID_CELLS, "beta2 x beta3 grid cells",
+                   f"{self.grid} x {self.grid}")
+
 
 def check_device(spec: Optional[str]) -> None:
     """A torch device string that exists on this machine (None: chosen at run time);
@@ -315,22 +160,13 @@ def check_device(spec: Optional[str]) -> None:
 
 
 def check_backbone(spec: str) -> None:
-    """An OpenAI CLIP name, an existing checkpoint file, or an open_clip model
-    (``open_clip:ARCH/TAG`` and the other forms of :mod:`pointcalip.openclip`, checked against
-    the installed library without downloading anything); ValueError otherwise."""
-    from .backbone import available_models, is_open_clip_spec
+    """A backbone name some registered family accepts (an OpenAI CLIP name or checkpoint
+    file, ``open_clip:...``), checked cheaply by its family: no model library imported, nothing
+    built or downloaded (:func:`pointcalip.backbones.families.check_backbone_name`; the family
+    checks the rest on loading, before downloading anything); ValueError otherwise."""
+    from .backbones.families import check_backbone_name
 
-    if is_open_clip_spec(spec):
-        from .openclip import check_open_clip_spec
-        check_open_clip_spec(spec)
-        return
-    if spec in available_models():
-        return
-    if not Path(spec).expanduser().is_file():
-        raise ValueError(f"is {spec!r}, which is neither a CLIP model name "
-                         f"({', '.join(available_models())}) nor an existing checkpoint file "
-                         f"(open_clip models: open_clip:ARCH/TAG, e.g. "
-                         f"open_clip:ViT-H-14/laion2b_s32b_b79k)")
+    check_backbone_name(spec)
 
 
 @dataclass
@@ -353,6 +189,12 @@ class RunConfig(Section):
 
     def validate(self) -> None:
         check_model_keys(self)
+        projector = self.projector.build()
+        size = getattr(projector, "image_size", 224)
+        check_size("batch_size", self.batch_size * projector.num_views * 3 * size * size * 4,
+                   MAX_BATCH_IMAGE_BYTES, "bytes of CLIP images per batch",
+                   f"{self.batch_size} clouds x {projector.num_views} views x 3 x {size} x {size} "
+                   f"float32")
 
 
 @dataclass
@@ -377,7 +219,7 @@ def check_model_keys(cfg) -> None:
         load_templates(cfg.templates)      # a set name, a list, or a per-class prompt file
     except (ValueError, OSError) as err:
         raise ConfigError("templates", f"is not usable: {err}") from None
-    from .engine import check_engine
+    from .backbones.engines import check_engine
 
     try:
         check_engine(cfg.engine, cfg.device)
@@ -401,96 +243,6 @@ def check_views(views: Sequence[int], num_views: int, key: str = "views") -> Non
     if len(set(views)) != len(views):
         raise ConfigError(key, f"lists a view twice: {list(views)}")
 
-
-# ------------------------------------------------------------------------------------- files
-
-
-def deep_merge(base: dict, top: dict) -> dict:
-    """Recursively merge `top` onto `base`: mappings merge, everything else replaces, and a
-    mapping whose `name` differs from the one below replaces it (a `projector: {name:
-    realistic}` drops the options of the pointclip projector it replaces)."""
-    out = dict(base)
-    for key, value in top.items():
-        below = out.get(key)
-        if isinstance(value, dict) and isinstance(below, dict) and \
-                value.get("name", below.get("name")) == below.get("name"):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def load_yaml_tree(path: str | Path, _seen: tuple = ()) -> dict:
-    """Read a config file with its `include:` files merged underneath it."""
-    path = Path(path).resolve()
-    if path in _seen:
-        raise ValueError(f"config include cycle: {' -> '.join(map(str, _seen + (path,)))}")
-    data = read_yaml(path)
-    includes = data.pop("include", []) or []
-    if isinstance(includes, str):
-        includes = [includes]
-    merged: dict = {}
-    for inc in includes:
-        merged = deep_merge(merged, load_yaml_tree(path.parent / inc, _seen + (path,)))
-    return deep_merge(merged, data)
-
-
-def apply_override(cfg: dict, assignment: str) -> dict:
-    """Apply one `key.sub=value` override (value parsed as YAML: numbers, lists, null...)."""
-    key, sep, raw = assignment.partition("=")
-    if not sep or not key.strip():
-        raise ValueError(f"--set expects key=value, got {assignment!r}")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw  # not YAML: keep the text as it is
-    update: Any = value
-    for part in reversed(key.strip().split(".")):
-        update = {part: update}
-    return deep_merge(cfg, update)
-
-
-def resolve_config_path(path: str | Path) -> Path:
-    """A config file path as given, or else the shipped config of that name
-    (`modelnet40`, `model/realistic_vitb16.yaml`, ...), so installed users need no checkout."""
-    path = Path(path).expanduser()
-    if path.is_file():
-        return path
-    root = configs_root()
-    for candidate in (root / path, root / path.with_suffix(".yaml")):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"config file not found: {path} (nor a shipped config of that name "
-                            f"in {root})")
-
-
-def merged_config(paths: Sequence[str | Path], overrides: Sequence[str] = ()) -> dict:
-    """The mapping of several config files (left to right) with `--set` overrides on top."""
-    merged: dict = {}
-    for path in paths:
-        merged = deep_merge(merged, load_yaml_tree(resolve_config_path(path)))
-    for assignment in overrides:
-        merged = apply_override(merged, assignment)
-    return merged
-
-
-def load_config(cls, paths: Sequence[str | Path], overrides: Sequence[str] = ()):
-    """Merge config files and overrides into a checked ``cls`` (a command's Section).
-
-    A top-level ``command:`` key (set by the shipped defaults of each command) must name
-    ``cls.COMMAND``; ``name`` defaults to the last file's stem; ``cls.file_overrides(paths)``
-    go before ``overrides``.
-    """
-    merged = merged_config(paths, [*cls.file_overrides(paths), *overrides])
-    command = merged.pop("command", cls.COMMAND)
-    if command != cls.COMMAND:
-        raise ConfigError("command", f"is {command!r}: these configs are for `pointcalip "
-                                     f"{command}`, not `pointcalip {cls.COMMAND}`", hint=False)
-    if paths:
-        merged.setdefault("name", resolve_config_path(paths[-1]).stem)
-    return cls.from_mapping(merged)
-
-
 #: the config dataclass of every command that reads configs, by `command:` value, as
 #: "module:Class" (imported on use: command modules import this one)
 CONFIG_KINDS = {"zeroshot": "pointcalip.config:ZeroShotConfig",
@@ -502,6 +254,7 @@ def load_any_config(paths: Sequence[str | Path], overrides: Sequence[str] = ()):
     """:func:`load_config` with the class the files' ``command:`` key names (zeroshot when
     none does): a zero-shot, few-shot or ablation config."""
     command = merged_config(paths, overrides).get("command", "zeroshot")
+    check_command(command)
     if command not in CONFIG_KINDS:
         raise ConfigError("command", f"is {command!r}; configs are for one of "
                                      f"{', '.join(CONFIG_KINDS)}", hint=False)
@@ -510,8 +263,7 @@ def load_any_config(paths: Sequence[str | Path], overrides: Sequence[str] = ()):
 
 def config_class(command: str):
     """The config dataclass of ``command`` (a key of CONFIG_KINDS)."""
-    if command not in CONFIG_KINDS:
+    if not isinstance(command, str) or command not in CONFIG_KINDS:
         raise ValueError(f"no command {command!r} reads configs; known: {sorted(CONFIG_KINDS)}")
     module, _, name = CONFIG_KINDS[command].partition(":")
     return getattr(importlib.import_module(module), name)
-

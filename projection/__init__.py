@@ -8,27 +8,39 @@
     maps = proj.project(points)                  # [B, V, H, W] native float32 maps
     imgs = proj(points)                          # [B, V, 3, 224, 224] CLIP-ready images
 """
+from importlib import import_module
 from typing import Any
 
-from .base import CLIP_MEAN, CLIP_STD, Projector, check_points, to_clip_images
-from .pointclip import POINTCLIP_PRESETS, PointCLIPProjector
-from .realistic import REALISTIC_PRESETS, RealisticProjector
-from .views import (POINTCLIP_FEWSHOT, POINTCLIP_V2, POINTCLIP_ZEROSHOT, ViewSet, euler2mat,
-                    resolve_views, ring_views)
+from .catalog import PROJECTORS as _REGISTRY, projector_class
 
-PROJECTORS = {"pointclip": PointCLIPProjector, "realistic": RealisticProjector}
+# public names, imported on first use so that the catalog is read without torch
+_EXPORTS = {
+    "CLIP_MEAN": "base", "CLIP_STD": "base", "Projector": "base", "check_points": "base",
+    "to_clip_images": "base", "POINTCLIP_PRESETS": "pointclip", "PointCLIPProjector": "pointclip",
+    "REALISTIC_PRESETS": "realistic", "RealisticProjector": "realistic",
+    "POINTCLIP_FEWSHOT": "views", "POINTCLIP_V2": "views", "POINTCLIP_ZEROSHOT": "views",
+    "ViewSet": "views", "euler2mat": "views", "resolve_views": "views", "ring_views": "views",
+}
 
 
-def build_projector(name: str, **kwargs: Any) -> Projector:
+def __getattr__(name: str):
+    if name == "PROJECTORS":        # {name: projector class}, from the catalog
+        return {key: projector_class(key) for key in _REGISTRY.names()}
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'pointcalip.projection' has no attribute {name!r}")
+
+
+def build_projector(name: str, **kwargs: Any) -> "Projector":
     """Projector by name ("pointclip" or "realistic"), keyword arguments passed to its class.
 
     e.g. `build_projector("pointclip", views="fewshot")`, as YAML configs spell it.
     """
     key = str(name).lower()
-    if key not in PROJECTORS:
-        raise ValueError(f"unknown projector {name!r}; choose one of {sorted(PROJECTORS)}")
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown projector {name!r}; choose one of {sorted(_REGISTRY.names())}")
     try:
-        return PROJECTORS[key](**kwargs)
+        return projector_class(key)(**kwargs)
     except TypeError as err:  # unknown keyword: say which projector and what it accepts
         raise ValueError(f"projector {name!r}: {err}") from err
 

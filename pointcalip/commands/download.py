@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
+from . import COMMANDS
 from pointcalip.core.paths import data_dir
+from pointcalip.datasets.catalog import DATASETS
 
 
+@COMMANDS.register("download", order=70)
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "download",
@@ -18,7 +22,7 @@ def register(subparsers) -> argparse.ArgumentParser:
             "ModelNet10 is read from the ModelNet40 folder."
         ),
     )
-    p.add_argument("dataset", choices=["modelnet40", "modelnet10", "scanobjectnn"])
+    p.add_argument("dataset", choices=DATASETS.names())
     src = p.add_mutually_exclusive_group()
     src.add_argument("--url", help="download from this URL instead of the known ones")
     src.add_argument("--from", dest="from_path", metavar="PATH",
@@ -32,8 +36,21 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pointcalip.datasets import ensure_dataset
+    from pointcalip.datasets.download import check_origin, dataset_folder, ensure_dataset
 
+    if args.from_path is not None:
+        check_origin(args.from_path)              # a mistyped --from fails even if installed
+    if not args.force and (args.url or args.from_path):
+        try:
+            folder = dataset_folder(args.dataset, args.root)
+        except FileNotFoundError:
+            pass
+        else:
+            given = "--url" if args.url else "--from"
+            print(f"{args.dataset} is already installed at {folder}; {given} was not used: "
+                  f"add --force to reinstall from it", file=sys.stderr)
+            print(folder)
+            return 0
     folder = ensure_dataset(args.dataset, root=args.root, url=args.url,
                             from_path=args.from_path, force=args.force, verify=args.verify)
     print(folder)

@@ -1,0 +1,117 @@
+"""Every dataset PointCALIP reads, declared once: the registry that the config's dataset names,
+``build_dataset``, ``pointcalip download`` (its choices, sources and folder checks) and the
+data path all derive from.
+
+This module imports neither torch nor h5py, so names, variants and class counts are known
+before any work starts (``--help``, config errors). An entry declares:
+
+* ``target``: the dataset class, as ``"module:Class"`` (imported on use);
+* ``classes``: its number of classes (what a run's size checks multiply by);
+* ``variants``: ``{variant: {split: file}}`` when the config must name one (``data.variant``);
+* ``source``: where its files come from (:class:`DatasetSource`), or ``installed_with``: the
+  dataset whose folder holds it (ModelNet10 is read from the ModelNet40 folder);
+* ``marker``: names inside an installed folder that recognise it (cheap, no h5 reading);
+* ``validate``: ``"module:function(folder)"`` that reads a whole folder and raises on damage.
+
+Adding a dataset: its module (the class and its ``validate_folder``), one ``DATASETS.register``
+call here, and its YAML (``configs/data/<name>.yaml``).
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.registry import Entry, Registry
+
+DATASETS = Registry("dataset")
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """Where a dataset comes from and how its installed folder is recognised."""
+
+    name: str
+    folder: str  # folder name under the data root
+    archive: str  # archive file name
+    urls: tuple[str, ...] = ()  # tried in order
+    sha256: str | None = None  # archive digest, when one is recorded
+    file_md5: dict = field(default_factory=dict)  # published digests of extracted files
+    terms_url: str | None = None  # the user must accept terms there first
+    marker: tuple[str, ...] = ()  # any of these inside a folder recognises it
+    marker_text: str = ""  # what a recognised folder holds, for messages
+
+
+def load_target(spec: str) -> Any:
+    """``"package.module:name"`` -> that object (its module imported now)."""
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def dataset_entry(name: str) -> Entry:
+    """The registry entry of ``name`` (case-insensitive); KeyError with the known names."""
+    return DATASETS[str(name).strip().lower()]
+
+
+def installing_entry(name: str) -> Entry:
+    """The entry whose source installs ``name`` (modelnet10 -> modelnet40)."""
+    entry = dataset_entry(name)
+    return DATASETS[entry.meta.get("installed_with", entry.name)]
+
+
+MODELNET40_SOURCE = DatasetSource(
+    name="modelnet40",
+    folder="modelnet40_ply_hdf5_2048",
+    archive="modelnet40_ply_hdf5_2048.zip",
+    urls=(
+        "https://shapenet.cs.stanford.edu/media/modelnet40_ply_hdf5_2048.zip",
+        # Widely used mirror (e.g. by PyTorch Geometric) while the Stanford host is down.
+        "https://huggingface.co/datasets/Msun/modelnet40/resolve/main/modelnet40_ply_hdf5_2048.zip",
+    ),
+    sha256=None,
+    # Per-file MD5s of the published release, as recorded by torchvision-style loaders.
+    file_md5={
+        "ply_data_train0.h5": "3176385ffc31a7b6b5af22191fd920d1",
+        "ply_data_train1.h5": "e3f613fb500559403b34925112754dc4",
+        "ply_data_train2.h5": "0c56e233a090ff87c3049d4ce08e7d8b",
+        "ply_data_train3.h5": "9d2af465adfa33a3285c369f3ca66c45",
+        "ply_data_train4.h5": "dff38de489b2c41bfaeded86c2208984",
+        "ply_data_test0.h5": "e9732e6d83b09e79e9a7617df058adee",
+        "ply_data_test1.h5": "aba4b12a67c34391cc3c015a6f08ed4b",
+    },
+    marker=("shape_names.txt",),
+    marker_text="shape_names.txt",
+)
+
+SCANOBJECTNN_SOURCE = DatasetSource(
+    name="scanobjectnn",
+    folder="h5_files",
+    archive="h5_files.zip",
+    terms_url="https://hkust-vgd.github.io/scanobjectnn/",
+    marker=("main_split", "main_split_nobg"),
+    marker_text="main_split/",
+)
+
+DATASETS.register("modelnet40", "pointcalip.datasets.modelnet:ModelNet40", classes=40,
+                  source=MODELNET40_SOURCE,
+                  validate="pointcalip.datasets.modelnet:validate_folder")
+DATASETS.register("modelnet10", "pointcalip.datasets.modelnet:ModelNet10", classes=10,
+                  installed_with="modelnet40")
+DATASETS.register("scanobjectnn", "pointcalip.datasets.scanobjectnn:ScanObjectNN", classes=15,
+                  source=SCANOBJECTNN_SOURCE,
+                  validate="pointcalip.datasets.scanobjectnn:validate_folder",
+                  # variant -> split -> file inside h5_files
+                  variants={
+                      "OBJ_BG": {
+                          "train": "main_split/training_objectdataset.h5",
+                          "test": "main_split/test_objectdataset.h5",
+                      },
+                      "OBJ_ONLY": {
+                          "train": "main_split_nobg/training_objectdataset.h5",
+                          "test": "main_split_nobg/test_objectdataset.h5",
+                      },
+                      "PB_T50_RS": {
+                          "train": "main_split/training_objectdataset_augmentedrot_scale75.h5",
+                          "test": "main_split/test_objectdataset_augmentedrot_scale75.h5",
+                      },
+                  })
