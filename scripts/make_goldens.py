@@ -15,6 +15,11 @@ kind whose flags are given is written):
   projector  --pointclip DIR --pointclip-v2 DIR  ->  projector_goldens.npz
       official PointCLIP (zero-shot, few-shot) and PointCLIP V2 (realistic) projections of
       fixed clouds (see `projector_goldens` for the keys).
+  Tip-Adapter  --tip-adapter DIR  ->  tip_adapter_goldens.npz
+      the official Tip-Adapter's training-free search and Tip-Adapter-F's training (first
+      loss, gradient and key update, every loss, best keys, search, test accuracy) on fixed
+      synthetic view features at 1 view and at 10 views with unequal view weights (see
+      `tip_adapter_goldens`).
   tiny CLIP  --tiny-clip  ->  tiny_clip_goldens.npz
       our backbone's tokens and CALIP logits for the tiny seeded test CLIPs: regression
       goldens that catch numeric drift (see `tiny_clip_goldens`).
@@ -40,8 +45,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from official_code import (OfficialCodeError, describe_checkout, pointclip_v2_projection,  # noqa: E402
-                           pointclip_views, to_numpy)
+from official_code import (OfficialCodeError, describe_checkout, describe_tip_adapter,  # noqa: E402
+                           pointclip_v2_projection, pointclip_views, run_tip_adapter, to_numpy)
 
 Arrays = Dict[str, np.ndarray]
 REPO = Path(__file__).resolve().parent.parent
@@ -144,7 +149,7 @@ def tiny_clip_goldens(args: argparse.Namespace) -> Arrays:
     sys.path.insert(0, str(REPO / "tests"))
     import tempfile
 
-    from pointcalip.backbone import load_clip  # first: it silences openai-clip's import warning
+    from pointcalip.backbones import load_clip  # first: it silences openai-clip's import warning
     from pointcalip.head import CalipHead
     from pointcalip.projection import PointCLIPProjector
     from tiny_clip import write_tiny_checkpoints
@@ -167,6 +172,78 @@ def tiny_clip_goldens(args: argparse.Namespace) -> Arrays:
     return out
 
 
+#: (case, views, view weights, text noise, cloud noise, lr) of the Tip-Adapter goldens; 4
+#: classes, 32 channels, 4 shots a class, 10 validation and 10 test clouds a class, 20 epochs.
+#: Chosen (once, by trying a few) so that zero-shot is about 50-60% on validation, the cache
+#: helps, and training changes the validation accuracy over the epochs: the best epoch is
+#: neither the first nor the last. v10 trains at Tip-Adapter-F's lr 1e-3; v1 (one batch of 16
+#: shots an epoch) needs 1e-2 to move.
+TIP_CASES = (("v1", 1, (1.0,), 3.0, 1.0, 1e-2),
+             ("v10", 10, (1.0, 0.5, 0.25, 1.0, 0.75, 0.5, 0.3, 0.9, 0.6, 0.4), 6.0, 1.0, 1e-3))
+TIP_CLASSES, TIP_CHANNELS, TIP_SHOTS, TIP_EVAL, TIP_EPOCHS = 4, 32, 4, 10, 20
+TIP_TEXT_MIX = 0.05           # text = normalise(common + 0.05 (class direction + noise))
+
+
+def tip_features(views: int, seed: int, text_noise: float, noise: float):
+    """Synthetic CLIP-like view features: per class and view a prototype (a class direction
+    shared by the views plus a view's own), each cloud = normalise(prototype + noise); text =
+    normalise(common + 0.05 (class direction + text noise)), a narrow cone as CLIP's text
+    features are (zero-shot logits that differ by a few units between classes). -> text
+    [K, C], and per split (shots, val, test) global [n, V, C] (unit rows) and labels [n]."""
+    g = torch.Generator().manual_seed(seed)
+    k, c = TIP_CLASSES, TIP_CHANNELS
+    norm = lambda x: torch.nn.functional.normalize(x, dim=-1)  # noqa: E731
+    direction = norm(torch.randn(k, 1, c, generator=g))
+    prototypes = norm(direction + 0.7 * norm(torch.randn(k, views, c, generator=g)))
+    common = norm(torch.randn(c, generator=g))
+    text = norm(common + TIP_TEXT_MIX * (direction[:, 0] + text_noise * norm(torch.randn(k, c, generator=g))))
+    splits = {}
+    for split, per_class in (("shots", TIP_SHOTS), ("val", TIP_EVAL), ("test", TIP_EVAL)):
+        labels = torch.arange(k).repeat_interleave(per_class)
+        splits[split] = (norm(prototypes[labels] + noise * norm(torch.randn(len(labels), views, c, generator=g))),
+                         labels)
+    return text, splits
+
+
+def tip_adapter_goldens(args: argparse.Namespace) -> Arrays:
+    """The official Tip-Adapter (scripts/official_code.py `run_tip_adapter`) on the features
+    of `tip_features`, fed as Tip-Adapter sees a cloud: f = normalise(concat_v(w_v F_v)) and
+    zero-shot weights normalise(tile_V(text)). Keys per case `c` in v1, v10 (float32 unless
+    said otherwise; Tip's logit scale, i.e. its alpha):
+
+    c_weights [V] (float64), c_lr        view weights, Tip-Adapter-F's learning rate
+    c_text [K, C]                        unit class features
+    c_{shots,val,test}_global [n, V, C]  unit view features; c_{shots,val,test}_labels [n] int64
+    c_tip_beta, c_tip_alpha (float64)    training-free search_hp on validation
+    c_losses [epochs] (float64)          Tip-Adapter-F's loss at every step (one batch an epoch)
+    c_first_grad, c_keys_before, c_keys_after_first [M, V*C]   its first step
+    c_best_keys [M, V*C]                 the keys of its best epoch (on validation)
+    c_epoch_accuracies [epochs] (float64) its validation accuracy after each epoch, percent
+    c_f_beta, c_f_alpha (float64)        its search_hp after training
+    c_test_accuracy (float64)            run_tip_adapter of the best keys on test, percent
+    epochs; meta_tip_adapter_commit, _url, _sha256
+    """
+    out: Arrays = {"epochs": np.array(TIP_EPOCHS)}
+    for i, (case, views, weights, text_noise, noise, lr) in enumerate(TIP_CASES):
+        text, splits = tip_features(views, 100 + i, text_noise, noise)
+        w = torch.tensor(weights, dtype=torch.float32).view(1, -1, 1)
+        desc = {s: torch.nn.functional.normalize((g * w).flatten(1), dim=-1) for s, (g, _) in splits.items()}
+        clip_weights = torch.nn.functional.normalize(text.repeat(1, views), dim=-1).t()
+        run = run_tip_adapter(args.tip_adapter, desc["shots"], splits["shots"][1], desc["val"], splits["val"][1],
+                              desc["test"], splits["test"][1], clip_weights, TIP_CLASSES, lr, TIP_EPOCHS)
+        out[f"{case}_weights"] = np.array(weights, dtype=np.float64)
+        out[f"{case}_lr"] = np.array(lr)
+        out[f"{case}_text"] = to_numpy(text)
+        for split, (g, labels) in splits.items():
+            out[f"{case}_{split}_global"] = to_numpy(g)
+            out[f"{case}_{split}_labels"] = labels.numpy().astype(np.int64)
+        for field, value in vars(run).items():
+            out[f"{case}_{field}"] = np.asarray(value, dtype=np.float64 if np.isscalar(value) else None)
+    for field, value in describe_tip_adapter(args.tip_adapter).items():
+        out[f"meta_tip_adapter_{field}"] = np.array(value)
+    return out
+
+
 @dataclass(frozen=True)
 class GoldenKind:
     name: str
@@ -178,6 +255,7 @@ class GoldenKind:
 GOLDEN_KINDS: Sequence[GoldenKind] = (
     GoldenKind("projector", "projector_goldens.npz", ("pointclip", "pointclip_v2"), projector_goldens),
     GoldenKind("tiny CLIP", "tiny_clip_goldens.npz", ("tiny_clip",), tiny_clip_goldens),
+    GoldenKind("Tip-Adapter", "tip_adapter_goldens.npz", ("tip_adapter",), tip_adapter_goldens),
 )
 
 
@@ -186,6 +264,8 @@ def add_flags(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--pointclip", metavar="DIR", help="checkout of https://github.com/ZrrSkywalker/PointCLIP")
     g.add_argument("--pointclip-v2", metavar="DIR",
                    help="checkout of https://github.com/yangyangyang127/PointCLIP_V2")
+    g = ap.add_argument_group("Tip-Adapter goldens")
+    g.add_argument("--tip-adapter", metavar="DIR", help="checkout of https://github.com/gaopengcuhk/Tip-Adapter")
     g = ap.add_argument_group("tiny CLIP goldens (our own code; regenerate only after a deliberate "
                               "change of numbers)")
     g.add_argument("--tiny-clip", action="store_const", const=True, default=None,

@@ -53,6 +53,7 @@ import functools
 import hashlib
 import importlib
 import importlib.util
+import io
 import subprocess
 import sys
 import types
@@ -326,3 +327,206 @@ def _call(name: str, fn: Callable):
 def to_numpy(t: torch.Tensor) -> np.ndarray:
     """float32 array on the CPU."""
     return t.detach().to("cpu", torch.float32).contiguous().numpy()
+
+
+# --- Tip-Adapter ---------------------------------------------------------------------------------
+
+TIP_ADAPTER_URL = "https://github.com/gaopengcuhk/Tip-Adapter"
+TIP_ADAPTER_FILES = ("main.py", "utils.py")
+
+
+@dataclass
+class TipAdapterRun:
+    """What the official Tip-Adapter / Tip-Adapter-F did on given features (Tip's logit scale).
+
+    tip_beta, tip_alpha: `search_hp` of the training-free cache on validation.
+    losses [steps]: every training loss (`F.cross_entropy` calls of `run_tip_adapter_F`).
+    first_grad, keys_before, keys_after_first [M, D]: the keys' gradient at the first step and
+    the keys before and after it (AdamW's step, recorded by a subclass that only looks).
+    best_keys [M, D]: the weights `run_tip_adapter_F` saved as its best epoch and reloaded.
+    f_beta, f_alpha: its `search_hp` after training; epoch_accuracies: its per-epoch evaluations
+    (on the set passed as its test set); test_accuracy: `run_tip_adapter` of the best keys on
+    the test set at the searched (beta, alpha).
+    """
+    tip_beta: float
+    tip_alpha: float
+    losses: np.ndarray
+    first_grad: np.ndarray
+    keys_before: np.ndarray
+    keys_after_first: np.ndarray
+    best_keys: np.ndarray
+    f_beta: float
+    f_alpha: float
+    epoch_accuracies: np.ndarray
+    test_accuracy: float
+
+
+def tip_adapter_root(checkout: PathLike) -> Path:
+    """The checkout of Tip-Adapter holding main.py and utils.py, or OfficialCodeError."""
+    root = Path(checkout).expanduser()
+    for f in TIP_ADAPTER_FILES:
+        if not (root / f).is_file():
+            raise OfficialCodeError(f"Tip-Adapter checkout {root} lacks {f} (clone {TIP_ADAPTER_URL} "
+                                    f"and pass its path)")
+    return root.resolve()
+
+
+def describe_tip_adapter(checkout: PathLike) -> Dict[str, str]:
+    """Provenance of Tip-Adapter's main.py and utils.py: commit, url, SHA-256."""
+    root = tip_adapter_root(checkout)
+    info = {"commit": "unknown", "url": TIP_ADAPTER_URL}
+    try:
+        git = ["git", "-C", str(root)]
+        info["commit"] = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True,
+                                        check=True).stdout.strip()
+        if subprocess.run(git + ["status", "--porcelain", "--", *TIP_ADAPTER_FILES], capture_output=True,
+                          text=True, check=True).stdout.strip():
+            info["commit"] += " (files modified)"
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    info["sha256"] = " ".join(f"{f}={hashlib.sha256((root / f).read_bytes()).hexdigest()}"
+                              for f in TIP_ADAPTER_FILES)
+    return info
+
+
+@functools.lru_cache(maxsize=None)
+def _import_tip_adapter(root: Path) -> types.ModuleType:
+    """Tip-Adapter's main.py (with its utils.py) as a module. Its imports of the checkout's
+    `clip` and `datasets` packages (CLIP loading, image datasets) are stubs: only the functions
+    that take features are called. `utils` is set aside like the other shadowed names."""
+    stubs = {"clip": types.ModuleType("clip"), "datasets": types.ModuleType("datasets"),
+             "datasets.utils": types.ModuleType("datasets.utils")}
+    stubs["datasets"].build_dataset = stubs["datasets.utils"].build_data_loader = None
+    saved = {k: sys.modules.pop(k) for k in list(sys.modules) if k.split(".")[0] in ("utils", "datasets", "clip")}
+    sys.modules.update(stubs)
+    write_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    try:
+        with _quiet():
+            for name in ("utils", "main"):
+                spec = importlib.util.spec_from_file_location(f"tip_adapter_{name}" if name == "main" else name,
+                                                              root / f"{name}.py")
+                mod = importlib.util.module_from_spec(spec)
+                if name == "utils":
+                    sys.modules["utils"] = mod
+                spec.loader.exec_module(mod)
+        return mod
+    except Exception as e:
+        raise OfficialCodeError(f"importing Tip-Adapter from {root} failed: {type(e).__name__}: {e}"
+                                .replace("\n", " ")) from None
+    finally:
+        for k in [k for k in sys.modules if k.split(".")[0] in ("utils", "datasets", "clip")]:
+            del sys.modules[k]
+        sys.modules.update(saved)
+        sys.dont_write_bytecode = write_bytecode
+
+
+def run_tip_adapter(checkout: PathLike, train_feats: torch.Tensor, train_labels: torch.Tensor,
+                    val_feats: torch.Tensor, val_labels: torch.Tensor, test_feats: torch.Tensor,
+                    test_labels: torch.Tensor, clip_weights: torch.Tensor, num_classes: int,
+                    lr: float = 1e-3, epochs: int = 20, search_scale=(7.0, 3.0),
+                    search_step=(200, 20)) -> TipAdapterRun:
+    """Run the official `search_hp`, `run_tip_adapter_F` and `run_tip_adapter` on features.
+
+    train_feats [M, D] (unit rows): the cache keys and the training batch (one batch, as the
+    features are fixed: the official loader's shuffling only reorders it); val_feats,
+    test_feats [N, D] (unit rows); clip_weights [D, K] (unit columns): the zero-shot logits are
+    `100 feats @ clip_weights`. `run_tip_adapter_F` is given the VALIDATION set as its test set,
+    so that it picks its best epoch on validation as we do (it picks on test as published);
+    the test set is then evaluated by `run_tip_adapter` on the best keys.
+    Training starts at the training-free search's (beta, alpha) (cfg init_beta, init_alpha).
+    """
+    import tempfile
+
+    main = _import_tip_adapter(tip_adapter_root(checkout))
+    f32 = lambda t: torch.as_tensor(t, dtype=torch.float32)  # noqa: E731
+    train_feats, val_feats, test_feats, clip_weights = map(f32, (train_feats, val_feats, test_feats, clip_weights))
+    train_labels, val_labels, test_labels = (torch.as_tensor(x, dtype=torch.long)
+                                             for x in (train_labels, val_labels, test_labels))
+    keys = train_feats.t().contiguous()                         # official layout [D, M]
+    values = torch.nn.functional.one_hot(train_labels, num_classes).float()
+    record: Dict[str, list] = {"losses": [], "acc": [], "search": [], "steps": []}
+
+    functional = torch.nn.functional
+
+    class Functional:                                           # main.F, recording cross_entropy
+        def __getattr__(self, name):
+            return getattr(functional, name)
+
+        @staticmethod
+        def cross_entropy(*a, **k):
+            loss = functional.cross_entropy(*a, **k)
+            record["losses"].append(float(loss))
+            return loss
+
+    real_adamw = torch.optim.AdamW
+
+    class LookingAdamW(real_adamw):                             # the same optimiser; records step 1
+        def step(self, *a, **k):
+            p = self.param_groups[0]["params"][0]
+            first = not record["steps"]
+            if first:
+                record["steps"].append((p.grad.detach().clone(), p.detach().clone()))
+            out = super().step(*a, **k)
+            if first:
+                record["steps"].append(p.detach().clone())
+            return out
+
+    def fixed_cls_acc(*a, **k):
+        # utils.cls_acc calls float() on a 1-element 1-d array, which NumPy 2 refuses: its
+        # `.numpy()` call returns that element as a 0-d array while it runs
+        real_numpy = torch.Tensor.numpy
+        torch.Tensor.numpy = lambda self, *x, **y: real_numpy(self, *x, **y).reshape(
+            () if self.numel() == 1 else self.shape)
+        try:
+            return real_cls_acc(*a, **k)
+        finally:
+            torch.Tensor.numpy = real_numpy
+
+    def cls_acc(*a, **k):                                       # main's: recorded
+        acc = fixed_cls_acc(*a, **k)
+        record["acc"].append(acc)
+        return acc
+
+    def search_hp(*a, **k):
+        found = real_search_hp(*a, **k)
+        record["search"].append(found)
+        return found
+
+    real_cls_acc, real_search_hp = main.cls_acc, main.search_hp
+    clip_model = types.SimpleNamespace(dtype=torch.float32, encode_image=lambda x: x.clone())
+    with tempfile.TemporaryDirectory() as tmp, _cuda_means("cpu"), _quiet(), \
+            contextlib.redirect_stdout(io.StringIO()):
+        cfg = {"search_hp": True, "search_scale": list(search_scale), "search_step": list(search_step),
+               "lr": lr, "train_epoch": epochs, "cache_dir": tmp, "shots": 0}
+        saved = {name: getattr(main, name) for name in ("F", "cls_acc", "search_hp")}
+        utils_globals = real_search_hp.__globals__                # utils.py's namespace
+        main.F, main.cls_acc, main.search_hp = Functional(), cls_acc, search_hp
+        utils_globals["cls_acc"] = fixed_cls_acc
+        torch.optim.AdamW = LookingAdamW
+        try:
+            beta, alpha = real_search_hp(cfg, keys, values, val_feats, val_labels, clip_weights)
+            record["search"].clear()
+            cfg["init_beta"], cfg["init_alpha"] = beta, alpha
+            record["acc"].clear()
+            main.run_tip_adapter_F(cfg, keys, values, val_feats, val_labels, val_feats, val_labels,
+                                   clip_weights, clip_model, [(train_feats, train_labels)])
+            epoch_acc = list(record["acc"][1::2])              # train-batch accuracy, then eval
+            best = torch.load(Path(tmp) / "best_F_0shots.pt", weights_only=True).detach().clone()
+            f_beta, f_alpha = record["search"][-1]
+            record["acc"].clear()
+            main.run_tip_adapter(cfg, best.t().contiguous(), values, val_feats, val_labels, test_feats,
+                                 test_labels, clip_weights)
+            test_acc = record["acc"][-1]
+        except OfficialCodeError:
+            raise
+        except Exception as e:
+            raise OfficialCodeError(f"Tip-Adapter failed: {type(e).__name__}: {e}".replace("\n", " ")) from None
+        finally:
+            torch.optim.AdamW = real_adamw
+            utils_globals["cls_acc"] = real_cls_acc
+            for name, value in saved.items():
+                setattr(main, name, value)
+    (grad, before), after = record["steps"][0], record["steps"][1]
+    return TipAdapterRun(float(beta), float(alpha), np.array(record["losses"][:epochs], dtype=np.float64),
+                         to_numpy(grad), to_numpy(before), to_numpy(after), to_numpy(best),
+                         float(f_beta), float(f_alpha), np.array(epoch_acc, dtype=np.float64), float(test_acc))

@@ -5,12 +5,24 @@
 
 keys: the shots' descriptors [M, V*C]; values: their one-hot labels [M, K]; base: zero-shot
 logits (PointCLIP's, or CALIP's with its searched betas). Tip-Adapter-F makes the keys
-learnable. alpha and beta are searched on validation (:func:`search_alpha_beta`).
+learnable (:func:`train_tip_f`). alpha and beta are searched on validation
+(:func:`search_alpha_beta`).
+
+Scale. Our base logits are ``(100 / sqrt(V)) sum_v w_v F_v . t``; Tip-Adapter's, on the
+descriptor f and the tiled, normalised text, are ``100 f . normalise(tile_V(t))``, which is
+ours divided by ``||w||_2`` (the norm of the view weights; sqrt(V) when they are all 1). So
+our alpha is Tip-Adapter's times ``||w||_2`` (:func:`default_grids` scales its alpha grid so),
+and the same (alpha, beta) give the same predictions. Tip-Adapter-F trains on Tip-Adapter's
+logits, ``(base + alpha * cache) / ||w||_2``, with Tip-Adapter's optimiser (AdamW, eps 1e-4):
+the loss, gradient and key update of the published ``run_tip_adapter_F`` on the same
+features, whatever the views and view weights (tests/test_tip_official.py).
 """
 from __future__ import annotations
 
 import math
-from typing import Sequence, Tuple
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -18,10 +30,21 @@ from torch import nn
 
 from ..calip import ViewWeights, view_weight_tensor
 
+if TYPE_CHECKING:                     # a recipe: epochs, batch_size, optimizer, lr, weight_decay,
+    from .config import TrainConfig   # momentum, label_smoothing, schedule, patience
+
 # Tip-Adapter's search grids start at 0.1; its default maxima are 7 for beta and 3 for alpha
-# (200 x 20 values). alpha is multiplied by sqrt(V) because our base logits are sqrt(V) times
-# the concatenated-feature logits Tip-Adapter adds its cache to.
+# (200 x 20 values). alpha is multiplied by ||w||_2 (sqrt(V) for unit view weights) because
+# our base logits are ||w||_2 times the concatenated-feature logits Tip-Adapter adds its cache to.
 GRID_START = 0.1
+#: Tip-Adapter-F's AdamW epsilon (its run_tip_adapter_F; torch's default is 1e-8). The key
+#: gradients are small (~1e-4), so eps changes the size and direction of every update.
+TIP_F_EPS = 1e-4
+
+
+def tip_scale(view_weights: ViewWeights, num_views: int) -> float:
+    """||w||_2 of the view weights (None: V ones, sqrt(V)): our base logits over Tip-Adapter's."""
+    return float(view_weight_tensor(view_weights, num_views, torch.float64).norm())
 
 
 def descriptors(global_feats: torch.Tensor, view_weights: ViewWeights = None) -> torch.Tensor:
@@ -89,8 +112,112 @@ def search_alpha_beta(cache: TipCache, feats: torch.Tensor, base_logits: torch.T
 
 
 def default_grids(num_views: int, alpha_max: float = 3.0, alpha_steps: int = 20,
-                  beta_max: float = 7.0, beta_steps: int = 200) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(alphas, betas) searched for a base over ``num_views`` views: Tip-Adapter's grids,
-    alpha scaled by sqrt(V)."""
-    return (grid(GRID_START, alpha_max, alpha_steps) * math.sqrt(num_views),
+                  beta_max: float = 7.0, beta_steps: int = 200, view_weights: ViewWeights = None
+                  ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(alphas, betas) searched for a base over ``num_views`` views with ``view_weights``:
+    Tip-Adapter's grids, alpha scaled by ||w||_2 (sqrt(V) when the weights are None or 1), so
+    that each of our alphas is one of Tip-Adapter's on its own logit scale."""
+    return (grid(GRID_START, alpha_max, alpha_steps) * tip_scale(view_weights, num_views),
             grid(GRID_START, beta_max, beta_steps))
+
+
+# ------------------------------------------------------------------------------ Tip-Adapter-F
+
+def tip_f_logits(cache: TipCache, feats: torch.Tensor, base_logits: torch.Tensor, alpha: float,
+                 beta: float, scale: float) -> torch.Tensor:
+    """Tip-Adapter's logits [B, K]: ours (``cache.logits``) divided by ``scale`` = ||w||_2,
+    i.e. ``base / ||w|| + (alpha / ||w||) * cache`` with our alpha (Tip-Adapter's times ||w||)."""
+    return cache.logits(feats, base_logits, alpha, beta) / scale
+
+
+def tip_f_loss(cache: TipCache, feats: torch.Tensor, base_logits: torch.Tensor, labels: torch.Tensor,
+               alpha: float, beta: float, scale: float, label_smoothing: float = 0.0
+               ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Tip-Adapter-F's objective on one batch: cross-entropy of :func:`tip_f_logits`
+    (plain, as published, unless ``label_smoothing``). -> (loss, logits)."""
+    logits = tip_f_logits(cache, feats, base_logits, alpha, beta, scale)
+    return F.cross_entropy(logits, labels, label_smoothing=label_smoothing), logits
+
+
+def tip_f_optimizer(params, recipe: "TrainConfig") -> torch.optim.Optimizer:
+    """Tip-Adapter-F's optimiser: AdamW(lr, weight_decay, eps=1e-4) (SGD with momentum when
+    the recipe asks for ``sgd``)."""
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
+                               weight_decay=recipe.weight_decay)
+    return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay, eps=TIP_F_EPS)
+
+
+@dataclass
+class TipFFit:
+    """What :func:`train_tip_f` did (the fields of ``fewshot.train.FitResult``) and the kept,
+    best-epoch keys [M, D]."""
+
+    best_epoch: int
+    best_val_accuracy: float          # percent
+    epochs_run: int
+    seconds: float
+    curves: List[dict]
+    keys: torch.Tensor
+
+
+def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return 100.0 * float((logits.argmax(-1) == labels).float().mean())
+
+
+def train_tip_f(cache: TipCache, feats: torch.Tensor, base_logits: torch.Tensor, labels,
+                val_feats: torch.Tensor, val_base: torch.Tensor, val_labels, alpha: float,
+                beta: float, view_weights: ViewWeights, num_views: int, recipe: "TrainConfig",
+                generator: torch.Generator) -> TipFFit:
+    """Train ``cache.keys`` as Tip-Adapter-F's ``run_tip_adapter_F`` does, on stored features.
+
+    feats [S, D] (the shots' descriptors), base_logits [S, K] (ours), labels [S]; val_*
+    likewise for validation. Each epoch shuffles the shots with ``generator`` into batches of
+    ``recipe.batch_size``; every batch minimises :func:`tip_f_loss` (Tip-Adapter's logits at
+    our (alpha, beta), i.e. divided by ||w||_2 of ``view_weights``) with
+    :func:`tip_f_optimizer` and a cosine schedule over all steps (``recipe.schedule``). After
+    each epoch the validation accuracy at (alpha, beta) is measured; the keys of the first
+    best epoch are kept (as Tip-Adapter-F keeps its best epoch, which it picks on test; we pick
+    on validation), written into ``cache`` and returned with one curve row per epoch (epoch,
+    loss, train_accuracy, val_accuracy, lr). ``recipe.patience`` stops early.
+    """
+    if not isinstance(cache.keys, nn.Parameter):
+        raise ValueError("train_tip_f needs a TipCache built with learnable=True")
+    device = cache.keys.device
+    scale = tip_scale(view_weights, num_views)
+    feats, base_logits = feats.float().to(device), base_logits.float().to(device)
+    labels = torch.as_tensor(labels, dtype=torch.long).to(device)
+    val_feats, val_base = val_feats.float().to(device), val_base.float().to(device)
+    val_labels = torch.as_tensor(val_labels, dtype=torch.long).to(device)
+    n = len(labels)
+    steps = math.ceil(n / recipe.batch_size)
+    optimizer = tip_f_optimizer([cache.keys], recipe)
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(recipe.epochs * steps, 1))
+                if recipe.schedule == "cosine" else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0))
+    start = time.perf_counter()
+    curves: List[dict] = []
+    best_acc, best_epoch, best_keys = -1.0, 0, cache.keys.detach().clone()
+    for epoch in range(1, recipe.epochs + 1):
+        order = torch.randperm(n, generator=generator).to(device)
+        total, hits = 0.0, 0
+        for i in range(0, n, recipe.batch_size):
+            idx = order[i:i + recipe.batch_size]
+            loss, logits = tip_f_loss(cache, feats[idx], base_logits[idx], labels[idx], alpha, beta,
+                                      scale, recipe.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += float(loss.detach()) * len(idx)
+            hits += int((logits.argmax(-1) == labels[idx]).sum())
+        with torch.no_grad():
+            val_acc = _accuracy(cache.logits(val_feats, val_base, alpha, beta), val_labels)
+        curves.append({"epoch": epoch, "loss": total / n, "train_accuracy": 100.0 * hits / n,
+                       "val_accuracy": val_acc, "lr": schedule.get_last_lr()[0]})
+        if val_acc > best_acc:
+            best_acc, best_epoch, best_keys = val_acc, epoch, cache.keys.detach().clone()
+        if recipe.patience and epoch - best_epoch >= recipe.patience:
+            break
+    with torch.no_grad():
+        cache.keys.copy_(best_keys)
+    return TipFFit(best_epoch, best_acc, len(curves), time.perf_counter() - start, curves, best_keys)
