@@ -1,24 +1,25 @@
 """The `pointcalip` command line.
 
-Each subcommand lives in its own module ``pointcalip/commands/<name>.py`` exposing
-``register(subparsers)``, which adds its parser and sets ``func`` to the function that runs it.
-Errors a user can fix print one line (``pointcalip zeroshot: error: ...``) and exit with 2;
+Each subcommand lives in its own module ``pointcalip/commands/<name>.py`` and declares itself
+in the commands registry (:data:`pointcalip.commands.COMMANDS`) with ``register(subparsers)``,
+which adds its parser and sets ``func`` to the function that runs it; the list of subcommands,
+their order and the "did you mean" for a mistyped one come from that registry. Nothing here nor
+in a command module imports torch before a command runs: ``--version``, every ``--help`` and
+mistyped options answer at once. Errors a user can fix print one line (``pointcalip zeroshot: error: ...``) and exit with 2;
 ``-v`` (before or after the subcommand) shows the traceback instead. Ctrl-C prints one line
 saying what was kept and exits with 130.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
+import difflib
 import logging
 import sys
 import warnings
 
 from . import __version__
+from .commands import COMMANDS
 
-# Subcommands in the order `pointcalip --help` lists them; a name whose module is not there
-# (a command not built yet) is left out.
-COMMANDS = ["zeroshot", "fewshot", "ablate", "extract", "classify", "explain", "download"]
 USER_ERRORS = (ValueError, KeyError, RuntimeError, OSError)
 
 
@@ -35,16 +36,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pointcalip {__version__}")
     _verbose_flag(parser, default=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"pointcalip.commands.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"pointcalip.commands.{name}":
-                raise
-            continue
-        p = module.register(sub)
+    for entry in sorted(COMMANDS.entries(), key=lambda entry: entry.order):
+        p = entry.target(sub)
         _verbose_flag(p, default=argparse.SUPPRESS)  # `-v` after the subcommand too
     return parser
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict:
+    """{command name: its parser}."""
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+def _check_option(parser: argparse.ArgumentParser, token: str) -> None:
+    """Exit with a "did you mean" when ``token`` (``--name`` or ``--name=value``) is none of
+    ``parser``'s long options, nor an abbreviation of one (which argparse accepts)."""
+    option = token.partition("=")[0]
+    known = [o for o in parser._option_string_actions if o.startswith("--")]
+    if any(o.startswith(option) for o in known):
+        return
+    close = difflib.get_close_matches(option, known, n=2, cutoff=0.6)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    parser.error(f"unrecognized option {option}{hint}; see {parser.prog} --help")
+
+
+def check_words(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Before argparse reads ``argv`` (whose "required" and "invalid choice" errors come first
+    and suggest nothing): a mistyped subcommand or ``--option`` exits with 2 and the names it
+    was probably meant to be."""
+    commands = _subparsers(parser)
+    target = parser
+    for token in argv:
+        if token == "--":
+            return
+        if token.startswith("--"):
+            _check_option(target, token)
+        elif target is parser and not token.startswith("-"):
+            if token not in commands:
+                parser.error(COMMANDS.unknown(token))
+            target = commands[token]
 
 
 class _OnlyOnce(logging.Filter):
@@ -74,6 +104,7 @@ def _message(err: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
+    check_words(parser, argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

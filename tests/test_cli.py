@@ -39,7 +39,8 @@ def test_ctrl_c_prints_one_line(monkeypatch, capsys, small_modelnet, tiny_checkp
     err = capsys.readouterr().err
     assert code == 130 and err.count("\n") == 1 and "run the same command again to resume" in err
     monkeypatch.setattr(pointcalip.zeroshot, "run_zeroshot", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
-    assert main(["zeroshot", "--config", "modelnet40", "--set", f"backbone={tiny_checkpoints['vit']}"]) == 130
+    assert main(["zeroshot", "--config", "modelnet40", "--set", f"data.root={small_modelnet}",
+                 "--set", f"backbone={tiny_checkpoints['vit']}"]) == 130
     assert capsys.readouterr().err == "pointcalip zeroshot: interrupted; nothing half-written was kept\n"
 
 

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 
+from . import COMMANDS
 from .options import add_config_options, add_tune_on_option
 
 
+@COMMANDS.register("ablate", order=30)
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "ablate",
@@ -30,15 +32,19 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from ..ablation.config import AblationConfig
-    from ..ablation.run import output_dir, run_ablation, write_ablation
     from ..config import load_config
 
     overrides = list(args.overrides)
     if args.tune_on:
         overrides.append(f"tune.split={args.tune_on}")
-    cfg = load_config(AblationConfig, args.config, overrides)
-    result = run_ablation(cfg, argv=args.argv)
+    cfg = load_config(AblationConfig, args.config, overrides)   # checked before torch loads
+    from ..ablation.run import output_dir, run_ablation, write_ablation
+    from .needs import check_needs, no_empty_output
+
+    check_needs(cfg)
     folder = output_dir(cfg)
+    with no_empty_output(folder):
+        result = run_ablation(cfg, argv=args.argv)
     index = write_ablation(result, folder)
     for study in result.studies:
         print(f"## {study.title}  ({study.seconds:.1f} s)\n")

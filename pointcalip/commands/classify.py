@@ -4,10 +4,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import COMMANDS
 from .model_options import add_model_options, build_projector, model_settings
 from .options import positive_int
 
 
+@COMMANDS.register("classify", order=50)
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "classify",
@@ -19,7 +21,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="point clouds or meshes")
     p.add_argument("--classes", nargs="+", required=True, metavar="NAME", help="candidate class names")
-    p.add_argument("--top-k", type=positive_int, default=5)
+    p.add_argument("--top-k", type=positive_int, default=5, metavar="K",
+                   help="print the K most probable classes of each file (default 5; at most "
+                        "the number of --classes)")
     add_model_options(p)
     p.set_defaults(func=run)
     return p

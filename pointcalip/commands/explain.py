@@ -4,10 +4,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import COMMANDS
 from .model_options import add_model_options, build_projector, model_settings
 from .options import non_negative_int
 
 
+@COMMANDS.register("explain", order=60)
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "explain",
@@ -26,7 +28,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=["modelnet40", "modelnet10", "scanobjectnn"],
                    help="explain an item of this dataset instead of a file")
     p.add_argument("--index", type=non_negative_int, default=None, help="the item's index")
-    p.add_argument("--split", choices=["train", "test"], default="test")
+    p.add_argument("--split", choices=["train", "test"], default="test",
+                   help="the split the --dataset item comes from (default test)")
     p.add_argument("--root", default=None,
                    help="the dataset folder (default: the installed copy)")
     p.add_argument("--variant", default=None, help="ScanObjectNN variant (OBJ_BG, OBJ_ONLY, PB_T50_RS)")

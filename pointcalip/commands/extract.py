@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from . import COMMANDS
 from .options import add_config_options
 
+#: the choices of --splits: pointcalip.plan.SPLITS (which imports torch; a test keeps them equal)
+SPLITS = ("test", "val", "train")
 
+
+@COMMANDS.register("extract", order=40)
 def register(subparsers) -> argparse.ArgumentParser:
-    from ..plan import SPLITS
-
     p = subparsers.add_parser(
         "extract",
         help="encode into the feature store what a zero-shot, few-shot or ablation config "
@@ -34,10 +37,11 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from ..core import distributed
     from ..config import load_any_config
 
-    cfg = load_any_config(args.config, args.overrides)
+    cfg = load_any_config(args.config, args.overrides)      # checked before torch loads
+    from ..core import distributed
+
     shard, device = distributed.start(cfg.device)
     try:
         rows = _extract(cfg, list(dict.fromkeys(args.splits)), shard, device)

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import argparse
 
+from . import COMMANDS
 from .options import add_config_options, non_negative_int, positive_int
 
 METHOD_CHOICES = ["all", "zeroshot", "tip", "tip_f", "adapter", "calip_fs"]
 
 
+@COMMANDS.register("fewshot", order=20)
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "fewshot",

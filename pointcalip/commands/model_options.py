@@ -18,19 +18,43 @@ RECORDED = {"backbone": "backbone", "projector": "projector_config", "views": "v
             "beta3": "beta3"}
 
 
+class TemplatesOption(argparse.Action):
+    """``--templates``: one template set name (configs/prompts.yaml) or per-class prompt file,
+    or one or more templates, each holding ``{}`` for the class name; the value is that name
+    (a string) or the list of templates."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if len(values) == 1 and "{}" not in values[0]:
+            setattr(namespace, self.dest, values[0])
+            return
+        bare = [v for v in values if "{}" not in v]
+        if bare:
+            parser.error(f"argument {option_string}: {bare[0]!r} has no {{}} for the class name; "
+                         f"give one template set name or prompt file, or templates that each "
+                         f"contain {{}}, e.g. {option_string} \"a photo of a {{}}.\" "
+                         f"\"a depth map of a {{}}.\"")
+        setattr(namespace, self.dest, list(values))
+
+
 def add_model_options(p: argparse.ArgumentParser, cloud_word: str = "your files") -> None:
     p.add_argument("--backbone", default=None, help="CLIP name or checkpoint path (default RN50)")
     p.add_argument("--projector", default=None, choices=["pointclip", "realistic"],
                    help="projector with its published defaults (default pointclip)")
-    p.add_argument("--templates", default=None,
-                   help="template set name from configs/prompts.yaml, or a per-class prompt "
-                        "file (.json/.yaml) (default pointclip)")
+    p.add_argument("--templates", nargs="+", action=TemplatesOption, default=None,
+                   metavar="TEMPLATE",
+                   help="a template set name from configs/prompts.yaml, a per-class prompt "
+                        "file (.json/.yaml), or one or more templates each with {} for the "
+                        "class name, e.g. --templates \"a photo of a {}.\" \"a depth map of "
+                        "a {}.\" (default pointclip)")
     p.add_argument("--beta2", type=finite_float, default=None, help="CALIP beta2 (default 0: PointCLIP)")
     p.add_argument("--beta3", type=finite_float, default=None, help="CALIP beta3 (default 0: PointCLIP)")
     p.add_argument("--results", type=Path, default=None,
                    help="results.json of a zeroshot run: reuse its backbone, projector, views, "
                         "templates, betas and view weights (explicit options still win)")
-    p.add_argument("--num-points", type=positive_int, default=1024)
+    p.add_argument("--num-points", type=positive_int, default=1024, metavar="N",
+                   help="points per cloud (default 1024): a mesh is sampled on its surface, a "
+                        "larger cloud subsampled at random (seeded), a smaller one filled up "
+                        "with repeated points")
     p.add_argument("--up", choices=["y", "z"], default="y", help=f"up axis of {cloud_word} (ModelNet is y-up)")
     p.add_argument("--device", type=device, default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
 
@@ -56,7 +80,13 @@ def model_settings(args) -> dict:
     for key in ("backbone", "templates", "beta2", "beta3"):
         if getattr(args, key) is not None:
             s[key] = getattr(args, key)
-    load_templates(s["templates"])
+    try:
+        load_templates(s["templates"])
+    except ValueError as err:
+        if args.templates is None:
+            raise
+        raise ValueError(f"--templates: {err} (on the command line: one or more templates "
+                         f"with {{}}, e.g. --templates \"a photo of a {{}}.\")") from None
     try:
         check_backbone(s["backbone"])
     except ValueError as err:

@@ -4,6 +4,7 @@ command that reads configs shares."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 
 
@@ -43,9 +44,39 @@ def device(text: str) -> str:
     return text
 
 
+def shipped_configs() -> list[str]:
+    """The names ``--config`` accepts for the shipped configs (``modelnet40``,
+    ``model/realistic_vitb16``, ...): the YAML files under configs/, without ``.yaml``."""
+    from ..prompts import configs_root
+
+    root = configs_root()
+    return sorted(str(path.relative_to(root).with_suffix("")) for path in root.rglob("*.yaml"))
+
+
+def config_file(text: str) -> str:
+    """A config file that exists or a shipped config name; else the error names the shipped
+    configs closest to ``text``."""
+    from ..config import resolve_config_path
+
+    try:
+        resolve_config_path(text)
+    except FileNotFoundError as err:
+        close = difflib.get_close_matches(text.removesuffix(".yaml"), shipped_configs(), n=3,
+                                          cutoff=0.6)
+        runs = [n for n in shipped_configs() if "/" not in n and not n.endswith("_defaults")
+                and n not in ("prompts", "classnames")]
+        hint = (f"did you mean {' or '.join(close)}?" if close else
+                f"shipped configs: {', '.join(runs)} (and parts to add: model/..., data/..., "
+                f"projector/...)")
+        raise argparse.ArgumentTypeError(f"{err}; {hint}") from None
+    return text
+
+
 def add_config_options(p: argparse.ArgumentParser, config_help: str, set_example: str) -> None:
-    """``--config YAML ...`` and ``--set KEY=VALUE`` (repeatable)."""
-    p.add_argument("--config", nargs="+", required=True, metavar="YAML", help=config_help)
+    """``--config YAML ...`` (each an existing file or a shipped config name) and ``--set
+    KEY=VALUE`` (repeatable)."""
+    p.add_argument("--config", nargs="+", required=True, type=config_file, metavar="YAML",
+                   help=config_help)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help=f"override a config key, e.g. {set_example}")
 

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 
+from . import COMMANDS
 from .options import add_config_options, add_tune_on_option
 
 
+@COMMANDS.register("zeroshot", order=10)
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "zeroshot",
@@ -25,14 +27,18 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from ..config import load_config, ZeroShotConfig
-    from ..report.results import write_results
-    from ..zeroshot import output_dir, run_zeroshot
 
     overrides = list(args.overrides)
     if args.tune_on:
         overrides.append(f"tune.split={args.tune_on}")
-    cfg = load_config(ZeroShotConfig, args.config, overrides)
-    result = run_zeroshot(cfg, argv=args.argv)
+    cfg = load_config(ZeroShotConfig, args.config, overrides)   # checked before torch loads
+    from ..report.results import write_results
+    from ..zeroshot import output_dir, run_zeroshot
+    from .needs import check_needs, no_empty_output
+
+    check_needs(cfg)
+    with no_empty_output(output_dir(cfg)):
+        result = run_zeroshot(cfg, argv=args.argv)
     json_path, md_path = write_results(result, output_dir(cfg))
     print(result.to_markdown())
     print(f"wrote {json_path} and {md_path}")
