@@ -13,8 +13,8 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load_clip": "backbone",
-    "ClipBackbone": "backbone",
+    "load_clip": "backbones",
+    "ClipBackbone": "backbones",
     "calip_logits": "calip",
     "aggregate_views": "calip",
     "CalipHead": "head",

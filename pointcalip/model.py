@@ -6,7 +6,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from .backbone import ClipBackbone
+from .backbones import ClipBackbone
 from .calip import ViewWeights
 from .head import CalipHead
 from .prompts import class_prompts

@@ -26,9 +26,9 @@ import time
 import clip.model
 import torch
 
-from pointcalip.backbone import CPU_IMAGES_PER_CALL, ClipBackbone
+from pointcalip.backbones import CPU_IMAGES_PER_CALL, ClipBackbone
 from pointcalip.commands.options import positive_int
-from pointcalip.engine import onnxruntime_missing
+from pointcalip.backbones.onnx import onnxruntime_missing
 
 TEXT = dict(context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8,
             transformer_layers=12)

@@ -34,11 +34,11 @@ import h5py
 import numpy as np
 import torch
 
-from pointcalip.backbone import ClipBackbone, load_clip
+from pointcalip.backbones import ClipBackbone, load_clip
 from pointcalip.commands.options import positive_int
 from pointcalip.config import ProjectorConfig, ZeroShotConfig
 from pointcalip.datasets import MODELNET40_CLASSES, ModelNet40
-from pointcalip.engine import onnxruntime_missing
+from pointcalip.backbones.engines import available_engines
 from pointcalip.extract import encode_missing
 from pointcalip.store import FeatureStore
 from pointcalip.zeroshot import run_zeroshot
@@ -83,16 +83,12 @@ def path_before_0_2(backbone: ClipBackbone) -> None:
     backbone._model_input = lambda images: ClipBackbone._model_input(backbone, images).contiguous()
 
 
-def available_engines() -> list:
-    return [] if onnxruntime_missing() else ["onnxruntime"]
-
-
 def modes(device: str):
     """(label, load_clip engine, adjust(backbone) or None) of the paths compared."""
     if device != "cpu":
         return [("float16 GPU", "eager", None)]
     out = [("one call (0.1)", "eager", path_before_0_2), ("eager chunked", "eager", None)]
-    out += [(f"{name} chunked", name, None) for name in available_engines()]
+    out += [(f"{name} chunked", name, None) for name in available_engines() if name != "eager"]
     return out
 
 

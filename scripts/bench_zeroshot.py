@@ -15,7 +15,7 @@ import time
 import clip.model
 import torch
 
-from pointcalip.backbone import ClipBackbone
+from pointcalip.backbones import ClipBackbone
 from pointcalip.calip import aggregate_views, calip_logits
 from pointcalip.commands.options import device as device_arg, positive_int
 from pointcalip.projection import PointCLIPProjector, RealisticProjector

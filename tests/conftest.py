@@ -9,7 +9,7 @@ import pytest
 
 import planted as planted_data
 import tiny_clip
-from pointcalip.backbone import load_clip
+from pointcalip.backbones import load_clip
 from synthetic_data import shape_family_clouds, write_modelnet40, write_modelnet_clouds
 
 

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 import tiny_clip
-from pointcalip.backbone import is_torchscript_archive, load_clip
+from pointcalip.backbones import load_clip
+from pointcalip.backbones.families.openai import is_torchscript_archive
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +173,7 @@ def test_encode_text_template_ensemble(resnet):
 @pytest.mark.parametrize("which", ["resnet", "vit"])
 def test_fp16_weights_give_float32_unit_features(which):
     """The CUDA setting (build_model's fp16 weights), run on CPU."""
-    from pointcalip.backbone import ClipBackbone
+    from pointcalip.backbones import ClipBackbone
     sd = getattr(tiny_clip, f"tiny_{which}_state_dict")()
     bb16 = ClipBackbone(clip.model.build_model(dict(sd)), which, "test")
     bb32 = ClipBackbone(clip.model.build_model(dict(sd)).float(), which, "test")
@@ -219,3 +220,53 @@ def test_encode_prompts_ensembles_each_class_on_its_own(vit):
     for bad in ([], [["a chair."], []], ["a chair."]):
         with pytest.raises(ValueError, match="one non-empty list of sentences per class"):
             vit.encode_prompts(bad)
+
+
+# --------------------------------------------------------------------- the family registry
+
+def test_families_are_discovered_and_resolved_by_their_prefix(tmp_path):
+    from pointcalip.backbones.families import FAMILIES, family_of
+    assert sorted(FAMILIES.names()) == ["clip", "open_clip"]       # discovered, in import order
+    assert (FAMILIES["clip"].prefix, FAMILIES["open_clip"].prefix) == ("", "open_clip:")
+    assert family_of("open_clip:ViT-B-32/openai").name == "open_clip"
+    assert family_of("open_clip:local-dir:/x").name == "open_clip"
+    for name in ("RN50", "ViT-B/16", tmp_path / "RN50.pt", "open_clip", "openclip:ViT-B-32/openai"):
+        assert family_of(name).name == "clip"
+
+
+def test_load_clip_dispatches_through_the_registry(ckpts, resnet, monkeypatch):
+    """A family registered with a longer prefix wins for its names: its check, identity and
+    loader run, and the OpenAI family's error lists its form."""
+    from pointcalip.backbones import checkpoint_identity, families
+    from pointcalip.backbones.families import FAMILIES, Family, check_backbone_name
+    from pointcalip.core.registry import Entry
+
+    seen = []
+
+    def check(name):
+        seen.append(("check", name))
+        if name.endswith("bad"):
+            raise ValueError(f"is {name!r}, but it is bad")
+
+    def load(name, device=None, download_root=None):
+        seen.append(("load", name))
+        return load_clip(ckpts["resnet"], device="cpu")
+
+    probe = Family(check=check, identity=lambda name: f"probe:{name}", load=load)
+    meta = {"prefix": "open_clip:probe/", "forms": "probe models: open_clip:probe/NAME",
+            "example": "open_clip:probe/x"}
+    monkeypatch.setitem(FAMILIES._entries, "probe", Entry("probe", probe, meta))
+    assert families.family_of("open_clip:probe/x").name == "probe"       # the longest prefix
+    assert families.family_of("open_clip:ViT-B-32/openai").name == "open_clip"
+    check_backbone_name("open_clip:probe/x")
+    with pytest.raises(ValueError, match="but it is bad"):
+        check_backbone_name("open_clip:probe/bad")
+    assert checkpoint_identity("open_clip:probe/x") == "probe:open_clip:probe/x"
+    bb = load_clip("open_clip:probe/x", device="cpu", engine="eager")
+    assert seen == [("check", "open_clip:probe/x"), ("check", "open_clip:probe/bad"),
+                    ("load", "open_clip:probe/x")]
+    assert bb.engine == "eager" and bb.identity == resnet.identity
+    with pytest.raises(ValueError, match=r"nor an existing checkpoint file \(open_clip models: "
+                                         r"open_clip:ARCH/TAG, e.g. open_clip:ViT-H-14/laion2b_s32b_b79k; "
+                                         r"probe models: open_clip:probe/NAME, e.g. open_clip:probe/x\)"):
+        check_backbone_name("RN9000")

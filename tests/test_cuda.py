@@ -10,7 +10,7 @@ import torch
 
 import planted as P
 from pointcalip import PointCALIP
-from pointcalip.backbone import load_clip
+from pointcalip.backbones import load_clip
 from pointcalip.datasets import ModelNet40
 from pointcalip.extract import extract
 from pointcalip.projection import PointCLIPProjector, RealisticProjector

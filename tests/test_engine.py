@@ -1,4 +1,4 @@
-"""Engines of the image tower (pointcalip/engine.py): ONNX Runtime gives PyTorch's tokens, a
+"""Engines of the image tower (pointcalip/backbones/engines.py, onnx.py): ONNX Runtime gives PyTorch's tokens, a
 checkpoint's graph is exported once and cached, unusable cached graphs are replaced, ``auto``
 falls back to PyTorch, and how the images are split into forward calls does not matter."""
 import importlib.util
@@ -12,10 +12,9 @@ import open_clip
 import pytest
 import torch
 
-from pointcalip import engine
+from pointcalip.backbones import CPU_IMAGES_PER_CALL, default_images_per_call, engines, load_clip, onnx
+from pointcalip.backbones.families.openclip import OpenClipBackbone
 from pointcalip.core import paths
-from pointcalip.backbone import CPU_IMAGES_PER_CALL, default_images_per_call, load_clip
-from pointcalip.openclip import OpenClipBackbone
 
 INSTALL = "pip install 'pointcalip[cpu-fast]'"
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
@@ -29,14 +28,14 @@ def _engines_on(monkeypatch):
 
 @pytest.fixture
 def exports(monkeypatch):
-    """The graphs exported during the test (paths), counted at engine.export_graph."""
-    calls, original = [], engine.export_graph
+    """The graphs exported during the test (paths), counted at onnx.export_graph."""
+    calls, original = [], onnx.export_graph
 
-    def counting(backbone, path):
+    def counting(tower, path):
         calls.append(path)
-        return original(backbone, path)
+        return original(tower, path)
 
-    monkeypatch.setattr(engine, "export_graph", counting)
+    monkeypatch.setattr(onnx, "export_graph", counting)
     return calls
 
 
@@ -57,7 +56,7 @@ def _graph_files():
 @pytest.mark.parametrize("which", ["vit", "resnet"])
 def test_onnxruntime_gives_the_eager_tokens(tiny_checkpoints, which, monkeypatch, caplog):
     eager = load_clip(tiny_checkpoints[which], device="cpu", engine="eager")
-    with caplog.at_level(logging.INFO, logger="pointcalip.engine"):
+    with caplog.at_level(logging.INFO, logger="pointcalip.backbones"):
         fast = load_clip(tiny_checkpoints[which], device="cpu")           # auto
     assert (eager.engine, fast.engine) == ("eager", "onnxruntime")
     assert "image tower runs on onnxruntime (CPU, onnxruntime" in caplog.text
@@ -76,11 +75,11 @@ def test_onnxruntime_gives_the_eager_tokens(tiny_checkpoints, which, monkeypatch
 
 def test_graph_is_exported_once_then_read_from_the_cache(tiny_checkpoints, exports, caplog):
     first = load_clip(tiny_checkpoints["resnet"], device="cpu", engine="onnxruntime")
-    with caplog.at_level(logging.INFO, logger="pointcalip.engine"):
+    with caplog.at_level(logging.INFO, logger="pointcalip.backbones"):
         second = load_clip(tiny_checkpoints["resnet"], device="cpu", engine="onnxruntime")
     assert len(exports) == 1 and "exporting" not in caplog.text
     path = exports[0]
-    assert path == engine.graph_path(first) == engine.graph_path(second)
+    assert path == onnx.graph_path(first.tower()) == onnx.graph_path(second.tower())
     assert path.parent == paths.home_dir() / "engines"
     assert path.name.startswith("tiny_resnet.pt-") and "-v1-onnxruntime" in path.name
     assert _graph_files() == [path.name]          # no temporary file left behind
@@ -93,10 +92,10 @@ def test_unusable_cached_graph_is_set_aside_and_exported_again(tiny_checkpoints,
                                                                damage, caplog):
     vit = load_clip(tiny_checkpoints["vit"], device="cpu", engine="onnxruntime")
     resnet = load_clip(tiny_checkpoints["resnet"], device="cpu", engine="onnxruntime")
-    path = engine.graph_path(resnet)
-    bad = path.read_bytes()[:5000] if damage == "truncated" else engine.graph_path(vit).read_bytes()
+    path = onnx.graph_path(resnet.tower())
+    bad = path.read_bytes()[:5000] if damage == "truncated" else onnx.graph_path(vit.tower()).read_bytes()
     path.write_bytes(bad)                         # the ViT graph has the same token shapes
-    with caplog.at_level(logging.WARNING, logger="pointcalip.engine"):
+    with caplog.at_level(logging.WARNING, logger="pointcalip.backbones"):
         again = load_clip(tiny_checkpoints["resnet"], device="cpu", engine="onnxruntime")
     assert "the cached ONNX graph is unusable" in caplog.text and path.name in caplog.text
     assert len(exports) == 3 and exports[-1] == path
@@ -124,10 +123,10 @@ def test_an_export_that_fails_leaves_no_file(tiny_checkpoints, monkeypatch, capl
         raise RuntimeError("unsupported operator")
 
     monkeypatch.setattr(torch.onnx, "export", failing)
-    with pytest.raises(engine.GraphError, match="tiny_vit.pt: exporting the image tower to ONNX "
+    with pytest.raises(onnx.GraphError, match="tiny_vit.pt: exporting the image tower to ONNX "
                                                 "failed .RuntimeError: unsupported operator"):
         load_clip(tiny_checkpoints["vit"], device="cpu", engine="onnxruntime")
-    with caplog.at_level(logging.INFO, logger="pointcalip.engine"):
+    with caplog.at_level(logging.INFO, logger="pointcalip.backbones"):
         bb = load_clip(tiny_checkpoints["vit"], device="cpu")            # auto: PyTorch
     assert bb.engine == "eager"
     assert "(RuntimeError: unsupported operator); using PyTorch" in caplog.text
@@ -139,7 +138,7 @@ def test_an_export_that_fails_leaves_no_file(tiny_checkpoints, monkeypatch, capl
 def test_auto_falls_back_to_pytorch_when_a_package_is_missing(tiny_checkpoints, monkeypatch,
                                                               caplog, package):
     monkeypatch.setitem(sys.modules, package, None)       # `import package` raises ImportError
-    with caplog.at_level(logging.INFO, logger="pointcalip.engine"):
+    with caplog.at_level(logging.INFO, logger="pointcalip.backbones"):
         bb = load_clip(tiny_checkpoints["vit"], device="cpu")
     assert bb.engine == "eager"
     assert f"runs on eager (the CPU engine needs the {package} package" in caplog.text
@@ -159,7 +158,7 @@ def test_engine_names_are_checked(tiny_checkpoints, monkeypatch, caplog):
         load_clip(tiny_checkpoints["vit"], device="cpu")
     assert load_clip(tiny_checkpoints["vit"], device="cpu", engine="eager").engine == "eager"
     monkeypatch.setenv("POINTCALIP_ENGINE", "eager")
-    with caplog.at_level(logging.INFO, logger="pointcalip.engine"):
+    with caplog.at_level(logging.INFO, logger="pointcalip.backbones"):
         assert load_clip(tiny_checkpoints["vit"], device="cpu").engine == "eager"
     assert "runs on eager ($POINTCALIP_ENGINE=eager)" in caplog.text
 
@@ -167,10 +166,10 @@ def test_engine_names_are_checked(tiny_checkpoints, monkeypatch, caplog):
 def test_gpus_run_pytorch():
     assert default_images_per_call("cuda") is None and default_images_per_call("cpu") == 8
     on_gpu = types.SimpleNamespace(device=torch.device("cuda", 0), precision="float16")
-    assert engine.auto_choice(on_gpu) == ("eager", "on cuda:0 PyTorch runs the model in float16")
+    assert engines.auto_choice(on_gpu) == ("eager", "on cuda:0 PyTorch runs the model in float16")
     with pytest.raises(ValueError, match="'onnxruntime', which runs on the CPU only, but the "
                                          "device is cuda"):
-        engine.check_engine("onnxruntime", "cuda")
+        engines.check_engine("onnxruntime", "cuda")
 
 
 @pytest.mark.parametrize("which", ["vit", "resnet"])
@@ -214,7 +213,7 @@ def test_open_clip_backbones_run_on_onnxruntime(tower, tmp_path, exports):
     eager = OpenClipBackbone(model, f"tiny-{tower}", f"test-{tower}")
     fast = OpenClipBackbone(model, f"tiny-{tower}", f"test-{tower}")
     assert fast.set_engine("onnxruntime", cache_dir=tmp_path) == "onnxruntime"
-    assert exports == [engine.graph_path(fast, tmp_path)] and exports[0].is_file()
+    assert exports == [onnx.graph_path(fast.tower(), tmp_path)] and exports[0].is_file()
     images = _images(5, seed=5)
     _assert_same_features(fast.encode_images(images, return_norms=True),
                           eager.encode_images(images, return_norms=True))
@@ -225,9 +224,9 @@ def test_an_unwritable_cache_falls_back_to_pytorch(tiny_checkpoints, caplog):
     blocker = paths.home_dir() / "engines"            # a file where the folder should be
     blocker.parent.mkdir(parents=True, exist_ok=True)
     blocker.write_text("")
-    with pytest.raises(engine.GraphError, match="exporting the image tower to ONNX failed"):
+    with pytest.raises(onnx.GraphError, match="exporting the image tower to ONNX failed"):
         load_clip(tiny_checkpoints["vit"], device="cpu", engine="onnxruntime")
-    with caplog.at_level(logging.WARNING, logger="pointcalip.engine"):
+    with caplog.at_level(logging.WARNING, logger="pointcalip.backbones"):
         assert load_clip(tiny_checkpoints["vit"], device="cpu").engine == "eager"
     assert str(blocker) in caplog.text
 
@@ -246,10 +245,55 @@ def test_bench_engine_checks_its_options(capsys):
 
 
 def test_planned_engine_is_what_loading_would_choose(tiny_checkpoints, monkeypatch):
-    monkeypatch.delenv(engine.ENV, raising=False)
+    monkeypatch.delenv(engines.ENV, raising=False)
     bb = load_clip(tiny_checkpoints["resnet"], device="cpu")
-    assert bb.engine == engine.planned_engine("auto", "cpu")[0] == "onnxruntime"
-    assert engine.planned_engine("auto", "cpu", tower_size=3 * 1024 ** 3)[0] == "eager"
-    assert engine.planned_engine("eager", "cpu")[0] == "eager"
-    monkeypatch.setenv(engine.ENV, "eager")
-    assert engine.planned_engine("auto", "cpu")[0] == load_clip(tiny_checkpoints["resnet"], "cpu").engine == "eager"
+    assert bb.engine == engines.planned_engine("auto", "cpu")[0] == "onnxruntime"
+    assert engines.planned_engine("auto", "cpu", tower_size=3 * 1024 ** 3)[0] == "eager"
+    assert engines.planned_engine("eager", "cpu")[0] == "eager"
+    monkeypatch.setenv(engines.ENV, "eager")
+    assert engines.planned_engine("auto", "cpu")[0] == load_clip(tiny_checkpoints["resnet"], "cpu").engine == "eager"
+
+
+# --------------------------------------------------------------------- the engine registry
+
+def test_an_unknown_engine_is_named_with_the_registered_choices():
+    assert engines.ENGINES.names() == ["auto", "eager", "onnxruntime"]
+    with pytest.raises(ValueError) as info:
+        engines.check_engine("eagr")
+    assert str(info.value) == (
+        "engine is 'eagr', which is not an engine: choose one of auto, eager, onnxruntime "
+        "(auto: ONNX Runtime on the CPU when installed, else PyTorch; eager: PyTorch; "
+        "onnxruntime: ONNX Runtime, CPU only)")
+    with pytest.raises(ValueError, match=r"\$POINTCALIP_ENGINE is 'eagr', which is not an engine"):
+        engines.check_engine("eagr", option="$POINTCALIP_ENGINE")
+
+
+def test_a_registered_engine_gets_a_tower_not_the_backbone(tiny_checkpoints, monkeypatch):
+    """An engine added to the registry is a choice of load_clip and of the config key, and it
+    is handed the tower's token function, which it may wrap."""
+    from pointcalip.backbones.tower import Tower
+    from pointcalip.config import ZeroShotConfig, load_config
+    from pointcalip.core.registry import Entry
+
+    given = []
+
+    def prepare(tower, cache_dir):
+        given.append(tower)
+        return lambda x: tower.tokens(x) * 2          # unit rows: the features do not change
+
+    meta = {"chooses": False, "cpu_only": False, "missing": lambda: None, "summary": "a probe"}
+    monkeypatch.setitem(engines.ENGINES._entries, "probe", Entry("probe", prepare, meta))
+    with pytest.raises(ValueError, match="choose one of auto, eager, onnxruntime, probe "):
+        engines.check_engine("prob")
+    assert load_config(ZeroShotConfig, ["modelnet40"], ["engine=probe"]).engine == "probe"
+    bb = load_clip(tiny_checkpoints["vit"], device="cpu", engine="probe")
+    eager = load_clip(tiny_checkpoints["vit"], device="cpu", engine="eager")
+    (tower,) = given
+    assert bb.engine == "probe" and isinstance(tower, Tower)
+    assert tower.name == "tiny_vit.pt" and tower.weights is bb.model and tower.nbytes > 0
+    images = _images(3, seed=6)
+    calls, run = [], bb._engine_tokens
+    bb._engine_tokens = lambda x: calls.append(len(x)) or run(x)
+    _assert_same_features(bb.encode_images(images, return_norms=True)[:2],
+                          eager.encode_images(images, return_norms=True)[:2])
+    assert calls == [3]

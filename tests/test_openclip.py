@@ -1,4 +1,4 @@
-"""open_clip backbones (pointcalip/openclip.py) on tiny models built from small architecture
+"""open_clip backbones (pointcalip/backbones/families/openclip.py) on tiny models built from small architecture
 configs: nothing is downloaded.
 
 Two kinds of tiny models:
@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import socket
+import subprocess
 import sys
 from collections import OrderedDict
 from pathlib import Path
@@ -35,12 +36,12 @@ from torch import nn
 
 import planted as P
 from pointcalip import PointCALIP
-from pointcalip.backbone import checkpoint_identity, load_clip
+from pointcalip.backbones import checkpoint_identity, load_clip
 from pointcalip.calip import aggregate_views, calip_logits
 from pointcalip.cli import main
 from pointcalip.config import ConfigError, ZeroShotConfig, check_backbone, load_config
 from pointcalip.datasets import validation_indices
-from pointcalip.openclip import OpenClipBackbone, open_clip_identity, parse_open_clip_spec
+from pointcalip.backbones.families.openclip import OpenClipBackbone, open_clip_identity, parse_open_clip_spec
 from pointcalip.projection import PointCLIPProjector
 from pointcalip.search import beta_grid, search
 
@@ -397,7 +398,15 @@ def test_offline_download_error_says_what_to_fetch(monkeypatch):
 
 # ------------------------------------------------------------------------------ bad input
 
-@pytest.mark.parametrize("spec, message", [
+#: names whose form is wrong: the config's cheap check refuses them (open_clip not imported)
+MALFORMED = [
+    ("open_clip:local-dir:/nowhere", r"/nowhere has no open_clip_config.json"),
+    ("open_clip:hf-hub:laion", r"hf-hub: needs a Hugging Face repo id ORG/REPO"),
+    ("open_clip:/", r"names no model: write open_clip:ARCH/TAG, e.g. open_clip:ViT-H-14/laion2b"),
+]
+#: names only the library can judge: refused when the model's identity is needed or it is
+#: loaded, before anything is downloaded
+UNKNOWN_TO_THE_LIBRARY = [
     ("open_clip:ViT-X-14/laion2b", r"'ViT-X-14' is not an open_clip architecture \(did you mean ViT-"),
     ("open_clip:ViT-H-14", r"names no weights: write open_clip:ViT-H-14/laion2b_s32b_b79k"),
     ("open_clip:ViT-H-14/laion5b", r"'laion5b' is neither a pretrained tag of ViT-H-14 \(tags: "
@@ -405,16 +414,52 @@ def test_offline_download_error_says_what_to_fetch(monkeypatch):
     ("open_clip:coca_ViT-B-32/laion2b_s13b_b90k", r"pools its tokens with learnt attention queries"),
     ("open_clip:ViT-B-16-SigLIP/webli", r"SigLIP's and PE's MAP head"),
     ("open_clip:convnext_base_w/laion2b_s13b_b82k", r"timm's convnext_base \(PointCALIP reads timm's VisionTransformer and Eva"),
-    ("open_clip:local-dir:/nowhere", r"/nowhere has no open_clip_config.json"),
-    ("open_clip:hf-hub:laion", r"hf-hub: needs a Hugging Face repo id ORG/REPO"),
-])
-def test_bad_names_are_config_errors_naming_the_option(spec, message):
+]
+
+
+@pytest.mark.parametrize("spec, message", MALFORMED)
+def test_malformed_names_are_config_errors_naming_the_option(spec, message):
     with pytest.raises(ConfigError, match=message) as info:
         load_config(ZeroShotConfig, ["modelnet40"], [f"backbone={spec}"])
     assert str(info.value).startswith(f"config key backbone is '{spec}'")
     assert str(info.value).endswith("(set it in the YAML file or with --set backbone=...)")
-    with pytest.raises(ValueError, match=message):           # the Python API says the same
-        load_clip(spec, device="cpu")
+
+
+@pytest.mark.parametrize("spec, message", MALFORMED + UNKNOWN_TO_THE_LIBRARY)
+def test_bad_names_are_refused_before_anything_is_downloaded(spec, message):
+    """load_clip and the store's identity (what extract, ablate and fewshot compute first) say
+    the same, naming the backbone; the autouse fixture refuses every connection."""
+    for call in (lambda: load_clip(spec, device="cpu"), lambda: checkpoint_identity(spec)):
+        with pytest.raises(ValueError, match=message) as info:
+            call()
+        assert str(info.value).startswith(f"backbone is '{spec}'")
+
+
+def test_checking_a_name_imports_no_model_library():
+    """Config validation checks open_clip names without importing open_clip (a fresh process);
+    what only the library knows is left to loading."""
+    code = ("import sys\n"
+            "from pointcalip.config import check_backbone\n"
+            "check_backbone('open_clip:ViT-X-14/laion2b')\n"
+            "check_backbone('open_clip:ViT-H-14/laion2b_s32b_b79k')\n"
+            "assert 'open_clip' not in sys.modules, 'open_clip was imported'\n"
+            "try:\n"
+            "    check_backbone('open_clip:hf-hub:laion')\n"
+            "except ValueError as err:\n"
+            "    print(err)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "hf-hub: needs a Hugging Face repo id" in done.stdout
+
+
+def test_the_cli_names_an_unknown_architecture_in_one_line(planted, tmp_path, capsys):
+    spec = "open_clip:ViT-X-14/laion2b"
+    code = main(["zeroshot", "--config", "modelnet40", "--set", f"data.root={planted.root}",
+                 "--set", f"backbone={spec}", "--set", f"cache_dir={tmp_path / 'store'}",
+                 "--set", f"output_dir={tmp_path / 'out'}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert f"backbone is '{spec}', but 'ViT-X-14' is not an open_clip architecture" in err
 
 
 def test_towers_without_usable_spatial_tokens_are_refused():
@@ -453,7 +498,7 @@ def test_unreadable_weights_file_names_the_file(tmp_path, specs):
 
 def test_library_progress_lines_stay_out_of_the_log(caplog):
     """open_clip logs every loading step with logging.info on the root logger."""
-    from pointcalip.openclip import _library_info_hidden
+    from pointcalip.backbones.families.openclip import _library_info_hidden
 
     for level, want in ((logging.INFO, ["warning", "ours"]),
                         (logging.DEBUG, ["step", "warning", "ours"])):     # pointcalip -v

@@ -226,12 +226,12 @@ def test_classify_reports_bad_files_and_classifies_the_good_ones(planted, tiny_c
 
 
 def test_classify_reads_every_file_before_loading_clip(tiny_checkpoints, capsys, tmp_path, monkeypatch):
-    import pointcalip.backbone
+    import pointcalip.backbones
 
     def no_clip(*args, **kwargs):
         raise AssertionError("CLIP loaded although no file was readable")
 
-    monkeypatch.setattr(pointcalip.backbone, "load_clip", no_clip)
+    monkeypatch.setattr(pointcalip.backbones, "load_clip", no_clip)
     bad = tmp_path / "bad.txt"
     bad.write_text("not a cloud\n")
     assert main(["classify", str(bad), "--classes", "chair", "lamp",

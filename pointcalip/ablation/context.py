@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from ..backbone import ClipBackbone, load_clip
+from ..backbones import ClipBackbone, load_clip
 from ..config import ProjectorConfig
 from ..extract import SplitFeatures, extract
 from ..prompts import class_prompts

@@ -1,7 +1,7 @@
 """OpenCLIP models (LAION, DataComp, DFN, MetaCLIP, EVA-CLIP, ...) as PointCALIP backbones.
 
-``load_clip`` hands every backbone name that starts with ``open_clip:`` to
-:func:`load_open_clip`. The names use the open_clip library's own architecture names and
+This family owns the backbone names that start with ``open_clip:`` (:data:`PREFIX`);
+``load_clip`` hands them to :func:`load_open_clip`. The names use the open_clip library's own architecture names and
 pretrained tags (``open_clip.list_pretrained()``):
 
 - ``open_clip:ARCH/TAG``: published weights, e.g. ``open_clip:ViT-H-14/laion2b_s32b_b79k``,
@@ -17,13 +17,19 @@ tokens come from running its public submodules (:func:`token_reader`). Images re
 backbone as the projectors make them (no mean/std); :class:`OpenClipBackbone` resizes them to
 the model's resolution and applies the model's own mean/std from its preprocess config, then
 reads the tokens. Needs ``pip install 'pointcalip[open_clip]'`` (``open_clip_torch>=3.0``);
-importing this module does not import open_clip.
+importing this module does not import open_clip, nor does :func:`check_name` (what config
+validation calls: the library's presence and version, and the forms ``hf-hub:``/``local-dir:``).
+Architectures, tags and tower families are checked against the library by
+:func:`check_open_clip_spec` when the model's identity is needed or it is loaded, before
+anything is downloaded.
 """
 from __future__ import annotations
 
 import contextlib
 import difflib
 import hashlib
+import importlib.metadata
+import importlib.util
 import json
 import logging
 from dataclasses import dataclass
@@ -33,13 +39,17 @@ from typing import Iterator, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from .backbone import (OPEN_CLIP_PREFIX, ClipBackbone, attention_pool_tokens, default_device,
-                       file_sha256, is_open_clip_spec, precision_on)
+from ..base import ClipBackbone, attention_pool_tokens, file_sha256
+from ..devices import default_device, precision_on
+from . import FAMILIES, Family, family_of
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OpenClipBackbone", "OpenClipSpec", "check_open_clip_spec", "is_open_clip_spec",
+__all__ = ["OpenClipBackbone", "OpenClipSpec", "check_name", "check_open_clip_spec",
            "load_open_clip", "open_clip_identity", "parse_open_clip_spec", "token_reader"]
+
+#: How this family's backbone names start (``open_clip:ViT-H-14/laion2b_s32b_b79k``).
+PREFIX = "open_clip:"
 
 INSTALL = "pip install 'pointcalip[open_clip]' (or pip install 'open_clip_torch>=3.0')"
 MIN_VERSION = (3, 0)
@@ -58,6 +68,13 @@ ATTENTION_POOLED = ("pools its tokens with learnt attention queries (CoCa's atte
 
 # ------------------------------------------------------------------------------ the library
 
+def _too_old(version: str) -> Optional[str]:
+    found = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if found < MIN_VERSION:
+        return f"needs open_clip_torch>=3.0 but {version} is installed; upgrade it with {INSTALL}"
+    return None
+
+
 def _library():
     """The open_clip module; ValueError (phrased to follow a backbone name) if it is missing
     or older than 3.0."""
@@ -66,11 +83,25 @@ def _library():
     except ImportError as err:
         raise ValueError(f"needs the open_clip library, which cannot be imported here ({err}); "
                          f"install it with {INSTALL}") from None
-    found = tuple(int(p) for p in open_clip.__version__.split(".")[:2] if p.isdigit())
-    if found < MIN_VERSION:
-        raise ValueError(f"needs open_clip_torch>=3.0 but {open_clip.__version__} is installed; "
-                         f"upgrade it with {INSTALL}")
+    old = _too_old(open_clip.__version__)
+    if old:
+        raise ValueError(old)
     return open_clip
+
+
+def _library_missing() -> Optional[str]:
+    """Why open_clip cannot be used here, found without importing it (None: it looks usable)."""
+    try:
+        found = importlib.util.find_spec("open_clip")
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        return (f"needs the open_clip library, which is not installed here; install it with "
+                f"{INSTALL}")
+    try:
+        return _too_old(importlib.metadata.version("open_clip_torch"))
+    except importlib.metadata.PackageNotFoundError:   # installed otherwise: checked on loading
+        return None
 
 
 @contextlib.contextmanager
@@ -117,12 +148,12 @@ class OpenClipSpec:
     def name(self) -> str:
         """A short name for logs and store folders."""
         if self.kind == "tag":
-            return f"{OPEN_CLIP_PREFIX}{self.arch}/{self.source}"
+            return f"{PREFIX}{self.arch}/{self.source}"
         if self.kind == "file":
-            return f"{OPEN_CLIP_PREFIX}{self.arch}/{Path(self.source).name}"
+            return f"{PREFIX}{self.arch}/{Path(self.source).name}"
         if self.kind == "local-dir":
-            return f"{OPEN_CLIP_PREFIX}local-dir:{Path(self.source).name}"
-        return f"{OPEN_CLIP_PREFIX}hf-hub:{self.source}"
+            return f"{PREFIX}local-dir:{Path(self.source).name}"
+        return f"{PREFIX}hf-hub:{self.source}"
 
 
 def _problem(spec: str, text: str) -> ValueError:
@@ -147,17 +178,16 @@ def _tag_list(tags: Sequence[str]) -> str:
     return ", ".join(tags) if tags else "none: give a weights file"
 
 
-def parse_open_clip_spec(spec: str) -> OpenClipSpec:
-    """An ``open_clip:`` backbone name -> :class:`OpenClipSpec`, checked against the installed
-    library (architecture, pretrained tag, files); ValueError saying what is wrong and how
-    to write it otherwise. Downloads nothing."""
-    if not is_open_clip_spec(spec):
-        raise _problem(str(spec), f", which does not start with {OPEN_CLIP_PREFIX!r}")
-    body = spec[len(OPEN_CLIP_PREFIX):]
-    try:
-        oc = _library()
-    except ValueError as err:
-        raise _problem(spec, f", which {err}") from None
+def _body(spec: str) -> str:
+    """The name after the prefix; ValueError for names of another family."""
+    if family_of(spec).target is not FAMILY:
+        raise _problem(str(spec), f", which does not start with {PREFIX!r}")
+    return spec[len(PREFIX):]
+
+
+def _by_form(spec: str, body: str) -> Optional[OpenClipSpec]:
+    """``hf-hub:ORG/REPO`` and ``local-dir:DIR`` names, checked in form (a repo id; a folder
+    with ``open_clip_config.json``); None for ``ARCH/...`` names, which must name something."""
     if body.startswith("hf-hub:"):
         repo = body[len("hf-hub:"):]
         if repo.count("/") != 1 or not all(repo.split("/")):
@@ -171,6 +201,36 @@ def parse_open_clip_spec(spec: str) -> OpenClipSpec:
                                  "folder holds open_clip_config.json and the weights, as a "
                                  "downloaded Hugging Face repo of an open_clip model does)")
         return OpenClipSpec(spec, "local-dir", None, str(folder))
+    if not body.strip("/"):
+        raise _problem(spec, ", which names no model: write open_clip:ARCH/TAG, e.g. "
+                             f"{FAMILIES['open_clip'].example}")
+    return None
+
+
+def check_name(spec: str) -> None:
+    """The cheap check of an ``open_clip:`` name (config validation): the library is installed
+    (found without importing it) and recent enough, ``hf-hub:``/``local-dir:`` names are well
+    formed, ``ARCH/...`` names name something after the architecture. Imports no model library,
+    downloads and builds nothing; :func:`check_open_clip_spec` checks the rest on loading."""
+    body = _body(spec)
+    missing = _library_missing()
+    if missing:
+        raise _problem(spec, f", which {missing}")
+    _by_form(spec, body)
+
+
+def parse_open_clip_spec(spec: str) -> OpenClipSpec:
+    """An ``open_clip:`` backbone name -> :class:`OpenClipSpec`, checked against the installed
+    library (architecture, pretrained tag, files); ValueError saying what is wrong and how
+    to write it otherwise. Downloads nothing."""
+    body = _body(spec)
+    try:
+        oc = _library()
+    except ValueError as err:
+        raise _problem(spec, f", which {err}") from None
+    ref = _by_form(spec, body)
+    if ref is not None:
+        return ref
     arch, rest = _split_arch(body, oc.list_models())
     if arch is None:
         first = body.split("/", 1)[0]
@@ -280,17 +340,21 @@ def open_clip_identity(spec: str) -> str:
     """What identifies an open_clip backbone's features (feature-store keys), without loading
     it: the weights (pretrained tag; a file's SHA-256; a folder's config and weights' SHA-256;
     a hub repo id) and the preprocessing the model gets (size, mean, std; a hub repo's config
-    fixes its own). Never equal to an OpenAI model's identity (``sha256:...``)."""
-    ref = check_open_clip_spec(spec)
+    fixes its own). Never equal to an OpenAI model's identity (``sha256:...``). ValueError
+    (``backbone is '...', but ...``) for names :func:`check_open_clip_spec` refuses."""
+    try:
+        ref = check_open_clip_spec(spec)
+    except ValueError as err:
+        raise ValueError(f"backbone {err}") from None
     weights = {"tag": lambda: f"{ref.arch}/{ref.source}",
                "file": lambda: f"{ref.arch}:sha256:{file_sha256(ref.source)}",
                "local-dir": lambda: f"local-dir:sha256:{_folder_digest(Path(ref.source))}",
                "hf-hub": lambda: f"hf-hub:{ref.source}"}[ref.kind]()
     pre = _preprocess_from_configs(ref)
     if pre is None:
-        return f"{OPEN_CLIP_PREFIX}{weights}"
+        return f"{PREFIX}{weights}"
     size, mean, std = pre
-    return f"{OPEN_CLIP_PREFIX}{weights};{size}px;mean={_numbers(mean)};std={_numbers(std)}"
+    return f"{PREFIX}{weights};{size}px;mean={_numbers(mean)};std={_numbers(std)}"
 
 
 # ------------------------------------------------------------------ tokens per tower family
@@ -545,3 +609,7 @@ def load_open_clip(spec: str, device: Union[str, torch.device, None] = None,
              _numbers(backbone.image_mean), _numbers(backbone.image_std))
     return backbone
 
+
+FAMILY = Family(check=check_name, identity=open_clip_identity, load=load_open_clip)
+FAMILIES.register("open_clip", FAMILY, prefix=PREFIX, forms=f"open_clip models: {PREFIX}ARCH/TAG",
+                  example=f"{PREFIX}ViT-H-14/laion2b_s32b_b79k")

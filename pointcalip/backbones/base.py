@@ -1,28 +1,26 @@
-"""A frozen OpenAI CLIP model that also returns its spatial tokens (spec/calip.md section 1).
+"""The tokens protocol every backbone answers, and what every backbone family shares.
 
-``load_clip`` is the one way in: an OpenAI model name (downloaded once), a TorchScript
-archive (the format of OpenAI's files) or a plain state-dict file. The returned
-:class:`ClipBackbone` wraps the unmodified ``clip`` model and computes the global feature
-``F_v`` and the spatial features ``F_s`` by running the model's own submodules:
+:class:`ClipBackbone` wraps a frozen, unmodified CLIP model and computes the global feature
+``F_v`` and the spatial features ``F_s`` (spec/calip.md section 1) by running the model's own
+submodules. Its hooks read one model library's models; the defaults read OpenAI's ``clip``
+models (the reference of spec/calip.md):
 
-- ResNet: stem, layer1..4, then the attention pool with the outputs kept at ALL query
-  positions (position 0 is CLIP's usual embedding, 1..HW the spatial tokens).
-- ViT: ``ln_post`` on ALL tokens, then ``@ proj`` (token 0 = class token = ``F_v``).
+- ``_read_visual(model)``: ``is_vit``, ``input_resolution``, ``embed_dim``, ``num_tokens``,
+  ``device``, ``dtype``.
+- ``_tokens(x)``: model input [N, 3, S, S] -> [N, 1 + HW, C], token 0 the image embedding,
+  1..HW the spatial tokens. ResNet: stem, layer1..4, then the attention pool kept at ALL query
+  positions; ViT: ``ln_post`` on ALL tokens, then ``@ proj``.
+- ``_normalise(x)``: what the resized images become before the model (identity here).
+- ``_tokenize(texts)``: sentences -> token ids.
 
-On the CPU the image tower can run through a faster exact engine (ONNX Runtime, an optional
-dependency): see :mod:`pointcalip.engine` and ``load_clip(..., engine=)``.
-
-Names starting with ``open_clip:`` (``open_clip:ViT-H-14/laion2b_s32b_b79k``) are models of
-the open_clip library, loaded by :mod:`pointcalip.openclip` into a subclass of
-:class:`ClipBackbone` with the same surface.
+Everything else (resizing, batching, L2 normalisation, prompt ensembling, the engine running
+the image tower) is shared. Families (:mod:`pointcalip.backbones.families`) turn names into
+backbones; engines (:mod:`pointcalip.backbones.engines`) get :meth:`ClipBackbone.tower`, a
+function computing the tokens, never the backbone.
 """
 from __future__ import annotations
 
-import logging
-import os
-import urllib.error
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
 
@@ -32,37 +30,14 @@ import torch.nn.functional as F
 with warnings.catch_warnings():  # openai-clip imports the deprecated pkg_resources
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
     import clip
-from clip.model import CLIP, ModifiedResNet, VisionTransformer, build_model
+from clip.model import CLIP, ModifiedResNet, VisionTransformer
 
-from pointcalip.core import paths
 from pointcalip.core.digest import file_digest
-from pointcalip.engine import apply_engine, check_engine
 from pointcalip.prompts import check_classnames, check_templates
 
-#: How backbone names of open_clip models start (``open_clip:ViT-H-14/laion2b_s32b_b79k``).
-OPEN_CLIP_PREFIX = "open_clip:"
-
-
-def is_open_clip_spec(name_or_path: Union[str, Path, None]) -> bool:
-    """True for backbone names that ask for an open_clip model (``open_clip:...``)."""
-    return isinstance(name_or_path, str) and name_or_path.startswith(OPEN_CLIP_PREFIX)
-
-
-log = logging.getLogger(__name__)
-
-#: Images per forward call of the image tower on the CPU when ``encode_images`` is given no
-#: ``batch_size`` (``ClipBackbone.images_per_call``). Measured on a 2-core CPU with full-size
-#: RN50 and ViT-B/32 (``scripts/bench_engine.py --per-call 2,4,8,16,32``): PyTorch is fastest
-#: at 4 to 16 images per call, and 8 per call beat 96 in one call by 1.4-1.8x (RN50) and 1.15x
-#: (ViT-B/32); ONNX Runtime is about as fast from 4 to 32.
-CPU_IMAGES_PER_CALL = 8
-
-
-def default_images_per_call(device: Union[str, torch.device]) -> Optional[int]:
-    """Images per forward call when the caller gives no batch size: ``CPU_IMAGES_PER_CALL``
-    on the CPU, None (all in one call; the caller chooses the batch) on a GPU."""
-    return CPU_IMAGES_PER_CALL if torch.device(device).type == "cpu" else None
-
+from .devices import default_images_per_call
+from .engines import select_engine
+from .tower import Tower
 
 _SHA_CACHE: Dict[Tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256 hex
 
@@ -75,50 +50,6 @@ def file_sha256(path: Union[str, Path], chunk_bytes: int = 1 << 22) -> str:
     if key not in _SHA_CACHE:
         _SHA_CACHE[key] = file_digest(path, "sha256", chunk_bytes)
     return _SHA_CACHE[key]
-
-
-def is_torchscript_archive(path: Union[str, Path]) -> bool:
-    """True for TorchScript archives (zip files with ``constants.pkl`` or a ``code/`` folder);
-    ``torch.save`` zip files (state dicts) have neither."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-    return any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
-
-
-def _unwrap_state_dict(obj, path: Path) -> Dict[str, torch.Tensor]:
-    if isinstance(obj, dict):
-        for key in ("state_dict", "model"):
-            if key in obj and isinstance(obj[key], dict) and "visual.conv1.weight" not in obj:
-                obj = obj[key]
-                break
-        if any(k.startswith("module.") for k in obj):
-            obj = {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
-        if "visual.conv1.weight" in obj and "text_projection" in obj:
-            return obj
-    raise RuntimeError(
-        f"{path} is not a CLIP checkpoint: expected a TorchScript archive or a state dict with "
-        f"keys like 'visual.conv1.weight' and 'text_projection' (as saved by "
-        f"torch.save(clip_model.state_dict(), path)).")
-
-
-def _state_dict_from_file(path: Path) -> Dict[str, torch.Tensor]:
-    """Read a checkpoint file as a CLIP state dict (TorchScript archive or torch.save file)."""
-    errors = []
-    order = ("jit", "pickle") if is_torchscript_archive(path) else ("pickle", "jit")
-    for kind in order:
-        try:
-            if kind == "jit":
-                with warnings.catch_warnings():  # OpenAI's weights are TorchScript archives
-                    warnings.simplefilter("ignore", FutureWarning)
-                    archive = torch.jit.load(str(path), map_location="cpu")
-                return dict(archive.state_dict())
-            return _unwrap_state_dict(torch.load(str(path), map_location="cpu"), path)
-        except Exception as exc:  # noqa: BLE001 - we try the other format, then report both
-            errors.append(f"as {'TorchScript' if kind == 'jit' else 'state dict'}: "
-                          f"{type(exc).__name__}: {exc}")
-    raise RuntimeError(f"Could not load CLIP checkpoint {path}; tried " + "; ".join(errors))
 
 
 def attention_pool_tokens(pool: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -142,18 +73,6 @@ def attention_pool_tokens(pool: torch.nn.Module, x: torch.Tensor) -> torch.Tenso
     return x.permute(1, 0, 2)
 
 
-def _download(name: str, root: Path) -> Path:
-    url = clip.clip._MODELS[name]
-    target = root / os.path.basename(url)
-    try:
-        return Path(clip.clip._download(url, str(root)))
-    except (urllib.error.URLError, OSError) as exc:
-        raise RuntimeError(
-            f"Could not download CLIP {name} ({type(exc).__name__}: {exc}). Download {url} and "
-            f"put it at {target}, or use a local checkpoint file instead of the name: "
-            f"--set backbone=/path/to/{os.path.basename(url)} (classify: --backbone PATH)") from exc
-
-
 class ClipBackbone:
     """A frozen CLIP model that encodes images into global + spatial tokens and text into
     template-ensembled class features.
@@ -169,9 +88,10 @@ class ClipBackbone:
     on the CPU (RN50: ~1.15x at 8 images per call, ~1.6x at 96) and what GPUs prefer; the
     same numbers up to float rounding.
 
-    Subclasses for other model libraries (:class:`pointcalip.openclip.OpenClipBackbone`)
-    override the hooks ``_read_visual``, ``_normalise``, ``_tokens`` and ``_tokenize`` and
-    keep the rest (resizing, batching, L2 normalisation, prompt ensembling).
+    Subclasses for other model libraries
+    (:class:`pointcalip.backbones.families.openclip.OpenClipBackbone`) override the hooks
+    ``_read_visual``, ``_normalise``, ``_tokens`` and ``_tokenize`` and keep the rest
+    (resizing, batching, L2 normalisation, prompt ensembling, engines).
     """
 
     def __init__(self, model: CLIP, name: str, identity: str):
@@ -184,6 +104,7 @@ class ClipBackbone:
         self.images_per_call = default_images_per_call(self.device)
         self.engine = "eager"
         self._engine_tokens = None  # set by set_engine: model input -> tokens, as _tokens
+        # (None: ``_tokens`` itself)
 
     def _read_visual(self, model: CLIP) -> None:
         """Set ``is_vit``, ``input_resolution``, ``embed_dim``, ``num_tokens``, ``device`` and
@@ -237,10 +158,31 @@ class ClipBackbone:
         return self._tokens(x) if self._engine_tokens is None else self._engine_tokens(x)
 
     def set_engine(self, engine: str = "auto", cache_dir: Union[str, Path, None] = None) -> str:
-        """Choose what runs the image tower: ``"auto"``, ``"eager"`` or ``"onnxruntime"``
-        (:func:`pointcalip.engine.apply_engine` says how ``auto`` chooses, where graphs are
-        cached and which errors are raised). Returns the engine now in use (``self.engine``)."""
-        return apply_engine(self, engine, cache_dir=cache_dir)
+        """Choose what runs the image tower, one of the registered engines (``"auto"``,
+        ``"eager"``, ``"onnxruntime"``; :func:`pointcalip.backbones.engines.select_engine`
+        says how ``auto`` chooses, where graphs are cached and which errors are raised). The
+        engine gets :meth:`tower`, never the backbone. Returns the engine now in use
+        (``self.engine``)."""
+        self.engine, self._engine_tokens = "eager", None
+        self.engine, self._engine_tokens = select_engine(self.tower(), engine, cache_dir)
+        return self.engine
+
+    def tower(self) -> Tower:
+        """What an engine needs of the image tower: ``_tokens``, the model whose weights it
+        reads, a probe input, and names for logs and cached graphs."""
+        visual = self.model.visual
+        tensors = list(visual.parameters()) + list(visual.buffers())
+        return Tower(name=self.name,
+                     key=f"{type(self).__name__}|{self.identity}|{self.input_resolution}",
+                     tokens=self._tokens, probe=self._probe, weights=self.model,
+                     device=torch.device(self.device), precision=self.precision,
+                     nbytes=sum(t.numel() * t.element_size() for t in tensors))
+
+    def _probe(self, n: int, seed: int) -> torch.Tensor:
+        """A seeded random model input [n, 3, S, S], as ``_model_input`` makes it."""
+        g = torch.Generator().manual_seed(seed)
+        s = self.input_resolution
+        return self._model_input(torch.rand(n, 3, s, s, generator=g))
 
     def _model_input(self, images: torch.Tensor) -> torch.Tensor:
         """Images [n, 3, S', S'] as the projectors make them -> the model's input [n, 3, S, S]
@@ -339,71 +281,3 @@ class ClipBackbone:
         return clip.tokenize(list(texts), context_length=self.model.context_length)
 
 
-def available_models() -> list:
-    """The OpenAI CLIP names ``load_clip`` downloads (``clip.available_models()``)."""
-    return clip.available_models()
-
-
-def default_device(device: Union[str, torch.device, None] = None) -> torch.device:
-    """``device``, or cuda if available, else cpu."""
-    return torch.device(device if device is not None else
-                        ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
-def precision_on(device: Union[str, torch.device, None] = None) -> str:
-    """The precision ``load_clip`` gives the weights on ``device``: float32 on the CPU,
-    float16 on a GPU (OpenAI's checkpoints are float16; open_clip models get open_clip's own
-    ``fp16`` mixed precision there, so the rule is the same for every backbone)."""
-    return "float32" if default_device(device).type == "cpu" else "float16"
-
-
-def checkpoint_identity(name_or_path: Union[str, Path]) -> str:
-    """What identifies a checkpoint's weights (feature-store keys), without loading it: the
-    SHA-256 in an OpenAI name's download URL (the file's own), or a local file's SHA-256;
-    for ``open_clip:`` names, :func:`pointcalip.openclip.open_clip_identity`."""
-    key = str(name_or_path)
-    if is_open_clip_spec(key):
-        from .openclip import open_clip_identity
-        return open_clip_identity(key)
-    if key in clip.available_models():
-        return f"sha256:{clip.clip._MODELS[key].split('/')[-2]}"
-    return f"sha256:{file_sha256(Path(key).expanduser())}"
-
-
-def load_clip(name_or_path: Union[str, Path], device: Union[str, torch.device, None] = None,
-              download_root: Union[str, Path, None] = None, engine: str = "auto") -> ClipBackbone:
-    """Load a frozen CLIP: an OpenAI name (``clip.available_models()``; downloaded to
-    ``download_root or pointcalip.core.paths.clip_dir()``), a TorchScript archive or a plain
-    state-dict file. fp32 on CPU, fp16 on CUDA; default device cuda if available else cpu.
-
-    ``open_clip:...`` names (``open_clip:ViT-H-14/laion2b_s32b_b79k``, an architecture with a
-    local weights file, ``open_clip:local-dir:DIR``, ``open_clip:hf-hub:ORG/REPO``) load an
-    open_clip model (``pip install 'pointcalip[open_clip]'``); see :mod:`pointcalip.openclip`.
-
-    ``engine``: what runs the image tower (:meth:`ClipBackbone.set_engine`): ``"auto"``
-    (ONNX Runtime on the CPU when ``pointcalip[cpu-fast]`` is installed, else PyTorch;
-    ``$POINTCALIP_ENGINE`` overrides the choice), ``"eager"`` (PyTorch) or ``"onnxruntime"``."""
-    check_engine(engine, default_device(device))     # fails before anything is loaded
-    key = str(name_or_path)
-    if is_open_clip_spec(key):
-        from .openclip import load_open_clip
-        backbone = load_open_clip(key, device=device, download_root=download_root)
-        backbone.set_engine(engine)
-        return backbone
-    device = default_device(device)
-    if key in clip.available_models():
-        root = Path(download_root) if download_root is not None else paths.clip_dir()
-        path, name = _download(key, root), key
-    else:
-        path = Path(key).expanduser()
-        if not path.is_file():
-            raise ValueError(f"Unknown CLIP model {key!r}: not a file and not one of "
-                             f"{clip.available_models()}")
-        name = path.name
-    log.info("Loading CLIP %s from %s on %s", name, path, device)
-    model = build_model(_state_dict_from_file(path)).to(device)
-    if precision_on(device) == "float32":
-        model.float()
-    backbone = ClipBackbone(model, name=name, identity=checkpoint_identity(key))
-    backbone.set_engine(engine)
-    return backbone
