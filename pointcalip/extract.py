@@ -147,6 +147,9 @@ def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, back
             if len(b)]                               # the blocks that lack rows, those rows
     todo_rows = np.concatenate(todo) if todo else np.zeros(0, np.int64)
     stats = ExtractStats(requested=len(rows), encoded=0, missing=len(todo_rows))
+    if len(todo_rows):     # every rank sees the same folder, so all stop here or none
+        store.check_writable(f"{len(todo_rows)} of {len(np.unique(rows))} clouds of "
+                             f"{dataset.name} {dataset.split} are not stored yet")
     barrier()   # every rank has listed the missing rows before anyone adds to them
     if len(todo_rows) and shard.is_main:
         log.info("%s %s: encoding %d of %d clouds into %s%s", dataset.name, dataset.split,
@@ -155,6 +158,7 @@ def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, back
     device = torch.device(backbone.device)
     clock = _Clock(device)
     v = projector.num_views
+    threads = torch.get_num_threads()      # recorded: CPU sums depend on it (README)
     bar = tqdm(total=len(todo_rows), desc=desc, unit="cloud",
                disable=None if len(todo_rows) and shard.is_main else True)
 
@@ -162,7 +166,7 @@ def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, back
         """On the writer thread: wait for the batch, then write its piece."""
         projection_s, encoding_s = clock.seconds(*marks[:2]), clock.seconds(*marks[1:])
         store.write(chunk, g.numpy(), s.numpy(), norms.numpy(),
-                    seconds=projection_s + encoding_s, device=str(device))
+                    seconds=projection_s + encoding_s, device=str(device), threads=threads)
         stats.projection_s += projection_s
         stats.encoding_s += encoding_s
         stats.encoded += len(chunk)

@@ -11,7 +11,8 @@ extractor version); its rows are the split's clouds, by dataset index, encoded o
             spatial.npy   [n, V, HW, C]    float16, unit-norm spatial tokens of every view
             norm.npy      [n, V]           float32, the global feature's length before
                                            normalisation (raw feature = global * norm)
-            info.json                      encoding time, device, host, date
+            info.json                      encoding time, device, threads, host, date,
+                                           and the CRC-32 of each array's bytes
         writing/                   pieces being written (hidden from readers)
         damaged/                   pieces or files set aside because they could not be read
 
@@ -22,6 +23,15 @@ processes (e.g. torchrun ranks) can fill disjoint (or even overlapping) rows at 
 writing its own pieces; nobody deletes another's work (unreadable pieces are moved to
 ``damaged/``; leftovers in ``writing/`` are removed only by their own host once their process
 is gone). Any subset of views is a slice of the V axis: views never need re-encoding.
+
+A piece is checked when a process first opens it: its arrays' shapes, and their bytes against
+the CRC-32 checksums its ``info.json`` recorded when it was written, so a piece damaged on disk
+(e.g. overwritten with zeros, same size) is set aside and its rows encoded again instead of
+being read. Pieces written before checksums existed are read unchecked (a warning counts them).
+Reading needs no write permission: a read-only store that holds every needed row is read;
+one that lacks rows says so, naming the folder, before anything is encoded. A full disk while
+writing is a :class:`~pointcalip.core.atomic.DiskFullError` naming the file; the unfinished
+piece is removed and completed pieces stay valid.
 """
 from __future__ import annotations
 
@@ -33,12 +43,14 @@ import shutil
 import socket
 import time
 import uuid
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 import numpy as np
 
+from .core.atomic import DiskFullError, disk_full_names, fsync_dir, is_disk_full
 from .core.paths import cache_dir as default_cache_dir, slug
 
 log = logging.getLogger(__name__)
@@ -47,12 +59,16 @@ STORE_FORMAT = 2
 #: bump when the way images become features changes (same settings, different numbers)
 EXTRACTOR_VERSION = 1
 _ARRAYS = ("rows", "global", "spatial", "norm")
+#: the checksum recorded in each piece's info.json (see scripts/bench_store.py for its cost)
+CHECKSUM = "crc32"
+#: how to point the commands at another store folder, for error messages
+FIX = "set cache_dir to a writable folder (--set cache_dir=DIR)"
 
 
 def store_key(dataset_settings: dict, projector_settings: dict, backbone_identity: str,
               precision: str, engine: str = "eager") -> str:
     """The store's identity: a hash of everything that determines the stored features,
-    including the engine that ran the image tower (:mod:`pointcalip.engine`; its tokens agree
+    including the engine that ran the image tower (:mod:`pointcalip.backbones.engines`; its tokens agree
     with PyTorch's only up to float rounding). PyTorch ("eager") stores keep the keys they had
     before there were engines."""
     payload = {"format": STORE_FORMAT, "extractor": EXTRACTOR_VERSION,
@@ -71,10 +87,29 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def _save(path: Path, array: np.ndarray) -> None:
+    """``array`` (C-contiguous) as a .npy file, fsynced. The bytes go through ``f.write`` (not
+    numpy's ``tofile``, whose short-write error has no errno) so a full disk is recognised."""
     with open(path, "wb") as f:
-        np.save(f, array)
+        np.lib.format.write_array_header_1_0(f, np.lib.format.header_data_from_array_1_0(array))
+        f.write(array.data)
         f.flush()
         os.fsync(f.fileno())
+
+
+def checksum(array: np.ndarray) -> int:
+    """CRC-32 of a C-contiguous array's bytes (memory maps included: read in place)."""
+    return zlib.crc32(array) if array.size else 0
+
+
+def _cannot_write(folder: Path, err: OSError, what: str) -> OSError:
+    """The error for a store folder that cannot be written: disk full, or why not and how to
+    choose another folder."""
+    if is_disk_full(err):
+        return DiskFullError(folder, err)
+    error = PermissionError(f"{what}, but cannot write in {folder} ({err.strerror or err}): "
+                            f"make it writable or {FIX}")
+    error.errno = err.errno
+    return error
 
 
 def _pid_alive(pid: int) -> bool:
@@ -93,6 +128,7 @@ class _Piece:
     rows: np.ndarray          # [n] ascending dataset indices
     arrays: Dict[str, np.ndarray]  # memory maps: global, spatial, norm
     info: dict
+    verified: bool             # its bytes matched its recorded checksums
 
 
 class SplitStore:
@@ -102,15 +138,17 @@ class SplitStore:
     ``num_tokens`` HW.
     """
 
-    def __init__(self, path: Path, meta: dict):
+    def __init__(self, path: Path, meta: dict, verify: bool = True):
         self.path = path
         self.meta = meta
+        self.verify = verify            # check each piece's checksums when first opened
         self.num_rows = int(meta["num_rows"])
         self.num_views, self.num_tokens, self.embed_dim = (int(x) for x in meta["view_shape"])
         self._pieces: Dict[str, _Piece] = {}
         self._owner = np.full(self.num_rows, -1, dtype=np.int64)     # piece number of each row
         self._position = np.zeros(self.num_rows, dtype=np.int64)     # row's place in its piece
         self._order: list[str] = []                                  # piece number -> name
+        self._rejected: set[str] = set()    # damaged pieces that could not be moved aside
         self._remove_stale_writes()
 
     # ----------------------------------------------------------------------- reading
@@ -118,18 +156,25 @@ class SplitStore:
         """Take in pieces that appeared since the last look (other processes' work too)."""
         folder = self.path / "pieces"
         names = sorted(os.listdir(folder)) if folder.is_dir() else []
+        unchecked = 0
         for name in names:
-            if name in self._pieces:
+            if name in self._pieces or name in self._rejected:
                 continue
             piece = self._open_piece(folder / name)
             if piece is None:
+                self._rejected.add(name)
                 continue
+            unchecked += not piece.verified
             self._pieces[name] = piece
             number = len(self._order)
             self._order.append(name)
             free = self._owner[piece.rows] < 0                      # first piece of a row wins
             self._owner[piece.rows[free]] = number
             self._position[piece.rows[free]] = np.flatnonzero(free)
+        if unchecked and self.verify:
+            log.warning("feature store %s: %d piece(s) were written before pieces carried "
+                        "checksums and are read unchecked; delete the folder to encode them "
+                        "again with checksums", self.path, unchecked)
 
     def _open_piece(self, folder: Path) -> Optional[_Piece]:
         """A complete piece's memory maps, or None (and the piece set aside) if any part of it
@@ -149,10 +194,20 @@ class SplitStore:
             if rows.ndim != 1 or n == 0 or rows[0] < 0 or rows[-1] >= self.num_rows \
                     or (np.diff(rows) <= 0).any():
                 raise ValueError("rows.npy does not hold ascending indices of this split")
+            sums = info.get("checksums")
+            if sums is not None and self.verify:
+                if sums.get("algorithm") != CHECKSUM:
+                    raise ValueError(f"info.json records {sums.get('algorithm')!r} checksums, "
+                                     f"expected {CHECKSUM!r}")
+                for name in _ARRAYS:
+                    array = rows if name == "rows" else arrays[name]
+                    if checksum(array) != sums.get(name):
+                        raise ValueError(f"{name}.npy does not match its checksum (its bytes "
+                                         f"changed after it was written)")
         except Exception as err:  # noqa: BLE001 - whatever the damage, the rows get re-encoded
             self._set_aside(folder, err)
             return None
-        return _Piece(folder.name, rows, arrays, info)
+        return _Piece(folder.name, rows, arrays, info, sums is not None)
 
     def _set_aside(self, item: Path, err: Exception) -> None:
         log.warning("feature store %s: %s is unreadable (%s: %s); its rows will be encoded "
@@ -229,10 +284,25 @@ class SplitStore:
         return idx
 
     # ----------------------------------------------------------------------- writing
+    def check_writable(self, why: str) -> None:
+        """Raise an ``OSError`` naming this store's folder, saying ``why`` it must be written
+        and how to choose another, unless new pieces can be written in it."""
+        probe = self.path / "writing" / f".probe-{socket.gethostname()}-{os.getpid()}"
+        try:
+            probe.parent.mkdir(exist_ok=True)
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as err:
+            raise _cannot_write(self.path, err, why) from None
+
     def write(self, rows: Sequence[int], global_feats: np.ndarray, spatial: np.ndarray,
-              norms: np.ndarray, seconds: float = 0.0, device: str = "") -> None:
+              norms: np.ndarray, seconds: float = 0.0, device: str = "", threads: int = 0
+              ) -> None:
         """Store one batch: rows [n] (distinct), global [n, V, C], spatial [n, V, HW, C],
-        norms [n, V]. The rows become readable all at once, when the piece is complete."""
+        norms [n, V]; ``seconds``, ``device`` and ``threads`` (intra-op threads that encoded
+        it) are recorded in info.json. The rows become readable all at once, when the piece
+        is complete. A full disk raises :class:`~pointcalip.core.atomic.DiskFullError` naming
+        the file and leaves nothing behind."""
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         n, v, hw, c = len(rows), self.num_views, self.num_tokens, self.embed_dim
         arrays = {"global": np.asarray(global_feats, np.float16),
@@ -256,16 +326,26 @@ class SplitStore:
         self._rows(rows)
         token = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp = self.path / "writing" / token
-        tmp.mkdir(parents=True)
+        with disk_full_names(tmp):
+            tmp.mkdir(parents=True)
         try:
-            _save(tmp / "rows.npy", rows)
+            sums = {"algorithm": CHECKSUM, "rows": checksum(rows)}
+            with disk_full_names(tmp / "rows.npy"):
+                _save(tmp / "rows.npy", rows)
             for name, array in arrays.items():
-                _save(tmp / f"{name}.npy", np.ascontiguousarray(array[order]))
-            _write_json(tmp / "info.json", {"seconds": seconds, "device": device,
-                                            "host": socket.gethostname(), "pid": os.getpid(),
-                                            "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
-            (self.path / "pieces").mkdir(exist_ok=True)
-            os.rename(tmp, self.path / "pieces" / f"{rows[0]:08d}-{n}-{token}")
+                array = np.ascontiguousarray(array[order])
+                sums[name] = checksum(array)
+                with disk_full_names(tmp / f"{name}.npy"):
+                    _save(tmp / f"{name}.npy", array)
+            with disk_full_names(tmp / "info.json"):
+                _write_json(tmp / "info.json", {
+                    "seconds": seconds, "device": device, "threads": threads,
+                    "host": socket.gethostname(), "pid": os.getpid(),
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "checksums": sums})
+                fsync_dir(tmp)
+                (self.path / "pieces").mkdir(exist_ok=True)
+                os.rename(tmp, self.path / "pieces" / f"{rows[0]:08d}-{n}-{token}")
+                fsync_dir(self.path / "pieces")
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -289,8 +369,20 @@ class SplitStore:
 class FeatureStore:
     """The folder of split stores (default ``<POINTCALIP_HOME>/features``)."""
 
-    def __init__(self, root: str | Path | None = None):
+    def __init__(self, root: str | Path | None = None, verify: bool = True):
         self.root = Path(root).expanduser() if root else default_cache_dir()
+        self.verify = verify     # check pieces against their checksums (see SplitStore)
+
+    def check(self) -> "FeatureStore":
+        """Before long work starts: the root folder exists, or is created (an ``OSError``
+        naming it says why not and how to choose another). Write permission is not needed to
+        read: it is checked only when rows must be encoded (:meth:`SplitStore.check_writable`)."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise _cannot_write(self.root, err, "the feature store folder does not exist") \
+                from None
+        return self
 
     def open(self, dataset, projector, backbone) -> SplitStore:
         """The store of ``dataset``'s split under ``projector`` and ``backbone`` (created
@@ -322,14 +414,14 @@ class FeatureStore:
         for folder in sorted(self.root.glob(f"*-{key}")):
             meta = self._read_meta(folder)
             if meta is not None and meta.get("key") == key:
-                return SplitStore(folder, meta)
+                return SplitStore(folder, meta, self.verify)
         return None
 
     def _open_or_create(self, folder: Path, meta: dict) -> SplitStore:
         for _ in range(3):
             found = self._read_meta(folder)
             if found == json.loads(json.dumps(meta, default=str)):
-                return SplitStore(folder, found)
+                return SplitStore(folder, found, self.verify)
             if found is not None or folder.exists():   # damaged or foreign: set aside, start over
                 aside = self.root / f".damaged-{folder.name}-{uuid.uuid4().hex[:8]}"
                 log.warning("feature store %s has an unreadable or mismatched store.json; moved "
@@ -338,18 +430,26 @@ class FeatureStore:
                     os.rename(folder, aside)
                 except OSError:
                     pass
-            self.root.mkdir(parents=True, exist_ok=True)
             tmp = self.root / f".new-{folder.name}-{uuid.uuid4().hex[:8]}"
-            tmp.mkdir()
-            _write_json(tmp / "store.json", {**meta, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                tmp.mkdir()
+                _write_json(tmp / "store.json",
+                            {**meta, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                fsync_dir(tmp)
+            except OSError as err:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise _cannot_write(self.root, err, f"the feature store {folder.name} does "
+                                    f"not exist yet") from None
             try:
                 os.rename(tmp, folder)          # atomic; fails if another process made it first
+                fsync_dir(self.root)
             except OSError:
                 shutil.rmtree(tmp, ignore_errors=True)
         found = self._read_meta(folder)
         if found is None:
             raise RuntimeError(f"cannot create the feature store {folder}")
-        return SplitStore(folder, found)
+        return SplitStore(folder, found, self.verify)
 
     @staticmethod
     def _read_meta(folder: Path) -> Optional[dict]:

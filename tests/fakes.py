@@ -84,3 +84,45 @@ def fill_rows_in_child(root, rows, barrier, log_path, timeout_s):
         extract(store, ds, rows, FakeProjector(), FakeBackbone(), batch_size=2)
         print("done", file=log, flush=True)
         faulthandler.cancel_dump_traceback_later()
+
+
+def make_read_only(folder) -> None:
+    """Take write permission away from ``folder`` and everything in it."""
+    import os
+
+    for top, dirs, files in os.walk(folder):
+        for name in files:
+            os.chmod(os.path.join(top, name), 0o444)
+        os.chmod(top, 0o555)
+
+
+def remove_tree(folder) -> None:
+    """Delete ``folder`` even where :func:`make_read_only` took write permission away."""
+    import os
+    import shutil
+
+    for top, _, _ in os.walk(folder):
+        os.chmod(top, 0o755)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _drop_root_overrides() -> None:
+    """In a child process run by root, before exec: drop the capabilities that let root
+    write (and read) through file permissions (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):
+        if libc.prctl(24, capability, 0, 0, 0) != 0:          # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+
+
+def run_as_reader(argv, env=None, timeout=300):
+    """Run ``argv`` so that read-only files really are read-only to it: as this user, or, when
+    the tests run as root (who writes through permissions), as root without the capabilities
+    that override them."""
+    import os
+    import subprocess
+
+    drop = {"preexec_fn": _drop_root_overrides} if os.geteuid() == 0 else {}
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout, **drop)

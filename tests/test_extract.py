@@ -2,18 +2,25 @@
 
 The torchrun tests start real process groups (gloo, on the CPU) in subprocesses and compare
 the stores they write with a single-process extraction piece by piece: the same blocks of
-rows, byte-identical arrays.
+rows, byte-identical arrays. As README states the condition, the single process runs with as
+many intra-op threads as each rank (torchrun sets OMP_NUM_THREADS=1; CPU kernels sum in an
+order that depends on the thread count), and every piece records the threads that encoded it.
 """
+import errno
 import hashlib
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from fakes import make_read_only, remove_tree, run_as_reader
 from pointcalip.cli import main
 from pointcalip.config import load_any_config
 from pointcalip.datasets import validation_indices
@@ -33,8 +40,9 @@ def settings(root, ckpt, store, batch_size=5):
 
 
 def pieces(store_root: Path) -> dict:
-    """{(store folder, first row, rows): sha256 of the piece's four arrays}: what must be
-    byte-identical (piece folder suffixes and info.json name the writer and the time)."""
+    """{(store folder, first row, rows): (sha256 of the piece's four arrays, intra-op threads
+    that encoded it)}: what must be byte-identical (piece folder suffixes and the rest of
+    info.json name the writer and the time)."""
     out = {}
     for piece in store_root.glob("*/pieces/*"):
         first, n = piece.name.split("-")[:2]
@@ -43,7 +51,7 @@ def pieces(store_root: Path) -> dict:
             digest.update((piece / f"{name}.npy").read_bytes())
         key = (piece.parent.parent.name, int(first), int(n))
         assert key not in out, f"two pieces hold rows {first}..+{n} of {key[0]}"
-        out[key] = digest.hexdigest()
+        out[key] = digest.hexdigest(), json.loads((piece / "info.json").read_text())["threads"]
     return out
 
 
@@ -65,9 +73,16 @@ def single(small_modelnet, tiny_checkpoints, tmp_path_factory):
     """The store one process writes for test + val of the modelnet40 config (12 + 12 clouds,
     blocks of 5), and its pieces."""
     store = tmp_path_factory.mktemp("single")
-    assert main(["extract", "--config", "modelnet40",
-                 *settings(small_modelnet, tiny_checkpoints["vit"], store)]) == 0
-    return store, pieces(store)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                 # as each torchrun rank (OMP_NUM_THREADS=1)
+    try:
+        assert main(["extract", "--config", "modelnet40",
+                     *settings(small_modelnet, tiny_checkpoints["vit"], store)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    stored = pieces(store)
+    assert {t for _, t in stored.values()} == {1}
+    return store, stored
 
 
 def test_blocks_depend_only_on_the_request():
@@ -188,3 +203,61 @@ def test_unknown_command_key_is_named(tmp_path):
     cfg.write_text("command: classify\n")
     with pytest.raises(ValueError, match="command is 'classify'"):
         load_any_config([cfg])
+
+
+def test_read_only_store_serves_runs_and_names_itself_when_rows_are_missing(
+        single, small_modelnet, tiny_checkpoints, tmp_path):
+    """Reading needs no write permission: zeroshot reads a read-only store that holds every
+    row; extracting rows it lacks stops before encoding, naming the folder."""
+    store = tmp_path / "store"
+    shutil.copytree(single[0], store)
+    make_read_only(store)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    base = [sys.executable, "-m", "pointcalip"]
+    opts = settings(small_modelnet, tiny_checkpoints["vit"], store)
+    try:
+        ok = run_as_reader([*base, "zeroshot", "--config", "modelnet40", *opts,
+                            "--set", f"output_dir={tmp_path / 'out'}"], env=env)
+        assert ok.returncode == 0, ok.stderr[-3000:]
+        features = json.loads((tmp_path / "out" / "results.json").read_text())["features"]
+        assert {k: (f["rows"], f["encoded_now"]) for k, f in features.items()} == \
+            {"test": (12, 0), "tune": (12, 0)}
+        refused = run_as_reader([*base, "extract", "--config", "modelnet40", "--splits", "train",
+                                 *opts], env=env)
+        [train] = [p for p in store.iterdir() if "-train-" in p.name]
+        assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith(
+            f"pointcalip extract: error: 8 of 20 clouds of modelnet40 train are not stored yet, "
+            f"but cannot write in {train} (Permission denied): make it writable or set "
+            f"cache_dir to a writable folder (--set cache_dir=DIR)")
+        assert "Traceback" not in refused.stderr
+    finally:
+        remove_tree(store)
+
+
+def test_full_disk_is_one_line_naming_the_file(small_modelnet, tiny_checkpoints, tmp_path,
+                                               monkeypatch, capsys):
+    import pointcalip.store as store_module
+
+    real_save, saved = store_module._save, []
+
+    def save(path, array):                     # the disk fills during the second piece
+        saved.append(path)
+        if len(saved) <= 5:
+            return real_save(path, array)
+        with open(path, "wb") as f:
+            f.write(array.tobytes()[:64])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_module, "_save", save)
+    argv = ["extract", "--config", "modelnet40",
+            *settings(small_modelnet, tiny_checkpoints["vit"], tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert re.match(r"pointcalip extract: error: cannot write \S+/writing/\S+/global\.npy: the "
+                    r"disk is full \(no space left on the device, \d+ MB free\); free some "
+                    r"space or write elsewhere", err), err
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp") or p.parent.name == "writing"]
+    assert len(list(tmp_path.glob("*/pieces/*"))) == 1       # the first piece stays valid
+    monkeypatch.undo()
+    assert main(argv) == 0 and len(list(tmp_path.glob("*/pieces/*"))) == 6

@@ -1,15 +1,21 @@
 """Feature store: rows on demand, resumable and crash-safe writes, damage, concurrent writers."""
+import errno
 import json
 import multiprocessing
 import os
 import socket
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import pointcalip.store as store_module
-from fakes import C, HW, V, FakeBackbone, FakeDataset, FakeProjector, fill_rows_in_child
+from fakes import (C, HW, V, FakeBackbone, FakeDataset, FakeProjector, fill_rows_in_child,
+                   make_read_only, remove_tree, run_as_reader)
+from pointcalip.core import atomic
+from pointcalip.core.atomic import DiskFullError
 from pointcalip.extract import Interrupted, extract
 from pointcalip.store import FeatureStore, store_key
 
@@ -146,7 +152,8 @@ def test_bad_batch_size_or_broken_features_store_nothing(tmp_path):
     assert len(store.missing()) == 10 and not (store.path / "pieces").exists()
 
 
-@pytest.mark.parametrize("damage", ["zero_byte", "truncated", "wrong_shape", "bad_rows", "bad_info"])
+@pytest.mark.parametrize("damage", ["zero_byte", "truncated", "wrong_shape", "bad_rows", "bad_info",
+                                    "zeroed", "one_bit", "zeroed_rows"])
 def test_damaged_piece_is_set_aside_and_reencoded(tmp_path, damage, caplog):
     ds = FakeDataset()
     store = open_store(tmp_path, ds)
@@ -161,8 +168,19 @@ def test_damaged_piece_is_set_aside_and_reencoded(tmp_path, damage, caplog):
         np.save(piece / "norm.npy", np.zeros((5, V + 1), np.float32))
     elif damage == "bad_rows":
         np.save(piece / "rows.npy", np.array([5, 6, 6, 8, 9]))
-    else:
+    elif damage == "bad_info":
         (piece / "info.json").write_text("{not json")
+    else:              # same size, valid header, other bytes: only the checksums can tell
+        name = {"zeroed": "spatial", "one_bit": "global", "zeroed_rows": "rows"}[damage]
+        array = np.load(piece / f"{name}.npy", mmap_mode="r+")
+        if damage == "one_bit":
+            array.view(np.uint8).reshape(-1)[7] ^= 1
+        elif damage == "zeroed_rows":
+            array[0] = 0           # still ascending and in range: rows 0, 6, 7, 8, 9
+        else:
+            array[:] = 0
+        array.flush()
+        del array
     bb = FakeBackbone()
     again = open_store(tmp_path, ds)
     feats = extract(again, ds, None, FakeProjector(), bb)
@@ -234,3 +252,157 @@ def test_overlapping_writes_are_harmless(tmp_path):
         store.write([10, 11], g, s, n)
     with pytest.raises(KeyError, match=r"lacks rows \[0\]"):
         store.read([0, 3])
+
+
+def test_pieces_without_checksums_are_read_unchecked_with_a_warning(tmp_path, caplog):
+    """Stores written before pieces carried checksums stay usable (no re-encoding)."""
+    ds = FakeDataset()
+    extract(open_store(tmp_path, ds), ds, None, FakeProjector(), FakeBackbone(), batch_size=5)
+    store = open_store(tmp_path, ds)
+    for piece in (store.path / "pieces").iterdir():
+        info = json.loads((piece / "info.json").read_text())
+        assert info["checksums"]["algorithm"] == "crc32" and set(info["checksums"]) == {
+            "algorithm", "rows", "global", "spatial", "norm"}
+        del info["checksums"]
+        (piece / "info.json").write_text(json.dumps(info))
+    bb = FakeBackbone()
+    again = open_store(tmp_path, ds)
+    extract(again, ds, None, FakeProjector(), bb)
+    assert bb.images_seen == 0 and "2 piece(s) were written before pieces carried checksums" in caplog.text
+    np.testing.assert_array_equal(again.read(np.arange(10))[1], expected_features(ds, np.arange(10))[1])
+
+
+def _fill_disk_after(monkeypatch, pieces_ok, nbytes=100):
+    """Files of the first ``pieces_ok`` pieces are written; then the disk is full: the next
+    file gets ``nbytes`` bytes and the write fails with ENOSPC, as a real full disk does."""
+    real_save, saved = store_module._save, []
+
+    def save(path, array):
+        saved.append(path)
+        if len(saved) <= 4 * pieces_ok:                 # rows, global, spatial, norm per piece
+            return real_save(path, array)
+        with open(path, "wb") as f:
+            f.write(array.tobytes()[:nbytes])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_module, "_save", save)
+
+
+def test_full_disk_names_the_file_and_keeps_completed_pieces(tmp_path, monkeypatch):
+    ds = FakeDataset()
+    store = open_store(tmp_path, ds)
+    _fill_disk_after(monkeypatch, pieces_ok=1)
+    with pytest.raises(DiskFullError, match=r"cannot write .*writing/.*/rows\.npy: the disk is full \(no space left on the device, [0-9]+ MB free\)") as err:
+        extract(store, ds, None, FakeProjector(), FakeBackbone(), batch_size=4)
+    assert err.value.errno == errno.ENOSPC and isinstance(err.value, OSError)
+    assert not list((store.path / "writing").iterdir())             # the broken piece is gone
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+    fresh = open_store(tmp_path, ds)
+    np.testing.assert_array_equal(fresh.missing(), np.arange(4, 10))
+    np.testing.assert_array_equal(fresh.read(np.arange(4))[1], expected_features(ds, np.arange(4))[1])
+    monkeypatch.undo()                                              # space freed: resume
+    bb = FakeBackbone()
+    extract(fresh, ds, None, FakeProjector(), bb, batch_size=4)
+    assert bb.images_seen == 6 * V and len(fresh.missing()) == 0
+
+
+def test_full_disk_when_creating_a_store(tmp_path, monkeypatch):
+    real_write_json = store_module._write_json
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_module, "_write_json", full)
+    with pytest.raises(DiskFullError, match=f"cannot write {tmp_path}: the disk is full"):
+        open_store(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == []
+    monkeypatch.setattr(store_module, "_write_json", real_write_json)
+    assert open_store(tmp_path).num_rows == 10
+
+
+class _DiskFillsAfter:
+    """A binary file whose disk fills after ``limit`` bytes (the write raises ENOSPC)."""
+
+    def __init__(self, f, limit):
+        self.f, self.limit, self.n = f, limit, 0
+
+    def write(self, data):
+        if self.n + len(data) > self.limit:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.n += len(data)
+        return self.f.write(data)
+
+    def flush(self):
+        self.f.flush()
+
+
+def test_atomic_write_all_or_nothing(tmp_path):
+    path = tmp_path / "best.pt"
+    atomic.write_bytes(path, b"old")
+    with atomic.atomic_write(path) as f:
+        torch.save({"w": torch.arange(5)}, f)
+    assert torch.load(path)["w"].tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="boom"):            # any failure: old file kept
+        with atomic.atomic_write(path) as f:
+            f.write(b"half")
+            raise ValueError("boom")
+    assert torch.load(path)["w"].tolist() == [0, 1, 2, 3, 4]
+    with atomic.atomic_write(tmp_path / "notes.txt", "w") as f:
+        f.write("text")
+    assert (tmp_path / "notes.txt").read_text() == "text"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "notes.txt"]
+
+
+@pytest.mark.parametrize("how", ["write", "torch.save"])
+def test_atomic_write_on_a_full_disk(tmp_path, how):
+    path = tmp_path / "run" / "best.pt"
+    path.parent.mkdir()
+    atomic.write_bytes(path, b"previous")
+    with pytest.raises(DiskFullError) as err:
+        with atomic.atomic_write(path) as f:
+            if how == "write":
+                f.write(b"x" * 10)
+                raise OSError(errno.ENOSPC, "No space left on device")
+            torch.save({"w": torch.zeros(10000)}, _DiskFillsAfter(f, 1000))   # torch wraps it
+    assert str(err.value).startswith(f"cannot write {path}: the disk is full")
+    assert "unexpected pos" not in str(err.value) and err.value.errno == errno.ENOSPC
+    assert path.read_bytes() == b"previous" and [p.name for p in path.parent.iterdir()] == ["best.pt"]
+    assert atomic.is_disk_full(err.value) and not atomic.is_disk_full(OSError(errno.EACCES, "no"))
+
+
+READER = """
+import json, sys
+from fakes import FakeBackbone, FakeDataset, FakeProjector
+from pointcalip.extract import extract
+from pointcalip.store import FeatureStore
+ds, out = FakeDataset(), {}
+store = FeatureStore(sys.argv[1]).check().open(ds, FakeProjector(), FakeBackbone())
+feats = extract(store, ds, range(8), FakeProjector(), FakeBackbone(), batch_size=4)
+out["encoded"], out["first"] = feats.stats.encoded, store.read([3])[0].tolist()
+try:
+    extract(store, ds, None, FakeProjector(), FakeBackbone())
+except OSError as err:
+    out["error"] = str(err)
+print(json.dumps(out))
+"""
+
+
+def test_read_only_store_is_read_and_missing_rows_name_it(tmp_path):
+    base = tmp_path
+    try:
+        root = base / "features"
+        ds = FakeDataset()
+        store = open_store(root, ds)
+        extract(store, ds, range(8), FakeProjector(), FakeBackbone(), batch_size=4)
+        make_read_only(base)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+        proc = run_as_reader([sys.executable, "-c", READER, str(root)], env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert out["encoded"] == 0 and out["first"] == expected_features(ds, [3])[0].tolist()
+        assert out["error"] == (f"2 of 10 clouds of fake test are not stored yet, but cannot write in "
+                                f"{store.path} (Permission denied): make it writable or set cache_dir "
+                                f"to a writable folder (--set cache_dir=DIR)")
+        assert store.missing().tolist() == [8, 9]
+    finally:
+        remove_tree(base)
