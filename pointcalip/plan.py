@@ -22,8 +22,6 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from .config import ProjectorConfig, RunConfig
-from .data import build_split, resolve_data_root
-from .datasets import validation_indices
 
 #: the choices of `pointcalip extract --splits`
 SPLITS = ("test", "val", "train")
@@ -46,18 +44,16 @@ class Job:
 def _datasets(cfg: RunConfig, splits: Sequence[str]) -> List[tuple]:
     """(label, dataset, rows) of the clouds ``cfg``'s command reads, among ``splits``."""
     from .fewshot.config import FewShotConfig
+    from .zeroshot import load_data, validation_rows
 
-    root = resolve_data_root(cfg.data, cfg.download)
-    test = build_split(cfg.data, root, "test")
-    out = [("test", test, None)] if "test" in splits else []
     tune_on_train = isinstance(cfg, FewShotConfig) or cfg.tune.split == "val"
-    if "train" in splits or ("val" in splits and tune_on_train):
-        train = build_split(cfg.data, root, "train")
-        if list(train.classnames) != list(test.classnames):
-            raise ValueError(f"the train and test splits in {root} have different class lists")
+    data = load_data(cfg.data, cfg.download,
+                     train="train" in splits or ("val" in splits and tune_on_train))
+    test, train = data.test, data.train
+    out = [("test", test, None)] if "test" in splits else []
     if "val" in splits and tune_on_train:
         if isinstance(cfg, FewShotConfig):
-            from .fewshot.run import train_rows
+            from .fewshot.stages import train_rows
 
             picked = train_rows(cfg, train)
             if "train" not in splits:
@@ -65,8 +61,7 @@ def _datasets(cfg: RunConfig, splits: Sequence[str]) -> List[tuple]:
             if picked.augmented is not None:
                 out.append(("val (copies)", picked.augmented, picked.bank_rows))
         elif "train" not in splits:    # the tuning set of `pointcalip zeroshot` (load_splits)
-            out.append(("val", train, validation_indices(train.labels, cfg.tune.val_fraction,
-                                                         cfg.tune.seed)))
+            out.append(("val", train, validation_rows(train, cfg.tune)))
     if "train" in splits:
         out.append(("train", train, None))
     return out

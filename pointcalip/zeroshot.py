@@ -1,6 +1,9 @@
 """Zero-shot PointCLIP and CALIP on a dataset, as a few stages with typed results.
 
+    data     = load_data(cfg.data, cfg.download, train=True)     # TEST (+ TRAIN, same classes)
+    val      = validation_rows(data.train, cfg.tune)              # the validation rows of TRAIN
     splits   = load_splits(cfg)                                  # test + tuning set
+    text     = class_text(backbone, splits.classnames, templates) # [K, C]
     features = extract(store, dataset, rows, projector, backbone) # from the feature store
     logits   = compute_view_logits(features, text, views, device) # per-view l0, l1, l2
     found    = tune(logits_of_tuning_set, cfg.tune)              # SearchResult
@@ -18,14 +21,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from .backbone import ClipBackbone, load_clip
-from .config import TuneConfig, ZeroShotConfig
+from .backbones import ClipBackbone, load_clip
+from .config import DataConfig, TuneConfig, ZeroShotConfig
 from .data import build_split, resolve_data_root
 from .datasets import validation_indices
 from .datasets.base import H5CloudDataset
@@ -42,6 +45,15 @@ log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------- stage types
+
+@dataclass
+class DataSplits:
+    """A dataset folder's TEST split and, when asked for, its TRAIN split (the same classes)."""
+
+    root: Path
+    test: H5CloudDataset
+    train: Optional[H5CloudDataset] = None
+
 
 @dataclass
 class TuningSet:
@@ -75,6 +87,10 @@ class ViewLogits:
 
     def as_tuple(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.l0, self.l1, self.l2
+
+    def take(self, positions: np.ndarray) -> "ViewLogits":
+        """The logits of the clouds at ``positions`` [n] among these."""
+        return ViewLogits(*(x[positions] for x in self.as_tuple()), self.labels[positions])
 
 
 @dataclass
@@ -159,29 +175,66 @@ class ZeroShotResult:
             "| class | n | PointCLIP | CALIP |",
             "|---|---|---|---|",
         ]
+        absent = [name for name, c in r["per_class"].items() if not c["n"]]
         for name, c in r["per_class"].items():
-            lines.append(f"| {name} | {c['n']} | {fmt(c['pointclip'])} | {fmt(c['calip'])} |")
+            if c["n"]:                  # only the classes the test split has clouds of
+                lines.append(f"| {name} | {c['n']} | {fmt(c['pointclip'])} | {fmt(c['calip'])} |")
+        if absent:
+            lines += ["", f"{len(absent)} of the {len(r['per_class'])} classes have no test "
+                          f"cloud and are not listed (still candidates for every prediction)."]
         return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------------ stages
 
+def load_data(data: DataConfig, download: bool, train: bool = True) -> DataSplits:
+    """The dataset folder (downloaded if allowed and missing), its TEST split and, if
+    ``train``, its TRAIN split, whose class list must be the test split's. Every command
+    loads its splits here (zero-shot, few-shot, ablations through :func:`load_splits`, and
+    ``extract``'s plan)."""
+    root = resolve_data_root(data, download)
+    test = build_split(data, root, "test")
+    if not train:
+        return DataSplits(root, test)
+    train_split = build_split(data, root, "train")
+    if list(train_split.classnames) != list(test.classnames):
+        raise ValueError(f"the train and test splits in {root} have different class lists")
+    return DataSplits(root, test, train_split)
+
+
+def validation_rows(train: H5CloudDataset, tune: TuneConfig) -> np.ndarray:
+    """The validation rows of ``train`` (the TRAIN split): a class-stratified ``tune.val_fraction``
+    drawn with ``tune.seed``, sorted. The zero-shot tuning set and few-shot validation."""
+    return validation_indices(train.labels, tune.val_fraction, tune.seed)
+
+
 def load_splits(cfg: ZeroShotConfig) -> ZeroShotSplits:
     """The test split and the tuning set (a validation subset of TRAIN, or TEST itself)."""
-    root = resolve_data_root(cfg.data, cfg.download)
-    test = build_split(cfg.data, root, "test")
+    data = load_data(cfg.data, cfg.download, train=cfg.tune.split != "test")
+    root, test = data.root, data.test
     if cfg.tune.split == "test":
         log.warning("tuning on the test split (tune.split=test): accuracies are optimistic")
         tuning = TuningSet(test, np.arange(len(test), dtype=np.int64), "test",
                            "test: tuned on the TEST split itself (published protocol; optimistic)")
         return ZeroShotSplits(root, test, tuning)
-    train = build_split(cfg.data, root, "train")
-    if list(train.classnames) != list(test.classnames):
-        raise ValueError(f"the train and test splits in {root} have different class lists")
-    rows = validation_indices(train.labels, cfg.tune.val_fraction, cfg.tune.seed)
+    rows = validation_rows(data.train, cfg.tune)
     protocol = (f"val: class-stratified {cfg.tune.val_fraction:.0%} of TRAIN "
                 f"(seed {cfg.tune.seed}, {len(rows)} clouds); reported on TEST")
-    return ZeroShotSplits(root, test, TuningSet(train, rows, "val", protocol))
+    return ZeroShotSplits(root, test, TuningSet(data.train, rows, "val", protocol))
+
+
+def open_store(cache_dir: Optional[str]) -> FeatureStore:
+    """The feature store in ``cache_dir`` (None: the default folder), its folder made."""
+    store = FeatureStore(cache_dir)
+    store.check()          # read-only is fine; written only if rows are missing
+    return store
+
+
+def class_text(backbone: ClipBackbone, classnames: Sequence[str],
+               templates: Union[str, List[str]]) -> torch.Tensor:
+    """The classes' text features [K, C] (unit rows): every template filled with each class
+    name, encoded and averaged by ``backbone``."""
+    return backbone.encode_prompts(class_prompts(classnames, templates))
 
 
 def compute_view_logits(features: SplitFeatures, text: torch.Tensor,
@@ -253,8 +306,7 @@ def run_zeroshot(cfg: ZeroShotConfig, backbone: Optional[ClipBackbone] = None,
     t_start = time.perf_counter()
     timings: Dict[str, float] = {}
     ensure_writable(output_dir(cfg), "--set output_dir=DIR")
-    store = FeatureStore(cfg.cache_dir)
-    ensure_writable(store.root, "--set cache_dir=DIR")
+    store = open_store(cfg.cache_dir)
     templates = load_templates(cfg.templates)
     splits = load_splits(cfg)
     projector = cfg.projector.build()
@@ -263,7 +315,7 @@ def run_zeroshot(cfg: ZeroShotConfig, backbone: Optional[ClipBackbone] = None,
     device = backbone.device
 
     t0 = time.perf_counter()
-    text = backbone.encode_prompts(class_prompts(splits.classnames, cfg.templates))
+    text = class_text(backbone, splits.classnames, cfg.templates)
     timings["text_s"] = time.perf_counter() - t0
 
     def features_of(dataset, rows, name):

@@ -30,7 +30,8 @@ from pointcalip.commands.options import positive_int
 from pointcalip.extract import ExtractStats, SplitFeatures
 from pointcalip.fewshot.config import FewShotConfig
 from pointcalip.fewshot.data import shot_rows, validation_rows
-from pointcalip.fewshot.run import RUNNERS, Context
+from pointcalip.fewshot.run import RUNNERS
+from pointcalip.fewshot.stages import FewShotSplits, Prepared, StoredFeatures, ZeroShotBase, run_folders
 from pointcalip.store import FeatureStore
 from pointcalip.zeroshot import ViewLogits, compute_view_logits, tune
 
@@ -102,8 +103,10 @@ def child(args, root: Path) -> dict:
     found = tune(ViewLogits(*(x[at] for x in logits.as_tuple()), logits.labels[at]), cfg.tune)
     t_zero = time.perf_counter() - t0
     out = Path(tempfile.mkdtemp(prefix="bench_fewshot_runs-"))
-    ctx = Context(cfg, shapes, root, train, test, text, val, feats["train"], feats["test"], None,
-                  None, logits, test_logits, found, torch.device("cpu"), out, False)
+    data = FewShotSplits(root, train, test, val)
+    stored = StoredFeatures(data, feats["train"], feats["test"])
+    zero = ZeroShotBase(text, rows, logits, test_logits, found)
+    ctx = Prepared(cfg, shapes, data, stored, zero, run_folders(cfg, out, False, stored, zero, shapes))
     t0 = time.perf_counter()
     run = RUNNERS[args.child](ctx, args.shots, 1)
     seconds = time.perf_counter() - t0

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 
+from ..fewshot.methods import method_names
 from . import COMMANDS
 from .options import add_config_options, non_negative_int, positive_int
 
-METHOD_CHOICES = ["all", "zeroshot", "tip", "tip_f", "adapter", "calip_fs"]
+#: `--method` choices: `all` and every registered few-shot method (no torch imported)
+METHOD_CHOICES = ["all", *method_names()]
 
 
 @COMMANDS.register("fewshot", order=20)
@@ -33,7 +35,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from ..config import load_config
-    from ..fewshot.config import METHODS, FewShotConfig
+    from ..fewshot.config import FewShotConfig
     from ..fewshot.run import output_dir, run_fewshot, write_fewshot_results
 
     overrides = list(args.overrides)
@@ -42,7 +44,7 @@ def run(args) -> int:
     if args.seeds:
         overrides.append(f"seeds={list(args.seeds)}")
     if args.method:
-        methods = list(METHODS) if "all" in args.method else list(dict.fromkeys(args.method))
+        methods = method_names() if "all" in args.method else list(dict.fromkeys(args.method))
         overrides.append(f"methods={methods}")
     cfg = load_config(FewShotConfig, args.config, overrides)
     result = run_fewshot(cfg, argv=args.argv, resume=args.resume)

@@ -8,10 +8,22 @@
     cache = TipCache(keys, labels, num_classes)   # keys [M, D] unit rows
     logits = cache.logits(feats, base_logits, alpha=1.0, beta=5.5)
 
-`pointcalip fewshot` (fewshot/run.py) runs every method at every shot count and seed.
+`pointcalip fewshot` (fewshot/run.py) runs every method (fewshot/methods/, one module each)
+at every shot count and seed. Names are imported lazily, so that listing the methods (e.g.
+for ``--help``) imports no torch.
 """
-from .adapter import InterViewAdapter
-from .calip_fs import CALIPFS
-from .tip import TipCache
+from importlib import import_module
 
-__all__ = ["CALIPFS", "InterViewAdapter", "TipCache"]
+_EXPORTS = {"CALIPFS": "calip_fs", "InterViewAdapter": "adapter", "TipCache": "tip"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'pointcalip.fewshot' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -16,15 +16,18 @@ Parameter names follow PointCLIP's released checkpoints (``fusion_ratio``, ``glo
 from __future__ import annotations
 
 import logging
+import math
 import pickle
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import skip_init
 
 from ..calip import LOGIT_SCALE
+from .dropout import SeededDropout
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +44,26 @@ class ViewBatchNorm(nn.Module):
         return self.bn(x.reshape(b * v, c)).view(b, v, c)
 
 
+def _linear(in_features: int, out_features: int, generator: torch.Generator) -> nn.Linear:
+    """``nn.Linear`` initialised as torch does (weight: kaiming uniform with a = sqrt(5);
+    bias: uniform within 1 / sqrt(fan_in)), drawn from ``generator`` alone."""
+    layer = skip_init(nn.Linear, in_features, out_features)
+    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+    bound = 1 / math.sqrt(in_features)
+    nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+    return layer
+
+
 class InterViewAdapter(nn.Module):
     """PointCLIP's adapter. num_views V, channels C (CLIP's embedding size: 512 for RN101 and
     ViT-B, 1024 for RN50); ratio: share of the adapted branch (0.6); fusion_init: initial
-    per-view weight (0.5); dropout (0.075)."""
+    per-view weight (0.5); dropout (0.075). ``generator``: draws the linear layers' initial
+    weights (torch's default init, in construction order; None: torch's global generator);
+    the dropout masks are drawn from the generator ``fit`` gives (:mod:`.dropout`)."""
 
     def __init__(self, num_views: int = 10, channels: int = 512, ratio: float = 0.6,
-                 fusion_init: float = 0.5, dropout: float = 0.075):
+                 fusion_init: float = 0.5, dropout: float = 0.075,
+                 generator: Optional[torch.Generator] = None):
         super().__init__()
         if num_views < 1 or channels < 1:
             raise ValueError(f"num_views and channels must be positive, got {num_views}, {channels}")
@@ -56,10 +72,11 @@ class InterViewAdapter(nn.Module):
         self.num_views, self.channels, self.ratio = num_views, channels, ratio
         v, c = num_views, channels
         self.fusion_ratio = nn.Parameter(torch.full((v,), float(fusion_init)))
-        self.global_f = nn.Sequential(ViewBatchNorm(c), nn.Dropout(dropout), nn.Flatten(),
-                                      nn.Linear(v * c, c), nn.BatchNorm1d(c), nn.ReLU(),
-                                      nn.Dropout(dropout))
-        self.view_f = nn.Sequential(nn.Linear(c, c), nn.ReLU(), nn.Linear(c, v * c), nn.ReLU())
+        linear = nn.Linear if generator is None else lambda *shape: _linear(*shape, generator)
+        self.global_f = nn.Sequential(ViewBatchNorm(c), SeededDropout(dropout), nn.Flatten(),
+                                      linear(v * c, c), nn.BatchNorm1d(c), nn.ReLU(),
+                                      SeededDropout(dropout))
+        self.view_f = nn.Sequential(linear(c, c), nn.ReLU(), linear(c, v * c), nn.ReLU())
 
     def forward(self, raw: torch.Tensor) -> torch.Tensor:
         """raw: un-normalised view features [B, V, C] -> adapted features [B, V, C]."""

@@ -1,83 +1,25 @@
 """`pointcalip fewshot` configuration: the shared sections plus one section per method.
 
-The defaults here equal configs/fewshot_defaults.yaml (a test checks it), where every
-method's recipe and budget is written out for users to read and override.
+``FewShotConfig`` is built from the method registry (fewshot/methods/): every method that
+declares a ``section`` gets a field of that name and type, and ``methods`` accepts the
+registered names. The defaults equal configs/fewshot_defaults.yaml (a test checks it), where
+every method's recipe and budget is written out for users to read and override.
 """
 from __future__ import annotations
 
-import typing
+import dataclasses
 from dataclasses import dataclass, field
-from typing import ClassVar, List, Optional, Union
+from typing import ClassVar, List, Union
 
-from ..config import (ConfigError, ProjectorConfig, RunConfig, Section, non_negative, positive,
-                      ruled)
+from ..config import (MAX_AUGMENTED_CLOUDS, ConfigError, ProjectorConfig, RunConfig, Section,
+                      check_size, non_negative)
+from .methods import method_entries, method_names
+from .recipe import TrainConfig
 
-METHODS = ("zeroshot", "tip", "tip_f", "adapter", "calip_fs")
+__all__ = ["METHODS", "AugmentConfig", "FewShotConfig", "TrainConfig"]
 
-
-@dataclass
-class TrainConfig(Section):
-    """A training recipe: optimiser, schedule, budget. The model kept is the epoch with the
-    best validation accuracy (the first of equals); ``patience`` stops after that many epochs
-    without a better one (null: train every epoch)."""
-
-    epochs: int = positive(50)
-    batch_size: int = positive(32)
-    optimizer: typing.Literal["adamw", "sgd"] = "adamw"
-    lr: float = positive(1e-3)
-    weight_decay: float = non_negative(0.0)
-    momentum: float = non_negative(0.9)                 # sgd only
-    label_smoothing: float = ruled(0.2, lambda v: 0 <= v < 1, "a number in [0, 1)")
-    schedule: typing.Literal["cosine", "constant"] = "cosine"
-    patience: Optional[int] = positive(None)
-
-
-@dataclass
-class CalipFSConfig(Section):
-    """CALIP-FS: rank null = full-rank projections, or r for I + U V^T."""
-
-    rank: Optional[int] = positive(16)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=50, batch_size=32, optimizer="adamw", lr=1e-3, weight_decay=1e-4,
-        label_smoothing=0.2))
-
-
-@dataclass
-class AdapterConfig(Section):
-    """PointCLIP's inter-view adapter, its published recipe. ``checkpoint``: evaluate a
-    released ``model-best.pth.tar`` instead of training."""
-
-    ratio: float = ruled(0.6, lambda v: 0 <= v <= 1, "a number in [0, 1]")
-    fusion_init: float = 0.5
-    dropout: float = ruled(0.075, lambda v: 0 <= v < 1, "a number in [0, 1)")
-    checkpoint: Optional[str] = None
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=250, batch_size=32, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4,
-        label_smoothing=0.2))
-
-
-@dataclass
-class TipConfig(Section):
-    """Tip-Adapter's cache on top of zero-shot ``base`` logits; alpha and beta searched on
-    validation over ``0.1 + i (max - 0.1) / steps`` (Tip-Adapter's grids and its default
-    maxima; alpha multiplied by sqrt(V), see fewshot/tip.py)."""
-
-    base: typing.Literal["pointclip", "calip"] = "calip"
-    alpha_max: float = positive(3.0)
-    alpha_steps: int = positive(20)
-    beta_max: float = positive(7.0)
-    beta_steps: int = positive(200)
-
-
-@dataclass
-class TipFConfig(Section):
-    """Tip-Adapter-F: the cache keys trained (published: AdamW lr 1e-3, cosine, 20 epochs,
-    plain cross-entropy), alpha and beta searched on validation after training."""
-
-    base: typing.Literal["pointclip", "calip"] = "calip"
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=20, batch_size=256, optimizer="adamw", lr=1e-3, weight_decay=0.01,
-        label_smoothing=0.0))
+#: every method's name, in order (the default ``methods``, and ``all``)
+METHODS = tuple(method_names())
 
 
 @dataclass
@@ -97,8 +39,8 @@ class AugmentConfig(Section):
 
 
 @dataclass
-class FewShotConfig(RunConfig):
-    """`pointcalip fewshot`: every method at every shot count and seed, honestly selected."""
+class _FewShotFields(RunConfig):
+    """The keys of `pointcalip fewshot` that are not a method's section."""
 
     COMMAND: ClassVar[str] = "fewshot"
 
@@ -108,11 +50,6 @@ class FewShotConfig(RunConfig):
     seeds: List[int] = field(default_factory=lambda: [1, 2, 3])
     methods: List[str] = field(default_factory=lambda: list(METHODS))
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    calip_fs: CalipFSConfig = field(default_factory=CalipFSConfig)
-    adapter: AdapterConfig = field(default_factory=AdapterConfig)
-    tip: TipConfig = field(default_factory=TipConfig)
-    tip_f: TipFConfig = field(default_factory=TipFConfig)
-    name: str = "fewshot"
 
     def validate(self) -> None:
         super().validate()
@@ -126,3 +63,23 @@ class FewShotConfig(RunConfig):
         if self.tune.split != "val":
             raise ConfigError("tune.split", "must be 'val': few-shot selection and searches use a "
                                             "validation part of TRAIN, never the test split")
+        shots, classes = max(self.shots), self.data.num_classes
+        check_size("augment.copies", self.augment.copies * shots * classes, MAX_AUGMENTED_CLOUDS,
+                   "augmented clouds to encode", f"{self.augment.copies} copies x {shots} shots x "
+                                                 f"{classes} classes")
+
+
+def _method_sections() -> list:
+    """(name, section class, field) of every method that declares a config section."""
+    return [(e.name, e.section, field(default_factory=e.section))
+            for e in method_entries() if e.section is not None]
+
+
+#: `pointcalip fewshot`: every method at every shot count and seed, honestly selected. The
+#: keys of ``_FewShotFields``, one section per registered method (``calip_fs``, ``adapter``,
+#: ``tip``, ``tip_f``: see each method's module), and ``name``.
+FewShotConfig = dataclasses.make_dataclass(
+    "FewShotConfig", [*_method_sections(), ("name", str, field(default="fewshot"))],
+    bases=(_FewShotFields,), namespace={"__module__": __name__, "__doc__": (
+        "`pointcalip fewshot`: every method at every shot count and seed, honestly selected; "
+        "one section per registered few-shot method (fewshot/methods/).")})

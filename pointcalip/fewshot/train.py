@@ -6,8 +6,9 @@ exact resumption, training curves.
 ``train`` is a :class:`TrainSet`: input tensors [S, A, ...] holding A alternatives of each of
 the S samples (A = 1, or the original plus augmented copies) and labels [S]; each epoch draws
 one alternative per sample and shuffles the samples with a generator seeded by (seed, epoch),
-and seeds torch's global generator (dropout) the same way, so an epoch does the same work
-whether the run was interrupted before it or not. ``last.pt`` (model, optimiser, schedule,
+and gives the model's dropout layers (:class:`~.dropout.SeededDropout`) a second generator
+seeded the same way, so an epoch does the same work whether the run was interrupted before it
+or not, and no global random state is set. ``last.pt`` (model, optimiser, schedule,
 epoch, curves) is written after every epoch and ``best.pt`` whenever the validation accuracy
 improves; ``resume=True`` continues from ``last.pt`` and ends with the same weights as an
 uninterrupted run.
@@ -30,7 +31,8 @@ from torch import nn
 from tqdm import tqdm
 
 from ..extract import Interrupted
-from .config import TrainConfig
+from .dropout import use_generator
+from .recipe import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +167,7 @@ def fit(model: nn.Module, train: TrainSet, val: EvalSet, recipe: TrainConfig, ru
     try:
         for epoch in bar:
             g = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
-            torch.manual_seed(_epoch_seed(seed, epoch))                    # dropout
+            use_generator(model, torch.Generator(device).manual_seed(_epoch_seed(seed, epoch)))
             order = torch.randperm(len(train), generator=g)
             pick = torch.randint(train.inputs[0].shape[1], (len(train),), generator=g)
             model.train()
@@ -205,6 +207,7 @@ def fit(model: nn.Module, train: TrainSet, val: EvalSet, recipe: TrainConfig, ru
                           f"--resume to continue") from None
     finally:
         bar.close()
+        use_generator(model, None)
     write_curves(state["curves"], run_dir / "curves.csv")
     model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["model"])
     return FitResult(state["best_epoch"], state["best"], state["epoch"], state["seconds"],
