@@ -65,7 +65,7 @@ def check_needs(cfg) -> None:
     problems = [_dataset_problem(cfg), *(_weights_problem(b) for b in run_backbones(cfg))]
     problems = [p for p in problems if p]
     if problems:
-        numbered = " ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
+        numbered = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
         raise FileNotFoundError(f"cannot start: {len(problems)} input(s) missing, nothing was "
                                 f"written: {numbered}")
 
