@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..prompts import load_classnames
+from ..prompts import check_classnames, load_classnames
 from .base import H5CloudDataset, check_split
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def read_shape_names(root: Path) -> list[str]:
                              f"must hold each class once")
         if name:
             lines[name] = i
-    return list(lines)
+    return check_classnames(list(lines), where=str(path)) if lines else []
 
 
 def split_files(root: Path, split: str) -> list[Path]:

@@ -3,7 +3,7 @@
     expl = explain_cloud(points, backbone, projector, classnames, "pointclip", beta2, beta3)
     expl.top(3)                     # [(class, probability), ...] of the view-aggregated logits
     expl.attention                  # [V, K, HW]: softmax over positions, per view and class
-    render(expl, "chair.png", target="table", title="chair.ply")
+    render(expl, "chair.png", target=2, title="chair.ply")    # .png .jpg .jpeg .pdf .svg
 
 The attention is the one CALIP computes (spec/calip.md section 2):
 ``softmax_HW(A)`` with ``A = 2 F_s F_t^T`` [HW, K], the weights with which each class's
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .report import plots
-from .backbone import ClipBackbone
+from .backbones import ClipBackbone
 from .calip import ViewWeights
 from .head import CalipHead
 from .prompts import check_classnames, class_prompts
@@ -111,6 +111,21 @@ def explain_cloud(points: torch.Tensor, backbone: ClipBackbone, projector,
                        logits.cpu(), names)
 
 
+#: file extension -> matplotlib format: what `render` writes
+IMAGE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf", ".svg": "svg"}
+
+
+def image_format(path: Union[str, Path]) -> str:
+    """The format an output file's extension names (``x.jpg`` -> ``"jpeg"``); any other
+    extension is a ValueError listing those written (:data:`IMAGE_FORMATS`)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in IMAGE_FORMATS:
+        named = f"extension {suffix!r}" if suffix else "no extension"
+        raise ValueError(f"cannot write the figure {path}: it has {named}; end the name with "
+                         f"one of {', '.join(IMAGE_FORMATS)} (PNG, JPEG, PDF or SVG)")
+    return IMAGE_FORMATS[suffix]
+
+
 def explain_rows(expl: Explanation, target: Optional[int]) -> List[Tuple[str, int]]:
     """(row label, class index): the predicted class, then ``target`` if it differs."""
     pred = expl.predicted
@@ -123,9 +138,11 @@ def explain_rows(expl: Explanation, target: Optional[int]) -> List[Tuple[str, in
 
 def render(expl: Explanation, path: Union[str, Path], target: Optional[int] = None,
            title: str = "", view_titles: Optional[Sequence[str]] = None) -> Tuple[int, int]:
-    """Write the PNG: one column per view, one row for the predicted class and one for
+    """Write the figure, in the format ``path``'s extension names (:func:`image_format`: PNG,
+    JPEG, PDF or SVG): one column per view, one row for the predicted class and one for
     ``target`` (a class index; skipped when it is the predicted one), titled with the top-3
     probabilities. -> (width, height) in pixels (:func:`pointcalip.report.plots.attention_grid_size`)."""
+    fmt = image_format(path)
     rows = explain_rows(expl, target)
     top = ", ".join(f"{name} {p:.1%}" for name, p in expl.top(3))
     heading = f"{title}  top-3: {top}" if title else f"top-3: {top}"
@@ -133,4 +150,4 @@ def render(expl: Explanation, path: Union[str, Path], target: Optional[int] = No
     overlays = [(label, expl.upsampled(k).numpy()) for label, k in rows]
     return plots.attention_grid(Path(path), expl.images.numpy().astype(np.float32), overlays,
                                 views, heading + "\nCALIP spatial attention (softmax over "
-                                "positions) over each view")
+                                "positions) over each view", fmt=fmt)

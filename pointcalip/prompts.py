@@ -2,7 +2,7 @@
 
     load_classnames("modelnet40")         # label order, from configs/classnames.yaml
     load_templates("pointclip")           # a set from configs/prompts.yaml, or an inline list
-    check_classnames(names)               # a list of distinct, non-empty strings
+    check_classnames(names)               # non-empty strings giving distinct prompts
     check_templates(templates)            # a list of strings, each with one '{}'
     class_prompts(names, "pointclip")     # per class, the complete sentences to encode
     class_prompts(names, "gpt.json")      # ... or a per-class prompt file's sentences
@@ -68,15 +68,35 @@ def _string_list(values: Sequence[str], what: str, example: str) -> list[str]:
     return out
 
 
-def check_classnames(classnames: Sequence[str]) -> list[str]:
-    """Class names as a list: a sequence (not one string) of distinct, non-empty strings."""
-    names = _string_list(classnames, "class names", "chair")
+def prompt_name(name: str) -> str:
+    """What CLIP reads of a class name: ``_`` as a space, runs of spaces as one, no spaces
+    around, lower case (CLIP's tokenizer lower-cases and collapses white space, so
+    ``"Chair "``, ``"chair"`` give the same tokens), e.g. ``"Night_stand "`` -> ``"night stand"``.
+    A per-class prompt file is looked up under the name or the name with ``_`` as a space."""
+    return " ".join(name.replace("_", " ").split()).lower()
+
+
+def check_classnames(classnames: Sequence[str], where: str = "") -> list[str]:
+    """Class names as a list: a sequence (not one string) of non-empty strings, no two of
+    which become the same prompt (:func:`prompt_name`: ``night_stand`` and ``night stand``,
+    ``chair`` and ``chair `` are one class to CLIP). ``where`` (e.g. a file) prefixes errors."""
+    at = f"{where}: " if where else ""
+    names = _string_list(classnames, f"{at}class names", "chair")
     bad = [n for n in names if not isinstance(n, str) or not n.strip()]
     if bad:
-        raise ValueError(f"class names must be non-empty strings, got {bad[:5]}")
+        raise ValueError(f"{at}class names must be non-empty strings, got {bad[:5]}")
     repeated = sorted({n for n in names if names.count(n) > 1}, key=names.index)
     if repeated:
-        raise ValueError(f"class names must be distinct; repeated: {repeated[:5]}")
+        raise ValueError(f"{at}class names must be distinct; repeated: {repeated[:5]}")
+    seen: Dict[str, str] = {}
+    for name in names:
+        first = seen.setdefault(prompt_name(name), name)
+        if first != name:
+            raise ValueError(
+                f"{at}class names {first!r} and {name!r} are the same class to CLIP: both "
+                f"become the prompt word {prompt_name(name)!r} ('_' reads as a space; case and "
+                f"extra spaces are ignored), so they would get the same probability; keep one"
+            )
     return names
 
 

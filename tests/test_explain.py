@@ -122,3 +122,55 @@ def test_explain_checks_options_and_classes(planted, tiny_checkpoints, tmp_path,
     assert main(["explain", "--dataset", "modelnet40", "--root", str(planted.root), "--index", "999",
                  "--backbone", str(tiny_checkpoints["vit"])]) == 2
     assert "--index 999 is out of range: modelnet40 test has 50 clouds" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix, fmt, magic", [
+    (".jpg", "JPEG", b"\xff\xd8\xff"), (".JPEG", "JPEG", b"\xff\xd8\xff"),
+    (".pdf", None, b"%PDF-"), (".svg", None, b"<?xml"), (".png", "PNG", b"\x89PNG\r\n"),
+])
+def test_render_writes_the_format_the_extension_names(tmp_path, suffix, fmt, magic):
+    att = torch.softmax(torch.randn(2, 3, 49), dim=-1)
+    expl = Explanation(torch.rand(2, 224, 224), att, torch.tensor([3.0, 1.0, 0.0]), ["a", "b", "c"])
+    out = tmp_path / f"att{suffix}"
+    assert render(expl, out, target=2) == attention_grid_size(2, 2)
+    assert out.read_bytes().startswith(magic)
+    if fmt:
+        with Image.open(out) as image:
+            assert image.format == fmt and image.size == attention_grid_size(2, 2)
+    if suffix == ".svg":
+        assert b"<svg" in out.read_bytes()
+
+
+@pytest.mark.parametrize("name, what", [("att.gif", "extension '.gif'"), ("att", "no extension")])
+def test_other_extensions_are_refused_before_clip_loads(tmp_path, capsys, monkeypatch, name, what):
+    def no_clip(*args, **kwargs):
+        raise AssertionError("CLIP must not load before -o is checked")
+
+    monkeypatch.setattr("pointcalip.backbones.load_clip", no_clip)
+    cloud = tmp_path / "c.npy"
+    np.save(cloud, np.random.default_rng(0).normal(size=(200, 3)))
+    out = tmp_path / name
+    assert main(["explain", str(cloud), "--classes", "a", "b", "-o", str(out)]) == 2
+    assert (f"pointcalip explain: error: cannot write the figure {out}: it has {what}; end the "
+            f"name with one of .png, .jpg, .jpeg, .pdf, .svg (PNG, JPEG, PDF or SVG)"
+            in capsys.readouterr().err)
+    assert not out.exists()
+    with pytest.raises(ValueError, match=r"it has extension '\.gif'"):
+        render(Explanation(torch.rand(1, 8, 8), torch.full((1, 2, 49), 1 / 49), torch.zeros(2),
+                           ["a", "b"]), tmp_path / "x.gif")
+
+
+def test_explain_a_file_as_jpeg_and_one_class_is_flagged(planted, tiny_checkpoints, tmp_path,
+                                                         capsys):
+    cloud = tmp_path / "cloud.npy"
+    np.save(cloud, planted.points["test"][1].numpy())
+    out = tmp_path / "att.jpg"
+    assert main(["explain", str(cloud), "--classes", P.CLASSES[0], "--backbone",
+                 str(tiny_checkpoints["vit"]), "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [f"cloud.npy: {P.CLASSES[0]} 100.0%", f"wrote {out}"]
+    assert (f"pointcalip explain: warning: only one class ({P.CLASSES[0]!r}): its probability "
+            f"is 100% whatever the cloud, a softmax over one class means nothing; give two or "
+            f"more --classes to compare" in captured.err)
+    with Image.open(out) as image:
+        assert image.format == "JPEG" and image.size == attention_grid_size(6, 1)

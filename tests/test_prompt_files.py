@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from pointcalip.config import ConfigError, ZeroShotConfig, load_config
-from pointcalip.prompts import (check_templates, class_prompts, is_prompt_file, load_templates,
+from pointcalip.prompts import (check_classnames, check_templates, class_prompts, is_prompt_file,
+                                load_classnames, load_templates, prompt_name,
                                 read_prompt_file)
 
 CLASSES = ["airplane", "flower_pot", "cup"]
@@ -125,3 +126,72 @@ def test_classify_reads_prompt_files_given_or_recorded(tmp_path, tiny_checkpoint
         assert capsys.readouterr().out.strip() == f"{cloud}: {want}"
     plain = PointCALIP(load_clip(tiny_checkpoints["vit"], device="cpu"), ["chair", "lamp"], PointCLIPProjector())
     assert not torch.allclose(plain.text_features, model.text_features)
+
+
+# ----------------------------------------------------------- class names that are one prompt
+
+@pytest.mark.parametrize("names, first, second, word", [
+    (["night_stand", "night stand"], "night_stand", "night stand", "night stand"),
+    (["chair", "sofa", "chair "], "chair", "chair ", "chair"),
+    (["Lamp", "cup", "lamp"], "Lamp", "lamp", "lamp"),
+    (["flower__pot", " flower pot"], "flower__pot", " flower pot", "flower pot"),
+])
+def test_names_giving_one_prompt_are_duplicates(names, first, second, word):
+    with pytest.raises(ValueError) as err:
+        check_classnames(names)
+    assert str(err.value) == (
+        f"class names {first!r} and {second!r} are the same class to CLIP: both become the "
+        f"prompt word {word!r} ('_' reads as a space; case and extra spaces are ignored), so "
+        f"they would get the same probability; keep one")
+    # they really are one prompt: CLIP's tokens of their filled templates are equal
+    import clip
+
+    assert prompt_name(first) == prompt_name(second) == word
+    a, b = class_prompts([first], "pointclip")[0], class_prompts([second], "pointclip")[0]
+    assert torch.equal(clip.tokenize(a), clip.tokenize(b))
+
+
+def test_distinct_prompts_pass_and_shipped_lists_are_clean():
+    assert check_classnames(["night_stand", "nightstand", "stand"]) == ["night_stand", "nightstand", "stand"]
+    assert check_classnames(["chair"]) == ["chair"]                    # one class is allowed
+    for dataset in ("modelnet40", "modelnet10", "scanobjectnn"):
+        names = load_classnames(dataset)
+        assert len({prompt_name(n) for n in names}) == len(names)
+
+
+def test_classify_refuses_one_prompt_twice_before_clip_loads(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    from pointcalip.cli import main
+
+    def no_clip(*args, **kwargs):
+        raise AssertionError("CLIP must not load before the class names are checked")
+
+    monkeypatch.setattr("pointcalip.backbones.load_clip", no_clip)
+    cloud = tmp_path / "c.npy"
+    np.save(cloud, np.random.default_rng(0).normal(size=(200, 3)))
+    for classes, both in ((["night_stand", "night stand"], "'night_stand' and 'night stand'"),
+                          (["chair", "chair "], "'chair' and 'chair '")):
+        assert main(["classify", str(cloud), "--classes", *classes]) == 2
+        err = capsys.readouterr().err
+        assert f"pointcalip classify: error: class names {both} are the same class to CLIP" in err
+        assert "Traceback" not in err
+
+
+def test_classify_one_class_says_its_probability_means_nothing(tmp_path, tiny_checkpoints, capsys):
+    import numpy as np
+
+    from pointcalip.cli import main
+
+    cloud = tmp_path / "c.npy"
+    np.save(cloud, np.random.default_rng(0).normal(size=(500, 3)))
+    assert main(["classify", str(cloud), "--classes", "chair", "--backbone",
+                 str(tiny_checkpoints["vit"])]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == f"{cloud}: chair 100.0%"
+    assert ("pointcalip classify: warning: only one class ('chair'): its probability is 100% "
+            "whatever the cloud, a softmax over one class means nothing; give two or more "
+            "--classes to compare") in captured.err
+    assert main(["classify", str(cloud), "--classes", "chair", "lamp", "--backbone",
+                 str(tiny_checkpoints["vit"])]) == 0
+    assert "only one class" not in capsys.readouterr().err

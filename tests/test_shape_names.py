@@ -56,3 +56,23 @@ def test_not_utf8(tmp_path):
     with pytest.raises(ValueError, match=r"shape_names\.txt is not UTF-8 text .*; save it as "
                        r"UTF-8"):
         read_shape_names(tmp_path)
+
+
+@pytest.mark.parametrize("first, second, word", [
+    ("night_stand", "night stand", "night stand"), ("Sofa", "sofa", "sofa"),
+])
+def test_names_that_give_one_prompt_are_duplicates(tmp_path, first, second, word):
+    """The list is checked as CLIP will read it, when the dataset is opened (before CLIP)."""
+    (tmp_path / "shape_names.txt").write_text(f"{first}\nchair\n{second}\n")
+    path = tmp_path / "shape_names.txt"
+    with pytest.raises(ValueError) as err:
+        read_shape_names(tmp_path)
+    assert str(err.value) == (
+        f"{path}: class names {first!r} and {second!r} are the same class to CLIP: both become "
+        f"the prompt word {word!r} ('_' reads as a space; case and extra spaces are ignored), so "
+        f"they would get the same probability; keep one")
+
+
+def test_empty_file_still_reads_as_no_names(tmp_path):
+    (tmp_path / "shape_names.txt").write_text("\n")
+    assert read_shape_names(tmp_path) == []

@@ -58,6 +58,10 @@ def run(args) -> int:
                        view_weights=s["view_weights"])
     with torch.no_grad():
         probs = model(torch.stack(clouds).to(backbone.device)).float().softmax(-1).cpu()
+    if len(classes) == 1:
+        print(f"pointcalip classify: warning: only one class ({classes[0]!r}): its probability "
+              f"is 100% whatever the cloud, a softmax over one class means nothing; give two "
+              f"or more --classes to compare", file=sys.stderr)
     k = min(args.top_k, len(classes))
     for path, p in zip(good, probs):
         values, idx = p.topk(k)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from . import COMMANDS
@@ -35,7 +36,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--variant", default=None, help="ScanObjectNN variant (OBJ_BG, OBJ_ONLY, PB_T50_RS)")
     p.add_argument("--target", default=None, metavar="NAME", help="the chosen class to show")
     p.add_argument("-o", "--output", type=Path, default=None,
-                   help="PNG to write (default: <file stem>_attention.png or "
+                   help="figure to write, in the format its extension names: .png, .jpg/"
+                        ".jpeg, .pdf or .svg (default: <file stem>_attention.png or "
                         "<dataset>_<split>_<index>_attention.png)")
     add_model_options(p, cloud_word="FILE")
     p.set_defaults(func=run)
@@ -78,13 +80,19 @@ def _cloud(args):
 
 def run(args) -> int:
     from ..backbone import load_clip
-    from ..explain import explain_cloud, render
+    from ..explain import explain_cloud, image_format, render
     from ..prompts import check_classnames
 
     s = model_settings(args)                 # every check before CLIP is loaded
+    if args.output is not None:
+        image_format(args.output)
     projector, views = build_projector(s)
     points, classes, label, default_out, title = _cloud(args)
     classes = check_classnames(classes)
+    if len(classes) == 1:
+        print(f"pointcalip explain: warning: only one class ({classes[0]!r}): its probability "
+              f"is 100% whatever the cloud, a softmax over one class means nothing; give two "
+              f"or more --classes to compare", file=sys.stderr)
     if args.target is not None and args.target not in classes:
         raise ValueError(f"--target {args.target!r} is not among the classes: {', '.join(classes)}")
 

@@ -32,10 +32,10 @@ def _figure(size: Size):
     return fig
 
 
-def _save(fig, path: Path, size: Size) -> Size:
+def _save(fig, path: Path, size: Size, fmt: str = "png") -> Size:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png")
+    fig.savefig(path, dpi=DPI, format=fmt)
     return size
 
 
@@ -186,9 +186,11 @@ def attention_grid_size(num_views: int, num_rows: int) -> Size:
 
 
 def attention_grid(path: Path, images: np.ndarray, overlays: Sequence[Tuple[str, np.ndarray]],
-                   column_titles: Sequence[str], title: str, alpha: float = 0.5) -> Size:
+                   column_titles: Sequence[str], title: str, alpha: float = 0.5,
+                   fmt: str = "png") -> Size:
     """images [V, S, S] in [0, 1] (grey) -> a grid with one row per overlay (label, maps
-    [V, S, S] in [0, 1], drawn over the images with a colour map), one column per view."""
+    [V, S, S] in [0, 1], drawn over the images with a colour map), one column per view.
+    ``fmt``: matplotlib's file format (png, jpeg, pdf, svg)."""
     v = images.shape[0]
     size = attention_grid_size(v, len(overlays))
     fig = _figure(size)
@@ -207,4 +209,4 @@ def attention_grid(path: Path, images: np.ndarray, overlays: Sequence[Tuple[str,
             if r == 0:
                 ax.set_title(column_titles[c], fontsize=7)
     fig.suptitle(title, fontsize=9, y=1.0 - 6 / h, va="top")
-    return _save(fig, path, size)
+    return _save(fig, path, size, fmt)
