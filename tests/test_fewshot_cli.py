@@ -6,6 +6,8 @@ Budgets are cut for speed (epochs, learning rates and Tip-Adapter's search range
 settings, given with --set); the recipes themselves are in configs/fewshot_defaults.yaml.
 """
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -164,3 +166,82 @@ def test_bad_fewshot_options(capsys, tmp_path):
 def test_zeroshot_configs_are_refused(capsys):
     assert main(["fewshot", "--config", "modelnet40"]) == 2
     assert "for `pointcalip zeroshot`, not `pointcalip fewshot`" in capsys.readouterr().err
+
+
+def test_defaults_equal_the_shipped_yaml():
+    from pointcalip.config import load_config
+    from pointcalip.fewshot.config import FewShotConfig
+
+    shipped = load_config(FewShotConfig, ["fewshot_defaults"]).to_dict()
+    built = FewShotConfig().to_dict()
+    assert shipped.pop("name") == "fewshot_defaults" and built.pop("name") == "fewshot"
+    assert shipped == built
+    assert built["methods"] == ["zeroshot", "tip", "tip_f", "adapter", "calip_fs"]
+
+
+def test_methods_and_their_choices_come_from_the_registry_without_torch():
+    code = ("import sys\n"
+            "from pointcalip.commands.fewshot import METHOD_CHOICES\n"
+            "from pointcalip.fewshot.config import FewShotConfig\n"
+            "from pointcalip.fewshot.methods import method_entries\n"
+            "print(METHOD_CHOICES)\n"
+            "print([(e.name, e.trains, e.augmented, e.section and e.section.__name__) for e in method_entries()])\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    choices, entries, torch_loaded = out.splitlines()
+    assert choices == str(["all", "zeroshot", "tip", "tip_f", "adapter", "calip_fs"])
+    assert entries == str([("zeroshot", False, False, None), ("tip", False, False, "TipConfig"),
+                           ("tip_f", True, False, "TipFConfig"), ("adapter", True, True, "AdapterConfig"),
+                           ("calip_fs", True, True, "CalipFSConfig")])
+    assert torch_loaded == "False"
+
+
+NEW_METHOD = '''
+import json, sys
+from dataclasses import dataclass
+from pointcalip.config import Section, positive
+from pointcalip.fewshot.methods import METHODS
+
+@dataclass
+class NearestConfig(Section):
+    neighbours: int = positive(1)
+
+@METHODS.register("nearest", section=NearestConfig, trains=False, augmented=True, order=5)
+def run(prepared, k, seed):
+    from pointcalip.fewshot.stages import Outcome
+    shots = prepared.features.of_train(prepared.splits.shots(k, seed))
+    def accuracy(x):
+        sims = x.global_.float().flatten(1) @ shots.global_.float().flatten(1).T
+        return 100.0 * float((shots.labels[sims.argmax(1)] == x.labels).float().mean())
+    hp = {"neighbours": prepared.cfg.nearest.neighbours}
+    return Outcome(accuracy(prepared.test), accuracy(prepared.val), hp).row("nearest", k, seed)
+
+from pointcalip.cli import main
+from pointcalip.fewshot.config import FewShotConfig
+print(json.dumps(FewShotConfig().to_dict()["nearest"]), FewShotConfig().methods[-1])
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+def test_a_new_method_is_its_module(result, shape_families, tiny_checkpoints):
+    """What a method module declares is all it takes: its config section (defaults, checks,
+    --set), a --method choice, its runs per shots and seed, augmented copies encoded for it."""
+    _, tmp = result
+    argv = ["fewshot", "--config", "modelnet40_fewshot", "--set", f"data.root={shape_families}",
+            "--set", f"backbone={tiny_checkpoints['vit']}", "--set", f"cache_dir={tmp / 'store'}",
+            "--set", f"output_dir={tmp / 'nearest'}", *BUDGET, "--shots", "4", "--seeds", "1",
+            "--method", "zeroshot", "nearest", "--set", "nearest.neighbours=3",
+            "--set", "augment.copies=1"]
+    done = subprocess.run([sys.executable, "-c", NEW_METHOD, *argv], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[0] == '{"neighbours": 1} nearest'
+    res = json.loads((tmp / "nearest" / "results.json").read_text())
+    row = [r for r in res["runs"] if r["method"] == "nearest"]
+    assert len(row) == 1 and (row[0]["shots"], row[0]["seed"]) == (4, 1)
+    assert row[0]["hyperparameters"] == {"neighbours": 3} and res["config"]["nearest"] == {"neighbours": 3}
+    zero = max(r["test_accuracy"] for r in res["runs"] if r["shots"] == 0)
+    assert row[0]["test_accuracy"] >= zero + 20
+    assert res["features"]["augmented"]["rows"] == 4 * 4
+    bad = subprocess.run([sys.executable, "-c", NEW_METHOD, *argv[:-2], "--set", "nearest.neighbours=0"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "nearest.neighbours must be a positive integer" in bad.stderr

@@ -10,6 +10,9 @@ import torch.nn.functional as F
 from planted import reference_logits, reference_view_logits
 from pointcalip.fewshot import CALIPFS, InterViewAdapter, TipCache
 from pointcalip.fewshot.data import AugmentedSplit, shot_rows, validation_rows
+from pointcalip.fewshot.dropout import SeededDropout, use_generator
+from pointcalip.fewshot.recipe import TrainConfig
+from pointcalip.fewshot.train import EvalSet, TrainSet, fit
 from pointcalip.fewshot.tip import descriptors, search_alpha_beta
 from pointcalip.head import CalipHead
 
@@ -212,3 +215,54 @@ def test_augmented_copies_are_seeded_and_stay_one_cloud():
             ratio = np.polyfit(np.sort(original[:, axis].numpy()), x, 1)[0]
             assert 0.5 <= ratio <= 2.0
     assert bank.settings["augmented"] == {"copies": 2, "seed": 7, "scale": [0.5, 2.0], "shift": 0.1}
+
+
+def test_seeded_dropout_draws_what_the_global_generator_drew():
+    """fit gives dropout a generator seeded s; the masks equal nn.Dropout's after
+    torch.manual_seed(s), so replacing the global seed changed no number."""
+    x = torch.randn(5, 40, generator=torch.Generator().manual_seed(3))
+    plain, seeded = torch.nn.Dropout(0.3).train(), SeededDropout(0.3).train()
+    torch.manual_seed(11)
+    want = [plain(x), plain(x)]
+    use_generator(seeded, torch.Generator().manual_seed(11))
+    got = [seeded(x), seeded(x)]
+    for a, b in zip(want, got):
+        assert torch.equal(a, b)
+    assert not torch.equal(got[0], got[1]) and (got[0] == 0).any()      # masks, not identity
+    use_generator(seeded, None)
+    torch.testing.assert_close(seeded.eval()(x), x)
+
+
+def test_adapter_init_from_a_generator_is_torchs_init_after_a_global_seed():
+    torch.manual_seed(5)
+    old = InterViewAdapter(num_views=3, channels=8)
+    state = torch.get_rng_state()
+    new = InterViewAdapter(num_views=3, channels=8, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(torch.get_rng_state(), state)                  # no global draw
+    assert sorted(new.state_dict()) == sorted(old.state_dict())
+    for key, value in old.state_dict().items():
+        assert torch.equal(value, new.state_dict()[key]), key
+    other = InterViewAdapter(num_views=3, channels=8, generator=torch.Generator().manual_seed(6))
+    assert not torch.equal(other.view_f[0].weight, new.view_f[0].weight)
+
+
+def test_training_sets_no_global_random_state(tmp_path):
+    """fit shuffles with one generator and drops out with another, both seeded by (seed,
+    epoch): torch's global generator is left as it was, and a second fit repeats the first."""
+    g = torch.Generator().manual_seed(0)
+    raw = torch.randn(12, 1, 3, 8, generator=g)
+    labels = torch.arange(12) % 3
+    text = F.normalize(torch.randn(3, 8, generator=g), dim=-1)
+    val = EvalSet((raw[:, 0],), labels)
+    recipe = TrainConfig(epochs=3, batch_size=4, optimizer="sgd", lr=0.05)
+    forward = lambda m, x: m.logits(x, text)  # noqa: E731
+    weights = []
+    for run in ("a", "b"):
+        model = InterViewAdapter(3, 8, dropout=0.5, generator=torch.Generator().manual_seed(1))
+        torch.manual_seed(123)
+        state = torch.get_rng_state()
+        fit(model, TrainSet((raw,), labels), val, recipe, tmp_path / run, seed=1, forward=forward)
+        assert torch.equal(torch.get_rng_state(), state)
+        weights.append(torch.load(tmp_path / run / "last.pt", weights_only=True)["model"])
+    for key, value in weights[0].items():
+        assert torch.equal(value, weights[1][key]), key
