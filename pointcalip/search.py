@@ -27,6 +27,8 @@ Both agree except where a margin is within float rounding of zero at a grid poin
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import itertools
 import logging
 import math
@@ -39,6 +41,22 @@ import torch
 from .calip import combine_view_logits, view_weight_tensor, weighted_view_sum
 
 log = logging.getLogger(__name__)
+
+#: level of the one-line summary each search logs (INFO; a caller searching once per item of
+#: a long loop lowers it with :func:`per_item_logging`, so its progress bar stays readable)
+_SUMMARY_LEVEL: contextvars.ContextVar[int] = contextvars.ContextVar("search_summary_level",
+                                                                     default=logging.INFO)
+
+
+@contextlib.contextmanager
+def per_item_logging(level: int = logging.DEBUG):
+    """Within the block, every search logs its summary line at ``level`` (default DEBUG):
+    for loops that search once per item (e.g. per view subset) under a progress bar."""
+    token = _SUMMARY_LEVEL.set(level)
+    try:
+        yield
+    finally:
+        _SUMMARY_LEVEL.reset(token)
 
 BETA2_MAX = 2.0
 BETA3_MAX = 0.1
@@ -207,8 +225,8 @@ def search_betas(l0: torch.Tensor, l1: torch.Tensor, l2: torch.Tensor, labels,
     i, j = _best(table)
     w = _weights(view_weights, l0.float())
     seconds = time.perf_counter() - t0
-    log.info("beta search %dx%d: beta2=%.4f beta3=%.4f acc=%.4f (%.2fs)", len(b2), len(b3),
-             float(b2[i]), float(b3[j]), float(table[i, j]), seconds)
+    log.log(_SUMMARY_LEVEL.get(), "beta search %dx%d: beta2=%.4f beta3=%.4f acc=%.4f (%.2fs)",
+            len(b2), len(b3), float(b2[i]), float(b3[j]), float(table[i, j]), seconds)
     return SearchResult(beta2=float(b2[i]), beta3=float(b3[j]), view_weights=w.tolist(),
                         accuracy=float(table[i, j]), grid_shape=(len(b2), len(b3)),
                         seconds=seconds, accuracy_table=table.cpu(), beta2_values=b2,
@@ -270,8 +288,8 @@ def search_view_weights(l0: torch.Tensor, l1: torch.Tensor, l2: torch.Tensor, la
                 break
         mode = f"coordinate ascent, {sweep + 1} sweeps"
     seconds = time.perf_counter() - t0
-    log.info("view-weight search (%s): %s acc=%.4f (%.2fs)", mode, weights.tolist(), accuracy,
-             seconds)
+    log.log(_SUMMARY_LEVEL.get(), "view-weight search (%s): %s acc=%.4f (%.2fs)", mode,
+            weights.tolist(), accuracy, seconds)
     return SearchResult(beta2=float(beta2), beta3=float(beta3), view_weights=weights.tolist(),
                         accuracy=accuracy, grid_shape=(1, 1), seconds=seconds)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from pointcalip.commands.options import non_negative_int, positive_int
 from pointcalip.projection import build_projector
@@ -107,17 +107,27 @@ def parse_views(text: str | None):
     return text
 
 
+#: caption strip under each tile: its height and the font size, in pixels
+CAPTION, FONT_SIZE = 24, 17
+
+
 def montage(tiles: np.ndarray, labels: list, cols: int) -> Image.Image:
-    """tiles [V, S, S] in [0, 1] -> one grey image, `cols` tiles a row, a caption under each."""
+    """tiles [V, S, S] in [0, 1] -> one grey image, `cols` tiles a row, a caption under each
+    (white on dark grey, FONT_SIZE px)."""
     v, s, _ = tiles.shape
     rows = math.ceil(v / cols)
-    caption, gap = 14, 4
-    canvas = Image.new("L", (cols * (s + gap) + gap, rows * (s + caption + gap) + gap), color=128)
+    gap = 4
+    canvas = Image.new("L", (cols * (s + gap) + gap, rows * (s + CAPTION + gap) + gap), color=40)
     draw = ImageDraw.Draw(canvas)
     for i in range(v):
-        x, y = gap + (i % cols) * (s + gap), gap + (i // cols) * (s + caption + gap)
+        x, y = gap + (i % cols) * (s + gap), gap + (i // cols) * (s + CAPTION + gap)
         canvas.paste(Image.fromarray((np.clip(tiles[i], 0, 1) * 255).round().astype(np.uint8)), (x, y))
-        draw.text((x + 2, y + s + 1), labels[i], fill=255)
+        size = FONT_SIZE                      # smaller only where a caption is wider than its tile
+        font = ImageFont.load_default(size=size)
+        while size > 10 and draw.textlength(labels[i], font=font) > s - 6:
+            size -= 1
+            font = ImageFont.load_default(size=size)
+        draw.text((x + 3, y + s + CAPTION // 2), labels[i], fill=255, font=font, anchor="lm")
     return canvas
 
 
@@ -154,8 +164,8 @@ def main(argv=None) -> int:
         tiles = tiles / tiles.max().clamp_min(1e-12)
     angles = proj.view_set.angles
     tilts = proj.view_set.tilts or (0.0,) * proj.num_views
-    labels = [f"{i}: ({', '.join(f'{math.degrees(a):.0f}' for a in ang)})"
-              + (f" tilt {math.degrees(t):.0f}" if t else "") for i, (ang, t) in enumerate(zip(angles, tilts))]
+    labels = [f"{i}: ({', '.join(f'{math.degrees(a):.0f}°' for a in ang)})"
+              + (f" tilt {math.degrees(t):.0f}°" if t else "") for i, (ang, t) in enumerate(zip(angles, tilts))]
     cols = args.cols or (proj.num_views if proj.num_views <= 6 else math.ceil(proj.num_views / 2))
     image = montage(tiles.numpy(), labels, cols)
     try:

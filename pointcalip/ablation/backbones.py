@@ -19,9 +19,9 @@ import numpy as np
 import yaml
 
 from ..report import plots
-from ..backbone import checkpoint_identity, precision_on
+from ..backbones import checkpoint_identity, precision_on
 from ..config import ZeroShotConfig
-from ..engine import planned_engine
+from ..backbones.engines import planned_engine
 from ..report.results import backbone_label
 from .config import AblationConfig
 from .context import AblationContext
@@ -128,7 +128,8 @@ def run_backbones(ctx: AblationContext) -> StudyResult:
     def draw(path: Path):
         return plots.bars(path, labels, {"PointCLIP (betas 0)": table.column("pointclip_test"),
                                          "CALIP (tuned)": table.column("test_top1")},
-                          "test top-1 (%)", f"Backbones: {ctx.caption(backbone=False)}")
+                          "test top-1 (%)", f"Backbones: {ctx.caption(backbone=False)}",
+                          min_pad=1.0)
 
     return StudyResult(name="backbones", title="Backbones in the feature store", table=table,
                        figures={"backbones.png": draw}, notes=notes,

@@ -40,7 +40,8 @@ def run_projectors(ctx: AblationContext) -> StudyResult:
         return plots.bars(path, [label for label, _ in rows],
                           {"PointCLIP (betas 0)": table.column("pointclip_test"),
                            "CALIP (tuned)": table.column("test_top1")},
-                          "test top-1 (%)", f"Projectors: {ctx.caption(projector=False)}")
+                          "test top-1 (%)", f"Projectors: {ctx.caption(projector=False)}",
+                          min_pad=1.0)
 
     return StudyResult(name="projectors", title="Projectors: PointCLIP sparse vs V2 realistic",
                        table=table, figures={"projectors.png": draw}, notes=notes,

@@ -81,7 +81,7 @@ def run_prompts(ctx: AblationContext) -> StudyResult:
         return plots.bars(path, labels, {"PointCLIP (betas 0)": table.column("pointclip_test"),
                                          "CALIP (tuned)": table.column("test_top1")},
                           "test top-1 (%)", f"Prompts: {ctx.caption(projector=False)}",
-                          size=(900, 120 + 34 * len(labels)), horizontal=True)
+                          size=(900, 120 + 34 * len(labels)), horizontal=True, min_pad=1.0)
 
     return StudyResult(name="prompts", title="Prompts: single templates, ensembles, per-class "
                        "prompt files", table=table, figures={"prompts.png": draw}, notes=notes,

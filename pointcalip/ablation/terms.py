@@ -72,7 +72,7 @@ def run_terms(ctx: AblationContext) -> StudyResult:
         def draw(path: Path):
             return plots.heatmaps(path, panels, "beta2", "beta3",
                                   f"CALIP top-1 over beta2 x beta3 ({ctx.caption()}); "
-                                  f"circle: chosen",
+                                  f"red cross: chosen on the tuning set",
                                   "top-1 (%)")
 
         figures["beta_surface.png"] = draw

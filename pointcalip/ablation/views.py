@@ -21,8 +21,10 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..report import plots
+from ..search import per_item_logging
 from .context import AblationContext
 from .tables import BETA_FORMAT, StudyResult, Table, subset_label
 from .tuning import test_accuracy, tune_then_test
@@ -50,18 +52,35 @@ def score_subsets(ctx: AblationContext) -> Dict[Tuple[int, ...], SubsetScore]:
     fixed = None if cfg.views_study.search_betas else \
         tune_then_test(pair, cfg.tune, search_weights=False)
     scores = {}
-    for views in tqdm(all_subsets(pair.num_views), desc="view subsets", unit="subset",
-                      disable=None):
-        sub = pair.select(views)
-        if fixed is None:
-            t = tune_then_test(sub, cfg.tune, search_weights=False)
-            scores[views] = SubsetScore(views, t.found.beta2, t.found.beta3, t.tune_top1,
-                                        t.test.top1)
-        else:
-            b2, b3 = fixed.found.beta2, fixed.found.beta3
-            scores[views] = SubsetScore(views, b2, b3, test_accuracy(sub.tune, b2, b3).top1,
-                                        test_accuracy(sub.test, b2, b3).top1)
+    # one bar (rate, ETA); each subset's search summary goes to DEBUG, printed above the bar
+    with logging_redirect_tqdm(), per_item_logging():
+        for views in tqdm(all_subsets(pair.num_views), desc="view subsets", unit="subset",
+                          disable=None):
+            sub = pair.select(views)
+            if fixed is None:
+                t = tune_then_test(sub, cfg.tune, search_weights=False)
+                scores[views] = SubsetScore(views, t.found.beta2, t.found.beta3, t.tune_top1,
+                                            t.test.top1)
+            else:
+                b2, b3 = fixed.found.beta2, fixed.found.beta3
+                scores[views] = SubsetScore(views, b2, b3, test_accuracy(sub.tune, b2, b3).top1,
+                                            test_accuracy(sub.test, b2, b3).top1)
     return scores
+
+
+IMPORTANCE_SIGN = "above 0: the view helps (accuracy drops without it); below 0: it hurts"
+
+#: the "first k" line is drawn on top, dashed with hollow markers, so that it shows where it
+#: coincides with another line
+FIRST_K_STYLE = dict(linestyle="--", linewidth=2.2, marker="s", markersize=10,
+                     markerfacecolor="none", markeredgewidth=2, color="black", zorder=5)
+
+
+def views_lines(first, best, worst, mean):
+    """(series, styles) of views.png: test top-1 per view count."""
+    series = {"first k (published order)": first, "best k (by tuning accuracy)": best,
+              "worst k (by tuning accuracy)": worst, "mean over subsets": mean}
+    return series, {"first k (published order)": FIRST_K_STYLE}
 
 
 def best_and_worst(scores: Sequence[SubsetScore]) -> Tuple[SubsetScore, SubsetScore]:
@@ -122,7 +141,7 @@ def run_views(ctx: AblationContext) -> StudyResult:
         f"Views were encoded once for all {v} views; every subset is read from the per-view "
         f"logits (no re-encoding).",
         f"Best subset overall, chosen by tuning accuracy: {subset_label(top.views)} "
-        f"({len(top.views)} views): tuning {top.tune:.2f}%, test {top.test:.2f}%. All {v} "
+        f"({len(top.views)} view{'s' if len(top.views) != 1 else ''}): tuning {top.tune:.2f}%, test {top.test:.2f}%. All {v} "
         f"views: tuning {everything.tune:.2f}%, test {everything.test:.2f}%.",
         "Best and worst subsets per count are chosen by tuning accuracy and reported on test.",
     ]
@@ -135,16 +154,18 @@ def run_views(ctx: AblationContext) -> StudyResult:
     title = ctx.caption()
 
     def draw_lines(path: Path):
-        return plots.lines(path, ks, {"first k (published order)": first,
-                                      "best k (by tuning accuracy)": best_line,
-                                      "worst k (by tuning accuracy)": worst_line,
-                                      "mean over subsets": mean_line},
-                           "number of views", "test top-1 (%)", f"Accuracy vs views: {title}")
+        series, styles = views_lines(first, best_line, worst_line, mean_line)
+        return plots.lines(path, ks, series, "number of views", "test top-1 (%)",
+                           f"Accuracy vs views: {title}", styles=styles)
+
+    tilts = projector.view_set.tilts or (0.0,) * v
 
     def draw_importance(path: Path):
-        return plots.bars(path, [f"view {i}" for i in range(v)],
+        return plots.bars(path, [plots.view_name(i, angles[i], tilts[i], "\n") for i in range(v)],
                           {"test accuracy lost without the view": drops},
-                          "points of test top-1", f"Leave-one-view-out importance: {title}")
+                          "points of test top-1 (all views minus all but this one)",
+                          f"Leave-one-view-out importance: {title}", value_format="+.1f",
+                          include_zero=True, note=IMPORTANCE_SIGN, min_pad=1.0)
 
     return StudyResult(
         name="views", title="Accuracy against the number of views", table=table,

@@ -49,9 +49,14 @@ def run_weights(ctx: AblationContext) -> StudyResult:
 
     def draw(path: Path):
         groups = {f"{name} (test {t.test.top1:.1f}%)": t.found.view_weights for name, _, t in rows}
-        return plots.bars(path, [f"view {v}" for v in views], groups, "view weight",
+        view_set = cfg.projector.build().view_set
+        tilts = view_set.tilts or (0.0,) * len(view_set.angles)
+        return plots.bars(path, [plots.view_name(v, view_set.angles[v], tilts[v], "\n")
+                                 for v in views], groups,
+                          "view weight",
                           f"View weights: {cfg.data.label}, {cfg.projector.name}, "
-                          f"{backbone_label(cfg.backbone)}; rows tuned as labelled")
+                          f"{backbone_label(cfg.backbone)}; rows tuned as labelled",
+                          value_format=".2f")
 
     return StudyResult(name="weights", title="View weights: uniform vs searched on validation "
                        "vs searched on test (optimistic)", table=table,

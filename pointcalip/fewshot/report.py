@@ -82,7 +82,7 @@ class FewShotResult:
                  f"{self.dataset}, {self.num_test_clouds} test clouds; backbone "
                  f"{self.config['backbone']}, projector {self.config['projector']['name']}. "
                  f"Test top-1 (%), mean ± std over seeds.", "",
-                 "| method | " + " | ".join(f"{k} shots" for k in [0, *shots]) + " |",
+                 "| method | " + " | ".join(shots_words(k) for k in [0, *shots]) + " |",
                  "|---" * (len(shots) + 2) + "|"]
         for m in methods:
             row = [fmt(cell.get((m, 0)))] + [fmt(cell.get((m, k))) for k in shots]
@@ -97,10 +97,25 @@ class FewShotResult:
                   "|---|---|---|---|---|---|---|---|"]
         for r in self.runs:
             hp = ", ".join(f"{k}={_short(v)}" for k, v in r.hyperparameters.items())
-            lines.append(f"| {r.method} | {r.shots} | {r.seed} | {r.test_accuracy:.2f} | "
+            lines.append(f"| {r.method} | {_blank(r.shots)} | {_blank(r.seed)} | "
+                         f"{r.test_accuracy:.2f} | "
                          f"{r.val_accuracy:.2f} | {hp} | {r.trainable_parameters} | "
                          f"{'-' if r.best_epoch is None else r.best_epoch} |")
         return "\n".join(lines) + "\n"
+
+
+def shots_words(shots: Optional[int]) -> str:
+    """Shots per class as a paper writes them: "zero-shot", "1 shot", "16 shots"."""
+    if shots is None:
+        return "released checkpoint"
+    if shots == 0:
+        return "zero-shot"
+    return f"{shots} shot" if shots == 1 else f"{shots} shots"
+
+
+def _blank(value) -> str:
+    """A table cell: "-" for a value that does not apply (e.g. no seed), else the value."""
+    return "-" if value is None else str(value)
 
 
 def _short(value) -> str:
@@ -121,14 +136,30 @@ def plot_accuracy_vs_shots(summary: Sequence[dict], path: Path, title: str = "")
         if rows:
             series[method] = ([s["shots"] for s in rows], [s["mean"] for s in rows],
                               [s["std"] for s in rows])
-        references.update({f"{method} (0 shots)": s["mean"] for s in summary
+        references.update({f"{method} (zero-shot)": s["mean"] for s in summary
                            if s["method"] == method and s["shots"] == 0})
     plots.bands(path, series, references, "shots per class", "test top-1 (%)", title)
     return path
 
 
-def plot_curves(curves: Sequence[dict], path: Path, title: str = "") -> Path:
-    """Training loss and validation accuracy against epochs."""
-    plots.twin_lines(path, [c["epoch"] for c in curves], ("train loss", [c["loss"] for c in curves]),
-                     ("validation top-1 (%)", [c["val_accuracy"] for c in curves]), "epoch", title)
+def plot_curves(curves: Sequence[dict], path: Path, title: str = "",
+                selected_epoch: Optional[int] = None,
+                initial_val_accuracy: Optional[float] = None) -> Path:
+    """Train and validation accuracy over the training loss, against epochs (the rows of
+    ``curves``: epoch, loss, train_accuracy, val_accuracy), with a star at the selected
+    epoch. Epoch 0 is the untrained model: from an epoch-0 row of ``curves`` if there is
+    one, else ``initial_val_accuracy`` (its validation accuracy) when given."""
+    rows = sorted(curves, key=lambda c: c["epoch"])
+    if rows and rows[0]["epoch"] != 0 and initial_val_accuracy is not None:
+        rows.insert(0, {"epoch": 0, "loss": None, "train_accuracy": None,
+                        "val_accuracy": initial_val_accuracy})
+    epochs = [c["epoch"] for c in rows]
+    val = [c.get("val_accuracy") for c in rows]
+    selected = None
+    if selected_epoch is not None and selected_epoch in epochs:
+        selected = (selected_epoch, val[epochs.index(selected_epoch)])
+    plots.training_curves(path, epochs, [c.get("loss") for c in rows],
+                          {"train top-1 (running, during the epoch)":
+                               [c.get("train_accuracy") for c in rows],
+                           "validation top-1": val}, selected, title)
     return path

@@ -6,6 +6,7 @@ the file has exactly that size.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
@@ -39,22 +40,65 @@ def _save(fig, path: Path, size: Size, fmt: str = "png") -> Size:
     return size
 
 
-def lines(path: Path, x: Sequence[float], series: Dict[str, Sequence[Optional[float]]],
-          xlabel: str, ylabel: str, title: str, size: Size = LINES_SIZE) -> Size:
-    """One marked line per series over ``x`` (None values are gaps)."""
+def view_name(index: int, angles: Sequence[float], tilt: float = 0.0, sep: str = " ") -> str:
+    """A view named by its Euler angles (radians in, whole degrees out):
+    ``view 3 (270°, 0°, 90°)``, with `` tilt 20°`` when the view is tilted; ``sep`` goes
+    between the index and the angles (``"\n"`` for narrow tick labels)."""
+    text = f"view {index}{sep}(" + ", ".join(f"{math.degrees(a):.0f}°" for a in angles) + ")"
+    return text + (f" tilt {math.degrees(tilt):.0f}°" if tilt else "")
+
+
+def _finite(values) -> np.ndarray:
+    flat = np.array([np.nan if v is None else v for v in values], dtype=float).ravel()
+    return flat[np.isfinite(flat)]
+
+
+def near_data_limits(values, include_zero: bool = False, min_pad: float = 0.05
+                     ) -> Tuple[float, float]:
+    """Axis limits that start near the data (so a one-point difference shows), with room above
+    for value labels (at least ``min_pad``: 1 for percentages). Non-negative data never gets
+    a negative lower limit; ``include_zero`` keeps 0 inside (signed quantities such as
+    accuracy drops)."""
+    data = _finite(values)
+    if data.size == 0:
+        return 0.0, 1.0
+    low, high = float(data.min()), float(data.max())
+    if include_zero:
+        low, high = min(low, 0.0), max(high, 0.0)
+    span = high - low
+    pad = max(0.15 * span, 0.05 * max(abs(high), abs(low)), min_pad)
+    bottom = low - pad
+    if low >= 0 and bottom < 0:
+        bottom = 0.0
+    return bottom, high + pad
+
+
+def lines_figure(x: Sequence[float], series: Dict[str, Sequence[Optional[float]]],
+                 xlabel: str, ylabel: str, title: str, size: Size = LINES_SIZE,
+                 styles: Optional[Dict[str, dict]] = None):
+    """The figure of :func:`lines` (not saved): for tests and callers that add to it."""
     fig = _figure(size)
     fig.set_layout_engine("constrained")
     ax = fig.add_subplot()
     for name, ys in series.items():
         values = np.array([np.nan if y is None else y for y in ys], dtype=float)
-        ax.plot(list(x), values, marker="o", label=name)
+        style = {"marker": "o", **(styles or {}).get(name, {})}
+        ax.plot(list(x), values, label=name, **style)
     ax.set_xticks(list(x))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     fig.legend(loc="outside lower center", ncols=min(len(series), 4), fontsize=8, frameon=False)
-    return _save(fig, path, size)
+    return fig
+
+
+def lines(path: Path, x: Sequence[float], series: Dict[str, Sequence[Optional[float]]],
+          xlabel: str, ylabel: str, title: str, size: Size = LINES_SIZE,
+          styles: Optional[Dict[str, dict]] = None) -> Size:
+    """One marked line per series over ``x`` (None values are gaps); ``styles``: matplotlib
+    keywords per series name (e.g. a dashed line drawn on top of the others)."""
+    return _save(lines_figure(x, series, xlabel, ylabel, title, size, styles), path, size)
 
 
 def bands(path: Path, series: Dict[str, Tuple[Sequence[float], Sequence[float], Sequence[float]]],
@@ -101,37 +145,121 @@ def twin_lines(path: Path, x: Sequence[float], left: Tuple[str, Sequence[float]]
     return _save(fig, path, size)
 
 
-def bars(path: Path, labels: Sequence[str], groups: Dict[str, Sequence[Optional[float]]],
-         ylabel: str, title: str, size: Size = BARS_SIZE, horizontal: bool = False) -> Size:
-    """Grouped bars: one group per label, one bar per entry of ``groups`` (None: no bar)."""
+CURVES_SIZE = (800, 560)
+
+
+def training_curves_figure(epochs: Sequence[int], loss: Sequence[Optional[float]],
+                           accuracies: Dict[str, Sequence[Optional[float]]],
+                           selected: Optional[Tuple[int, float]], title: str,
+                           size: Size = CURVES_SIZE):
+    """The figure of :func:`training_curves` (not saved)."""
+    fig = _figure(size)
+    fig.set_layout_engine("constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
+    xs = list(epochs)
+    for name, values in accuracies.items():
+        ys = np.array([np.nan if v is None else v for v in values], dtype=float)
+        top.plot(xs, ys, marker="o", markersize=3, label=name)
+    if selected is not None:
+        epoch, value = selected
+        top.axvline(epoch, color="0.3", linestyle=":", linewidth=1)
+        top.plot([epoch], [value], linestyle="none", marker="*", markersize=16, color="tab:red",
+                 markeredgecolor="white", zorder=5, clip_on=False,
+                 label=f"selected: epoch {epoch} (validation {value:.1f}%)")
+    top.set_ylabel("top-1 (%)")
+    top.grid(alpha=0.3)
+    top.legend(fontsize=8, loc="best")
+    top.set_title(title, fontsize=10)
+    ys = np.array([np.nan if v is None else v for v in loss], dtype=float)
+    bottom.plot(xs, ys, color="tab:gray", marker="o", markersize=3)
+    bottom.set_ylabel("train loss")
+    bottom.set_xlabel("epoch (0: the untrained model)")
+    bottom.grid(alpha=0.3)
+    if selected is not None:
+        bottom.axvline(selected[0], color="0.3", linestyle=":", linewidth=1)
+    return fig
+
+
+def training_curves(path: Path, epochs: Sequence[int], loss: Sequence[Optional[float]],
+                    accuracies: Dict[str, Sequence[Optional[float]]],
+                    selected: Optional[Tuple[int, float]], title: str,
+                    size: Size = CURVES_SIZE) -> Size:
+    """Accuracy curves (``{name: values}`` per epoch, None: not measured) over the training
+    loss, with a star and a dotted line at ``selected`` = (epoch, validation accuracy)."""
+    return _save(training_curves_figure(epochs, loss, accuracies, selected, title, size),
+                 path, size)
+
+
+def _value_text(value: float, fmt: str) -> str:
+    return "" if not np.isfinite(value) else format(value, fmt)
+
+
+def bars_figure(labels: Sequence[str], groups: Dict[str, Sequence[Optional[float]]],
+                ylabel: str, title: str, size: Size = BARS_SIZE, horizontal: bool = False,
+                value_format: str = ".1f", include_zero: bool = False, note: str = "",
+                min_pad: float = 0.05):
+    """The figure of :func:`bars` (not saved)."""
     fig = _figure(size)
     fig.set_layout_engine("constrained")
     ax = fig.add_subplot()
     n = max(len(groups), 1)
     width = 0.8 / n
     pos = np.arange(len(labels), dtype=float)
+    label_size = 7 if len(labels) * n > 12 else 8
+    missing = []                                  # positions of None bars: "n/a" at the base
     for i, (name, values) in enumerate(groups.items()):
         vals = np.array([np.nan if v is None else v for v in values], dtype=float)
         offset = pos - 0.4 + width * (i + 0.5)
         if horizontal:
-            ax.barh(offset, vals, height=width, label=name)
+            bars_ = ax.barh(offset, vals, height=width, label=name)
         else:
-            ax.bar(offset, vals, width=width, label=name)
+            bars_ = ax.bar(offset, vals, width=width, label=name)
+        ax.bar_label(bars_, labels=[_value_text(v, value_format) for v in vals], padding=2,
+                     fontsize=label_size)
+        missing += [float(o) for o, v in zip(offset, vals) if not np.isfinite(v)]
+    limits = near_data_limits([v for values in groups.values() for v in values], include_zero,
+                              min_pad)
     if horizontal:
         ax.set_yticks(pos, list(labels), fontsize=7)
         ax.invert_yaxis()
         ax.set_xlabel(ylabel)
+        ax.set_xlim(*limits)
         ax.grid(axis="x", alpha=0.3)
+        if include_zero:
+            ax.axvline(0, color="black", linewidth=0.8)
+        for o in missing:
+            ax.text(limits[0], o, " n/a", ha="left", va="center", fontsize=label_size,
+                    color="0.4")
     else:
-        ax.set_xticks(pos, list(labels), fontsize=8, rotation=30 if len(labels) > 6 else 0,
-                      ha="right" if len(labels) > 6 else "center")
+        many = len(labels) > 6 and not any("\n" in label for label in labels)
+        ax.set_xticks(pos, list(labels), fontsize=8, rotation=30 if many else 0,
+                      ha="right" if many else "center")
         ax.set_ylabel(ylabel)
+        ax.set_ylim(*limits)
         ax.grid(axis="y", alpha=0.3)
-        ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_title(title, fontsize=10)
+        if include_zero:
+            ax.axhline(0, color="black", linewidth=0.8)
+        for o in missing:
+            ax.text(o, limits[0], "n/a", ha="center", va="bottom", fontsize=label_size,
+                    color="0.4")
+    ax.set_title(title + (f"\n{note}" if note else ""), fontsize=10)
     if len(groups) > 1:
         fig.legend(loc="outside lower center", ncols=min(len(groups), 3), fontsize=8,
                    frameon=False)
+    return fig
+
+
+def bars(path: Path, labels: Sequence[str], groups: Dict[str, Sequence[Optional[float]]],
+         ylabel: str, title: str, size: Size = BARS_SIZE, horizontal: bool = False,
+         value_format: str = ".1f", include_zero: bool = False, note: str = "",
+         min_pad: float = 0.05) -> Size:
+    """Grouped bars: one group per label, one bar per entry of ``groups`` (None: no bar), each
+    labelled with its value (``value_format``); the value axis starts near the data
+    (:func:`near_data_limits`; ``include_zero`` for signed values, with a line at 0).
+    ``note``: a second title line (e.g. what the sign means); ``min_pad``: least room
+    around the data on the value axis (1.0 for percentages). A missing bar reads "n/a"."""
+    fig = bars_figure(labels, groups, ylabel, title, size, horizontal, value_format,
+                      include_zero, note, min_pad)
     return _save(fig, path, size)
 
 
@@ -153,9 +281,9 @@ def _edges(values: np.ndarray) -> Tuple[float, float]:
     return float(values[0] - half), float(values[-1] + half)
 
 
-def heatmaps(path: Path, panels: Sequence[Heatmap], ylabel: str, xlabel: str, title: str,
-             colorbar: str) -> Size:
-    """Panels side by side, each ``HEATMAP_PANEL`` pixels, sharing one colour scale."""
+def heatmaps_figure(panels: Sequence[Heatmap], ylabel: str, xlabel: str, title: str,
+                    colorbar: str):
+    """The figure of :func:`heatmaps` (not saved)."""
     size = (HEATMAP_PANEL[0] * len(panels), HEATMAP_PANEL[1])
     fig = _figure(size)
     fig.set_layout_engine("constrained")
@@ -170,27 +298,44 @@ def heatmaps(path: Path, panels: Sequence[Heatmap], ylabel: str, xlabel: str, ti
                           extent=extent, vmin=low, vmax=high, cmap="viridis",
                           interpolation="nearest")
         if p.mark is not None:
-            ax.plot([p.mark[1]], [p.mark[0]], marker="o", markersize=10, markerfacecolor="none",
-                    markeredgecolor="red", markeredgewidth=2)
+            # drawn over the frame (clip_on=False) so that a corner choice stays whole
+            ax.plot([p.mark[1]], [p.mark[0]], linestyle="none", marker="X", markersize=15,
+                    markerfacecolor="red", markeredgecolor="white", markeredgewidth=1.5,
+                    clip_on=False, zorder=5,
+                    label=f"chosen: {ylabel}={p.mark[0]:.4g}, {xlabel}={p.mark[1]:.4g}")
+            ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
         ax.set_title(p.title, fontsize=9)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
     fig.colorbar(image, ax=list(axes), label=colorbar, shrink=0.9)
     fig.suptitle(title, fontsize=10)
-    return _save(fig, path, size)
+    return fig
+
+
+def heatmaps(path: Path, panels: Sequence[Heatmap], ylabel: str, xlabel: str, title: str,
+             colorbar: str) -> Size:
+    """Panels side by side, each ``HEATMAP_PANEL`` pixels, sharing one colour scale; a
+    panel's ``mark`` is a red cross, its value in the panel's legend."""
+    size = (HEATMAP_PANEL[0] * len(panels), HEATMAP_PANEL[1])
+    return _save(heatmaps_figure(panels, ylabel, xlabel, title, colorbar), path, size)
+
+
+COLORBAR_WIDTH = 90      # attention grid: pixels right of the tiles (the colour bar)
+ATTENTION_SCALE = "attention to the class, scaled per view:\n0 = the view's minimum, 1 = its maximum"
 
 
 def attention_grid_size(num_views: int, num_rows: int) -> Size:
     """Pixel size of :func:`attention_grid` for ``num_views`` columns and ``num_rows`` rows."""
-    return ROW_LABEL_WIDTH + TILE * num_views, TITLE_HEIGHT + TILE * num_rows
+    return ROW_LABEL_WIDTH + TILE * num_views + COLORBAR_WIDTH, TITLE_HEIGHT + TILE * num_rows
 
 
-def attention_grid(path: Path, images: np.ndarray, overlays: Sequence[Tuple[str, np.ndarray]],
-                   column_titles: Sequence[str], title: str, alpha: float = 0.5,
-                   fmt: str = "png") -> Size:
-    """images [V, S, S] in [0, 1] (grey) -> a grid with one row per overlay (label, maps
-    [V, S, S] in [0, 1], drawn over the images with a colour map), one column per view.
-    ``fmt``: matplotlib's file format (png, jpeg, pdf, svg)."""
+def attention_grid_figure(images: np.ndarray, overlays: Sequence[Tuple[str, np.ndarray]],
+                          column_titles: Sequence[str], title: str, alpha: float = 0.5,
+                          scale: str = ATTENTION_SCALE):
+    """The figure of :func:`attention_grid` (not saved)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
     v = images.shape[0]
     size = attention_grid_size(v, len(overlays))
     fig = _figure(size)
@@ -208,5 +353,23 @@ def attention_grid(path: Path, images: np.ndarray, overlays: Sequence[Tuple[str,
             ax.set_axis_off()
             if r == 0:
                 ax.set_title(column_titles[c], fontsize=7)
+    grid_height = TILE * len(overlays)
+    bar = fig.add_axes(((ROW_LABEL_WIDTH + TILE * v + 10) / w, 14 / h,
+                        14 / w, (grid_height - 28) / h))
+    fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap="jet"), cax=bar)
+    bar.set_ylabel(scale, fontsize=7)
+    bar.tick_params(labelsize=7)
     fig.suptitle(title, fontsize=9, y=1.0 - 6 / h, va="top")
+    return fig
+
+
+def attention_grid(path: Path, images: np.ndarray, overlays: Sequence[Tuple[str, np.ndarray]],
+                   column_titles: Sequence[str], title: str, alpha: float = 0.5,
+                   scale: str = ATTENTION_SCALE, fmt: str = "png") -> Size:
+    """images [V, S, S] in [0, 1] (grey) -> a grid with one row per overlay (label, maps
+    [V, S, S] in [0, 1], drawn over the images with a colour map), one column per view, and
+    a colour bar stating the maps' scaling (``scale``). ``fmt``: matplotlib's file format
+    (png, jpeg, pdf, svg)."""
+    size = attention_grid_size(images.shape[0], len(overlays))
+    fig = attention_grid_figure(images, overlays, column_titles, title, alpha, scale)
     return _save(fig, path, size, fmt)
