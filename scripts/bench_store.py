@@ -104,7 +104,7 @@ def main() -> int:
             shutil.rmtree(root, ignore_errors=True)
     pieces = -(-n // args.batch)
     print(f"write {pieces} pieces: {t_write:.2f} s ({n / t_write:.0f} clouds/s)")
-    print(f"open + find missing rows (reads {pieces} pieces' headers): {t_scan:.2f} s")
+    print(f"open + find missing rows (checks {pieces} pieces' checksums): {t_scan:.2f} s")
     print(f"read every row (64 a batch): {t_read:.2f} s ({n / t_read:.0f} clouds/s)")
     print(f"read + CALIP view logits of every row: {t_logits:.2f} s "
           f"(CALIP alone {t_logits - t_read:.2f} s)")
