@@ -22,13 +22,15 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, List, Sequence, Tuple
+from pathlib import Path
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..calip import ViewWeights, view_weight_tensor
+from .train import write_curves
 
 if TYPE_CHECKING:                     # a recipe: epochs, batch_size, optimizer, lr, weight_decay,
     from .config import TrainConfig   # momentum, label_smoothing, schedule, patience
@@ -168,7 +170,7 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 def train_tip_f(cache: TipCache, feats: torch.Tensor, base_logits: torch.Tensor, labels,
                 val_feats: torch.Tensor, val_base: torch.Tensor, val_labels, alpha: float,
                 beta: float, view_weights: ViewWeights, num_views: int, recipe: "TrainConfig",
-                generator: torch.Generator) -> TipFFit:
+                generator: torch.Generator, run_dir: Optional[Path] = None) -> TipFFit:
     """Train ``cache.keys`` as Tip-Adapter-F's ``run_tip_adapter_F`` does, on stored features.
 
     feats [S, D] (the shots' descriptors), base_logits [S, K] (ours), labels [S]; val_*
@@ -179,7 +181,9 @@ def train_tip_f(cache: TipCache, feats: torch.Tensor, base_logits: torch.Tensor,
     each epoch the validation accuracy at (alpha, beta) is measured; the keys of the first
     best epoch are kept (as Tip-Adapter-F keeps its best epoch, which it picks on test; we pick
     on validation), written into ``cache`` and returned with one curve row per epoch (epoch,
-    loss, train_accuracy, val_accuracy, lr). ``recipe.patience`` stops early.
+    loss, train_accuracy, val_accuracy, lr), also written to ``run_dir/curves.csv`` when
+    ``run_dir`` is given. ``recipe.patience`` stops early. No checkpoints: a rerun is cheap
+    and, with the same generator, identical.
     """
     if not isinstance(cache.keys, nn.Parameter):
         raise ValueError("train_tip_f needs a TipCache built with learnable=True")
@@ -220,4 +224,7 @@ def train_tip_f(cache: TipCache, feats: torch.Tensor, base_logits: torch.Tensor,
             break
     with torch.no_grad():
         cache.keys.copy_(best_keys)
+    if run_dir is not None:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        write_curves(curves, Path(run_dir) / "curves.csv")
     return TipFFit(best_epoch, best_acc, len(curves), time.perf_counter() - start, curves, best_keys)

@@ -40,7 +40,8 @@ def cache_inputs(prepared, base: str, k: int, seed: int) -> CacheInputs:
     weights = zero.weights(base)
     shots, val = prepared.features.of_train(rows), prepared.val
     t = prepared.cfg.tip
-    alphas, betas = default_grids(zero.num_views, t.alpha_max, t.alpha_steps, t.beta_max, t.beta_steps)
+    alphas, betas = default_grids(zero.num_views, t.alpha_max, t.alpha_steps, t.beta_max, t.beta_steps,
+                                  view_weights=weights)
     return CacheInputs(base, rows, descriptors(shots.global_, weights), shots.labels,
                        descriptors(val.global_, weights), zero.logits(base, zero.of(splits.val)),
                        val.labels, descriptors(prepared.test.global_, weights),

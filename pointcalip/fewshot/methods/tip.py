@@ -13,7 +13,7 @@ from . import METHODS
 class TipConfig(Section):
     """Tip-Adapter's cache on top of zero-shot ``base`` logits; alpha and beta searched on
     validation over ``0.1 + i (max - 0.1) / steps`` (Tip-Adapter's grids and its default
-    maxima; alpha multiplied by sqrt(V), see fewshot/tip.py). Tip-Adapter-F searches the same
+    maxima; alpha multiplied by ||w||_2, see fewshot/tip.py). Tip-Adapter-F searches the same
     grids."""
 
     base: typing.Literal["pointclip", "calip"] = "calip"

@@ -27,9 +27,10 @@ def run(prepared, k: int, seed: int):
     """-> the row of Tip-Adapter-F at ``k`` shots drawn with ``seed``: the keys trained with
     the (alpha, beta) found for the fixed cache, then (alpha, beta) searched again. The cache
     is built from the shots themselves (no augmented copies)."""
+    import torch
+
     from ..stages import Outcome
-    from ..tip import TipCache
-    from ..train import EvalSet, TrainSet
+    from ..tip import TipCache, train_tip_f
     from ._cache import accuracies, cache_inputs, search
 
     cfg, zero = prepared.cfg.tip_f, prepared.zero
@@ -37,10 +38,10 @@ def run(prepared, k: int, seed: int):
     cache = TipCache(x.keys, x.labels, zero.num_classes, learnable=True).to(prepared.device)
     alpha, beta = search(cache, x)
     base_train = zero.logits(cfg.base, zero.of(x.rows))
-    train = TrainSet((x.keys.unsqueeze(1), base_train.unsqueeze(1)), x.labels)
-    forward = lambda m, f, b: m.logits(f, b, alpha, beta)  # noqa: E731
-    fitted = prepared.folders.fit("tip_f", k, seed, cache, train,
-                                  EvalSet((x.val, x.val_base), x.val_labels), cfg.train, forward)
+    # Tip-Adapter-F's own objective and optimiser (fewshot/tip.py, checked against the official code)
+    fitted = train_tip_f(cache, x.keys, base_train, x.labels, x.val, x.val_base, x.val_labels, alpha, beta,
+                         zero.weights(cfg.base), zero.num_views, cfg.train, torch.Generator().manual_seed(seed),
+                         prepared.folders.run_dir("tip_f", k, seed))
     hp = {"base": cfg.base, "train_alpha": alpha, "train_beta": beta}
     alpha, beta = search(cache, x)
     val_acc, test_acc = accuracies(cache, x, alpha, beta)
