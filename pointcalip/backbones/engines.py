@@ -99,8 +99,8 @@ def planned_engine(engine: str, device: Union[str, torch.device, None],
     without loading a model (feature stores are found by it). ``tower_size``: bytes of the
     image tower's weights, when known (towers too large for one ONNX file stay eager)."""
     device = default_device(device)
-    if engine not in ENGINES or not ENGINES[engine].chooses:
-        return check_engine(engine, device), "asked for"
+    if not ENGINES[check_engine(engine, device)].chooses:
+        return engine, "asked for"
     if device.type != "cpu":
         return "eager", f"on {device} PyTorch runs the model in {precision}"
     chosen = os.environ.get(ENV, "").strip()
@@ -136,14 +136,12 @@ def select_engine(tower: Tower, engine: str = "auto", cache_dir: Union[str, Path
         engine, why = ENGINES[engine].target(tower)
     else:
         why = "asked for"
-    runner = None
-    if engine != "eager":
-        try:
-            runner = ENGINES[engine].target(tower, cache_dir)
-        except GraphError as err:
-            if not ENGINES[asked].chooses:
-                raise
-            log.warning("%s; using PyTorch (set engine to eager to skip the export)", err)
-            engine, why = "eager", "the ONNX graph failed"
+    try:
+        runner = ENGINES[engine].target(tower, cache_dir)
+    except GraphError as err:
+        if not ENGINES[asked].chooses:
+            raise
+        log.warning("%s; using PyTorch (set engine to eager to skip the export)", err)
+        runner, engine, why = None, "eager", "the ONNX graph failed"
     log.info("%s: image tower runs on %s (%s)", tower.name, engine, why)
     return engine, runner
