@@ -39,9 +39,14 @@ MAX_GRID_CELLS = 4096 ** 2
 #: the most points per cloud (the published files store 2048; 1M points per cloud is far
 #: beyond any projector's use)
 MAX_POINTS = 1 << 20
+#: the most views a projector may have (the published sets have 6 and 10)
+MAX_VIEWS = 1000
 #: the most bytes of CLIP images one projection batch may make (batch_size x views x 3 x
 #: image_size^2 float32)
 MAX_BATCH_IMAGE_BYTES = 8 << 30
+#: the most augmented clouds a few-shot run encodes (copies x shots x classes): 100 times
+#: ModelNet40's training set
+MAX_AUGMENTED_CLOUDS = 1_000_000
 
 @dataclass
 class DataConfig(Section):
@@ -92,6 +97,11 @@ class ProjectorConfig(Section):
         if self.name not in PROJECTORS:
             raise ConfigError("name", f"must be one of {', '.join(map(repr, sorted(PROJECTORS)))}, "
                                       f"got {self.name!r}")
+        views = self.options.get("views")      # a ring or a list: counted before building it
+        count = views.get("ring") if isinstance(views, Mapping) else (
+            len(views) if isinstance(views, list) else None)
+        if isinstance(count, int):
+            check_size("views", count, MAX_VIEWS, "views", fix="use fewer views")
         for key in self.options:
             if key not in self.accepted_options():
                 raise ConfigError(key, f"is not an option of the {self.name} projector "
@@ -189,12 +199,7 @@ class RunConfig(Section):
 
     def validate(self) -> None:
         check_model_keys(self)
-        projector = self.projector.build()
-        size = getattr(projector, "image_size", 224)
-        check_size("batch_size", self.batch_size * projector.num_views * 3 * size * size * 4,
-                   MAX_BATCH_IMAGE_BYTES, "bytes of CLIP images per batch",
-                   f"{self.batch_size} clouds x {projector.num_views} views x 3 x {size} x {size} "
-                   f"float32")
+        check_batch_size(self.batch_size, self.projector.build())
 
 
 @dataclass
@@ -210,6 +215,21 @@ class ZeroShotConfig(RunConfig):
         super().validate()
         if self.views is not None:
             check_views(self.views, self.projector.build().num_views)
+
+
+def check_batch_size(batch_size: int, projector: Any) -> None:
+    """What one projection batch holds (its depth maps and CLIP images, float32) within
+    MAX_BATCH_IMAGE_BYTES, or a ConfigError with the projected size: a typo in the batch
+    size, a ring of views or a map resolution is refused before anything is allocated. The
+    key named is ``projector`` when one cloud alone is over the limit, else ``batch_size``."""
+    views, image, side = projector.num_views, projector.image_size, projector.map_size
+    bins = getattr(projector, "depth_bins", 1)          # the realistic projector's voxel depth
+    per_cloud = views * (3 * image * image + bins * side * side) * 4
+    shape = (f"{views} views x (3 x {image}^2 image + {bins} x {side}^2 map) float32")
+    check_size("projector", per_cloud, MAX_BATCH_IMAGE_BYTES, "bytes",
+               f"per cloud: {shape}", "use fewer views or a lower resolution")
+    check_size("batch_size", batch_size * per_cloud, MAX_BATCH_IMAGE_BYTES, "bytes",
+               f"per batch: {batch_size} clouds x {shape}")
 
 
 def check_model_keys(cfg) -> None:

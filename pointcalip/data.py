@@ -5,6 +5,7 @@ from pathlib import Path
 
 from .config import DataConfig
 from .datasets import build_dataset, dataset_folder, ensure_dataset
+from .datasets.catalog import installing_entry
 from .datasets.base import H5CloudDataset
 from .core.paths import data_dir
 
@@ -14,7 +15,7 @@ def resolve_data_root(data: DataConfig, download: bool) -> Path:
     `<POINTCALIP_HOME>/data` (downloaded first when `download` and ModelNet40 is missing)."""
     if data.root:
         return Path(data.root).expanduser()
-    archive = "scanobjectnn" if data.name == "scanobjectnn" else "modelnet40"  # MN10 lives in MN40
+    archive = installing_entry(data.name).name        # e.g. ModelNet10 lives in ModelNet40's folder
     if download:
         return ensure_dataset(archive, root=data_dir())
     return dataset_folder(archive, root=data_dir())

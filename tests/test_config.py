@@ -178,3 +178,124 @@ def test_templates_and_classnames_are_checked():
                          (["chair", " "], "non-empty strings"), ([], "must not be empty")]:
         with pytest.raises(ValueError, match=message):
             check_classnames(bad)
+
+
+# ------------------------------------------------------------------ bad input (issue 18)
+def write_laughs(path, levels=9):
+    """A YAML file whose aliases expand to 10**levels strings under `backbone:`."""
+    lines = ["backbone:", '  a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, levels)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_exponential_aliases_are_refused_fast_naming_the_file(tmp_path):
+    import time
+
+    path = write_laughs(tmp_path / "laughs.yaml")
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=r"config file .*laughs\.yaml holds more than 100,000 "
+                                         r"values once its YAML aliases"):
+        load_config(ZeroShotConfig, [path])
+    assert time.perf_counter() - t0 < 2.0
+    with pytest.raises(ValueError, match=r"--set backbone holds more than"):
+        load_config(ZeroShotConfig, ["modelnet40"], [
+            "backbone=" + write_laughs(tmp_path / "v.yaml", 7).read_text().replace("backbone:\n", "")
+            .replace("\n  ", ", ").strip().join("{}")])
+    # aliases that stay small are fine (a value used twice)
+    (tmp_path / "ok.yaml").write_text("data: {name: modelnet40, num_points: &n 20}\ntune: {grid: *n}\n")
+    assert load_config(ZeroShotConfig, [tmp_path / "ok.yaml"]).tune.grid == 20
+
+
+@pytest.mark.parametrize("include", ["5", "[null]", "[base.yaml, 3]", "{a: b}", "['']"])
+def test_include_must_name_files(tmp_path, include):
+    (tmp_path / "c.yaml").write_text(f"include: {include}\nbackbone: RN50\n")
+    with pytest.raises(ValueError, match=r"config file .*c\.yaml: include must be a file name or "
+                                         r"a list of file names"):
+        load_config(ZeroShotConfig, [tmp_path / "c.yaml"])
+
+
+@pytest.mark.parametrize("value", ["[zeroshot]", "{a: 1}", "3"])
+def test_command_must_be_a_name(value):
+    from pointcalip.config import load_any_config
+
+    for load in (lambda o: load_config(ZeroShotConfig, ["modelnet40"], o),
+                 lambda o: load_any_config(["modelnet40"], o)):
+        with pytest.raises(ConfigError, match=r"config key command must be a command name such "
+                                              r"as zeroshot, got"):
+            load([f"command={value}"])
+
+
+def float_keys(cls, prefix=""):
+    """Dotted keys of every float field of a config class and its sections."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if tp is float or typing.get_args(tp) == (float, type(None)):
+            yield prefix + f.name
+        elif dataclasses.is_dataclass(tp):
+            yield from float_keys(tp, f"{prefix}{f.name}.")
+
+
+@pytest.mark.parametrize("command", ["zeroshot", "fewshot", "ablate"])
+def test_every_float_key_takes_exponent_notation(tmp_path, command):
+    """YAML 1.1 reads 5e-1 (no dot) as text: every float key accepts it, from --set and YAML."""
+    cls = config_class(command)
+    keys = sorted(float_keys(cls))
+    assert "tune.beta3_max" in keys and (command != "fewshot" or "calip_fs.train.lr" in keys)
+    default = {"zeroshot": "modelnet40", "fewshot": "modelnet40_fewshot",
+               "ablate": "ablation_views"}[command]
+    for key in keys:
+        cfg = load_config(cls, [default], [f"{key}=5e-1"])
+        value = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
+        assert value == 0.5 and isinstance(value, float), key
+    (tmp_path / "c.yaml").write_text(f"include: {CONFIGS / (default + '.yaml')}\n"
+                                     "tune:\n  beta3_max: 1e-2\n  beta2_max: +2E0\n")
+    cfg = load_config(cls, [tmp_path / "c.yaml"])
+    assert cfg.tune.beta3_max == 0.01 and cfg.tune.beta2_max == 2.0
+    with pytest.raises(ConfigError, match=r"tune\.beta3_max must be a number, got 'x1e-2'"):
+        load_config(cls, [default], ["tune.beta3_max=x1e-2"])
+
+
+@pytest.mark.parametrize("configs, override, message", [
+    (["modelnet40"], "tune.grid=100000", r"tune\.grid would make 10,000,000,000 beta2 x beta3 "
+                                         r"grid cells \(100000 x 100000\), over the limit of 16,777,216"),
+    (["modelnet40"], "data.num_points=1000000000", r"data\.num_points would make 1,000,000,000 "
+                                                   r"points per cloud, over the limit of 1,048,576"),
+    (["modelnet40"], "batch_size=100000", r"batch_size would make 373\.1 GiB \(per batch: 100000 "
+                                          r"clouds x 6 views"),
+    (["modelnet40"], "projector.views={ring: 100000}", r"projector\.views would make 100,000 "
+                                                        r"views, over the limit of 1,000"),
+    (["modelnet40"], "projector.views={ring: 900}", r"batch_size would make 9\.0 GiB \(per "
+                                                     r"batch: 16 clouds x 900 views x \(3 x 224\^2 image"),
+    (["modelnet40"], "projector.resolution=30000", r"projector would make 20\.1 GiB \(per cloud: "
+                                                   r"6 views x \(3 x 224\^2 image \+ 1 x 30000\^2 map"),
+    (["modelnet40_realistic"], "projector.grid_resolution=20000", r"projector would make 119\.2 GiB "
+                                                                  r"\(per cloud: 10 views x \(3 x "
+                                                                  r"224\^2 image \+ 8 x 19998\^2 map\)"),
+    (["modelnet40_fewshot"], "augment.copies=10000000",
+     r"augment\.copies would make 6,400,000,000 augmented clouds to encode \(10000000 copies x 16 "
+     r"shots x 40 classes\), over the limit of 1,000,000"),
+])
+def test_settings_that_multiply_are_refused_with_the_projected_size(configs, override, message):
+    import time
+
+    from pointcalip.config import load_any_config
+
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match=message):
+        load_any_config(configs, [override])
+    assert time.perf_counter() - t0 < 2.0        # refused before anything is allocated
+
+
+def test_sizes_within_the_limits_still_load():
+    from pointcalip.config import load_any_config
+
+    assert load_any_config(["modelnet40"], ["tune.grid=4096"]).tune.grid == 4096
+    assert load_any_config(["modelnet40_fewshot"], ["augment.copies=100"]).augment.copies == 100
+    assert load_any_config(["scanobjectnn_pb_t50_rs_fewshot"], ["augment.copies=4166"]).augment.copies == 4166

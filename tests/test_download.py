@@ -243,3 +243,34 @@ def test_cli_unwritable_root_is_one_line(tmp_path, mn40_zip, capsys):
     assert main(["download", "modelnet40", "--from", str(mn40_zip), "--root", str(blocker / "data")]) == 2
     err = capsys.readouterr().err
     assert f"cannot write in {blocker / 'data'}" in err and "choose another folder with --root DIR" in err
+
+
+def test_cli_checks_from_first_and_speaks_cli(tmp_path, mn40_zip, capsys, caplog):
+    """`--from` a missing file fails (exit 2, naming it) even when the dataset is installed;
+    an ignored `--from` says `--force`, never the Python `force=True`."""
+    root = tmp_path / "data"
+    assert main(["download", "modelnet40", "--from", str(mn40_zip), "--root", str(root)]) == 0
+    capsys.readouterr()
+    missing = tmp_path / "missing.zip"
+    for name in ("modelnet40", "modelnet10"):
+        assert main(["download", name, "--from", str(missing), "--root", str(root)]) == 2
+        err = capsys.readouterr().err
+        assert f"--from path {missing} does not exist" in err and len(err.strip().splitlines()) == 1
+    assert main(["download", "modelnet40", "--from", str(mn40_zip), "--root", str(root)]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == str(root / "modelnet40_ply_hdf5_2048")
+    assert "already installed" in err and "add --force to reinstall" in err
+    assert "force=True" not in err + out + caplog.text
+    with pytest.raises(FileNotFoundError, match="missing.zip does not exist"):
+        ensure_dataset("modelnet40", root=root, from_path=missing)
+
+
+def test_sources_and_choices_derive_from_the_catalog():
+    from pointcalip.datasets.catalog import DATASETS, installing_entry
+
+    assert DATASETS.names() == ["modelnet40", "modelnet10", "scanobjectnn"]
+    assert set(dl.SOURCES) == {"modelnet40", "scanobjectnn"} and dl.ALIASES == {"modelnet10": "modelnet40"}
+    assert installing_entry("ModelNet10").name == "modelnet40"
+    assert dl.source("modelnet10") is dl.SOURCES["modelnet40"]
+    with pytest.raises(ValueError, match=r"unknown dataset 'shapenet'"):
+        dl.source("shapenet")

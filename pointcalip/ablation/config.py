@@ -18,12 +18,25 @@ from typing import ClassVar, List, Optional, Sequence, Union
 
 from ..config import (ConfigError, ProjectorConfig, Section, ZeroShotConfig, check_backbone,
                       check_views, load_yaml_tree, resolve_config_path)
+from ..core.registry import Registry
 from ..prompts import load_templates
 
-#: every study, in the order a config that lists several runs them
-STUDIES = ("views", "terms", "prompts", "projectors", "backbones", "weights")
+#: every study, in the order a config that lists several runs them: each study's section
+#: class below declares its name, its runner (``"module:function(ctx)"``, imported when the
+#: study runs, so listing studies imports no torch) and its section key (``<name>_study``)
+STUDIES = Registry("ablation study")
 
 
+def study(name: str, runner: str):
+    """Register the decorated section class as the options of study ``name``."""
+    def add(section: type) -> type:
+        STUDIES.register(name, runner, section=f"{name}_study", config=section)
+        return section
+    return add
+
+
+
+@study("views", "pointcalip.ablation.views:run_views")
 @dataclass
 class ViewsStudyConfig(Section):
     """Accuracy against the number of views, from every subset of the projector's views.
@@ -37,6 +50,7 @@ class ViewsStudyConfig(Section):
     order: Optional[List[int]] = None
 
 
+@study("terms", "pointcalip.ablation.terms:run_terms")
 @dataclass
 class TermsStudyConfig(Section):
     """CLIP alone (l0), + l1 (beta2), + l2 (beta3), full CALIP; ``surface``: also the
@@ -45,6 +59,7 @@ class TermsStudyConfig(Section):
     surface: bool = True
 
 
+@study("prompts", "pointcalip.ablation.prompts:run_prompts")
 @dataclass
 class PromptsStudyConfig(Section):
     """Prompt sources compared: template set names (configs/prompts.yaml), inline template
@@ -65,6 +80,7 @@ class PromptsStudyConfig(Section):
                 raise ConfigError(f"candidates[{i}]", f"is not usable: {err}") from None
 
 
+@study("projectors", "pointcalip.ablation.projectors:run_projectors")
 @dataclass
 class ProjectorsStudyConfig(Section):
     """Projectors compared on the same backbone and data, each with all its views."""
@@ -82,6 +98,7 @@ class ProjectorsStudyConfig(Section):
                                                       "(same pixels)")
 
 
+@study("backbones", "pointcalip.ablation.backbones:run_backbones")
 @dataclass
 class BackbonesStudyConfig(Section):
     """Backbones compared (CLIP names or checkpoint files): those whose features are in the
@@ -101,6 +118,7 @@ class BackbonesStudyConfig(Section):
                 raise ConfigError(f"backbones[{i}]", str(err)) from None
 
 
+@study("weights", "pointcalip.ablation.weights:run_weights")
 @dataclass
 class WeightsStudyConfig(Section):
     """Uniform view weights vs weights searched on validation vs searched on test

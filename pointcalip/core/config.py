@@ -162,18 +162,22 @@ def _type_error(key: str, tp: Any, value: Any) -> ConfigError:
 # ------------------------------------------------------------------------------------ sizes
 
 
-def check_size(key: str, size: int, limit: int, what: str, why: str = "") -> None:
+def check_size(key: str, size: int, limit: int, what: str, why: str = "",
+               fix: str = "lower it") -> None:
     """Refuse a setting that would make ``size`` of ``what`` (more than ``limit``) before any
-    work starts: a ConfigError naming ``key`` and the projected size."""
+    work starts: a ConfigError naming ``key`` and the projected size. ``what == "bytes"``
+    reads in GiB."""
     if size > limit:
         because = f" ({why})" if why else ""
-        raise ConfigError(key, f"would make {_count(size)} {what}{because}, over the limit of "
-                               f"{_count(limit)}; lower it")
+        raise ConfigError(key, f"would make {_count(size, what)}{because}, over the limit of "
+                               f"{_count(limit, what)}; {fix}")
 
 
-def _count(n: int) -> str:
-    """12,345 or 1.2e+12: readable counts however large."""
-    return f"{n:,}" if n < 10 ** 15 else f"{n:.3g}"
+def _count(n: int, what: str) -> str:
+    """'12,345 clouds', '1.2e+18 cells', '953.7 GiB': readable sizes however large."""
+    if what == "bytes":
+        return f"{n / 2 ** 30:,.1f} GiB"
+    return f"{n:,} {what}" if n < 10 ** 15 else f"{n:.3g} {what}"
 
 
 # ---------------------------------------------------------------------------------- sections
