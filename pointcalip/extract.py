@@ -172,7 +172,10 @@ def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, back
         stats.encoded += len(chunk)
 
     def show_progress():
-        """Rank 0's bar counts every rank's stored clouds."""
+        """Rank 0's bar counts every rank's stored clouds (other ranks show no bar, and do not
+        open, hence checksum, the pieces the others write)."""
+        if not shard.is_main:
+            return
         done = stats.encoded if shard.world_size == 1 else \
             int(store.stored(todo_rows).sum()) if len(todo_rows) else 0
         bar.update(done - bar.n)
