@@ -43,6 +43,7 @@ class Split:
 
     def __init__(self, split: str, labels: np.ndarray):
         self.name, self.split, self.labels = "bench", split, labels
+        self.classnames = [f"class{c}" for c in range(int(labels.max()) + 1)]
         self.settings = {"name": "bench", "split": split, "n": len(labels)}
 
     def __len__(self) -> int:
