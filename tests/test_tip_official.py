@@ -129,3 +129,21 @@ def test_training_and_choices_equal_the_officials(gold, name):
     with torch.no_grad():
         test = 100.0 * int((cache.logits(feats, base, alpha, beta).argmax(-1) == labels).sum()) / len(labels)
     assert test == pytest.approx(float(c.gold("test_accuracy")), abs=1e-9)
+
+
+def test_goldens_say_where_they_come_from(gold):
+    assert str(gold["meta_tip_adapter_url"]) == "https://github.com/gaopengcuhk/Tip-Adapter"
+    assert len(str(gold["meta_tip_adapter_commit"])) == 40                 # a clean checkout
+    assert str(gold["meta_command"]).startswith("python scripts/make_goldens.py --tip-adapter")
+
+
+def test_a_wrong_tip_adapter_checkout_is_named(tmp_path):
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent.parent / "scripts"))
+    try:
+        from official_code import OfficialCodeError, tip_adapter_root
+    finally:
+        sys.path.pop(0)
+    with pytest.raises(OfficialCodeError, match=rf"Tip-Adapter checkout {tmp_path} lacks main.py \(clone "
+                                                 r"https://github.com/gaopengcuhk/Tip-Adapter"):
+        tip_adapter_root(tmp_path)
