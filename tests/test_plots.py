@@ -38,7 +38,7 @@ def test_chosen_betas_are_marked_where_they_are_with_their_value_in_the_legend()
     b2 = np.linspace(0.001, 1.9, 10)
     b3 = np.linspace(0.001, 0.095, 8)
     values = np.random.default_rng(0).uniform(40, 60, size=(10, 8))
-    chosen = (float(b2[0]), float(b3[0]))                 # a corner: the case that hid it
+    chosen = (float(b2[0]), float(b3[5]))                 # on the edge, where it was half hidden
     panels = [plots.Heatmap(values, b2, b3, "tuning", chosen),
               plots.Heatmap(values + 1, b2, b3, "test", chosen)]
     fig = plots.heatmaps_figure(panels, "beta2", "beta3", "surface", "top-1 (%)")
