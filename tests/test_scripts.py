@@ -30,7 +30,7 @@ def test_render_views_writes_one_tile_per_view(render_views, tmp_path, capsys):
     out = tmp_path / "sub" / "chair.png"
     assert render_views.main(["--synthetic", "chair", "--projector", "realistic", "-o", str(out)]) == 0
     image = Image.open(out)
-    assert image.mode == "L" and image.size == (5 * 228 + 4, 2 * 242 + 4)   # 10 views in 2 rows of 5
+    assert image.mode == "L" and image.size == (5 * 228 + 4, 2 * (224 + render_views.CAPTION + 4) + 4)  # 2 rows of 5
     assert "10 views of 1024 points" in capsys.readouterr().out
 
 
