@@ -106,7 +106,11 @@ def run(args) -> int:
     else:                                                     # the runner-up
         target = classes.index(expl.top(2)[-1][0]) if len(classes) > 1 else None
     out = args.output or default_out
-    render(expl, out, target, title, [f"view {v}" for v in views])
+    from ..report.plots import view_name
+
+    tilts = projector.view_set.tilts or (0.0,) * len(views)
+    render(expl, out, target, title, [view_name(v, a, t) for v, a, t in
+                                      zip(views, projector.view_set.angles, tilts)])
     ranked = ", ".join(f"{name} {p:.1%}" for name, p in expl.top(3))
     print(f"{title}: {ranked}")
     print(f"wrote {out}")
