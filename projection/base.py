@@ -6,8 +6,6 @@ from abc import ABC, abstractmethod
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .views import ViewSet
 
@@ -23,6 +21,7 @@ def check_points(points) -> torch.Tensor:
     -> [B, N, 3] float32 on the input's device.
     Raises ValueError for a wrong shape, an empty cloud, or NaN/inf coordinates (naming the cloud).
     """
+    import torch
     if isinstance(points, np.ndarray):
         points = torch.from_numpy(points)
     if not isinstance(points, torch.Tensor):
@@ -55,6 +54,8 @@ def to_clip_images(maps: torch.Tensor, image_size: int = 224, clip_normalize: bo
     channel is expanded (a view, no copy) to 3 channels; with `clip_normalize`, CLIP's per-channel
     mean/std is applied (which materialises the 3 channels).
     """
+    import torch
+    import torch.nn.functional as F
     b, v, h, w = maps.shape
     x = maps.reshape(b * v, 1, h, w)
     if (h, w) != (image_size, image_size):
@@ -83,7 +84,7 @@ class Projector(ABC):
         self.view_set = view_set
         self.image_size = image_size
         self.clip_normalize = bool(clip_normalize)
-        self._rot_cpu = view_set.rotations()
+        self._rot_cpu = None      # view_set.rotations(), computed at the first projection
         self._rot_cache: Dict[torch.device, Tuple[torch.Tensor, Optional[torch.Tensor]]] = {}
 
     @property
@@ -103,10 +104,11 @@ class Projector(ABC):
     def _own_settings(self) -> dict:
         """Subclass parameters for `settings` (JSON-serialisable)."""
 
-    @torch.no_grad()
     def project(self, points) -> torch.Tensor:
         """points [B, N, 3] or [N, 3] -> maps [B, V, H, W] float32, on the input's device."""
-        return self._project(check_points(points))
+        import torch
+        with torch.no_grad():
+            return self._project(check_points(points))
 
     def __call__(self, points) -> torch.Tensor:
         """points [B, N, 3] or [N, 3] -> CLIP-ready images [B, V, 3, image_size, image_size].
@@ -114,6 +116,7 @@ class Projector(ABC):
         Without `clip_normalize` the result is an expanded (stride-0) view over the channel axis;
         call `.contiguous()` if you need to write into it.
         """
+        import torch
         with torch.no_grad():
             return to_clip_images(self.project(points), self.image_size, self.clip_normalize)
 
@@ -129,7 +132,7 @@ class Projector(ABC):
         """A copy of this projector rendering only the views at `indices` (same pixels per view)."""
         out = copy.copy(self)
         out.view_set = self.view_set.subset(indices)
-        out._rot_cpu = out.view_set.rotations()
+        out._rot_cpu = None
         out._rot_cache = {}
         return out
 
@@ -138,7 +141,10 @@ class Projector(ABC):
 
     def _rotate(self, points: torch.Tensor) -> torch.Tensor:
         """points [B, N, 3] -> rotated [B, V, N, 3] (`(p @ R^T) @ Ry(t)^T`, as the references)."""
+        import torch
         dev = points.device
+        if self._rot_cpu is None:
+            self._rot_cpu = self.view_set.rotations()
         if dev not in self._rot_cache:
             base, tilt = self._rot_cpu
             self._rot_cache[dev] = (base.to(dev), None if tilt is None else tilt.to(dev))

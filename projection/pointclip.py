@@ -4,8 +4,6 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-import torch
-
 from .base import Projector
 from .views import POINTCLIP_FEWSHOT, POINTCLIP_ZEROSHOT, ViewsArg, pick_preset, resolve_views
 
@@ -55,6 +53,7 @@ class PointCLIPProjector(Projector):
         return {"preset": self.preset, "resolution": self.resolution, "distance": self.distance}
 
     def _project(self, points: torch.Tensor) -> torch.Tensor:
+        import torch
         b, n, _ = points.shape
         v, r = self.num_views, self.resolution
         p = self._rotate(points)                                  # [B, V, N, 3]

@@ -10,8 +10,6 @@ import math
 import warnings
 from typing import Optional
 
-import torch
-
 from .base import Projector
 from .views import POINTCLIP_V2, ViewsArg, pick_preset, resolve_views
 
@@ -27,6 +25,7 @@ def gaussian_1d(size: int, sigma: float) -> torch.Tensor:
     The outer product of this with itself is the reference's normalised 2-D kernel (up to float
     rounding, ~1e-8).
     """
+    import torch
     xs = torch.arange(size, dtype=torch.float32) - size // 2
     k = torch.exp(-(xs ** 2) / (2 * sigma ** 2))
     return k / k.sum()
@@ -37,6 +36,7 @@ def sliding_max(x: torch.Tensor, k: int, dim: int) -> torch.Tensor:
 
     Doubling: after each step entry i holds the max of a window of `span` entries starting at i.
     """
+    import torch
     span = 1
     while span < k:
         step = min(span, k - span)
@@ -48,6 +48,7 @@ def sliding_max(x: torch.Tensor, k: int, dim: int) -> torch.Tensor:
 
 def blur_1d(x: torch.Tensor, weights: torch.Tensor, dim: int) -> torch.Tensor:
     """Zero-padded 'same' correlation with an odd 1-D kernel (CPU weights) along `dim`."""
+    import torch
     c = weights.numel() // 2
     w = weights.tolist()
     out = x * w[c]
@@ -110,7 +111,7 @@ class RealisticProjector(Projector):
         self.blur_kernel = blur_kernel
         self.blur_sigma = float(blur_sigma)
         self.reference_translation = bool(reference_translation)
-        self._blur = gaussian_1d(blur_kernel, self.blur_sigma)
+        self._blur = None         # gaussian_1d(blur_kernel, blur_sigma), made at the first projection
         super().__init__(resolve_views(views, REALISTIC_PRESETS[preset]), image_size, clip_normalize)
 
     @property
@@ -136,6 +137,7 @@ class RealisticProjector(Projector):
         gx, gy: [c, N] int64 voxel row / column (clipped); k: [c, N] int64 depth slice;
         val: [c, N] stored depth values; out: [c, h*h] zeros, receives the squeezed maps.
         """
+        import torch
         c, n = gx.shape
         d, pad, dev = self.depth_bins, self.pool_padding, gx.device
         side = self.grid_resolution + 2 * pad
@@ -154,6 +156,8 @@ class RealisticProjector(Projector):
         planes = planes.view(m, side, side)
         # 4. densify (max-pool, stride 1), 5. smooth (Gaussian, zero padding)
         planes = sliding_max(sliding_max(planes, self.pool_kernel, 1), self.pool_kernel, 2)
+        if self._blur is None:
+            self._blur = gaussian_1d(self.blur_kernel, self.blur_sigma)
         planes = blur_1d(blur_1d(planes, self._blur, 1), self._blur, 2)
         # 6. squeeze: max over the slices (absent slices are all 0 and never win)
         with warnings.catch_warnings():
@@ -161,6 +165,7 @@ class RealisticProjector(Projector):
             out.index_reduce_(0, owner, planes.reshape(m, -1), "amax", include_self=True)
 
     def _project(self, points: torch.Tensor) -> torch.Tensor:
+        import torch
         b, n, _ = points.shape
         v, r, d = self.num_views, self.grid_resolution, self.depth_bins
         bv = b * v

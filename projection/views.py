@@ -17,7 +17,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
-import torch
 
 pi = math.pi  # == numpy.pi; the preset angles below are written as in the reference code
 
@@ -74,6 +73,7 @@ class ViewSet:
 
         -> base [V, 3, 3] (= R^T), tilt [V, 3, 3] (= Ry(t)^T) or None.
         """
+        import torch
         base = euler2mat(torch.tensor(self.angles, dtype=torch.float64).float()).transpose(1, 2)
         if self.tilts is None:
             return base.contiguous(), None
@@ -91,6 +91,7 @@ def euler2mat(angle: torch.Tensor) -> torch.Tensor:
 
     Same float32 arithmetic as the reference code (torch cos/sin, stacked, `x @ y @ z`).
     """
+    import torch
     x, y, z = angle[:, 0], angle[:, 1], angle[:, 2]
     zero = z * 0
     one = zero + 1

@@ -382,3 +382,26 @@ def test_a_prompt_file_without_a_class_stops_the_run(runs, tmp_path, capsys):
     assert "has no prompts for class 'cup'" in err and "two_classes.yaml" in err
     assert not (tmp_path / "out" / "prompts").exists()
     assert not (tmp_path / "out").exists()          # no empty output folder is left behind
+
+
+def test_every_study_is_one_registry_entry_with_its_section_and_runner():
+    """The studies registry: each entry's section is AblationConfig's field of that class,
+    its runner is the function run_ablation calls, and configs accept exactly its names."""
+    import dataclasses
+    import typing
+
+    from pointcalip.ablation.config import STUDIES, AblationConfig
+    from pointcalip.ablation.run import RUNNERS
+    from pointcalip.config import ConfigError, load_config
+
+    hints = typing.get_type_hints(AblationConfig)
+    fields = {f.name for f in dataclasses.fields(AblationConfig)}
+    assert STUDIES.names() == ["views", "terms", "prompts", "projectors", "backbones", "weights"]
+    for entry in STUDIES.entries():
+        assert entry.section == f"{entry.name}_study" and entry.section in fields
+        assert hints[entry.section] is entry.config
+        assert RUNNERS[entry.name].__name__ == f"run_{entry.name}"
+    assert list(RUNNERS) == STUDIES.names()
+    with pytest.raises(ConfigError, match=r"studies must list studies among views, terms, prompts, "
+                                          r"projectors, backbones, weights"):
+        load_config(AblationConfig, ["ablation_views"], ["studies=[view]"])

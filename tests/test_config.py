@@ -299,3 +299,40 @@ def test_sizes_within_the_limits_still_load():
     assert load_any_config(["modelnet40"], ["tune.grid=4096"]).tune.grid == 4096
     assert load_any_config(["modelnet40_fewshot"], ["augment.copies=100"]).augment.copies == 100
     assert load_any_config(["scanobjectnn_pb_t50_rs_fewshot"], ["augment.copies=4166"]).augment.copies == 4166
+
+
+@pytest.mark.xfail(reason="pointcalip/backbones/__init__.py imports torch at import and "
+                          "check_backbone / check_engine import through it (backbone families, "
+                          "issue 16); datasets, projectors and the loader import none")
+def test_checking_every_shipped_config_imports_no_torch_nor_open_clip():
+    """Loading and checking a config (any command) is cheap: no torch, no open_clip (the CLI
+    answers config errors at once). Run in a fresh process; the failure names who imported."""
+    import subprocess
+    import sys
+
+    code = f"""
+import builtins, sys, traceback
+from pathlib import Path
+first = {{}}
+real_import = builtins.__import__
+def spy(name, *args, **kwargs):
+    top = name.split(".")[0]
+    if top in ("torch", "open_clip") and top not in first and top not in sys.modules:
+        first[top] = [f"{{f.filename}}:{{f.lineno}}" for f in traceback.extract_stack()
+                      if "/pointcalip/" in f.filename or "/projection/" in f.filename
+                      or "/datasets/" in f.filename][-3:]
+    return real_import(name, *args, **kwargs)
+builtins.__import__ = spy
+from pointcalip.config import load_any_config, load_yaml_tree
+count = 0
+for path in sorted(Path({str(CONFIGS)!r}).glob("*.yaml")):
+    if load_yaml_tree(path).get("command") is not None:
+        load_any_config([path])
+        count += 1
+print(count, first)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    count, _, first = out.stdout.strip().partition(" ")
+    assert int(count) == sum(len(v) for v in shipped_configs_by_kind().values()) > 20
+    assert first == "{}", f"checking configs imported (module: importing lines) {first}"

@@ -271,3 +271,55 @@ def test_bad_shape(tmp_path):
         f["data"] = np.zeros((20, 8, 2), np.float32)
     with pytest.raises(ValueError, match=r"ply_data_test0.h5.*\[n, points, 3\]"):
         ModelNet40(folder, split="test")
+
+
+# ------------------------------------------------------------------------- catalogs (issue 16)
+def test_the_dataset_catalog_declares_what_every_list_derives_from():
+    from pointcalip.config import DataConfig
+    from pointcalip.datasets import DATASETS, MODELNET10_CLASSES, MODELNET40_CLASSES, SCANOBJECTNN_CLASSES
+    from pointcalip.datasets.catalog import DATASETS as CATALOG
+    from pointcalip.datasets.scanobjectnn import VARIANT_FILES
+
+    assert CATALOG.names() == ["modelnet40", "modelnet10", "scanobjectnn"] == list(DATASETS)
+    assert DATASETS == {"modelnet40": ModelNet40, "modelnet10": ModelNet10, "scanobjectnn": ScanObjectNN}
+    assert [CATALOG[n].classes for n in CATALOG] == [
+        len(MODELNET40_CLASSES), len(MODELNET10_CLASSES), len(SCANOBJECTNN_CLASSES)] == [40, 10, 15]
+    assert VARIANT_FILES is CATALOG["scanobjectnn"].variants
+    assert DataConfig(name="modelnet10").num_classes == 10
+    # the config's dataset names are the catalog's
+    import typing
+    assert typing.get_args(typing.get_type_hints(DataConfig)["name"]) == tuple(CATALOG.names())
+
+
+def test_catalog_names_import_no_torch():
+    """Names of datasets, projectors and studies are listed (CLI --help, config errors)
+    without importing torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from pointcalip.datasets.catalog import DATASETS\n"
+            "from pointcalip.projection.catalog import PROJECTORS\n"
+            "from pointcalip.ablation.config import STUDIES\n"
+            "import pointcalip.datasets, pointcalip.projection, pointcalip.config\n"
+            "print(DATASETS.names(), PROJECTORS.names(), STUDIES.names())\n"
+            "print(sorted(m for m in ('torch', 'open_clip', 'h5py') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    names, heavy = out.stdout.strip().splitlines()
+    assert names == ("['modelnet40', 'modelnet10', 'scanobjectnn'] ['pointclip', 'realistic'] "
+                     "['views', 'terms', 'prompts', 'projectors', 'backbones', 'weights']")
+    assert heavy == "[]"
+
+
+def test_build_dataset_and_projector_come_from_their_catalogs(mn40):
+    from pointcalip.projection import PROJECTORS, PointCLIPProjector, RealisticProjector, build_projector
+    from pointcalip.projection.catalog import projector_options
+
+    assert PROJECTORS == {"pointclip": PointCLIPProjector, "realistic": RealisticProjector}
+    assert build_projector("PointCLIP", views="fewshot").num_views == 10
+    assert projector_options("pointclip")[:2] == ["views", "preset"]
+    with pytest.raises(ValueError, match=r"unknown projector 'sparse'; choose one of \['pointclip', 'realistic'\]"):
+        build_projector("sparse")
+    with pytest.raises(ValueError, match=r"unknown dataset 'shapenet'; use one of"):
+        build_dataset("shapenet", mn40)

@@ -11,26 +11,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from ..backbone import ClipBackbone
+from ..backbones import ClipBackbone
 from ..core.paths import ensure_writable
 from ..prompts import load_templates
 from ..report.results import RunInfo, backbone_label, run_name
-from .backbones import run_backbones
-from .config import AblationConfig
+from ..datasets.catalog import load_target
+from .config import STUDIES, AblationConfig
 from .context import AblationContext, projector_label
-from .prompts import run_prompts
-from .projectors import run_projectors
 from .report import write_index, write_study
 from .tables import StudyResult
-from .terms import run_terms
-from .views import run_views
-from .weights import run_weights
 
 log = logging.getLogger(__name__)
 
+#: each study's runner, from the studies registry
 RUNNERS: Dict[str, Callable[[AblationContext], StudyResult]] = {
-    "views": run_views, "terms": run_terms, "prompts": run_prompts,
-    "projectors": run_projectors, "backbones": run_backbones, "weights": run_weights}
+    entry.name: load_target(entry.target) for entry in STUDIES.entries()}
 
 
 @dataclass
@@ -104,7 +99,7 @@ def run_ablation(cfg: AblationConfig, backbone: Optional[ClipBackbone] = None,
     t_start = time.perf_counter()
     ensure_writable(output_dir(cfg), "--set output_dir=DIR")
     ctx = AblationContext(cfg, backbone)
-    ensure_writable(ctx.store.root, "--set cache_dir=DIR")
+    ctx.store.check()      # read-only is fine; written only if rows are missing
     main = ctx.backbone()
     studies, timings = [], {}
     for name in cfg.studies:
