@@ -28,9 +28,20 @@ from ...core.registry import Entry, Registry
 METHODS = Registry("few-shot method", discover=__name__)
 
 
+#: what every method must declare
+REQUIRED = ("section", "trains", "augmented", "order")
+
+
 def method_entries() -> List[Entry]:
     """Every registered method, in its declared order."""
-    return sorted(METHODS.entries(), key=lambda e: e.order)
+    entries = METHODS.entries()
+    for entry in entries:
+        missing = [key for key in REQUIRED if key not in entry.meta]
+        if missing:
+            raise TypeError(f"few-shot method {entry.name!r} ({getattr(entry.target, '__module__', '?')}) "
+                            f"declares no {', '.join(missing)}: METHODS.register({entry.name!r}, "
+                            f"section=..., trains=..., augmented=..., order=...)")
+    return sorted(entries, key=lambda e: e.order)
 
 
 def method_names() -> List[str]:
