@@ -32,7 +32,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     import torch
 
-    from ..backbone import load_clip
+    from ..backbones import load_clip
     from ..datasets import load_point_cloud
     from ..model import PointCALIP
     from ..prompts import check_classnames

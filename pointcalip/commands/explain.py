@@ -79,7 +79,7 @@ def _cloud(args):
 
 
 def run(args) -> int:
-    from ..backbone import load_clip
+    from ..backbones import load_clip
     from ..explain import explain_cloud, image_format, render
     from ..prompts import check_classnames
 
