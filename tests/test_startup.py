@@ -54,9 +54,6 @@ def test_typos_get_a_suggestion_without_torch(argv, says):
     assert probe == "NO TORCH 2" and says in said[-1]
 
 
-@pytest.mark.xfail(reason="pointcalip/config.py DataConfig.validate imports pointcalip.datasets, "
-                          "whose base module imports torch (config/datasets owners' area)",
-                   strict=False)
 def test_a_misspelt_config_key_is_reported_without_torch():
     err, code = start("zeroshot", "--config", "modelnet40", "--set", "tune.splitt=val")
     *said, probe = err.strip().splitlines()
