@@ -59,9 +59,8 @@ def _extract(cfg, splits, shard, device) -> list:
     import numpy as np
 
     from ..core import distributed
-    from ..backbone import load_clip
+    from ..backbones import load_clip
     from ..extract import encode_missing
-    from ..core.paths import ensure_writable
     from ..plan import feature_jobs
     from ..store import FeatureStore
 
@@ -70,7 +69,7 @@ def _extract(cfg, splits, shard, device) -> list:
     store = FeatureStore(cfg.cache_dir)
     with distributed.main_first(shard):            # downloads happen once, on rank 0
         if shard.is_main:
-            ensure_writable(store.root, "--set cache_dir=DIR")
+            store.check()      # read-only is fine; written only if rows are missing
         jobs = feature_jobs(cfg, splits)
     summary, backbone, loaded = [], None, None
     for job in jobs:                                   # grouped by backbone: each loaded once
