@@ -17,6 +17,8 @@ records which protocol produced it.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -30,7 +32,7 @@ from tqdm import tqdm
 from .backbones import ClipBackbone, load_clip
 from .config import DataConfig, TuneConfig, ZeroShotConfig
 from .data import build_split, resolve_data_root
-from .datasets import validation_indices
+from .datasets import build_dataset, validation_indices
 from .datasets.base import H5CloudDataset
 from .extract import SplitFeatures, extract
 from .head import CalipHead
@@ -290,10 +292,39 @@ def evaluate(logits: ViewLogits, text: torch.Tensor, found: SearchResult
     return pointclip, calip
 
 
+def data_key(data: DataConfig) -> Optional[str]:
+    """What the data of ``data`` is, wherever it lives: a hash of the feature store's
+    fingerprint of each split's files (names, sizes, SHA-256 of their first and last MiB;
+    ``H5CloudDataset.settings["files"]``). None when no split can be read yet (not
+    downloaded, missing: the run itself says what is wrong)."""
+    try:
+        root = resolve_data_root(data, download=False)
+    except (OSError, ValueError, KeyError):
+        return None
+    if not root.exists():
+        return None
+    kwargs = {"num_points": data.num_points, "sampling": data.sampling, "in_memory": False}
+    if data.variant is not None:
+        kwargs["variant"] = data.variant
+    files = {}
+    for split in ("train", "test"):
+        try:
+            dataset = build_dataset(data.name, root, split, **kwargs)
+        except Exception:  # noqa: BLE001 - an unreadable split is the run's error to report
+            continue
+        files[split] = dataset.settings["files"]
+        dataset.close()
+    if not files:
+        return None
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def default_output_dir(cfg: ZeroShotConfig) -> Path:
-    """``outputs/<dataset>-<projector>-<backbone>-tune_<split>-<hash of the other settings>``."""
+    """``outputs/<dataset>-<projector>-<backbone>-tune_<split>-<hash>``: the hash of the other
+    settings and of what the data files are (:func:`data_key`), not where they are."""
     return Path("outputs") / run_name(cfg.to_dict(), cfg.data.label, cfg.projector.name,
-                                      backbone_label(cfg.backbone), f"tune_{cfg.tune.split}")
+                                      backbone_label(cfg.backbone), f"tune_{cfg.tune.split}",
+                                      data=data_key(cfg.data))
 
 
 def output_dir(cfg: ZeroShotConfig) -> Path:
@@ -305,10 +336,10 @@ def run_zeroshot(cfg: ZeroShotConfig, backbone: Optional[ClipBackbone] = None,
     """Every stage for ``cfg``; ``argv`` is the command line recorded in the result."""
     t_start = time.perf_counter()
     timings: Dict[str, float] = {}
-    ensure_writable(output_dir(cfg), "--set output_dir=DIR")
     store = open_store(cfg.cache_dir)
     templates = load_templates(cfg.templates)
     splits = load_splits(cfg)
+    ensure_writable(output_dir(cfg), "--set output_dir=DIR")     # named by the data: once it is here
     projector = cfg.projector.build()
     if backbone is None:
         backbone = load_clip(cfg.backbone, device=cfg.device, engine=cfg.engine)

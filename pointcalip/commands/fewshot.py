@@ -29,6 +29,10 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help=f"methods to run, among {', '.join(METHOD_CHOICES)} (config: methods)")
     p.add_argument("--resume", action="store_true",
                    help="reuse finished runs and continue interrupted trainings from their last epoch")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="load adapter.checkpoint in full even when it holds Python objects "
+                        "besides PointCLIP's released contents (unpickling can run any code: "
+                        "only for a file you trust)")
     p.set_defaults(func=run)
     return p
 
@@ -47,7 +51,8 @@ def run(args) -> int:
         methods = method_names() if "all" in args.method else list(dict.fromkeys(args.method))
         overrides.append(f"methods={methods}")
     cfg = load_config(FewShotConfig, args.config, overrides)
-    result = run_fewshot(cfg, argv=args.argv, resume=args.resume)
+    result = run_fewshot(cfg, argv=args.argv, resume=args.resume,
+                         trust_checkpoint=args.trust_checkpoint)
     paths = write_fewshot_results(result, output_dir(cfg))
     print(result.to_markdown())
     print("wrote " + ", ".join(str(p) for p in paths))

@@ -19,7 +19,7 @@ import logging
 import math
 import pickle
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -100,10 +100,14 @@ class InterViewAdapter(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     @classmethod
-    def from_pointclip_checkpoint(cls, path: str | Path, **kwargs) -> "InterViewAdapter":
+    def from_pointclip_checkpoint(cls, path: str | Path, trust: bool = False, **kwargs
+                                  ) -> "InterViewAdapter":
         """Load PointCLIP's released adapter (a ``torch.save`` dict whose ``state_dict`` holds
-        the keys above, possibly prefixed ``module.``); V and C are read from the weights."""
-        state = _adapter_state(Path(path).expanduser())
+        the keys above, possibly prefixed ``module.``); V and C are read from the weights.
+        Only tensors, plain containers and numpy scalars are unpickled (an allow-list of what
+        the released files hold); anything else is refused unless ``trust`` (the user's
+        explicit ``--trust-checkpoint``)."""
+        state = _adapter_state(Path(path).expanduser(), trust)
         v = state["fusion_ratio"].numel()
         c = state["global_f.3.weight"].shape[0]
         if tuple(state["global_f.3.weight"].shape) != (c, v * c):
@@ -120,18 +124,73 @@ class InterViewAdapter(nn.Module):
         return model
 
 
-def _adapter_state(path: Path) -> Dict[str, torch.Tensor]:
+#: option that lets a trusted adapter checkpoint be unpickled in full
+TRUST_FLAG = "--trust-checkpoint"
+_NOT_READABLE = ("it is not a readable torch checkpoint (cut short, damaged or another kind of "
+                 "file); download it again")
+
+
+def _allowed_globals() -> list:
+    """What PointCLIP's released adapter checkpoints (Dassl's ``save_checkpoint``: the state
+    dict, the epoch, the optimiser's and scheduler's state dicts, a validation score) may hold
+    besides tensors and plain containers: numpy scalars and their dtypes."""
+    import numpy as np
+
+    allowed = [np.dtype, np.ndarray]
+    for module in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        try:
+            mod = __import__(module, fromlist=["scalar", "_reconstruct"])
+        except ImportError:
+            continue
+        allowed += [mod.scalar, mod._reconstruct]
+        break
+    allowed += [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")]
+    return allowed
+
+
+def _load_checkpoint_file(path: Path, trust: bool):
+    """The object in ``path``: unpickled with ``weights_only`` and :func:`_allowed_globals`,
+    or in full only when ``trust`` (the user's explicit opt-in)."""
+    if trust:
+        log.warning("%s: loading it in full (%s): it may run any code it holds", path, TRUST_FLAG)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as err:  # noqa: BLE001 - every failure means "not readable"
+            raise ValueError(f"cannot read adapter checkpoint {path}: {err}") from None
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if not head:
+        raise ValueError(f"adapter checkpoint {path} is empty: download it again")
+    if head.lstrip().startswith(b"<"):
+        raise ValueError(f"adapter checkpoint {path} is an HTML or XML page, not a checkpoint "
+                         f"(a failed download?): download the file itself again")
+    try:
+        with torch.serialization.safe_globals(_allowed_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        try:
+            unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        except Exception:  # noqa: BLE001 - not a zip checkpoint: fall through to "not readable"
+            unsafe = []
+        allowed = {f"{g.__module__}.{g.__qualname__}" for g in _allowed_globals()}
+        unsafe = [g for g in unsafe if g not in allowed]
+        if not unsafe:
+            raise ValueError(f"cannot read adapter checkpoint {path}: {_NOT_READABLE}") from None
+        raise ValueError(f"adapter checkpoint {path} holds Python objects that PointCLIP's "
+                         f"released checkpoints do not ({', '.join(unsafe[:4])}); unpickling "
+                         f"them could run any code: if you trust this file, pass "
+                         f"{TRUST_FLAG} to load it in full") from None
+    except Exception as err:  # noqa: BLE001 - zip errors, truncation: all "not readable"
+        detail = str(err).split(". ")[0] if str(err) else type(err).__name__
+        raise ValueError(f"cannot read adapter checkpoint {path}: {_NOT_READABLE} ({detail})"
+                         ) from None
+
+
+def _adapter_state(path: Path, trust: bool = False) -> Dict[str, torch.Tensor]:
     """The adapter's tensors from a checkpoint file, under PointCLIP's key names."""
     if not path.is_file():
         raise FileNotFoundError(f"adapter checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        log.warning("%s holds Python objects besides tensors (a training checkpoint); loading it "
-                    "in full: do this only for files you trust", path)
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - zip errors, truncation: all "not readable"
-        raise ValueError(f"cannot read adapter checkpoint {path}: {err}") from None
+    obj = _load_checkpoint_file(path, trust)
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
@@ -141,4 +200,23 @@ def _adapter_state(path: Path) -> Dict[str, torch.Tensor]:
     for key in ("fusion_ratio", "global_f.3.weight"):
         if key not in state:
             raise ValueError(f"{path} is not a PointCLIP adapter checkpoint: no key {key!r}")
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} is not a PointCLIP adapter checkpoint: its weights are not tensors")
     return state
+
+
+def checkpoint_shape(path: str | Path, trust: bool = False) -> Tuple[int, int]:
+    """(views V, channels C) of the adapter in a PointCLIP checkpoint, read from its weights."""
+    state = _adapter_state(Path(path).expanduser(), trust)
+    return state["fusion_ratio"].numel(), state["global_f.3.weight"].shape[0]
+
+
+def check_checkpoint_fits(path: str | Path, num_views: int, channels: int, what: str,
+                          trust: bool = False) -> None:
+    """Refuse an adapter checkpoint made for another view count or feature size (``what``
+    says which projector and backbone this run uses), naming the file and both shapes."""
+    v, c = checkpoint_shape(path, trust)
+    if (v, c) != (num_views, channels):
+        raise ValueError(f"adapter checkpoint {path} was trained on {v} views of {c}-channel "
+                         f"features, but this run has {num_views} views of {channels} channels "
+                         f"({what}): use the checkpoint made for this projector and backbone")

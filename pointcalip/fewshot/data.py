@@ -4,6 +4,9 @@ Validation is carved from TRAIN first (class-stratified, seeded: `validation_ind
 shots are drawn from the rest (`fewshot_indices`, per seed), so validation is disjoint from
 every shot of every seed and does not change when seeds or shot counts are added; K-shot
 picks are a prefix of the larger K-shot picks of the same seed.
+
+Every class must have K TRAIN clouds outside validation for K shots (`check_shots`): a run is
+refused, naming the short classes, rather than reporting fewer shots as K.
 """
 from __future__ import annotations
 
@@ -18,6 +21,26 @@ from ..datasets import fewshot_indices, validation_indices
 def validation_rows(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Rows of TRAIN held out for validation: a seeded, class-stratified ``fraction``."""
     return validation_indices(labels, fraction, seed)
+
+
+def check_shots(labels: np.ndarray, val_rows: np.ndarray, shots: int,
+                classnames: Sequence[str]) -> None:
+    """Refuse ``shots`` per class when a class of ``classnames`` has fewer TRAIN clouds
+    outside validation (``val_rows``): a "K-shot" row then means K shots of every class. The
+    error names each short class with its counts and says what would fit."""
+    labels = np.asarray(labels, dtype=np.int64)
+    total = np.bincount(labels, minlength=len(classnames))
+    left = total - np.bincount(labels[np.asarray(val_rows, dtype=np.int64)], minlength=len(classnames))
+    short = np.flatnonzero(left < shots)
+    if short.size == 0:
+        return
+    named = ", ".join(f"{classnames[c]!r} has {left[c]} (of {total[c]} in TRAIN)" for c in short[:5])
+    more = f" and {short.size - 5} more" if short.size > 5 else ""
+    fix = (f"ask for --shots {int(left.min())} or fewer" if left.min() > 0 else
+           "no shot can be drawn for it: add TRAIN clouds or leave the class out")
+    raise ValueError(f"{short.size} class(es) have fewer than {shots} TRAIN clouds outside "
+                     f"validation for {shots}-shot runs: {named}{more}; {fix} (or hold out less "
+                     f"for validation with --set tune.val_fraction=...)")
 
 
 def shot_rows(labels: np.ndarray, val_rows: np.ndarray, shots: int, seed: int) -> np.ndarray:

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..backbones import ClipBackbone
+from ..core.atomic import atomic_write
 from ..report.results import RunInfo, backbone_label
 from .config import FewShotConfig
 from .methods import METHODS, method_entries
 from .report import FewShotResult, FewShotRun, plot_accuracy_vs_shots
 from .stages import Prepared, TrainRows, output_dir, prepare, train_rows
+from .train import DamagedCheckpoint, set_aside
 
 __all__ = ["RUNNERS", "Prepared", "TrainRows", "output_dir", "prepare", "protocol", "run_fewshot",
            "run_one", "train_rows", "write_fewshot_results"]
@@ -42,7 +43,10 @@ def protocol(prepared: Prepared) -> str:
             f"{len(prepared.splits.val)} clouds), disjoint from every shot; shots drawn per seed "
             f"from the rest of TRAIN. Model selection (best epoch), early stopping, the zero-shot "
             f"betas and view weights (CALIP-FS init, CALIP base) and Tip-Adapter's alpha and beta "
-            f"are all chosen on validation; TEST is evaluated once per run, with the selected model")
+            f"are all chosen on validation; TEST is evaluated once per run, with the selected model. "
+            f"Every class has at least {max(prepared.cfg.shots)} TRAIN clouds outside validation "
+            f"(checked: a K-shot run with a class short of K clouds is refused), so K shots are "
+            f"K of every class")
 
 
 def run_one(prepared: Prepared, method: str, k: int, seed: int) -> FewShotRun:
@@ -51,17 +55,65 @@ def run_one(prepared: Prepared, method: str, k: int, seed: int) -> FewShotRun:
     folder = folders.run_dir(method, k, seed)
     saved, run_id = folder / "result.json", folders.run_id(method, k, seed)
     if folders.resume and saved.is_file():
-        data = json.loads(saved.read_text())
-        if data.get("run_id") == run_id:
-            log.info("%s %d-shot seed %d: finished before; reusing %s", method, k, seed, saved)
-            return FewShotRun(**data["run"])
+        try:
+            run_id_of, run = read_run_result(saved)
+        except DamagedCheckpoint as err:
+            set_aside(saved, err)
+        else:
+            if run_id_of == run_id:
+                log.info("%s %d-shot seed %d: finished before; reusing %s", method, k, seed, saved)
+                return run
     log.info("%s %d-shot seed %d", method, k, seed)
     run = METHODS[method].target(prepared, k, seed)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = saved.with_name(f".result.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"run_id": run_id, "run": run.to_dict()}, indent=1))
-    os.replace(tmp, saved)
+    with atomic_write(saved, "w") as f:
+        f.write(json.dumps({"run_id": run_id, "run": run.to_dict()}, indent=1))
     return run
+
+
+def read_run_result(path: Path) -> Tuple[Optional[str], FewShotRun]:
+    """A run folder's ``result.json`` -> (its run id, its row); a file that is not one (empty,
+    cut short, edited) is a :class:`DamagedCheckpoint` naming it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data.get("run_id"), FewShotRun(**data["run"])
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
+        raise DamagedCheckpoint(f"cannot read run result {path} ({type(err).__name__}: {err}); "
+                                f"run with --resume to set it aside and run it again") from None
+
+
+def earlier_runs(prepared: Prepared) -> List[FewShotRun]:
+    """Every finished run kept in the folder's ``runs/`` whose run id says it has this
+    invocation's settings and data (e.g. the other shots and methods of an earlier command);
+    an unreadable ``result.json`` is left out with a warning naming it."""
+    folders, found = prepared.folders, []
+    for saved in sorted((folders.out / "runs").glob("*/*/result.json")):
+        try:
+            run_id, run = read_run_result(saved)
+        except DamagedCheckpoint as err:
+            log.warning("%s; left out of the report", err)
+            continue
+        if (run.method in METHODS.names() and run.shots is not None and run.seed is not None
+                and saved.parent == folders.run_dir(run.method, run.shots, run.seed)
+                and run_id == folders.run_id(run.method, run.shots, run.seed)):
+            found.append(run)
+    return found
+
+
+def with_earlier_runs(prepared: Prepared, runs: List[FewShotRun]) -> List[FewShotRun]:
+    """``runs`` and every :func:`earlier_runs` row they do not hold, so the folder's report
+    covers every finished run of its settings: the requested methods first (in their order),
+    then the others, each by shots and seed."""
+    have = {(r.method, r.shots, r.seed) for r in runs}
+    extra = [r for r in earlier_runs(prepared) if (r.method, r.shots, r.seed) not in have]
+    if not extra:
+        return runs
+    asked = list(prepared.cfg.methods)
+    order = {e.name: (asked.index(e.name) if e.name in asked else len(asked) + e.order)
+             for e in method_entries()}
+    once = [r for r in runs if r.shots in (None, 0) or r.seed is None]     # baselines, checkpoints
+    per_shot = [r for r in runs if not (r.shots in (None, 0) or r.seed is None)] + extra
+    return once + sorted(per_shot, key=lambda r: (order.get(r.method, 1 << 30), r.shots, r.seed))
 
 
 def _runs_once(entry, cfg: FewShotConfig) -> bool:
@@ -70,9 +122,11 @@ def _runs_once(entry, cfg: FewShotConfig) -> bool:
 
 
 def run_fewshot(cfg: FewShotConfig, backbone: Optional[ClipBackbone] = None,
-                argv: Optional[Sequence[str]] = None, resume: bool = False) -> FewShotResult:
-    """Every requested method x shots x seed (the baselines' rows first) -> FewShotResult."""
-    prepared = prepare(cfg, backbone, resume)
+                argv: Optional[Sequence[str]] = None, resume: bool = False,
+                trust_checkpoint: bool = False) -> FewShotResult:
+    """Every requested method x shots x seed (the baselines' rows first) -> FewShotResult.
+    ``trust_checkpoint``: unpickle ``adapter.checkpoint`` in full (the user trusts it)."""
+    prepared = prepare(cfg, backbone, resume, trust_checkpoint)
     entries = [METHODS[m] for m in cfg.methods]
     runs: List[FewShotRun] = []
     for entry in sorted(entries, key=lambda e: not e.meta.get("baseline", False)):   # stable
@@ -82,6 +136,7 @@ def run_fewshot(cfg: FewShotConfig, backbone: Optional[ClipBackbone] = None,
         for k in sorted(cfg.shots):
             for seed in cfg.seeds:
                 runs.append(run_one(prepared, entry.name, k, seed))
+    runs = with_earlier_runs(prepared, runs)
     return FewShotResult(config=cfg.to_dict(),
                          run=RunInfo.collect(prepared.device, prepared.backbone.precision,
                                              prepared.splits.root, argv),

@@ -27,10 +27,10 @@ from ..head import CalipHead
 from ..report.results import backbone_label, run_name
 from ..search import SearchResult
 from ..store import SplitStore
-from ..zeroshot import (ViewLogits, class_text, compute_view_logits, load_data, open_store, tune,
-                        validation_rows)
+from ..zeroshot import (ViewLogits, class_text, compute_view_logits, data_key, load_data, open_store,
+                        tune, validation_rows)
 from .config import FewShotConfig
-from .data import AugmentedSplit, bank_rows, shot_rows
+from .data import AugmentedSplit, bank_rows, check_shots, shot_rows
 from .methods import METHODS
 from .recipe import TrainConfig
 from .report import FewShotRun, plot_curves, shots_words
@@ -88,7 +88,9 @@ class FewShotSplits:
     val: np.ndarray
 
     def shots(self, k: int, seed: int) -> np.ndarray:
-        """``k`` TRAIN rows per class outside validation, drawn with ``seed``; sorted."""
+        """``k`` TRAIN rows per class outside validation, drawn with ``seed``; sorted. Every
+        class must have ``k`` of them (:func:`check_shots`)."""
+        check_shots(self.train.labels, self.val, k, self.train.classnames)
         return shot_rows(self.train.labels, self.val, k, seed)
 
 
@@ -114,6 +116,7 @@ class TrainRows:
 def train_rows(cfg: FewShotConfig, train: H5CloudDataset) -> TrainRows:
     """Which clouds of ``train`` (the TRAIN split) the runs of ``cfg`` read."""
     val = validation_rows(train, cfg.tune)
+    check_shots(train.labels, val, max(cfg.shots), train.classnames)
     shots = {seed: shot_rows(train.labels, val, max(cfg.shots), seed) for seed in cfg.seeds}
     picked = TrainRows(val, shots, np.unique(np.concatenate([val, *shots.values()])))
     if cfg.augment.copies and any(METHODS[m].augmented for m in cfg.methods):
@@ -291,12 +294,14 @@ class Outcome:
 
 def output_dir(cfg: FewShotConfig) -> Path:
     """``outputs/<dataset>-<projector>-<backbone>-fewshot-<hash>`` unless ``output_dir`` is
-    set; shots, seeds and methods are not in the hash, so adding some reuses the folder."""
+    set; shots, seeds and methods are not in the hash, so adding some reuses the folder; what
+    the data files are is (:func:`~pointcalip.zeroshot.data_key`), where they live is not."""
     if cfg.output_dir:
         return Path(cfg.output_dir).expanduser()
     config = {k: v for k, v in cfg.to_dict().items() if k not in ("shots", "seeds", "methods")}
     return Path("outputs") / run_name(config, cfg.data.label, cfg.projector.name,
-                                      backbone_label(cfg.backbone), "fewshot")
+                                      backbone_label(cfg.backbone), "fewshot",
+                                      data=data_key(cfg.data))
 
 
 @dataclass
@@ -309,6 +314,7 @@ class Prepared:
     features: StoredFeatures
     zero: ZeroShotBase
     folders: RunFolders
+    trust_checkpoint: bool = False       # the user's --trust-checkpoint: unpickle in full
 
     @property
     def device(self) -> torch.device:
@@ -332,18 +338,25 @@ class Prepared:
         return self.features.of_test()
 
 
-def prepare(cfg: FewShotConfig, backbone: Optional[ClipBackbone] = None, resume: bool = False
-            ) -> Prepared:
+def prepare(cfg: FewShotConfig, backbone: Optional[ClipBackbone] = None, resume: bool = False,
+            trust_checkpoint: bool = False) -> Prepared:
     """Splits, features of every cloud any run needs (encoded once), zero-shot logits and
-    the zero-shot search on validation."""
-    out = ensure_writable(output_dir(cfg), "--set output_dir=DIR")
+    the zero-shot search on validation. Before anything is encoded: every class has enough
+    TRAIN clouds for the shots, and each method's ``check`` passes (e.g. a released adapter
+    checkpoint fits the projector and backbone)."""
     store = open_store(cfg.cache_dir)
     splits = load_fewshot_splits(cfg)
+    out = ensure_writable(output_dir(cfg), "--set output_dir=DIR")   # named by the data files
     projector = cfg.projector.build()
     if backbone is None:
         backbone = load_clip(cfg.backbone, device=cfg.device, engine=cfg.engine)
+    rows = train_rows(cfg, splits.train)
+    for method in cfg.methods:
+        check = METHODS[method].meta.get("check")
+        if check is not None:
+            check(cfg, projector.num_views, backbone.embed_dim, trust_checkpoint)
     text = class_text(backbone, splits.train.classnames, cfg.templates)
-    features = encode(cfg, splits, train_rows(cfg, splits.train), store, projector, backbone)
+    features = encode(cfg, splits, rows, store, projector, backbone)
     zero = zero_shot_base(cfg, features, text, backbone.device)
     return Prepared(cfg, backbone, splits, features, zero,
-                    run_folders(cfg, out, resume, features, zero, backbone))
+                    run_folders(cfg, out, resume, features, zero, backbone), trust_checkpoint)

@@ -10,8 +10,11 @@ and gives the model's dropout layers (:class:`~.dropout.SeededDropout`) a second
 seeded the same way, so an epoch does the same work whether the run was interrupted before it
 or not, and no global random state is set. ``last.pt`` (model, optimiser, schedule,
 epoch, curves) is written after every epoch and ``best.pt`` whenever the validation accuracy
-improves; ``resume=True`` continues from ``last.pt`` and ends with the same weights as an
-uninterrupted run.
+improves, each all at once and durably (fsync, then rename: never half-written); ``resume=True``
+continues from ``last.pt`` and ends with the same weights as an uninterrupted run. A damaged
+``last.pt`` or ``best.pt`` is named; with ``resume`` it is set aside (``<name>.damaged``) and
+the run trains again from the start. A model with BatchNorm layers never trains on a batch of
+one sample: such a last batch joins the one before it (other batch sizes are unchanged).
 """
 from __future__ import annotations
 
@@ -19,7 +22,6 @@ import csv
 import hashlib
 import json
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..core.atomic import atomic_write
 from ..extract import Interrupted
 from .dropout import use_generator
 from .recipe import TrainConfig
@@ -118,10 +121,82 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+class DamagedCheckpoint(ValueError):
+    """A checkpoint or saved result that cannot be read (empty, truncated, not what it
+    should hold); the message names the file."""
+
+
 def _save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` all at once or not at all, durably (fsync, then rename)."""
+    with atomic_write(path) as f:
+        torch.save(obj, f)
+
+
+def load_checkpoint(path: Path, keys: Sequence[str] = ("model",)) -> dict:
+    """A checkpoint ``fit`` wrote (tensors and plain values only: ``weights_only``), checked
+    to hold ``keys``; anything unreadable is a :class:`DamagedCheckpoint` naming ``path``."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # noqa: BLE001 - empty, truncated, garbage: all "damaged"
+        reason = "it is empty" if path.is_file() and path.stat().st_size == 0 else \
+            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
+        raise DamagedCheckpoint(f"cannot read checkpoint {path} ({reason}); run with --resume to "
+                                f"set it aside and train this run again") from None
+    missing = [k for k in keys if not isinstance(saved, dict) or k not in saved]
+    if missing:
+        raise DamagedCheckpoint(f"checkpoint {path} holds no {', '.join(missing)}: it is not one "
+                                f"`pointcalip fewshot` wrote; run with --resume to set it aside "
+                                f"and train this run again")
+    return saved
+
+
+def set_aside(path: Path, err: Exception) -> Path:
+    """Rename a damaged file to ``<name>.damaged`` (replacing an older one) and say so."""
+    aside = path.with_name(path.name + ".damaged")
+    os.replace(path, aside)
+    log.warning("%s; set aside as %s, this run is trained again", err, aside.name)
+    return aside
+
+
+def _batches(n: int, batch_size: int, min_batch: int = 1) -> List[Tuple[int, int]]:
+    """(start, stop) of each batch of ``n`` shuffled samples. A last batch smaller than
+    ``min_batch`` joins the one before it (BatchNorm cannot train on one sample); with
+    ``min_batch`` 1 these are the plain consecutive batches."""
+    bounds = [(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < min_batch:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
+
+
+def _min_batch(model: nn.Module) -> int:
+    """2 when ``model`` holds BatchNorm layers (their batch statistics need two samples)."""
+    return 2 if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()) else 1
+
+
+def _resume_state(run_dir: Path, run_id: str) -> Optional[dict]:
+    """``last.pt`` when it can be resumed (and ``best.pt`` is readable), else None: damaged
+    files are set aside (the run trains again from the start)."""
+    last, best = run_dir / "last.pt", run_dir / "best.pt"
+    if not last.is_file():
+        return None
+    try:
+        saved = load_checkpoint(last, ("model", "optimizer", "schedule", "state"))
+    except DamagedCheckpoint as err:
+        set_aside(last, err)
+        return None
+    if saved.get("run_id") != run_id:
+        raise ValueError(f"{last} belongs to another run (other settings or data); "
+                         f"remove {run_dir} or run without --resume")
+    try:
+        load_checkpoint(best)
+    except (DamagedCheckpoint, FileNotFoundError) as err:
+        if best.is_file():
+            set_aside(best, err)
+        set_aside(last, DamagedCheckpoint(f"{last} cannot resume without its {best.name}"))
+        return None
+    return saved
 
 
 def fit(model: nn.Module, train: TrainSet, val: EvalSet, recipe: TrainConfig, run_dir: Path,
@@ -140,16 +215,14 @@ def fit(model: nn.Module, train: TrainSet, val: EvalSet, recipe: TrainConfig, ru
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-    steps_per_epoch = math.ceil(len(train) / recipe.batch_size)
+    batches = _batches(len(train), recipe.batch_size, _min_batch(model))
+    steps_per_epoch = len(batches)
     optimizer = _optimizer(model, recipe)
     schedule = _schedule(optimizer, recipe, recipe.epochs * steps_per_epoch)
     state = {"epoch": 0, "best_epoch": 0, "best": -1.0, "curves": [], "seconds": 0.0}
     last, best_path = run_dir / "last.pt", run_dir / "best.pt"
-    if resume and last.is_file():
-        saved = torch.load(last, map_location="cpu", weights_only=True)
-        if saved.get("run_id") != run_id:
-            raise ValueError(f"{last} belongs to another run (other settings or data); "
-                             f"remove {run_dir} or run without --resume")
+    saved = _resume_state(run_dir, run_id) if resume else None
+    if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
@@ -172,8 +245,8 @@ def fit(model: nn.Module, train: TrainSet, val: EvalSet, recipe: TrainConfig, ru
             pick = torch.randint(train.inputs[0].shape[1], (len(train),), generator=g)
             model.train()
             total, hits = 0.0, 0
-            for i in range(0, len(train), recipe.batch_size):
-                idx = order[i:i + recipe.batch_size]
+            for start, stop in batches:
+                idx = order[start:stop]
                 batch = [x[idx, pick[idx]].to(device) for x in train.inputs]
                 labels = train.labels[idx].to(device)
                 logits = forward(model, *batch)
@@ -209,14 +282,14 @@ def fit(model: nn.Module, train: TrainSet, val: EvalSet, recipe: TrainConfig, ru
         bar.close()
         use_generator(model, None)
     write_curves(state["curves"], run_dir / "curves.csv")
-    model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["model"])
+    model.load_state_dict(load_checkpoint(best_path)["model"])
     return FitResult(state["best_epoch"], state["best"], state["epoch"], state["seconds"],
                      list(state["curves"]))
 
 
 def write_curves(curves: Sequence[dict], path: Path) -> None:
     """One CSV row per epoch: epoch, loss, train_accuracy, val_accuracy, lr."""
-    with open(path, "w", newline="") as f:
+    with atomic_write(path, "w") as f:
         writer = csv.DictWriter(f, fieldnames=["epoch", "loss", "train_accuracy", "val_accuracy", "lr"])
         writer.writeheader()
         writer.writerows(curves)

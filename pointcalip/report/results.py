@@ -76,13 +76,18 @@ def backbone_label(backbone: str) -> str:
     return slug(path.stem if path.suffix in (".pt", ".pth", ".bin") else backbone)
 
 
-def run_name(config: dict, *readable: str) -> str:
+def run_name(config: dict, *readable: str, data: Optional[str] = None) -> str:
     """``<readable parts>-<hash>``: the readable parts (dataset, projector, backbone, tuning)
-    joined by '-', then 6 hex digits of every other setting that changes the numbers, so
-    that two different runs never share a name and rerunning the same config reuses it."""
+    joined by '-', then 6 hex digits of every other setting that changes the numbers and of
+    ``data``, what the data is (e.g. :func:`pointcalip.zeroshot.data_key`: a fingerprint of
+    its files, not the folder they live in), so that two different runs never share a name
+    and rerunning the same config on the same files (wherever they are) reuses it. Without
+    ``data`` (data not there yet) the name is the one older versions gave."""
     settings = {k: v for k, v in config.items() if k not in NOT_IN_RUN_NAME}
     if isinstance(settings.get("data"), dict):
         settings["data"] = {k: v for k, v in settings["data"].items() if k != "root"}
+    if data is not None:
+        settings["data_files"] = data
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     return "-".join([*(slug(p) for p in readable), digest.hexdigest()[:6]])
 

@@ -12,6 +12,8 @@ A method module registers a runner and declares what it needs::
 - ``baseline`` (optional): it runs once, before the others, and returns a list of rows;
 - ``once`` (optional): ``once(cfg)`` true -> it runs once, not per shots and seed, and returns
   a list of rows (e.g. the adapter evaluating a released checkpoint).
+- ``check`` (optional): ``check(cfg, num_views, channels, trust)`` raises before anything is
+  encoded when the run cannot work (e.g. a released checkpoint for another backbone).
 
 Everything else (``FewShotConfig``'s sections and checks, the CLI's ``--method`` choices, the
 runners of fewshot/run.py, which clouds get augmented copies) is derived from these entries,

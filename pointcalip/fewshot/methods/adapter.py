@@ -28,8 +28,18 @@ def _evaluates_a_checkpoint(cfg) -> bool:
     return bool(cfg.adapter.checkpoint)
 
 
+def _check_checkpoint(cfg, num_views: int, channels: int, trust: bool = False) -> None:
+    """Before anything is encoded: ``adapter.checkpoint`` must be a readable PointCLIP adapter
+    (allow-listed contents unless ``trust``) for ``num_views`` views of ``channels``."""
+    if cfg.adapter.checkpoint:
+        from ..adapter import check_checkpoint_fits
+
+        check_checkpoint_fits(cfg.adapter.checkpoint, num_views, channels,
+                              f"projector {cfg.projector.name}, backbone {cfg.backbone}", trust)
+
+
 @METHODS.register("adapter", section=AdapterConfig, trains=True, augmented=True, order=3,
-                  once=_evaluates_a_checkpoint)
+                  once=_evaluates_a_checkpoint, check=_check_checkpoint)
 def run(prepared, k: Optional[int], seed: Optional[int]):
     """-> the row of the adapter trained on ``k`` shots drawn with ``seed`` (its initial
     weights drawn with ``seed``), or, with ``adapter.checkpoint``, the list of the one row of
@@ -45,7 +55,8 @@ def run(prepared, k: Optional[int], seed: Optional[int]):
     forward = lambda m, raw: m.logits(raw, text)  # noqa: E731
     val, test = prepared.val, prepared.test
     if cfg.checkpoint:
-        model = InterViewAdapter.from_pointclip_checkpoint(cfg.checkpoint, ratio=cfg.ratio).to(prepared.device)
+        model = InterViewAdapter.from_pointclip_checkpoint(cfg.checkpoint, prepared.trust_checkpoint,
+                                                         ratio=cfg.ratio).to(prepared.device)
         fitted, hp, run_dir = None, {"checkpoint": cfg.checkpoint}, None
     else:
         rows = prepared.splits.shots(k, seed)
