@@ -23,6 +23,7 @@ _EXPORTS = {
     "MODELNET10_CLASSES": "modelnet", "MODELNET40_CLASSES": "modelnet", "ModelNet10": "modelnet",
     "ModelNet40": "modelnet",
     "SCANOBJECTNN_CLASSES": "scanobjectnn", "ScanObjectNN": "scanobjectnn",
+    "SHAPENETPART_CATEGORIES": "shapenetpart", "ShapeNetPart": "shapenetpart",
     "fewshot_indices": "splits", "validation_indices": "splits",
 }
 

@@ -92,6 +92,16 @@ SCANOBJECTNN_SOURCE = DatasetSource(
     marker_text="main_split/",
 )
 
+SHAPENETPART_SOURCE = DatasetSource(
+    name="shapenetpart",
+    folder="hdf5_data",
+    archive="shapenet_part_seg_hdf5_data.zip",
+    # the historical host, often down: `pointcalip download shapenetpart --from ZIP` then
+    urls=("https://shapenet.cs.stanford.edu/media/shapenet_part_seg_hdf5_data.zip",),
+    marker=("all_object_categories.txt", "val_hdf5_file_list.txt"),
+    marker_text="all_object_categories.txt",
+)
+
 DATASETS.register("modelnet40", "pointcalip.datasets.modelnet:ModelNet40", classes=40,
                   source=MODELNET40_SOURCE,
                   validate="pointcalip.datasets.modelnet:validate_folder")
@@ -115,3 +125,6 @@ DATASETS.register("scanobjectnn", "pointcalip.datasets.scanobjectnn:ScanObjectNN
                           "test": "main_split/test_objectdataset_augmentedrot_scale75.h5",
                       },
                   })
+DATASETS.register("shapenetpart", "pointcalip.datasets.shapenetpart:ShapeNetPart", classes=16,
+                  source=SHAPENETPART_SOURCE, task="segmentation",
+                  validate="pointcalip.datasets.shapenetpart:validate_folder")

@@ -48,11 +48,16 @@ MAX_BATCH_IMAGE_BYTES = 8 << 30
 #: ModelNet40's training set
 MAX_AUGMENTED_CLOUDS = 1_000_000
 
+#: the datasets a classification config may name (segmentation ones have `pointcalip segment`)
+CLASSIFICATION_DATASETS = tuple(n for n in DATASETS.names()
+                                if DATASETS[n].meta.get("task") != "segmentation")
+
+
 @dataclass
 class DataConfig(Section):
     """Which clouds: dataset, its folder, points per cloud."""
 
-    name: typing.Literal[tuple(DATASETS.names())] = "modelnet40"
+    name: typing.Literal[CLASSIFICATION_DATASETS] = "modelnet40"
     root: Optional[str] = None
     variant: Optional[str] = None
     num_points: int = positive(1024)
