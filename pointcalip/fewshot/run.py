@@ -78,8 +78,8 @@ def read_run_result(path: Path) -> Tuple[Optional[str], FewShotRun]:
         data = json.loads(path.read_text(encoding="utf-8"))
         return data.get("run_id"), FewShotRun(**data["run"])
     except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
-        raise DamagedCheckpoint(f"cannot read run result {path} ({type(err).__name__}: {err}); "
-                                f"run with --resume to set it aside and run it again") from None
+        raise DamagedCheckpoint(path, f"not a complete run result: {type(err).__name__}: {err}"
+                                ) from None
 
 
 def earlier_runs(prepared: Prepared) -> List[FewShotRun]:

@@ -123,7 +123,12 @@ def fingerprint(*parts) -> str:
 
 class DamagedCheckpoint(ValueError):
     """A checkpoint or saved result that cannot be read (empty, truncated, not what it
-    should hold); the message names the file."""
+    should hold): ``path``, ``reason``; the message names the file and says how to recover."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"cannot read {self.path} ({reason}); run with --resume to set it "
+                         f"aside and do this run again")
 
 
 def _save(obj, path: Path) -> None:
@@ -140,23 +145,23 @@ def load_checkpoint(path: Path, keys: Sequence[str] = ("model",)) -> dict:
     except FileNotFoundError:
         raise
     except Exception as err:  # noqa: BLE001 - empty, truncated, garbage: all "damaged"
-        reason = "it is empty" if path.is_file() and path.stat().st_size == 0 else \
-            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
-        raise DamagedCheckpoint(f"cannot read checkpoint {path} ({reason}); run with --resume to "
-                                f"set it aside and train this run again") from None
+        detail = str(err).split(". ")[0] if str(err) else type(err).__name__
+        reason = ("it is empty" if path.is_file() and path.stat().st_size == 0 else
+                  f"not a complete checkpoint: {detail}")
+        raise DamagedCheckpoint(path, reason) from None
     missing = [k for k in keys if not isinstance(saved, dict) or k not in saved]
     if missing:
-        raise DamagedCheckpoint(f"checkpoint {path} holds no {', '.join(missing)}: it is not one "
-                                f"`pointcalip fewshot` wrote; run with --resume to set it aside "
-                                f"and train this run again")
+        raise DamagedCheckpoint(path, f"it holds no {', '.join(missing)}: not a checkpoint "
+                                      f"`pointcalip fewshot` wrote")
     return saved
 
 
-def set_aside(path: Path, err: Exception) -> Path:
+def set_aside(path: Path, err: DamagedCheckpoint) -> Path:
     """Rename a damaged file to ``<name>.damaged`` (replacing an older one) and say so."""
     aside = path.with_name(path.name + ".damaged")
     os.replace(path, aside)
-    log.warning("%s; set aside as %s, this run is trained again", err, aside.name)
+    log.warning("%s cannot be read (%s): set aside as %s; this run is done again from the start",
+                path, err.reason, aside.name)
     return aside
 
 
@@ -194,7 +199,7 @@ def _resume_state(run_dir: Path, run_id: str) -> Optional[dict]:
     except (DamagedCheckpoint, FileNotFoundError) as err:
         if best.is_file():
             set_aside(best, err)
-        set_aside(last, DamagedCheckpoint(f"{last} cannot resume without its {best.name}"))
+        set_aside(last, DamagedCheckpoint(last, f"its {best.name} is missing or damaged"))
         return None
     return saved
 
