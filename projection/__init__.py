@@ -16,7 +16,7 @@ from .catalog import PROJECTORS as _REGISTRY, projector_class
 # public names, imported on first use so that the catalog is read without torch
 _EXPORTS = {
     "CLIP_MEAN": "base", "CLIP_STD": "base", "Projector": "base", "check_points": "base",
-    "to_clip_images": "base", "POINTCLIP_PRESETS": "pointclip", "PointCLIPProjector": "pointclip",
+    "to_clip_images": "base", "PointPixels": "locate", "POINTCLIP_PRESETS": "pointclip", "PointCLIPProjector": "pointclip",
     "REALISTIC_PRESETS": "realistic", "RealisticProjector": "realistic",
     "POINTCLIP_FEWSHOT": "views", "POINTCLIP_V2": "views", "POINTCLIP_ZEROSHOT": "views",
     "ViewSet": "views", "euler2mat": "views", "resolve_views": "views", "ring_views": "views",

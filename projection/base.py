@@ -128,6 +128,32 @@ class Projector(ABC):
                 "map_size": self.map_size, "image_size": self.image_size,
                 "clip_normalize": self.clip_normalize}
 
+    def locate(self, points, visible_tolerance: Optional[float] = None) -> "PointPixels":
+        """Where each point lands in each view's CLIP-ready image.
+
+        points [B, N, 3] or [N, 3] -> PointPixels with ``xy`` [B, V, N, 2] float pixel
+        coordinates (x = column, y = row) in the ``image_size`` image (the native map pixel
+        scaled by ``(image_size - 1) / (map_size - 1)``, the align-corners resize of
+        `to_clip_images`), ``depth`` [B, V, N] in the map's units and ``visible`` [B, V, N]:
+        the point is the front surface at its pixel: ``|depth - map value| <= tolerance``
+        (each projector's ``_locate_pixels`` documents its depth and default tolerance).
+        """
+        import torch
+        from .locate import PointPixels
+        tol = self.VISIBLE_TOLERANCE if visible_tolerance is None else float(visible_tolerance)
+        with torch.no_grad():
+            pts = check_points(points)
+            maps, row, col, depth, front = self._locate_pixels(pts)
+            b, v, n = depth.shape
+            h = maps.shape[-1]
+            flat = maps.reshape(b, v, -1)
+            held = torch.gather(flat, 2, (row * h + col).reshape(b, v, n))
+            visible = front & ((depth - held).abs() <= tol)
+            scale = (self.image_size - 1) / (h - 1) if h > 1 else 1.0
+            xy = torch.stack([col, row], dim=-1).to(torch.float32) * scale
+        return PointPixels(xy=xy, depth=depth, visible=visible, map_size=h,
+                           image_size=self.image_size)
+
     def select_views(self, indices: Sequence[int]) -> "Projector":
         """A copy of this projector rendering only the views at `indices` (same pixels per view)."""
         out = copy.copy(self)

@@ -52,16 +52,36 @@ class PointCLIPProjector(Projector):
     def _own_settings(self) -> dict:
         return {"preset": self.preset, "resolution": self.resolution, "distance": self.distance}
 
-    def _project(self, points: torch.Tensor) -> torch.Tensor:
-        import torch
-        b, n, _ = points.shape
-        v, r = self.num_views, self.resolution
+    def _splat(self, points: torch.Tensor):
+        """points [B, N, 3] -> (row, col, depth, keep), each [B, V, N]: the pixel each point
+        splats to (float, integral), its depth z + d, and whether it lands in the map."""
         p = self._rotate(points)                                  # [B, V, N, 3]
+        r = self.resolution
         depth = p[..., 2] + self.distance                         # z' = z' + d (ref: z - (-d))
         # continuous pixel coordinates, in the references' order of operations
         row = (((p[..., 0] / (depth + EPS)) + 1) * r / 2 - 0.5).ceil_()
         col = (((p[..., 1] / (depth + EPS)) + 1) * r / 2 - 0.5).ceil_()
         keep = (row >= 0) & (row <= r - 1) & (col >= 0) & (col <= r - 1) & (depth >= 0)
+        return row, col, depth, keep
+
+    #: a point is visible when its depth is within this of the map's there (scene units)
+    VISIBLE_TOLERANCE = 0.05
+
+    def _locate_pixels(self, points: torch.Tensor):
+        """Map pixel of each point: the pixel it splats to; depth: z + d. Visible: it lands
+        in the map and its depth is within ``VISIBLE_TOLERANCE`` of the pixel's value (the
+        harmonic mean of the depths that landed there; PointCLIP keeps no z-buffer, so in a
+        pixel where near and far points mix, possibly none is visible)."""
+        row, col, depth, keep = self._splat(points)
+        r = self.resolution
+        return (self._project(points), row.clamp(0, r - 1).long(), col.clamp(0, r - 1).long(),
+                depth, keep)
+
+    def _project(self, points: torch.Tensor) -> torch.Tensor:
+        import torch
+        b, n, _ = points.shape
+        v, r = self.num_views, self.resolution
+        row, col, depth, keep = self._splat(points)
         weight = 1 / (depth + EPS)                                # [B, V, N]
         count = depth * weight                                    # 1 up to rounding, as in the reference
         # flat pixel index over all B*V maps; dropped points go to one spare slot at the end

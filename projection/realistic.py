@@ -165,6 +165,12 @@ class RealisticProjector(Projector):
             out.index_reduce_(0, owner, planes.reshape(m, -1), "amax", include_self=True)
 
     def _project(self, points: torch.Tensor) -> torch.Tensor:
+        return self._render(points)[0]
+
+    def _render(self, points: torch.Tensor):
+        """points [B, N, 3] -> (maps [B, V, h, h], voxel row gx / column gy [B*V, N] int64,
+        stored depth value val [B*V, N], peak [B*V, 1] (the map's maximum before the intensity
+        step), blank [B*V] bool): the maps of `_project` and what `locate` needs."""
         import torch
         b, n, _ = points.shape
         v, r, d = self.num_views, self.grid_resolution, self.depth_bins
@@ -203,4 +209,26 @@ class RealisticProjector(Projector):
         peak = img.amax(dim=1, keepdim=True)
         img = 1 - img / torch.where(peak > 0, peak, torch.ones_like(peak))
         img = torch.where(blank.view(bv, 1), torch.ones_like(img), img)
-        return img.view(b, v, h, h)
+        return img.view(b, v, h, h), gx, gy, val, peak, blank.view(bv)
+
+    #: a point is visible when its intensity is within this of the map's there (V2: 0.1)
+    VISIBLE_TOLERANCE = 0.1
+
+    def _locate_pixels(self, points: torch.Tensor):
+        """Map pixel of each point: voxel (gx, gy) lands at row gx + pool_padding -
+        pool_kernel // 2 (the centre of the max-pool windows that hold it), column likewise;
+        its depth is the intensity it would give the map alone, ``1 - val / peak`` (the
+        map's units: 0 near, 1 far / background). Visible: the front surface at its pixel,
+        i.e. its intensity is within ``VISIBLE_TOLERANCE`` of the rendered, densified map
+        (the map keeps the nearest depth; blur can lift it at edges). Points of a blank
+        (zero-extent) view are not visible."""
+        import torch
+        b, n, _ = points.shape
+        v, h = self.num_views, self.map_size
+        maps, gx, gy, val, peak, blank = self._render(points)
+        shift = self.pool_padding - self.pool_kernel // 2
+        row = (gx + shift).clamp(0, h - 1).view(b, v, n)
+        col = (gy + shift).clamp(0, h - 1).view(b, v, n)
+        depth = (1 - val / torch.where(peak > 0, peak, torch.ones_like(peak))).view(b, v, n)
+        front = ~blank.view(b, v, 1).expand(b, v, n)
+        return maps, row, col, depth, front
