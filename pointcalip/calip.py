@@ -28,6 +28,16 @@ LOGIT_SCALE = 100.0
 ViewWeights = Union[None, Sequence[float], torch.Tensor]
 
 
+def calip_attention(spatial: torch.Tensor, text: torch.Tensor, temperature: float = 0.5
+                    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """spatial [n, HW, C], text [K, C] or [n, K, C] -> (softmax over HW, softmax over K) of
+    ``A = F_s F_t^T / temperature``, each [n, HW, K]. The one place CALIP's attention is
+    computed (classification here, dense logits in :mod:`pointcalip.dense_calip`)."""
+    eq = "nhc,kc->nhk" if text.dim() == 2 else "nhc,nkc->nhk"
+    a = torch.einsum(eq, spatial, text) / temperature
+    return torch.softmax(a, dim=1), torch.softmax(a, dim=2)
+
+
 def calip_logits(global_feats: torch.Tensor, spatial: torch.Tensor, text: torch.Tensor,
                  temperature: float = 0.5, chunk_size: Optional[int] = 4096
                  ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -54,9 +64,7 @@ def calip_logits(global_feats: torch.Tensor, spatial: torch.Tensor, text: torch.
     for start in range(0, n, step):
         g = global_feats[start:start + step].to(device, torch.float32)
         s = spatial[start:start + step].to(device, torch.float32)
-        a = torch.einsum("nhc,kc->nhk", s, text) / temperature            # [n, HW, K]
-        over_hw = torch.softmax(a, dim=1)
-        over_k = torch.softmax(a, dim=2)
+        over_hw, over_k = calip_attention(s, text, temperature)            # [n, HW, K]
         sv = torch.einsum("nhc,nc->nh", s, g)                               # [n, HW] = F_s F_v
         l0 = g @ text.T
         l1 = torch.einsum("nhk,nh->nk", over_hw, sv)                        # F_v F_t^a^T
