@@ -264,8 +264,25 @@ def test_a_partial_rerun_reports_every_finished_run(shape_families, tiny_checkpo
     assert [key(r) for r in partial["runs"]] == [key(r) for r in full["runs"]]
     assert [r["test_accuracy"] for r in partial["runs"]] == [r["test_accuracy"] for r in full["runs"]]
     assert {(s["method"], s["shots"]) for s in partial["summary"]} >= {("tip", 1), ("tip", 2)}
+    assert "1 of the rows are earlier finished runs" in partial["protocol"]
+    assert "earlier" not in full["protocol"] and "at least 2 TRAIN clouds outside" in full["protocol"]
     assert "| tip | 2 |" in (tmp_path / "out" / "results.md").read_text().replace("  ", " ")
     # other settings in the same folder: the earlier runs are not theirs
     assert fewshot(*args, "--shots", "1", "--set", "tip.beta_max=20") == 0
     other = json.loads((tmp_path / "out" / "results.json").read_text())
     assert {key(r) for r in other["runs"] if r["method"] == "tip"} == {("tip", 1, 1)}
+
+
+def test_trust_checkpoint_is_the_explicit_opt_in_on_the_command_line(
+        shape_families, tiny_checkpoints, tiny_vit, tmp_path, capsys):
+    marker = tmp_path / "code-ran"
+    path, _ = _released(tmp_path, v=10, c=tiny_vit.embed_dim, hook=_TouchesAFile(marker))
+    args = (shape_families, tiny_checkpoints["vit"], tmp_path / "store", tmp_path / "out",
+            "--set", f"adapter.checkpoint={path}", "--method", "adapter", "--shots", "1")
+    assert fewshot(*args) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "--trust-checkpoint" in err and not marker.exists()
+    assert stored_pieces(tmp_path / "store") == []
+    assert fewshot(*args, "--trust-checkpoint") == 0 and marker.exists()
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())["runs"]
+    assert [r["hyperparameters"] for r in rows if r["method"] == "adapter"] == [{"checkpoint": str(path)}]

@@ -136,12 +136,15 @@ def run_fewshot(cfg: FewShotConfig, backbone: Optional[ClipBackbone] = None,
         for k in sorted(cfg.shots):
             for seed in cfg.seeds:
                 runs.append(run_one(prepared, entry.name, k, seed))
+    asked = len(runs)
     runs = with_earlier_runs(prepared, runs)
+    earlier = (f". {len(runs) - asked} of the rows are earlier finished runs of the same settings "
+               f"and data kept in runs/ (other shots, seeds or methods)" if len(runs) > asked else "")
     return FewShotResult(config=cfg.to_dict(),
                          run=RunInfo.collect(prepared.device, prepared.backbone.precision,
                                              prepared.splits.root, argv),
                          dataset=cfg.data.label, num_test_clouds=len(prepared.splits.test),
-                         num_val_clouds=len(prepared.splits.val), protocol=protocol(prepared),
+                         num_val_clouds=len(prepared.splits.val), protocol=protocol(prepared) + earlier,
                          runs=runs, features=prepared.features.to_dict())
 
 
