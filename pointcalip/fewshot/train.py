@@ -156,12 +156,12 @@ def load_checkpoint(path: Path, keys: Sequence[str] = ("model",)) -> dict:
     return saved
 
 
-def set_aside(path: Path, err: DamagedCheckpoint) -> Path:
+def set_aside(path: Path, err: Exception) -> Path:
     """Rename a damaged file to ``<name>.damaged`` (replacing an older one) and say so."""
     aside = path.with_name(path.name + ".damaged")
     os.replace(path, aside)
     log.warning("%s cannot be read (%s): set aside as %s; this run is done again from the start",
-                path, err.reason, aside.name)
+                path, getattr(err, "reason", err), aside.name)
     return aside
 
 
