@@ -1,0 +1,90 @@
+"""Part-segmentation metrics (spec/segmentation.md section 5).
+
+Per shape, for each part p of its category: ``IoU_p = |pred = p and gt = p| / |pred = p or
+gt = p|``, counted as 1 when the union is empty; the shape's mIoU is their mean. Instance
+mIoU: the mean over shapes; class mIoU: the mean over categories of their shapes' mean.
+Per category also the point accuracy. Everything is vectorised over shapes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Sequence
+
+import numpy as np
+import torch
+
+
+def shape_ious(pred: torch.Tensor, gt: torch.Tensor, num_parts: int) -> torch.Tensor:
+    """pred, gt [M, N] local part indices (0 .. num_parts - 1; anything else matches no
+    part) -> IoU [M, num_parts] float64, 1 where the union is empty."""
+    pred, gt = torch.as_tensor(pred).long(), torch.as_tensor(gt).long()
+    m = pred.shape[0]
+    base = torch.arange(m).view(m, 1) * num_parts
+
+    def counts(mask, idx):
+        out = torch.zeros(m * num_parts, dtype=torch.float64)
+        out.index_add_(0, (base + idx.clamp(0, num_parts - 1))[mask],
+                       torch.ones(int(mask.sum()), dtype=torch.float64))
+        return out.view(m, num_parts)
+
+    in_pred = (pred >= 0) & (pred < num_parts)
+    in_gt = (gt >= 0) & (gt < num_parts)
+    inter = counts(in_pred & in_gt & (pred == gt), gt)
+    union = counts(in_pred, pred) + counts(in_gt, gt) - inter
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+
+
+def shape_mious(pred: torch.Tensor, gt: torch.Tensor, num_parts: int) -> torch.Tensor:
+    """[M, N], [M, N] local part indices -> [M] per-shape mIoU (mean over the parts)."""
+    return shape_ious(pred, gt, num_parts).mean(dim=1)
+
+
+@dataclass
+class CategoryScore:
+    shapes: int
+    miou: float          # mean of its shapes' mIoU
+    accuracy: float      # point accuracy over its shapes
+
+    def to_dict(self) -> dict:
+        return {"shapes": self.shapes, "miou": self.miou, "accuracy": self.accuracy}
+
+
+@dataclass
+class SegmentationScores:
+    """``instance``: mean shape mIoU; ``class_``: mean over categories present;
+    ``categories``: per-category scores; ``accuracy``: overall point accuracy."""
+
+    instance: float
+    class_: float
+    accuracy: float
+    categories: Dict[str, CategoryScore] = field(default_factory=dict)
+    shape_miou: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def to_dict(self) -> dict:
+        return {"instance": self.instance, "class": self.class_, "accuracy": self.accuracy,
+                "categories": {k: v.to_dict() for k, v in self.categories.items()}}
+
+
+def segmentation_scores(pred, gt, categories, category_names: Sequence[str],
+                        offsets: Sequence[int], counts: Sequence[int]) -> SegmentationScores:
+    """pred, gt [M, N] GLOBAL part ids; categories [M] category ids; ``offsets`` / ``counts``:
+    each category's first global part id and number of parts."""
+    pred, gt = torch.as_tensor(np.asarray(pred)).long(), torch.as_tensor(np.asarray(gt)).long()
+    cats = np.asarray(categories, dtype=np.int64)
+    if pred.shape != gt.shape or pred.shape[0] != cats.shape[0]:
+        raise ValueError(f"segmentation_scores: pred {tuple(pred.shape)}, gt {tuple(gt.shape)} "
+                         f"and categories {cats.shape} do not match")
+    miou = np.zeros(len(cats))
+    per_cat = {}
+    for c in np.unique(cats):
+        rows = torch.from_numpy(np.flatnonzero(cats == c))
+        off, k = int(offsets[c]), int(counts[c])
+        m = shape_mious(pred[rows] - off, gt[rows] - off, k).numpy()
+        miou[rows.numpy()] = m
+        acc = float((pred[rows] == gt[rows]).double().mean())
+        per_cat[category_names[c]] = CategoryScore(len(rows), float(m.mean()), acc)
+    return SegmentationScores(
+        instance=float(miou.mean()) if len(cats) else float("nan"),
+        class_=float(np.mean([s.miou for s in per_cat.values()])) if per_cat else float("nan"),
+        accuracy=float((pred == gt).double().mean()) if len(cats) else float("nan"),
+        categories=per_cat, shape_miou=miou)

@@ -1,0 +1,98 @@
+"""From per-view dense logits to one part per point (spec/segmentation.md section 4).
+
+Per point: ``logit(n) = sum_v w_v * visible_v(n) * S_v(xy_v(n))``, then argmax over the
+category's parts. A point visible in no view takes the label of its nearest visible point
+(``nearest_visible``; the share of such points is reported).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+
+from ..dense_calip import dense_calip_logits, read_at_pixels, tokens_to_grid
+
+
+@dataclass
+class PointLogits:
+    """The three dense terms read at each point of M shapes of one category, per view:
+    ``s0, s1, s2`` [M, V, N, P] float32; ``visible`` [M, V, N] bool; ``source`` [M, N] long:
+    the point whose prediction each point takes (itself when visible in some view, else its
+    nearest visible point)."""
+
+    s0: torch.Tensor
+    s1: torch.Tensor
+    s2: torch.Tensor
+    visible: torch.Tensor
+    source: torch.Tensor
+
+    @property
+    def unseen_share(self) -> float:
+        """Share of points visible in no view (labelled from their nearest visible point)."""
+        return float((~self.visible.any(dim=1)).float().mean()) if self.visible.numel() else 0.0
+
+    def take(self, rows) -> "PointLogits":
+        return PointLogits(self.s0[rows], self.s1[rows], self.s2[rows], self.visible[rows],
+                           self.source[rows])
+
+    def subsample(self, points: torch.Tensor) -> "PointLogits":
+        """Keep the point indices ``points`` [n'] (a search on fewer points); points whose
+        source was dropped keep their own (zero) logits."""
+        keep = torch.as_tensor(points).long()
+        remap = torch.full((self.source.shape[1],), -1, dtype=torch.long)
+        remap[keep] = torch.arange(keep.numel())
+        src = remap[self.source[:, keep]]
+        src = torch.where(src >= 0, src, torch.arange(keep.numel()).expand_as(src))
+        return PointLogits(self.s0[:, :, keep], self.s1[:, :, keep], self.s2[:, :, keep],
+                           self.visible[:, :, keep], src)
+
+
+def nearest_visible(points: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    """points [M, N, 3], seen [M, N] bool -> source [M, N] long: n itself where seen, else the
+    index of the nearest seen point of the same shape (itself if the shape has none)."""
+    m, n, _ = points.shape
+    source = torch.arange(n).expand(m, n).clone()
+    for i in range(m):
+        lost = torch.nonzero(~seen[i]).flatten()
+        have = torch.nonzero(seen[i]).flatten()
+        if lost.numel() and have.numel():
+            d = torch.cdist(points[i, lost].double(), points[i, have].double())
+            source[i, lost] = have[d.argmin(dim=1)]
+    return source
+
+
+def point_logits(spatial: torch.Tensor, text: torch.Tensor, xy: torch.Tensor,
+                 visible: torch.Tensor, points: torch.Tensor, image_size: int,
+                 smooth: bool = True, temperature: float = 0.5) -> PointLogits:
+    """One category's shapes. spatial [M, V, HW, C] (unit rows), text [P, C] (unit rows),
+    xy [M, V, N, 2] and visible [M, V, N] from ``projector.locate``, points [M, N, 3]
+    -> :class:`PointLogits`: S0, S1, S2 on each view's token grid, smoothed, read at each
+    point's pixel of the bilinearly upsampled grid."""
+    m, v, hw, c = spatial.shape
+    n = xy.shape[2]
+    terms = dense_calip_logits(spatial.reshape(m * v, hw, c), text, temperature)
+    read = [read_at_pixels(tokens_to_grid(t), xy.reshape(m * v, n, 2), image_size, smooth)
+            .view(m, v, n, -1) for t in terms]
+    source = nearest_visible(points, visible.any(dim=1))
+    return PointLogits(*read, visible=visible, source=source)
+
+
+def combine_points(logits: PointLogits, beta2: float = 0.0, beta3: float = 0.0,
+                   view_weights: Optional[Sequence[float]] = None) -> torch.Tensor:
+    """-> [M, N, P]: ``sum_v w_v * visible_v * (S0 + beta2 S1 + beta3 S2)`` (w default 1)."""
+    v = logits.s0.shape[1]
+    w = torch.ones(v) if view_weights is None else torch.as_tensor(view_weights,
+                                                                   dtype=torch.float32)
+    if w.numel() != v:
+        raise ValueError(f"view_weights has {w.numel()} values but there are {v} views")
+    mask = logits.visible.float() * w.view(1, v, 1)
+    per = logits.s0 + beta2 * logits.s1 + beta3 * logits.s2
+    return torch.einsum("mvn,mvnp->mnp", mask, per)
+
+
+def predict_local(logits: PointLogits, beta2: float = 0.0, beta3: float = 0.0,
+                  view_weights: Optional[Sequence[float]] = None) -> torch.Tensor:
+    """-> [M, N] local part index (0 .. P-1) per point, with the nearest-visible fallback."""
+    best = combine_points(logits, beta2, beta3, view_weights).argmax(dim=2)
+    return torch.gather(best, 1, logits.source)

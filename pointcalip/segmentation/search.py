@@ -1,0 +1,110 @@
+"""Tune dense CALIP's beta2, beta3 and the view weights for part segmentation
+(spec/segmentation.md section 6), on gathered point logits (:class:`PointLogits`).
+
+The objective is the instance mIoU of the tuning shapes. Betas: a coarse grid (each of beta2,
+beta3 in ``COARSE`` = 0, 0.25, .., 2), then a fine grid around the best (``FINE_SPAN`` either
+side in steps of ``FINE_STEP``, clipped at 0). View weights (optional): coordinate ascent, one
+view at a time over ``WEIGHT_CHOICES`` (0.25, 0.5, 0.75, 1) starting from all ones, at the
+tuned betas; then the fine beta grid again at those weights. Ties keep the earlier candidate
+(smaller betas, the current weight), so betas 0 win when CALIP's terms do not help. Per
+category (V2) or shared by all categories: a search takes one or more groups (category).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .metrics import shape_mious
+from .points import PointLogits
+
+COARSE = tuple(np.round(np.arange(0, 2.0001, 0.25), 4).tolist())
+FINE_STEP = 0.05
+FINE_SPAN = 0.25
+WEIGHT_CHOICES = (0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass
+class Group:
+    """One category's tuning shapes: their point logits and true local part ids [M, N]."""
+
+    logits: PointLogits
+    gt: torch.Tensor
+    num_parts: int
+
+
+@dataclass
+class SegParams:
+    beta2: float = 0.0
+    beta3: float = 0.0
+    view_weights: List[float] = field(default_factory=list)
+    miou: float = float("nan")          # instance mIoU on the tuning shapes at these values
+    evaluated: int = 0                  # candidates scored
+
+    def to_dict(self) -> dict:
+        return {"beta2": self.beta2, "beta3": self.beta3, "view_weights": self.view_weights,
+                "tune_miou": self.miou, "evaluated": self.evaluated}
+
+
+def _terms(group: Group, weights: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    mask = group.logits.visible.float() * weights.view(1, -1, 1)
+    return tuple(torch.einsum("mvn,mvnp->mnp", mask, s)
+                 for s in (group.logits.s0, group.logits.s1, group.logits.s2))
+
+
+def _score(groups: Sequence[Group], terms, beta2: float, beta3: float) -> float:
+    total, count = 0.0, 0
+    for g, (a0, a1, a2) in zip(groups, terms):
+        pred = torch.gather((a0 + beta2 * a1 + beta3 * a2).argmax(dim=2), 1, g.logits.source)
+        total += float(shape_mious(pred, g.gt, g.num_parts).sum())
+        count += g.gt.shape[0]
+    return total / max(count, 1)
+
+
+def _grid(groups, terms, b2s, b3s, start: Tuple[float, float, float]
+          ) -> Tuple[float, float, float, int]:
+    """Best (beta2, beta3, score) over the grid, starting from ``start`` (kept on ties);
+    also the number of grid points scored."""
+    best, n = start, 0
+    for b2 in b2s:
+        for b3 in b3s:
+            score = _score(groups, terms, b2, b3)
+            n += 1
+            if score > best[2] + 1e-12:
+                best = (float(b2), float(b3), score)
+    return (*best, n)
+
+
+def _fine(center: float) -> List[float]:
+    steps = np.round(np.arange(-FINE_SPAN, FINE_SPAN + 1e-9, FINE_STEP), 6)
+    return sorted({round(max(0.0, center + s), 6) for s in steps})
+
+
+def search_segmentation(groups: Sequence[Group], search_weights: bool = True,
+                        coarse: Sequence[float] = COARSE,
+                        choices: Sequence[float] = WEIGHT_CHOICES) -> SegParams:
+    """The betas (and view weights) maximising the instance mIoU of ``groups``."""
+    v = groups[0].logits.s0.shape[1]
+    weights = torch.ones(v)
+    terms = [_terms(g, weights) for g in groups]
+    b2, b3, score, evaluated = _grid(groups, terms, coarse, coarse, (0.0, 0.0, -1.0))
+    b2, b3, score, n = _grid(groups, terms, _fine(b2), _fine(b3), (b2, b3, score))
+    evaluated += n
+    if search_weights:
+        for view in range(v):
+            keep = float(weights[view])
+            for c in choices:
+                if c == keep:
+                    continue
+                trial = weights.clone()
+                trial[view] = c
+                trial_score = _score(groups, [_terms(g, trial) for g in groups], b2, b3)
+                evaluated += 1
+                if trial_score > score + 1e-12:
+                    score, weights = trial_score, trial
+        terms = [_terms(g, weights) for g in groups]
+        b2, b3, score, n = _grid(groups, terms, _fine(b2), _fine(b3), (b2, b3, score))
+        evaluated += n
+    return SegParams(b2, b3, [float(w) for w in weights], score, evaluated)

@@ -1,0 +1,81 @@
+"""Views -> points, the nearest-visible fallback, metrics and the search, on hand-made cases."""
+import numpy as np
+import pytest
+import torch
+
+from pointcalip.segmentation import (Group, PointLogits, combine_points, nearest_visible,
+                                     predict_local, search_segmentation, segmentation_scores,
+                                     shape_ious)
+
+
+def test_shape_iou_by_hand():
+    gt = torch.tensor([[0, 0, 1, 1]])
+    pred = torch.tensor([[0, 1, 1, 1]])
+    # part 0: inter 1, union 2; part 1: inter 2, union 3; part 2: absent in both -> 1
+    assert shape_ious(pred, gt, 3)[0].tolist() == pytest.approx([0.5, 2 / 3, 1.0])
+    assert shape_ious(gt, gt, 2)[0].tolist() == [1.0, 1.0]
+    assert shape_ious(1 - gt, gt, 2)[0].tolist() == [0.0, 0.0]
+
+
+def test_instance_and_class_miou_by_hand():
+    offsets, counts, names = [0, 2], [2, 3], ["mug", "cup3"]
+    # category 0 (global parts 0, 1): two shapes, mIoU 1 and 0
+    # category 1 (global parts 2, 3, 4): one shape, part 4 absent in both (IoU 1)
+    gt = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3]])
+    pred = np.array([[0, 0, 1, 1], [1, 1, 0, 0], [2, 2, 3, 2]])
+    # shape 3: part 2 inter 2 union 3 (2/3); part 3 inter 1 union 2 (1/2); part 4 empty (1)
+    s = segmentation_scores(pred, gt, [0, 0, 1], names, offsets, counts)
+    third = (2 / 3 + 1 / 2 + 1) / 3
+    assert s.shape_miou.tolist() == pytest.approx([1.0, 0.0, third])
+    assert s.instance == pytest.approx((1 + 0 + third) / 3)
+    assert s.class_ == pytest.approx((0.5 + third) / 2)
+    assert s.categories["mug"].accuracy == pytest.approx(0.5)
+    assert s.categories["cup3"].accuracy == pytest.approx(0.75)
+    assert s.accuracy == pytest.approx(7 / 12)
+
+
+def test_nearest_visible_fallback_by_hand():
+    pts = torch.tensor([[[0.0, 0, 0], [1.0, 0, 0], [0.9, 0, 0], [0.1, 0, 0], [5.0, 0, 0]]])
+    seen = torch.tensor([[True, True, False, False, False]])
+    assert nearest_visible(pts, seen)[0].tolist() == [0, 1, 1, 0, 1]
+    assert nearest_visible(pts, torch.zeros(1, 5, dtype=torch.bool))[0].tolist() == [0, 1, 2, 3, 4]
+
+
+def random_logits(m=6, v=3, n=40, p=3, seed=0, hidden=0.2):
+    g = torch.Generator().manual_seed(seed)
+    s = [torch.randn(m, v, n, p, generator=g) * 10 for _ in range(3)]
+    visible = torch.rand(m, v, n, generator=g) > hidden
+    pts = torch.rand(m, n, 3, generator=g)
+    return PointLogits(*s, visible=visible, source=nearest_visible(pts, visible.any(1)))
+
+
+def test_combine_points_against_a_loop():
+    lg = random_logits()
+    w, b2, b3 = [1.0, 0.5, 0.25], 0.7, 1.3
+    got = combine_points(lg, b2, b3, w)
+    m, v, n, _ = lg.s0.shape
+    for i in range(m):
+        for j in range(n):
+            want = sum(w[k] * float(lg.visible[i, k, j]) *
+                       (lg.s0[i, k, j] + b2 * lg.s1[i, k, j] + b3 * lg.s2[i, k, j]) for k in range(v))
+            assert torch.allclose(got[i, j], want, atol=1e-4)
+    pred = predict_local(lg, b2, b3, w)
+    assert torch.equal(pred, torch.gather(got.argmax(2), 1, lg.source))
+    unseen = ~lg.visible.any(1)
+    assert unseen.any() and lg.unseen_share == pytest.approx(float(unseen.float().mean()))
+    assert torch.equal(pred[unseen], pred.gather(1, lg.source)[unseen])
+
+
+def test_search_recovers_planted_parameters():
+    lg = random_logits(m=8, v=3, n=60, p=4, seed=1, hidden=0.3)
+    b2, b3, w = 0.75, 1.25, [1.0, 0.25, 1.0]
+    gt = predict_local(lg, b2, b3, w)                     # labels = the model's own prediction
+    found = search_segmentation([Group(lg, gt, 4)])
+    assert found.miou == pytest.approx(1.0)
+    assert torch.equal(predict_local(lg, found.beta2, found.beta3, found.view_weights), gt)
+    assert found.view_weights[1] < 1.0
+    assert found.beta2 == pytest.approx(b2, abs=0.3) and found.beta3 == pytest.approx(b3, abs=0.3)
+    # dense CLIP (betas 0) and the swapped betas do worse: the planted signal is real
+    for params in [(0.0, 0.0, None), (b3, b2, w)]:
+        pred = predict_local(lg, *params)
+        assert shape_ious(pred, gt, 4).mean() < 0.8
