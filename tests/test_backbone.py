@@ -270,3 +270,100 @@ def test_load_clip_dispatches_through_the_registry(ckpts, resnet, monkeypatch):
                                          r"open_clip:ARCH/TAG, e.g. open_clip:ViT-H-14/laion2b_s32b_b79k; "
                                          r"probe models: open_clip:probe/NAME, e.g. open_clip:probe/x\)"):
         check_backbone_name("RN9000")
+
+
+# ------------------------------------------------- light names, heavy models (issue 16 / 19)
+
+def test_listing_and_checking_names_imports_no_model_library(tmp_path):
+    """Importing pointcalip.backbones, discovering the families, checking backbone and engine
+    names and identifying OpenAI weights import neither torch, clip nor open_clip (config
+    checks do all of these); asking for ClipBackbone then imports torch. Fresh process."""
+    import subprocess
+    import sys
+
+    ckpt = tmp_path / "w.pt"
+    ckpt.write_bytes(b"not read as a model")
+    code = f"""
+import sys
+import pointcalip.backbones as bb
+from pointcalip.backbones.families import openai
+heavy = lambda: sorted(m for m in ("torch", "clip", "open_clip") if m in sys.modules)
+names = bb.FAMILIES.names(), bb.ENGINES.names()
+bb.check_backbone_name("RN50"); bb.check_backbone_name({str(ckpt)!r})
+bb.check_backbone_name("open_clip:hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K")
+for engine in ("auto", "eager", "onnxruntime"):
+    bb.check_engine(engine, "cpu")
+try:
+    bb.check_engine("onnxruntime", "cuda:0")
+except ValueError as err:
+    refused = "runs on the CPU only" in str(err)
+ident = bb.checkpoint_identity("RN50"), bb.checkpoint_identity({str(ckpt)!r})
+where = openai.weights_file("ViT-B/32", "/w").as_posix()
+before = heavy()
+bb.ClipBackbone
+print(sorted(names[0]), names[1], refused, ident[0], where, before, heavy())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    sha = hashlib.sha256(b"not read as a model").hexdigest()
+    assert out.stdout.split() == [
+        "['clip',", "'open_clip']", "['auto',", "'eager',", "'onnxruntime']", "True",
+        "sha256:afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762",
+        "/w/ViT-B-32.pt", "[]", "['clip',", "'torch']"], out.stdout
+    from pointcalip.backbones import checkpoint_identity
+    assert checkpoint_identity(ckpt) == f"sha256:{sha}"
+
+
+def test_openai_names_are_clips_own():
+    """The family's table of OpenAI names and addresses (read without importing clip) is the
+    clip package's, in its order: the same names, downloads and identities as before."""
+    from pointcalip.backbones.families import openai
+    assert openai.WEIGHTS == clip.clip._MODELS
+    assert list(openai.WEIGHTS) == clip.available_models() == openai.available_models()
+
+
+def test_weights_file_present_and_fetched(tmp_path, monkeypatch):
+    """Where a name's weights live, whether they are there with their checksum, and fetching
+    them through clip's downloader (which is told the address and the folder)."""
+    from pointcalip.backbones.families import openai
+    from pointcalip.core import paths
+
+    content = b"weights of a made-up model"
+    sha = hashlib.sha256(content).hexdigest()
+    monkeypatch.setitem(openai.WEIGHTS, "RN50", f"https://example.invalid/clip/{sha}/RN50.pt")
+    monkeypatch.setattr(paths, "clip_dir", lambda: tmp_path / "default")
+    assert openai.weights_file("RN50") == tmp_path / "default" / "RN50.pt"
+    path = openai.weights_file("RN50", tmp_path)
+    assert path == tmp_path / "RN50.pt" and not openai.weights_present("RN50", tmp_path)
+    path.write_bytes(content)
+    assert openai.weights_present("RN50", tmp_path)
+    path.write_bytes(content + b"!")                           # damaged: size and sha differ
+    assert not openai.weights_present("RN50", tmp_path)
+    with pytest.raises(KeyError):
+        openai.weights_file("RN9000")
+
+    calls = []
+    monkeypatch.setattr(clip.clip, "_download", lambda url, root: calls.append((url, root)) or
+                        str(path))
+    assert openai.fetch_weights("RN50", tmp_path) == path
+    assert calls == [(openai.WEIGHTS["RN50"], str(tmp_path))]
+
+    def offline(url, root):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(clip.clip, "_download", offline)
+    with pytest.raises(RuntimeError, match=rf"Download {openai.WEIGHTS['RN50']} and put it at "
+                                           rf"{tmp_path / 'default' / 'RN50.pt'}"):
+        openai.fetch_weights("RN50")
+
+
+def test_every_lazy_name_of_the_package_resolves():
+    import pointcalip.backbones as bb
+    from pointcalip.backbones import base, devices, engines, factory, families, weights
+    owners = {"base": base, "devices": devices, "engines": engines, "factory": factory,
+              "families": families, "weights": weights}
+    assert len(bb.__all__) == 15
+    for name in bb.__all__:
+        assert getattr(bb, name) is getattr(owners[bb._EXPORTS[name]], name), name
+    assert bb.file_sha256 is base.file_sha256 and "load_clip" in dir(bb)
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        bb.nope

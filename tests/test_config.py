@@ -302,9 +302,6 @@ def test_sizes_within_the_limits_still_load():
     assert load_any_config(["scanobjectnn_pb_t50_rs_fewshot"], ["augment.copies=4166"]).augment.copies == 4166
 
 
-@pytest.mark.xfail(reason="pointcalip/backbones/__init__.py imports torch at import and "
-                          "check_backbone / check_engine import through it (backbone families, "
-                          "issue 16); datasets, projectors and the loader import none")
 def test_checking_every_shipped_config_imports_no_torch_nor_open_clip():
     """Loading and checking a config (any command) is cheap: no torch, no open_clip (the CLI
     answers config errors at once). Run in a fresh process; the failure names who imported."""

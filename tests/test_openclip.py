@@ -1,4 +1,4 @@
-"""open_clip backbones (pointcalip/backbones/families/openclip.py) on tiny models built from small architecture
+"""open_clip backbones (pointcalip/backbones/families/openclip/) on tiny models built from small architecture
 configs: nothing is downloaded.
 
 Two kinds of tiny models:

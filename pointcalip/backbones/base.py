@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -32,24 +32,12 @@ with warnings.catch_warnings():  # openai-clip imports the deprecated pkg_resour
     import clip
 from clip.model import CLIP, ModifiedResNet, VisionTransformer
 
-from pointcalip.core.digest import file_digest
 from pointcalip.prompts import check_classnames, check_templates
 
 from .devices import default_images_per_call
 from .engines import select_engine
 from .tower import Tower
-
-_SHA_CACHE: Dict[Tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256 hex
-
-
-def file_sha256(path: Union[str, Path], chunk_bytes: int = 1 << 22) -> str:
-    """SHA-256 hex digest of a file, read in chunks; memoised per (path, size, mtime)."""
-    path = Path(path).resolve()
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        _SHA_CACHE[key] = file_digest(path, "sha256", chunk_bytes)
-    return _SHA_CACHE[key]
+from .weights import file_sha256  # noqa: F401 - re-exported: pointcalip.backbones.base.file_sha256
 
 
 def attention_pool_tokens(pool: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:

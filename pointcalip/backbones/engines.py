@@ -20,22 +20,24 @@ Engines (``load_clip(..., engine=)``, ``ClipBackbone.set_engine``, the ``engine`
 An engine never sees a backbone: it gets a :class:`Tower` (the function computing the tokens,
 the model holding their weights, a probe input, names) and returns a function computing the
 same tokens, or None for the tower's own function. Every engine name, choice and check comes
-from :data:`ENGINES`; :func:`check_engine` is the one place a name is checked.
+from :data:`ENGINES`; :func:`check_engine` is the one place a name is checked. Listing and
+checking engines imports neither torch nor onnxruntime (config checks call them): the engines'
+targets import what they run on when they run.
 """
 from __future__ import annotations
 
 import logging
 import os
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
-
-import torch
+from typing import TYPE_CHECKING, List, Optional, Tuple, Union
 
 from pointcalip.core.registry import Registry
 
-from .devices import default_device
 from .onnx import MAX_GRAPH_BYTES, GraphError, load_graph, onnxruntime_missing
 from .tower import Tokens, Tower
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,11 @@ INSTALL = "pip install 'pointcalip[cpu-fast]'"
 
 def _eager(tower: Tower, cache_dir: Union[str, Path, None]) -> Optional[Tokens]:
     return None                                  # the tower's own tokens
+
+
+def _device_type(device: Union[str, "torch.device"]) -> str:
+    """``torch.device(device).type`` without importing torch: "cpu", "cuda", "mps", ..."""
+    return getattr(device, "type", None) or str(device).partition(":")[0].strip()
 
 
 #: The engines, in the order of their choices. The target of an engine that runs the tower is
@@ -69,7 +76,7 @@ def check_engine(engine: str, device: Union[str, torch.device, None] = None,
         raise ValueError(f"{option} is {engine!r}, which is not an engine: choose one of "
                          f"{', '.join(ENGINES.names())} ({meanings})")
     entry = ENGINES[engine]
-    if entry.cpu_only and device is not None and torch.device(device).type != "cpu":
+    if entry.cpu_only and device is not None and _device_type(device) != "cpu":
         raise ValueError(f"{option} is {engine!r}, which runs on the CPU only, but the "
                          f"device is {device}; use {_others(engine)} (on a GPU PyTorch runs the "
                          f"model in float16)")
@@ -87,7 +94,7 @@ def available_engines() -> List[str]:
 
 def auto_choice(tower: Tower) -> Tuple[str, str]:
     """What ``auto`` picks for ``tower`` -> (engine, why, in words for the log)."""
-    on_cpu = torch.device(tower.device).type == "cpu"
+    on_cpu = _device_type(tower.device) == "cpu"
     return planned_engine("auto", tower.device, tower.nbytes if on_cpu else None,
                           tower.precision)
 
@@ -98,6 +105,8 @@ def planned_engine(engine: str, device: Union[str, torch.device, None],
     """The engine ``load_clip(..., engine=engine)`` will run on ``device`` -> (engine, why),
     without loading a model (feature stores are found by it). ``tower_size``: bytes of the
     image tower's weights, when known (towers too large for one ONNX file stay eager)."""
+    from .devices import default_device     # imports torch (is CUDA here?)
+
     device = default_device(device)
     if not ENGINES[check_engine(engine, device)].chooses:
         return engine, "asked for"

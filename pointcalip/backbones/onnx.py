@@ -9,7 +9,9 @@ into place) to ``<POINTCALIP_HOME>/engines/`` (:func:`graph_path`), and run by a
 ``onnxruntime.InferenceSession`` with ``torch.get_num_threads()`` threads. Each time a graph is
 opened it is checked against PyTorch on one image; a cached graph that cannot be read or
 disagrees is moved aside (``.bad``) with a warning and exported again. Like every engine, it
-gets a :class:`pointcalip.backbones.tower.Tower`, never a backbone.
+gets a :class:`pointcalip.backbones.tower.Tower`, never a backbone. Importing this module
+imports neither torch nor onnxruntime (engine checks read :func:`onnxruntime_missing` and
+:data:`MAX_GRAPH_BYTES` while a config is checked); its functions import them.
 """
 from __future__ import annotations
 
@@ -20,9 +22,6 @@ import os
 import warnings
 from pathlib import Path
 from typing import Optional, Union
-
-import torch
-from torch import nn
 
 from pointcalip.core import paths
 
@@ -63,6 +62,7 @@ def graph_path(tower: Tower, cache_dir: Union[str, Path, None] = None) -> Path:
     """The cached graph of ``tower``: ``<cache_dir>/<name>-<hash of its key>-v<GRAPH_VERSION>-
     onnxruntime<version>-torch<version>.onnx`` (a new torch or onnxruntime exports again)."""
     import onnxruntime
+    import torch
 
     digest = hashlib.sha256(tower.key.encode()).hexdigest()[:16]
     name = (f"{paths.slug(tower.name)}-{digest}-v{GRAPH_VERSION}-"
@@ -70,27 +70,32 @@ def graph_path(tower: Tower, cache_dir: Union[str, Path, None] = None) -> Path:
     return Path(cache_dir if cache_dir is not None else engines_dir()).expanduser() / name
 
 
-class _Tokens(nn.Module):
-    """``tower.tokens`` as a module for the exporter (the model is registered so that its
-    weights become the graph's named initialisers). In eval mode: the exporter puts the module
-    back into the mode it found it in, and training mode would reach the frozen model's
+def _as_module(tower: Tower):
+    """``tower.tokens`` as an ``nn.Module`` for the exporter (the model is registered so that
+    its weights become the graph's named initialisers). In eval mode: the exporter puts the
+    module back into the mode it found it in, and training mode would reach the frozen model's
     BatchNorms."""
+    from torch import nn
 
-    def __init__(self, tower: Tower):
-        super().__init__()
-        self.model = tower.weights
-        self.tokens = tower.tokens
-        self.eval()
+    class Tokens(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = tower.weights
+            self.tokens = tower.tokens
+            self.eval()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.tokens(x)
+        def forward(self, x):
+            return self.tokens(x)
+
+    return Tokens()
 
 
-@torch.no_grad()
 def export_graph(tower: Tower, path: Union[str, Path]) -> Path:
     """Export ``tower.tokens`` (input ``images`` [n, 3, S, S] -> ``tokens`` [n, 1 + HW, C],
     n dynamic) to the ONNX file ``path``, written to a temporary file in the same folder and
     renamed into place, so that ``path`` is either absent or complete. GraphError on failure."""
+    import torch
+
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fastpath = torch.backends.mha.get_fastpath_enabled()
@@ -99,9 +104,9 @@ def export_graph(tower: Tower, path: Union[str, Path]) -> Path:
         # nn.MultiheadAttention's fused inference kernel (open_clip's batch-first ViTs take it)
         # has no ONNX form; its plain form computes the same.
         torch.backends.mha.set_fastpath_enabled(False)
-        with warnings.catch_warnings():   # the exporter's deprecation and tracer warnings
-            warnings.simplefilter("ignore")
-            torch.onnx.export(_Tokens(tower), (tower.probe(2, 0),), str(tmp),
+        with warnings.catch_warnings(), torch.no_grad():  # the exporter's deprecation and
+            warnings.simplefilter("ignore")               # tracer warnings
+            torch.onnx.export(_as_module(tower), (tower.probe(2, 0),), str(tmp),
                               dynamo=False, opset_version=17, input_names=["images"],
                               output_names=["tokens"],
                               dynamic_axes={"images": {0: "n"}, "tokens": {0: "n"}})
@@ -131,19 +136,23 @@ class OnnxRuntimeTokens:
         self.session = onnxruntime.InferenceSession(str(path), options,
                                                     providers=["CPUExecutionProvider"])
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: "torch.Tensor") -> "torch.Tensor":
+        import torch
+
         images = x.detach().to("cpu", torch.float32).contiguous().numpy()
         return torch.from_numpy(self.session.run(None, {"images": images})[0])
 
 
-@torch.no_grad()
 def _open_checked(tower: Tower, path: Path) -> OnnxRuntimeTokens:
     """Open ``path`` and check it against PyTorch on one image (also a batch size other than
     the export's, so a batch axis fixed by mistake shows); GraphError if it disagrees."""
+    import torch
+
     runner = OnnxRuntimeTokens(path, threads=torch.get_num_threads())
-    x = tower.probe(1, 1)
-    want = tower.tokens(x).float()
-    got = runner(x)
+    with torch.no_grad():
+        x = tower.probe(1, 1)
+        want = tower.tokens(x).float()
+        got = runner(x)
     if got.shape != want.shape:
         raise GraphError(f"{path} gives tokens of shape {tuple(got.shape)}, PyTorch "
                          f"{tuple(want.shape)}")

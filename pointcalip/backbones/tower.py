@@ -3,12 +3,13 @@ what it needs around it, never the backbone that owns them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # pragma: no cover - a light module: engines are checked without torch
+    import torch
+    from torch import nn
 
-Tokens = Callable[[torch.Tensor], torch.Tensor]
+Tokens = Callable[["torch.Tensor"], "torch.Tensor"]
 
 
 @dataclass(frozen=True)

@@ -43,13 +43,12 @@ def _weights_problem(backbone: str) -> str | None:
     """None when ``backbone``'s weights are here (or were just downloaded), or nothing can be
     checked before loading (a checkpoint file is checked with the config; open_clip models are
     fetched by open_clip)."""
-    from ..backbones.families.openai import _download, available_models
-    from ..core.paths import clip_dir
+    from ..backbones.families.openai import available_models, fetch_weights
 
     if backbone not in available_models():
         return None
     try:
-        _download(backbone, clip_dir())     # a no-op when the file is there with its checksum
+        fetch_weights(backbone)     # a no-op when the file is there with its checksum
     except _MISSING as err:
         return f"CLIP {backbone} weights: {_text(err)}"
     return None

@@ -7,9 +7,14 @@ A name belongs to the family with the longest prefix it starts with (:func:`fami
 place a prefix is tested). The entry's target is a :class:`Family`; it declares ``prefix``,
 ``forms`` (its names in words, for help and errors) and ``example``.
 
-Adding a family is adding its module here: a ``ClipBackbone`` subclass if its models read
-their tokens differently, a cheap ``check`` of its names (imports no model library, builds
-nothing: config validation calls it), ``identity`` and ``load``.
+Adding a family is adding its module here (or its package, as :mod:`.openclip`), and nothing
+else: discovery imports every module and package of this folder whose name does not start with
+``_``. The family declares a cheap ``check`` of its names (imports no model library, builds
+nothing: config validation calls it), ``identity`` and ``load``, and a ``ClipBackbone`` subclass
+if its models read their tokens differently. Discovery runs when a name is checked, so a family
+module is light at import: torch, the model library and the backbone class (:mod:`..base`) are
+imported inside ``load`` (or by a submodule that only ``load`` imports, as
+:mod:`.openclip.towers`).
 """
 from __future__ import annotations
 

@@ -2,6 +2,11 @@
 TorchScript archives and plain state-dict files, loaded into a :class:`ClipBackbone` (spec/calip.md
 section 1: ``build_model`` on the state dict, as ``clip.load(path)`` fails on plain state dicts
 with current torch). Its prefix is empty: it takes every name no other family claims.
+
+Importing this module, checking a name (:func:`check_name`) and finding where a name's weights
+live (:func:`weights_file`) import neither torch nor ``clip``: OpenAI's names and download
+addresses are data here (:data:`WEIGHTS`, the same table as ``clip.clip._MODELS``; a test keeps
+them equal). Fetching (:func:`fetch_weights`) and loading (:func:`load`) import them.
 """
 from __future__ import annotations
 
@@ -11,22 +16,50 @@ import urllib.error
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Dict, Union
-
-import torch
+from typing import TYPE_CHECKING, Dict, Union
 
 from pointcalip.core import paths
 
-from ..base import ClipBackbone, file_sha256
-from ..devices import default_device, precision_on
+from ..weights import file_sha256
 from . import FAMILIES, Family, forms
 
-with warnings.catch_warnings():  # openai-clip imports the deprecated pkg_resources
-    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-    import clip
-from clip.model import build_model
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from ..base import ClipBackbone
 
 log = logging.getLogger(__name__)
+
+_SITE = "https://openaipublic.azureedge.net/clip/models"
+#: OpenAI's published CLIP models: name -> download address, whose last folder is the file's
+#: SHA-256 (the order of ``clip.available_models()``).
+WEIGHTS: Dict[str, str] = {
+    "RN50": f"{_SITE}/afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762/RN50.pt",
+    "RN101": f"{_SITE}/8fa8567bab74a42d41c5915025a8e4538c3bdbe8804a470a72f30b0d94fab599/RN101.pt",
+    "RN50x4": f"{_SITE}/7e526bd135e493cef0776de27d5f42653e6b4c8bf9e0f653bb11773263205fdd/"
+              f"RN50x4.pt",
+    "RN50x16": f"{_SITE}/52378b407f34354e150460fe41077663dd5b39c54cd0bfd2b27167a4a06ec9aa/"
+               f"RN50x16.pt",
+    "RN50x64": f"{_SITE}/be1cfb55d75a9666199fb2206c106743da0f6468c9d327f3e0d0a543a9919d9c/"
+               f"RN50x64.pt",
+    "ViT-B/32": f"{_SITE}/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/"
+                f"ViT-B-32.pt",
+    "ViT-B/16": f"{_SITE}/5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/"
+                f"ViT-B-16.pt",
+    "ViT-L/14": f"{_SITE}/b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/"
+                f"ViT-L-14.pt",
+    "ViT-L/14@336px": f"{_SITE}/3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02"
+                      f"/ViT-L-14-336px.pt",
+}
+
+
+def _clip():
+    """The ``clip`` package (imports torch)."""
+    with warnings.catch_warnings():  # openai-clip imports the deprecated pkg_resources
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated",
+                                category=UserWarning)
+        import clip
+    return clip
 
 
 def is_torchscript_archive(path: Union[str, Path]) -> bool:
@@ -39,7 +72,7 @@ def is_torchscript_archive(path: Union[str, Path]) -> bool:
     return any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
 
 
-def _unwrap_state_dict(obj, path: Path) -> Dict[str, torch.Tensor]:
+def _unwrap_state_dict(obj, path: Path) -> Dict[str, "torch.Tensor"]:
     if isinstance(obj, dict):
         for key in ("state_dict", "model"):
             if key in obj and isinstance(obj[key], dict) and "visual.conv1.weight" not in obj:
@@ -55,8 +88,10 @@ def _unwrap_state_dict(obj, path: Path) -> Dict[str, torch.Tensor]:
         f"torch.save(clip_model.state_dict(), path)).")
 
 
-def _state_dict_from_file(path: Path) -> Dict[str, torch.Tensor]:
+def _state_dict_from_file(path: Path) -> Dict[str, "torch.Tensor"]:
     """Read a checkpoint file as a CLIP state dict (TorchScript archive or torch.save file)."""
+    import torch
+
     errors = []
     order = ("jit", "pickle") if is_torchscript_archive(path) else ("pickle", "jit")
     for kind in order:
@@ -73,21 +108,43 @@ def _state_dict_from_file(path: Path) -> Dict[str, torch.Tensor]:
     raise RuntimeError(f"Could not load CLIP checkpoint {path}; tried " + "; ".join(errors))
 
 
-def _download(name: str, root: Path) -> Path:
-    url = clip.clip._MODELS[name]
-    target = root / os.path.basename(url)
+def available_models() -> list:
+    """The OpenAI CLIP names ``load_clip`` downloads (those of ``clip.available_models()``)."""
+    return list(WEIGHTS)
+
+
+def _root(download_root: Union[str, Path, None]) -> Path:
+    return Path(download_root) if download_root is not None else paths.clip_dir()
+
+
+def weights_file(name: str, download_root: Union[str, Path, None] = None) -> Path:
+    """Where the weights of the OpenAI CLIP ``name`` live once downloaded:
+    ``<download_root or pointcalip.core.paths.clip_dir()>/<file name of its address>``
+    (``RN50`` -> ``.../RN50.pt``). KeyError for names that are not OpenAI's
+    (:func:`available_models`). Reads nothing."""
+    return _root(download_root) / os.path.basename(WEIGHTS[name])
+
+
+def weights_present(name: str, download_root: Union[str, Path, None] = None) -> bool:
+    """True when :func:`weights_file` of ``name`` is there with the SHA-256 of its address
+    (the file :func:`fetch_weights` would keep without downloading); reads the file."""
+    path = weights_file(name, download_root)
+    return path.is_file() and file_sha256(path) == WEIGHTS[name].split("/")[-2]
+
+
+def fetch_weights(name: str, download_root: Union[str, Path, None] = None) -> Path:
+    """The weights file of the OpenAI CLIP ``name`` (:func:`weights_file`), downloaded first
+    unless it is there with its checksum (``clip``'s own downloader, which checks it).
+    RuntimeError when it cannot be downloaded, saying where to put the file by hand or how to
+    use a local checkpoint instead."""
+    url, target = WEIGHTS[name], weights_file(name, download_root)
     try:
-        return Path(clip.clip._download(url, str(root)))
+        return Path(_clip().clip._download(url, str(target.parent)))
     except (urllib.error.URLError, OSError) as exc:
         raise RuntimeError(
             f"Could not download CLIP {name} ({type(exc).__name__}: {exc}). Download {url} and "
             f"put it at {target}, or use a local checkpoint file instead of the name: "
             f"--set backbone=/path/to/{os.path.basename(url)} (classify: --backbone PATH)") from exc
-
-
-def available_models() -> list:
-    """The OpenAI CLIP names ``load_clip`` downloads (``clip.available_models()``)."""
-    return clip.available_models()
 
 
 def check_name(name: str) -> None:
@@ -103,19 +160,21 @@ def check_name(name: str) -> None:
 def identity(name: str) -> str:
     """The SHA-256 in an OpenAI name's download URL (the file's own), or a local file's SHA-256."""
     if name in available_models():
-        return f"sha256:{clip.clip._MODELS[name].split('/')[-2]}"
+        return f"sha256:{WEIGHTS[name].split('/')[-2]}"
     return f"sha256:{file_sha256(Path(name).expanduser())}"
 
 
-def load(name: str, device: Union[str, torch.device, None] = None,
-         download_root: Union[str, Path, None] = None) -> ClipBackbone:
+def load(name: str, device: Union[str, "torch.device", None] = None,
+         download_root: Union[str, Path, None] = None) -> "ClipBackbone":
     """An OpenAI name (downloaded to ``download_root or pointcalip.core.paths.clip_dir()``), a
     TorchScript archive or a plain state-dict file -> a frozen ClipBackbone; fp32 on the CPU,
     fp16 on CUDA."""
+    from ..base import ClipBackbone
+    from ..devices import default_device, precision_on
+
     device = default_device(device)
     if name in available_models():
-        root = Path(download_root) if download_root is not None else paths.clip_dir()
-        path, label = _download(name, root), name
+        path, label = fetch_weights(name, download_root), name
     else:
         path = Path(name).expanduser()
         if not path.is_file():
@@ -123,6 +182,9 @@ def load(name: str, device: Union[str, torch.device, None] = None,
                              f"{available_models()}")
         label = path.name
     log.info("Loading CLIP %s from %s on %s", label, path, device)
+    _clip()
+    from clip.model import build_model
+
     model = build_model(_state_dict_from_file(path)).to(device)
     if precision_on(device) == "float32":
         model.float()

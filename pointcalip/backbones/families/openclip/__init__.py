@@ -1,8 +1,8 @@
 """OpenCLIP models (LAION, DataComp, DFN, MetaCLIP, EVA-CLIP, ...) as PointCALIP backbones.
 
 This family owns the backbone names that start with ``open_clip:`` (:data:`PREFIX`);
-``load_clip`` hands them to :func:`load_open_clip`. The names use the open_clip library's own architecture names and
-pretrained tags (``open_clip.list_pretrained()``):
+``load_clip`` hands them to :func:`load_open_clip`. The names use the open_clip library's own
+architecture names and pretrained tags (``open_clip.list_pretrained()``):
 
 - ``open_clip:ARCH/TAG``: published weights, e.g. ``open_clip:ViT-H-14/laion2b_s32b_b79k``,
   downloaded once by open_clip (Hugging Face cache, or ``download_root``).
@@ -16,32 +16,39 @@ The model is the library's own, unmodified (built by ``open_clip.create_model``)
 tokens come from running its public submodules (:func:`token_reader`). Images reach the
 backbone as the projectors make them (no mean/std); :class:`OpenClipBackbone` resizes them to
 the model's resolution and applies the model's own mean/std from its preprocess config, then
-reads the tokens. Needs ``pip install 'pointcalip[open_clip]'`` (``open_clip_torch>=3.0``);
-importing this module does not import open_clip, nor does :func:`check_name` (what config
-validation calls: the library's presence and version, and the forms ``hf-hub:``/``local-dir:``).
+reads the tokens. Needs ``pip install 'pointcalip[open_clip]'`` (``open_clip_torch>=3.0``).
+
+The family is a package: this module (names, checks, identities, loading), :mod:`.library`
+(the library's presence and version, what is read, in words) and :mod:`.towers` (the token
+readers and :class:`OpenClipBackbone`, which import torch). Importing this package imports
+neither torch nor open_clip, nor does :func:`check_name` (what config validation calls: the
+library's presence and version, and the forms ``hf-hub:``/``local-dir:``); :func:`load_open_clip`
+imports :mod:`.towers`.
 Architectures, tags and tower families are checked against the library by
 :func:`check_open_clip_spec` when the model's identity is needed or it is loaded, before
 anything is downloaded.
 """
 from __future__ import annotations
 
-import contextlib
 import difflib
 import hashlib
-import importlib.metadata
-import importlib.util
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple, Union
 
-import torch
-from torch import nn
+from ...weights import file_sha256
+from .. import FAMILIES, Family, family_of
+from .library import ATTENTION_POOLED, NOT_READ, SUPPORTED, TIMM_VIT_MODULES
+from .library import library as _library
+from .library import library_info_hidden as _library_info_hidden
+from .library import library_missing as _library_missing
 
-from ..base import ClipBackbone, attention_pool_tokens, file_sha256
-from ..devices import default_device, precision_on
-from . import FAMILIES, Family, family_of
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from .towers import OpenClipBackbone
 
 log = logging.getLogger(__name__)
 
@@ -50,76 +57,6 @@ __all__ = ["OpenClipBackbone", "OpenClipSpec", "check_name", "check_open_clip_sp
 
 #: How this family's backbone names start (``open_clip:ViT-H-14/laion2b_s32b_b79k``).
 PREFIX = "open_clip:"
-
-INSTALL = "pip install 'pointcalip[open_clip]' (or pip install 'open_clip_torch>=3.0')"
-MIN_VERSION = (3, 0)
-#: timm modules whose models are ViTs that :class:`_TimmViT` reads (EVA-CLIP, ViTamin, ...).
-TIMM_VIT_MODULES = ("vision_transformer", "vision_transformer_hybrid", "eva", "vitamin")
-SUPPORTED = ("supported are ViTs whose image embedding is the class token or the mean of the "
-             "patch tokens (OpenAI-style ViTs of LAION, DataComp, DFN, MetaCLIP, CLIPA; "
-             "EVA-CLIP, ViTamin and MobileCLIP-B through timm) and ModifiedResNets (RN50, "
-             "RN101, RN50x4, ...)")
-NOT_READ = ("PointCALIP reads timm's VisionTransformer and Eva towers; ConvNeXt, Swin, FastViT "
-            "and relative-position ViTs are not read for spatial tokens")
-ATTENTION_POOLED = ("pools its tokens with learnt attention queries (CoCa's attentional pooler, "
-                    "SigLIP's and PE's MAP head), so no token by itself lies in the space of the "
-                    "image embedding, and CALIP has no spatial tokens to attend to")
-
-
-# ------------------------------------------------------------------------------ the library
-
-def _too_old(version: str) -> Optional[str]:
-    found = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
-    if found < MIN_VERSION:
-        return f"needs open_clip_torch>=3.0 but {version} is installed; upgrade it with {INSTALL}"
-    return None
-
-
-def _library():
-    """The open_clip module; ValueError (phrased to follow a backbone name) if it is missing
-    or older than 3.0."""
-    try:
-        import open_clip
-    except ImportError as err:
-        raise ValueError(f"needs the open_clip library, which cannot be imported here ({err}); "
-                         f"install it with {INSTALL}") from None
-    old = _too_old(open_clip.__version__)
-    if old:
-        raise ValueError(old)
-    return open_clip
-
-
-def _library_missing() -> Optional[str]:
-    """Why open_clip cannot be used here, found without importing it (None: it looks usable)."""
-    try:
-        found = importlib.util.find_spec("open_clip")
-    except (ImportError, ValueError):
-        found = None
-    if found is None:
-        return (f"needs the open_clip library, which is not installed here; install it with "
-                f"{INSTALL}")
-    try:
-        return _too_old(importlib.metadata.version("open_clip_torch"))
-    except importlib.metadata.PackageNotFoundError:   # installed otherwise: checked on loading
-        return None
-
-
-@contextlib.contextmanager
-def _library_info_hidden() -> Iterator[None]:
-    """open_clip reports each loading step with ``logging.info`` on the root logger; keep those
-    lines out of PointCALIP's log while it loads (its warnings and errors still show, and
-    everything does when debug logging is on: ``pointcalip -v``)."""
-    root = logging.getLogger()
-    if root.isEnabledFor(logging.DEBUG):
-        yield
-        return
-    keep = lambda record: record.levelno >= logging.WARNING  # noqa: E731
-    root.addFilter(keep)
-    try:
-        yield
-    finally:
-        root.removeFilter(keep)
-
 
 # ----------------------------------------------------------------------------- the names
 
@@ -357,192 +294,6 @@ def open_clip_identity(spec: str) -> str:
     return f"{PREFIX}{weights};{size}px;mean={_numbers(mean)};std={_numbers(std)}"
 
 
-# ------------------------------------------------------------------ tokens per tower family
-
-class _Reader:
-    """How one family of open_clip image towers gives its tokens: ``__call__`` maps the model
-    input [N, 3, S, S] to [N, 1 + HW, C] (token 0: the library's own image embedding; 1..HW:
-    the spatial tokens); ``label``, ``is_vit``, ``num_tokens`` (HW), ``embed_dim`` (C)."""
-
-    label: str
-    is_vit: bool
-    num_tokens: int
-    embed_dim: int
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-
-class _OpenClipViT(_Reader):
-    """open_clip's own VisionTransformer (OpenAI-style ViTs, LAION, DataComp, DFN, MetaCLIP,
-    CLIPA): ``forward_intermediates`` gives the library's image embedding and the last block's
-    tokens through ``ln_post``; the spatial tokens are those times ``proj``. Class-token and
-    average-pooled towers (``final_ln_after_pool`` or not) are read alike."""
-
-    is_vit = True
-
-    def __init__(self, visual: nn.Module):
-        if visual.attn_pool is not None:
-            raise ValueError(ATTENTION_POOLED)
-        if visual.pool_type not in ("tok", "avg"):
-            raise ValueError(f"has pool_type {visual.pool_type!r} (no single image embedding)")
-        self.visual = visual
-        self.label = ("ViT, class token" if visual.pool_type == "tok" else
-                      "ViT, mean of the patch tokens")
-        self.num_tokens = int(visual.grid_size[0] * visual.grid_size[1])
-        self.embed_dim = int(visual.output_dim if visual.proj is not None
-                             else visual.transformer.width)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.visual.forward_intermediates(x, indices=1, normalize_intermediates=True,
-                                                output_fmt="NLC")
-        spatial = out["image_intermediates"][-1]                   # [N, HW, width], ln_post'ed
-        if self.visual.proj is not None:
-            spatial = spatial @ self.visual.proj
-        return torch.cat([out["image_features"][:, None], spatial], dim=1)
-
-
-class _OpenClipResNet(_Reader):
-    """open_clip's ModifiedResNet (RN50, RN101, ... of OpenAI, YFCC-15M, CC12M): stem,
-    layer1..4, then the attention pool kept at all query positions."""
-
-    is_vit = False
-    label = "ResNet, attention pool at every position"
-
-    def __init__(self, visual: nn.Module):
-        self.visual = visual
-        self.num_tokens = int(visual.attnpool.positional_embedding.shape[0]) - 1
-        self.embed_dim = int(visual.attnpool.c_proj.out_features)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        v = self.visual
-        x = v.layer4(v.layer3(v.layer2(v.layer1(v.stem(x)))))
-        return attention_pool_tokens(v.attnpool, x)
-
-
-class _TimmViT(_Reader):
-    """A timm ViT inside open_clip's TimmModel (EVA-CLIP, ViTamin, MobileCLIP-B): the trunk's
-    ``forward_features`` (through its final norm), then token 0 = the library's embedding
-    (``head(trunk.forward_head(...))``) and the spatial tokens = each patch token through the
-    same per-token steps (``fc_norm``, the trunk's head, open_clip's projection head). Prefix
-    tokens (class, registers) are dropped from the spatial tokens."""
-
-    is_vit = True
-
-    def __init__(self, visual: nn.Module):
-        from timm.models.eva import Eva
-        from timm.models.vision_transformer import VisionTransformer
-
-        trunk = visual.trunk
-        if not isinstance(trunk, (VisionTransformer, Eva)):
-            raise ValueError(f"is timm's {type(trunk).__name__} ({NOT_READ})")
-        if getattr(trunk, "attn_pool", None) is not None or hasattr(visual.head, "pool"):
-            raise ValueError(ATTENTION_POOLED)
-        pool = trunk.global_pool
-        if pool not in ("token", "avg") or (pool == "token" and trunk.cls_token is None):
-            raise ValueError(f"pools with timm's global_pool={pool!r} (supported: a class token, "
-                             "'token', or the mean, 'avg')")
-        self.visual, self.trunk = visual, trunk
-        self.label = ("ViT (timm), class token" if pool == "token" else
-                      "ViT (timm), mean of the patch tokens")
-        embed = trunk.patch_embed
-        self.num_tokens = int(getattr(embed, "num_patches", 0) or
-                              embed.grid_size[0] * embed.grid_size[1])
-        projections = [m for m in visual.head.modules() if isinstance(m, nn.Linear)]
-        if projections:                                 # open_clip's head: linear or MLP
-            self.embed_dim = int(projections[-1].out_features)
-        elif isinstance(trunk.head, nn.Linear):         # the trunk's classifier as projection
-            self.embed_dim = int(trunk.head.out_features)
-        else:
-            self.embed_dim = int(trunk.num_features)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.trunk
-        feats = t.forward_features(x)                                   # [N, prefix + HW, D]
-        pooled = self.visual.head(t.forward_head(feats))                # = TimmModel.forward
-        spatial = t.head(t.head_drop(t.fc_norm(feats[:, t.num_prefix_tokens:])))
-        return torch.cat([pooled[:, None], self.visual.head(spatial)], dim=1)
-
-
-def token_reader(visual: nn.Module) -> _Reader:
-    """The reader of an open_clip image tower's tokens; ValueError (phrased to follow "whose
-    image tower") for families without spatial tokens CALIP can use."""
-    oc = _library()
-    from open_clip.modified_resnet import ModifiedResNet
-    from open_clip.timm_model import TimmModel
-    from open_clip.transformer import VisionTransformer
-
-    if isinstance(visual, VisionTransformer):
-        return _OpenClipViT(visual)
-    if isinstance(visual, ModifiedResNet):
-        return _OpenClipResNet(visual)
-    if isinstance(visual, TimmModel):
-        return _TimmViT(visual)
-    raise ValueError(f"is a {type(visual).__name__} (open_clip {oc.__version__}), which "
-                     "PointCALIP does not read for spatial tokens")
-
-
-# ------------------------------------------------------------------------------ backbone
-
-class OpenClipBackbone(ClipBackbone):
-    """A frozen open_clip model with :class:`ClipBackbone`'s surface (``encode_images``,
-    ``encode_text``, ``encode_prompts``, ``identity``, ``input_resolution``, ``num_tokens``,
-    ``embed_dim``, ...), plus ``family`` (how its tokens are read), ``image_mean`` and
-    ``image_std`` (from the model's preprocess config; OpenAI's values when it has none).
-
-    ``encode_images``: images [N, 3, S', S'] as the projectors make them -> resized bilinearly
-    to the model's S x S, normalised per channel with ``(x - image_mean) / image_std``, then
-    (global [N, C], spatial [N, HW, C]) unit rows; the global row is the library's own
-    ``model.encode_image(..., normalize=True)``. Text goes through ``tokenizer`` (the
-    architecture's own; CLIP's BPE tokenizer at the text tower's context length if None).
-    """
-
-    def __init__(self, model: nn.Module, name: str, identity: str, tokenizer=None):
-        oc = _library()
-        try:
-            self.reader = token_reader(model.visual)
-        except ValueError as err:
-            raise ValueError(f"{name} cannot be used: its image tower {err}; {SUPPORTED}") from None
-        self.family = self.reader.label
-        pre = oc.get_model_preprocess_cfg(model)
-        self.image_mean = tuple(float(v) for v in pre.get("mean") or oc.OPENAI_DATASET_MEAN)
-        self.image_std = tuple(float(v) for v in pre.get("std") or oc.OPENAI_DATASET_STD)
-        if tokenizer is None:
-            context = oc.get_model_tokenize_cfg(model).get("context_length", 77)
-            tokenizer = oc.SimpleTokenizer(context_length=context)
-        self.tokenizer = tokenizer
-        super().__init__(model, name, identity)
-        shape = (1, 3, 1, 1)
-        self._mean = torch.tensor(self.image_mean, device=self.device).view(shape)
-        self._std = torch.tensor(self.image_std, device=self.device).view(shape)
-
-    def _read_visual(self, model: nn.Module) -> None:
-        visual = model.visual
-        size = visual.image_size
-        height, width = (size, size) if isinstance(size, int) else tuple(size)
-        if height != width:
-            raise ValueError(f"{self.name}: input size {height} x {width} is not square; "
-                             "PointCALIP's views are square images")
-        self.is_vit = self.reader.is_vit
-        self.input_resolution = int(height)
-        self.num_tokens = self.reader.num_tokens
-        self.embed_dim = self.reader.embed_dim
-        conv = next(m for m in visual.modules() if isinstance(m, nn.Conv2d))
-        self.device, self.dtype = conv.weight.device, conv.weight.dtype
-
-    def __repr__(self) -> str:
-        return f"{super().__repr__()[:-1]}, family={self.family!r})"
-
-    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self._mean) / self._std
-
-    def _tokens(self, x: torch.Tensor) -> torch.Tensor:
-        return self.reader(x)
-
-    def _tokenize(self, texts: Sequence[str]) -> torch.Tensor:
-        return self.tokenizer(list(texts))
-
-
 # ------------------------------------------------------------------------------- loading
 
 def _failure(ref: OpenClipSpec, err: Exception, download_root) -> str:
@@ -570,8 +321,8 @@ def _failure(ref: OpenClipSpec, err: Exception, download_root) -> str:
             f"them, or download {where}")
 
 
-def load_open_clip(spec: str, device: Union[str, torch.device, None] = None,
-                   download_root: Union[str, Path, None] = None) -> OpenClipBackbone:
+def load_open_clip(spec: str, device: Union[str, "torch.device", None] = None,
+                   download_root: Union[str, Path, None] = None) -> "OpenClipBackbone":
     """Load a frozen open_clip model as an :class:`OpenClipBackbone` (see the module doc for
     the names). fp32 on CPU, open_clip's fp16 mixed precision on a GPU (as ``precision_on``
     says); published weights are downloaded by open_clip into ``download_root`` or its
@@ -582,6 +333,9 @@ def load_open_clip(spec: str, device: Union[str, torch.device, None] = None,
         ref = check_open_clip_spec(str(spec))
     except ValueError as err:
         raise ValueError(f"backbone {err}") from None
+    from ...devices import default_device, precision_on
+    from .towers import OpenClipBackbone
+
     oc = _library()
     device = default_device(device)
     precision = precision_on(device)
@@ -608,6 +362,16 @@ def load_open_clip(spec: str, device: Union[str, torch.device, None] = None,
              backbone.family, backbone.num_tokens, backbone.embed_dim, backbone.input_resolution,
              _numbers(backbone.image_mean), _numbers(backbone.image_std))
     return backbone
+
+
+def __getattr__(name: str):
+    """The model side, imported on first use (it imports torch): ``OpenClipBackbone`` and
+    ``token_reader`` of :mod:`.towers`, still reachable from this module."""
+    if name in ("OpenClipBackbone", "token_reader"):
+        from . import towers
+
+        return getattr(towers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 FAMILY = Family(check=check_name, identity=open_clip_identity, load=load_open_clip)
