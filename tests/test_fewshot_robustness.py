@@ -49,14 +49,18 @@ def stored_pieces(store):
 # ------------------------------------------------------------------ small classes (item 4)
 
 def test_check_shots_names_each_short_class():
-    labels = np.array([0] * 6 + [1] * 2 + [3] * 6)                   # class 2 has no cloud
+    labels = np.array([0] * 6 + [1] * 2 + [3] * 6)                   # class 2: no TRAIN cloud
     val = np.array([0, 6, 8])                                        # one of 0, 1 and 3 each
     with pytest.raises(ValueError) as err:
-        check_shots(labels, val, 2, ["a", "b", "c", "d"])
+        check_shots(labels, val, 2, ["a", "b", "c", "d"], test_labels=np.array([0, 1, 2, 3]))
     msg = str(err.value)
     assert "2 class(es)" in msg and "'b' has 1 (of 2 in TRAIN)" in msg and "'c' has 0 (of 0" in msg
     assert "'a'" not in msg and "no shot can be drawn" in msg
     check_shots(np.array([0] * 6 + [1] * 2 + [2] * 6), val, 1, ["a", "b", "c"])   # enough: silent
+    # a name with no cloud in TRAIN nor TEST is not a class of the data; one in TEST is
+    check_shots(np.array([0] * 6 + [1] * 2 + [3] * 6), val, 1, ["a", "b", "c", "d"], np.array([0, 1, 3]))
+    with pytest.raises(ValueError, match="'c' has 0 \\(of 0 in TRAIN\\)"):
+        check_shots(np.array([0] * 6 + [1] * 2 + [3] * 6), val, 1, ["a", "b", "c", "d"], np.array([2]))
 
 
 @pytest.mark.parametrize("counts, shots, named", [

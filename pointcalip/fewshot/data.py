@@ -5,12 +5,13 @@ shots are drawn from the rest (`fewshot_indices`, per seed), so validation is di
 every shot of every seed and does not change when seeds or shot counts are added; K-shot
 picks are a prefix of the larger K-shot picks of the same seed.
 
-Every class must have K TRAIN clouds outside validation for K shots (`check_shots`): a run is
-refused, naming the short classes, rather than reporting fewer shots as K.
+Every class of the data (with clouds in TRAIN or TEST) must have K TRAIN clouds outside
+validation for K shots (`check_shots`): a run is refused, naming the short classes, rather than
+reporting fewer shots as K.
 """
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -24,19 +25,25 @@ def validation_rows(labels: np.ndarray, fraction: float, seed: int) -> np.ndarra
 
 
 def check_shots(labels: np.ndarray, val_rows: np.ndarray, shots: int,
-                classnames: Sequence[str]) -> None:
-    """Refuse ``shots`` per class when a class of ``classnames`` has fewer TRAIN clouds
-    outside validation (``val_rows``): a "K-shot" row then means K shots of every class. The
-    error names each short class with its counts and says what would fit."""
+                classnames: Sequence[str], test_labels: Optional[np.ndarray] = None) -> None:
+    """Refuse ``shots`` per class when a class of the data has fewer TRAIN clouds (``labels``)
+    outside validation (``val_rows``): a "K-shot" row then means K shots of every class. A
+    class of the data is one with clouds in TRAIN or in TEST (``test_labels``); a name of
+    ``classnames`` with no cloud in either is not one. The error names each short class with
+    its counts and says what would fit."""
     labels = np.asarray(labels, dtype=np.int64)
-    total = np.bincount(labels, minlength=len(classnames))
-    left = total - np.bincount(labels[np.asarray(val_rows, dtype=np.int64)], minlength=len(classnames))
-    short = np.flatnonzero(left < shots)
+    n = len(classnames)
+    total = np.bincount(labels, minlength=n)
+    present = total > 0
+    if test_labels is not None:
+        present |= np.bincount(np.asarray(test_labels, dtype=np.int64), minlength=n) > 0
+    left = total - np.bincount(labels[np.asarray(val_rows, dtype=np.int64)], minlength=n)
+    short = np.flatnonzero(present & (left < shots))
     if short.size == 0:
         return
     named = ", ".join(f"{classnames[c]!r} has {left[c]} (of {total[c]} in TRAIN)" for c in short[:5])
     more = f" and {short.size - 5} more" if short.size > 5 else ""
-    fix = (f"ask for --shots {int(left.min())} or fewer" if left.min() > 0 else
+    fix = (f"ask for --shots {int(left[present].min())} or fewer" if left[present].min() > 0 else
            "no shot can be drawn for it: add TRAIN clouds or leave the class out")
     raise ValueError(f"{short.size} class(es) have fewer than {shots} TRAIN clouds outside "
                      f"validation for {shots}-shot runs: {named}{more}; {fix} (or hold out less "

@@ -90,7 +90,7 @@ class FewShotSplits:
     def shots(self, k: int, seed: int) -> np.ndarray:
         """``k`` TRAIN rows per class outside validation, drawn with ``seed``; sorted. Every
         class must have ``k`` of them (:func:`check_shots`)."""
-        check_shots(self.train.labels, self.val, k, self.train.classnames)
+        check_shots(self.train.labels, self.val, k, self.train.classnames, self.test.labels)
         return shot_rows(self.train.labels, self.val, k, seed)
 
 
@@ -113,10 +113,12 @@ class TrainRows:
     bank_rows: Optional[np.ndarray] = None
 
 
-def train_rows(cfg: FewShotConfig, train: H5CloudDataset) -> TrainRows:
-    """Which clouds of ``train`` (the TRAIN split) the runs of ``cfg`` read."""
+def train_rows(cfg: FewShotConfig, train: H5CloudDataset,
+               test_labels: Optional[np.ndarray] = None) -> TrainRows:
+    """Which clouds of ``train`` (the TRAIN split) the runs of ``cfg`` read; refused when a
+    class (with clouds in TRAIN, or in TEST: ``test_labels``) has too few for the shots."""
     val = validation_rows(train, cfg.tune)
-    check_shots(train.labels, val, max(cfg.shots), train.classnames)
+    check_shots(train.labels, val, max(cfg.shots), train.classnames, test_labels)
     shots = {seed: shot_rows(train.labels, val, max(cfg.shots), seed) for seed in cfg.seeds}
     picked = TrainRows(val, shots, np.unique(np.concatenate([val, *shots.values()])))
     if cfg.augment.copies and any(METHODS[m].augmented for m in cfg.methods):
@@ -350,7 +352,7 @@ def prepare(cfg: FewShotConfig, backbone: Optional[ClipBackbone] = None, resume:
     projector = cfg.projector.build()
     if backbone is None:
         backbone = load_clip(cfg.backbone, device=cfg.device, engine=cfg.engine)
-    rows = train_rows(cfg, splits.train)
+    rows = train_rows(cfg, splits.train, splits.test.labels)
     for method in cfg.methods:
         check = METHODS[method].meta.get("check")
         if check is not None:
