@@ -19,8 +19,6 @@ from typing import Sequence
 
 import numpy as np
 
-from . import h5utils
-
 log = logging.getLogger(__name__)
 
 #: the 16 categories in category-id order, and their part counts (facts of the release)
@@ -120,6 +118,8 @@ class ShapeNetPart:
 
     def __init__(self, root, split: str = "test", num_points: int | None = None,
                  categories: Sequence[str] | None = None, parts=None) -> None:
+        from . import h5utils   # imports torch: not at module import (config checks)
+
         if split not in SPLITS:
             raise ValueError(f"unknown ShapeNetPart split {split!r}; use one of {list(SPLITS)}")
         self.name = "shapenetpart"

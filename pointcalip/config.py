@@ -272,7 +272,8 @@ def check_views(views: Sequence[int], num_views: int, key: str = "views") -> Non
 #: "module:Class" (imported on use: command modules import this one)
 CONFIG_KINDS = {"zeroshot": "pointcalip.config:ZeroShotConfig",
                 "fewshot": "pointcalip.fewshot.config:FewShotConfig",
-                "ablate": "pointcalip.ablation.config:AblationConfig"}
+                "ablate": "pointcalip.ablation.config:AblationConfig",
+                "segment": "pointcalip.segmentation.config:SegmentConfig"}
 
 
 def load_any_config(paths: Sequence[str | Path], overrides: Sequence[str] = ()):

@@ -33,17 +33,18 @@ def banded_shapes(labels: np.ndarray, num_points: int, rng: np.random.Generator)
 
 
 def write_shapenetpart(root, sizes: dict, num_points: int = 64, seed: int = 0,
-                       files: dict | None = None) -> Path:
+                       files: dict | None = None, categories=None) -> Path:
     """Write ``root/hdf5_data`` with ``sizes`` = {"train": n, "val": n, "test": n} shapes
-    (categories cycling through the 16) split over ``files[split]`` h5 files (default 1);
-    returns the ``hdf5_data`` folder."""
+    (categories cycling through ``categories``, default all 16) split over ``files[split]`` h5
+    files (default 1); returns the ``hdf5_data`` folder."""
+    ids = np.array([CATEGORIES.index(c) for c in categories or CATEGORIES])
     rng = np.random.default_rng(seed)
     folder = Path(root) / "hdf5_data"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "all_object_categories.txt").write_text(
         "".join(f"{c.capitalize()}\t{i:08d}\n" for i, c in enumerate(CATEGORIES)))
     for split, n in sizes.items():
-        labels = np.arange(n) % len(CATEGORIES)
+        labels = ids[np.arange(n) % len(ids)]
         labels = labels[rng.permutation(n)]
         pts, pid = banded_shapes(labels, num_points, rng)
         parts = np.array_split(np.arange(n), (files or {}).get(split, 1))

@@ -2,13 +2,25 @@
 
 Stages: per-view dense logits read at the points (:mod:`.points`), their combination with the
 nearest-visible fallback, the metrics (:mod:`.metrics`), the protocol's search on VAL
-(:mod:`.search`), and the run for a config or one file (:mod:`.run`).
+(:mod:`.search`), the config (:mod:`.config`, torch-free) and the runs for a dataset or one
+file (:mod:`.run`). Names are imported on first use, so reading the config imports no torch.
 """
-from .metrics import SegmentationScores, segmentation_scores, shape_ious, shape_mious
-from .points import (PointLogits, combine_points, nearest_visible, point_logits,
-                     predict_local)
-from .search import Group, SegParams, search_segmentation
+from importlib import import_module
 
-__all__ = ["Group", "PointLogits", "SegParams", "SegmentationScores", "combine_points",
-           "nearest_visible", "point_logits", "predict_local", "search_segmentation",
-           "segmentation_scores", "shape_ious", "shape_mious"]
+_EXPORTS = {
+    "SegmentationScores": "metrics", "segmentation_scores": "metrics", "shape_ious": "metrics",
+    "shape_mious": "metrics",
+    "PointLogits": "points", "combine_points": "points", "nearest_visible": "points",
+    "point_logits": "points", "predict_local": "points",
+    "Group": "search", "SegParams": "search", "search_segmentation": "search",
+    "SegmentConfig": "config",
+}
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'pointcalip.segmentation' has no attribute {name!r}")
+
+
+__all__ = sorted(_EXPORTS)

@@ -3,14 +3,16 @@
 
 The objective is the instance mIoU of the tuning shapes. Betas: a coarse grid (each of beta2,
 beta3 in ``COARSE`` = 0, 0.25, .., 2), then a fine grid around the best (``FINE_SPAN`` either
-side in steps of ``FINE_STEP``, clipped at 0). View weights (optional): coordinate ascent, one
-view at a time over ``WEIGHT_CHOICES`` (0.25, 0.5, 0.75, 1) starting from all ones, at the
-tuned betas; then the fine beta grid again at those weights. Ties keep the earlier candidate
+side in steps of ``FINE_STEP``, clipped at 0). View weights (optional) over ``WEIGHT_CHOICES``
+(0.25, 0.5, 0.75, 1) at the tuned betas: every combination when there are at most
+``MAX_EXHAUSTIVE`` (4 views), else coordinate ascent, one view at a time from all ones; betas (coarse and fine) and weights then alternate, up to ``ROUNDS`` rounds, until
+a round no longer improves (or the mIoU is 100%). Ties keep the earlier candidate
 (smaller betas, the current weight), so betas 0 win when CALIP's terms do not help. Per
 category (V2) or shared by all categories: a search takes one or more groups (category).
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import List, Sequence, Tuple
 
@@ -24,6 +26,9 @@ COARSE = tuple(np.round(np.arange(0, 2.0001, 0.25), 4).tolist())
 FINE_STEP = 0.05
 FINE_SPAN = 0.25
 WEIGHT_CHOICES = (0.25, 0.5, 0.75, 1.0)
+ROUNDS = 4
+#: view weights are searched exhaustively when there are at most this many combinations
+MAX_EXHAUSTIVE = 256
 
 
 @dataclass
@@ -84,27 +89,36 @@ def _fine(center: float) -> List[float]:
 
 def search_segmentation(groups: Sequence[Group], search_weights: bool = True,
                         coarse: Sequence[float] = COARSE,
-                        choices: Sequence[float] = WEIGHT_CHOICES) -> SegParams:
+                        choices: Sequence[float] = WEIGHT_CHOICES, rounds: int = ROUNDS
+                        ) -> SegParams:
     """The betas (and view weights) maximising the instance mIoU of ``groups``."""
     v = groups[0].logits.s0.shape[1]
     weights = torch.ones(v)
-    terms = [_terms(g, weights) for g in groups]
-    b2, b3, score, evaluated = _grid(groups, terms, coarse, coarse, (0.0, 0.0, -1.0))
-    b2, b3, score, n = _grid(groups, terms, _fine(b2), _fine(b3), (b2, b3, score))
-    evaluated += n
-    if search_weights:
-        for view in range(v):
+    b2, b3, score, evaluated = 0.0, 0.0, -1.0, 0
+    for _ in range(rounds if search_weights else 1):
+        start = score
+        terms = [_terms(g, weights) for g in groups]
+        score = _score(groups, terms, b2, b3)
+        b2, b3, score, n = _grid(groups, terms, coarse, coarse, (b2, b3, score))
+        evaluated += n + 1
+        b2, b3, score, n = _grid(groups, terms, _fine(b2), _fine(b3), (b2, b3, score))
+        evaluated += n
+        if not search_weights:
+            break
+        if len(choices) ** v <= MAX_EXHAUSTIVE:     # every combination (few views)
+            trials = [torch.tensor(c) for c in itertools.product(*[sorted(choices)[::-1]] * v)]
+        else:                                       # one view at a time
+            trials = None
+        for view in range(v if trials is None else 1):
             keep = float(weights[view])
-            for c in choices:
-                if c == keep:
-                    continue
-                trial = weights.clone()
-                trial[view] = c
+            candidates = trials if trials is not None else [
+                weights.clone().index_fill_(0, torch.tensor([view]), c) for c in choices
+                if c != keep]
+            for trial in candidates:
                 trial_score = _score(groups, [_terms(g, trial) for g in groups], b2, b3)
                 evaluated += 1
                 if trial_score > score + 1e-12:
                     score, weights = trial_score, trial
-        terms = [_terms(g, weights) for g in groups]
-        b2, b3, score, n = _grid(groups, terms, _fine(b2), _fine(b3), (b2, b3, score))
-        evaluated += n
+        if score <= start + 1e-12 or score >= 1.0:
+            break
     return SegParams(b2, b3, [float(w) for w in weights], score, evaluated)

@@ -1,0 +1,121 @@
+"""The config of `pointcalip segment` (torch-free: checked before any work starts).
+
+    command: segment
+    data: {name: shapenetpart, root: null, num_points: 2048, categories: null, parts: null}
+    projector: {name: realistic}
+    backbone: ViT-B/16
+    templates: ["a depth map of the {part} of a {category}.", ...]   # {part}, optional {category}
+    tune: {split: val, per_category: true, view_weights: true, points: 512, seed: 0}
+"""
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+from typing import ClassVar, List, Optional
+
+from ..config import ProjectorConfig, check_backbone, check_device
+from ..core.config import ConfigError, Section, non_negative, positive
+
+DEFAULT_PART_TEMPLATES = [
+    "a depth map of the {part} of a {category}.",
+    "the {part} of a {category} seen as a depth image.",
+    "a grey rendering of the {part} of a {category}.",
+]
+
+
+def check_part_templates(templates) -> List[str]:
+    """Part templates: non-empty strings each holding ``{part}`` (``{category}`` optional)."""
+    if isinstance(templates, str) or not templates:
+        raise ValueError("must be a non-empty list of templates, each with {part}, e.g. "
+                         "[\"a depth map of the {part} of a {category}.\"]")
+    out = []
+    for t in templates:
+        if not isinstance(t, str) or "{part}" not in t:
+            raise ValueError(f"every part template needs '{{part}}' (and may use "
+                             f"'{{category}}'); got {t!r}")
+        try:
+            t.format(part="x", category="y")
+        except (IndexError, KeyError, ValueError) as err:
+            raise ValueError(f"part template {t!r} cannot be formatted ({err}); use only "
+                             f"{{part}} and {{category}}, literal braces as '{{{{' '}}}}'") from None
+        out.append(t)
+    return out
+
+
+@dataclass
+class SegDataConfig(Section):
+    """Which shapes: ShapeNetPart, its folder, points per shape, categories, part names."""
+
+    name: typing.Literal["shapenetpart"] = "shapenetpart"
+    root: Optional[str] = None
+    num_points: int = positive(2048)
+    categories: Optional[List[str]] = None
+    parts: Optional[str] = None     # part-name YAML; null: configs/shapenetpart_parts.yaml
+
+    def validate(self) -> None:
+        from ..datasets.shapenetpart import SHAPENETPART_CATEGORIES  # numpy only
+
+        for c in self.categories or []:
+            if c not in SHAPENETPART_CATEGORIES:
+                raise ConfigError("categories", f"holds {c!r}, not a ShapeNetPart category "
+                                                f"({', '.join(SHAPENETPART_CATEGORIES)})")
+        if self.parts is not None:
+            from ..datasets.shapenetpart import load_part_names
+            try:
+                load_part_names(self.parts)
+            except (OSError, ValueError) as err:
+                raise ConfigError("parts", f"is not usable: {err}") from None
+
+
+@dataclass
+class SegTuneConfig(Section):
+    """How dense CALIP's betas and view weights are tuned (spec/segmentation.md section 6)."""
+
+    split: typing.Literal["val", "test"] = "val"
+    per_category: bool = True
+    view_weights: bool = True
+    points: int = positive(512)     # points per shape the search scores (seeded subsample)
+    seed: int = non_negative(0)
+
+
+@dataclass
+class SegmentConfig(Section):
+    """`pointcalip segment --config`: dense CLIP and dense CALIP part segmentation."""
+
+    COMMAND: ClassVar[str] = "segment"
+
+    data: SegDataConfig = field(default_factory=SegDataConfig)
+    projector: ProjectorConfig = field(default_factory=lambda: ProjectorConfig("realistic"))
+    backbone: str = "ViT-B/16"
+    templates: List[str] = field(default_factory=lambda: list(DEFAULT_PART_TEMPLATES))
+    smooth: bool = True
+    visible_tolerance: Optional[float] = None   # null: the projector's default
+    batch_size: int = positive(16)
+    device: Optional[str] = None
+    engine: str = "auto"
+    cache_dir: Optional[str] = None
+    output_dir: Optional[str] = None
+    download: bool = True
+    pictures: int = non_negative(2)             # shapes per category drawn (0: none)
+    tune: SegTuneConfig = field(default_factory=SegTuneConfig)
+    name: str = "segment"
+
+    def validate(self) -> None:
+        try:
+            check_part_templates(self.templates)
+        except ValueError as err:
+            raise ConfigError("templates", str(err)) from None
+        from ..backbones.engines import check_engine
+
+        try:
+            check_engine(self.engine, self.device)
+        except ValueError as err:
+            raise ConfigError("engine", str(err).removeprefix("engine ")) from None
+        for key, check in (("device", check_device), ("backbone", check_backbone)):
+            try:
+                check(getattr(self, key))
+            except ValueError as err:
+                raise ConfigError(key, str(err)) from None
+        if self.visible_tolerance is not None and not self.visible_tolerance > 0:
+            raise ConfigError("visible_tolerance", f"must be a positive number or null, got "
+                                                   f"{self.visible_tolerance!r}")
