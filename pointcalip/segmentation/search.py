@@ -29,6 +29,8 @@ WEIGHT_CHOICES = (0.25, 0.5, 0.75, 1.0)
 ROUNDS = 4
 #: view weights are searched exhaustively when there are at most this many combinations
 MAX_EXHAUSTIVE = 256
+#: logits per chunk when many grid points are scored at once
+CHUNK = 1 << 23
 
 
 @dataclass
@@ -59,27 +61,57 @@ def _terms(group: Group, weights: torch.Tensor) -> Tuple[torch.Tensor, ...]:
                  for s in (group.logits.s0, group.logits.s1, group.logits.s2))
 
 
-def _score(groups: Sequence[Group], terms, beta2: float, beta3: float) -> float:
-    total, count = 0.0, 0
+def _reweighted(groups: Sequence[Group], terms, weights: torch.Tensor, trial: torch.Tensor):
+    """The terms at view weights ``trial`` from those at ``weights`` (only changed views)."""
+    changed = torch.nonzero(trial != weights).flatten().tolist()
+    if len(changed) > len(weights) // 2:
+        return [_terms(g, trial) for g in groups]
+    out = []
+    for g, t in zip(groups, terms):
+        new = []
+        for a, s in zip(t, (g.logits.s0, g.logits.s1, g.logits.s2)):
+            a = a.clone()
+            for v in changed:
+                a += (float(trial[v]) - float(weights[v])) * \
+                    g.logits.visible[:, v, :, None].to(a.dtype) * s[:, v]
+            new.append(a)
+        out.append(tuple(new))
+    return out
+
+
+def _scores(groups: Sequence[Group], terms, pairs: torch.Tensor) -> torch.Tensor:
+    """Instance mIoU of ``groups`` at each (beta2, beta3) row of ``pairs`` [G, 2] -> [G]
+    float64, the grid points scored together in chunks of about ``CHUNK`` logits."""
+    total = torch.zeros(len(pairs), dtype=torch.float64)
+    count = 0
     for g, (a0, a1, a2) in zip(groups, terms):
-        pred = torch.gather((a0 + beta2 * a1 + beta3 * a2).argmax(dim=2), 1, g.logits.source)
-        total += float(shape_mious(pred, g.gt, g.num_parts).sum())
+        m, n, p = a0.shape
+        step = max(1, CHUNK // max(a0.numel(), 1))
+        for s in range(0, len(pairs), step):
+            b = pairs[s:s + step].to(a0.dtype)
+            logits = a0 + b[:, 0, None, None, None] * a1 + b[:, 1, None, None, None] * a2
+            best = logits.argmax(dim=3)                                   # [c, M, N]
+            pred = torch.gather(best, 2, g.logits.source.expand_as(best))
+            miou = shape_mious(pred.reshape(-1, n), g.gt.repeat(len(b), 1), g.num_parts)
+            total[s:s + step] += miou.view(len(b), m).sum(dim=1)
         count += g.gt.shape[0]
     return total / max(count, 1)
 
 
+def _score(groups: Sequence[Group], terms, beta2: float, beta3: float) -> float:
+    return float(_scores(groups, terms, torch.tensor([[beta2, beta3]]))[0])
+
+
 def _grid(groups, terms, b2s, b3s, start: Tuple[float, float, float]
           ) -> Tuple[float, float, float, int]:
-    """Best (beta2, beta3, score) over the grid, starting from ``start`` (kept on ties);
-    also the number of grid points scored."""
-    best, n = start, 0
-    for b2 in b2s:
-        for b3 in b3s:
-            score = _score(groups, terms, b2, b3)
-            n += 1
-            if score > best[2] + 1e-12:
-                best = (float(b2), float(b3), score)
-    return (*best, n)
+    """Best (beta2, beta3, score) over the grid (beta2 outer, beta3 inner; the first best
+    wins), kept at ``start`` unless beaten; also the number of grid points scored."""
+    pairs = torch.tensor([[b2, b3] for b2 in b2s for b3 in b3s], dtype=torch.float64)
+    scores = _scores(groups, terms, pairs)
+    k = int(torch.argmax(scores))          # first maximum
+    if float(scores[k]) > start[2] + 1e-12:
+        return float(pairs[k, 0]), float(pairs[k, 1]), float(scores[k]), len(pairs)
+    return (*start, len(pairs))
 
 
 def _fine(center: float) -> List[float]:
@@ -115,10 +147,11 @@ def search_segmentation(groups: Sequence[Group], search_weights: bool = True,
                 weights.clone().index_fill_(0, torch.tensor([view]), c) for c in choices
                 if c != keep]
             for trial in candidates:
-                trial_score = _score(groups, [_terms(g, trial) for g in groups], b2, b3)
+                trial_terms = _reweighted(groups, terms, weights, trial)
+                trial_score = _score(groups, trial_terms, b2, b3)
                 evaluated += 1
                 if trial_score > score + 1e-12:
-                    score, weights = trial_score, trial
+                    score, weights, terms = trial_score, trial, trial_terms
         if score <= start + 1e-12 or score >= 1.0:
             break
     return SegParams(b2, b3, [float(w) for w in weights], score, evaluated)

@@ -1,0 +1,107 @@
+"""Time `pointcalip segment` from stored features on ShapeNetPart-sized random inputs.
+
+    python scripts/bench_segment.py [--test 2874 --val 1870 --points 2048 --views 10]
+        [--tokens 196 --dim 512] [--scale 0.1] [--projector realistic]
+
+Stages timed as `segment` runs them after encoding: the VAL point logits (locate, dense
+CALIP terms, reads at the points on `tune.points` points, nearest-visible fallback), the
+per-category search, and the TEST pass (the same at every point, dense CLIP and tuned CALIP
+predictions). Spatial tokens are random unit vectors made per batch (what the store would
+return); clouds are random surfaces. `--scale` runs a share of the shapes and also prints
+the times scaled up to the full sizes.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from pointcalip.commands.options import positive_int
+from pointcalip.datasets.shapenetpart import PART_COUNTS
+from pointcalip.projection import build_projector
+from pointcalip.segmentation.config import SegmentConfig
+from pointcalip.segmentation.points import PointLogits, predict_local
+from pointcalip.segmentation.run import shape_point_logits, tune
+from pointcalip.segmentation.search import Group
+
+
+def clouds(n: int, points: int, rng) -> torch.Tensor:
+    p = rng.normal(size=(n, points, 3)) * np.array([0.5, 0.9, 0.4])
+    p /= np.linalg.norm(p, axis=2).max(axis=1)[:, None, None]
+    return torch.from_numpy(p.astype(np.float32))
+
+
+def batches(n, args, rng):
+    for s in range(0, n, args.batch):
+        b = min(args.batch, n - s)
+        spatial = torch.nn.functional.normalize(
+            torch.randn(b, args.views, args.tokens, args.dim, dtype=torch.float32), dim=-1)
+        yield spatial, clouds(b, args.points, rng), rng.integers(0, 16, size=b)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--test", type=positive_int, default=2874)
+    ap.add_argument("--val", type=positive_int, default=1870)
+    ap.add_argument("--points", type=positive_int, default=2048)
+    ap.add_argument("--views", type=positive_int, default=10)
+    ap.add_argument("--tokens", type=positive_int, default=196)
+    ap.add_argument("--dim", type=positive_int, default=512)
+    ap.add_argument("--batch", type=positive_int, default=16)
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--projector", default="realistic")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    cfg = SegmentConfig()
+    projector = build_projector(args.projector)
+    if projector.num_views != args.views:
+        projector = projector.select_views(list(range(args.views)))
+    texts = {c: torch.nn.functional.normalize(torch.randn(PART_COUNTS[c], args.dim), dim=-1)
+             for c in range(16)}
+    n_val, n_test = max(1, round(args.val * args.scale)), max(1, round(args.test * args.scale))
+    times = {}
+
+    t0 = time.perf_counter()
+    keep = np.sort(rng.choice(args.points, size=min(cfg.tune.points, args.points), replace=False))
+    parts: dict = {}
+    for spatial, pts, cats in batches(n_val, args, rng):
+        for c, (sel, lg) in shape_point_logits(spatial, pts, cats, texts, projector, True, None,
+                                               keep).items():
+            gt = torch.randint(0, PART_COUNTS[c], (len(sel), keep.size))
+            parts.setdefault(c, []).append((lg, gt))
+    groups = {c: Group(PointLogits(*(torch.cat([getattr(lg, k) for lg, _ in v])
+                                     for k in ("s0", "s1", "s2", "visible", "source"))),
+                       torch.cat([g for _, g in v]), PART_COUNTS[c]) for c, v in parts.items()}
+    times["val point logits"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    params = tune(groups, cfg)
+    times["search (per category)"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    located = 0.0
+    for spatial, pts, cats in batches(n_test, args, rng):
+        s = time.perf_counter()
+        projector.locate(pts)                   # timed alone once more, for the breakdown
+        located += time.perf_counter() - s
+        t0 += time.perf_counter() - s           # ... and not counted in the pass
+        for c, (sel, lg) in shape_point_logits(spatial, pts, cats, texts, projector, True,
+                                               None).items():
+            predict_local(lg)
+            p = params[c]
+            predict_local(lg, p.beta2, p.beta3, p.view_weights)
+    times["test pass"] = time.perf_counter() - t0
+    total = sum(times.values())
+    print(f"{n_val} val / {n_test} test shapes, {args.points} points, {args.views} views, "
+          f"{args.tokens} x {args.dim} tokens, {torch.get_num_threads()} threads")
+    for k, v in times.items():
+        print(f"  {k:26s} {v:8.2f} s   (x{1 / args.scale:g}: {v / args.scale:8.1f} s)")
+    print(f"    of which locate (rendering the maps again) {located:.2f} s")
+    print(f"  total {total:.2f} s (scaled to the full splits: {total / args.scale:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
