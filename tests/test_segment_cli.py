@@ -99,6 +99,7 @@ def test_val_tuning_recovers_planted_parameters(planted, tiny_checkpoints, tmp_p
     assert set(r["per_category"]) == set(CATEGORIES)
     assert (tmp_path / "val" / "results.md").read_text().count("| chair |") == 1
     assert (tmp_path / "val" / "pictures" / "chair_0.png").stat().st_size > 1000
+    assert (tmp_path / "val" / "pictures" / "views_test0.png").stat().st_size > 1000
 
 
 def test_tune_on_test_reaches_the_planted_test_labels(planted, tiny_checkpoints, tmp_path):

@@ -82,3 +82,32 @@ def draw_shapes(out, dataset, pred: np.ndarray, per_category: int,
                 [("predicted", pred[i] - offsets[c]), ("true", dataset.pid[i] - offsets[c])],
                 dataset.parts[name], f"{name}, test shape {dataset.index[i]}"))
     return written
+
+
+def draw_view_maps(path, images: np.ndarray, part_maps: np.ndarray, names: Sequence[str],
+                   title: str = "") -> Path:
+    """Per view: the projected depth image (top) and the part each pixel's dense logits
+    choose, over it (bottom). images [V, S, S] in [0, 1], part_maps [V, S, S] local indices."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    v = images.shape[0]
+    fig = Figure(figsize=(1.8 * v, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    for k in range(v):
+        top = fig.add_subplot(2, v, k + 1)
+        top.imshow(images[k], cmap="gray", vmin=0, vmax=1)
+        top.set_title(f"view {k}", fontsize=8)
+        bottom = fig.add_subplot(2, v, v + k + 1)
+        bottom.imshow(images[k], cmap="gray", vmin=0, vmax=1)
+        bottom.imshow(part_colours(part_maps[k]), alpha=0.55)
+        for ax in (top, bottom):
+            ax.set_axis_off()
+    fig.legend(handles=[Patch(color=part_colours(np.array([k]))[0] / 255.0, label=n)
+                        for k, n in enumerate(names)], loc="lower center", ncol=len(names),
+               fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.savefig(path)
+    return Path(path)

@@ -106,6 +106,19 @@ def tune(groups: Dict[int, Group], cfg: SegmentConfig) -> Dict[int, SegParams]:
             for c, g in tqdm(sorted(groups.items()), desc="search", disable=None, leave=False)}
 
 
+def view_part_maps(spatial: torch.Tensor, text: torch.Tensor, params: Optional[SegParams],
+                   image_size: int, smooth: bool = True) -> torch.Tensor:
+    """One shape's views: spatial [V, HW, C], text [P, C] -> [V, S, S] the part each pixel of
+    the upsampled dense CALIP logits (at ``params``' betas; None: dense CLIP) chooses."""
+    from ..dense_calip import dense_calip_logits, dense_logits, smooth_grid, tokens_to_grid
+    from ..dense_calip import upsample_grid
+
+    b2, b3 = (params.beta2, params.beta3) if params is not None else (0.0, 0.0)
+    grid = tokens_to_grid(dense_logits(*dense_calip_logits(spatial, text), b2, b3))
+    grid = smooth_grid(grid) if smooth else grid
+    return upsample_grid(grid, image_size).argmax(dim=1)
+
+
 @dataclass
 class Predictions:
     index: np.ndarray        # [M] dataset index (row in the whole split)
@@ -316,8 +329,16 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
     np.savez_compressed(out / "predictions.npz", index=preds.index, pred=preds.calip,
                         pred_dense_clip=preds.clip, category=test.labels)
     if cfg.pictures:
-        from .pictures import draw_shapes
+        from .pictures import draw_shapes, draw_view_maps
         draw_shapes(out, test, preds.calip, cfg.pictures)
+        c = int(test.labels[0])
+        _, spatial, _ = feats["test"].store.read([0])
+        maps = view_part_maps(torch.from_numpy(spatial[0]).float(), texts[c], params.get(c),
+                              projector.image_size, cfg.smooth)
+        images = projector(test.points([0]))[0, :, 0].numpy()
+        name = SHAPENETPART_CATEGORIES[c]
+        draw_view_maps(out / "pictures" / "views_test0.png", images, maps.numpy(),
+                       test.parts[name], f"{name}, test shape {test.index[0]}: part per pixel")
     timings["total_s"] = time.perf_counter() - t_start
     return SegmentResult(
         config=cfg, run=RunInfo.collect(backbone.device, backbone.precision, root, argv),
