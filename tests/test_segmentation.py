@@ -79,3 +79,21 @@ def test_search_recovers_planted_parameters():
     for params in [(0.0, 0.0, None), (b3, b2, w)]:
         pred = predict_local(lg, *params)
         assert shape_ious(pred, gt, 4).mean() < 0.8
+
+
+def test_part_prompts_from_templates_and_sentence_files(tmp_path):
+    from pointcalip.segmentation.run import part_prompts
+
+    got = part_prompts("motorbike", ["gas tank", "seat"], ["the {part} of a {category}.", "{part}"])
+    assert got == [["the gas tank of a motorbike.", "gas tank"], ["the seat of a motorbike.", "seat"]]
+    f = tmp_path / "sentences.yaml"
+    f.write_text("chair:\n  back: [a chair back., the backrest of a chair.]\n  seat: [a chair seat.]\n")
+    assert part_prompts("chair", ["back", "seat"], str(f)) == [
+        ["a chair back.", "the backrest of a chair."], ["a chair seat."]]
+    with pytest.raises(ValueError, match=r"no sentences for chair.leg"):
+        part_prompts("chair", ["back", "leg"], str(f))
+    f.write_text("chair:\n  back: []\n")
+    with pytest.raises(ValueError, match=r"key chair.back: expected a non-empty list"):
+        part_prompts("chair", ["back"], str(f))
+    with pytest.raises(ValueError, match=r"needs '\{part\}'"):
+        part_prompts("chair", ["back"], ["a photo of a {}."])

@@ -42,7 +42,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--projector", default="realistic", choices=["pointclip", "realistic"],
                    help="projector with its published defaults (default realistic)")
     g.add_argument("--templates", nargs="+", default=None, metavar="TEMPLATE",
-                   help="part templates with {part} and optionally {category}")
+                   help="part templates with {part} and optionally {category}, or one "
+                        "per-part sentence file (YAML/JSON {category: {part: [sentences]}})")
     g.add_argument("--beta2", type=finite_float, default=0.0, help="dense CALIP beta2 (0)")
     g.add_argument("--beta3", type=finite_float, default=0.0, help="dense CALIP beta3 (0)")
     g.add_argument("--num-points", type=positive_int, default=2048, metavar="N",
@@ -94,9 +95,11 @@ def run_file(args) -> int:
     from ..segmentation.config import DEFAULT_PART_TEMPLATES, check_part_templates
 
     templates = args.templates or DEFAULT_PART_TEMPLATES
+    if len(templates) == 1 and "{part}" not in templates[0]:
+        templates = templates[0]                # a per-part sentence file
     try:
         check_part_templates(templates)
-    except ValueError as err:
+    except (ValueError, OSError) as err:
         raise ValueError(f"--templates {err}") from None
     check_backbone(args.backbone)
     if len(args.parts) < 2:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typing
 from dataclasses import dataclass, field
-from typing import ClassVar, List, Optional
+from typing import ClassVar, List, Optional, Union
 
 from ..config import ProjectorConfig, check_backbone, check_device
 from ..core.config import ConfigError, Section, non_negative, positive
@@ -23,8 +23,38 @@ DEFAULT_PART_TEMPLATES = [
 ]
 
 
+def read_part_sentences(path) -> dict:
+    """A per-part sentence file (YAML or JSON): ``{category: {part: [sentences]}}``, checked;
+    ValueError / OSError naming the file and the key."""
+    from pathlib import Path
+
+    from ..prompts import read_yaml
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"part sentence file {path} not found")
+    data = read_yaml(path)
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"part sentence file {path} must map categories to {{part: [sentences]}}")
+    for cat, parts in data.items():
+        if not isinstance(parts, dict) or not parts:
+            raise ValueError(f"part sentence file {path} key {cat!r}: expected a mapping "
+                             f"{{part: [sentences]}}")
+        for part, sentences in parts.items():
+            if (isinstance(sentences, str) or not sentences
+                    or not all(isinstance(x, str) and x.strip() for x in sentences)):
+                raise ValueError(f"part sentence file {path} key {cat}.{part}: expected a "
+                                 f"non-empty list of sentences")
+    return data
+
+
 def check_part_templates(templates) -> List[str]:
-    """Part templates: non-empty strings each holding ``{part}`` (``{category}`` optional)."""
+    """Part templates: non-empty strings each holding ``{part}`` (``{category}`` optional);
+    or a per-part sentence file (its path as a string, see :func:`read_part_sentences`),
+    returned as a one-entry list."""
+    if isinstance(templates, str) and "{part}" not in templates:
+        read_part_sentences(templates)
+        return [templates]
     if isinstance(templates, str) or not templates:
         raise ValueError("must be a non-empty list of templates, each with {part}, e.g. "
                          "[\"a depth map of the {part} of a {category}.\"]")
@@ -87,7 +117,8 @@ class SegmentConfig(Section):
     data: SegDataConfig = field(default_factory=SegDataConfig)
     projector: ProjectorConfig = field(default_factory=lambda: ProjectorConfig("realistic"))
     backbone: str = "ViT-B/16"
-    templates: List[str] = field(default_factory=lambda: list(DEFAULT_PART_TEMPLATES))
+    # templates with {part} / {category}, or the path of a per-part sentence file
+    templates: Union[str, List[str]] = field(default_factory=lambda: list(DEFAULT_PART_TEMPLATES))
     smooth: bool = True
     visible_tolerance: Optional[float] = None   # null: the projector's default
     batch_size: int = positive(16)
@@ -103,7 +134,7 @@ class SegmentConfig(Section):
     def validate(self) -> None:
         try:
             check_part_templates(self.templates)
-        except ValueError as err:
+        except (ValueError, OSError) as err:
             raise ConfigError("templates", str(err)) from None
         from ..backbones.engines import check_engine
 

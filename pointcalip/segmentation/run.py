@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ..datasets.shapenetpart import (PART_COUNTS, PART_OFFSETS, SHAPENETPART_CATEGORIES,
                                      ShapeNetPart)
 from ..report.results import RunInfo, backbone_label, run_name
-from .config import SegmentConfig, check_part_templates
+from .config import SegmentConfig, check_part_templates, read_part_sentences
 from .metrics import SegmentationScores, segmentation_scores
 from .points import PointLogits, point_logits, predict_local
 from .search import Group, SegParams, search_segmentation
@@ -34,7 +34,17 @@ log = logging.getLogger(__name__)
 
 def part_prompts(category: str, parts: Sequence[str], templates: Sequence[str]
                  ) -> List[List[str]]:
-    """Per part, every template filled with the part and the category (``_`` -> space)."""
+    """Per part, every template filled with the part and the category (``_`` -> space); or,
+    when ``templates`` is a per-part sentence file, that file's sentences."""
+    templates = check_part_templates(templates)
+    if len(templates) == 1 and "{part}" not in templates[0]:
+        sentences = read_part_sentences(templates[0])
+        missing = [p for p in parts if p not in sentences.get(category, {})]
+        if missing:
+            raise ValueError(f"part sentence file {templates[0]} has no sentences for "
+                             f"{category}.{missing[0]} (key {category!r} needs every part: "
+                             f"{list(parts)})")
+        return [list(sentences[category][p]) for p in parts]
     cat = category.replace("_", " ")
     return [[t.format(part=p.replace("_", " "), category=cat) for t in templates]
             for p in parts]
@@ -43,7 +53,7 @@ def part_prompts(category: str, parts: Sequence[str], templates: Sequence[str]
 def part_text(backbone, category: str, parts: Sequence[str], templates: Sequence[str]
               ) -> torch.Tensor:
     """[P, C] unit rows: the part prompts encoded and ensembled like class texts."""
-    return backbone.encode_prompts(part_prompts(category, parts, check_part_templates(templates)))
+    return backbone.encode_prompts(part_prompts(category, parts, templates))
 
 
 def shape_point_logits(spatial: torch.Tensor, points: torch.Tensor, categories: np.ndarray,
