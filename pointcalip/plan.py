@@ -55,7 +55,7 @@ def _datasets(cfg: RunConfig, splits: Sequence[str]) -> List[tuple]:
         if isinstance(cfg, FewShotConfig):
             from .fewshot.stages import train_rows
 
-            picked = train_rows(cfg, train)
+            picked = train_rows(cfg, train, None if test is None else test.labels)   # as `fewshot` refuses
             if "train" not in splits:
                 out.append(("val", train, picked.rows))
             if picked.augmented is not None:
