@@ -144,6 +144,7 @@ class ZeroShotResult:
             "beta3": self.found.beta3,
             "view_weights": list(self.found.view_weights),
             "accuracy": {"pointclip": self.pointclip.top1, "calip": self.calip.top1},
+            "accuracy_topk": {"pointclip": self.pointclip.topk(), "calip": self.calip.topk()},
             "per_class": {name: {"n": self.calip.counts[k], "pointclip": self.pointclip.per_class[k],
                                  "calip": self.calip.per_class[k]}
                           for k, name in enumerate(self.classnames)},
@@ -164,6 +165,8 @@ class ZeroShotResult:
             f"{cfg.projector.name} | {len(self.views)} | {self.pointclip.top1:.2f} | "
             f"{self.calip.top1:.2f} | {self.found.beta2:.4g} | {self.found.beta3:.4g} |",
             "",
+            f"- Top-3 / top-5 accuracy: PointCLIP {self.pointclip.top3:.2f} / "
+            f"{self.pointclip.top5:.2f}, CALIP {self.calip.top3:.2f} / {self.calip.top5:.2f}",
             f"- Tuning protocol: {self.tuning.protocol}",
             f"- View weights: {', '.join(f'{w:g}' for w in self.found.view_weights)}",
             f"- Prompt templates: {'; '.join(repr(t) for t in self.templates)}",

@@ -1,4 +1,5 @@
-"""Accuracy of shape logits against labels: top-1 overall and per class (in percent)."""
+"""Accuracy of shape logits against labels: top-1 overall and per class, top-3 and top-5
+overall (in percent)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,11 +12,18 @@ import torch
 @dataclass
 class Accuracy:
     """``top1`` in percent; ``per_class[k]`` in percent (None for a class with no sample);
-    ``counts[k]`` samples of class k."""
+    ``counts[k]`` samples of class k; ``top3`` / ``top5``: the share of samples whose label is
+    among the 3 / 5 highest logits (every class when there are fewer; None when not measured)."""
 
     top1: float
     per_class: List[Optional[float]]
     counts: List[int]
+    top3: Optional[float] = None
+    top5: Optional[float] = None
+
+    def topk(self) -> dict:
+        """``{"top1": .., "top3": .., "top5": ..}`` in percent."""
+        return {"top1": self.top1, "top3": self.top3, "top5": self.top5}
 
     @property
     def mean_per_class(self) -> float:
@@ -39,4 +47,19 @@ def accuracy(logits: torch.Tensor, labels: Sequence[int], num_classes: Optional[
     counts = np.bincount(labels, minlength=k)[:k]
     per_class = [float(hit[labels == c].mean() * 100.0) if counts[c] else None for c in range(k)]
     return Accuracy(top1=float(hit.mean() * 100.0), per_class=per_class,
-                    counts=[int(c) for c in counts])
+                    counts=[int(c) for c in counts],
+                    top3=topk_accuracy(logits, labels, 3, hit),
+                    top5=topk_accuracy(logits, labels, 5, hit))
+
+
+def topk_accuracy(logits: torch.Tensor, labels: np.ndarray, k: int,
+                  top1_hit: Optional[np.ndarray] = None) -> float:
+    """logits [N, K], labels [N] -> percent of samples whose label is among the ``k`` highest
+    logits (all K when K < k). ``top1_hit`` [N] (the argmax hits) counts as hits too, so
+    that ties never make top-k lower than top-1."""
+    k = min(int(k), logits.shape[1])
+    top = logits.topk(k, dim=-1).indices.cpu().numpy()
+    hit = (top == np.asarray(labels, dtype=np.int64)[:, None]).any(axis=1)
+    if top1_hit is not None:
+        hit |= top1_hit
+    return float(hit.mean() * 100.0)
