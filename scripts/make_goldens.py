@@ -20,6 +20,9 @@ kind whose flags are given is written):
       loss, gradient and key update, every loss, best keys, search, test accuracy) on fixed
       synthetic view features at 1 view and at 10 views with unequal view weights (see
       `tip_adapter_goldens`).
+  PointCLIP adapter recipe  --pointclip-recipe DIR  ->  adapter_recipe_goldens.npz
+      the learning rate of every epoch of PointCLIP's adapter training (Dassl3D's scheduler
+      with its rn50.yaml settings) and its smooth_loss on random logits.
   tiny CLIP  --tiny-clip  ->  tiny_clip_goldens.npz
       our backbone's tokens and CALIP logits for the tiny seeded test CLIPs: regression
       goldens that catch numeric drift (see `tiny_clip_goldens`).
@@ -36,6 +39,7 @@ import io
 import os
 import platform
 import shlex
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +50,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from official_code import (OfficialCodeError, describe_checkout, describe_tip_adapter,  # noqa: E402
-                           pointclip_v2_projection, pointclip_views, run_tip_adapter, to_numpy)
+                           pointclip_adapter_recipe, pointclip_v2_projection, pointclip_views,
+                           run_tip_adapter, to_numpy)
 
 Arrays = Dict[str, np.ndarray]
 REPO = Path(__file__).resolve().parent.parent
@@ -252,10 +257,30 @@ class GoldenKind:
     build: Callable[[argparse.Namespace], Arrays]
 
 
+def adapter_recipe_goldens(args: argparse.Namespace) -> Arrays:
+    """PointCLIP's adapter recipe from its checkout (scripts/official_code.py
+    `pointclip_adapter_recipe`):
+
+    adapter_lr_per_epoch [250] (float64)   the learning rate of each epoch (Dassl3D's warm-up +
+                                           cosine, stepped per epoch), adapter_base_lr
+    smooth_logits [6, 5], smooth_labels [6] random logits and labels, smooth_loss: its loss
+    meta_pointclip_recipe_commit
+    """
+    g = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(6, 5, generator=g), torch.tensor([0, 1, 2, 3, 4, 0])
+    out = pointclip_adapter_recipe(args.pointclip_recipe, logits, labels)
+    out["meta_pointclip_recipe_commit"] = np.array(subprocess.run(
+        ["git", "-C", str(args.pointclip_recipe), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        or "unknown")
+    return out
+
+
 GOLDEN_KINDS: Sequence[GoldenKind] = (
     GoldenKind("projector", "projector_goldens.npz", ("pointclip", "pointclip_v2"), projector_goldens),
     GoldenKind("tiny CLIP", "tiny_clip_goldens.npz", ("tiny_clip",), tiny_clip_goldens),
     GoldenKind("Tip-Adapter", "tip_adapter_goldens.npz", ("tip_adapter",), tip_adapter_goldens),
+    GoldenKind("PointCLIP adapter recipe", "adapter_recipe_goldens.npz", ("pointclip_recipe",),
+               adapter_recipe_goldens),
 )
 
 
@@ -266,6 +291,9 @@ def add_flags(ap: argparse.ArgumentParser) -> None:
                    help="checkout of https://github.com/yangyangyang127/PointCLIP_V2")
     g = ap.add_argument_group("Tip-Adapter goldens")
     g.add_argument("--tip-adapter", metavar="DIR", help="checkout of https://github.com/gaopengcuhk/Tip-Adapter")
+    g = ap.add_argument_group("PointCLIP adapter recipe goldens")
+    g.add_argument("--pointclip-recipe", metavar="DIR",
+                   help="checkout of https://github.com/ZrrSkywalker/PointCLIP (Dassl3D included)")
     g = ap.add_argument_group("tiny CLIP goldens (our own code; regenerate only after a deliberate "
                               "change of numbers)")
     g.add_argument("--tiny-clip", action="store_const", const=True, default=None,

@@ -530,3 +530,70 @@ def run_tip_adapter(checkout: PathLike, train_feats: torch.Tensor, train_labels:
     return TipAdapterRun(float(beta), float(alpha), np.array(record["losses"][:epochs], dtype=np.float64),
                          to_numpy(grad), to_numpy(before), to_numpy(after), to_numpy(best),
                          float(f_beta), float(f_alpha), np.array(epoch_acc, dtype=np.float64), float(test_acc))
+
+
+# --- PointCLIP's adapter recipe (Dassl3D's scheduler, the few-shot trainer's loss) ------------------
+
+ADAPTER_RECIPE_FILES = ("Dassl3D/dassl/optim/lr_scheduler.py", "trainers/fewshot.py",
+                        "configs/trainers/PointCLIP_FS/rn50.yaml")
+
+
+def _function_from(path: Path, name: str, namespace: dict) -> Callable:
+    """Run one top-level function definition of an official file (its own text, unchanged) in
+    ``namespace`` and return it: the file's other imports (Dassl, CLIP) are not needed for it."""
+    import ast
+
+    tree = ast.parse(path.read_text(), str(path))
+    node = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name), None)
+    if node is None:
+        raise OfficialCodeError(f"{path} defines no function {name}")
+    exec(compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec"), namespace)
+    return namespace[name]
+
+
+def pointclip_adapter_recipe(checkout: PathLike, logits: torch.Tensor, labels: torch.Tensor) -> Dict[str, np.ndarray]:
+    """What PointCLIP's few-shot adapter trains with, from its checkout: the learning rate of
+    every epoch (Dassl3D's build_lr_scheduler with the OPTIM settings of
+    configs/trainers/PointCLIP_FS/rn50.yaml, stepped once per epoch as the trainer does) and
+    its `smooth_loss` on ``logits`` [B, K] / ``labels`` [B]."""
+    import yaml
+
+    root = Path(checkout).expanduser()
+    for f in ADAPTER_RECIPE_FILES:
+        if not (root / f).is_file():
+            raise OfficialCodeError(f"pointclip checkout {root} lacks {root / f} (expected a checkout of {POINTCLIP_URL})")
+    class OldSignature(torch.optim.lr_scheduler.LRScheduler):
+        """torch's scheduler base as Dassl3D calls it (a positional `verbose`, since removed)."""
+
+        def __init__(self, optimizer, last_epoch=-1, verbose=False):
+            super().__init__(optimizer, last_epoch)
+
+    spec = importlib.util.spec_from_file_location("dassl_lr_scheduler", root / ADAPTER_RECIPE_FILES[0])
+    scheduler_module = importlib.util.module_from_spec(spec)
+    current = torch.optim.lr_scheduler._LRScheduler
+    torch.optim.lr_scheduler._LRScheduler = OldSignature
+    try:
+        spec.loader.exec_module(scheduler_module)
+    finally:
+        torch.optim.lr_scheduler._LRScheduler = current
+    optim = yaml.safe_load((root / ADAPTER_RECIPE_FILES[2]).read_text())["OPTIM"]
+    cfg = types.SimpleNamespace(LR_SCHEDULER=optim["LR_SCHEDULER"], STEPSIZE=(-1,), GAMMA=0.1,
+                                MAX_EPOCH=int(optim["MAX_EPOCH"]), WARMUP_EPOCH=int(optim["WARMUP_EPOCH"]),
+                                WARMUP_RECOUNT=True, WARMUP_TYPE=optim["WARMUP_TYPE"],
+                                WARMUP_CONS_LR=float(optim["WARMUP_CONS_LR"]), WARMUP_MIN_LR=1e-5)
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=float(optim["LR"]), momentum=0.9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sched = scheduler_module.build_lr_scheduler(opt, cfg)
+        lrs = []
+        for _ in range(cfg.MAX_EPOCH):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()                       # the trainer's update_lr() after an epoch's last batch
+    smooth_loss = _function_from(root / ADAPTER_RECIPE_FILES[1], "smooth_loss",
+                                 {"torch": torch, "F": torch.nn.functional})
+    return {"adapter_lr_per_epoch": np.array(lrs, dtype=np.float64),
+            "adapter_base_lr": np.array(float(optim["LR"])),
+            "smooth_logits": to_numpy(logits), "smooth_labels": to_numpy(labels),
+            "smooth_loss": np.array(float(smooth_loss(logits, labels)))}

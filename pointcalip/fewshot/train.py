@@ -22,6 +22,7 @@ import csv
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -110,10 +111,42 @@ def _optimizer(model: nn.Module, recipe: TrainConfig) -> torch.optim.Optimizer:
         return make()
 
 
-def _schedule(optimizer, recipe: TrainConfig, steps: int):
-    if recipe.schedule == "constant":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
+def _schedule(optimizer, recipe: TrainConfig, steps_per_epoch: int):
+    """The learning-rate schedule; ``step()`` is called after every batch. Without warm-up and
+    stepped per batch, torch's cosine over every step (the default); otherwise a factor of lr
+    computed per unit (batch or epoch): ``warmup_lr / lr`` for the warm-up epochs, then the
+    cosine (or constant) over ``epochs`` units counted from the end of the warm-up, as Dassl's
+    ConstantWarmupScheduler around CosineAnnealingLR(max_epoch) steps it for PointCLIP."""
+    per_epoch = recipe.schedule_unit == "epoch"
+    if not recipe.warmup_epochs and not per_epoch:
+        if recipe.schedule == "constant":
+            return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(recipe.epochs * steps_per_epoch, 1))
+    unit = steps_per_epoch if per_epoch else 1             # batches per unit of the schedule
+    warmup = recipe.warmup_epochs * steps_per_epoch // unit
+    length = max(recipe.epochs * steps_per_epoch // unit, 1)
+
+    def factor(step: int) -> float:
+        done = step // unit                                 # units finished before this batch
+        if done < warmup:
+            return recipe.warmup_lr / recipe.lr
+        if recipe.schedule == "constant":
+            return 1.0
+        return 0.5 * (1.0 + math.cos(math.pi * (done - warmup) / length))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _loss(recipe: TrainConfig) -> Callable:
+    """Cross-entropy with the recipe's label smoothing. "others" spreads it over the K - 1 wrong
+    classes: torch's uniform smoothing s * K / (K - 1) gives exactly that target."""
+    def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        k = logits.shape[-1]
+        s = recipe.label_smoothing
+        if recipe.smoothing == "others" and k > 1:
+            s = s * k / (k - 1)
+        return nn.functional.cross_entropy(logits, labels, label_smoothing=s)
+    return loss
 
 
 def fingerprint(*parts) -> str:
@@ -219,11 +252,10 @@ def fit(model: nn.Module, train: TrainSet, val: EvalSet, recipe: TrainConfig, ru
     forward = forward or (lambda m, *x: m(*x))
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    loss_fn = _loss(recipe)
     batches = _batches(len(train), recipe.batch_size, _min_batch(model))
-    steps_per_epoch = len(batches)
     optimizer = _optimizer(model, recipe)
-    schedule = _schedule(optimizer, recipe, recipe.epochs * steps_per_epoch)
+    schedule = _schedule(optimizer, recipe, len(batches))
     state = {"epoch": 0, "best_epoch": 0, "best": -1.0, "curves": [], "seconds": 0.0}
     last, best_path = run_dir / "last.pt", run_dir / "best.pt"
     saved = _resume_state(run_dir, run_id) if resume else None

@@ -21,7 +21,8 @@ class AdapterConfig(Section):
     checkpoint: Optional[str] = None
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         epochs=250, batch_size=32, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4,
-        label_smoothing=0.2))
+        label_smoothing=0.2, smoothing="others", schedule_unit="epoch", warmup_epochs=1,
+        warmup_lr=1e-5))
 
 
 def _evaluates_a_checkpoint(cfg) -> bool:
