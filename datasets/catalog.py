@@ -125,6 +125,22 @@ DATASETS.register("scanobjectnn", "pointcalip.datasets.scanobjectnn:ScanObjectNN
                           "test": "main_split/test_objectdataset_augmentedrot_scale75.h5",
                       },
                   })
+MODELNET40C_SOURCE = DatasetSource(
+    name="modelnet40c",
+    folder="modelnet40_c",
+    archive="modelnet40_c.zip",
+    # no download address is recorded: `pointcalip download modelnet40c --from PATH`
+    marker=("data_original.npy",),
+    marker_text="data_original.npy, label.npy and data_<corruption>_<severity>.npy",
+)
+
 DATASETS.register("shapenetpart", "pointcalip.datasets.shapenetpart:ShapeNetPart", classes=16,
                   source=SHAPENETPART_SOURCE, task="segmentation",
                   validate="pointcalip.datasets.shapenetpart:validate_folder")
+# ModelNet40's test split under 15 corruptions x 5 severities; test only (task "robustness":
+# kept out of classification configs, read by `pointcalip benchmark`, which tunes on clean
+# ModelNet40 validation); ``settings``: the corruption and severity the dataset class takes
+DATASETS.register("modelnet40c", "pointcalip.datasets.modelnet40c:ModelNet40C", classes=40,
+                  source=MODELNET40C_SOURCE, task="robustness", tuned_on="modelnet40",
+                  settings=("corruption", "severity"),
+                  validate="pointcalip.datasets.modelnet40c:validate_folder")

@@ -67,6 +67,10 @@ def _missing_message(src: DatasetSource, root: Path) -> str:
             f"`pointcalip download scanobjectnn --from PATH/TO/{src.archive}{_root_arg(root)}` "
             f"(or --from the extracted h5_files folder, or --url with the link you received)"
         )
+    if not src.urls:                      # no address recorded: only a local copy installs it
+        return (f"{src.name} not found in {root} (expected {root / src.folder}/ with "
+                f"{src.marker_text}); get {src.archive} (or its extracted folder) and run "
+                f"`pointcalip download {src.name} --from PATH{_root_arg(root)}`")
     return (
         f"{src.name} not found in {root} (expected {root / src.folder}/{src.marker_text}). "
         f"Run `pointcalip download {src.name}{_root_arg(root)}`; offline, fetch {src.archive} "
@@ -317,7 +321,7 @@ def ensure_dataset(
     ensure_writable(root, "--root DIR")
     if origin is not None:
         return _install(src, origin, root, strict_md5=False, verify=verify)
-    if url is None and src.terms_url:
+    if url is None and (src.terms_url or not src.urls):
         raise FileNotFoundError(_missing_message(src, root))
     urls = [url] if url else list(src.urls)
     archive = root / src.archive

@@ -48,9 +48,10 @@ MAX_BATCH_IMAGE_BYTES = 8 << 30
 #: ModelNet40's training set
 MAX_AUGMENTED_CLOUDS = 1_000_000
 
-#: the datasets a classification config may name (segmentation ones have `pointcalip segment`)
+#: the datasets a classification config may name (segmentation ones have `pointcalip segment`,
+#: robustness ones `pointcalip benchmark`)
 CLASSIFICATION_DATASETS = tuple(n for n in DATASETS.names()
-                                if DATASETS[n].meta.get("task") != "segmentation")
+                                if DATASETS[n].meta.get("task") not in ("segmentation", "robustness"))
 
 
 @dataclass

@@ -280,11 +280,11 @@ def test_the_dataset_catalog_declares_what_every_list_derives_from():
     from pointcalip.datasets.catalog import DATASETS as CATALOG
     from pointcalip.datasets.scanobjectnn import VARIANT_FILES
 
-    assert CATALOG.names() == ["modelnet40", "modelnet10", "scanobjectnn", "shapenetpart"] == list(DATASETS)
+    assert CATALOG.names() == ["modelnet40", "modelnet10", "scanobjectnn", "shapenetpart", "modelnet40c"] == list(DATASETS)
     assert DATASETS == {"modelnet40": ModelNet40, "modelnet10": ModelNet10, "scanobjectnn": ScanObjectNN,
-                        "shapenetpart": DATASETS["shapenetpart"]}
+                        "shapenetpart": DATASETS["shapenetpart"], "modelnet40c": DATASETS["modelnet40c"]}
     assert [CATALOG[n].classes for n in CATALOG] == [
-        len(MODELNET40_CLASSES), len(MODELNET10_CLASSES), len(SCANOBJECTNN_CLASSES), 16] == [40, 10, 15, 16]
+        len(MODELNET40_CLASSES), len(MODELNET10_CLASSES), len(SCANOBJECTNN_CLASSES), 16, 40] == [40, 10, 15, 16, 40]
     assert VARIANT_FILES is CATALOG["scanobjectnn"].variants
     assert DataConfig(name="modelnet10").num_classes == 10
     # the config's dataset names are the catalog's
@@ -308,7 +308,7 @@ def test_catalog_names_import_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     names, heavy = out.stdout.strip().splitlines()
-    assert names == ("['modelnet40', 'modelnet10', 'scanobjectnn', 'shapenetpart'] ['pointclip', 'realistic'] "
+    assert names == ("['modelnet40', 'modelnet10', 'scanobjectnn', 'shapenetpart', 'modelnet40c'] ['pointclip', 'realistic'] "
                      "['views', 'terms', 'prompts', 'projectors', 'backbones', 'weights']")
     assert heavy == "[]"
 
