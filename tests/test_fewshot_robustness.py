@@ -290,3 +290,25 @@ def test_trust_checkpoint_is_the_explicit_opt_in_on_the_command_line(
     assert fewshot(*args, "--trust-checkpoint") == 0 and marker.exists()
     rows = json.loads((tmp_path / "out" / "results.json").read_text())["runs"]
     assert [r["hyperparameters"] for r in rows if r["method"] == "adapter"] == [{"checkpoint": str(path)}]
+
+
+def test_the_untrained_models_accuracy_is_kept_for_the_curves(tmp_path):
+    """Epoch 0 (the untrained model, which can win) reaches curves.png: fit returns its
+    validation accuracy, also after --resume, here where training beats it."""
+    g = torch.Generator().manual_seed(2)
+    raw = torch.randn(12, 1, 3, 8, generator=g)
+    labels = torch.arange(12) % 3
+    text = F.normalize(torch.randn(3, 8, generator=g), dim=-1)
+    untrained = InterViewAdapter(3, 8, generator=torch.Generator().manual_seed(1)).eval()
+    with torch.no_grad():
+        want = 100.0 * float((untrained.logits(raw[:, 0], text).argmax(-1) == labels).float().mean())
+
+    def train(epochs, resume=False):
+        model = InterViewAdapter(3, 8, generator=torch.Generator().manual_seed(1))
+        recipe = TrainConfig(epochs=epochs, batch_size=4, optimizer="sgd", lr=0.5)
+        return fit(model, TrainSet((raw,), labels), EvalSet((raw[:, 0],), labels), recipe, tmp_path / "run",
+                   seed=1, resume=resume, run_id="r", forward=lambda m, x: m.logits(x, text))
+
+    fitted = train(4)
+    assert fitted.initial_val_accuracy == pytest.approx(want) and fitted.best_val_accuracy > want + 10
+    assert train(8, resume=True).initial_val_accuracy == pytest.approx(want)

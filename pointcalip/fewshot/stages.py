@@ -288,7 +288,7 @@ class Outcome:
             if fitted is not None and fitted.curves:
                 plot_curves(fitted.curves, Path(self.run_dir) / "curves.png",
                             f"{method}, {shots_words(k)}, seed {seed}", fitted.best_epoch,
-                            fitted.best_val_accuracy if fitted.best_epoch == 0 else None)
+                            getattr(fitted, "initial_val_accuracy", None))
         return run
 
 

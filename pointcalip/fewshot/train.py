@@ -72,6 +72,7 @@ class FitResult:
     epochs_run: int
     seconds: float
     curves: List[dict] = field(default_factory=list)
+    initial_val_accuracy: Optional[float] = None      # the untrained model's (epoch 0), percent
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -267,7 +268,7 @@ def fit(model: nn.Module, train: TrainSet, val: EvalSet, recipe: TrainConfig, ru
         log.info("resuming %s after epoch %d of %d", run_dir.name, state["epoch"], recipe.epochs)
     else:
         # the untrained model (e.g. CALIP-FS = zero-shot CALIP) is a candidate too
-        state["best"] = evaluate(model, val, forward=forward)
+        state["best"] = state["initial"] = evaluate(model, val, forward=forward)
         _save({"model": model.state_dict(), "epoch": 0, "val_accuracy": state["best"],
                "run_id": run_id, "about": about}, best_path)
     device = next(model.parameters()).device
@@ -321,7 +322,7 @@ def fit(model: nn.Module, train: TrainSet, val: EvalSet, recipe: TrainConfig, ru
     write_curves(state["curves"], run_dir / "curves.csv")
     model.load_state_dict(load_checkpoint(best_path)["model"])
     return FitResult(state["best_epoch"], state["best"], state["epoch"], state["seconds"],
-                     list(state["curves"]))
+                     list(state["curves"]), state.get("initial"))
 
 
 def write_curves(curves: Sequence[dict], path: Path) -> None:
