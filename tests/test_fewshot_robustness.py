@@ -312,3 +312,13 @@ def test_the_untrained_models_accuracy_is_kept_for_the_curves(tmp_path):
     fitted = train(4)
     assert fitted.initial_val_accuracy == pytest.approx(want) and fitted.best_val_accuracy > want + 10
     assert train(8, resume=True).initial_val_accuracy == pytest.approx(want)
+
+
+def test_ablation_folders_are_named_by_the_data_files_too(shape_families, tmp_path):
+    from pointcalip.ablation import AblationConfig, default_output_dir as ablation_output_dir
+
+    same = shutil.copytree(shape_families, tmp_path / "elsewhere" / "families")
+    other = families(tmp_path / "other" / "families", (16, 16, 16, 16), test_per_class=10, seed=5)
+    name = lambda root: ablation_output_dir(load_config(AblationConfig, ["ablation_views"],  # noqa: E731
+                                                        [f"data.root={root}"]))
+    assert name(same) == name(shape_families) and name(other) != name(shape_families)

@@ -15,6 +15,7 @@ from ..backbones import ClipBackbone
 from ..core.paths import ensure_writable
 from ..prompts import load_templates
 from ..report.results import RunInfo, backbone_label, run_name
+from ..zeroshot import data_key
 from ..datasets.catalog import load_target
 from .config import STUDIES, AblationConfig
 from .context import AblationContext, projector_label
@@ -82,10 +83,13 @@ class AblationResult:
 
 
 def default_output_dir(cfg: AblationConfig) -> Path:
-    """``outputs/ablation-<studies>-<dataset>-<projector>-<backbone>-tune_<split>-<hash>``."""
+    """``outputs/ablation-<studies>-<dataset>-<projector>-<backbone>-tune_<split>-<hash>``; the
+    hash covers the settings and what the data files are (:func:`~pointcalip.zeroshot.data_key`),
+    not where they are, as for zero-shot and few-shot runs."""
     return Path("outputs") / run_name(cfg.to_dict(), "ablation", "+".join(cfg.studies),
                                       cfg.data.label, cfg.projector.name,
-                                      backbone_label(cfg.backbone), f"tune_{cfg.tune.split}")
+                                      backbone_label(cfg.backbone), f"tune_{cfg.tune.split}",
+                                      data=data_key(cfg.data))
 
 
 def output_dir(cfg: AblationConfig) -> Path:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import shlex
 import socket
@@ -20,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
+from ..core.atomic import write_bytes
 from ..core.paths import slug
 
 #: config keys that change where or how fast a run goes, never its numbers
@@ -93,9 +93,7 @@ def run_name(config: dict, *readable: str, data: Optional[str] = None) -> str:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_bytes(path, text.encode("utf-8"))        # all or nothing, durable; a full disk is named
 
 
 def write_results(result, output_dir: str | Path) -> Tuple[Path, Path]:
