@@ -143,4 +143,9 @@ DATASETS.register("shapenetpart", "pointcalip.datasets.shapenetpart:ShapeNetPart
 DATASETS.register("modelnet40c", "pointcalip.datasets.modelnet40c:ModelNet40C", classes=40,
                   source=MODELNET40C_SOURCE, task="robustness", tuned_on="modelnet40",
                   settings=("corruption", "severity"),
+                  corruptions=("background", "cutout", "density", "density_inc", "distortion",
+                               "distortion_rbf", "distortion_rbf_inv", "gaussian", "impulse",
+                               "lidar", "occlusion", "rotation", "shear", "uniform",
+                               "upsampling"),
+                  severities=(1, 2, 3, 4, 5),
                   validate="pointcalip.datasets.modelnet40c:validate_folder")

@@ -15,20 +15,19 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 
 from ..prompts import load_classnames
 from . import h5utils
+from .catalog import DATASETS
 
 log = logging.getLogger(__name__)
 
-CORRUPTIONS = ("background", "cutout", "density", "density_inc", "distortion",
-               "distortion_rbf", "distortion_rbf_inv", "gaussian", "impulse", "lidar",
-               "occlusion", "rotation", "shear", "uniform", "upsampling")
-SEVERITIES = (1, 2, 3, 4, 5)
+CORRUPTIONS = DATASETS["modelnet40c"].corruptions     # the 15 names, declared in the catalog
+SEVERITIES = DATASETS["modelnet40c"].severities       # 1..5
 ORIGINAL = "original"
 LABEL_FILE = "label.npy"
 FOLDER = "modelnet40_c"
@@ -137,11 +136,14 @@ class ModelNet40C:
         normalize: centre + unit-sphere scale each cloud (default False: the release is
             evaluated as published, the corruption's own scale included).
         in_memory: accepted for the other datasets' signature; the array is always read now.
+        classnames: the class list the labels index (default ModelNet40's 40 names; the
+            benchmark passes the clean folder's ``shape_names.txt`` names).
     """
 
     def __init__(self, root, split: str = "test", corruption: str = ORIGINAL,
                  severity: Optional[int] = None, num_points: Optional[int] = 1024,
-                 sampling: str = "first", normalize: bool = False, in_memory: bool = True) -> None:
+                 sampling: str = "first", normalize: bool = False, in_memory: bool = True,
+                 classnames: Optional[Sequence[str]] = None) -> None:
         if split != "test":
             raise ValueError(f"ModelNet40-C has only a test split (got {split!r}); tune on clean "
                              f"ModelNet40 validation (TRAIN) instead, as `pointcalip benchmark` does")
@@ -150,7 +152,7 @@ class ModelNet40C:
         self.split = split
         self.variant = ORIGINAL if self.severity is None else f"{self.corruption}_{self.severity}"
         self.name = f"modelnet40c/{self.variant}"
-        self.classnames = load_classnames("modelnet40")
+        self.classnames = list(classnames) if classnames is not None else load_classnames("modelnet40")
         self.sampling, self.normalize, self.in_memory = sampling, bool(normalize), True
         label_path, data_path = self.root / LABEL_FILE, self.root / data_file(self.corruption, self.severity)
         labels = read_labels(label_path, len(self.classnames))

@@ -274,7 +274,8 @@ def check_views(views: Sequence[int], num_views: int, key: str = "views") -> Non
 CONFIG_KINDS = {"zeroshot": "pointcalip.config:ZeroShotConfig",
                 "fewshot": "pointcalip.fewshot.config:FewShotConfig",
                 "ablate": "pointcalip.ablation.config:AblationConfig",
-                "segment": "pointcalip.segmentation.config:SegmentConfig"}
+                "segment": "pointcalip.segmentation.config:SegmentConfig",
+                "benchmark": "pointcalip.benchmark.config:BenchmarkConfig"}
 
 
 def load_any_config(paths: Sequence[str | Path], overrides: Sequence[str] = ()):

@@ -1,0 +1,199 @@
+"""What a ModelNet40-C benchmark measured: results.json, results.md and the two plots.
+
+Accuracies are in percent. Each cell (corruption x severity), the clean ModelNet40 TEST split
+and ``data_original.npy`` carry PointCLIP (betas 0, equal view weights) and CALIP (the tuned
+betas and weights) top-1 / top-3 / top-5; the mean per corruption averages its severities and
+the overall mean averages every cell.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from ..report import plots
+from ..report.metrics import Accuracy
+from ..report.results import RunInfo
+from ..search import SearchResult
+
+METHODS = ("pointclip", "calip")
+TOPK = ("top1", "top3", "top5")
+
+
+@dataclass
+class SetScore:
+    """PointCLIP and CALIP accuracy on one evaluated set of ``n`` clouds."""
+
+    label: str                 # "modelnet40 test", "original", "gaussian_3"
+    n: int
+    pointclip: Accuracy
+    calip: Accuracy
+    corruption: Optional[str] = None
+    severity: Optional[int] = None
+
+    def to_dict(self) -> dict:
+        return {"n": self.n, "pointclip": self.pointclip.topk(), "calip": self.calip.topk()}
+
+
+def _mean(scores: List[SetScore], method: str) -> Dict[str, float]:
+    return {k: float(np.mean([getattr(getattr(s, method), k) for s in scores])) for k in TOPK}
+
+
+@dataclass
+class BenchmarkResult:
+    """A ModelNet40-C run; ``to_dict()`` is results.json, ``to_markdown()`` results.md."""
+
+    config: object                      # BenchmarkConfig
+    run: RunInfo
+    benchmark: str
+    backbone_identity: str
+    projector_settings: dict
+    views: List[int]
+    templates: List[str]
+    tuning_protocol: str
+    tuning_clouds: int
+    found: SearchResult
+    clean: SetScore
+    original: SetScore
+    cells: List[SetScore]
+    timings: Dict[str, float] = field(default_factory=dict)
+
+    @property
+    def corruptions(self) -> List[str]:
+        return list(dict.fromkeys(c.corruption for c in self.cells))
+
+    @property
+    def severities(self) -> List[int]:
+        return sorted({c.severity for c in self.cells})
+
+    def of(self, corruption: str) -> List[SetScore]:
+        return [c for c in self.cells if c.corruption == corruption]
+
+    def table(self, method: str, k: str = "top1") -> np.ndarray:
+        """[corruptions, severities] accuracy of ``method`` (NaN where not evaluated)."""
+        out = np.full((len(self.corruptions), len(self.severities)), np.nan)
+        for c in self.cells:
+            out[self.corruptions.index(c.corruption), self.severities.index(c.severity)] = \
+                getattr(getattr(c, method), k)
+        return out
+
+    def to_dict(self) -> dict:
+        cfg = self.config
+        return {
+            "command": "benchmark",
+            "benchmark": self.benchmark,
+            "config_name": cfg.name,
+            "config": cfg.to_dict(),
+            "run": self.run.to_dict(),
+            "backbone": cfg.backbone,
+            "backbone_identity": self.backbone_identity,
+            "projector": self.projector_settings,
+            "views": list(self.views),
+            "templates": list(self.templates),
+            "limit": cfg.limit,
+            "tuning": {"protocol": self.tuning_protocol, "dataset": cfg.data.label,
+                       "split": "val", "num_clouds": self.tuning_clouds, "seed": cfg.tune.seed,
+                       "val_fraction": cfg.tune.val_fraction,
+                       "grid": [cfg.tune.grid, cfg.tune.grid],
+                       "searched_view_weights": cfg.tune.view_weights,
+                       "tuning_accuracy": 100.0 * self.found.accuracy},
+            "beta2": self.found.beta2,
+            "beta3": self.found.beta3,
+            "view_weights": list(self.found.view_weights),
+            "clean": {"dataset": cfg.data.label, "split": "test", **self.clean.to_dict()},
+            "original": self.original.to_dict(),
+            "corruptions": {c: {str(s.severity): s.to_dict() for s in self.of(c)}
+                            for c in self.corruptions},
+            "mean_per_corruption": {c: {m: _mean(self.of(c), m) for m in METHODS}
+                                    for c in self.corruptions},
+            "mean_per_severity": {str(v): {m: _mean([c for c in self.cells if c.severity == v], m)
+                                           for m in METHODS} for v in self.severities},
+            "overall": {m: _mean(self.cells, m) for m in METHODS},
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+    def _grid(self, method: str, title: str) -> List[str]:
+        r = self.to_dict()
+        sev = self.severities
+        lines = [f"### {title} top-1 (%)", "",
+                 "| corruption | " + " | ".join(f"s{s}" for s in sev) + " | mean |",
+                 "|---|" + "---|" * (len(sev) + 1)]
+        for c in self.corruptions:
+            row = {s.severity: getattr(s, method).top1 for s in self.of(c)}
+            lines.append(f"| {c} | " + " | ".join(f"{row[s]:.2f}" for s in sev)
+                         + f" | {r['mean_per_corruption'][c][method]['top1']:.2f} |")
+        lines.append("| **mean** | " + " | ".join(
+            f"{r['mean_per_severity'][str(s)][method]['top1']:.2f}" for s in sev)
+            + f" | **{r['overall'][method]['top1']:.2f}** |")
+        return lines + [""]
+
+    def to_markdown(self) -> str:
+        cfg, r = self.config, self.to_dict()
+        acc = lambda a: f"{a.top1:.2f} / {a.top3:.2f} / {a.top5:.2f}"  # noqa: E731
+        lines = [
+            f"# Benchmark: {self.benchmark} ({cfg.name})", "",
+            f"{cfg.backbone}, projector {cfg.projector.name}, {len(self.views)} views; "
+            f"beta2 {self.found.beta2:.4g}, beta3 {self.found.beta3:.4g}, view weights "
+            f"{', '.join(f'{w:g}' for w in self.found.view_weights)}.", "",
+            "| set | clouds | PointCLIP top-1 / 3 / 5 | CALIP top-1 / 3 / 5 |",
+            "|---|---|---|---|",
+            f"| clean {cfg.data.label} TEST | {self.clean.n} | {acc(self.clean.pointclip)} | "
+            f"{acc(self.clean.calip)} |",
+            f"| {self.benchmark} original | {self.original.n} | {acc(self.original.pointclip)} | "
+            f"{acc(self.original.calip)} |",
+            f"| {self.benchmark} mean of {len(self.cells)} corrupted sets | {self.cells[0].n} | "
+            + " | ".join(" / ".join(f"{r['overall'][m][k]:.2f}" for k in TOPK) for m in METHODS)
+            + " |", "",
+            *self._grid("calip", "CALIP"),
+            *self._grid("pointclip", "PointCLIP"),
+            f"- Tuning protocol: {self.tuning_protocol}",
+            f"- Limit: {'none (every cloud)' if cfg.limit is None else f'{cfg.limit} clouds per set (class-stratified, seed {cfg.tune.seed})'}",
+            f"- Prompt templates: {'; '.join(repr(t) for t in self.templates)}",
+            "- Timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in r["timings"].items()),
+            f"- Command: `{self.run.command_line}` ({self.run.date}, {self.run.device}, "
+            f"{self.run.precision})",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def heatmap_figure(result: BenchmarkResult, method: str = "calip"):
+    """Corruption (rows) x severity (columns) top-1 of ``method``, values written in cells."""
+    values = result.table(method)
+    size = (560, 140 + 28 * len(result.corruptions))
+    fig = plots._figure(size)
+    fig.set_layout_engine("constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0, vmax=100)
+    ax.set_xticks(range(len(result.severities)), [str(s) for s in result.severities])
+    ax.set_yticks(range(len(result.corruptions)), result.corruptions, fontsize=8)
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            ax.text(j, i, f"{values[i, j]:.1f}", ha="center", va="center", fontsize=7,
+                    color="white" if values[i, j] < 60 else "black")
+    ax.set_xlabel("severity")
+    ax.set_title(f"{result.benchmark}: {method} top-1 (%), clean {result.clean.calip.top1 if method == 'calip' else result.clean.pointclip.top1:.1f}",
+                 fontsize=10)
+    fig.colorbar(image, ax=ax, label="top-1 accuracy (%)")
+    return fig, size
+
+
+def write_plots(result: BenchmarkResult, folder: Path) -> List[Path]:
+    """``heatmap_calip.png`` (corruption x severity) and ``severity.png`` (mean accuracy
+    against severity, clean accuracy as dashed lines) in ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fig, size = heatmap_figure(result)
+    heat = folder / "heatmap_calip.png"
+    plots._save(fig, heat, size)
+    r = result.to_dict()
+    sev = result.severities
+    series = {f"{m} (mean of corruptions)": [r["mean_per_severity"][str(s)][m]["top1"] for s in sev]
+              for m in METHODS}
+    series.update({f"{m} clean": [getattr(result.clean, m).top1] * len(sev) for m in METHODS})
+    styles = {f"{m} clean": {"linestyle": "--", "marker": None} for m in METHODS}
+    line = folder / "severity.png"
+    plots.lines(line, sev, series, "severity", "top-1 accuracy (%)",
+                f"{result.benchmark}: accuracy against severity", styles=styles)
+    return [heat, line]

@@ -1,0 +1,133 @@
+"""`pointcalip benchmark --config modelnet40c` end to end on the planted ModelNet folder and a
+ModelNet40-C folder whose clouds are its TEST clouds (data_original) and noisy copies of them.
+
+The numbers are compared with recomputations outside the benchmark code: the tuning with the
+library's search on the planted reference logits of the clean validation rows, the clean
+accuracy with the reference CALIP logits, and a corrupted cell with PointCALIP on its clouds.
+"""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import planted as P
+from pointcalip.backbones import load_clip
+from pointcalip.benchmark.robustness import limit_rows
+from pointcalip.cli import main
+from pointcalip.datasets import validation_indices
+from pointcalip.model import PointCALIP
+from pointcalip.projection import PointCLIPProjector
+from pointcalip.search import beta_grid, search
+from synthetic_modelnet40c import write_modelnet40c
+
+VAL_FRACTION = 0.8
+LIMIT = 21               # clouds per set (7 per planted class): a quick run, as --limit N
+
+
+def within(value, lo, hi):
+    """``lo <= value <= hi`` up to float rounding of a percentage."""
+    return lo - 1e-9 <= value <= hi + 1e-9
+
+
+def bench_argv(planted, c40, ckpt, store, out, *extra):
+    return ["benchmark", "--config", "modelnet40c", "--set", f"data.root={planted.root}",
+            "--set", f"benchmark.root={c40}", "--set", f"backbone={ckpt}",
+            "--set", f"cache_dir={store}", "--set", f"output_dir={out}",
+            "--set", f"tune.grid={P.GRID}", "--set", f"tune.val_fraction={VAL_FRACTION}",
+            "--set", "tune.view_weights=true", "--set", "benchmark.corruptions=[gaussian,rotation]",
+            "--set", "benchmark.severities=[1,4]", "--set", "batch_size=16", "--limit", str(LIMIT),
+            *extra]
+
+
+@pytest.fixture(scope="module")
+def bench(planted, tiny_checkpoints, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    c40 = write_modelnet40c(tmp / "c", planted.labels["test"], base=planted.points["test"].numpy(),
+                            noise=0.04)
+    assert main(bench_argv(planted, c40, tiny_checkpoints["vit"], tmp / "store", tmp / "out")) == 0
+    return json.loads((tmp / "out" / "results.json").read_text()), tmp, c40
+
+
+def test_tuned_once_on_clean_validation(planted, bench):
+    res, _, _ = bench
+    val = validation_indices(planted.labels["train"], VAL_FRACTION, 0)
+    val = val[limit_rows(planted.labels["train"][val], LIMIT, 0)]
+    l0, l1, l2 = (x[val] for x in planted.view_logits["train"])
+    want = search(l0, l1, l2, torch.as_tensor(planted.labels["train"][val]), search_weights=True,
+                  beta2_values=beta_grid(2.0, P.GRID), beta3_values=beta_grid(0.1, P.GRID))
+    assert (res["beta2"], res["beta3"], res["view_weights"]) == \
+        (want.beta2, want.beta3, list(want.view_weights))
+    assert res["tuning"]["num_clouds"] == len(val) and res["tuning"]["split"] == "val"
+    assert "never on corrupted or test data" in res["tuning"]["protocol"]
+
+
+def test_clean_and_original_accuracy_equal_the_reference(planted, bench):
+    res, _, _ = bench
+    rows = limit_rows(planted.labels["test"], LIMIT, 0)
+    labels = planted.labels["test"][rows]
+    lo, hi = P.accuracy_range(planted.logits("test", res["beta2"], res["beta3"], res["view_weights"], rows), labels)
+    assert within(res["clean"]["calip"]["top1"], lo, hi)
+    lo, hi = P.accuracy_range(planted.logits("test", 0.0, 0.0, rows=rows), labels)
+    assert within(res["clean"]["pointclip"]["top1"], lo, hi)
+    assert res["clean"]["calip"]["top3"] == 100.0          # 3 classes: every label in the top 3
+    assert res["original"] == {k: res["clean"][k] for k in ("n", "pointclip", "calip")}
+    assert res["clean"]["n"] == len(labels) == LIMIT and np.bincount(labels).tolist() == [7, 7, 7]
+
+
+def test_a_corrupted_cell_equals_pointcalip_on_its_clouds(planted, bench, tiny_checkpoints):
+    res, _, c40 = bench
+    model = PointCALIP(load_clip(tiny_checkpoints["vit"], device="cpu"), P.CLASSES, PointCLIPProjector(),
+                       res["templates"], res["beta2"], res["beta3"], res["view_weights"])
+    rows = limit_rows(planted.labels["test"], LIMIT, 0)
+    clouds = torch.from_numpy(np.load(c40 / "data_rotation_4.npy")[rows])
+    with torch.no_grad():
+        logits = model(clouds)
+    lo, hi = P.accuracy_range(logits.double(), planted.labels["test"][rows])
+    cell = res["corruptions"]["rotation"]["4"]
+    assert within(cell["calip"]["top1"], lo, hi) and cell["n"] == LIMIT
+    assert cell["calip"]["top1"] != res["clean"]["calip"]["top1"]     # the noise changes answers
+
+
+def test_means_per_corruption_severity_and_overall(bench):
+    res, tmp, _ = bench
+    assert list(res["corruptions"]) == ["gaussian", "rotation"]
+    cells = [res["corruptions"][c][s] for c in ("gaussian", "rotation") for s in ("1", "4")]
+    for m in ("pointclip", "calip"):
+        assert res["overall"][m]["top1"] == pytest.approx(np.mean([c[m]["top1"] for c in cells]))
+        assert res["mean_per_corruption"]["rotation"][m]["top1"] == pytest.approx(
+            np.mean([res["corruptions"]["rotation"][s][m]["top1"] for s in ("1", "4")]))
+        assert res["mean_per_severity"]["4"][m]["top1"] == pytest.approx(
+            np.mean([res["corruptions"][c]["4"][m]["top1"] for c in ("gaussian", "rotation")]))
+    md = (tmp / "out" / "results.md").read_text()
+    g = res["corruptions"]["gaussian"]
+    assert (f"| gaussian | {g['1']['calip']['top1']:.2f} | {g['4']['calip']['top1']:.2f} | "
+            f"{res['mean_per_corruption']['gaussian']['calip']['top1']:.2f} |") in md
+    assert f"**{res['overall']['calip']['top1']:.2f}**" in md and f"clean modelnet40 TEST | {LIMIT}" in md
+    for name in ("heatmap_calip.png", "severity.png"):
+        assert (tmp / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_limit_is_class_stratified_and_seeded(bench):
+    labels = np.array([0] * 10 + [1] * 5 + [2] * 2)
+    rows = limit_rows(labels, 7, seed=0)
+    assert len(rows) == 7 and np.bincount(labels[rows]).tolist() == [3, 2, 2]
+    assert np.array_equal(rows, limit_rows(labels, 7, seed=0))
+    assert not np.array_equal(rows, limit_rows(labels, 7, seed=1))
+    assert np.array_equal(limit_rows(labels, None, 0), np.arange(17))
+    res = bench[0]
+    assert res["clean"]["n"] == res["original"]["n"] == res["corruptions"]["gaussian"]["1"]["n"] == LIMIT
+    assert res["tuning"]["num_clouds"] == LIMIT and res["limit"] == LIMIT
+
+
+def test_bad_benchmark_configs_stop_before_work(planted, bench, tiny_checkpoints, tmp_path, capsys):
+    _, tmp, c40 = bench
+    argv = bench_argv(planted, c40, tiny_checkpoints["vit"], tmp_path / "s", tmp_path / "o")
+    assert main([*argv, "--set", "tune.split=test"]) == 2
+    assert "tune.split must be val" in capsys.readouterr().err
+    assert main([*argv, "--set", "benchmark.severities=[0]"]) == 2
+    assert "benchmark.severities must list distinct severities" in capsys.readouterr().err
+    assert main([*argv, "--set", f"benchmark.root={tmp_path / 'none'}"]) == 2
+    err = capsys.readouterr().err
+    assert "pointcalip download modelnet40c --from PATH" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
