@@ -6,8 +6,8 @@
 Stages timed as `segment` runs them after encoding: the VAL point logits (locate, dense
 CALIP terms, reads at the points on `tune.points` points, nearest-visible fallback), the
 per-category search, and the TEST pass (the same at every point, dense CLIP and tuned CALIP
-predictions). Spatial tokens are random unit vectors made per batch (what the store would
-return); clouds are random surfaces. `--scale` runs a share of the shapes and also prints
+predictions). Spatial tokens are random unit vectors (one batch, reused; reading the store is
+not timed); clouds are random blobs. `--scale` runs a share of the shapes and also prints
 the times scaled up to the full sizes.
 """
 from __future__ import annotations
@@ -34,11 +34,13 @@ def clouds(n: int, points: int, rng) -> torch.Tensor:
 
 
 def batches(n, args, rng):
+    """Batches of (spatial, points, categories). The tokens are one random batch made once
+    and reused (as the store would hand them over: making them is not timed)."""
+    pool = torch.nn.functional.normalize(
+        torch.randn(args.batch, args.views, args.tokens, args.dim), dim=-1)
     for s in range(0, n, args.batch):
         b = min(args.batch, n - s)
-        spatial = torch.nn.functional.normalize(
-            torch.randn(b, args.views, args.tokens, args.dim, dtype=torch.float32), dim=-1)
-        yield spatial, clouds(b, args.points, rng), rng.integers(0, 16, size=b)
+        yield pool[:b], clouds(b, args.points, rng), rng.integers(0, 16, size=b)
 
 
 def main() -> None:
