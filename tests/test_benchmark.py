@@ -131,3 +131,19 @@ def test_bad_benchmark_configs_stop_before_work(planted, bench, tiny_checkpoints
     err = capsys.readouterr().err
     assert "pointcalip download modelnet40c --from PATH" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_default_output_folder_is_named_by_the_files_not_their_place(planted, bench, tmp_path):
+    import shutil
+
+    from pointcalip.benchmark.config import BenchmarkConfig
+    from pointcalip.benchmark.robustness import output_dir
+    from pointcalip.config import load_config
+
+    _, _, c40 = bench
+    moved = shutil.copytree(c40, tmp_path / "elsewhere" / "modelnet40_c")
+    name = lambda root: output_dir(load_config(BenchmarkConfig, ["modelnet40c"], [  # noqa: E731
+        f"data.root={planted.root}", f"benchmark.root={root}"]))
+    assert name(c40) == name(moved)
+    np.save(moved / "label.npy", np.load(moved / "label.npy")[::-1].copy())
+    assert name(c40) != name(moved)

@@ -11,6 +11,7 @@ other tuning split (:class:`pointcalip.benchmark.config.BenchmarkConfig`).
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -21,6 +22,8 @@ import numpy as np
 from ..backbones import ClipBackbone, load_clip
 from ..core.paths import data_dir, ensure_writable
 from ..datasets import build_dataset, dataset_folder
+from ..datasets.h5utils import fingerprint
+from ..datasets.modelnet40c import LABEL_FILE, ORIGINAL, data_file, find_root
 from ..extract import extract
 from ..prompts import load_templates
 from ..report.results import RunInfo, backbone_label, run_name
@@ -56,13 +59,29 @@ def benchmark_root(cfg: BenchmarkConfig) -> Path:
     return dataset_folder(cfg.benchmark.name, root=data_dir())
 
 
+def benchmark_key(cfg: BenchmarkConfig) -> Optional[str]:
+    """What the benchmark's files are, wherever they live: a fingerprint of its
+    ``label.npy`` and ``data_original.npy`` (None when the folder cannot be found yet)."""
+    try:
+        root = find_root(benchmark_root(cfg))
+    except (OSError, ValueError):
+        return None
+    files = [root / name for name in (LABEL_FILE, data_file(ORIGINAL, None))]
+    if not all(f.is_file() for f in files):
+        return None
+    return json.dumps(fingerprint(files), sort_keys=True)
+
+
 def output_dir(cfg: BenchmarkConfig) -> Path:
-    """``output_dir``, else ``outputs/<benchmark>-<projector>-<backbone>-tune_val-<hash>``."""
+    """``output_dir``, else ``outputs/<benchmark>-<projector>-<backbone>-tune_val-<hash>``, the
+    hash covering the settings and what the clean and benchmark files are (not where)."""
     if cfg.output_dir:
         return Path(cfg.output_dir).expanduser()
-    return Path("outputs") / run_name(cfg.to_dict(), cfg.benchmark.name, cfg.projector.name,
-                                      backbone_label(cfg.backbone), "tune_val",
-                                      data=data_key(cfg.data))
+    data = f"{data_key(cfg.data)}|{benchmark_key(cfg)}"
+    settings = cfg.to_dict()
+    settings["benchmark"] = {k: v for k, v in settings["benchmark"].items() if k != "root"}
+    return Path("outputs") / run_name(settings, cfg.benchmark.name, cfg.projector.name,
+                                      backbone_label(cfg.backbone), "tune_val", data=data)
 
 
 def run_modelnet40c(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = None,
