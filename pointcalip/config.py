@@ -23,7 +23,7 @@ import importlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, ClassVar, List, Mapping, Optional, Sequence, Union
 
 from .core.config import (MAX_YAML_VALUES, ConfigError, Rule, Section, _plain, apply_override,
                           check_command, check_size, check_yaml_size, deep_merge,
@@ -238,11 +238,12 @@ def check_batch_size(batch_size: int, projector: Any) -> None:
                f"per batch: {batch_size} clouds x {shape}")
 
 
-def check_model_keys(cfg) -> None:
+def check_model_keys(cfg, read_templates: Callable[[Any], Any] = load_templates) -> None:
     """The ``templates``, ``engine``, ``device`` and ``backbone`` keys every run config has:
-    usable, or a ConfigError naming the key."""
+    usable, or a ConfigError naming the key. ``read_templates`` reads (and so checks) the
+    templates: class templates by default (a set name, a list, or a per-class prompt file)."""
     try:
-        load_templates(cfg.templates)      # a set name, a list, or a per-class prompt file
+        read_templates(cfg.templates)
     except (ValueError, OSError) as err:
         raise ConfigError("templates", f"is not usable: {err}") from None
     from .backbones.engines import check_engine

@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import ClassVar, List, Optional, Union
 
-from ..config import ProjectorConfig, check_backbone, check_device
+from ..config import ProjectorConfig, check_model_keys
 from ..core.config import ConfigError, Section, non_negative, positive
 
 DEFAULT_PART_TEMPLATES = [
@@ -132,21 +132,7 @@ class SegmentConfig(Section):
     name: str = "segment"
 
     def validate(self) -> None:
-        try:
-            check_part_templates(self.templates)
-        except (ValueError, OSError) as err:
-            raise ConfigError("templates", str(err)) from None
-        from ..backbones.engines import check_engine
-
-        try:
-            check_engine(self.engine, self.device)
-        except ValueError as err:
-            raise ConfigError("engine", str(err).removeprefix("engine ")) from None
-        for key, check in (("device", check_device), ("backbone", check_backbone)):
-            try:
-                check(getattr(self, key))
-            except ValueError as err:
-                raise ConfigError(key, str(err)) from None
+        check_model_keys(self, check_part_templates)
         if self.visible_tolerance is not None and not self.visible_tolerance > 0:
             raise ConfigError("visible_tolerance", f"must be a positive number or null, got "
                                                    f"{self.visible_tolerance!r}")
