@@ -30,6 +30,18 @@ def check_split(split: str) -> None:
         raise ValueError(f"unknown split {split!r}; use one of {list(SPLITS)}")
 
 
+def cloud_indices(indices, n: int, what: str) -> np.ndarray:
+    """``indices`` (None: all; negative ones count from the end) of ``n`` clouds as int64
+    [k] in [0, n); IndexError naming the first bad index and ``what`` (the dataset)."""
+    if indices is None:
+        return np.arange(n, dtype=np.int64)
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        bad = idx[(idx < -n) | (idx >= n)][0]
+        raise IndexError(f"index {bad} out of range for {what} ({n} clouds)")
+    return np.where(idx < 0, idx + n, idx)
+
+
 class H5CloudDataset(Dataset):
     """Clouds ``[num_points, 3]`` float32 and int labels read from h5 files.
 
@@ -187,14 +199,7 @@ class H5CloudDataset(Dataset):
         return len(self.classnames)
 
     def _indices(self, indices) -> np.ndarray:
-        n = len(self)
-        if indices is None:
-            return np.arange(n, dtype=np.int64)
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if idx.size and (idx.min() < -n or idx.max() >= n):
-            bad = idx[(idx < -n) | (idx >= n)][0]
-            raise IndexError(f"index {bad} out of range for {self.name} {self.split} ({n} clouds)")
-        return np.where(idx < 0, idx + n, idx)
+        return cloud_indices(indices, len(self), f"{self.name} {self.split}")
 
     def points(self, indices=None) -> torch.Tensor:
         """Clouds at ``indices`` (default: all): ``[m] -> [m, num_points, 3]`` float32,

@@ -22,6 +22,7 @@ import torch
 
 from ..prompts import load_classnames
 from . import h5utils
+from .base import cloud_indices
 from .catalog import DATASETS
 
 log = logging.getLogger(__name__)
@@ -181,13 +182,7 @@ class ModelNet40C:
         return len(self.classnames)
 
     def _indices(self, indices) -> np.ndarray:
-        n = len(self)
-        if indices is None:
-            return np.arange(n, dtype=np.int64)
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if idx.size and (idx.min() < -n or idx.max() >= n):
-            raise IndexError(f"index out of range for {self.name} ({n} clouds)")
-        return np.where(idx < 0, idx + n, idx)
+        return cloud_indices(indices, len(self), self.name)
 
     def points(self, indices=None) -> torch.Tensor:
         """Clouds at ``indices`` (default all): ``[m] -> [m, num_points, 3]`` float32."""
