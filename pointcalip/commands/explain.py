@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..config import CLASSIFICATION_DATASETS
 from . import COMMANDS
 from .model_options import add_model_options, build_projector, model_settings
 from .options import non_negative_int
@@ -26,7 +27,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--classes", nargs="+", metavar="NAME",
                    help="candidate class names (required with FILE; a dataset item uses its "
                         "dataset's classes)")
-    p.add_argument("--dataset", choices=["modelnet40", "modelnet10", "scanobjectnn"],
+    p.add_argument("--dataset", choices=CLASSIFICATION_DATASETS,
                    help="explain an item of this dataset instead of a file")
     p.add_argument("--index", type=non_negative_int, default=None, help="the item's index")
     p.add_argument("--split", choices=["train", "test"], default="test",
