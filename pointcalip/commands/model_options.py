@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..projection.catalog import PROJECTORS
 from .options import device, finite_float, positive_int
 
 #: results.json key of each setting
@@ -38,7 +39,7 @@ class TemplatesOption(argparse.Action):
 
 def add_model_options(p: argparse.ArgumentParser, cloud_word: str = "your files") -> None:
     p.add_argument("--backbone", default=None, help="CLIP name or checkpoint path (default RN50)")
-    p.add_argument("--projector", default=None, choices=["pointclip", "realistic"],
+    p.add_argument("--projector", default=None, choices=PROJECTORS.names(),
                    help="projector with its published defaults (default pointclip)")
     p.add_argument("--templates", nargs="+", action=TemplatesOption, default=None,
                    metavar="TEMPLATE",

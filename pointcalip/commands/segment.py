@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..projection.catalog import PROJECTORS
 from . import COMMANDS
 from .options import config_file, device, finite_float, positive_int
 
@@ -39,7 +40,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="write the cloud coloured by part (ASCII .ply with a 'part' property)")
     g.add_argument("--png", default=None, metavar="PNG", help="also draw it coloured by part")
     g.add_argument("--backbone", default="ViT-B/16", help="CLIP name or checkpoint (ViT-B/16)")
-    g.add_argument("--projector", default="realistic", choices=["pointclip", "realistic"],
+    g.add_argument("--projector", default="realistic", choices=PROJECTORS.names(),
                    help="projector with its published defaults (default realistic)")
     g.add_argument("--templates", nargs="+", default=None, metavar="TEMPLATE",
                    help="part templates with {part} and optionally {category}, or one "
