@@ -11,7 +11,7 @@ folder check); names are imported lazily, so reading the catalog does not import
 """
 from __future__ import annotations
 
-from importlib import import_module
+from ..core.lazy import lazy_attribute
 
 from .catalog import DATASETS as _REGISTRY, dataset_entry, load_target
 
@@ -31,9 +31,7 @@ _EXPORTS = {
 def __getattr__(name):
     if name == "DATASETS":      # {name: dataset class}, from the catalog
         return {entry.name: load_target(entry.target) for entry in _REGISTRY.entries()}
-    if name in _EXPORTS:
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'pointcalip.datasets' has no attribute {name!r}")
+    return lazy_attribute(__name__, _EXPORTS, name)
 
 
 def build_dataset(name: str, root=None, split: str = "test", **kwargs):

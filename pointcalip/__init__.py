@@ -8,7 +8,7 @@ Public API (see README)::
 
 Names are imported lazily, so `pointcalip --help` does not pay for importing torch and CLIP.
 """
-from importlib import import_module
+from .core.lazy import lazy_attribute
 
 __version__ = "0.1.0"
 
@@ -35,9 +35,7 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'pointcalip' has no attribute {name!r}")
+    return lazy_attribute(__name__, _EXPORTS, name)
 
 
 def __dir__():

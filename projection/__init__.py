@@ -8,7 +8,7 @@
     maps = proj.project(points)                  # [B, V, H, W] native float32 maps
     imgs = proj(points)                          # [B, V, 3, 224, 224] CLIP-ready images
 """
-from importlib import import_module
+from ..core.lazy import lazy_attribute
 from typing import Any
 
 from .catalog import PROJECTORS as _REGISTRY, projector_class
@@ -26,9 +26,7 @@ _EXPORTS = {
 def __getattr__(name: str):
     if name == "PROJECTORS":        # {name: projector class}, from the catalog
         return {key: projector_class(key) for key in _REGISTRY.names()}
-    if name in _EXPORTS:
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'pointcalip.projection' has no attribute {name!r}")
+    return lazy_attribute(__name__, _EXPORTS, name)
 
 
 def build_projector(name: str, **kwargs: Any) -> "Projector":

@@ -35,3 +35,20 @@ def test_discovery_imports_every_module_of_its_package(tmp_path, monkeypatch):
     from probe_methods import REG
     assert "probe_methods.one" not in sys.modules
     assert sorted(REG.names()) == ["one", "two"] and REG["two"].target == 2
+
+
+def test_lazy_attribute_imports_the_submodule_on_first_use(tmp_path, monkeypatch):
+    from pointcalip.core.lazy import lazy_attribute
+
+    pkg = tmp_path / "probe_lazy"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "heavy.py").write_text("VALUE = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import probe_lazy  # noqa: F401
+
+    assert "probe_lazy.heavy" not in sys.modules
+    assert lazy_attribute("probe_lazy", {"VALUE": "heavy"}, "VALUE") == 42
+    assert "probe_lazy.heavy" in sys.modules
+    with pytest.raises(AttributeError, match="module 'probe_lazy' has no attribute 'OTHER'"):
+        lazy_attribute("probe_lazy", {"VALUE": "heavy"}, "OTHER")

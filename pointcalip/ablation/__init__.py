@@ -12,7 +12,7 @@ the tuning set, report on test), ``tables`` and ``report`` (files), and one modu
 
 Names are imported lazily, so loading a config does not import torch.
 """
-from importlib import import_module
+from ..core.lazy import lazy_attribute
 
 _EXPORTS = {
     "AblationConfig": "config",
@@ -29,6 +29,4 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'pointcalip.ablation' has no attribute {name!r}")
+    return lazy_attribute(__name__, _EXPORTS, name)

@@ -17,7 +17,7 @@ Names are handed on lazily (as :mod:`pointcalip` does): importing this package i
 and neither do listing and checking engine and backbone names (:func:`check_engine`,
 :func:`check_backbone_name`: config validation calls them). Loading a model imports torch.
 """
-from importlib import import_module
+from ..core.lazy import lazy_attribute
 
 _EXPORTS = {
     "load_clip": "factory",
@@ -41,9 +41,7 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return lazy_attribute(__name__, _EXPORTS, name)
 
 
 def __dir__():

@@ -12,7 +12,7 @@
 at every shot count and seed. Names are imported lazily, so that listing the methods (e.g.
 for ``--help``) imports no torch.
 """
-from importlib import import_module
+from ..core.lazy import lazy_attribute
 
 _EXPORTS = {"CALIPFS": "calip_fs", "InterViewAdapter": "adapter", "TipCache": "tip"}
 
@@ -20,9 +20,7 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'pointcalip.fewshot' has no attribute {name!r}")
+    return lazy_attribute(__name__, _EXPORTS, name)
 
 
 def __dir__():
