@@ -47,20 +47,13 @@ def draw_parts(path, points: np.ndarray, panels: Sequence[tuple], names: Sequenc
     panel, with a legend of the part ``names``."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
 
     fig = Figure(figsize=(3.2 * len(panels), 3.6), dpi=100)
     FigureCanvasAgg(fig)
     for i, (caption, labels) in enumerate(panels):
         _scatter(fig.add_subplot(1, len(panels), i + 1, projection="3d"), points,
                  np.asarray(labels), caption)
-    fig.legend(handles=[Patch(color=part_colours(np.array([k]))[0] / 255.0, label=n)
-                        for k, n in enumerate(names)], loc="lower center", ncol=len(names),
-               fontsize=8, frameon=False)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.savefig(path)
-    return Path(path)
+    return _save_with_legend(fig, names, title, path)
 
 
 def draw_shapes(out, dataset, pred: np.ndarray, per_category: int,
@@ -90,7 +83,6 @@ def draw_view_maps(path, images: np.ndarray, part_maps: np.ndarray, names: Seque
     choose, over it (bottom). images [V, S, S] in [0, 1], part_maps [V, S, S] local indices."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
 
     v = images.shape[0]
     fig = Figure(figsize=(1.8 * v, 4.2), dpi=100)
@@ -104,6 +96,13 @@ def draw_view_maps(path, images: np.ndarray, part_maps: np.ndarray, names: Seque
         bottom.imshow(part_colours(part_maps[k]), alpha=0.55)
         for ax in (top, bottom):
             ax.set_axis_off()
+    return _save_with_legend(fig, names, title, path)
+
+
+def _save_with_legend(fig, names: Sequence[str], title: str, path) -> Path:
+    """A legend of the part colours under ``fig``, its title, then the file at ``path``."""
+    from matplotlib.patches import Patch
+
     fig.legend(handles=[Patch(color=part_colours(np.array([k]))[0] / 255.0, label=n)
                         for k, n in enumerate(names)], loc="lower center", ncol=len(names),
                fontsize=8, frameon=False)
