@@ -4,11 +4,8 @@ The generic loader (composition, ``include:``, ``--set`` overrides, typed and ra
 :class:`Section` dataclasses, :class:`ConfigError`) is :mod:`pointcalip.core.config`; its names
 are re-exported here, so ``from pointcalip.config import ZeroShotConfig, load_config`` works.
 
-Files: a config file may name other files in `include: [a.yaml, b.yaml]` (paths relative to
-it); they are merged first, in order, then the file itself on top. Several files given on the
-command line merge left to right, then `--set a.b=value` overrides (values parsed as YAML). A
-file that is not found is looked up among the shipped configs (`modelnet40`,
-`model/realistic_vitb16`), so an installed PointCALIP needs no checkout.
+How files compose (``include:``, several files, ``--set``, shipped names) is described in
+:mod:`pointcalip.core.config`.
 
 Types: every command has one dataclass (e.g. `ZeroShotConfig`) made of fields and of shared
 sections (`DataConfig`, `ProjectorConfig`, `TuneConfig`). Any problem is a ConfigError naming

@@ -97,3 +97,12 @@ def test_part_prompts_from_templates_and_sentence_files(tmp_path):
         part_prompts("chair", ["back"], str(f))
     with pytest.raises(ValueError, match=r"needs '\{part\}'"):
         part_prompts("chair", ["back"], ["a photo of a {}."])
+
+
+def test_segment_batch_size_is_checked_against_its_cost_like_every_run_config():
+    from pointcalip.config import load_config
+    from pointcalip.core.config import ConfigError
+    from pointcalip.segmentation.config import SegmentConfig
+
+    with pytest.raises(ConfigError, match=r"batch_size would make 921\.4 GiB"):
+        load_config(SegmentConfig, ["shapenetpart"], ["batch_size=100000"])

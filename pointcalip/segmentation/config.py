@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import ClassVar, List, Optional, Union
 
-from ..config import ProjectorConfig, check_model_keys
+from ..config import ProjectorConfig, check_batch_size, check_model_keys
 from ..core.config import ConfigError, Section, non_negative, positive
 
 DEFAULT_PART_TEMPLATES = [
@@ -133,6 +133,7 @@ class SegmentConfig(Section):
 
     def validate(self) -> None:
         check_model_keys(self, check_part_templates)
+        check_batch_size(self.batch_size, self.projector.build())
         if self.visible_tolerance is not None and not self.visible_tolerance > 0:
             raise ConfigError("visible_tolerance", f"must be a positive number or null, got "
                                                    f"{self.visible_tolerance!r}")
