@@ -70,3 +70,57 @@ def reference_accuracy(p: ViewPlanted, split: str, views, beta2: float, beta3: f
     return P.accuracy_range(P.reference_logits(l0, l1, l2, beta2, beta3, weights),
                             p.labels[split])
 
+
+
+# ------------------------------------------------------------------------- part segmentation
+#: the segmentation plant: its categories, points per shape, the projector and part template
+#: the labels come from, and dense CALIP's betas there (equal view weights)
+SEG_CATEGORIES = ["chair", "lamp", "motorbike"]
+SEG_POINTS = 64
+SEG_PROJECTOR = {"name": "pointclip", "views": [0, 1, 2, 3]}
+SEG_TEMPLATE = "a depth map of the {part} of a {category}."
+SEG_BETAS = (1.0, 0.5)
+
+
+def write_seg_planted(folder: Path, backbone) -> Path:
+    """A ShapeNetPart folder (tests/synthetic_shapenetpart.py) whose VAL and TEST part labels
+    are the tiny model's own dense CALIP parts (`segment_cloud`, the one-file segmentation) at
+    SEG_BETAS with equal view weights, so dense CALIP's terms are what recovers them."""
+    import h5py
+
+    from pointcalip.config import ProjectorConfig
+    from pointcalip.datasets.shapenetpart import PART_OFFSETS, ShapeNetPart
+    from pointcalip.segmentation.run import segment_cloud
+    from synthetic_shapenetpart import write_shapenetpart
+
+    root = write_shapenetpart(folder, {"train": 6, "val": 18, "test": 18}, num_points=SEG_POINTS,
+                              categories=SEG_CATEGORIES, seed=3)
+    projector = ProjectorConfig.from_mapping(SEG_PROJECTOR).build()
+    for split in ("val", "test"):
+        ds = ShapeNetPart(root, split, num_points=SEG_POINTS, categories=SEG_CATEGORIES)
+        with h5py.File(root / f"ply_data_{split}0.h5", "r+") as h5:
+            pid = h5["pid"][...]
+            for row, (index, c) in enumerate(zip(ds.index, ds.labels)):
+                name = ds.classnames[c]
+                seg = segment_cloud(ds.points([row])[0], name, ds.parts[name], backbone,
+                                    projector, [SEG_TEMPLATE], *SEG_BETAS)
+                pid[index, :SEG_POINTS] = seg.labels + PART_OFFSETS[c]
+            h5["pid"][...] = pid
+    return root
+
+
+def seg_clip_agreement(root: Path, backbone) -> float:
+    """Share of planted TEST points that dense CLIP (betas 0) already labels right."""
+    from pointcalip.config import ProjectorConfig
+    from pointcalip.datasets.shapenetpart import PART_OFFSETS, ShapeNetPart
+    from pointcalip.segmentation.run import segment_cloud
+
+    projector = ProjectorConfig.from_mapping(SEG_PROJECTOR).build()
+    ds = ShapeNetPart(root, "test", num_points=SEG_POINTS, categories=SEG_CATEGORIES)
+    right = []
+    for row, c in enumerate(ds.labels):
+        name = ds.classnames[c]
+        seg = segment_cloud(ds.points([row])[0], name, ds.parts[name], backbone, projector,
+                            [SEG_TEMPLATE])
+        right.append(seg.labels + PART_OFFSETS[c] == ds.pid[row])
+    return float(np.mean(right))

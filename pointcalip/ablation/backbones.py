@@ -34,18 +34,25 @@ log = logging.getLogger(__name__)
 def missing_clouds(ctx: AblationContext, spec: str) -> Dict[str, int]:
     """Clouds of the test split and of the tuning set whose features under ``spec`` the
     store lacks ({} when complete)."""
-    loaded = ctx.loaded_backbone(spec)
-    identity = loaded.identity if loaded else checkpoint_identity(spec)
-    precision = loaded.precision if loaded else precision_on(ctx.cfg.device)
-    engine = loaded.engine if loaded else planned_engine(ctx.cfg.engine, ctx.cfg.device)[0]
-    projector = ctx.cfg.projector.build()
     wanted = {"test": (ctx.splits.test, np.arange(len(ctx.splits.test)))}
     if ctx.tune_split == "val":
         wanted["tune"] = (ctx.splits.tuning.dataset, ctx.splits.tuning.rows)
+    return lacking_rows(ctx.store, wanted, ctx.cfg.projector.build(), spec, ctx.cfg.device,
+                        ctx.cfg.engine, ctx.loaded_backbone(spec))
+
+
+def lacking_rows(store, wanted: Dict[str, tuple], projector, spec: str, device, engine: str,
+                 loaded=None) -> Dict[str, int]:
+    """{name: rows the store lacks} for ``wanted`` {name: (dataset, rows)} under backbone
+    ``spec`` (looked up by its identity, precision and engine without loading it, unless
+    ``loaded``, the loaded backbone, says them); names with nothing missing are left out."""
+    identity = loaded.identity if loaded else checkpoint_identity(spec)
+    precision = loaded.precision if loaded else precision_on(device)
+    engine = loaded.engine if loaded else planned_engine(engine, device)[0]
     out = {}
     for name, (dataset, rows) in wanted.items():
-        store = ctx.store.find(dataset, projector, identity, precision, engine)
-        lacking = len(rows) if store is None else len(store.missing(rows))
+        found = store.find(dataset, projector, identity, precision, engine)
+        lacking = len(rows) if found is None else len(found.missing(rows))
         if lacking:
             out[name] = lacking
     return out
@@ -72,14 +79,22 @@ def fill_command(cfg: AblationConfig, backbone: str) -> str:
     """The `pointcalip zeroshot` command that encodes what this study needs of ``backbone``
     (the test split and the tuning set of the config's dataset and projector) into the
     config's store: the shipped zero-shot defaults plus every setting that differs."""
-    wanted = _leaves(cfg.zeroshot(backbone=backbone, views=None).to_dict())
-    defaults = _leaves(ZeroShotConfig().to_dict())
-    words = ["pointcalip", "zeroshot", "--config", "zeroshot_defaults"]
-    for key, value in wanted.items():
+    return shlex.join(command_words("zeroshot", "zeroshot_defaults",
+                                    cfg.zeroshot(backbone=backbone, views=None),
+                                    ZeroShotConfig()))
+
+
+def command_words(command: str, config: str, wanted, base) -> List[str]:
+    """``pointcalip <command> --config <config>`` plus a ``--set`` for every setting of the
+    config ``wanted`` that differs from ``base`` (what ``config`` loads to); ``name`` and
+    ``output_dir`` are left out."""
+    defaults = _leaves(base.to_dict())
+    words = ["pointcalip", command, "--config", config]
+    for key, value in _leaves(wanted.to_dict()).items():
         if key in ("name", "output_dir") or (key in defaults and defaults[key] == value):
             continue
         words += ["--set", f"{key}={_yaml_value(value)}"]
-    return shlex.join(words)
+    return words
 
 
 def run_backbones(ctx: AblationContext) -> StudyResult:

@@ -1,7 +1,7 @@
 """Run the studies of an ablation config and write their files.
 
-    result = run_ablation(cfg)            # AblationResult (every study's StudyResult)
-    write_ablation(result, output_dir(cfg))
+    result = run_ablation(cfg)            # AblationResult (every study's StudyResult), or a
+    write_ablation(result, output_dir(cfg))   # SegAblationResult for a SegAblationConfig
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 from ..backbones import ClipBackbone
 from ..core.paths import ensure_writable
@@ -17,9 +17,10 @@ from ..prompts import load_templates
 from ..report.results import RunInfo, backbone_label, run_name
 from ..zeroshot import data_key
 from ..datasets.catalog import load_target
-from .config import STUDIES, AblationConfig
+from .config import STUDIES, AblationConfig, SegAblationConfig
 from .context import AblationContext, projector_label
 from .report import write_index, write_study
+from .segment import SegAblationResult, SegContext, seg_output_dir
 from .tables import StudyResult
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,10 @@ log = logging.getLogger(__name__)
 #: each study's runner, from the studies registry
 RUNNERS: Dict[str, Callable[[AblationContext], StudyResult]] = {
     entry.name: load_target(entry.target) for entry in STUDIES.entries()}
+#: the runners of the studies that apply to part segmentation
+SEG_RUNNERS: Dict[str, Callable[[SegContext], StudyResult]] = {
+    entry.name: load_target(entry.segmentation) for entry in STUDIES.entries()
+    if entry.segmentation is not None}
 
 
 @dataclass
@@ -92,28 +97,42 @@ def default_output_dir(cfg: AblationConfig) -> Path:
                                       data=data_key(cfg.data))
 
 
-def output_dir(cfg: AblationConfig) -> Path:
+def output_dir(cfg: Union[AblationConfig, SegAblationConfig]) -> Path:
+    if isinstance(cfg, SegAblationConfig):
+        return seg_output_dir(cfg)
     return Path(cfg.output_dir).expanduser() if cfg.output_dir else default_output_dir(cfg)
 
 
-def run_ablation(cfg: AblationConfig, backbone: Optional[ClipBackbone] = None,
-                 argv: Optional[Sequence[str]] = None) -> AblationResult:
-    """Run ``cfg.studies`` in order; ``backbone``: the loaded main backbone (optional);
-    ``argv``: the command line recorded in the results."""
-    t_start = time.perf_counter()
-    ensure_writable(output_dir(cfg), "--set output_dir=DIR")
-    ctx = AblationContext(cfg, backbone)
-    ctx.store.check()      # read-only is fine; written only if rows are missing
-    main = ctx.backbone()
+def _run_studies(ctx, names: Sequence[str], runners: dict):
+    """Each study of ``names`` in order, timed -> (studies, timings)."""
     studies, timings = [], {}
-    for name in cfg.studies:
+    for name in names:
         log.info("ablation study %s", name)
         t0 = time.perf_counter()
-        study = RUNNERS[name](ctx)
+        study = runners[name](ctx)
         study.seconds = time.perf_counter() - t0
         timings[f"{name}_s"] = study.seconds
         studies.append(study)
+    return studies, timings
+
+
+def run_ablation(cfg: Union[AblationConfig, SegAblationConfig],
+                 backbone: Optional[ClipBackbone] = None, argv: Optional[Sequence[str]] = None
+                 ) -> Union[AblationResult, SegAblationResult]:
+    """Run ``cfg.studies`` in order; ``backbone``: the loaded main backbone (optional);
+    ``argv``: the command line recorded in the results. A segmentation config's studies
+    keep their `segment` runs under ``output_dir(cfg)/runs``."""
+    t_start = time.perf_counter()
+    ensure_writable(output_dir(cfg), "--set output_dir=DIR")
+    seg = isinstance(cfg, SegAblationConfig)
+    ctx = SegContext(cfg, output_dir(cfg), backbone) if seg else AblationContext(cfg, backbone)
+    ctx.store.check()      # read-only is fine; written only if rows are missing
+    main = ctx.backbone()
+    studies, timings = _run_studies(ctx, cfg.studies, SEG_RUNNERS if seg else RUNNERS)
     timings["total_s"] = time.perf_counter() - t_start
+    if seg:
+        return SegAblationResult(cfg, RunInfo.collect(main.device, main.precision, ctx.root, argv),
+                                 studies, ctx.runs, timings)
     return AblationResult(
         config=cfg, run=RunInfo.collect(main.device, main.precision, ctx.splits.root, argv),
         num_test_clouds=len(ctx.splits.test), num_tuning_clouds=len(ctx.splits.tuning.rows),
