@@ -11,7 +11,10 @@ before any work starts (``--help``, config errors). An entry declares:
 * ``source``: where its files come from (:class:`DatasetSource`), or ``installed_with``: the
   dataset whose folder holds it (ModelNet10 is read from the ModelNet40 folder);
 * ``marker``: names inside an installed folder that recognise it (cheap, no h5 reading);
-* ``validate``: ``"module:function(folder)"`` that reads a whole folder and raises on damage.
+* ``validate``: ``"module:function(folder)"`` that reads a whole folder and raises on damage;
+* ``splits``: the splits it has when not train and test (Objaverse-LVIS: ``("test",)``);
+* ``install_files``: ``"module:function(folder)"`` giving ``(path, source file)`` pairs when
+  ``download --from FOLDER`` must copy only part of a folder (default: all of it).
 
 Adding a dataset: its module (the class and its ``validate_folder``), one ``DATASETS.register``
 call here, and its YAML (``configs/data/<name>.yaml``).
@@ -149,3 +152,22 @@ DATASETS.register("modelnet40c", "pointcalip.datasets.modelnet40c:ModelNet40C", 
                                "upsampling"),
                   severities=(1, 2, 3, 4, 5),
                   validate="pointcalip.datasets.modelnet40c:validate_folder")
+
+OBJAVERSE_LVIS_SOURCE = DatasetSource(
+    name="objaverse_lvis",
+    folder="objaverse_lvis",
+    archive="objaverse_lvis.zip",
+    # no one archive holds it: OpenShape's meta_data.zip and Objaverse/000-*.tar.gz from
+    # huggingface.co/datasets/OpenShape/openshape-training-data, extracted into one folder, then
+    # `pointcalip download objaverse_lvis --from FOLDER` copies the split and its objects only
+    marker=("meta_data/split/lvis.json",),
+    marker_text="meta_data/split/lvis.json and the objaverse-processed/ objects it lists",
+)
+
+# OpenShape's Objaverse-LVIS evaluation split: test only (``splits``: no TRAIN split, so
+# `pointcalip benchmark` tunes on a slice of it or takes another run's settings);
+# ``install_files``: what `download --from` copies out of a folder of OpenShape's data
+DATASETS.register("objaverse_lvis", "pointcalip.datasets.objaverse_lvis:ObjaverseLVIS",
+                  classes=1156, source=OBJAVERSE_LVIS_SOURCE, splits=("test",),
+                  validate="pointcalip.datasets.objaverse_lvis:validate_folder",
+                  install_files="pointcalip.datasets.objaverse_lvis:install_files")

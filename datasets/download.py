@@ -241,6 +241,19 @@ def _find_dataset(src: DatasetSource, top: Path, max_depth: int = 4) -> Path | N
     return None
 
 
+def _copy_dataset(src: DatasetSource, found: Path, staged: Path) -> None:
+    """Copy the dataset folder ``found`` to ``staged``: whole, or only the files its catalog
+    entry's ``install_files(folder)`` lists as (path in the dataset folder, source file)
+    (Objaverse-LVIS: the split and its objects, not the rest of OpenShape's data)."""
+    select = DATASETS[src.name].meta.get("install_files")
+    if select is None:
+        shutil.copytree(found, staged)
+        return
+    for rel, origin in load_target(select)(found):
+        (staged / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(origin, staged / rel)
+
+
 def _install(src: DatasetSource, origin: Path, root: Path, strict_md5: bool, verify: bool) -> Path:
     """Extract/copy ``origin`` (archive or folder) into a temporary folder in ``root``,
     validate it, and atomically rename the dataset folder to ``root/src.folder``."""
@@ -254,7 +267,7 @@ def _install(src: DatasetSource, origin: Path, root: Path, strict_md5: bool, ver
                                         + _missing_message(src, root))
             log.info("copying %s -> %s", found, target)
             staged = tmp / src.folder
-            shutil.copytree(found, staged)
+            _copy_dataset(src, found, staged)
         else:
             log.info("extracting %s", origin)
             _extract(origin, tmp / "x")

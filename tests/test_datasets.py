@@ -280,16 +280,19 @@ def test_the_dataset_catalog_declares_what_every_list_derives_from():
     from pointcalip.datasets.catalog import DATASETS as CATALOG
     from pointcalip.datasets.scanobjectnn import VARIANT_FILES
 
-    assert CATALOG.names() == ["modelnet40", "modelnet10", "scanobjectnn", "shapenetpart", "modelnet40c"] == list(DATASETS)
+    assert CATALOG.names() == ["modelnet40", "modelnet10", "scanobjectnn", "shapenetpart", "modelnet40c",
+                               "objaverse_lvis"] == list(DATASETS)
     assert DATASETS == {"modelnet40": ModelNet40, "modelnet10": ModelNet10, "scanobjectnn": ScanObjectNN,
-                        "shapenetpart": DATASETS["shapenetpart"], "modelnet40c": DATASETS["modelnet40c"]}
+                        "shapenetpart": DATASETS["shapenetpart"], "modelnet40c": DATASETS["modelnet40c"],
+                        "objaverse_lvis": DATASETS["objaverse_lvis"]}
     assert [CATALOG[n].classes for n in CATALOG] == [
-        len(MODELNET40_CLASSES), len(MODELNET10_CLASSES), len(SCANOBJECTNN_CLASSES), 16, 40] == [40, 10, 15, 16, 40]
+        len(MODELNET40_CLASSES), len(MODELNET10_CLASSES), len(SCANOBJECTNN_CLASSES), 16, 40, 1156] \
+        == [40, 10, 15, 16, 40, 1156]
     assert VARIANT_FILES is CATALOG["scanobjectnn"].variants
     assert DataConfig(name="modelnet10").num_classes == 10
     # the config's dataset names are the catalog's
     import typing
-    assert typing.get_args(typing.get_type_hints(DataConfig)["name"]) == tuple(CATALOG.names())[:3]
+    assert typing.get_args(typing.get_type_hints(DataConfig)["name"]) == (*CATALOG.names()[:3], "objaverse_lvis")
 
 
 def test_catalog_names_import_no_torch():
@@ -308,7 +311,8 @@ def test_catalog_names_import_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     names, heavy = out.stdout.strip().splitlines()
-    assert names == ("['modelnet40', 'modelnet10', 'scanobjectnn', 'shapenetpart', 'modelnet40c'] ['pointclip', 'realistic'] "
+    assert names == ("['modelnet40', 'modelnet10', 'scanobjectnn', 'shapenetpart', 'modelnet40c', 'objaverse_lvis'] "
+                     "['pointclip', 'realistic'] "
                      "['views', 'terms', 'prompts', 'projectors', 'backbones', 'weights']")
     assert heavy == "[]"
 

@@ -1,0 +1,419 @@
+"""Objaverse-LVIS as OpenShape evaluates it: 1,156 LVIS categories, test split only.
+
+The published layout (OpenShape's data on Hugging Face, ``OpenShape/openshape-training-data``:
+``meta_data.zip`` and the ``Objaverse/000-xxx.tar.gz`` archives, extracted side by side)::
+
+    objaverse_lvis/                                   (the installed folder)
+      meta_data/split/lvis.json                       [{"uid", "category", "data_path"}, ...]
+      objaverse-processed/merged_for_training_final/Objaverse/<group>/<uid>.npy
+
+Facts taken from OpenShape's code (github.com/Colin97/OpenShape_code, read, not copied):
+
+* ``src/data.py`` (class ``ObjaverseLVIS``): the split is ``json.load`` of ``lvis.json``, a
+  list of entries with ``data_path``, ``category`` and ``uid``; the label of an entry is the
+  index of its category in ``sorted(np.unique(categories))`` (code-point order: upper case
+  first, e.g. ``"Bible"`` before ``"aerosol_can"``). ``src/extract_lvis_feat.py`` orders the
+  text features the same way (``sorted`` keys of Objaverse's LVIS annotations) and encodes the
+  raw category name (``"bow_(weapon)"``) with CLIP.
+* Each object is ``np.load(data_path, allow_pickle=True).item()``: a pickled dict holding
+  ``xyz`` float [10000, 3] and ``rgb`` [10000, 3] in [0, 1], plus (README "Training Data")
+  ``dataset``, ``group``, ``id``, image/text features (arrays), texts and captions (strings).
+* ``src/configs/train.yaml`` (section ``objaverse_lvis``): ``num_points: 10000``,
+  ``y_up: True``, ``normalize: True``. ``src/data.py`` then takes ``random.sample`` of
+  ``num_points`` of the ``n`` stored points (with 10000 of 10000: every point, in a random
+  order), swaps columns y and z when ``y_up`` (``xyz[:, [1, 2]] = xyz[:, [2, 1]]``, a mirror,
+  not a rotation), and normalises (``src/utils/data.py`` ``normalize_pc``: subtract the mean,
+  divide by the largest norm, i.e. centre + unit sphere).
+* The README's checkpoint table gives the gravity axis of the released models as z, which
+  ``y_up: True`` produces from the stored clouds: the stored clouds are y-up (Objaverse's glTF
+  meshes are y-up), like the ModelNet40 h5 clouds.
+
+Here: ``up_axis="y"`` (default) serves the clouds as stored, y up, the orientation the shipped
+projectors expect (``projection/views.py``: the side views circle y, the ModelNet40 up axis);
+``up_axis="z"`` swaps y and z exactly as OpenShape does. ``num_points=10000`` with
+``sampling="first"`` serves every stored point (the order does not matter to a projection);
+``normalize=True`` is OpenShape's centre + unit sphere, after sampling, as there.
+
+Objects are read with :func:`load_npy_dict`, never with ``np.load(allow_pickle=True)``: an
+unpickler that can build numpy arrays, dtypes and scalars and Python's plain containers, and
+refuses every other global (a file that would call ``os.system`` is refused unread).
+
+Class names: the categories mapped to what CLIP reads by ``configs/data/objaverse_lvis_names.yaml``
+(``names``: category -> name) and, for the categories it does not list, the rule of
+:func:`prompt_name`. There is no TRAIN split: the benchmark tunes on a seeded class-stratified
+slice of these clouds or takes its settings from another run.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..prompts import check_classnames, configs_root, read_yaml
+from . import h5utils
+from .base import cloud_indices
+
+log = logging.getLogger(__name__)
+
+FOLDER = "objaverse_lvis"
+SPLIT_FILE = "meta_data/split/lvis.json"
+OBJECTS = "objaverse-processed"          # data paths are read from this folder name on
+ENTRY_KEYS = ("uid", "category", "data_path")
+UP_AXES = ("y", "z")
+STORED_POINTS = 10000                    # points per object in OpenShape's files
+NAMES_FILE = "data/objaverse_lvis_names.yaml"
+_HINT = ("get OpenShape's meta_data.zip and Objaverse/*.tar.gz (huggingface.co/datasets/OpenShape/"
+         "openshape-training-data), extract them into one folder and run "
+         "`pointcalip download objaverse_lvis --from FOLDER`")
+
+# numpy's own names for rebuilding arrays, dtypes and scalars (numpy 2 writes numpy._core,
+# numpy 1 numpy.core); nothing else may be named by a pickled object file
+_ARRAY = np.ndarray.__reduce__(np.zeros(1))[0]
+_SCALAR = np.float32(0).__reduce__()[0]
+_ALLOWED_GLOBALS = {
+    ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+    ("numpy.core.multiarray", "_reconstruct"): _ARRAY, ("numpy._core.multiarray", "_reconstruct"): _ARRAY,
+    ("numpy.core.multiarray", "scalar"): _SCALAR, ("numpy._core.multiarray", "scalar"): _SCALAR,
+}
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Builds numpy arrays and plain Python data only; any other global is refused before it is
+    imported or called."""
+
+    def __init__(self, fh, path: Path) -> None:
+        super().__init__(fh)
+        self.path = path
+
+    def find_class(self, module: str, name: str):
+        found = _ALLOWED_GLOBALS.get((module, name))
+        if found is None:
+            raise pickle.UnpicklingError(
+                f"{self.path} asks to build {module}.{name}; refused: only numpy arrays and plain "
+                f"Python data are read from object files")
+        return found
+
+
+def load_npy_dict(path: Path) -> dict:
+    """A ``.npy`` file holding one pickled dict (``np.save(path, {...})``) -> that dict, read
+    by an unpickler that builds nothing but numpy arrays, dtypes, scalars and Python's plain
+    containers (str, numbers, lists, dicts). ValueError naming the file for anything else: a
+    refused global (nothing of the file is executed), a plain numeric array instead of a dict,
+    a truncated or corrupt file."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        try:
+            version = np.lib.format.read_magic(fh)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise ValueError(f".npy format version {version} (expected 1.0 or 2.0)")
+            shape, _, dtype = read_header(fh)
+        except (ValueError, OSError, EOFError) as err:
+            raise ValueError(f"{path} is not a readable .npy file ({err}); re-extract it") from None
+        if dtype != np.dtype(object) or shape != ():
+            raise ValueError(f"{path} holds a {dtype} array of shape {shape}, not a pickled dict "
+                             f"(OpenShape's per-object files hold {{'xyz': ..., 'rgb': ...}})")
+        try:
+            obj = _ArrayUnpickler(fh, path).load()
+        except pickle.UnpicklingError as err:
+            text = str(err)
+            raise ValueError(text if text.startswith(str(path)) else
+                             f"{path} is truncated or corrupt ({text}); re-extract it") from None
+        except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+                MemoryError) as err:
+            raise ValueError(f"{path} is truncated or corrupt ({type(err).__name__}: {err}); "
+                             f"re-extract it") from None
+    value = obj.item() if isinstance(obj, np.ndarray) and obj.shape == () else obj
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} holds a pickled {type(value).__name__}, not a dict")
+    return value
+
+
+def read_xyz(path: Path, uid: str) -> np.ndarray:
+    """The ``xyz`` of one object file: float32 ``[P, 3]``, finite; ValueError naming the file and
+    the uid when it is missing, of another shape or type, or holds NaN/inf."""
+    where = f"Objaverse-LVIS object {uid} ({path})"
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{where} is missing; {_HINT}")
+    try:
+        data = load_npy_dict(path)
+    except ValueError as err:                              # the message names the file
+        raise ValueError(f"Objaverse-LVIS object {uid}: {err}") from None
+    xyz = data.get("xyz")
+    if xyz is None:
+        raise ValueError(f"{where} has no 'xyz' key (keys: {sorted(map(str, data))[:8]})")
+    if not isinstance(xyz, np.ndarray) or xyz.ndim != 2 or xyz.shape[1] != 3 or not len(xyz) \
+            or not (np.issubdtype(xyz.dtype, np.floating) or np.issubdtype(xyz.dtype, np.integer)):
+        what = f"{xyz.dtype} array of shape {xyz.shape}" if isinstance(xyz, np.ndarray) \
+            else type(xyz).__name__
+        raise ValueError(f"{where} 'xyz' is a {what}; expected numbers [points, 3]")
+    if not np.isfinite(xyz).all():
+        bad = int(np.flatnonzero(~np.isfinite(xyz).all(axis=1))[0])
+        raise ValueError(f"{where} 'xyz' point {bad} is NaN/inf; the file is corrupt: re-extract it")
+    return xyz.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- the split
+def find_root(root) -> Path:
+    """The installed folder: ``root`` itself (holding ``meta_data/split/lvis.json``) or
+    ``root/objaverse_lvis``."""
+    root = Path(root).expanduser()
+    if not (root / SPLIT_FILE).is_file() and (root / FOLDER / SPLIT_FILE).is_file():
+        root = root / FOLDER
+    if not (root / SPLIT_FILE).is_file():
+        raise FileNotFoundError(f"Objaverse-LVIS split {root / SPLIT_FILE} is missing; {_HINT}")
+    return root
+
+
+def read_split(path: Path) -> list[dict]:
+    """``lvis.json``: a list of ``{"uid", "category", "data_path"}`` string entries (other keys
+    ignored); ValueError naming the file and the first bad entry."""
+    try:
+        entries = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); re-extract meta_data.zip") from None
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{path} must hold a non-empty list of objects "
+                         f"({{'uid', 'category', 'data_path'}}), got {type(entries).__name__}")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path} entry {i} is a {type(entry).__name__}, not an object")
+        missing = [k for k in ENTRY_KEYS if not isinstance(entry.get(k), str) or not entry[k]]
+        if missing:
+            raise ValueError(f"{path} entry {i} (uid {entry.get('uid')!r}) lacks "
+                             f"{', '.join(missing)} (each entry needs non-empty strings "
+                             f"{', '.join(ENTRY_KEYS)})")
+    return entries
+
+
+def relative_path(data_path: str) -> Optional[Path]:
+    """Where ``data_path`` (as written in ``lvis.json``, e.g. ``/mnt/data/objaverse-processed/
+    merged_for_training_final/Objaverse/000-123/<uid>.npy``) lies inside the folder: from
+    ``objaverse-processed/`` on, or as written when relative; None for an absolute path
+    without that part."""
+    written = Path(data_path)
+    if OBJECTS in written.parts:
+        return Path(*written.parts[written.parts.index(OBJECTS):])
+    return None if written.is_absolute() else written
+
+
+def object_path(folder: Path, data_path: str) -> Path:
+    """The object file of ``data_path``: its copy inside ``folder`` (:func:`relative_path`), or
+    the absolute path as written when the folder has none (OpenShape's own setup keeps the
+    objects under /mnt/data, apart from meta_data)."""
+    rel, written = relative_path(data_path), Path(data_path)
+    if rel is None or (not (folder / rel).is_file() and written.is_absolute() and written.is_file()):
+        return written
+    return folder / rel
+
+
+def categories_of(entries: Sequence[dict]) -> list[str]:
+    """OpenShape's label order: the split's distinct categories, sorted by code point."""
+    return sorted({e["category"] for e in entries})
+
+
+def prompt_name(category: str) -> str:
+    """The rule for a category the names file does not list: ``_`` -> space, everything else
+    kept, e.g. ``"bow_(weapon)"`` -> ``"bow (weapon)"``, ``"CD_player"`` -> ``"CD player"``.
+    The parenthesised qualifier stays: it is what tells LVIS's homonyms apart (a bow weapon, a
+    bow ribbon), dropping it would give two classes one prompt, and written as a bare word
+    ("bow weapon") it reads as a compound noun."""
+    return " ".join(category.replace("_", " ").split())
+
+
+def load_names(path: Optional[Path] = None) -> dict:
+    """``names`` of the names file (default ``configs/data/objaverse_lvis_names.yaml``):
+    category -> class name, strings; ValueError naming the file otherwise."""
+    path = Path(path) if path is not None else configs_root() / NAMES_FILE
+    names = read_yaml(path).get("names") or {}
+    bad = [k for k, v in names.items() if not isinstance(k, str) or not isinstance(v, str)
+           or not v.strip()] if isinstance(names, dict) else [names]
+    if bad:
+        raise ValueError(f"{path}: `names` must map each category to a non-empty string; "
+                         f"bad entries: {bad[:5]}")
+    return names
+
+
+def class_names(categories: Sequence[str], names: Optional[dict] = None) -> list[str]:
+    """Prompt-friendly class names of ``categories`` (same order): the names file's entry, else
+    :func:`prompt_name`; checked to give distinct prompts."""
+    names = load_names() if names is None else names
+    return check_classnames([names.get(c) or prompt_name(c) for c in categories],
+                            "Objaverse-LVIS class names")
+
+
+def check_up_axis(up_axis: str) -> str:
+    """``"y"`` or ``"z"``, with an error naming the option."""
+    axis = str(up_axis).strip().lower()
+    if axis not in UP_AXES:
+        raise ValueError(f"Objaverse-LVIS up_axis must be one of {list(UP_AXES)}, got {up_axis!r}: "
+                         f"'y' serves the stored clouds (y up, as ModelNet40 and the shipped "
+                         f"projectors), 'z' swaps y and z as OpenShape does")
+    return axis
+
+
+class ObjaverseLVIS:
+    """OpenShape's Objaverse-LVIS evaluation split: one labelled cloud per entry of
+    ``lvis.json``, read from its object file when asked (``points``), with the surface of the
+    other datasets (``len``, ``ds[i]``, ``points``, ``labels``, ``classnames``, ``settings``).
+
+    Args:
+        root: the installed folder (holding ``meta_data/split/lvis.json``) or its parent.
+        split: ``"test"`` only (the release has no other split).
+        num_points: points per cloud (default 10000: every stored point, as OpenShape).
+        sampling: ``"first"`` (the first ``num_points`` stored points) or ``"fps"``.
+        up_axis: ``"y"`` (as stored; what the shipped projectors expect) or ``"z"`` (y and z
+            swapped, OpenShape's ``y_up: True``).
+        normalize: centre + unit-sphere scale each served cloud (OpenShape's ``normalize_pc``).
+        categories: the label order (default: the split's categories, sorted as OpenShape
+            does); an entry of another category is an error naming it.
+        names: category -> class name (default: the names file, then the rule).
+        in_memory: accepted for the other datasets' signature; objects are read on demand.
+
+    Labels are ints in ``[0, num_classes)``; ``categories`` holds the raw LVIS names and
+    ``classnames`` what CLIP reads.
+    """
+
+    def __init__(self, root, split: str = "test", num_points: Optional[int] = STORED_POINTS,
+                 sampling: str = "first", up_axis: str = "y", normalize: bool = True,
+                 categories: Optional[Sequence[str]] = None, names: Optional[dict] = None,
+                 in_memory: bool = False) -> None:
+        if split != "test":
+            raise ValueError(f"Objaverse-LVIS has only a test split (got {split!r}); tune on a "
+                             f"class-stratified slice of it or take settings from another run, "
+                             f"as `pointcalip benchmark --config openshape` does")
+        h5utils.check_sampling(sampling, num_points, STORED_POINTS, "each OpenShape object file")
+        self.root = find_root(root)
+        self.split, self.name = split, "objaverse_lvis"
+        self.up_axis = check_up_axis(up_axis)
+        self.num_points = None if num_points is None else int(num_points)
+        self.sampling, self.normalize, self.in_memory = sampling, bool(normalize), False
+        split_path = self.root / SPLIT_FILE
+        entries = read_split(split_path)
+        self.categories = list(categories) if categories is not None else categories_of(entries)
+        index = {c: i for i, c in enumerate(self.categories)}
+        unknown = next((e for e in entries if e["category"] not in index), None)
+        if unknown is not None:
+            raise ValueError(f"{split_path}: uid {unknown['uid']} has category "
+                             f"{unknown['category']!r}, which is not among the "
+                             f"{len(self.categories)} classes")
+        self.classnames = class_names(self.categories, names)
+        self.uids = [e["uid"] for e in entries]
+        self.files = [object_path(self.root, e["data_path"]) for e in entries]
+        missing = [(u, f) for u, f in zip(self.uids, self.files) if not f.is_file()]
+        if missing:
+            shown = ", ".join(f"{u} ({f})" for u, f in missing[:3])
+            raise FileNotFoundError(f"{len(missing)} of the {len(entries)} Objaverse-LVIS objects "
+                                    f"listed in {split_path} are missing: {shown}"
+                                    f"{', ...' if len(missing) > 3 else ''}; {_HINT}")
+        self._labels = np.array([index[e["category"]] for e in entries], dtype=np.int64)
+        self._labels.setflags(write=False)
+        self._fingerprint = h5utils.fingerprint([split_path])
+
+    def __len__(self) -> int:
+        return int(self._labels.shape[0])
+
+    @property
+    def labels(self) -> np.ndarray:
+        """All labels, int64 ``[len(self)]`` (read-only)."""
+        return self._labels
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classnames)
+
+    def _indices(self, indices) -> np.ndarray:
+        return cloud_indices(indices, len(self), self.name)
+
+    def _cloud(self, i: int) -> torch.Tensor:
+        """Object ``i``'s stored points, sampled: ``[num_points, 3]`` float32."""
+        xyz = torch.from_numpy(read_xyz(self.files[i], self.uids[i]))
+        if self.num_points is not None and self.num_points > len(xyz):
+            raise ValueError(f"Objaverse-LVIS object {self.uids[i]} ({self.files[i]}) has "
+                             f"{len(xyz)} points, fewer than num_points={self.num_points}")
+        return h5utils.sample_points(xyz[None], self.num_points, self.sampling)[0]
+
+    def points(self, indices=None) -> torch.Tensor:
+        """Clouds at ``indices`` (default all): ``[m] -> [m, num_points, 3]`` float32, up axis
+        ``up_axis``, centred and unit-sphere scaled when ``normalize``."""
+        idx = self._indices(indices)
+        if not idx.size:
+            return torch.zeros(0, self.num_points or STORED_POINTS, 3)
+        clouds = [self._cloud(int(i)) for i in idx]
+        if len({len(c) for c in clouds}) > 1:
+            raise ValueError(f"Objaverse-LVIS objects at {idx.tolist()[:8]} have different point "
+                             f"counts; set num_points to batch them")
+        pts = torch.stack(clouds)
+        if self.up_axis == "z":
+            pts = pts[..., [0, 2, 1]]
+        if self.normalize:
+            pts = h5utils.normalize_unit_sphere(pts)
+        return pts.contiguous()
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        idx = self._indices([i])
+        return self.points(idx)[0], int(self._labels[idx[0]])
+
+    def batches(self, batch_size: int = 256, indices=None, progress: bool = False
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(points [b, num_points, 3], labels [b])`` in index order."""
+        idx = self._indices(indices)
+        for s in range(0, idx.size, batch_size):
+            chunk = idx[s:s + batch_size]
+            yield self.points(chunk), torch.from_numpy(self._labels[chunk].copy())
+
+    def close(self) -> None:
+        """Nothing to close (kept for the other datasets' surface)."""
+
+    @property
+    def settings(self) -> dict:
+        """JSON-serialisable identity of the clouds served (feature-store key); the split file
+        is fingerprinted, the ~46k object files are not (they are named by it)."""
+        return {"dataset": self.name, "split": self.split, "num_points": self.num_points,
+                "sampling": self.sampling, "up_axis": self.up_axis, "normalize": self.normalize,
+                "num_clouds": len(self), "classnames": list(self.classnames),
+                "files": self._fingerprint}
+
+    def __repr__(self) -> str:
+        return (f"ObjaverseLVIS(n={len(self)}, classes={self.num_classes}, "
+                f"num_points={self.num_points}, up_axis={self.up_axis!r})")
+
+
+def install_files(folder: Path) -> list[tuple[Path, Path]]:
+    """What `pointcalip download objaverse_lvis --from FOLDER` copies: ``(path inside the
+    installed folder, source file)`` for the split and each object it lists (not the rest of
+    OpenShape's training data that may lie beside them). FileNotFoundError naming the missing
+    objects."""
+    entries = read_split(Path(folder) / SPLIT_FILE)
+    out, missing = [(Path(SPLIT_FILE), Path(folder) / SPLIT_FILE)], []
+    for e in entries:
+        rel = relative_path(e["data_path"])
+        if rel is None:
+            raise ValueError(f"{folder / SPLIT_FILE}: uid {e['uid']} has data_path "
+                             f"{e['data_path']!r}, outside any {OBJECTS}/ folder; it cannot be "
+                             f"installed (give a relative path or one under {OBJECTS}/)")
+        src = object_path(Path(folder), e["data_path"])
+        if not src.is_file():
+            missing.append(f"{e['uid']} ({src})")
+        out.append((rel, src))
+    if missing:
+        raise FileNotFoundError(f"{folder}: {len(missing)} of the {len(entries)} objects listed in "
+                                f"{SPLIT_FILE} are missing: {', '.join(missing[:3])}"
+                                f"{', ...' if len(missing) > 3 else ''}")
+    return out
+
+
+def validate_folder(folder: Path) -> None:
+    """A complete Objaverse-LVIS folder: the split readable, every object it lists present
+    (the missing ones named) and readable by :func:`read_xyz` (finite ``[P, 3]`` points), the
+    class names distinct. Reads every object: minutes for the full ~46k."""
+    ds = ObjaverseLVIS(folder, num_points=None)
+    for path, uid in zip(ds.files, ds.uids):
+        read_xyz(path, uid)
+    log.info("Objaverse-LVIS at %s: %d objects, %d categories", folder, len(ds), ds.num_classes)
