@@ -45,6 +45,12 @@ MAX_BATCH_IMAGE_BYTES = 8 << 30
 #: ModelNet40's training set
 MAX_AUGMENTED_CLOUDS = 1_000_000
 
+#: what the feature store keeps (pointcalip.store.STORE_MODES, which imports numpy; a test
+#: keeps them equal): float16 tokens, int8 tokens, or per-view CALIP logits of one text set
+STORE_MODES = ("tokens", "tokens8", "logits")
+#: the commands that can run from a ``logits`` store (zero-shot CALIP with fixed class texts)
+LOGITS_STORE_COMMANDS = ("zeroshot", "benchmark")
+
 #: the datasets a classification config may name (segmentation ones have `pointcalip segment`,
 #: robustness ones `pointcalip benchmark`)
 CLASSIFICATION_DATASETS = tuple(n for n in DATASETS.names()
@@ -185,8 +191,8 @@ def check_backbone(spec: str) -> None:
 @dataclass
 class RunConfig(Section):
     """The keys of every command that encodes clouds: which data, projector, backbone and
-    prompts, how to encode (batch size, device), where the store and outputs go, and the
-    tuning set (``tune``)."""
+    prompts, how to encode (batch size, device), where the store and outputs go, what the
+    store keeps (``store``: README "Compact stores"), and the tuning set (``tune``)."""
 
     data: DataConfig = field(default_factory=DataConfig)
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)
@@ -199,10 +205,16 @@ class RunConfig(Section):
     output_dir: Optional[str] = None
     download: bool = True
     tune: TuneConfig = field(default_factory=TuneConfig)
+    store: typing.Literal[STORE_MODES] = "tokens"
 
     def validate(self) -> None:
         check_model_keys(self)
         check_batch_size(self.batch_size, self.projector.build())
+        command = getattr(self, "COMMAND", None)
+        if self.store == "logits" and command not in LOGITS_STORE_COMMANDS:
+            raise ConfigError("store", f"is logits, which keeps CALIP's per-view logits for the "
+                                       f"run's class texts and no tokens; `pointcalip {command}` "
+                                       f"needs the tokens: use tokens or tokens8")
 
 
 @dataclass

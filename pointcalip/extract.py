@@ -7,6 +7,10 @@
 Per block of clouds: ``dataset.points(rows)`` [b, N, 3] -> ``projector`` [b, V, 3, S, S] on
 the backbone's device -> ``backbone.encode_images`` -> global [b, V, C], spatial [b, V, HW, C],
 norms [b, V] -> one store piece, written by a second thread while the next block encodes.
+A ``logits`` store (:mod:`pointcalip.store`) gets, instead of the tokens, the per-view CALIP
+logits of its class texts, computed on the backbone's device from the float16-rounded
+features (the values a ``tokens`` store would hold), so they equal the logits
+:func:`pointcalip.zeroshot.compute_view_logits` computes from a ``tokens`` store.
 Blocks are fixed by the requested rows and the batch size (:func:`blocks_of`), so several
 ranks (:mod:`pointcalip.core.distributed`) can share them and still store what one process would.
 """
@@ -24,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from .core.distributed import Shard, barrier
+from .head import CalipHead
 from .store import SplitStore
 
 log = logging.getLogger(__name__)
@@ -78,7 +83,8 @@ class SplitFeatures:
                 device: torch.device | str = "cpu"
                 ) -> Iterator[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """(global [b, V', C], spatial [b, V', HW, C], norms [b, V']) float32 tensors on
-        ``device``, in row order; ``views`` picks V' of the stored views."""
+        ``device``, in row order; ``views`` picks V' of the stored views. A ``logits`` store
+        has no tokens (:class:`~pointcalip.store.StoreModeError`)."""
         for start in range(0, len(self.rows), batch_size):
             arrays = self.store.read(self.rows[start:start + batch_size], views)
             yield tuple(torch.from_numpy(a).to(device, torch.float32) for a in arrays)
@@ -158,15 +164,23 @@ def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, back
     device = torch.device(backbone.device)
     clock = _Clock(device)
     v = projector.num_views
+    head = None
+    if store.mode == "logits":
+        if store.text is None:
+            raise ValueError(f"feature store {store.path} keeps CALIP logits: open it with the "
+                             f"class-text features to encode rows into it")
+        head = CalipHead(torch.from_numpy(store.text), num_views=v,
+                         temperature=store.meta["text"]["temperature"]).to(device)
     threads = torch.get_num_threads()      # recorded: CPU sums depend on it (README)
     bar = tqdm(total=len(todo_rows), desc=desc, unit="cloud",
                disable=None if len(todo_rows) and shard.is_main else True)
 
-    def store_batch(chunk, g, s, norms, marks):
+    def store_batch(chunk, g, s, norms, logits, marks):
         """On the writer thread: wait for the batch, then write its piece."""
         projection_s, encoding_s = clock.seconds(*marks[:2]), clock.seconds(*marks[1:])
-        store.write(chunk, g.numpy(), s.numpy(), norms.numpy(),
-                    seconds=projection_s + encoding_s, device=str(device), threads=threads)
+        store.write(chunk, g.numpy(), None if s is None else s.numpy(), norms.numpy(),
+                    seconds=projection_s + encoding_s, device=str(device), threads=threads,
+                    logits=None if logits is None else [x.numpy() for x in logits])
         stats.projection_s += projection_s
         stats.encoding_s += encoding_s
         stats.encoded += len(chunk)
@@ -193,10 +207,16 @@ def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, back
                     marks.append(clock.mark())
                     g, s, norms = backbone.encode_images(images.flatten(0, 1), return_norms=True)
                     b = len(chunk)
-                    g, s, norms = (_to_host(x.view(b, v, *x.shape[1:]), dtype) for x, dtype in
-                                   ((g, torch.float16), (s, torch.float16), (norms, torch.float32)))
+                    g, s = (x.view(b, v, *x.shape[1:]).half() for x in (g, s))   # as stored
+                    logits = None
+                    if head is not None:
+                        logits = [_to_host(x, torch.float32)
+                                  for x in head.view_logits(g.float(), s.float())]
+                        s = None
+                    g, norms = _to_host(g, torch.float16), _to_host(norms.view(b, v), torch.float32)
+                    s = None if s is None else _to_host(s, torch.float16)
                     marks.append(clock.mark())
-                    pending.append(writer.submit(store_batch, chunk, g, s, norms, marks))
+                    pending.append(writer.submit(store_batch, chunk, g, s, norms, logits, marks))
                     while len(pending) > 1:        # one batch is written while the next encodes
                         pending.popleft().result()
                         show_progress()

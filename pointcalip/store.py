@@ -16,6 +16,20 @@ extractor version); its rows are the split's clouds, by dataset index, encoded o
         writing/                   pieces being written (hidden from readers)
         damaged/                   pieces or files set aside because they could not be read
 
+What a store keeps is its mode (config key ``store``; README "Compact stores"):
+
+- ``tokens`` (above): float16 global features and spatial tokens; answers everything.
+- ``tokens8``: the spatial tokens as int8 with one float32 scale per token (``spatial.npy``
+  [n, V, HW, C] int8 and ``scale.npy`` [n, V, HW]; a token is ``spatial * scale``), read back
+  as float16 tokens: every use of the tokens works, with the quantisation error measured by
+  ``scripts/bench_store_modes.py``.
+- ``logits``: no tokens; the three per-view CALIP logits of one class-text matrix
+  (``l0.npy``, ``l1.npy``, ``l2.npy`` [n, V, K] float32), plus ``global.npy`` and ``norm.npy``.
+  Its key holds a hash of the text features and CALIP's temperature, so another prompt set or
+  class list gets another store. It answers zero-shot CALIP with any betas, view weights or
+  view subset; anything that needs tokens (other class texts, few-shot training, part
+  segmentation, explanations) is refused with :class:`StoreModeError`.
+
 A piece is written in ``writing/`` and renamed into ``pieces/`` only when complete, so a row
 is valid exactly when a complete piece holds it: a killed run never leaves a row that reads
 as valid, and rerunning encodes only the missing rows. Writers need no lock: several
@@ -47,7 +61,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -59,24 +73,87 @@ log = logging.getLogger(__name__)
 STORE_FORMAT = 2
 #: bump when the way images become features changes (same settings, different numbers)
 EXTRACTOR_VERSION = 1
-_ARRAYS = ("rows", "global", "spatial", "norm")
+#: what a store can keep (the config key ``store``; see the module doc)
+STORE_MODES = ("tokens", "tokens8", "logits")
+#: the per-view CALIP logits a ``logits`` store keeps (spec/calip.md section 2)
+LOGITS = ("l0", "l1", "l2")
 #: the checksum recorded in each piece's info.json (see scripts/bench_store.py for its cost)
 CHECKSUM = "crc32"
 #: how to point the commands at another store folder, for error messages
 FIX = "set cache_dir to a writable folder (--set cache_dir=DIR)"
 
 
+class StoreModeError(ValueError):
+    """A use the store's mode cannot answer (e.g. spatial tokens from a ``logits`` store)."""
+
+
+def piece_layout(mode: str, views: int, tokens: int, dim: int, classes: int = 0
+                 ) -> Dict[str, Tuple[Tuple[int, ...], np.dtype]]:
+    """The arrays of one piece besides ``rows.npy`` in a store of ``mode``: name -> (shape of
+    one row, dtype). ``classes`` K matters for ``logits`` only."""
+    f16, f32 = np.dtype(np.float16), np.dtype(np.float32)
+    layout = {"global": ((views, dim), f16)}
+    if mode == "tokens":
+        layout["spatial"] = ((views, tokens, dim), f16)
+    elif mode == "tokens8":
+        layout["spatial"] = ((views, tokens, dim), np.dtype(np.int8))
+        layout["scale"] = ((views, tokens), f32)
+    elif mode == "logits":
+        layout.update({name: ((views, classes), f32) for name in LOGITS})
+    else:
+        raise ValueError(f"unknown store mode {mode!r}; use one of {', '.join(STORE_MODES)}")
+    layout["norm"] = ((views,), f32)
+    return layout
+
+
+def bytes_per_cloud(mode: str, views: int, tokens: int, dim: int, classes: int = 0) -> int:
+    """Bytes one cloud takes in a store of ``mode`` (its arrays; rows.npy and headers aside)."""
+    return sum(int(np.prod(shape)) * dtype.itemsize
+               for shape, dtype in piece_layout(mode, views, tokens, dim, classes).values())
+
+
+def quantize_tokens(spatial: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Tokens [..., C] -> (int8 [..., C], scale [...] float32): per token, symmetric,
+    ``scale = max |x| / 127`` and ``q = round(x / scale)`` (all-zero tokens get scale 0)."""
+    x = np.asarray(spatial, dtype=np.float32)
+    scale = np.abs(x).max(axis=-1) / 127.0
+    q = np.rint(x / np.where(scale > 0, scale, 1.0)[..., None])
+    return q.astype(np.int8), scale.astype(np.float32)
+
+
+def dequantize_tokens(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """int8 tokens [..., C] and their scales [...] -> float16 tokens ``q * scale``."""
+    return (q.astype(np.float32) * scale[..., None]).astype(np.float16)
+
+
+def text_identity(text, temperature: float) -> dict:
+    """What a ``logits`` store's logits depend on beyond the images: the class-text features
+    ``text`` [K, C] (a hash of their float32 values and their shape) and CALIP's attention
+    temperature."""
+    array = np.ascontiguousarray(np.asarray(text, dtype=np.float32))
+    if array.ndim != 2 or array.shape[0] == 0:
+        raise ValueError(f"class-text features must be [K, C] with K >= 1, got {array.shape}")
+    digest = hashlib.sha256(repr(array.shape).encode() + array.tobytes()).hexdigest()[:20]
+    return {"sha256": digest, "shape": list(array.shape), "temperature": float(temperature)}
+
+
 def store_key(dataset_settings: dict, projector_settings: dict, backbone_identity: str,
-              precision: str, engine: str = "eager") -> str:
+              precision: str, engine: str = "eager", mode: str = "tokens",
+              text: Optional[dict] = None) -> str:
     """The store's identity: a hash of everything that determines the stored features,
     including the engine that ran the image tower (:mod:`pointcalip.backbones.engines`; its tokens agree
-    with PyTorch's only up to float rounding). PyTorch ("eager") stores keep the keys they had
-    before there were engines."""
+    with PyTorch's only up to float rounding), the store's ``mode`` and, for ``logits``, the
+    :func:`text_identity` of the class texts. PyTorch ("eager") ``tokens`` stores keep the keys
+    they had before there were engines and modes."""
     payload = {"format": STORE_FORMAT, "extractor": EXTRACTOR_VERSION,
                "dataset": dataset_settings, "projector": projector_settings,
                "backbone": backbone_identity, "precision": precision}
     if engine != "eager":
         payload["engine"] = engine
+    if mode != "tokens":
+        payload["store"] = mode
+    if text is not None:
+        payload["text"] = text
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
@@ -127,7 +204,7 @@ def _pid_alive(pid: int) -> bool:
 class _Piece:
     name: str
     rows: np.ndarray          # [n] ascending dataset indices
-    arrays: Dict[str, np.ndarray]  # memory maps: global, spatial, norm
+    arrays: Dict[str, np.ndarray]  # memory maps of the store's piece_layout
     info: dict
     verified: bool             # it carries checksums (checked unless opened with verify=False)
 
@@ -136,15 +213,23 @@ class SplitStore:
     """The features of one split under one projector and backbone (see the module doc).
 
     Shapes: ``num_rows`` N (clouds in the split), ``num_views`` V, ``embed_dim`` C,
-    ``num_tokens`` HW.
+    ``num_tokens`` HW, ``num_classes`` K (``logits`` stores). ``mode`` is what it keeps (one of
+    STORE_MODES); ``text`` [K, C] float32 is the class-text matrix of a ``logits`` store when
+    the caller that opened it gave it (needed to encode rows, not to read them).
     """
 
-    def __init__(self, path: Path, meta: dict, verify: bool = True):
+    def __init__(self, path: Path, meta: dict, verify: bool = True,
+                 text: Optional[np.ndarray] = None):
         self.path = path
         self.meta = meta
         self.verify = verify            # check each piece's checksums when first opened
+        self.text = text
+        self.mode = meta.get("store", "tokens")
         self.num_rows = int(meta["num_rows"])
         self.num_views, self.num_tokens, self.embed_dim = (int(x) for x in meta["view_shape"])
+        self.num_classes = int(meta["text"]["shape"][0]) if self.mode == "logits" else 0
+        self.layout = piece_layout(self.mode, self.num_views, self.num_tokens, self.embed_dim,
+                                   self.num_classes)
         self._pieces: Dict[str, _Piece] = {}
         self._owner = np.full(self.num_rows, -1, dtype=np.int64)     # piece number of each row
         self._position = np.zeros(self.num_rows, dtype=np.int64)     # row's place in its piece
@@ -184,15 +269,14 @@ class SplitStore:
     def _open_piece(self, folder: Path) -> Optional[_Piece]:
         """A complete piece's memory maps, or None (and the piece set aside) if any part of it
         cannot be read or does not match this store."""
-        v, hw, c = self.num_views, self.num_tokens, self.embed_dim
         try:
-            arrays = {a: np.load(folder / f"{a}.npy", mmap_mode="r") for a in _ARRAYS}
+            arrays = {a: np.load(folder / f"{a}.npy", mmap_mode="r")
+                      for a in ("rows", *self.layout)}
             info = json.loads((folder / "info.json").read_text())
             rows = np.asarray(arrays.pop("rows"), dtype=np.int64)
             n = rows.shape[0]
-            expected = {"global": ((n, v, c), np.float16), "spatial": ((n, v, hw, c), np.float16),
-                        "norm": ((n, v), np.float32)}
-            for name, (shape, dtype) in expected.items():
+            for name, (row_shape, dtype) in self.layout.items():
+                shape = (n, *row_shape)
                 if arrays[name].shape != shape or arrays[name].dtype != dtype:
                     raise ValueError(f"{name}.npy is {arrays[name].dtype}{arrays[name].shape}, "
                                      f"expected {np.dtype(dtype)}{shape}")
@@ -204,7 +288,7 @@ class SplitStore:
                 if sums.get("algorithm") != CHECKSUM:
                     raise ValueError(f"info.json records {sums.get('algorithm')!r} checksums, "
                                      f"expected {CHECKSUM!r}")
-                for name in _ARRAYS:
+                for name in ("rows", *self.layout):
                     array = rows if name == "rows" else arrays[name]
                     if checksum(array) != sums.get(name):
                         raise ValueError(f"{name}.npy does not match its checksum (its bytes "
@@ -238,9 +322,37 @@ class SplitStore:
     def read(self, rows: Sequence[int], views: Optional[Sequence[int]] = None,
              spatial: bool = True):
         """Stored features of ``rows`` [n] -> (global [n, V', C] float16, spatial
-        [n, V', HW, C] float16 (None if ``spatial`` is False: not read at all), norm [n, V']
-        float32) in the order given; ``views`` selects V' of the V views. Every row must be
-        stored (see :meth:`missing`)."""
+        [n, V', HW, C] float16 (None if ``spatial`` is False: not read at all; a ``tokens8``
+        store's are dequantised), norm [n, V'] float32) in the order given; ``views`` selects
+        V' of the V views. Every row must be stored (see :meth:`missing`). A ``logits`` store
+        has no spatial tokens: asking for them is a :class:`StoreModeError`."""
+        if spatial and self.mode == "logits":
+            raise StoreModeError(
+                f"feature store {self.path} keeps per-view CALIP logits for one set of class "
+                f"texts (store: logits), not the spatial tokens: other prompts or classes, "
+                f"few-shot training, part segmentation and explanations need tokens; run with "
+                f"--set store=tokens (or store=tokens8)")
+        names = ["global", "norm"] + (["spatial", "scale"] if self.mode == "tokens8" else
+                                      ["spatial"]) * spatial
+        out = self._gather(rows, views, names)
+        if self.mode == "tokens8" and spatial:
+            out["spatial"] = dequantize_tokens(out["spatial"], out.pop("scale"))
+        return out["global"], out.get("spatial"), out["norm"]
+
+    def read_logits(self, rows: Sequence[int], views: Optional[Sequence[int]] = None
+                    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A ``logits`` store's per-view CALIP logits of ``rows`` [n] -> (l0, l1, l2), each
+        [n, V', K] float32, in the order given; ``views`` selects V' of the V views."""
+        if self.mode != "logits":
+            raise StoreModeError(f"feature store {self.path} keeps {self.mode}, not logits "
+                                 f"(store: logits); compute the logits from its tokens")
+        out = self._gather(rows, views, LOGITS)
+        return out["l0"], out["l1"], out["l2"]
+
+    def _gather(self, rows: Sequence[int], views: Optional[Sequence[int]],
+                names: Sequence[str]) -> Dict[str, np.ndarray]:
+        """The stored arrays ``names`` of ``rows`` [n], views ``views`` (None: all), as
+        name -> [n, V', ...] in the order of ``rows``."""
         idx = self._rows(rows)
         owner = self._owner[idx]
         if (owner < 0).any():
@@ -254,10 +366,8 @@ class SplitStore:
             raise ValueError(f"views {list(views)} out of range: the store holds "
                              f"{self.num_views} views (indices 0..{self.num_views - 1})")
         n, v = len(idx), len(vi)
-        out = {"global": np.empty((n, v, self.embed_dim), np.float16),
-               "norm": np.empty((n, v), np.float32)}
-        if spatial:
-            out["spatial"] = np.empty((n, v, self.num_tokens, self.embed_dim), np.float16)
+        out = {name: np.empty((n, v, *self.layout[name][0][1:]), self.layout[name][1])
+               for name in names}
         for number in np.unique(owner):
             where = np.flatnonzero(owner == number)
             piece = self._pieces[self._order[number]]
@@ -266,7 +376,7 @@ class SplitStore:
             for name, dst in out.items():
                 block = piece.arrays[name][pos[order]]
                 dst[where[order]] = block[:, vi]
-        return out["global"], out.get("spatial"), out["norm"]
+        return out
 
     def encoding_seconds(self, rows: Sequence[int]) -> float:
         """The encoding time, as recorded when encoded, of ``rows`` (each piece's time
@@ -300,28 +410,39 @@ class SplitStore:
         except OSError as err:
             raise _cannot_write(self.path, err, why) from None
 
-    def write(self, rows: Sequence[int], global_feats: np.ndarray, spatial: np.ndarray,
-              norms: np.ndarray, seconds: float = 0.0, device: str = "", threads: int = 0
-              ) -> None:
-        """Store one batch: rows [n] (distinct), global [n, V, C], spatial [n, V, HW, C],
-        norms [n, V]; ``seconds``, ``device`` and ``threads`` (intra-op threads that encoded
-        it) are recorded in info.json. The rows become readable all at once, when the piece
-        is complete. A full disk raises :class:`~pointcalip.core.atomic.DiskFullError` naming
-        the file and leaves nothing behind."""
+    def write(self, rows: Sequence[int], global_feats: np.ndarray, spatial: Optional[np.ndarray],
+              norms: np.ndarray, seconds: float = 0.0, device: str = "", threads: int = 0,
+              logits: Optional[Sequence[np.ndarray]] = None) -> None:
+        """Store one batch: rows [n] (distinct), global [n, V, C], norms [n, V], and by the
+        store's mode spatial [n, V, HW, C] (``tokens``, ``tokens8``: quantised here) or
+        ``logits`` = (l0, l1, l2) each [n, V, K] (``logits``: spatial None); ``seconds``,
+        ``device`` and ``threads`` (intra-op threads that encoded it) are recorded in
+        info.json. The rows become readable all at once, when the piece is complete. A full
+        disk raises :class:`~pointcalip.core.atomic.DiskFullError` naming the file and leaves
+        nothing behind."""
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        n, v, hw, c = len(rows), self.num_views, self.num_tokens, self.embed_dim
+        n = len(rows)
+        keeps_logits = self.mode == "logits"
+        if (spatial is None) != keeps_logits or (logits is None) != (not keeps_logits):
+            what = "logits and no spatial tokens" if keeps_logits else "spatial tokens, no logits"
+            raise ValueError(f"feature store write: a {self.mode} store takes {what}")
         arrays = {"global": np.asarray(global_feats, np.float16),
-                  "spatial": np.asarray(spatial, np.float16),
                   "norm": np.asarray(norms, np.float32)}
-        expected = {"global": (n, v, c), "spatial": (n, v, hw, c), "norm": (n, v)}
-        for name, shape in expected.items():
-            if arrays[name].shape != shape:
+        if spatial is not None:
+            arrays["spatial"] = np.asarray(spatial, np.float32 if self.mode == "tokens8" else np.float16)
+        else:
+            arrays.update(zip(LOGITS, (np.asarray(x, np.float32) for x in logits)))
+        for name, array in arrays.items():
+            shape = (n, *self.layout[name][0])
+            if array.shape != shape:
                 raise ValueError(f"feature store write: {name} has shape "
-                                 f"{arrays[name].shape}, expected {shape} for {n} rows")
-            if not np.isfinite(arrays[name]).all():
-                bad = rows[~np.isfinite(arrays[name]).reshape(n, -1).all(axis=1)]
+                                 f"{array.shape}, expected {shape} for {n} rows")
+            if not np.isfinite(array).all():
+                bad = rows[~np.isfinite(array).reshape(n, -1).all(axis=1)]
                 raise ValueError(f"features of clouds {bad[:10].tolist()} are NaN/inf; nothing "
                                  f"was stored for this batch")
+        if self.mode == "tokens8":
+            arrays["spatial"], arrays["scale"] = quantize_tokens(arrays["spatial"])
         if n == 0:
             return
         order = np.argsort(rows, kind="stable")
@@ -337,8 +458,8 @@ class SplitStore:
             sums = {"algorithm": CHECKSUM, "rows": checksum(rows)}
             with disk_full_names(tmp / "rows.npy"):
                 _save(tmp / "rows.npy", rows)
-            for name, array in arrays.items():
-                array = np.ascontiguousarray(array[order])
+            for name in self.layout:
+                array = np.ascontiguousarray(arrays[name][order])
                 sums[name] = checksum(array)
                 with disk_full_names(tmp / f"{name}.npy"):
                     _save(tmp / f"{name}.npy", array)
@@ -367,8 +488,8 @@ class SplitStore:
                 shutil.rmtree(item, ignore_errors=True)
 
     def __repr__(self) -> str:
-        return (f"SplitStore({self.path}, rows={self.num_rows}, V={self.num_views}, "
-                f"HW={self.num_tokens}, C={self.embed_dim})")
+        return (f"SplitStore({self.path}, {self.mode}, rows={self.num_rows}, "
+                f"V={self.num_views}, HW={self.num_tokens}, C={self.embed_dim})")
 
 
 class FeatureStore:
@@ -389,16 +510,25 @@ class FeatureStore:
                 from None
         return self
 
-    def open(self, dataset, projector, backbone) -> SplitStore:
+    def open(self, dataset, projector, backbone, mode: str = "tokens", text=None,
+             temperature: float = 0.5) -> SplitStore:
         """The store of ``dataset``'s split under ``projector`` and ``backbone`` (created
-        empty if absent). ``dataset`` needs ``name``, ``split``, ``settings`` and ``len``;
-        ``projector`` ``settings`` and ``num_views``; ``backbone`` ``name``, ``identity``,
-        ``precision``, ``num_tokens`` and ``embed_dim``."""
+        empty if absent) keeping ``mode`` (STORE_MODES). ``dataset`` needs ``name``,
+        ``split``, ``settings`` and ``len``; ``projector`` ``settings`` and ``num_views``;
+        ``backbone`` ``name``, ``identity``, ``precision``, ``num_tokens`` and ``embed_dim``.
+        A ``logits`` store needs the class-text features ``text`` [K, C] (array-like on the
+        host) and CALIP's attention ``temperature``: both are part of its key."""
+        if mode not in STORE_MODES:
+            raise ValueError(f"unknown store mode {mode!r}; use one of {', '.join(STORE_MODES)}")
+        if (text is None) != (mode != "logits"):
+            raise ValueError("a logits store needs the class-text features (text=[K, C]); "
+                             "a token store takes none")
         engine = getattr(backbone, "engine", "eager")
+        identity = text_identity(text, temperature) if mode == "logits" else None
         key = store_key(dataset.settings, projector.settings, backbone.identity,
-                        backbone.precision, engine)
+                        backbone.precision, engine, mode, identity)
         parts = (dataset.name, dataset.split, type(projector).__name__, backbone.name,
-                 backbone.precision, key)
+                 backbone.precision, *([mode] if mode != "tokens" else []), key)
         folder = self.root / "-".join(slug(str(p)) for p in parts)
         meta = {"format": STORE_FORMAT, "extractor": EXTRACTOR_VERSION, "key": key,
                 "num_rows": len(dataset),
@@ -408,7 +538,14 @@ class FeatureStore:
                              "precision": backbone.precision}}
         if engine != "eager":
             meta["backbone"]["engine"] = engine
-        return self._open_or_create(folder, meta)
+        if mode != "tokens":            # token stores keep the store.json they always had
+            meta["store"] = mode
+        if identity is not None:
+            meta["text"] = identity
+        store = self._open_or_create(folder, meta)
+        if text is not None:
+            store.text = np.ascontiguousarray(np.asarray(text, dtype=np.float32))
+        return store
 
     def find(self, dataset, projector, identity: str, precision: str, engine: str = "eager"
              ) -> Optional[SplitStore]:

@@ -4,6 +4,8 @@
     val      = validation_rows(data.train, cfg.tune)              # the validation rows of TRAIN
     splits   = load_splits(cfg)                                  # test + tuning set
     text     = class_text(backbone, splits.classnames, templates) # [K, C]
+    store    = split_store(open_store(cfg.cache_dir), cfg.store, dataset, projector,
+                           backbone, text)                        # tokens, tokens8 or logits
     features = extract(store, dataset, rows, projector, backbone) # from the feature store
     logits   = compute_view_logits(features, text, views, device) # per-view l0, l1, l2
     found    = tune(logits_of_tuning_set, cfg.tune)              # SearchResult
@@ -41,9 +43,13 @@ from .core.paths import ensure_writable
 from .prompts import class_prompts, load_templates
 from .report.results import RunInfo, backbone_label, run_name
 from .search import WEIGHT_CHOICES, SearchResult, beta_grid, search
-from .store import FeatureStore
+from .store import FeatureStore, SplitStore, StoreModeError, text_identity
 
 log = logging.getLogger(__name__)
+
+#: CALIP's attention temperature in zero-shot runs (``A = 2 F_s F_t^T``); part of the key of
+#: a ``logits`` store
+TEMPERATURE = 0.5
 
 
 # ------------------------------------------------------------------------------- stage types
@@ -235,6 +241,17 @@ def open_store(cache_dir: Optional[str]) -> FeatureStore:
     return store
 
 
+def split_store(store: FeatureStore, mode: str, dataset, projector, backbone,
+                text: Optional[torch.Tensor]) -> SplitStore:
+    """The store of ``dataset`` under ``projector`` and ``backbone`` keeping ``mode`` (the
+    config's ``store``): a ``logits`` store is keyed on the class-text features ``text``
+    [K, C] too (unused by token stores), so another prompt set or class list gets another
+    store. The zero-shot commands (``zeroshot``, ``benchmark``, ``extract``) open their
+    stores here."""
+    host_text = text.detach().float().cpu().numpy() if mode == "logits" else None
+    return store.open(dataset, projector, backbone, mode, host_text, TEMPERATURE)
+
+
 def class_text(backbone: ClipBackbone, classnames: Sequence[str],
                templates: Union[str, List[str]]) -> torch.Tensor:
     """The classes' text features [K, C] (unit rows): every template filled with each class
@@ -254,9 +271,14 @@ def compute_view_logits_for(features: SplitFeatures, texts: Sequence[torch.Tenso
                             views: Optional[Sequence[int]] = None,
                             device: torch.device | str = "cpu", batch_size: int = 64,
                             desc: str = "CALIP") -> List[ViewLogits]:
-    """:func:`compute_view_logits` for several text sets [K, C] in one pass over the store."""
+    """:func:`compute_view_logits` for several text sets [K, C] in one pass over the store.
+    A ``logits`` store is read, not computed: each text set must be the one it was keyed on
+    (else a :class:`~pointcalip.store.StoreModeError` says tokens are needed)."""
+    if features.store.mode == "logits":
+        return [stored_view_logits(features, t, views, batch_size) for t in texts]
     num_views = features.num_views if views is None else len(views)
-    heads = [CalipHead(t, num_views=num_views).to(device) for t in texts]
+    heads = [CalipHead(t, num_views=num_views, temperature=TEMPERATURE).to(device)
+             for t in texts]
     parts: List[List[Tuple[torch.Tensor, ...]]] = [[] for _ in heads]
     with tqdm(total=len(features), desc=desc, unit="cloud", disable=None, leave=False) as bar:
         for g, s, _ in features.batches(batch_size, views, device):
@@ -265,6 +287,23 @@ def compute_view_logits_for(features: SplitFeatures, texts: Sequence[torch.Tenso
             bar.update(len(g))
     return [ViewLogits(*(torch.cat([p[i] for p in out]) for i in range(3)), features.labels)
             for out in parts]
+
+
+def stored_view_logits(features: SplitFeatures, text: torch.Tensor,
+                       views: Optional[Sequence[int]] = None, batch_size: int = 64) -> ViewLogits:
+    """The per-view CALIP logits a ``logits`` store keeps for ``features``' rows: l0, l1, l2
+    [N, V', K] on the CPU, the same as :func:`compute_view_logits` on tokens. ``text`` [K, C]
+    must be the class-text matrix the store was keyed on."""
+    store = features.store
+    if text_identity(text.detach().float().cpu().numpy(), TEMPERATURE) != store.meta["text"]:
+        raise StoreModeError(
+            f"feature store {store.path} keeps CALIP logits for other class texts (store: "
+            f"logits); these prompts or classes need the tokens: run with --set store=tokens "
+            f"(or store=tokens8)")
+    parts = [store.read_logits(features.rows[start:start + batch_size], views)
+             for start in range(0, len(features), batch_size)]
+    l0, l1, l2 = (torch.from_numpy(np.concatenate([p[i] for p in parts])) for i in range(3))
+    return ViewLogits(l0, l1, l2, features.labels)
 
 
 def tune_grids(cfg: TuneConfig) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -353,8 +392,8 @@ def run_zeroshot(cfg: ZeroShotConfig, backbone: Optional[ClipBackbone] = None,
     timings["text_s"] = time.perf_counter() - t0
 
     def features_of(dataset, rows, name):
-        split_store = store.open(dataset, projector, backbone)
-        return extract(split_store, dataset, rows, projector, backbone, cfg.batch_size,
+        return extract(split_store(store, cfg.store, dataset, projector, backbone, text),
+                       dataset, rows, projector, backbone, cfg.batch_size,
                        desc=f"encode {name}")
 
     features = {"test": features_of(splits.test, None, "test")}

@@ -63,6 +63,7 @@ def _extract(cfg, splits, shard, device) -> list:
     from ..extract import encode_missing
     from ..plan import feature_jobs
     from ..store import FeatureStore
+    from ..zeroshot import class_text, split_store
 
     if not shard.is_main:
         logging.getLogger("pointcalip").setLevel(logging.WARNING)   # rank 0 speaks for all
@@ -71,20 +72,26 @@ def _extract(cfg, splits, shard, device) -> list:
         if shard.is_main:
             store.check()      # read-only is fine; written only if rows are missing
         jobs = feature_jobs(cfg, splits)
-    summary, backbone, loaded = [], None, None
+    summary, backbone, loaded, texts = [], None, None, {}
     for job in jobs:                                   # grouped by backbone: each loaded once
         if job.backbone != loaded:
-            backbone = None                            # free the previous model first
+            backbone, texts = None, {}                 # free the previous model first
             with distributed.main_first(shard):
                 backbone = load_clip(job.backbone, device=device, engine=cfg.engine)
             loaded = job.backbone
         projector = job.projector.build()
+        text = None
+        if cfg.store == "logits":      # the store is keyed on the run's class-text features
+            names = tuple(job.dataset.classnames)
+            if names not in texts:
+                texts[names] = class_text(backbone, names, cfg.templates)
+            text = texts[names]
         with distributed.main_first(shard):            # rank 0 creates the store folder
-            split_store = store.open(job.dataset, projector, backbone)
+            job_store = split_store(store, cfg.store, job.dataset, projector, backbone, text)
         rows = np.arange(len(job.dataset)) if job.rows is None else job.rows
-        stats = encode_missing(split_store, job.dataset, rows, projector, backbone,
+        stats = encode_missing(job_store, job.dataset, rows, projector, backbone,
                                cfg.batch_size, desc=f"encode {job.label}", shard=shard)
-        summary.append((job, backbone.name, split_store, stats))
+        summary.append((job, backbone.name, job_store, stats))
     return summary
 
 

@@ -84,6 +84,8 @@ def run_name(config: dict, *readable: str, data: Optional[str] = None) -> str:
     and rerunning the same config on the same files (wherever they are) reuses it. Without
     ``data`` (data not there yet) the name is the one older versions gave."""
     settings = {k: v for k, v in config.items() if k not in NOT_IN_RUN_NAME}
+    if settings.get("store") == "tokens":       # the default store: the names it always had
+        del settings["store"]
     if isinstance(settings.get("data"), dict):
         settings["data"] = {k: v for k, v in settings["data"].items() if k != "root"}
     if data is not None:
