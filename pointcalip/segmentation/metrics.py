@@ -16,21 +16,17 @@ import torch
 
 def shape_ious(pred: torch.Tensor, gt: torch.Tensor, num_parts: int) -> torch.Tensor:
     """pred, gt [M, N] local part indices (0 .. num_parts - 1; anything else matches no
-    part) -> IoU [M, num_parts] float64, 1 where the union is empty."""
+    part) -> IoU [M, num_parts] float64, 1 where the union is empty. One integer count per
+    (shape, predicted, true) cell (``bincount``; values outside the parts share one extra
+    bin), then intersections on the diagonal and unions from the row and column sums."""
     pred, gt = torch.as_tensor(pred).long(), torch.as_tensor(gt).long()
-    m = pred.shape[0]
-    base = torch.arange(m).view(m, 1) * num_parts
-
-    def counts(mask, idx):
-        out = torch.zeros(m * num_parts, dtype=torch.float64)
-        out.index_add_(0, (base + idx.clamp(0, num_parts - 1))[mask],
-                       torch.ones(int(mask.sum()), dtype=torch.float64))
-        return out.view(m, num_parts)
-
-    in_pred = (pred >= 0) & (pred < num_parts)
-    in_gt = (gt >= 0) & (gt < num_parts)
-    inter = counts(in_pred & in_gt & (pred == gt), gt)
-    union = counts(in_pred, pred) + counts(in_gt, gt) - inter
+    m, k = pred.shape[0], num_parts + 1
+    p = torch.where((pred >= 0) & (pred < num_parts), pred, num_parts)
+    g = torch.where((gt >= 0) & (gt < num_parts), gt, num_parts)
+    cells = (torch.arange(m).view(m, 1) * k + p) * k + g
+    counts = torch.bincount(cells.flatten(), minlength=m * k * k).view(m, k, k)
+    inter = torch.diagonal(counts, dim1=1, dim2=2)[:, :num_parts].double()
+    union = (counts.sum(dim=2)[:, :num_parts] + counts.sum(dim=1)[:, :num_parts]).double() - inter
     return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
 
 

@@ -50,14 +50,16 @@ class PointLogits:
 
 def nearest_visible(points: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
     """points [M, N, 3], seen [M, N] bool -> source [M, N] long: n itself where seen, else the
-    index of the nearest seen point of the same shape (itself if the shape has none)."""
+    index of the nearest seen point of the same shape (itself if the shape has none). The
+    nearest minimises ``|b|^2 - 2 a.b`` (the squared distance less ``|a|^2``, in float64)."""
     m, n, _ = points.shape
     source = torch.arange(n).expand(m, n).clone()
     for i in range(m):
         lost = torch.nonzero(~seen[i]).flatten()
         have = torch.nonzero(seen[i]).flatten()
         if lost.numel() and have.numel():
-            d = torch.cdist(points[i, lost].double(), points[i, have].double())
+            a, b = points[i, lost].double(), points[i, have].double()
+            d = torch.addmm((b * b).sum(dim=1).unsqueeze(0), a, b.T, alpha=-2)
             source[i, lost] = have[d.argmin(dim=1)]
     return source
 
@@ -71,11 +73,12 @@ def point_logits(spatial: torch.Tensor, text: torch.Tensor, xy: torch.Tensor,
     point's pixel of the bilinearly upsampled grid."""
     m, v, hw, c = spatial.shape
     n = xy.shape[2]
-    terms = dense_calip_logits(spatial.reshape(m * v, hw, c), text, temperature)
-    read = [read_at_pixels(tokens_to_grid(t), xy.reshape(m * v, n, 2), image_size, smooth)
-            .view(m, v, n, -1) for t in terms]
+    terms = torch.cat(dense_calip_logits(spatial.reshape(m * v, hw, c), text, temperature),
+                      dim=2)                                  # S0 | S1 | S2: [M V, HW, 3P]
+    read = read_at_pixels(tokens_to_grid(terms), xy.reshape(m * v, n, 2), image_size, smooth)
+    s0, s1, s2 = read.view(m, v, n, -1).chunk(3, dim=3)
     source = nearest_visible(points, visible.any(dim=1))
-    return PointLogits(*read, visible=visible, source=source)
+    return PointLogits(s0, s1, s2, visible=visible, source=source)
 
 
 def combine_points(logits: PointLogits, beta2: float = 0.0, beta3: float = 0.0,

@@ -56,50 +56,64 @@ class SegParams:
 
 
 def _terms(group: Group, weights: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    """The three terms summed over the views at ``weights`` [V]: each [M, N, P]."""
     mask = group.logits.visible.float() * weights.view(1, -1, 1)
     return tuple(torch.einsum("mvn,mvnp->mnp", mask, s)
                  for s in (group.logits.s0, group.logits.s1, group.logits.s2))
 
 
-def _reweighted(groups: Sequence[Group], terms, weights: torch.Tensor, trial: torch.Tensor):
-    """The terms at view weights ``trial`` from those at ``weights`` (only changed views)."""
-    changed = torch.nonzero(trial != weights).flatten().tolist()
-    if len(changed) > len(weights) // 2:
-        return [_terms(g, trial) for g in groups]
-    out = []
-    for g, t in zip(groups, terms):
-        new = []
-        for a, s in zip(t, (g.logits.s0, g.logits.s1, g.logits.s2)):
-            a = a.clone()
-            for v in changed:
-                a += (float(trial[v]) - float(weights[v])) * \
-                    g.logits.visible[:, v, :, None].to(a.dtype) * s[:, v]
-            new.append(a)
-        out.append(tuple(new))
-    return out
+def _miou_sums(group: Group, logits: torch.Tensor) -> torch.Tensor:
+    """logits [c, M, N, P] of c candidates -> [c] float64: the sum of the shapes' mIoU of
+    each candidate's prediction (argmax, then the nearest-visible fallback)."""
+    c, m, n, _ = logits.shape
+    best = logits.argmax(dim=3)                                           # [c, M, N]
+    pred = torch.gather(best, 2, group.logits.source.expand_as(best))
+    return shape_mious(pred.reshape(-1, n), group.gt.repeat(c, 1), group.num_parts
+                       ).view(c, m).sum(dim=1)
+
+
+def _chunks(total: int, per_candidate: int):
+    """Slices of ``total`` candidates, each slice about ``CHUNK`` logits."""
+    step = max(1, CHUNK // max(per_candidate, 1))
+    return (slice(s, s + step) for s in range(0, total, step))
 
 
 def _scores(groups: Sequence[Group], terms, pairs: torch.Tensor) -> torch.Tensor:
     """Instance mIoU of ``groups`` at each (beta2, beta3) row of ``pairs`` [G, 2] -> [G]
-    float64, the grid points scored together in chunks of about ``CHUNK`` logits."""
+    float64, ``terms`` (:func:`_terms`) at the current view weights."""
     total = torch.zeros(len(pairs), dtype=torch.float64)
-    count = 0
     for g, (a0, a1, a2) in zip(groups, terms):
-        m, n, p = a0.shape
-        step = max(1, CHUNK // max(a0.numel(), 1))
-        for s in range(0, len(pairs), step):
-            b = pairs[s:s + step].to(a0.dtype)
-            logits = a0 + b[:, 0, None, None, None] * a1 + b[:, 1, None, None, None] * a2
-            best = logits.argmax(dim=3)                                   # [c, M, N]
-            pred = torch.gather(best, 2, g.logits.source.expand_as(best))
-            miou = shape_mious(pred.reshape(-1, n), g.gt.repeat(len(b), 1), g.num_parts)
-            total[s:s + step] += miou.view(len(b), m).sum(dim=1)
-        count += g.gt.shape[0]
-    return total / max(count, 1)
+        for part in _chunks(len(pairs), a0.numel()):
+            b = pairs[part].to(a0.dtype).view(-1, 2, 1, 1, 1)
+            total[part] += _miou_sums(g, a0 + b[:, 0] * a1 + b[:, 1] * a2)
+    return total / sum(g.gt.shape[0] for g in groups)
 
 
 def _score(groups: Sequence[Group], terms, beta2: float, beta3: float) -> float:
     return float(_scores(groups, terms, torch.tensor([[beta2, beta3]]))[0])
+
+
+def _view_terms(group: Group, beta2: float, beta3: float) -> torch.Tensor:
+    """[V, M, N, P]: each view's ``visible_v (S0 + beta2 S1 + beta3 S2)``."""
+    lg = group.logits
+    return (lg.visible.unsqueeze(3) * (lg.s0 + beta2 * lg.s1 + beta3 * lg.s2)).transpose(0, 1)
+
+
+def _weight_scores(groups: Sequence[Group], view_terms, weights: torch.Tensor,
+                   trials: torch.Tensor) -> torch.Tensor:
+    """Instance mIoU of ``groups`` for each row of view weights ``trials`` [T, V] -> [T]
+    float64, ``view_terms`` (:func:`_view_terms`) at the current betas: a trial's logits are
+    those at ``weights`` plus ``sum_u (trial_u - weights_u) C_u`` over the views it changes."""
+    delta = trials - weights
+    changed = torch.nonzero(delta.abs().sum(dim=0)).flatten()
+    total = torch.zeros(len(trials), dtype=torch.float64)
+    for g, per_view in zip(groups, view_terms):
+        base = torch.einsum("v,vmnp->mnp", weights, per_view)
+        moved = per_view[changed]
+        for part in _chunks(len(trials), base.numel()):
+            total[part] += _miou_sums(g, base + torch.einsum("tu,umnp->tmnp",
+                                                             delta[part][:, changed], moved))
+    return total / sum(g.gt.shape[0] for g in groups)
 
 
 def _grid(groups, terms, b2s, b3s, start: Tuple[float, float, float]
@@ -141,17 +155,16 @@ def search_segmentation(groups: Sequence[Group], search_weights: bool = True,
             trials = [torch.tensor(c) for c in itertools.product(*[sorted(choices)[::-1]] * v)]
         else:                                       # one view at a time
             trials = None
+        view_terms = [_view_terms(g, b2, b3) for g in groups]
         for view in range(v if trials is None else 1):
-            keep = float(weights[view])
             candidates = trials if trials is not None else [
                 weights.clone().index_fill_(0, torch.tensor([view]), c) for c in choices
-                if c != keep]
-            for trial in candidates:
-                trial_terms = _reweighted(groups, terms, weights, trial)
-                trial_score = _score(groups, trial_terms, b2, b3)
-                evaluated += 1
+                if c != float(weights[view])]
+            scores = _weight_scores(groups, view_terms, weights, torch.stack(candidates))
+            evaluated += len(candidates)
+            for trial, trial_score in zip(candidates, scores.tolist()):   # in order, as a loop
                 if trial_score > score + 1e-12:
-                    score, weights, terms = trial_score, trial, trial_terms
+                    score, weights = trial_score, trial
         if score <= start + 1e-12 or score >= 1.0:
             break
     return SegParams(b2, b3, [float(w) for w in weights], score, evaluated)
