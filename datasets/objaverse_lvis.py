@@ -125,8 +125,7 @@ def load_npy_dict(path: Path) -> dict:
             text = str(err)
             raise ValueError(text if text.startswith(str(path)) else
                              f"{path} is truncated or corrupt ({text}); re-extract it") from None
-        except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-                MemoryError) as err:
+        except Exception as err:      # a damaged pickle fails in many ways (EOF, Overflow, numpy's own)
             raise ValueError(f"{path} is truncated or corrupt ({type(err).__name__}: {err}); "
                              f"re-extract it") from None
     value = obj.item() if isinstance(obj, np.ndarray) and obj.shape == () else obj
