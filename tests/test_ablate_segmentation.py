@@ -1,0 +1,186 @@
+"""`pointcalip ablate --config shapenetpart`: the segmentation studies end to end with the tiny
+ViT on a planted ShapeNetPart folder (tests/ablation_planted.py: VAL and TEST part labels are
+the tiny model's own dense CALIP parts at known betas, equal view weights, one template, the
+PointCLIP projector's views 0-3). So dense CALIP's terms must recover the labels where dense
+CLIP does not, the planted template and projector must win, and every reported number must be
+the one the `segment` run of that point wrote.
+"""
+import csv
+import json
+import shlex
+
+import pytest
+
+import ablation_planted as AP
+from pointcalip.cli import main
+
+
+@pytest.fixture(scope="module")
+def seg_planted(tmp_path_factory, tiny_vit):
+    base = tmp_path_factory.mktemp("seg_ablation")
+    root = AP.write_seg_planted(base, tiny_vit)
+    assert AP.seg_clip_agreement(root, tiny_vit) < 0.5      # dense CLIP alone misses the labels
+    return root, base
+
+
+def settings(root, base, vit):
+    return [f"backbone={vit}", f"data.root={root}", f"data.num_points={AP.SEG_POINTS}",
+            f"data.categories={AP.SEG_CATEGORIES}", "projector.name=pointclip",
+            "projector.views=[0,1,2,3]", "engine=eager", "device=cpu", f"cache_dir={base / 'cache'}",
+            f"tune.points={AP.SEG_POINTS}", "tune.per_category=false",
+            f"templates=['{AP.SEG_TEMPLATE}']", "batch_size=8"]
+
+
+def ablate(root, base, vit, out, *sets):
+    argv = ["ablate", "--config", "shapenetpart"]
+    for s in [*settings(root, base, vit), f"output_dir={out}", *sets]:
+        argv += ["--set", s]
+    assert main(argv) == 0
+    return json.loads((out / "results.json").read_text())
+
+
+def rows(folder):
+    with open(folder / "table.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def every(seg_planted, tiny_checkpoints, tmp_path_factory):
+    root, base = seg_planted
+    out = tmp_path_factory.mktemp("every") / "out"
+    other = "the {part} of a {category}, seen from afar."
+    res = ablate(root, base, tiny_checkpoints["vit"], out,
+                 "studies=[terms,prompts,projectors,backbones]",
+                 f"prompts_study.candidates=[['{AP.SEG_TEMPLATE}', '{other}']]",
+                 "projectors_study.projectors=[{name: pointclip, views: [0,1,2,3]}, "
+                 "{name: realistic, views: [0,1]}]",
+                 f"backbones_study.backbones=[{tiny_checkpoints['vit']}, {tiny_checkpoints['resnet']}]")
+    return out, res
+
+
+def test_terms_study_dense_calip_recovers_the_planted_parts_and_dense_clip_does_not(every):
+    out, res = every
+    table = {r["variant"]: r for r in rows(out / "terms")}
+    assert list(table) == ["dense CLIP (S0)", "+ S1 + S2 (dense CALIP)", "+ view weights"]
+    clip, calip = table["dense CLIP (S0)"], table["+ S1 + S2 (dense CALIP)"]
+    assert float(calip["instance_miou"]) >= 97.0 and float(calip["tune_miou"]) >= 97.0
+    assert float(clip["instance_miou"]) < float(calip["instance_miou"]) - 20.0
+    assert float(clip["class_miou"]) < float(calip["class_miou"]) - 20.0
+    assert {r["tuned_on"] for r in rows(out / "terms")} == {"val"}
+    # every number is the one its `segment` run wrote
+    run = json.loads((out / "runs" / calip["run"] / "results.json").read_text())
+    assert float(calip["instance_miou"]) == pytest.approx(run["miou"]["instance"], abs=1e-3)
+    assert float(clip["instance_miou"]) == pytest.approx(run["dense_clip"]["instance"], abs=1e-3)
+    assert run["config"]["tune"]["view_weights"] is False
+    assert (out / "runs" / calip["run"] / "predictions.npz").is_file()
+    words = shlex.split(run["rerun"])
+    assert words[:4] == ["pointcalip", "segment", "--config", "shapenetpart"]
+    assert "tune.view_weights=false" in words
+    assert (out / "terms" / "terms.png").stat().st_size > 1000
+    assert "| chair |" in (out / "terms" / "table.md").read_text()       # per-category table
+    assert res["task"] == "segmentation" and res["tuning"]["split"] == "val"
+
+
+def test_prompts_study_finds_the_planted_template(every):
+    out, res = every
+    table = {r["prompts"]: r for r in rows(out / "prompts")}
+    planted = repr(AP.SEG_TEMPLATE)
+    assert list(table) == ["2 templates", planted, repr("the {part} of a {category}, seen from afar.")]
+    assert res["studies"]["prompts"]["winner"] == planted
+    assert float(table[planted]["instance_miou"]) == max(float(r["instance_miou"]) for r in table.values())
+    # the planted template alone is the terms study's full run: one run, not two
+    terms = {r["variant"]: r for r in rows(out / "terms")}
+    assert table[planted]["run"] == terms["+ view weights"]["run"]
+
+
+def test_projectors_study_same_data_and_backbone(every):
+    out, res = every
+    table = rows(out / "projectors")
+    assert [r["projector"] for r in table] == ["pointclip (4 views: [0, 1, 2, 3])",
+                                               "realistic (2 views: [0, 1])"]
+    assert float(table[0]["instance_miou"]) > float(table[1]["instance_miou"])
+    assert res["studies"]["projectors"]["winner"] == "pointclip (4 views: [0, 1, 2, 3])"
+
+
+def test_backbones_study_lists_the_missing_one_with_the_segment_command(every, tiny_checkpoints):
+    out, res = every
+    vit, resnet = str(tiny_checkpoints["vit"]), str(tiny_checkpoints["resnet"])
+    table = {r["backbone"]: r for r in rows(out / "backbones")}
+    assert table[vit]["status"] == "in store" and float(table[vit]["instance_miou"]) >= 97.0
+    assert table[resnet]["status"] == "missing: 18 test shapes, 18 val shapes"
+    command = res["studies"]["backbones"]["missing"][resnet]["command"]
+    words = shlex.split(command)
+    assert words[:4] == ["pointcalip", "segment", "--config", "shapenetpart"]
+    assert f"backbone={resnet}" in words
+    assert f"`{command}`" in (out / "backbones" / "report.md").read_text()
+
+
+def test_views_study_all_views_win_and_subsets_read_their_own_stores(seg_planted, tiny_checkpoints,
+                                                                      tmp_path):
+    root, base = seg_planted
+    res = ablate(root, base, tiny_checkpoints["vit"], tmp_path / "out", "studies=[views]",
+                 "tune.view_weights=false")
+    table = rows(tmp_path / "out" / "views")
+    assert [r["first_k_views"] for r in table] == ["[0]", "[0, 1]", "[0, 1, 2]", "[0, 1, 2, 3]"]
+    every = float(table[-1]["instance_miou"])
+    assert every >= 97.0                                  # the labels' own views
+    importance = res["studies"]["views"]["table"]
+    assert len(importance) == 4
+    alone = [r["instance_alone"] for r in res["studies"]["views"]["importance"]]
+    assert max(alone) < every - 5.0
+    assert all(r["instance_drop"] > 0 for r in res["studies"]["views"]["importance"])
+    assert len({r["folder"] for r in res["runs"]}) == len(res["runs"]) == 10     # each subset once
+    assert (tmp_path / "out" / "views" / "views.png").stat().st_size > 1000
+    assert (tmp_path / "out" / "views" / "importance.png").stat().st_size > 1000
+
+
+def test_classification_only_studies_are_refused_naming_study_and_task(capsys):
+    assert main(["ablate", "--config", "shapenetpart", "--set", "studies=[terms, weights]"]) == 2
+    err = capsys.readouterr().err
+    assert "studies lists 'weights', a study that does not apply to part segmentation" in err
+    assert "Segmentation studies: views, terms, prompts, projectors, backbones" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("override, message", [
+    ("prompts_study.candidates=[['a photo of a {}.']]",
+     r"prompts_study\.candidates\[0\] is not usable: every part template needs '\{part\}'"),
+    ("prompts_study.candidates=[]", r"prompts_study\.candidates must list at least one"),
+    ("views_study.order=[0, 10]", r"views_study\.order holds \[10\], outside the projector's 10 views"),
+    ("projectors_study.projectors=[{name: sparse}]", r"projectors_study\.projectors\[0\]\.name must be one of"),
+    ("projector.views={ring: 4}", r"projector\.views is \{'ring': 4\}: the segmentation views study"),
+])
+def test_bad_segmentation_ablation_settings_name_their_key(override, message):
+    from pointcalip.ablation.config import load_ablation_config
+    from pointcalip.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        load_ablation_config(["shapenetpart"], ["studies=[views, prompts]", override])
+
+
+def test_segmentation_studies_are_registry_entries_with_sections_and_runners():
+    import dataclasses
+    import typing
+
+    from pointcalip.ablation.config import (STUDIES, SegAblationConfig, load_ablation_config,
+                                            segmentation_studies)
+    from pointcalip.ablation.run import SEG_RUNNERS
+    from pointcalip.config import config_class, load_config
+
+    hints = typing.get_type_hints(SegAblationConfig)
+    fields = {f.name for f in dataclasses.fields(SegAblationConfig)}
+    assert segmentation_studies() == ["views", "terms", "prompts", "projectors", "backbones"]
+    for entry in STUDIES.entries():
+        if entry.segmentation is None:
+            assert entry.not_for_segmentation and entry.section not in fields
+            continue
+        assert SEG_RUNNERS[entry.name].__name__ == f"run_seg_{entry.name}"
+        if entry.seg_config is None:
+            assert entry.section not in fields
+        else:
+            assert hints[entry.section] is entry.seg_config
+    cfg = load_ablation_config(["shapenetpart"])
+    assert isinstance(cfg, SegAblationConfig) and cfg.studies == ["terms"]
+    segment = load_config(config_class("segment"), ["shapenetpart"])
+    assert cfg.segment().to_dict() == {**segment.to_dict(), "name": "segment"}
+    assert type(load_ablation_config(["ablation_views"])).__name__ == "AblationConfig"
