@@ -15,6 +15,14 @@ weights as the text encoder (for the prompts study). Timing does not depend on t
 Reported per study: the study itself (what `pointcalip ablate` spends after loading CLIP)
 and writing its files (tables, PNGs, report). The default folder is a temporary one,
 removed afterwards; the stores need about 4 GB (2 GB without the projectors study).
+
+    python scripts/bench_ablate.py --segmentation [--set KEY=VALUE ...]
+
+Part segmentation: every point of a study is a whole `pointcalip segment` run, so what a
+study costs is its number of runs (times one run, timed by scripts/bench_segment.py) and the
+view images it encodes beyond the config's own projector. This prints both for each study
+of the segmentation config (`shapenetpart` plus the --set overrides), from the same plans the
+studies run (nothing is run or encoded).
 """
 from __future__ import annotations
 
@@ -29,7 +37,8 @@ import numpy as np
 import torch
 
 from bench_zeroshot import rn50_random   # scripts/ is on sys.path
-from pointcalip.ablation.config import STUDIES, AblationConfig
+from pointcalip.ablation.config import (STUDIES, AblationConfig, load_ablation_config,
+                                        segmentation_studies)
 from pointcalip.ablation.context import AblationContext
 from pointcalip.ablation.report import write_study
 from pointcalip.ablation.run import RUNNERS
@@ -66,7 +75,41 @@ def fill(store, rows: np.ndarray, rng: np.random.Generator, batch: int = 16) -> 
         store.write(chunk, x[:, :, 0], x[:, :, 1:], np.ones((len(chunk), v), np.float32))
 
 
+def segmentation_plan(overrides) -> None:
+    """Print each segmentation study's `segment` runs and new view images per shape."""
+    from pointcalip.ablation.segment import prompt_sources, view_subsets
+
+    cfg = load_ablation_config(["shapenetpart"], [*overrides,
+                                                  f"studies={segmentation_studies()}"])
+    v = cfg.projector.build().num_views
+    key = repr(sorted(cfg.projector.build().settings.items()))
+    subsets = {s for group in view_subsets(v, cfg.views_study.order or range(v)).values()
+               for s in group}
+    others = [p for p in cfg.projectors_study.projectors
+              if repr(sorted(p.build().settings.items())) != key]
+    plan = {"terms": (2 if cfg.tune.view_weights else 1, 0),
+            "views": (len(subsets), sum(len(s) for s in subsets if len(s) < v)),
+            "prompts": (len(prompt_sources(cfg)), 0),
+            "projectors": (len(cfg.projectors_study.projectors),
+                           sum(p.build().num_views for p in others)),
+            "backbones": (len(cfg.backbones_study.backbones), 0)}
+    print(f"shapenetpart, {cfg.projector.name} ({v} views), {cfg.backbone}; the config's own "
+          f"encoding: {v} view images per shape")
+    print("| study | segment runs | new view images per shape |")
+    print("|---|---|---|")
+    for study in segmentation_studies():
+        runs, images = plan[study]
+        print(f"| {study} | {runs} | {images} |")
+
+
 def main() -> int:
+    if "--segmentation" in sys.argv[1:]:
+        sp = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+        sp.add_argument("--segmentation", action="store_true")
+        sp.add_argument("--set", dest="overrides", action="append", default=[])
+        segmentation_plan(sp.parse_args().overrides)
+        return 0
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--studies", nargs="+", choices=STUDIES, default=list(STUDIES))
     ap.add_argument("--test", type=positive_int, default=2468, help="test clouds")

@@ -184,3 +184,17 @@ def test_segmentation_studies_are_registry_entries_with_sections_and_runners():
     segment = load_config(config_class("segment"), ["shapenetpart"])
     assert cfg.segment().to_dict() == {**segment.to_dict(), "name": "segment"}
     assert type(load_ablation_config(["ablation_views"])).__name__ == "AblationConfig"
+
+
+def test_bench_prints_each_studys_runs_and_encodings_from_the_studies_plans():
+    """V2's 10 views: first k (10), each alone (9 more), all but one (9 more) = 28 runs;
+    new view images 1 + ... + 9 (first k below 10) + 9 (the other singles) + 9 x 9 = 135."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "scripts" / "bench_ablate.py"
+    out = subprocess.run([sys.executable, str(script), "--segmentation"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "| views | 28 | 135 |" in out and "| terms | 2 | 0 |" in out
+    assert "| projectors | 2 | 6 |" in out          # PointCLIP's 6 views beside realistic
