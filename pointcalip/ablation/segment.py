@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..backbones import ClipBackbone, load_clip, precision_on
-from ..config import ProjectorConfig, load_config
+from ..config import load_config
 from ..report import plots
 from ..report.results import RunInfo, backbone_label, run_name, write_results
 from ..segmentation.config import SegmentConfig
