@@ -2,19 +2,22 @@
 logits store equal the logits computed from tokens, that another text set gets another store,
 and that the uses they cannot answer are refused naming the option."""
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import torch
 
 from fakes import C, HW, V, FakeBackbone, FakeDataset, FakeProjector
+from test_scripts import load_script
 from pointcalip.cli import main
 from pointcalip.config import LOGITS_STORE_COMMANDS, STORE_MODES, ConfigError, ZeroShotConfig
 from pointcalip.extract import Interrupted, extract
 from pointcalip.fewshot.config import FewShotConfig
 from pointcalip.search import search
+from pointcalip.report.results import run_name
 from pointcalip.store import (FeatureStore, StoreModeError, bytes_per_cloud, dequantize_tokens,
-                              quantize_tokens)
+                              quantize_tokens, store_key)
 from pointcalip.store import STORE_MODES as STORE_MODES_OF_STORE
 from pointcalip.zeroshot import compute_view_logits, split_store
 
@@ -179,3 +182,38 @@ def test_extract_then_zeroshot_from_logits_store(small_modelnet, tiny_checkpoint
     other = zeroshot("other", "--set", "store=logits", "--set", "templates=depth_ensemble")
     assert {k: f["encoded_now"] for k, f in other["features"].items()} == {"test": 12, "tune": 12}
     assert len(list(cache.glob("*-logits-*"))) == 4                  # 2 splits x 2 text sets
+
+
+def test_token_stores_keep_their_keys_and_run_names(tmp_path):
+    # keys computed with the store as it was before modes existed
+    assert store_key({"d": 1}, {"p": 1}, "w", "float32") == "6770ffaae985bdd2c07b"
+    assert store_key({"d": 1}, {"p": 1}, "w", "float16", "onnxruntime") == "42b6d3d28adfe0d625f4"
+    assert len({store_key({"d": 1}, {"p": 1}, "w", "float32", mode=m) for m in STORE_MODES}) == 3
+    meta = json.loads((features(tmp_path, "tokens").store.path / "store.json").read_text())
+    assert "store" not in meta and "text" not in meta
+    cfg = ZeroShotConfig().to_dict()
+    before = {k: v for k, v in cfg.items() if k != "store"}
+    assert run_name(cfg, "x") == run_name(before, "x") != run_name({**cfg, "store": "tokens8"}, "x")
+
+
+def test_bench_measures_what_the_store_gives(tmp_path):
+    bench = load_script("bench_store_modes")
+    g, s, text, _ = bench.structured_source(3, hw=6, c=16, k=7)
+    rows = {row[2]: row for row in bench.measure("small", g, s, text, tmp_path)}
+    assert rows["logits"][3] == bytes_per_cloud("logits", 10, 6, 16, 7) < rows["tokens"][3]
+    assert rows["logits"][4] == rows["tokens"][4]             # the same errors: no extra loss
+    assert rows["tokens8"][4]["l1"] > rows["tokens"][4]["l1"] > 0
+    assert rows["tokens"][4]["top1"] == 1.0
+
+
+def test_two_writers_fill_one_logits_store(tmp_path):
+    text = unit_text(0)
+    with ThreadPoolExecutor(2) as pool:          # two writers, overlapping rows, no lock
+        done = list(pool.map(lambda rows: features(tmp_path, "logits", text, rows, batch_size=2),
+                             ([0, 1, 2, 3, 4, 5], [4, 5, 6, 7, 8, 9])))
+    assert done[0].store.path == done[1].store.path
+    reader = features(tmp_path, "logits", text)
+    assert reader.stats.encoded == 0
+    want = compute_view_logits(features(tmp_path / "tokens", "tokens"), text)
+    for a, b in zip(want.as_tuple(), compute_view_logits(reader, text).as_tuple()):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-4)
