@@ -48,8 +48,9 @@ MAX_AUGMENTED_CLOUDS = 1_000_000
 #: what the feature store keeps (pointcalip.store.STORE_MODES, which imports numpy; a test
 #: keeps them equal): float16 tokens, int8 tokens, or per-view CALIP logits of one text set
 STORE_MODES = ("tokens", "tokens8", "logits")
-#: the commands that can run from a ``logits`` store (zero-shot CALIP with fixed class texts)
-LOGITS_STORE_COMMANDS = ("zeroshot", "benchmark")
+#: the commands that read compact stores (tokens8, logits: zero-shot CALIP); the others read
+#: float16 tokens only
+COMPACT_STORE_COMMANDS = ("zeroshot", "benchmark")
 
 #: the datasets a classification config may name (segmentation ones have `pointcalip segment`,
 #: robustness ones `pointcalip benchmark`)
@@ -211,10 +212,12 @@ class RunConfig(Section):
         check_model_keys(self)
         check_batch_size(self.batch_size, self.projector.build())
         command = getattr(self, "COMMAND", None)
-        if self.store == "logits" and command not in LOGITS_STORE_COMMANDS:
-            raise ConfigError("store", f"is logits, which keeps CALIP's per-view logits for the "
-                                       f"run's class texts and no tokens; `pointcalip {command}` "
-                                       f"needs the tokens: use tokens or tokens8")
+        if self.store != "tokens" and command not in COMPACT_STORE_COMMANDS:
+            what = ("keeps CALIP's per-view logits for the run's class texts and no tokens"
+                    if self.store == "logits" else "keeps int8 tokens")
+            raise ConfigError("store", f"is {self.store}, which {what}; `pointcalip {command}` "
+                                       f"reads float16 tokens only: use tokens (compact stores "
+                                       f"serve {' and '.join(COMPACT_STORE_COMMANDS)})")
 
 
 @dataclass

@@ -11,7 +11,8 @@ import torch
 from fakes import C, HW, V, FakeBackbone, FakeDataset, FakeProjector
 from test_scripts import load_script
 from pointcalip.cli import main
-from pointcalip.config import LOGITS_STORE_COMMANDS, STORE_MODES, ConfigError, ZeroShotConfig
+from pointcalip.ablation.config import AblationConfig
+from pointcalip.config import COMPACT_STORE_COMMANDS, STORE_MODES, ConfigError, ZeroShotConfig
 from pointcalip.extract import Interrupted, extract
 from pointcalip.fewshot.config import FewShotConfig
 from pointcalip.search import search
@@ -148,13 +149,16 @@ def test_interrupted_logits_run_keeps_whole_pieces(tmp_path):
     assert not any((store.path / "writing").iterdir())
 
 
-def test_commands_that_need_tokens_refuse_logits():
+def test_commands_that_read_tokens_only_refuse_compact_stores():
     ZeroShotConfig(store="logits").validate()
-    assert set(LOGITS_STORE_COMMANDS) == {"zeroshot", "benchmark"}
-    with pytest.raises(ConfigError, match=r"store is logits.*`pointcalip fewshot` needs the "
-                                          r"tokens: use tokens or tokens8"):
+    ZeroShotConfig(store="tokens8").validate()
+    assert set(COMPACT_STORE_COMMANDS) == {"zeroshot", "benchmark"}
+    with pytest.raises(ConfigError, match=r"store is logits, which keeps CALIP's per-view logits "
+                                          r".*`pointcalip fewshot` reads float16 tokens only: "
+                                          r"use tokens"):
         FewShotConfig(store="logits").validate()
-    FewShotConfig(store="tokens8").validate()
+    with pytest.raises(ConfigError, match=r"store is tokens8.*`pointcalip ablate`"):
+        AblationConfig(store="tokens8").validate()
     with pytest.raises(ConfigError, match="store must be one of"):
         ZeroShotConfig(store="fp8")
 
