@@ -198,3 +198,13 @@ def test_bench_prints_each_studys_runs_and_encodings_from_the_studies_plans():
                          text=True, check=True).stdout
     assert "| views | 28 | 135 |" in out and "| terms | 2 | 0 |" in out
     assert "| projectors | 2 | 6 |" in out          # PointCLIP's 6 views beside realistic
+
+
+def test_view_subsets_follow_the_order_given():
+    from pointcalip.ablation.segment import view_subsets
+
+    plan = view_subsets(4, [2, 0])
+    assert plan["first"] == [(2,), (0, 2)]
+    assert plan["alone"] == [(0,), (1,), (2,), (3,)]
+    assert plan["without"] == [(1, 2, 3), (0, 2, 3), (0, 1, 3), (0, 1, 2)]
+    assert view_subsets(1, [0]) == {"first": [(0,)], "alone": [(0,)], "without": []}

@@ -65,7 +65,7 @@ def segmentation_studies() -> List[str]:
 
 @dataclass
 class SegViewsStudyConfig(Section):
-    """Part segmentation: mIoU of the first k views (k = 1..V, in ``order``; null: the
+    """Part segmentation: mIoU of the first k views of ``order`` (null: all views in the
     projector's own order), of each view alone and of all views but one. Each point is a
     whole `segment` run (its betas and view weights tuned as the config says)."""
 

@@ -198,10 +198,10 @@ def run_seg_terms(ctx: SegContext) -> StudyResult:
 
 
 def view_subsets(num_views: int, order: Sequence[int]) -> Dict[str, List[Tuple[int, ...]]]:
-    """The subsets the views study runs: the first k of ``order`` (k = 1..V), each view
-    alone, all views but one (each sorted; a segment run sums over its views)."""
+    """The subsets the views study runs: the first k of ``order`` (k = 1..len(order)), each
+    view alone, all views but one (each sorted; a segment run sums over its views)."""
     every = tuple(range(num_views))
-    return {"first": [tuple(sorted(order[:k])) for k in range(1, num_views + 1)],
+    return {"first": [tuple(sorted(order[:k])) for k in range(1, len(order) + 1)],
             "alone": [(v,) for v in every],
             "without": [tuple(i for i in every if i != v) for v in every] if num_views > 1 else []}
 
@@ -246,7 +246,7 @@ def run_seg_views(ctx: SegContext) -> StudyResult:
         most = int(np.nanargmax(np.array([np.nan if d is None else d for d in drops])))
         notes.append(f"Leaving out view {most} costs the most: {drops[most]:+.2f} points of "
                      f"TEST instance mIoU.")
-    ks = list(range(1, v + 1))
+    ks = list(range(1, len(order) + 1))
     tilts = projector.view_set.tilts or (0.0,) * v
 
     def draw_lines(path: Path):
