@@ -1,8 +1,10 @@
 """`pointcalip benchmark`: zero-shot PointCLIP and CALIP on today's benchmarks, reusing the
 zero-shot stages (:mod:`pointcalip.zeroshot`).
 
-* :mod:`.config`: :class:`BenchmarkConfig` (light: no torch), the tuning rule in one place;
+* :mod:`.config`: :class:`BenchmarkConfig` (light: no torch), the tuning rules in one place;
+* :mod:`.table`: a table over several datasets (OpenShape's protocol: ModelNet40, ScanObjectNN,
+  Objaverse-LVIS), each tuned by the rule its splits allow, or from another run's results;
 * :mod:`.robustness`: ModelNet40-C, tuned once on clean ModelNet40 validation (TRAIN) and
   evaluated on every corruption x severity from the feature store;
-* :mod:`.report`: the result (results.json / results.md) and its plots.
+* :mod:`.report`: the results (results.json / results.md) and ModelNet40-C's plots.
 """

@@ -1,6 +1,10 @@
-"""What a ModelNet40-C benchmark measured: results.json, results.md and the two plots.
+"""What a benchmark measured: results.json, results.md (and a ModelNet40-C run's two plots).
 
-Accuracies are in percent. Each cell (corruption x severity), the clean ModelNet40 TEST split
+A table (:class:`TableResult`, OpenShape's protocol) has one row per dataset and method:
+top-1 / top-3 / top-5, the clouds reported, and the protocol of the row (what CALIP's betas
+were tuned on; PointCLIP tunes nothing).
+
+For ModelNet40-C (:class:`BenchmarkResult`): accuracies are in percent. Each cell (corruption x severity), the clean ModelNet40 TEST split
 and ``data_original.npy`` carry PointCLIP (betas 0, equal view weights) and CALIP (the tuned
 betas and weights) top-1 / top-3 / top-5; the mean per corruption averages its severities and
 the overall mean averages every cell.
@@ -93,6 +97,7 @@ class BenchmarkResult:
             "views": list(self.views),
             "templates": list(self.templates),
             "limit": cfg.limit,
+            "store": cfg.store,
             "tuning": {"protocol": self.tuning_protocol, "dataset": cfg.data.label,
                        "split": "val", "num_clouds": self.tuning_clouds, "seed": cfg.tune.seed,
                        "val_fraction": cfg.tune.val_fraction,
@@ -152,6 +157,123 @@ class BenchmarkResult:
             f"- Limit: {'none (every cloud)' if cfg.limit is None else f'{cfg.limit} clouds per set (class-stratified, seed {cfg.tune.seed})'}",
             f"- Prompt templates: {'; '.join(repr(t) for t in self.templates)}",
             "- Timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in r["timings"].items()),
+            f"- Command: `{self.run.command_line}` ({self.run.date}, {self.run.device}, "
+            f"{self.run.precision})",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+#: what a PointCLIP row was tuned on: nothing
+POINTCLIP_PROTOCOL = "none: betas 0, equal view weights (PointCLIP), nothing tuned"
+
+
+@dataclass
+class DatasetScore:
+    """One dataset of a table: PointCLIP and CALIP on its ``report_rows`` (indices into its
+    test data), and how CALIP's betas were set (``rule``: val / test_slice / from)."""
+
+    label: str
+    name: str
+    variant: Optional[str]
+    root: str
+    classnames: List[str]
+    classes_sha256: str
+    rule: str
+    protocol: str
+    report_rows: np.ndarray
+    tune_rows: Optional[np.ndarray]
+    source: Optional[dict]                 # tune.from: {"path", "sha256"}
+    found: SearchResult
+    pointclip: Accuracy
+    calip: Accuracy
+    seconds: float
+
+    def rows(self) -> List[dict]:
+        """The table's two rows (PointCLIP, CALIP)."""
+        common = {"dataset": self.label, "clouds": len(self.report_rows),
+                  "classes": len(self.classnames)}
+        return [{**common, "method": "pointclip", **self.pointclip.topk(),
+                 "protocol": POINTCLIP_PROTOCOL},
+                {**common, "method": "calip", **self.calip.topk(), "protocol": self.protocol}]
+
+    def to_dict(self) -> dict:
+        tuned_here = self.rule != "from"
+        return {
+            "name": self.name, "variant": self.variant, "data_root": self.root,
+            "split": "test", "reported_clouds": len(self.report_rows),
+            "num_classes": len(self.classnames), "classes_sha256": self.classes_sha256,
+            "tuning": {"rule": self.rule, "protocol": self.protocol,
+                       "num_clouds": len(self.tune_rows) if tuned_here else None,
+                       # the tuned test clouds, so that anyone can check they were not reported
+                       "test_rows": self.tune_rows.tolist() if self.rule == "test_slice" else None,
+                       "from": self.source,
+                       "tuning_accuracy": 100.0 * self.found.accuracy if tuned_here else None},
+            "beta2": self.found.beta2, "beta3": self.found.beta3,
+            "view_weights": list(self.found.view_weights),
+            "pointclip": self.pointclip.topk(), "calip": self.calip.topk(),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class TableResult:
+    """A table benchmark (``datasets``); ``to_dict()`` is results.json, ``to_markdown()``
+    results.md."""
+
+    config: object                      # BenchmarkConfig
+    run: RunInfo
+    backbone_identity: str
+    projector_settings: dict
+    views: List[int]
+    templates: List[str]
+    datasets: List[DatasetScore]
+    timings: Dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        cfg = self.config
+        return {
+            "command": "benchmark",
+            "benchmark": cfg.name,
+            "config_name": cfg.name,
+            "config": cfg.to_dict(),
+            "run": self.run.to_dict(),
+            "backbone": cfg.backbone,
+            "backbone_identity": self.backbone_identity,
+            "projector": self.projector_settings,
+            "views": list(self.views),
+            "templates": list(self.templates),
+            "limit": cfg.limit,
+            "store": cfg.store,
+            "tune": {"seed": cfg.tune.seed, "val_fraction": cfg.tune.val_fraction,
+                     "grid": [cfg.tune.grid, cfg.tune.grid], "beta2_max": cfg.tune.beta2_max,
+                     "beta3_max": cfg.tune.beta3_max,
+                     "searched_view_weights": cfg.tune.view_weights},
+            "columns": ["dataset", "method", "clouds", "classes", *TOPK, "protocol"],
+            "rows": [row for d in self.datasets for row in d.rows()],
+            "datasets": {d.label: d.to_dict() for d in self.datasets},
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+    def to_markdown(self) -> str:
+        cfg = self.config
+        pct = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
+        lines = [f"# Benchmark: {cfg.name}", "",
+                 f"{cfg.backbone}, projector {cfg.projector.name}, {len(self.views)} views; "
+                 f"accuracies in percent.", "",
+                 "| dataset | method | clouds | classes | top-1 | top-3 | top-5 | protocol |",
+                 "|---|---|---|---|---|---|---|---|"]
+        for row in self.to_dict()["rows"]:
+            lines.append(f"| {row['dataset']} | {row['method']} | {row['clouds']} | "
+                         f"{row['classes']} | {pct(row['top1'])} | {pct(row['top3'])} | "
+                         f"{pct(row['top5'])} | {row['protocol']} |")
+        lines.append("")
+        for d in self.datasets:
+            lines.append(f"- {d.label}: beta2 {d.found.beta2:.4g}, beta3 {d.found.beta3:.4g}, "
+                         f"view weights {', '.join(f'{w:g}' for w in d.found.view_weights)}")
+        lines += [
+            f"- Limit: {'none (every cloud)' if cfg.limit is None else f'{cfg.limit} clouds per set (class-stratified, seed {cfg.tune.seed})'}",
+            f"- Prompt templates: {'; '.join(repr(t) for t in self.templates)}",
+            "- Timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in self.timings.items()),
             f"- Command: `{self.run.command_line}` ({self.run.date}, {self.run.device}, "
             f"{self.run.precision})",
         ]

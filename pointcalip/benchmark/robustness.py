@@ -28,7 +28,7 @@ from ..extract import extract
 from ..prompts import load_templates
 from ..report.results import RunInfo, backbone_label, run_name
 from ..zeroshot import class_text, compute_view_logits, data_key, evaluate, load_splits, \
-    open_store, tune
+    open_store, split_store, tune
 from .config import BenchmarkConfig
 from .report import BenchmarkResult, SetScore
 
@@ -101,8 +101,9 @@ def run_modelnet40c(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = Non
     seed = cfg.tune.seed
 
     def logits_of(dataset, rows, name):
-        features = extract(store.open(dataset, projector, backbone), dataset, rows, projector,
-                           backbone, cfg.batch_size, desc=f"encode {name}")
+        features = extract(split_store(store, cfg.store, dataset, projector, backbone, text),
+                           dataset, rows, projector, backbone, cfg.batch_size,
+                           desc=f"encode {name}")
         return compute_view_logits(features, text, cfg.views, device)
 
     tune_rows = splits.tuning.rows[limit_rows(splits.tuning.dataset.labels[splits.tuning.rows],

@@ -1,0 +1,241 @@
+"""A table benchmark (OpenShape's protocol): zero-shot PointCLIP and CALIP on several datasets,
+with the zero-shot stages, one row per dataset and method.
+
+    for each dataset of cfg.datasets:
+        plan   = plan_dataset(cfg, label, entry)   # reported rows + how it is tuned
+        found  = tune(logits of plan.tune_rows)    # or the betas of another run (tune.from)
+        scores = evaluate(logits of plan.report_rows, found)
+
+How each dataset is tuned (recorded in its rows):
+
+* ``val``: it has a TRAIN split: the class-stratified ``tune.val_fraction`` of TRAIN (as
+  zero-shot), reported on all of TEST;
+* ``test_slice``: it has none (catalog ``splits: ("test",)``): a seeded class-stratified slice
+  of its test data (:func:`tuning_slice`), reported on the rest only;
+* ``from``: ``tune.from: results.json``: the betas and view weights another run found for the
+  same backbone, projector, views and classes (:func:`read_tuning`); reported on all of TEST.
+
+``limit`` applies to the tuning rows and to the reported rows, each on its own.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from ..backbones import ClipBackbone, load_clip
+from ..core.digest import file_digest
+from ..datasets.base import H5CloudDataset
+from ..extract import extract
+from ..prompts import load_templates
+from ..report.results import RunInfo, backbone_label, read_results, run_name
+from ..search import SearchResult
+from ..zeroshot import class_text, compute_view_logits, data_key, evaluate, load_data, \
+    open_store, split_store, tune, validation_rows
+from .config import BenchmarkConfig, TableDataset
+from .report import DatasetScore, TableResult
+from .robustness import limit_rows
+
+#: seeds the order in which :func:`tuning_slice` takes each class's clouds
+_SLICE_SALT = 11
+
+
+def classes_digest(classnames: Sequence[str]) -> str:
+    """SHA-256 of a class list (names, in label order): what ``tune.from`` compares."""
+    return hashlib.sha256(json.dumps(list(classnames)).encode("utf-8")).hexdigest()
+
+
+def tuning_slice(labels, fraction: float, seed: int):
+    """Split the clouds of a dataset without TRAIN split into (tuning rows, reported rows),
+    both sorted int64 indices into ``labels`` [n], disjoint, together every index. Per class
+    of n clouds, ``round(fraction * n)`` (half up) clouds in a seeded order are tuned on, at
+    least one when n >= 2 and never all of them: every class keeps a reported cloud."""
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    tuned = []
+    for cls in np.unique(labels):
+        idx = np.flatnonzero(labels == cls)
+        k = min(idx.size - 1, max(1, int(np.floor(fraction * idx.size + 0.5))))
+        rng = np.random.Generator(np.random.PCG64([int(seed), int(cls), _SLICE_SALT]))
+        tuned.append(idx[rng.permutation(idx.size)[:k]])
+    tune_rows = np.sort(np.concatenate(tuned)).astype(np.int64)
+    return tune_rows, np.setdiff1d(np.arange(labels.size, dtype=np.int64), tune_rows)
+
+
+@dataclass
+class TuningSource:
+    """Betas and view weights read from another run's results.json (``tune.from``)."""
+
+    path: Path
+    sha256: str
+    beta2: float
+    beta3: float
+    view_weights: List[float]
+
+    def to_dict(self) -> dict:
+        return {"path": str(self.path), "sha256": self.sha256}
+
+
+def _mismatch(path: Path, key: str, theirs, ours) -> ValueError:
+    return ValueError(f"tune.from {path}: {key} is {theirs!r}, this run's is {ours!r}; take "
+                      f"betas from a run with the same backbone, projector, views and classes")
+
+
+def read_tuning(path: str | Path, label: str, *, backbone_identity: str, projector: dict,
+                views: List[int], classnames: Sequence[str]) -> TuningSource:
+    """The betas and view weights of ``label`` in the results.json at ``path``: a zero-shot
+    result, or a table benchmark's (its ``datasets.<label>``). ValueError naming the key when
+    the file's backbone_identity, projector, views or classes differ from this run's."""
+    path = Path(path).expanduser().absolute()
+    r = read_results(path)
+    if r.get("command") == "benchmark" and isinstance(r.get("datasets"), dict):
+        if label not in r["datasets"]:
+            raise ValueError(f"tune.from {path}: datasets holds no {label!r} (it holds "
+                             f"{', '.join(r['datasets']) or 'none'})")
+        row = r["datasets"][label]
+        classes = row.get("classes_sha256")
+    elif r.get("command") == "zeroshot":
+        row = r
+        classes = classes_digest(list(r.get("per_class", {})))
+    else:
+        raise ValueError(f"tune.from {path}: not the results.json of a zeroshot run or of a "
+                         f"table benchmark (command {r.get('command')!r})")
+    for key, ours in (("backbone_identity", backbone_identity), ("projector", projector),
+                      ("views", list(views))):
+        if r.get(key) != ours:
+            raise _mismatch(path, key, r.get(key), ours)
+    if classes != classes_digest(classnames):
+        raise _mismatch(path, "classes", f"sha256 {classes}", f"sha256 {classes_digest(classnames)} "
+                                                             f"({len(classnames)} classes)")
+    try:
+        beta2, beta3 = float(row["beta2"]), float(row["beta3"])
+        weights = [float(w) for w in row["view_weights"]]
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"tune.from {path}: beta2, beta3 or view_weights missing or not "
+                         f"numbers ({err})") from None
+    if len(weights) != len(views):
+        raise _mismatch(path, "view_weights", weights, f"{len(views)} weights")
+    return TuningSource(path, file_digest(path), beta2, beta3, weights)
+
+
+@dataclass
+class DatasetPlan:
+    """What one dataset of the table encodes: ``report_rows`` of ``test``, and the tuning set
+    (``tune_rows`` of ``tune_dataset``; none when betas come ``from`` another run)."""
+
+    label: str
+    entry: TableDataset
+    root: Path
+    test: H5CloudDataset
+    report_rows: np.ndarray
+    rule: str                                  # "val", "test_slice" or "from"
+    tune_dataset: Optional[H5CloudDataset] = None
+    tune_rows: Optional[np.ndarray] = None
+
+    @property
+    def classnames(self) -> List[str]:
+        return list(self.test.classnames)
+
+
+def plan_dataset(cfg: BenchmarkConfig, label: str, entry: TableDataset) -> DatasetPlan:
+    """Load ``entry``'s splits and choose its tuning and reported rows by the table's rule
+    (module doc), ``limit`` applied to each."""
+    seed = cfg.tune.seed
+    data = load_data(entry, cfg.download, train=entry.has_train and not entry.tune.source)
+    test = data.test
+
+    def limited(dataset, rows):
+        return rows[limit_rows(np.asarray(dataset.labels)[rows], cfg.limit, seed)]
+
+    every = np.arange(len(test), dtype=np.int64)
+    if entry.tune.source:
+        return DatasetPlan(label, entry, data.root, test, limited(test, every), "from")
+    if entry.has_train:
+        return DatasetPlan(label, entry, data.root, test, limited(test, every), "val", data.train,
+                           limited(data.train, validation_rows(data.train, cfg.tune)))
+    tune_rows, report_rows = tuning_slice(test.labels, cfg.tune.val_fraction, seed)
+    return DatasetPlan(label, entry, data.root, test, limited(test, report_rows), "test_slice",
+                       test, limited(test, tune_rows))
+
+
+def protocol(plan: DatasetPlan, cfg: BenchmarkConfig, source: Optional[TuningSource]) -> str:
+    """One sentence: what CALIP's betas were tuned on, and what is reported."""
+    seed, frac = cfg.tune.seed, cfg.tune.val_fraction
+    if plan.rule == "from":
+        return (f"from: betas and view weights of {source.path} (sha256 {source.sha256[:12]}); "
+                f"reported on TEST ({len(plan.report_rows)} clouds)")
+    if plan.rule == "val":
+        return (f"val: class-stratified {frac:.0%} of TRAIN (seed {seed}, {len(plan.tune_rows)} "
+                f"clouds); reported on TEST ({len(plan.report_rows)} clouds)")
+    return (f"test_slice: no TRAIN split; tuned on a class-stratified {frac:.0%} slice of the "
+            f"test data (seed {seed}, {len(plan.tune_rows)} clouds); reported on the other "
+            f"{len(plan.report_rows)} clouds only")
+
+
+def output_dir(cfg: BenchmarkConfig) -> Path:
+    """``output_dir``, else ``outputs/<name>-<projector>-<backbone>-<hash>``, the hash
+    covering the settings and what each dataset's files are (not where they live)."""
+    if cfg.output_dir:
+        return Path(cfg.output_dir).expanduser()
+    settings = cfg.to_dict()
+    settings["datasets"] = {label: {k: v for k, v in d.items() if k != "root"}
+                            for label, d in settings["datasets"].items()}
+    data = json.dumps({label: data_key(entry) for label, entry in cfg.table.items()}, sort_keys=True)
+    return Path("outputs") / run_name(settings, cfg.name, cfg.projector.name,
+                                      backbone_label(cfg.backbone), data=data)
+
+
+def run_table(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = None,
+              argv: Optional[Sequence[str]] = None) -> TableResult:
+    """Every stage for the table ``cfg``; ``argv`` is the command line recorded."""
+    t_start = time.perf_counter()
+    store = open_store(cfg.cache_dir)
+    templates = load_templates(cfg.templates)
+    plans = [plan_dataset(cfg, label, entry) for label, entry in cfg.table.items()]  # all read first
+    projector = cfg.projector.build()
+    if backbone is None:
+        backbone = load_clip(cfg.backbone, device=cfg.device, engine=cfg.engine)
+    device = backbone.device
+    views = list(cfg.views) if cfg.views is not None else list(range(projector.num_views))
+    sources = {p.label: read_tuning(p.entry.tune.source, p.label,
+                                    backbone_identity=backbone.identity,
+                                    projector=projector.settings, views=views,
+                                    classnames=p.classnames)
+               for p in plans if p.rule == "from"}        # every file checked before encoding
+
+    scores = []
+    for plan in plans:
+        t0 = time.perf_counter()
+        text = class_text(backbone, plan.classnames, cfg.templates)
+
+        def logits_of(dataset, rows, what):
+            features = extract(split_store(store, cfg.store, dataset, projector, backbone, text),
+                               dataset, rows, projector, backbone, cfg.batch_size,
+                               desc=f"encode {plan.label} {what}")
+            return compute_view_logits(features, text, cfg.views, device)
+
+        source = sources.get(plan.label)
+        if source is not None:
+            found = SearchResult(source.beta2, source.beta3, list(source.view_weights),
+                                 float("nan"), (0, 0), 0.0)
+        else:
+            found = tune(logits_of(plan.tune_dataset, plan.tune_rows, "tuning"), cfg.tune)
+        pointclip, calip = evaluate(logits_of(plan.test, plan.report_rows, "reported"), text, found)
+        scores.append(DatasetScore(
+            label=plan.label, name=plan.entry.name, variant=plan.entry.variant,
+            root=str(plan.root), classnames=plan.classnames,
+            classes_sha256=classes_digest(plan.classnames), rule=plan.rule,
+            protocol=protocol(plan, cfg, source), report_rows=plan.report_rows,
+            tune_rows=plan.tune_rows, source=None if source is None else source.to_dict(),
+            found=found, pointclip=pointclip, calip=calip,
+            seconds=time.perf_counter() - t0))
+    roots = "; ".join(f"{s.label}: {s.root}" for s in scores)
+    return TableResult(
+        config=cfg, run=RunInfo.collect(device, backbone.precision, roots, argv),
+        backbone_identity=backbone.identity, projector_settings=projector.settings,
+        views=views, templates=templates, datasets=scores,
+        timings={"total_s": time.perf_counter() - t_start})
