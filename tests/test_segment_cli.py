@@ -34,8 +34,9 @@ def overrides(root, out, cache):
             "templates=['a depth map of the {part} of a {category}.']", "batch_size=8"]
 
 
-def plant(root, cfg, backbone):
-    """Rewrite each split's pid with the tiny model's dense CALIP parts at its PARAMS."""
+def plant(root, cfg, backbone, templates=None):
+    """Rewrite each split's pid with the tiny model's dense CALIP parts at its PARAMS, with the
+    part texts of ``templates[split]`` (default: the config's templates for both)."""
     from pointcalip.extract import extract
     from pointcalip.zeroshot import open_store
 
@@ -44,7 +45,8 @@ def plant(root, cfg, backbone):
     for split, params in (("val", PARAMS_VAL), ("test", PARAMS_TEST)):
         ds = ShapeNetPart(root, split, num_points=64, categories=CATEGORIES)
         texts = {c: part_text(backbone, ds.classnames[c], ds.parts[ds.classnames[c]],
-                              cfg.templates) for c in np.unique(ds.labels)}
+                              (templates or {}).get(split, cfg.templates))
+                 for c in np.unique(ds.labels)}
         feats = extract(store.open(ds, projector, backbone), ds, None, projector, backbone, 8)
         preds = predict_split(feats, ds, texts, projector, cfg, {c: params for c in texts})
         signal[split] = (preds.clip != preds.calip).mean()
@@ -69,6 +71,37 @@ def planted(tmp_path_factory, tiny_checkpoints, tiny_vit):
     signal = plant(root, cfg, tiny_vit)
     assert signal["val"] > 0.1 and signal["test"] > 0.1, signal   # CALIP != dense CLIP
     return root, base
+
+
+def sentence_files(folder):
+    """Per-part sentence files for CATEGORIES: ``a`` and ``b`` (two phrasings) and ``decoy``
+    (each part described with the next part's name: the parts' texts are permuted)."""
+    from pointcalip.datasets.shapenetpart import load_part_names
+
+    names, files = load_part_names(), {}
+    for key, say in (("a", "a depth map of the {p} of a {c}."),
+                     ("b", "{p}, one part of a {c}, in grey."),
+                     ("decoy", "a depth map of the {q} of a {c}.")):
+        body = {c: {p: [say.format(p=p, q=names[c][(k + 1) % len(names[c])], c=c)]
+                    for k, p in enumerate(names[c])} for c in CATEGORIES}
+        files[key] = folder / f"{key}.yaml"
+        files[key].write_text(json.dumps(body))
+    return files
+
+
+@pytest.fixture(scope="module")
+def planted_prompts(tmp_path_factory, tiny_checkpoints, tiny_vit):
+    """VAL planted with sentence file ``a``, TEST with ``b`` (at PARAMS_VAL / PARAMS_TEST)."""
+    base = tmp_path_factory.mktemp("segprompts")
+    files = sentence_files(base)
+    root = write_shapenetpart(base, {"train": 6, "val": 18, "test": 18}, num_points=64,
+                              categories=CATEGORIES, seed=1)
+    cfg = load_config(config_class("segment"), ["shapenetpart"],
+                      overrides(root, base / "unused", base / "cache") +
+                      [f"backbone={tiny_checkpoints['vit']}"])
+    signal = plant(root, cfg, tiny_vit, {"val": str(files["a"]), "test": str(files["b"])})
+    assert signal["val"] > 0.1 and signal["test"] > 0.1, signal
+    return root, base, files
 
 
 def run_cli(root, out, cache, ckpt, *extra):
@@ -142,3 +175,46 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert "data.categories holds 'chiar'" in err and "Traceback" not in err
     assert main(["segment", "x.ply", "--category", "chair"]) == 2
     assert "needs --parts" in capsys.readouterr().err
+
+
+def test_prompt_search_picks_the_planted_sentence_file_on_val(planted_prompts, tiny_checkpoints,
+                                                              tmp_path):
+    root, base, files = planted_prompts
+    prompts = [f"templates={files['decoy']}", f"tune.prompts=[{files['a']}, {files['b']}]"]
+    r = run_cli(root, tmp_path / "val", base / "cache", tiny_checkpoints["vit"],
+                *[a for o in prompts + ["tune.per_category=true"] for a in ("--set", o)])
+    record = r["tuning"]["prompts"]
+    assert record["split"] == "val" and record["candidates"] == [
+        str(files["decoy"]), str(files["a"]), str(files["b"])]
+    assert set(record["categories"]) == set(CATEGORIES)
+    for name, c in record["categories"].items():       # each category: its best, first on ties
+        scores = c["tune_miou"]
+        assert len(scores) == 3 and c["chosen"] == scores.index(max(scores)), (name, c)
+        assert c["templates"] == record["candidates"][c["chosen"]]
+        assert r["tuning"]["params"][name]["tune_miou"] == max(scores)
+    for name in ("chair", "motorbike"):                # where the phrasings differ clearly
+        c = record["categories"][name]
+        assert c["chosen"] == 1 and c["tune_miou"][1] > 0.98, (name, c)
+        assert max(c["tune_miou"][0], c["tune_miou"][2]) < 0.95, (name, c)
+    assert r["miou"]["instance"] < 99.0                               # TEST was planted with b
+    assert "| prompt |" in (tmp_path / "val" / "results.md").read_text()
+
+    # V2's protocol, one shared search: tuned on TEST it takes b and reaches 100
+    t = run_cli(root, tmp_path / "test", base / "cache", tiny_checkpoints["vit"],
+                *[a for o in prompts for a in ("--set", o)], "--tune-on", "test")
+    record = t["tuning"]["prompts"]
+    assert record["split"] == "test"
+    assert {c["chosen"] for c in record["categories"].values()} == {2}
+    assert t["miou"]["instance"] == pytest.approx(100.0)
+
+
+def test_prompt_candidates_are_checked(tmp_path):
+    from pointcalip.core.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"tune.prompts\[1\] is not usable: part sentence file "
+                                          r".*nowhere.yaml not found"):
+        load_config(config_class("segment"), ["shapenetpart"],
+                    ["tune.prompts=[['the {part}.'], nowhere.yaml]"])
+    with pytest.raises(ConfigError, match=r"tune.prompts\[0\] is not usable: every part "
+                                          r"template needs '\{part\}'"):
+        load_config(config_class("segment"), ["shapenetpart"], ["tune.prompts=[['a chair.']]"])

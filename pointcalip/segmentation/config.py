@@ -5,7 +5,8 @@
     projector: {name: realistic}
     backbone: ViT-B/16
     templates: ["a depth map of the {part} of a {category}.", ...]   # {part}, optional {category}
-    tune: {split: val, per_category: true, view_weights: true, points: 512, seed: 0}
+    tune: {split: val, per_category: true, view_weights: true, points: 512, seed: 0,
+           prompts: []}   # more part-text candidates than `templates`, chosen on tune.split
 """
 from __future__ import annotations
 
@@ -67,7 +68,8 @@ def check_part_templates(templates) -> List[str]:
             t.format(part="x", category="y")
         except (IndexError, KeyError, ValueError) as err:
             raise ValueError(f"part template {t!r} cannot be formatted ({err}); use only "
-                             f"{{part}} and {{category}}, literal braces as '{{{{' '}}}}'") from None
+                             f"{{part}} and {{category}}, literal braces as '{{{{' '}}}}'"
+                             ) from None
         out.append(t)
     return out
 
@@ -106,6 +108,17 @@ class SegTuneConfig(Section):
     view_weights: bool = True
     points: int = positive(512)     # points per shape the search scores (seeded subsample)
     seed: int = non_negative(0)
+    # prompt search: more candidates besides `templates` (each a template list or a per-part
+    # sentence file); each category (or all, per_category: false) takes the candidate whose
+    # tuned betas and view weights score best on the tuning split; ties keep the earlier
+    prompts: List[Union[str, List[str]]] = field(default_factory=list)
+
+    def validate(self) -> None:
+        for i, candidate in enumerate(self.prompts):
+            try:
+                check_part_templates(candidate)
+            except (ValueError, OSError) as err:
+                raise ConfigError(f"prompts[{i}]", f"is not usable: {err}") from None
 
 
 @dataclass

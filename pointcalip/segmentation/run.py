@@ -1,7 +1,8 @@
 """`pointcalip segment`: the protocol of spec/segmentation.md on ShapeNetPart, and one file.
 
-Stages: load the splits -> encode the views (feature store) -> part texts -> point logits
-of the tuning split on a seeded subsample of points -> search (per category or shared) ->
+Stages: load the splits -> encode the views (feature store) -> part texts of each prompt
+candidate -> per candidate, point logits of the tuning split on a seeded subsample of points
+and the search (per category or shared) -> each category keeps its best candidate ->
 stream the test split: dense CLIP (betas 0, equal weights) and dense CALIP (tuned)
 predictions for every point -> metrics, predictions.npz, pictures, results.json / .md.
 The dense terms are read at the points (not as full 224 x 224 maps), and the test split's
@@ -15,7 +16,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -116,6 +117,41 @@ def tune(groups: Dict[int, Group], cfg: SegmentConfig) -> Dict[int, SegParams]:
             for c, g in tqdm(sorted(groups.items()), desc="search", disable=None, leave=False)}
 
 
+@dataclass
+class PromptChoice:
+    """Per category id: the chosen prompt candidate's index (``chosen``), its tuned
+    parameters (``params``) and every candidate's tuned mIoU on the tuning shapes
+    (``scores``, in candidate order)."""
+
+    chosen: Dict[int, int] = field(default_factory=dict)
+    params: Dict[int, SegParams] = field(default_factory=dict)
+    scores: Dict[int, List[float]] = field(default_factory=dict)
+
+
+def tune_prompts(features, dataset: ShapeNetPart,
+                 candidate_texts: Sequence[Dict[int, torch.Tensor]], projector,
+                 cfg: SegmentConfig, timings: Dict[str, float]) -> PromptChoice:
+    """Per prompt candidate (its part texts {category: [P, C]}): the tuning point logits
+    (:func:`gather_tuning`) and the search (:func:`tune`); each category keeps the candidate
+    whose tuned parameters score best on the tuning shapes (with ``tune.per_category: false``
+    the shared score, so one candidate for all); ties keep the earlier candidate. Adds the
+    time spent to ``timings['tune_logits_s']`` and ``timings['search_s']``."""
+    choice = PromptChoice()
+    for k, texts in enumerate(candidate_texts):
+        t0 = time.perf_counter()
+        groups = gather_tuning(features, dataset, texts, projector, cfg)
+        t1 = time.perf_counter()
+        params = tune(groups, cfg)
+        del groups
+        timings["tune_logits_s"] = timings.get("tune_logits_s", 0.0) + t1 - t0
+        timings["search_s"] = timings.get("search_s", 0.0) + time.perf_counter() - t1
+        for c, p in params.items():
+            choice.scores.setdefault(c, []).append(p.miou)
+            if c not in choice.params or p.miou > choice.params[c].miou + 1e-12:
+                choice.chosen[c], choice.params[c] = k, p
+    return choice
+
+
 def view_part_maps(spatial: torch.Tensor, text: torch.Tensor, params: Optional[SegParams],
                    image_size: int, smooth: bool = True) -> torch.Tensor:
     """One shape's views: spatial [V, HW, C], text [P, C] -> [V, S, S] the part each pixel of
@@ -166,7 +202,9 @@ class SegmentResult:
     num_test_shapes: int
     backbone_identity: str
     projector_settings: dict
-    templates: List[str]
+    templates: Union[str, List[str]]    # a template list or a per-part sentence file
+    prompt_candidates: list          # [templates, *tune.prompts]
+    prompts: PromptChoice            # which candidate each category took
     tuning_split: str
     tuning_shapes: int
     params: Dict[str, SegParams]
@@ -199,7 +237,7 @@ class SegmentResult:
             "backbone": cfg.backbone,
             "backbone_identity": self.backbone_identity,
             "projector": self.projector_settings,
-            "templates": list(self.templates),
+            "templates": self.templates,
             "miou": {"instance": 100 * self.calip.instance, "class": 100 * self.calip.class_},
             "dense_clip": {"instance": 100 * self.clip.instance, "class": 100 * self.clip.class_,
                            "accuracy": 100 * self.clip.accuracy},
@@ -216,11 +254,22 @@ class SegmentResult:
                        "shapes": self.tuning_shapes, "per_category": cfg.tune.per_category,
                        "searched_view_weights": cfg.tune.view_weights,
                        "points_per_shape": cfg.tune.points, "seed": cfg.tune.seed,
-                       "params": {k: v.to_dict() for k, v in self.params.items()}},
+                       "params": {k: v.to_dict() for k, v in self.params.items()},
+                       "prompts": self.prompt_record()},
             "unseen_point_share": self.unseen_share,
             "size_notes": list(self.size_notes),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
+
+    def prompt_record(self) -> dict:
+        """``tuning.prompts``: the candidates and, per category, the one it took and every
+        candidate's tuned mIoU on the tuning split."""
+        names = SHAPENETPART_CATEGORIES
+        return {"split": self.tuning_split, "candidates": self.prompt_candidates,
+                "categories": {names[c]: {"chosen": k,
+                                          "templates": self.prompt_candidates[k],
+                                          "tune_miou": self.prompts.scores[c]}
+                               for c, k in sorted(self.prompts.chosen.items())}}
 
     def to_markdown(self) -> str:
         cfg, r = self.config, self.to_dict()
@@ -238,21 +287,28 @@ class SegmentResult:
             f"- Tuning protocol: {self.protocol}",
             f"- Points visible in no view (labelled by their nearest visible point): "
             f"{100 * self.unseen_share:.2f}%",
-            f"- Part templates: {'; '.join(repr(t) for t in self.templates)}",
+            f"- Part templates: {self.templates!r}",
+            *([f"- Prompt search on {self.tuning_split.upper()}: candidate 0 is `templates`, "
+               f"then `tune.prompts`: " + "; ".join(
+                   f"{k}: {c!r}" for k, c in enumerate(self.prompt_candidates)) +
+               " (per category: the `prompt` column; dense CLIP uses the same texts)"]
+              if len(self.prompt_candidates) > 1 else []),
             *[f"- Note: {n}" for n in self.size_notes],
             "- Timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in r["timings"].items()),
             f"- Command: `{self.run.command_line}` ({self.run.date}, {self.run.device})",
             "",
             "| category | shapes | CLIP mIoU | CALIP mIoU | CALIP acc. | beta2 | beta3 | "
-            "view weights |",
-            "|---|---|---|---|---|---|---|---|",
+            "view weights | prompt |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
+        chosen = r["tuning"]["prompts"]["categories"]
         for name, c in r["per_category"].items():
             p = self.params.get(name)
             w = ", ".join(f"{x:g}" for x in p.view_weights) if p else "-"
             lines.append(f"| {name} | {c['shapes']} | {c['clip_miou']:.2f} | "
                          f"{c['calip_miou']:.2f} | {c['calip_accuracy']:.2f} | "
-                         f"{p.beta2 if p else 0:.3g} | {p.beta3 if p else 0:.3g} | {w} |")
+                         f"{p.beta2 if p else 0:.3g} | {p.beta3 if p else 0:.3g} | {w} | "
+                         f"{chosen[name]['chosen'] if name in chosen else 0} |")
         return "\n".join(lines) + "\n"
 
 
@@ -306,9 +362,10 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
 
     t0 = time.perf_counter()
     cats = sorted(set(np.unique(test.labels)) | set(np.unique(tuning.labels)))
-    texts = {int(c): part_text(backbone, SHAPENETPART_CATEGORIES[c],
-                               test.parts[SHAPENETPART_CATEGORIES[c]], cfg.templates).cpu()
-             for c in cats}
+    candidates = [cfg.templates, *cfg.tune.prompts]
+    candidate_texts = [{int(c): part_text(backbone, SHAPENETPART_CATEGORIES[c],
+                                          test.parts[SHAPENETPART_CATEGORIES[c]], t).cpu()
+                        for c in cats} for t in candidates]
     timings["text_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -319,13 +376,10 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
                                backbone, cfg.batch_size, desc="encode val")
     timings["encode_s"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    groups = gather_tuning(feats["val" if tuning is not test else "test"], tuning, texts,
-                           projector, cfg)
-    timings["tune_logits_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    params = tune(groups, cfg)
-    timings["search_s"] = time.perf_counter() - t0
+    prompts = tune_prompts(feats["val" if tuning is not test else "test"], tuning,
+                           candidate_texts, projector, cfg, timings)
+    params = prompts.params
+    texts = {c: candidate_texts[prompts.chosen.get(c, 0)][c] for c in cats}
 
     t0 = time.perf_counter()
     preds = predict_split(feats["test"], test, texts, projector, cfg, params)
@@ -353,7 +407,8 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
     return SegmentResult(
         config=cfg, run=RunInfo.collect(backbone.device, backbone.precision, root, argv),
         num_test_shapes=len(test), backbone_identity=backbone.identity,
-        projector_settings=projector.settings, templates=list(cfg.templates),
+        projector_settings=projector.settings, templates=cfg.templates,
+        prompt_candidates=candidates, prompts=prompts,
         tuning_split=cfg.tune.split, tuning_shapes=len(tuning),
         params={names[c]: p for c, p in params.items()}, clip=clip, calip=calip,
         unseen_share=preds.unseen_share,

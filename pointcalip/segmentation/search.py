@@ -5,10 +5,15 @@ The objective is the instance mIoU of the tuning shapes. Betas: a coarse grid (e
 beta3 in ``COARSE`` = 0, 0.25, .., 2), then a fine grid around the best (``FINE_SPAN`` either
 side in steps of ``FINE_STEP``, clipped at 0). View weights (optional) over ``WEIGHT_CHOICES``
 (0.25, 0.5, 0.75, 1) at the tuned betas: every combination when there are at most
-``MAX_EXHAUSTIVE`` (4 views), else coordinate ascent, one view at a time from all ones; betas (coarse and fine) and weights then alternate, up to ``ROUNDS`` rounds, until
-a round no longer improves (or the mIoU is 100%). Ties keep the earlier candidate
-(smaller betas, the current weight), so betas 0 win when CALIP's terms do not help. Per
-category (V2) or shared by all categories: a search takes one or more groups (category).
+``MAX_EXHAUSTIVE`` (4 views), else coordinate ascent, one view at a time from all ones;
+betas (coarse and fine) and weights then alternate, up to ``ROUNDS`` rounds, until a round
+no longer improves (or the mIoU is 100%). Ties keep the earlier candidate (smaller betas,
+the current weight), so betas 0 win when CALIP's terms do not help. Per category (V2) or
+shared by all categories: a search takes one or more groups (category).
+
+Speed: candidates (grid points, weight trials) are scored in batches of about ``CHUNK``
+logits, each shape's IoUs from one integer ``bincount`` (:func:`.metrics.shape_ious`); a
+weight trial's logits are the current ones plus the changed views' terms.
 """
 from __future__ import annotations
 
