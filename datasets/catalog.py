@@ -43,6 +43,7 @@ class DatasetSource:
     terms_url: str | None = None  # the user must accept terms there first
     marker: tuple[str, ...] = ()  # any of these inside a folder recognises it
     marker_text: str = ""  # what a recognised folder holds, for messages
+    fetch_text: str = ""  # what to fetch, for messages, when it is not the one archive
 
 
 def load_target(spec: str) -> Any:
@@ -162,6 +163,9 @@ OBJAVERSE_LVIS_SOURCE = DatasetSource(
     # `pointcalip download objaverse_lvis --from FOLDER` copies the split and its objects only
     marker=("meta_data/split/lvis.json",),
     marker_text="meta_data/split/lvis.json and the objaverse-processed/ objects it lists",
+    fetch_text=("get OpenShape's meta_data.zip and Objaverse/000-*.tar.gz from "
+                "https://huggingface.co/datasets/OpenShape/openshape-training-data, extract them "
+                "into one folder"),
 )
 
 # OpenShape's Objaverse-LVIS evaluation split: test only (``splits``: no TRAIN split, so

@@ -68,8 +68,9 @@ def _missing_message(src: DatasetSource, root: Path) -> str:
             f"(or --from the extracted h5_files folder, or --url with the link you received)"
         )
     if not src.urls:                      # no address recorded: only a local copy installs it
+        fetch = src.fetch_text or f"get {src.archive} (or its extracted folder)"
         return (f"{src.name} not found in {root} (expected {root / src.folder}/ with "
-                f"{src.marker_text}); get {src.archive} (or its extracted folder) and run "
+                f"{src.marker_text}); {fetch} and run "
                 f"`pointcalip download {src.name} --from PATH{_root_arg(root)}`")
     return (
         f"{src.name} not found in {root} (expected {root / src.folder}/{src.marker_text}). "

@@ -264,4 +264,6 @@ def test_download_from_a_folder_copies_the_split_and_its_objects_only(folder, tm
     assert f"1 of the 8 objects listed in {SPLIT_FILE} are missing: {entries(folder)[2]['uid']}" in err
     assert "Traceback" not in err and not (tmp_path / "d2" / "objaverse_lvis").exists()
     assert main(["download", "objaverse_lvis", "--root", str(tmp_path / "d3")]) == 2
-    assert "pointcalip download objaverse_lvis --from PATH" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "get OpenShape's meta_data.zip and Objaverse/000-*.tar.gz from https://huggingface.co/datasets/OpenShape/" in err
+    assert "pointcalip download objaverse_lvis --from PATH" in err
