@@ -40,15 +40,15 @@ def settings(root, ckpt, store, batch_size=5):
 
 
 def pieces(store_root: Path) -> dict:
-    """{(store folder, first row, rows): (sha256 of the piece's four arrays, intra-op threads
+    """{(store folder, first row, rows): (sha256 of the piece's arrays, intra-op threads
     that encoded it)}: what must be byte-identical (piece folder suffixes and the rest of
     info.json name the writer and the time)."""
     out = {}
     for piece in store_root.glob("*/pieces/*"):
         first, n = piece.name.split("-")[:2]
         digest = hashlib.sha256()
-        for name in ("rows", "global", "spatial", "norm"):
-            digest.update((piece / f"{name}.npy").read_bytes())
+        for array in sorted(piece.glob("*.npy")):        # rows, global, spatial, norm, ...
+            digest.update(array.name.encode() + array.read_bytes())
         key = (piece.parent.parent.name, int(first), int(n))
         assert key not in out, f"two pieces hold rows {first}..+{n} of {key[0]}"
         out[key] = digest.hexdigest(), json.loads((piece / "info.json").read_text())["threads"]
@@ -144,6 +144,23 @@ def test_uneven_shares_and_idle_ranks(single, small_modelnet, tiny_checkpoints, 
     torchrun(3, "extract", "--config", "modelnet40",
              *settings(small_modelnet, tiny_checkpoints["vit"], whole, batch_size=12))
     assert sorted(k[2] for k in pieces(whole)) == [12, 12]
+
+
+def test_two_ranks_store_the_logits_one_process_stores(small_modelnet, tiny_checkpoints,
+                                                       tmp_path):
+    argv = ["extract", "--config", "modelnet40", "--set", "store=logits"]
+    torchrun(2, *argv, *settings(small_modelnet, tiny_checkpoints["vit"], tmp_path / "ranks"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                 # as each torchrun rank (OMP_NUM_THREADS=1)
+    try:
+        assert main([*argv, *settings(small_modelnet, tiny_checkpoints["vit"], tmp_path / "one")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    one = pieces(tmp_path / "one")
+    assert pieces(tmp_path / "ranks") == one and len(one) == 6       # 3 blocks each of test, val
+    assert all("-logits-" in folder for folder, _, _ in one)
+    assert not list(tmp_path.glob("*/*/pieces/*/spatial.npy"))
+    assert len(list(tmp_path.glob("*/*/pieces/*/l2.npy"))) == 12
 
 
 def test_crashed_rank_resumes_to_the_same_store(single, small_modelnet, tiny_checkpoints,
