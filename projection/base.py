@@ -85,7 +85,7 @@ class Projector(ABC):
         self.image_size = image_size
         self.clip_normalize = bool(clip_normalize)
         self._rot_cpu = None      # view_set.rotations(), computed at the first projection
-        self._rot_cache: Dict[torch.device, Tuple[torch.Tensor, Optional[torch.Tensor]]] = {}
+        self._rot_cache: Dict[torch.device, Tuple[torch.Tensor, ...]] = {}
 
     @property
     def num_views(self) -> int:
@@ -166,16 +166,15 @@ class Projector(ABC):
         return f"{type(self).__name__}({self.settings})"
 
     def _rotate(self, points: torch.Tensor) -> torch.Tensor:
-        """points [B, N, 3] -> rotated [B, V, N, 3] (`(p @ R^T) @ Ry(t)^T`, as the references)."""
+        """points [B, N, 3] -> rotated [B, V, N, 3] (`p @ R^T [@ Rx(s)^T] [@ Ry(t)^T]`, one
+        product per matrix, as the references)."""
         import torch
         dev = points.device
         if self._rot_cpu is None:
             self._rot_cpu = self.view_set.rotations()
         if dev not in self._rot_cache:
-            base, tilt = self._rot_cpu
-            self._rot_cache[dev] = (base.to(dev), None if tilt is None else tilt.to(dev))
-        base, tilt = self._rot_cache[dev]
-        p = torch.matmul(points.unsqueeze(1), base.unsqueeze(0))
-        if tilt is not None:
-            p = torch.matmul(p, tilt.unsqueeze(0))
+            self._rot_cache[dev] = tuple(m.to(dev) for m in self._rot_cpu)
+        p = points.unsqueeze(1)
+        for m in self._rot_cache[dev]:
+            p = torch.matmul(p, m.unsqueeze(0))
         return p

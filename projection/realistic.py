@@ -1,8 +1,14 @@
-"""PointCLIP V2's "realistic" projector: voxelise, densify, smooth, squeeze (spec section 2).
+"""PointCLIP V2's "realistic" projector: voxelise, densify, smooth, squeeze (spec section 2),
+with V2's classification settings (preset "pointclip_v2") or its segmentation settings
+("pointclip_v2_seg", spec/segmentation.md section 2).
 
-Same arithmetic as the reference, less work: only the (view, depth-slice) pairs that hold a
-point are materialised, the 7x7 max-pool runs as two 1-D sliding maxima (each by doubling, three
-`maximum` ops), the 3x3 Gaussian as two 1-D passes, and the CLIP resize runs on one channel.
+Same arithmetic as the references, less work. Without depth-axis operations (classification)
+only the (view, depth-slice) pairs that hold a point are materialised, the 7x7 max-pool runs as
+two 1-D sliding maxima (each by doubling, three `maximum` ops), the 3x3 Gaussian as two 1-D
+passes, and the CLIP resize runs on one channel. With them (segmentation: a 5x11x11 max-pool and
+a 5x5x5 Gaussian over a 112 x 224 x 224 grid) each map's grid is materialised only on the box of
+voxels that can be nonzero (the points' extent plus the pool and blur reach on each axis), and
+both operations run as three 1-D passes.
 """
 from __future__ import annotations
 
@@ -11,9 +17,21 @@ import warnings
 from typing import Optional
 
 from .base import Projector
-from .views import POINTCLIP_V2, ViewsArg, pick_preset, resolve_views
+from .views import POINTCLIP_V2, POINTCLIP_V2_SEG, ViewsArg, pick_preset, resolve_views
 
-REALISTIC_PRESETS = {"pointclip_v2": POINTCLIP_V2}
+#: preset name -> (view list, option values); an option left None takes its preset's value.
+#: "pointclip_v2": zeroshot_cls/trainers/mv_utils_zs.py; "pointclip_v2_seg":
+#: zeroshot_seg/realistic_projection.py (params['vit_b16']) and main.py's 20:204 crop.
+REALISTIC_PRESETS = {
+    "pointclip_v2": (POINTCLIP_V2, {
+        "grid_resolution": 112, "depth_bins": 8, "obj_ratio": 0.8, "depth_bias": 0.2,
+        "pool_kernel": 7, "pool_padding": 2, "pool_kernel_z": 1,
+        "blur_kernel": 3, "blur_sigma": 3.0, "blur_kernel_z": 1, "blur_sigma_z": 1.0, "crop": 0}),
+    "pointclip_v2_seg": (POINTCLIP_V2_SEG, {
+        "grid_resolution": 224, "depth_bins": 112, "obj_ratio": 0.7, "depth_bias": 0.3,
+        "pool_kernel": 11, "pool_padding": 5, "pool_kernel_z": 5,
+        "blur_kernel": 5, "blur_sigma": 1.0, "blur_kernel_z": 5, "blur_sigma_z": 2.0, "crop": 20}),
+}
 
 #: the translation the V2 code subtracts after rotating (spec: omit it; see `reference_translation`)
 V2_TRANSLATION = (-0.5, -0.5, -1.5)
@@ -64,66 +82,117 @@ def blur_1d(x: torch.Tensor, weights: torch.Tensor, dim: int) -> torch.Tensor:
 class RealisticProjector(Projector):
     """PointCLIP V2's realistic projection.
 
-    views: None (V2's 10 tilted views), indices into that list, a ring mapping, (a, b, c) triples
-        or a ViewSet (see `views.resolve_views`).
-    grid_resolution R (112), depth_bins D (8), obj_ratio (0.8), depth_bias (0.2),
-    pool_kernel / pool_padding (7 / 2: maps are R + 2*pad - kernel + 1 = 110 px),
-    blur_kernel / blur_sigma (3 / 3.0, zero padding kernel // 2).
+    preset: "pointclip_v2" (default: V2's classification projector) or "pointclip_v2_seg" (its
+        segmentation projector); gives the view list that indices refer to and every option
+        left None. A string `views` names the preset.
+    views: None (the preset's 10 views), indices into that list, a ring mapping, (a, b, c)
+        triples or a ViewSet (see `views.resolve_views`).
+    grid_resolution R, depth_bins D: the voxel grid is D slices of R x R
+        (classification 112 / 8, segmentation 224 / 112).
+    obj_ratio (0.8 / 0.7), depth_bias (0.2 / 0.3): share of the grid side the cloud spans, and
+        the depth offset of its nearest point.
+    pool_kernel / pool_padding (7 / 2, segmentation 11 / 5): the densifying max-pool in the
+        image plane; maps are R + 2*pad - kernel + 1 px (110 / 224).
+    pool_kernel_z (1 / 5): its extent along the depth axis (odd, centred on the slice).
+    blur_kernel / blur_sigma (3 / 3.0, segmentation 5 / 1.0): the Gaussian in the image plane,
+        zero padding kernel // 2; blur_kernel_z / blur_sigma_z (1 / -, segmentation 5 / 2.0):
+        along the depth axis (odd). With pool_kernel_z or blur_kernel_z above 1 the grid is
+        smoothed in 3-D before the squeeze (V2's segmentation projector).
+    crop (0 / 20): pixels cut from each side of the map before the CLIP resize (V2's
+        segmentation crop 20:204), so maps are 184 px and images 224 px.
     reference_translation: subtract V2's translation (-0.5, -0.5, -1.5) before normalising, as
         the published code does. The spec omits it (the normalisation cancels it); keeping it
         only changes float rounding, which flips a voxel `ceil` for about 1 pixel in 10^5, so
         set it to reproduce the published pixels bit for bit.
 
-    project: points [B, N, 3] -> maps [B, V, 110, 110] in [0, 1], white (1) background, darker
-        farther. Clouds whose view has zero extent (all points equal) give a blank (all 1) map.
+    project: points [B, N, 3] -> maps [B, V, h, h] in [0, 1] (h = map_size), white (1)
+        background, darker farther. Clouds whose view has zero extent (all points equal) give a
+        blank (all 1) map.
     __call__: -> [B, V, 3, 224, 224].
     """
 
     def __init__(self, views: ViewsArg = None, *, preset: Optional[str] = None,
-                 grid_resolution: int = 112, depth_bins: int = 8, obj_ratio: float = 0.8,
-                 depth_bias: float = 0.2, pool_kernel: int = 7, pool_padding: int = 2,
-                 blur_kernel: int = 3, blur_sigma: float = 3.0, reference_translation: bool = False,
-                 image_size: int = 224, clip_normalize: bool = False):
+                 grid_resolution: Optional[int] = None, depth_bins: Optional[int] = None,
+                 obj_ratio: Optional[float] = None, depth_bias: Optional[float] = None,
+                 pool_kernel: Optional[int] = None, pool_padding: Optional[int] = None,
+                 pool_kernel_z: Optional[int] = None, blur_kernel: Optional[int] = None,
+                 blur_sigma: Optional[float] = None, blur_kernel_z: Optional[int] = None,
+                 blur_sigma_z: Optional[float] = None, crop: Optional[int] = None,
+                 reference_translation: bool = False, image_size: int = 224, clip_normalize: bool = False):
         preset, views = pick_preset(views, preset, REALISTIC_PRESETS, "pointclip_v2", "realistic")
-        for name, val, lo in [("grid_resolution", grid_resolution, 3), ("depth_bins", depth_bins, 3),
-                              ("pool_kernel", pool_kernel, 1), ("pool_padding", pool_padding, 0),
-                              ("blur_kernel", blur_kernel, 1)]:
+        preset_views, defaults = REALISTIC_PRESETS[preset]
+        given = {"grid_resolution": grid_resolution, "depth_bins": depth_bins, "obj_ratio": obj_ratio,
+                 "depth_bias": depth_bias, "pool_kernel": pool_kernel, "pool_padding": pool_padding,
+                 "pool_kernel_z": pool_kernel_z, "blur_kernel": blur_kernel, "blur_sigma": blur_sigma,
+                 "blur_kernel_z": blur_kernel_z, "blur_sigma_z": blur_sigma_z, "crop": crop}
+        o = {k: defaults[k] if v is None else v for k, v in given.items()}
+        for name, lo in [("grid_resolution", 3), ("depth_bins", 3), ("pool_kernel", 1), ("pool_padding", 0),
+                         ("pool_kernel_z", 1), ("blur_kernel", 1), ("blur_kernel_z", 1), ("crop", 0)]:
+            val = o[name]
             if isinstance(val, bool) or not isinstance(val, int) or val < lo:
                 raise ValueError(f"{name} must be an integer >= {lo}; got {val!r}")
-        if pool_padding > pool_kernel // 2:
-            raise ValueError(f"pool_padding ({pool_padding}) must be at most pool_kernel // 2 "
-                             f"({pool_kernel // 2}), as for torch max-pooling")
-        if blur_kernel % 2 == 0:
-            raise ValueError(f"blur_kernel must be odd (zero padding blur_kernel // 2); got {blur_kernel}")
-        if grid_resolution + 2 * pool_padding - pool_kernel + 1 < 1:
+        if o["pool_padding"] > o["pool_kernel"] // 2:
+            raise ValueError(f"pool_padding ({o['pool_padding']}) must be at most pool_kernel // 2 "
+                             f"({o['pool_kernel'] // 2}), as for torch max-pooling")
+        for name in ("blur_kernel", "pool_kernel_z", "blur_kernel_z"):
+            if o[name] % 2 == 0:
+                raise ValueError(f"{name} must be odd (a window centred on its voxel); got {o[name]}")
+        side = o["grid_resolution"] + 2 * o["pool_padding"] - o["pool_kernel"] + 1
+        if side < 1:
             raise ValueError("pool_kernel too large for grid_resolution: maps would be empty")
-        for name, val, lo in [("obj_ratio", obj_ratio, 0.0), ("depth_bias", depth_bias, -1.0),
-                              ("blur_sigma", blur_sigma, 0.0)]:
-            if not math.isfinite(val) or val <= lo:
+        if side - 2 * o["crop"] < 1:
+            raise ValueError(f"crop ({o['crop']}) leaves nothing of the {side} px maps; it must be "
+                             f"below {(side + 1) // 2}")
+        volumetric = o["pool_kernel_z"] > 1 or o["blur_kernel_z"] > 1
+        if volumetric and o["depth_bins"] < 4:
+            raise ValueError(f"depth_bins must be >= 4 with depth-axis pooling or blur (points are "
+                             f"read at slices 1..depth_bins-3); got {o['depth_bins']}")
+        for name, lo in [("obj_ratio", 0.0), ("depth_bias", -1.0), ("blur_sigma", 0.0), ("blur_sigma_z", 0.0)]:
+            val = o[name]
+            if isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(val) or val <= lo:
                 raise ValueError(f"{name} must be a number > {lo}; got {val!r}")
         self.preset = preset
-        self.grid_resolution = grid_resolution
-        self.depth_bins = depth_bins
-        self.obj_ratio = float(obj_ratio)
-        self.depth_bias = float(depth_bias)
-        self.pool_kernel = pool_kernel
-        self.pool_padding = pool_padding
-        self.blur_kernel = blur_kernel
-        self.blur_sigma = float(blur_sigma)
+        self.grid_resolution = o["grid_resolution"]
+        self.depth_bins = o["depth_bins"]
+        self.obj_ratio = float(o["obj_ratio"])
+        self.depth_bias = float(o["depth_bias"])
+        self.pool_kernel = o["pool_kernel"]
+        self.pool_padding = o["pool_padding"]
+        self.pool_kernel_z = o["pool_kernel_z"]
+        self.blur_kernel = o["blur_kernel"]
+        self.blur_sigma = float(o["blur_sigma"])
+        self.blur_kernel_z = o["blur_kernel_z"]
+        self.blur_sigma_z = float(o["blur_sigma_z"])
+        self.crop = o["crop"]
+        self.volumetric = volumetric
         self.reference_translation = bool(reference_translation)
         self._blur = None         # gaussian_1d(blur_kernel, blur_sigma), made at the first projection
-        super().__init__(resolve_views(views, REALISTIC_PRESETS[preset]), image_size, clip_normalize)
+        self._blur_z = None       # gaussian_1d(blur_kernel_z, blur_sigma_z), likewise
+        super().__init__(resolve_views(views, preset_views), image_size, clip_normalize)
+
+    @property
+    def full_map_size(self) -> int:
+        """Side of the squeezed map before the crop."""
+        return self.grid_resolution + 2 * self.pool_padding - self.pool_kernel + 1
 
     @property
     def map_size(self) -> int:
-        return self.grid_resolution + 2 * self.pool_padding - self.pool_kernel + 1
+        return self.full_map_size - 2 * self.crop
 
     def _own_settings(self) -> dict:
-        return {"preset": self.preset, "grid_resolution": self.grid_resolution,
-                "depth_bins": self.depth_bins, "obj_ratio": self.obj_ratio, "depth_bias": self.depth_bias,
-                "pool_kernel": self.pool_kernel, "pool_padding": self.pool_padding,
-                "blur_kernel": self.blur_kernel, "blur_sigma": self.blur_sigma, "background": 0.0,
-                "reference_translation": self.reference_translation}
+        """The options; the depth-axis ones only with depth-axis operations and `crop` only when
+        cropping, so settings (and caches keyed on them) read as before these options existed."""
+        out = {"preset": self.preset, "grid_resolution": self.grid_resolution,
+               "depth_bins": self.depth_bins, "obj_ratio": self.obj_ratio, "depth_bias": self.depth_bias,
+               "pool_kernel": self.pool_kernel, "pool_padding": self.pool_padding,
+               "blur_kernel": self.blur_kernel, "blur_sigma": self.blur_sigma, "background": 0.0,
+               "reference_translation": self.reference_translation}
+        if self.volumetric:
+            out.update(pool_kernel_z=self.pool_kernel_z, blur_kernel_z=self.blur_kernel_z,
+                       blur_sigma_z=self.blur_sigma_z)
+        if self.crop:
+            out["crop"] = self.crop
+        return out
 
     #: maps per block on the CPU (about 80 planes of 116 x 116 floats)
     CPU_BLOCK_MAPS = 16
@@ -164,13 +233,76 @@ class RealisticProjector(Projector):
             warnings.filterwarnings("ignore", message=".*index_reduce.*beta.*")
             out.index_reduce_(0, owner, planes.reshape(m, -1), "amax", include_self=True)
 
-    def _project(self, points: torch.Tensor) -> torch.Tensor:
-        return self._render(points)[0]
+    #: maps per block of the 3-D path on the CPU (one grid box, <= 25 MB, stays in memory)
+    CPU_VOLUME_BLOCK_MAPS = 1
+    #: maps per block of the 3-D path elsewhere (CUDA): a few grid boxes at a time
+    DEVICE_VOLUME_BLOCK_MAPS = 16
 
-    def _render(self, points: torch.Tensor):
-        """points [B, N, 3] -> (maps [B, V, h, h], voxel row gx / column gy [B*V, N] int64,
-        stored depth value val [B*V, N], peak [B*V, 1] (the map's maximum before the intensity
-        step), blank [B*V] bool): the maps of `_project` and what `locate` needs."""
+    def _volume_block(self, gx: torch.Tensor, gy: torch.Tensor, k: torch.Tensor, val: torch.Tensor,
+                      out: torch.Tensor, at_points: Optional[torch.Tensor] = None) -> None:
+        """Steps 3-6 with depth-axis pooling / blur for a block of c maps (inputs as
+        `_squeeze_block`; out: [c, H*H] zeros, H = full_map_size).
+
+        The grid is materialised on one box for the block: along each axis, the voxels that can
+        be nonzero after the pool and the blur (the points' extent widened by both reaches),
+        within the grid. 3-4: each point writes its value into its whole pooling window (a
+        scatter-max of kz * k * k values per point), which is the max-pool of the grid holding
+        the points (the windows are where the point is in the pool's reach; zeros stand for
+        max-pool's -inf padding as values are >= 0). 5: the Gaussian runs as three 1-D passes,
+        zeros outside the box standing for its zero padding (nothing nonzero lies there).
+        at_points: None or [c, N], receives the smoothed grid value at each point's voxel, its
+        slice clipped to 1..D-3 (the voxel V2's segmentation code reads).
+        """
+        import torch
+        c, n = gx.shape
+        dev = gx.device
+        kx, px, bx = self.pool_kernel, self.pool_padding, self.blur_kernel // 2
+        pz, bz = self.pool_kernel_z // 2, self.blur_kernel_z // 2
+        # output positions a voxel i reaches through the pool: i + lo .. i + hi on each axis
+        lo_x, hi_x = px - kx + 1, px
+        za, xa, ya = int(k.min()) - pz - bz, int(gx.min()) + lo_x - bx, int(gy.min()) + lo_x - bx
+        lz = int(k.max()) + pz + bz - za + 1
+        lx = int(gx.max()) + hi_x + bx - xa + 1
+        ly = int(gy.max()) + hi_x + bx - ya + 1
+        # 3-4. scatter-max every point over its pooling window
+        dz = torch.arange(-pz, pz + 1, device=dev).view(-1, 1, 1)
+        dxy = torch.arange(lo_x, hi_x + 1, device=dev)
+        window = ((dz * lx + dxy.view(1, -1, 1)) * ly + dxy.view(1, 1, -1)).flatten()
+        owner = torch.arange(c, device=dev).view(c, 1)
+        at = ((owner * lz + (k - za)) * lx + (gx - xa)) * ly + (gy - ya)          # [c, N]
+        grid = torch.zeros(c * lz * lx * ly, device=dev)
+        grid.scatter_reduce_(0, (at.view(-1, 1) + window).flatten(),
+                             val.reshape(-1, 1).expand(-1, window.numel()).flatten(),
+                             reduce="amax", include_self=True)
+        # keep the box inside the grid: beyond it max-pool and blur see padding, not voxels
+        z0, x0, y0 = max(0, za), max(0, xa), max(0, ya)
+        z1 = min(self.depth_bins, za + lz)
+        x1, y1 = min(self.full_map_size, xa + lx), min(self.full_map_size, ya + ly)
+        grid = grid.view(c, lz, lx, ly)[:, z0 - za:z1 - za, x0 - xa:x1 - xa, y0 - ya:y1 - ya]
+        # 5. smooth: Gaussian along each axis
+        if self._blur is None:
+            self._blur = gaussian_1d(self.blur_kernel, self.blur_sigma)
+            self._blur_z = gaussian_1d(self.blur_kernel_z, self.blur_sigma_z)
+        grid = blur_1d(blur_1d(blur_1d(grid, self._blur_z, 1), self._blur, 2), self._blur, 3)
+        # 6. squeeze: max over the slices
+        out.view(c, self.full_map_size, self.full_map_size)[:, x0:x1, y0:y1] = grid.amax(dim=1)
+        if at_points is not None:
+            shift = px - kx // 2
+            zc = k.clamp(1, self.depth_bins - 3) - z0
+            mz, mx, my = grid.shape[1:]
+            inside = (zc >= 0) & (zc < mz)                # slices outside the box hold 0
+            rows = (gx + shift - x0).clamp(0, mx - 1)     # a point's own pixel is in the box
+            cols = (gy + shift - y0).clamp(0, my - 1)     # when it is in the map
+            idx = ((owner * mz + zc.clamp(0, mz - 1)) * mx + rows) * my + cols
+            at_points.copy_(torch.where(inside, grid.reshape(-1)[idx], torch.zeros_like(val)))
+
+    def _project(self, points: torch.Tensor) -> torch.Tensor:
+        return self._render(points)
+
+    def _render(self, points: torch.Tensor, with_points: bool = False):
+        """points [B, N, 3] -> maps [B, V, h, h] (after the crop); with_points, also per point
+        [B, V, N]: map row and column (int64, clamped into the map), depth (map units, see
+        `_locate_pixels`) and front (bool: it lands inside the map of a non-blank view)."""
         import torch
         b, n, _ = points.shape
         v, r, d = self.num_views, self.grid_resolution, self.depth_bins
@@ -196,39 +328,56 @@ class RealisticProjector(Projector):
         val = dz.clamp_(1, d - 2)
 
         # 3-6 run on blocks of maps so the planes of a block stay in cache (pixels do not depend
-        # on the block size; on CUDA everything is one block)
-        h = self.map_size
+        # on the block size)
+        h = self.full_map_size
         img = torch.zeros(bv, h * h, device=dev)
-        block = self.CPU_BLOCK_MAPS if dev.type == "cpu" else self.DEVICE_BLOCK_MAPS
         gx, gy, k, val = gx.long().view(bv, n), gy.long().view(bv, n), k.view(bv, n), val.view(bv, n)
-        for s in range(0, bv, block):
-            e = min(s + block, bv)
-            self._squeeze_block(gx[s:e], gy[s:e], k[s:e], val[s:e], img[s:e])
+        on_cpu = dev.type == "cpu"
+        if self.volumetric:
+            block = self.CPU_VOLUME_BLOCK_MAPS if on_cpu else self.DEVICE_VOLUME_BLOCK_MAPS
+            at_points = torch.zeros(bv, n, device=dev) if with_points else None
+            for s in range(0, bv, block):
+                e = min(s + block, bv)
+                self._volume_block(gx[s:e], gy[s:e], k[s:e], val[s:e], img[s:e],
+                                   None if at_points is None else at_points[s:e])
+        else:
+            block = self.CPU_BLOCK_MAPS if on_cpu else self.DEVICE_BLOCK_MAPS
+            at_points = val
+            for s in range(0, bv, block):
+                e = min(s + block, bv)
+                self._squeeze_block(gx[s:e], gy[s:e], k[s:e], val[s:e], img[s:e])
 
         # 7. intensity: divide by the map's own maximum, invert; blank maps for degenerate views
         peak = img.amax(dim=1, keepdim=True)
-        img = 1 - img / torch.where(peak > 0, peak, torch.ones_like(peak))
+        peak = torch.where(peak > 0, peak, torch.ones_like(peak))
+        img = 1 - img / peak
         img = torch.where(blank.view(bv, 1), torch.ones_like(img), img)
-        return img.view(b, v, h, h), gx, gy, val, peak, blank.view(bv)
+        maps = img.view(b, v, h, h)
+        c = self.crop
+        if c:
+            maps = maps[:, :, c:h - c, c:h - c].contiguous()
+        if not with_points:
+            return maps
+        shift = self.pool_padding - self.pool_kernel // 2 - c
+        m = h - 2 * c
+        row, col = (gx + shift).view(b, v, n), (gy + shift).view(b, v, n)
+        front = ~blank.view(b, v, 1) & (row >= 0) & (row < m) & (col >= 0) & (col < m)
+        depth = (1 - at_points / peak).view(b, v, n)
+        return maps, row.clamp(0, m - 1), col.clamp(0, m - 1), depth, front
 
-    #: a point is visible when its intensity is within this of the map's there (V2: 0.1)
+    #: a point is visible when its depth is within this of the map's there (V2: 0.1)
     VISIBLE_TOLERANCE = 0.1
 
     def _locate_pixels(self, points: torch.Tensor):
         """Map pixel of each point: voxel (gx, gy) lands at row gx + pool_padding -
-        pool_kernel // 2 (the centre of the max-pool windows that hold it), column likewise;
-        its depth is the intensity it would give the map alone, ``1 - val / peak`` (the
-        map's units: 0 near, 1 far / background). Visible: the front surface at its pixel,
-        i.e. its intensity is within ``VISIBLE_TOLERANCE`` of the rendered, densified map
-        (the map keeps the nearest depth; blur can lift it at edges). Points of a blank
-        (zero-extent) view are not visible."""
-        import torch
-        b, n, _ = points.shape
-        v, h = self.num_views, self.map_size
-        maps, gx, gy, val, peak, blank = self._render(points)
-        shift = self.pool_padding - self.pool_kernel // 2
-        row = (gx + shift).clamp(0, h - 1).view(b, v, n)
-        col = (gy + shift).clamp(0, h - 1).view(b, v, n)
-        depth = (1 - val / torch.where(peak > 0, peak, torch.ones_like(peak))).view(b, v, n)
-        front = ~blank.view(b, v, 1).expand(b, v, n)
-        return maps, row, col, depth, front
+        pool_kernel // 2 - crop (the centre of the max-pool windows that hold it, in the
+        cropped map), column likewise.
+
+        Depth, in the map's units (0 near, 1 far / background): without depth-axis operations
+        (classification) the intensity the point would give the map alone, ``1 - val / peak``;
+        with them (segmentation, as V2's code) the smoothed grid's intensity at the point's voxel
+        (its slice clipped to 1..D-3). Visible: the front surface at its pixel, i.e. that depth
+        is within ``VISIBLE_TOLERANCE`` of the rendered, densified map there (the map keeps the
+        nearest depth; blur can lift it at edges). Points of a blank (zero-extent) view, or
+        cropped off the map, are not visible."""
+        return self._render(points, with_points=True)

@@ -1,8 +1,9 @@
 """View sets as data: the published view lists, subsets of them, and rings for ablations.
 
 A view is an Euler triple `(a, b, c)` in radians giving `R = Rx(a) @ Ry(b) @ Rz(c)`, optionally
-followed by a tilt `Ry(t)` (PointCLIP V2 tilts its views this way), so a point becomes
-`p' = Ry(t) @ R @ p`. The camera then looks along +z: image rows follow x', columns follow y'.
+followed by a pan `Rx(s)` and a tilt `Ry(t)` (PointCLIP V2 tilts its views this way; its
+segmentation code also pans them), so a point becomes `p' = Ry(t) @ Rx(s) @ R @ p`. The camera
+then looks along +z: image rows follow x', columns follow y'.
 
 With the preset convention `(phi, 0, pi/2)` the camera circles the y axis (the up axis of the
 ModelNet40 h5 clouds) at azimuth `phi`, with y pointing up in the image; `(0, -pi/2, pi/2)` and
@@ -28,13 +29,17 @@ class ViewSet:
     """An ordered list of views.
 
     angles: V Euler triples `(a, b, c)` in radians.
-    tilts:  None (no tilt), or V tilt angles `t` in radians, applied after the base rotation.
+    tilts:  None (no tilt), or V tilt angles `t` in radians, applied after the base rotation
+            (and after the pan).
     name:   a label for logs and settings (the angles, not the name, define the pixels).
+    pans:   None (no pan), or V pan angles `s` in radians: `Rx(s)`, applied after the base
+            rotation and before the tilt (V2's segmentation views, `rot_mat2` in its code).
     """
 
     angles: Tuple[Angles, ...]
     tilts: Optional[Tuple[float, ...]] = None
     name: str = "custom"
+    pans: Optional[Tuple[float, ...]] = None
 
     def __post_init__(self) -> None:
         angles = tuple(tuple(float(x) for x in a) for a in self.angles)
@@ -42,13 +47,15 @@ class ViewSet:
             raise ValueError(f"view set {self.name!r}: angles must be a non-empty list of (a, b, c) "
                              f"triples in radians; got {self.angles!r}")
         object.__setattr__(self, "angles", angles)
-        if self.tilts is not None:
-            tilts = tuple(float(t) for t in self.tilts)
-            if len(tilts) != len(angles):
-                raise ValueError(f"view set {self.name!r}: {len(tilts)} tilts for {len(angles)} views; "
-                                 "give one tilt per view or tilts=None")
-            object.__setattr__(self, "tilts", tilts)
-        for v in angles + ((self.tilts,) if self.tilts else ()):
+        for field in ("tilts", "pans"):
+            given = getattr(self, field)
+            if given is not None:
+                values = tuple(float(t) for t in given)
+                if len(values) != len(angles):
+                    raise ValueError(f"view set {self.name!r}: {len(values)} {field} for {len(angles)} "
+                                     f"views; give one {field[:-1]} per view or {field}=None")
+                object.__setattr__(self, field, values)
+        for v in angles + tuple(t for t in (self.tilts, self.pans) if t):
             if not all(math.isfinite(x) for x in v):
                 raise ValueError(f"view set {self.name!r}: angles must be finite; got {v!r}")
 
@@ -64,26 +71,37 @@ class ViewSet:
             if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(self):
                 raise ValueError(f"view index {i!r} is not an integer in [0, {len(self) - 1}] "
                                  f"(view set {self.name!r} has {len(self)} views)")
-        return ViewSet(angles=tuple(self.angles[i] for i in idx),
-                       tilts=None if self.tilts is None else tuple(self.tilts[i] for i in idx),
-                       name=f"{self.name}{idx}")
+        def pick(values):
+            return None if values is None else tuple(values[i] for i in idx)
+        return ViewSet(angles=tuple(self.angles[i] for i in idx), tilts=pick(self.tilts),
+                       name=f"{self.name}{idx}", pans=pick(self.pans))
 
-    def rotations(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """Row-vector rotation matrices on the CPU, float32: `p' = (p @ base) @ tilt`.
+    def rotations(self) -> Tuple[torch.Tensor, ...]:
+        """Row-vector rotation matrices on the CPU, float32, applied one after the other:
+        `p' = p @ base [@ pan] [@ tilt]` (one float32 product each, as the references).
 
-        -> base [V, 3, 3] (= R^T), tilt [V, 3, 3] (= Ry(t)^T) or None.
+        -> base [V, 3, 3] (= R^T), then pan [V, 3, 3] (= Rx(s)^T) when there are pans, then
+        tilt [V, 3, 3] (= Ry(t)^T) when there are tilts.
         """
         import torch
-        base = euler2mat(torch.tensor(self.angles, dtype=torch.float64).float()).transpose(1, 2)
-        if self.tilts is None:
-            return base.contiguous(), None
-        tilt_angles = torch.tensor([[0.0, t, 0.0] for t in self.tilts], dtype=torch.float64).float()
-        return base.contiguous(), euler2mat(tilt_angles).transpose(1, 2).contiguous()
+
+        def matrices(angles):
+            return euler2mat(torch.tensor(angles, dtype=torch.float64).float()).transpose(1, 2).contiguous()
+        out = [matrices(self.angles)]
+        if self.pans is not None:
+            out.append(matrices([[s, 0.0, 0.0] for s in self.pans]))
+        if self.tilts is not None:
+            out.append(matrices([[0.0, t, 0.0] for t in self.tilts]))
+        return tuple(out)
 
     def to_dict(self) -> dict:
-        """JSON-serialisable description (floats, exactly as used)."""
-        return {"name": self.name, "angles": [list(a) for a in self.angles],
-                "tilts": None if self.tilts is None else list(self.tilts)}
+        """JSON-serialisable description (floats, exactly as used); "pans" only when there
+        are pans (so the settings of pan-free view sets read as before pans existed)."""
+        out = {"name": self.name, "angles": [list(a) for a in self.angles],
+               "tilts": None if self.tilts is None else list(self.tilts)}
+        if self.pans is not None:
+            out["pans"] = list(self.pans)
+        return out
 
 
 def euler2mat(angle: torch.Tensor) -> torch.Tensor:
@@ -122,6 +140,17 @@ POINTCLIP_V2 = ViewSet(name="pointclip_v2", angles=(
     (1 * pi / 4, 0, pi / 2), (3 * pi / 4, 0, pi / 2), (5 * pi / 4, 0, pi / 2), (7 * pi / 4, 0, pi / 2),
     (0 * pi / 2, 0, pi / 2), (1 * pi / 2, 0, pi / 2), (2 * pi / 2, 0, pi / 2), (3 * pi / 2, 0, pi / 2),
     (0, -pi / 2, pi / 2), (0, pi / 2, pi / 2)),
+    tilts=(pi / 9,) * 8 + (pi / 15,) * 2)
+
+#: PointCLIP V2 segmentation (zeroshot_seg/realistic_projection.py): the four side views
+#: panned by pi/4, the same four unpanned, top and bottom panned by pi/15; sides tilted by pi/9,
+#: top and bottom by pi/15. Views 0-7 are the classification views 0-7 (in that order) up to
+#: float rounding; top and bottom differ by the pan.
+POINTCLIP_V2_SEG = ViewSet(name="pointclip_v2_seg", angles=(
+    (0 * pi / 2, 0, pi / 2), (1 * pi / 2, 0, pi / 2), (2 * pi / 2, 0, pi / 2), (3 * pi / 2, 0, pi / 2),
+    (0 * pi / 2, 0, pi / 2), (1 * pi / 2, 0, pi / 2), (2 * pi / 2, 0, pi / 2), (3 * pi / 2, 0, pi / 2),
+    (0, -pi / 2, pi / 2), (0, pi / 2, pi / 2)),
+    pans=(pi / 4,) * 4 + (0.0,) * 4 + (pi / 15,) * 2,
     tilts=(pi / 9,) * 8 + (pi / 15,) * 2)
 
 

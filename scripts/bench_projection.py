@@ -3,11 +3,13 @@
 
     python scripts/bench_projection.py [--batch 32] [--points 1024] [--repeats 7] [--device cpu]
     python scripts/bench_projection.py --pointclip ~/src/PointCLIP --pointclip-v2 ~/src/PointCLIP_V2
+    python scripts/bench_projection.py --only realistic realistic_seg --batch 4 --points 2048
 
 For each projector: clouds/s of ours; with --pointclip and --pointclip-v2 (checkouts of
 https://github.com/ZrrSkywalker/PointCLIP and https://github.com/yangyangyang127/PointCLIP_V2,
 run through scripts/official_code.py) also clouds/s of the official code, the speed ratio,
-and how many output pixels agree within 1e-4. Timings are the best of `--repeats` runs after
+and how many output pixels agree within 1e-4 (V2's segmentation projector, `realistic_seg`, has
+no official counterpart here: scripts/make_segmentation_goldens.py checks it). Timings are the best of `--repeats` runs after
 a warm-up (robust to a busy machine); runs of ours and of the official code alternate.
 """
 from __future__ import annotations
@@ -24,6 +26,16 @@ from official_code import OfficialCodeError, pointclip_v2_projection, pointclip_
 
 from pointcalip.commands.options import device, non_negative_int, positive_int  # noqa: E402
 from pointcalip.projection import PointCLIPProjector, RealisticProjector  # noqa: E402
+
+
+#: case name -> (label, projector factory)
+CASES = {
+    "zeroshot": ("PointCLIP zero-shot (6 x 128 px)", PointCLIPProjector),
+    "fewshot": ("PointCLIP few-shot (10 x 224 px)", lambda: PointCLIPProjector(views="fewshot")),
+    "realistic": ("PointCLIP V2 realistic (10 x 110 px)", RealisticProjector),
+    "realistic_seg": ("PointCLIP V2 segmentation (10 x 184 px)",
+                      lambda: RealisticProjector(preset="pointclip_v2_seg")),
+}
 
 
 def random_clouds(batch: int, points: int, seed: int, device: str) -> torch.Tensor:
@@ -62,21 +74,23 @@ def main() -> int:
     ap.add_argument("--seed", type=non_negative_int, default=0)
     ap.add_argument("--pointclip", metavar="DIR", help="checkout of the official PointCLIP repository")
     ap.add_argument("--pointclip-v2", metavar="DIR", help="checkout of the official PointCLIP V2 repository")
+    ap.add_argument("--only", nargs="+", choices=CASES, default=list(CASES), metavar="CASE",
+                    help=f"projectors to time (default all): {', '.join(CASES)}")
     args = ap.parse_args()
     if (args.pointclip is None) != (args.pointclip_v2 is None):
         ap.error("give both --pointclip and --pointclip-v2 to time the official code, or neither")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         ap.error(f"--device {args.device}: CUDA is not available here; use --device cpu")
 
-    cases = [("PointCLIP zero-shot (6 x 128 px)", PointCLIPProjector()),
-             ("PointCLIP few-shot (10 x 224 px)", PointCLIPProjector(views="fewshot")),
-             ("PointCLIP V2 realistic (10 x 110 px)", RealisticProjector())]
+    names = [n for n in CASES if n in args.only]
+    cases = [(CASES[n][0], CASES[n][1]()) for n in names]
     official = None
     if args.pointclip:
+        makers = {"zeroshot": lambda: pointclip_views(args.pointclip, device=args.device),
+                  "fewshot": lambda: pointclip_views(args.pointclip, fewshot=True, device=args.device),
+                  "realistic": lambda: pointclip_v2_projection(args.pointclip_v2, device=args.device)}
         try:
-            official = [pointclip_views(args.pointclip, device=args.device),
-                        pointclip_views(args.pointclip, fewshot=True, device=args.device),
-                        pointclip_v2_projection(args.pointclip_v2, device=args.device)]
+            official = [makers[n]() if n in makers else None for n in names]
         except OfficialCodeError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
@@ -90,7 +104,7 @@ def main() -> int:
         print(f"{'projector':40s} {'ours/s':>9s} {'official/s':>11s} {'speed-up':>9s} {'pixels within 1e-4':>19s}")
     with torch.no_grad():
         for k, (name, ours) in enumerate(cases):
-            if official is None:
+            if official is None or official[k] is None:
                 (t_ours,) = best_times([ours], x, args.repeats)
                 print(f"{name:40s} {args.batch / t_ours:9.1f}")
                 continue

@@ -15,9 +15,10 @@ def clouds(b, n, seed=0):
 
 
 def rotated(proj, points, v):
-    base, tilt = proj.view_set.rotations()
-    p = points.double() @ base[v].double()
-    return p if tilt is None else p @ tilt[v].double()
+    p = points.double()
+    for m in proj.view_set.rotations():
+        p = p @ m[v].double()
+    return p
 
 
 def slow_pointclip(proj, points, tol):
