@@ -9,6 +9,8 @@ torchrun); the command the config belongs to then finds every feature it needs s
   backbone of the backbones study, when those studies are listed.
 - ``fewshot`` configs: the TEST split, and from TRAIN the validation subset, every seed's
   shots and, for methods that train on them, the shots' augmented copies.
+- ``benchmark`` table configs (``datasets:``, e.g. openshape): per dataset, its reported
+  clouds and its tuning set (:func:`pointcalip.benchmark.table.table_jobs`).
 
 ``splits`` picks among ``test``, ``val`` (the TRAIN clouds above) and ``train`` (the whole
 TRAIN split, e.g. to add seeds or shots later without encoding; it includes ``val``'s TRAIN
@@ -43,8 +45,13 @@ class Job:
 
 def _datasets(cfg: RunConfig, splits: Sequence[str]) -> List[tuple]:
     """(label, dataset, rows) of the clouds ``cfg``'s command reads, among ``splits``."""
+    from .benchmark.config import BenchmarkConfig
     from .fewshot.config import FewShotConfig
     from .zeroshot import load_data, validation_rows
+
+    if isinstance(cfg, BenchmarkConfig) and cfg.table:      # each dataset of a table
+        from .benchmark.table import table_jobs
+        return table_jobs(cfg, splits)
 
     tune_on_train = isinstance(cfg, FewShotConfig) or cfg.tune.split == "val"
     data = load_data(cfg.data, cfg.download,

@@ -258,3 +258,20 @@ def test_objaverse_lvis_end_to_end(tiny_checkpoints, tmp_path):
     top3 = (logits.topk(3).indices == torch.as_tensor(data.labels[reported])[:, None]).any(1)
     assert got["calip"]["top3"] == pytest.approx(100.0 * top3.double().mean().item())
     assert [r["dataset"] for r in res["rows"]] == ["objaverse_lvis"] * 2
+
+
+def test_extract_fills_what_the_table_reads(planted, lvis, tiny_checkpoints, tmp_path, capsys):
+    cache = tmp_path / "store"
+    argv = table_argv(planted, lvis[0], tiny_checkpoints["vit"], cache, tmp_path / "o")
+    assert main(["extract", *argv[1:]]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("| modelnet40 ")]
+    assert [line.split(" | ")[0] for line in lines] == ["| modelnet40 reported", "| modelnet40 tuning"] * 2
+    tuned, reported = tuning_slice(lvis[1], FRACTION, 0)
+    val = validation_indices(planted.labels["train"], FRACTION, 0)
+    assert [line.split(" | ")[3:6] for line in lines] == [
+        [str(n), str(n), "0"] for n in (P.N_TEST, len(val), len(reported), len(tuned))]
+    assert main(argv) == 0
+    res = json.loads((tmp_path / "o" / "results.json").read_text())
+    for d in res["datasets"].values():
+        assert {k: f["encoded_now"] for k, f in d["features"].items()} == {"tuning": 0, "reported": 0}

@@ -186,6 +186,7 @@ class DatasetScore:
     found: SearchResult
     pointclip: Accuracy
     calip: Accuracy
+    features: Dict[str, dict]             # "tuning" / "reported" -> store path and encode stats
     seconds: float
 
     def rows(self) -> List[dict]:
@@ -211,7 +212,7 @@ class DatasetScore:
             "beta2": self.found.beta2, "beta3": self.found.beta3,
             "view_weights": list(self.found.view_weights),
             "pointclip": self.pointclip.topk(), "calip": self.calip.topk(),
-            "seconds": round(self.seconds, 3),
+            "features": self.features, "seconds": round(self.seconds, 3),
         }
 
 

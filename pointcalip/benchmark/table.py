@@ -162,6 +162,24 @@ def plan_dataset(cfg: BenchmarkConfig, label: str, entry: TableDataset) -> Datas
                        test, limited(test, tune_rows))
 
 
+def table_jobs(cfg: BenchmarkConfig, splits: Sequence[str]) -> List[tuple]:
+    """(label, dataset, rows) of the clouds a table run of ``cfg`` encodes, for `pointcalip
+    extract` (:func:`pointcalip.plan.feature_jobs`): per dataset, ``test``: its reported rows;
+    ``val``: its tuning rows (TRAIN validation or the test slice); ``train``: its whole TRAIN
+    split, which then covers TRAIN validation."""
+    out = []
+    for label, entry in cfg.table.items():
+        plan = plan_dataset(cfg, label, entry)
+        if "test" in splits:
+            out.append(("reported", plan.test, plan.report_rows))
+        if "val" in splits and plan.tune_rows is not None and not (
+                plan.rule == "val" and "train" in splits):
+            out.append(("tuning", plan.tune_dataset, plan.tune_rows))
+        if "train" in splits and entry.has_train:
+            out.append(("train", load_data(entry, cfg.download).train, None))
+    return out
+
+
 def protocol(plan: DatasetPlan, cfg: BenchmarkConfig, source: Optional[TuningSource]) -> str:
     """One sentence: what CALIP's betas were tuned on, and what is reported."""
     seed, frac = cfg.tune.seed, cfg.tune.val_fraction
@@ -212,11 +230,13 @@ def run_table(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = None,
         t0 = time.perf_counter()
         text = class_text(backbone, plan.classnames, cfg.templates)
 
+        features = {}
+
         def logits_of(dataset, rows, what):
-            features = extract(split_store(store, cfg.store, dataset, projector, backbone, text),
-                               dataset, rows, projector, backbone, cfg.batch_size,
-                               desc=f"encode {plan.label} {what}")
-            return compute_view_logits(features, text, cfg.views, device)
+            features[what] = extract(split_store(store, cfg.store, dataset, projector, backbone,
+                                                 text), dataset, rows, projector, backbone,
+                                     cfg.batch_size, desc=f"encode {plan.label} {what}")
+            return compute_view_logits(features[what], text, cfg.views, device)
 
         source = sources.get(plan.label)
         if source is not None:
@@ -232,6 +252,8 @@ def run_table(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = None,
             protocol=protocol(plan, cfg, source), report_rows=plan.report_rows,
             tune_rows=plan.tune_rows, source=None if source is None else source.to_dict(),
             found=found, pointclip=pointclip, calip=calip,
+            features={what: {"store": str(f.store.path), **f.stats.to_dict()}
+                      for what, f in features.items()},
             seconds=time.perf_counter() - t0))
     roots = "; ".join(f"{s.label}: {s.root}" for s in scores)
     return TableResult(
