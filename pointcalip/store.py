@@ -218,12 +218,11 @@ class SplitStore:
     the caller that opened it gave it (needed to encode rows, not to read them).
     """
 
-    def __init__(self, path: Path, meta: dict, verify: bool = True,
-                 text: Optional[np.ndarray] = None):
+    def __init__(self, path: Path, meta: dict, verify: bool = True):
         self.path = path
         self.meta = meta
         self.verify = verify            # check each piece's checksums when first opened
-        self.text = text
+        self.text: Optional[np.ndarray] = None      # set by FeatureStore.open (logits stores)
         self.mode = meta.get("store", "tokens")
         self.num_rows = int(meta["num_rows"])
         self.num_views, self.num_tokens, self.embed_dim = (int(x) for x in meta["view_shape"])
@@ -423,7 +422,7 @@ class SplitStore:
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         n = len(rows)
         keeps_logits = self.mode == "logits"
-        if (spatial is None) != keeps_logits or (logits is None) != (not keeps_logits):
+        if (spatial is None) != keeps_logits or (logits is None) == keeps_logits:
             what = "logits and no spatial tokens" if keeps_logits else "spatial tokens, no logits"
             raise ValueError(f"feature store write: a {self.mode} store takes {what}")
         arrays = {"global": np.asarray(global_feats, np.float16),

@@ -83,6 +83,9 @@ def test_other_texts_get_another_store_and_tokens_are_refused(tmp_path):
         stored.store.read([0, 1])
     with pytest.raises(StoreModeError, match="store: logits"):
         next(stored.batches(4))
+    g, s, n = features(tmp_path, "tokens").store.read([0])
+    with pytest.raises(ValueError, match="a logits store takes logits and no spatial tokens"):
+        stored.store.write([0], g, s, n)
     with pytest.raises(ValueError, match="needs the class-text features"):
         FeatureStore(tmp_path).open(FakeDataset(), FakeProjector(), FakeBackbone(), "logits")
     with pytest.raises(ValueError, match="unknown store mode 'int4'"):
