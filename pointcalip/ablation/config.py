@@ -260,7 +260,7 @@ class SegAblationConfig(SegmentConfig):
     views_study: SegViewsStudyConfig = field(default_factory=SegViewsStudyConfig)
     prompts_study: SegPromptsStudyConfig = field(default_factory=SegPromptsStudyConfig)
     projectors_study: ProjectorsStudyConfig = field(default_factory=lambda: ProjectorsStudyConfig(
-        [ProjectorConfig("realistic"), ProjectorConfig("pointclip")]))
+        [ProjectorConfig("realistic", {"preset": "pointclip_v2_seg"}), ProjectorConfig("pointclip")]))
     backbones_study: BackbonesStudyConfig = field(default_factory=BackbonesStudyConfig)
     name: str = "ablation"
 

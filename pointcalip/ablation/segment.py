@@ -293,12 +293,13 @@ def run_seg_prompts(ctx: SegContext) -> StudyResult:
     sources = prompt_sources(ctx.cfg)
     table = _table(["prompts", "kind"])
     for label, kind, spec in sources:
-        r = ctx.run(templates=spec)
+        r = ctx.run(templates=spec, tune={"prompts": []})       # this source alone
         table.add(label, kind, *miou_cells(r), r["folder"])
     labels = [s[0] if len(s[0]) <= 48 else s[0][:45] + "..." for s in sources]
     best, sentence = _best(labels, table)
-    notes = [f"{len(sources)} part-prompt sources; each is a `segment` run (the image features "
-             f"are read from the store, only the part texts change).", sentence]
+    notes = [f"{len(sources)} part-prompt sources; each is a `segment` run with that source "
+             f"alone (no prompt search: tune.prompts empty); the image features are read from "
+             f"the store, only the part texts change.", sentence]
     return StudyResult(name="prompts", title="Part prompts: template lists, single templates, "
                        "per-part sentence files (mIoU)", table=table,
                        figures={"prompts.png": _bars(ctx, labels, table,
