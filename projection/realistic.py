@@ -79,6 +79,18 @@ def blur_1d(x: torch.Tensor, weights: torch.Tensor, dim: int) -> torch.Tensor:
     return out
 
 
+def blur_matrix(weights: torch.Tensor, length: int, device) -> torch.Tensor:
+    """[length, length] banded matrix M with ``M @ x`` = `blur_1d` of x along its first axis
+    (zero padding): M[i, j] = weights[c + j - i] for |j - i| <= c = len(weights) // 2."""
+    import torch
+    c = weights.numel() // 2
+    m = torch.zeros(length, length)
+    for off in range(-c, c + 1):
+        if abs(off) < length:
+            m += torch.diag(weights[c + off].expand(length - abs(off)), off)
+    return m.to(device)
+
+
 class RealisticProjector(Projector):
     """PointCLIP V2's realistic projection.
 
@@ -249,7 +261,9 @@ class RealisticProjector(Projector):
         scatter-max of kz * k * k values per point), which is the max-pool of the grid holding
         the points (the windows are where the point is in the pool's reach; zeros stand for
         max-pool's -inf padding as values are >= 0). 5: the Gaussian runs as three 1-D passes,
-        zeros outside the box standing for its zero padding (nothing nonzero lies there).
+        each a product with a banded matrix (`blur_matrix`: faster than shifted adds on grids
+        this size), zeros outside the box standing for its zero padding (nothing nonzero lies
+        there).
         at_points: None or [c, N], receives the smoothed grid value at each point's voxel, its
         slice clipped to 1..D-3 (the voxel V2's segmentation code reads).
         """
@@ -283,13 +297,15 @@ class RealisticProjector(Projector):
         if self._blur is None:
             self._blur = gaussian_1d(self.blur_kernel, self.blur_sigma)
             self._blur_z = gaussian_1d(self.blur_kernel_z, self.blur_sigma_z)
-        grid = blur_1d(blur_1d(blur_1d(grid, self._blur_z, 1), self._blur, 2), self._blur, 3)
+        mz, mx, my = grid.shape[1:]
+        grid = torch.matmul(blur_matrix(self._blur_z, mz, dev), grid.reshape(c, mz, mx * my))
+        grid = torch.matmul(blur_matrix(self._blur, mx, dev), grid.view(c * mz, mx, my))
+        grid = torch.matmul(grid.view(-1, my), blur_matrix(self._blur, my, dev).T).view(c, mz, mx, my)
         # 6. squeeze: max over the slices
         out.view(c, self.full_map_size, self.full_map_size)[:, x0:x1, y0:y1] = grid.amax(dim=1)
         if at_points is not None:
             shift = px - kx // 2
             zc = k.clamp(1, self.depth_bins - 3) - z0
-            mz, mx, my = grid.shape[1:]
             inside = (zc >= 0) & (zc < mz)                # slices outside the box hold 0
             rows = (gx + shift - x0).clamp(0, mx - 1)     # a point's own pixel is in the box
             cols = (gy + shift - y0).clamp(0, my - 1)     # when it is in the map
