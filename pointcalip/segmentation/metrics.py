@@ -14,20 +14,34 @@ import numpy as np
 import torch
 
 
-def shape_ious(pred: torch.Tensor, gt: torch.Tensor, num_parts: int) -> torch.Tensor:
-    """pred, gt [M, N] local part indices (0 .. num_parts - 1; anything else matches no
-    part) -> IoU [M, num_parts] float64, 1 where the union is empty. One integer count per
-    (shape, predicted, true) cell (``bincount``; values outside the parts share one extra
-    bin), then intersections on the diagonal and unions from the row and column sums."""
-    pred, gt = torch.as_tensor(pred).long(), torch.as_tensor(gt).long()
-    m, k = pred.shape[0], num_parts + 1
-    p = torch.where((pred >= 0) & (pred < num_parts), pred, num_parts)
+def confusion_cells(gt: torch.Tensor, num_parts: int) -> torch.Tensor:
+    """gt [M, N] local part indices -> [M, N] long ``shape * K^2 + gt`` (K = num_parts + 1;
+    values outside 0 .. num_parts - 1 go to the extra bin K - 1). Adding ``K * pred`` (pred
+    mapped alike) gives each point's (shape, predicted, true) cell for :func:`cell_ious`."""
+    gt = torch.as_tensor(gt).long()
+    k = num_parts + 1
     g = torch.where((gt >= 0) & (gt < num_parts), gt, num_parts)
-    cells = (torch.arange(m).view(m, 1) * k + p) * k + g
-    counts = torch.bincount(cells.flatten(), minlength=m * k * k).view(m, k, k)
+    return torch.arange(gt.shape[0]).view(-1, 1) * (k * k) + g
+
+
+def cell_ious(cells: torch.Tensor, shapes: int, num_parts: int) -> torch.Tensor:
+    """Cells of ``shapes`` shapes (:func:`confusion_cells`) -> IoU [shapes, num_parts] float64:
+    one integer count per cell (``bincount``), intersections on the diagonal, unions from the
+    row and column sums; 1 where the union is empty."""
+    k = num_parts + 1
+    counts = torch.bincount(cells.flatten(), minlength=shapes * k * k).view(shapes, k, k)
     inter = torch.diagonal(counts, dim1=1, dim2=2)[:, :num_parts].double()
     union = (counts.sum(dim=2)[:, :num_parts] + counts.sum(dim=1)[:, :num_parts]).double() - inter
     return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+
+
+def shape_ious(pred: torch.Tensor, gt: torch.Tensor, num_parts: int) -> torch.Tensor:
+    """pred, gt [M, N] local part indices (0 .. num_parts - 1; anything else matches no
+    part) -> IoU [M, num_parts] float64, 1 where the union is empty."""
+    pred = torch.as_tensor(pred).long()
+    p = torch.where((pred >= 0) & (pred < num_parts), pred, num_parts)
+    return cell_ious(confusion_cells(gt, num_parts) + (num_parts + 1) * p, pred.shape[0],
+                     num_parts)
 
 
 def shape_mious(pred: torch.Tensor, gt: torch.Tensor, num_parts: int) -> torch.Tensor:

@@ -24,7 +24,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 import torch
 
-from .metrics import shape_mious
+from .metrics import cell_ious, confusion_cells
 from .points import PointLogits
 
 COARSE = tuple(np.round(np.arange(0, 2.0001, 0.25), 4).tolist())
@@ -40,11 +40,16 @@ CHUNK = 1 << 23
 
 @dataclass
 class Group:
-    """One category's tuning shapes: their point logits and true local part ids [M, N]."""
+    """One category's tuning shapes: their point logits and true local part ids [M, N]
+    (``cells``: their :func:`.metrics.confusion_cells`, made once)."""
 
     logits: PointLogits
     gt: torch.Tensor
     num_parts: int
+    cells: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.cells = confusion_cells(self.gt, self.num_parts)
 
 
 @dataclass
@@ -60,21 +65,24 @@ class SegParams:
                 "tune_miou": self.miou, "evaluated": self.evaluated}
 
 
-def _terms(group: Group, weights: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-    """The three terms summed over the views at ``weights`` [V]: each [M, N, P]."""
+def _terms(group: Group, weights: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The three terms summed over the views at ``weights`` [V]: S0 [M, N, P] and S1, S2
+    stacked [2, M N P] (so that a batch of betas is one matrix product)."""
     mask = group.logits.visible.float() * weights.view(1, -1, 1)
-    return tuple(torch.einsum("mvn,mvnp->mnp", mask, s)
-                 for s in (group.logits.s0, group.logits.s1, group.logits.s2))
+    a0, a1, a2 = (torch.einsum("mvn,mvnp->mnp", mask, s)
+                  for s in (group.logits.s0, group.logits.s1, group.logits.s2))
+    return a0, torch.stack([a1.flatten(), a2.flatten()])
 
 
 def _miou_sums(group: Group, logits: torch.Tensor) -> torch.Tensor:
     """logits [c, M, N, P] of c candidates -> [c] float64: the sum of the shapes' mIoU of
     each candidate's prediction (argmax, then the nearest-visible fallback)."""
     c, m, n, _ = logits.shape
+    k = group.num_parts + 1
     best = logits.argmax(dim=3)                                           # [c, M, N]
-    pred = torch.gather(best, 2, group.logits.source.expand_as(best))
-    return shape_mious(pred.reshape(-1, n), group.gt.repeat(c, 1), group.num_parts
-                       ).view(c, m).sum(dim=1)
+    cells = torch.gather(best, 2, group.logits.source.expand_as(best)).mul_(k)
+    cells += group.cells + torch.arange(c).view(c, 1, 1) * (m * k * k)    # candidate = shapes
+    return cell_ious(cells, c * m, group.num_parts).mean(dim=1).view(c, m).sum(dim=1)
 
 
 def _chunks(total: int, per_candidate: int):
@@ -87,10 +95,10 @@ def _scores(groups: Sequence[Group], terms, pairs: torch.Tensor) -> torch.Tensor
     """Instance mIoU of ``groups`` at each (beta2, beta3) row of ``pairs`` [G, 2] -> [G]
     float64, ``terms`` (:func:`_terms`) at the current view weights."""
     total = torch.zeros(len(pairs), dtype=torch.float64)
-    for g, (a0, a1, a2) in zip(groups, terms):
+    for g, (a0, a12) in zip(groups, terms):
         for part in _chunks(len(pairs), a0.numel()):
-            b = pairs[part].to(a0.dtype).view(-1, 2, 1, 1, 1)
-            total[part] += _miou_sums(g, a0 + b[:, 0] * a1 + b[:, 1] * a2)
+            b = pairs[part].to(a0.dtype)
+            total[part] += _miou_sums(g, (b @ a12).view(len(b), *a0.shape).add_(a0))
     return total / sum(g.gt.shape[0] for g in groups)
 
 
