@@ -1,6 +1,6 @@
 """Time `pointcalip segment` from stored features on ShapeNetPart-sized random inputs.
 
-    python scripts/bench_segment.py [--test 2874 --val 1870 --points 2048 --views 10]
+    python scripts/bench_segment.py [--test 2874 --val 1870 --points 2048 --views V]
         [--tokens 196 --dim 512] [--scale 0.1] [--projector realistic]
 
 Stages timed as `segment` runs them after encoding: the VAL point logits (locate, dense
@@ -68,7 +68,9 @@ def main() -> None:
     ap.add_argument("--test", type=positive_int, default=2874)
     ap.add_argument("--val", type=positive_int, default=1870)
     ap.add_argument("--points", type=positive_int, default=2048)
-    ap.add_argument("--views", type=positive_int, default=10)
+    ap.add_argument("--views", type=positive_int, default=None,
+                    help="the projector's first VIEWS views (default: all; realistic 10, "
+                         "pointclip 6)")
     ap.add_argument("--tokens", type=positive_int, default=196)
     ap.add_argument("--dim", type=positive_int, default=512)
     ap.add_argument("--batch", type=positive_int, default=16)
@@ -79,8 +81,9 @@ def main() -> None:
     rng = np.random.default_rng(0)
     cfg = SegmentConfig()
     projector = build_projector(args.projector)
-    if projector.num_views != args.views:
+    if args.views is not None and projector.num_views != args.views:
         projector = projector.select_views(list(range(args.views)))
+    args.views = projector.num_views
     projector = TimedLocate(projector)
     texts = {c: torch.nn.functional.normalize(torch.randn(PART_COUNTS[c], args.dim), dim=-1)
              for c in range(16)}
