@@ -148,7 +148,23 @@ def test_tune_from_takes_and_records_another_runs_betas(planted, lvis, table, ti
     assert got["tuning"]["from"] == {"path": str(source),
                                      "sha256": hashlib.sha256(source.read_bytes()).hexdigest()}
     _, labels, logits = lvis
-    check_scores(got, logits, labels, np.arange(len(labels)), got)     # every cloud reported
+    tuned = res["datasets"][LVIS]["tuning"]["test_rows"]       # the source run's slice: kept out
+    assert got["tuning"]["test_rows"] == tuned and "leaving out the" in got["tuning"]["protocol"]
+    check_scores(got, logits, labels, np.setdiff1d(np.arange(len(labels)), tuned), got)
+    modelnet = json.loads((tmp_path / "o" / "results.json").read_text())["datasets"]["modelnet40"]
+    assert modelnet == {**res["datasets"]["modelnet40"], "seconds": modelnet["seconds"],
+                        "features": modelnet["features"]}     # the other dataset: as before
+
+
+def test_tune_from_a_zeroshot_run_tuned_on_test_is_refused(planted, lvis, table, tiny_checkpoints,
+                                                           tmp_path, capsys):
+    _, tmp = table
+    bad = tmp_path / "zeroshot.json"
+    bad.write_text(json.dumps({"command": "zeroshot", "tuning": {"split": "test"}}))
+    argv = table_argv(planted, lvis[0], tiny_checkpoints["vit"], tmp / "store", tmp_path / "o",
+                      "--set", f"datasets.modelnet40.tune.from={bad}")
+    assert main(argv) != 0
+    assert f"tune.from {bad}: tuning.split is 'test'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("key, change", [

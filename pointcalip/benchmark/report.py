@@ -180,8 +180,10 @@ class DatasetScore:
     classes_sha256: str
     rule: str
     protocol: str
+    test_clouds: int                       # clouds in the test data (reported or not)
     report_rows: np.ndarray
-    tune_rows: Optional[np.ndarray]
+    tune_rows: Optional[np.ndarray]        # tuned on in this run (of TRAIN or of the test data)
+    tuned_test_rows: Optional[np.ndarray]  # test rows the betas come from (this run or tune.from)
     source: Optional[dict]                 # tune.from: {"path", "sha256"}
     found: SearchResult
     pointclip: Accuracy
@@ -201,12 +203,14 @@ class DatasetScore:
         tuned_here = self.rule != "from"
         return {
             "name": self.name, "variant": self.variant, "data_root": self.root,
-            "split": "test", "reported_clouds": len(self.report_rows),
+            "split": "test", "test_clouds": self.test_clouds,
+            "reported_clouds": len(self.report_rows),
             "num_classes": len(self.classnames), "classes_sha256": self.classes_sha256,
             "tuning": {"rule": self.rule, "protocol": self.protocol,
                        "num_clouds": len(self.tune_rows) if tuned_here else None,
-                       # the tuned test clouds, so that anyone can check they were not reported
-                       "test_rows": self.tune_rows.tolist() if self.rule == "test_slice" else None,
+                       # the test clouds the betas come from (none reported), for anyone to check
+                       "test_rows": (None if self.tuned_test_rows is None
+                                     else self.tuned_test_rows.tolist()),
                        "from": self.source,
                        "tuning_accuracy": 100.0 * self.found.accuracy if tuned_here else None},
             "beta2": self.found.beta2, "beta3": self.found.beta3,

@@ -13,7 +13,9 @@ How each dataset is tuned (recorded in its rows):
 * ``test_slice``: it has none (catalog ``splits: ("test",)``): a seeded class-stratified slice
   of its test data (:func:`tuning_slice`), reported on the rest only;
 * ``from``: ``tune.from: results.json``: the betas and view weights another run found for the
-  same backbone, projector, views and classes (:func:`read_tuning`); reported on all of TEST.
+  same backbone, projector, views and classes (:func:`read_tuning`); reported on TEST but for
+  the test clouds that run tuned on (:func:`source_test_rows`: its slice, carried along a
+  chain of ``tune.from``).
 
 ``limit`` applies to the tuning rows and to the reported rows, each on its own.
 """
@@ -24,7 +26,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -85,25 +87,51 @@ def _mismatch(path: Path, key: str, theirs, ours) -> ValueError:
                       f"betas from a run with the same backbone, projector, views and classes")
 
 
-def read_tuning(path: str | Path, label: str, *, backbone_identity: str, projector: dict,
-                views: List[int], classnames: Sequence[str]) -> TuningSource:
-    """The betas and view weights of ``label`` in the results.json at ``path``: a zero-shot
-    result, or a table benchmark's (its ``datasets.<label>``). ValueError naming the key when
-    the file's backbone_identity, projector, views or classes differ from this run's."""
-    path = Path(path).expanduser().absolute()
+def _source_row(path: Path, label: str) -> Tuple[dict, dict]:
+    """(the results mapping at ``path``, the part holding ``label``'s betas): a table
+    benchmark's ``datasets.<label>``, or a zero-shot result itself."""
     r = read_results(path)
     if r.get("command") == "benchmark" and isinstance(r.get("datasets"), dict):
         if label not in r["datasets"]:
             raise ValueError(f"tune.from {path}: datasets holds no {label!r} (it holds "
                              f"{', '.join(r['datasets']) or 'none'})")
-        row = r["datasets"][label]
-        classes = row.get("classes_sha256")
-    elif r.get("command") == "zeroshot":
-        row = r
-        classes = classes_digest(list(r.get("per_class", {})))
-    else:
-        raise ValueError(f"tune.from {path}: not the results.json of a zeroshot run or of a "
-                         f"table benchmark (command {r.get('command')!r})")
+        return r, r["datasets"][label]
+    if r.get("command") == "zeroshot":
+        if (r.get("tuning") or {}).get("split") != "val":
+            raise ValueError(f"tune.from {path}: tuning.split is "
+                             f"{(r.get('tuning') or {}).get('split')!r}: those betas were tuned "
+                             f"on the TEST clouds this table would report; take a run tuned on "
+                             f"validation (tune.split: val)")
+        return r, r
+    raise ValueError(f"tune.from {path}: not the results.json of a zeroshot run or of a table "
+                     f"benchmark (command {r.get('command')!r})")
+
+
+def source_test_rows(path: str | Path, label: str, num_test: int) -> Optional[np.ndarray]:
+    """The test rows of ``label`` the betas in ``path`` were tuned on (a table run's
+    ``tuning.test_rows``: its test slice, or the ones it inherited through its own
+    ``tune.from``), None when they were tuned on TRAIN. ValueError when that run's test data
+    had another number of clouds than this one's ``num_test``."""
+    path = Path(path).expanduser().absolute()
+    _, row = _source_row(path, label)
+    tuning = row.get("tuning") or {}
+    if tuning.get("test_rows") is None:
+        return None
+    if row.get("test_clouds") != num_test:
+        raise _mismatch(path, f"datasets.{label}.test_clouds", row.get("test_clouds"), num_test)
+    return np.asarray(tuning["test_rows"], dtype=np.int64)
+
+
+def read_tuning(path: str | Path, label: str, *, backbone_identity: str, projector: dict,
+                views: List[int], classnames: Sequence[str]) -> TuningSource:
+    """The betas and view weights of ``label`` in the results.json at ``path``: a zero-shot
+    result (tuned on validation), or a table benchmark's (its ``datasets.<label>``).
+    ValueError naming the key when the file's backbone_identity, projector, views or classes
+    differ from this run's."""
+    path = Path(path).expanduser().absolute()
+    r, row = _source_row(path, label)
+    classes = (row.get("classes_sha256") if row is not r
+               else classes_digest(list(r.get("per_class", {}))))
     for key, ours in (("backbone_identity", backbone_identity), ("projector", projector),
                       ("views", list(views))):
         if r.get(key) != ours:
@@ -135,6 +163,7 @@ class DatasetPlan:
     rule: str                                  # "val", "test_slice" or "from"
     tune_dataset: Optional[H5CloudDataset] = None
     tune_rows: Optional[np.ndarray] = None
+    tuned_test_rows: Optional[np.ndarray] = None   # test rows the betas come from, never reported
 
     @property
     def classnames(self) -> List[str]:
@@ -153,13 +182,17 @@ def plan_dataset(cfg: BenchmarkConfig, label: str, entry: TableDataset) -> Datas
 
     every = np.arange(len(test), dtype=np.int64)
     if entry.tune.source:
-        return DatasetPlan(label, entry, data.root, test, limited(test, every), "from")
+        tuned = source_test_rows(entry.tune.source, label, len(test))
+        rest = every if tuned is None else np.setdiff1d(every, tuned)
+        return DatasetPlan(label, entry, data.root, test, limited(test, rest), "from",
+                           tuned_test_rows=tuned)
     if entry.has_train:
         return DatasetPlan(label, entry, data.root, test, limited(test, every), "val", data.train,
                            limited(data.train, validation_rows(data.train, cfg.tune)))
     tune_rows, report_rows = tuning_slice(test.labels, cfg.tune.val_fraction, seed)
+    tune_rows = limited(test, tune_rows)
     return DatasetPlan(label, entry, data.root, test, limited(test, report_rows), "test_slice",
-                       test, limited(test, tune_rows))
+                       test, tune_rows, tuned_test_rows=tune_rows)
 
 
 def table_jobs(cfg: BenchmarkConfig, splits: Sequence[str]) -> List[tuple]:
@@ -184,8 +217,10 @@ def protocol(plan: DatasetPlan, cfg: BenchmarkConfig, source: Optional[TuningSou
     """One sentence: what CALIP's betas were tuned on, and what is reported."""
     seed, frac = cfg.tune.seed, cfg.tune.val_fraction
     if plan.rule == "from":
+        left_out = ("" if plan.tuned_test_rows is None else
+                    f", leaving out the {len(plan.tuned_test_rows)} test clouds they were tuned on")
         return (f"from: betas and view weights of {source.path} (sha256 {source.sha256[:12]}); "
-                f"reported on TEST ({len(plan.report_rows)} clouds)")
+                f"reported on TEST ({len(plan.report_rows)} clouds{left_out})")
     if plan.rule == "val":
         return (f"val: class-stratified {frac:.0%} of TRAIN (seed {seed}, {len(plan.tune_rows)} "
                 f"clouds); reported on TEST ({len(plan.report_rows)} clouds)")
@@ -249,8 +284,10 @@ def run_table(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = None,
             label=plan.label, name=plan.entry.name, variant=plan.entry.variant,
             root=str(plan.root), classnames=plan.classnames,
             classes_sha256=classes_digest(plan.classnames), rule=plan.rule,
-            protocol=protocol(plan, cfg, source), report_rows=plan.report_rows,
-            tune_rows=plan.tune_rows, source=None if source is None else source.to_dict(),
+            protocol=protocol(plan, cfg, source), test_clouds=len(plan.test),
+            report_rows=plan.report_rows, tune_rows=plan.tune_rows,
+            tuned_test_rows=plan.tuned_test_rows,
+            source=None if source is None else source.to_dict(),
             found=found, pointclip=pointclip, calip=calip,
             features={what: {"store": str(f.store.path), **f.stats.to_dict()}
                       for what, f in features.items()},
