@@ -135,7 +135,8 @@ def test_realistic_image_holds_visible_depths():
     assert proj.locate(pts, visible_tolerance=0.01).visible.sum() < vis.sum()
 
 
-@pytest.mark.parametrize("make", [lambda: PointCLIPProjector(), lambda: RealisticProjector()])
+@pytest.mark.parametrize("make", [lambda: PointCLIPProjector(), lambda: RealisticProjector(),
+                                  lambda: RealisticProjector(preset="pointclip_v2_seg", views=[0, 9])])
 def test_locate_leaves_projection_alone(make):
     proj = make()
     pts = clouds(1, 300, seed=4)
