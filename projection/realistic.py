@@ -395,5 +395,11 @@ class RealisticProjector(Projector):
         (its slice clipped to 1..D-3). Visible: the front surface at its pixel, i.e. that depth
         is within ``VISIBLE_TOLERANCE`` of the rendered, densified map there (the map keeps the
         nearest depth; blur can lift it at edges). Points of a blank (zero-extent) view, or
-        cropped off the map, are not visible."""
+        cropped off the map, are not visible.
+
+        V2's segmentation code applies the same rule at the transposed pixel: its point
+        location is (voxel column, voxel row), used as (row, column), so its (row, col) is our
+        (col, row) + crop before its crop mapping ``ceil((loc - 20) * 224 / 184)`` (ours is the
+        exact align-corners position, see `Projector.locate`); tests/test_segmentation_official.py
+        checks this on its outputs."""
         return self._render(points, with_points=True)
