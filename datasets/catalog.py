@@ -8,6 +8,7 @@ before any work starts (``--help``, config errors). An entry declares:
 * ``target``: the dataset class, as ``"module:Class"`` (imported on use);
 * ``classes``: its number of classes (what a run's size checks multiply by);
 * ``variants``: ``{variant: {split: file}}`` when the config must name one (``data.variant``);
+* ``up_axes``: the up axes the dataset class can serve (``data.up_axis``), when it can turn;
 * ``source``: where its files come from (:class:`DatasetSource`), or ``installed_with``: the
   dataset whose folder holds it (ModelNet10 is read from the ModelNet40 folder);
 * ``marker``: names inside an installed folder that recognise it (cheap, no h5 reading);
@@ -173,5 +174,6 @@ OBJAVERSE_LVIS_SOURCE = DatasetSource(
 # ``install_files``: what `download --from` copies out of a folder of OpenShape's data
 DATASETS.register("objaverse_lvis", "pointcalip.datasets.objaverse_lvis:ObjaverseLVIS",
                   classes=1156, source=OBJAVERSE_LVIS_SOURCE, splits=("test",),
+                  up_axes=("y", "z"),   # y: as stored, as the projectors expect; z: OpenShape's swap
                   validate="pointcalip.datasets.objaverse_lvis:validate_folder",
                   install_files="pointcalip.datasets.objaverse_lvis:install_files")

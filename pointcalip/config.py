@@ -67,8 +67,17 @@ class DataConfig(Section):
     variant: Optional[str] = None
     num_points: int = positive(1024)
     sampling: typing.Literal["first", "fps"] = "first"
+    up_axis: Optional[str] = None   # null: the dataset's own; datasets declaring up_axes only
 
     def validate(self) -> None:
+        axes = DATASETS[self.name].meta.get("up_axes")
+        if self.up_axis is not None and axes is None:
+            having = [e.name for e in DATASETS.entries() if "up_axes" in e.meta]
+            raise ConfigError("up_axis", f"applies to {', '.join(having)} only; {self.name} is "
+                                         f"served as its files store it (got {self.up_axis!r})")
+        if self.up_axis is not None and self.up_axis not in axes:
+            raise ConfigError("up_axis", f"must be one of {', '.join(axes)} for {self.name}, "
+                                         f"got {self.up_axis!r}")
         variants = DATASETS[self.name].meta.get("variants")
         if variants is not None and self.variant not in variants:
             raise ConfigError("variant", f"must be one of {', '.join(variants)} for "
@@ -83,6 +92,16 @@ class DataConfig(Section):
     def num_classes(self) -> int:
         """The dataset's number of classes (declared in its catalog entry)."""
         return DATASETS[self.name].classes
+
+    def dataset_kwargs(self) -> dict:
+        """The keyword arguments of the dataset class this section asks for (besides root
+        and split): points, sampling, and the variant and up axis where set."""
+        kwargs = {"num_points": self.num_points, "sampling": self.sampling}
+        if self.variant is not None:
+            kwargs["variant"] = self.variant
+        if self.up_axis is not None:
+            kwargs["up_axis"] = self.up_axis
+        return kwargs
 
     @property
     def label(self) -> str:

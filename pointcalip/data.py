@@ -23,7 +23,4 @@ def resolve_data_root(data: DataConfig, download: bool) -> Path:
 
 def build_split(data: DataConfig, root: Path, split: str) -> H5CloudDataset:
     """The ``split`` ("train" or "test") of the dataset in ``data``, read from ``root``."""
-    kwargs = {"num_points": data.num_points, "sampling": data.sampling}
-    if data.variant is not None:
-        kwargs["variant"] = data.variant
-    return build_dataset(data.name, root, split, **kwargs)
+    return build_dataset(data.name, root, split, **data.dataset_kwargs())

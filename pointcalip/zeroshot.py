@@ -345,9 +345,7 @@ def data_key(data: DataConfig) -> Optional[str]:
         return None
     if not root.exists():
         return None
-    kwargs = {"num_points": data.num_points, "sampling": data.sampling, "in_memory": False}
-    if data.variant is not None:
-        kwargs["variant"] = data.variant
+    kwargs = {**data.dataset_kwargs(), "in_memory": False}
     files = {}
     for split in ("train", "test"):
         try:

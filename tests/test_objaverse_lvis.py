@@ -105,6 +105,21 @@ def test_up_axis_y_is_where_modelnet40_and_the_projectors_have_it(folder):
         ObjaverseLVIS(folder, up_axis="x")
 
 
+
+def test_up_axis_is_a_data_setting_of_the_config(folder):
+    """``data.up_axis`` reaches the dataset class (the store key follows); a dataset without
+    up axes to choose from refuses it, naming the key and the datasets that have one."""
+    from pointcalip.config import ConfigError, DataConfig
+    from pointcalip.data import build_split
+    for axis in ("y", "z"):
+        data = DataConfig(name="objaverse_lvis", root=str(folder), num_points=64, up_axis=axis)
+        data.validate()
+        assert build_split(data, folder, "test").settings["up_axis"] == axis
+    with pytest.raises(ConfigError, match=r"up_axis.*must be one of y, z for objaverse_lvis, got 'x'"):
+        DataConfig(name="objaverse_lvis", up_axis="x").validate()
+    with pytest.raises(ConfigError, match=r"up_axis.*applies to objaverse_lvis only; modelnet40"):
+        DataConfig(name="modelnet40", up_axis="z").validate()
+
 class RunsCode:
     """Pickles as a call of os.system: the attack an object file could carry."""
 
