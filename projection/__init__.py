@@ -4,6 +4,7 @@
     proj = PointCLIPProjector()                  # 6 views, 128 px, distance 1.6
     proj = PointCLIPProjector(views="fewshot")   # 10 views, 224 px, distance 1.4
     proj = RealisticProjector(views=[0, 4, 8])   # a subset of V2's 10 views
+    proj = RealisticProjector(preset="pointclip_v2_seg")  # V2's part-segmentation projector
     proj = RealisticProjector(views={"ring": 8, "elevation": 30, "top_bottom": True})
     maps = proj.project(points)                  # [B, V, H, W] native float32 maps
     imgs = proj(points)                          # [B, V, 3, 224, 224] CLIP-ready images
@@ -18,7 +19,8 @@ _EXPORTS = {
     "CLIP_MEAN": "base", "CLIP_STD": "base", "Projector": "base", "check_points": "base",
     "to_clip_images": "base", "PointPixels": "locate", "POINTCLIP_PRESETS": "pointclip", "PointCLIPProjector": "pointclip",
     "REALISTIC_PRESETS": "realistic", "RealisticProjector": "realistic",
-    "POINTCLIP_FEWSHOT": "views", "POINTCLIP_V2": "views", "POINTCLIP_ZEROSHOT": "views",
+    "POINTCLIP_FEWSHOT": "views", "POINTCLIP_V2": "views", "POINTCLIP_V2_SEG": "views",
+    "POINTCLIP_ZEROSHOT": "views",
     "ViewSet": "views", "euler2mat": "views", "resolve_views": "views", "ring_views": "views",
 }
 
@@ -46,6 +48,6 @@ def build_projector(name: str, **kwargs: Any) -> "Projector":
 __all__ = [
     "Projector", "PointCLIPProjector", "RealisticProjector", "build_projector", "PROJECTORS",
     "ViewSet", "ring_views", "resolve_views", "euler2mat", "check_points", "to_clip_images",
-    "POINTCLIP_ZEROSHOT", "POINTCLIP_FEWSHOT", "POINTCLIP_V2", "POINTCLIP_PRESETS",
+    "POINTCLIP_ZEROSHOT", "POINTCLIP_FEWSHOT", "POINTCLIP_V2", "POINTCLIP_V2_SEG", "POINTCLIP_PRESETS",
     "REALISTIC_PRESETS", "CLIP_MEAN", "CLIP_STD",
 ]
