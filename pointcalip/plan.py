@@ -11,6 +11,9 @@ torchrun); the command the config belongs to then finds every feature it needs s
   shots and, for methods that train on them, the shots' augmented copies.
 - ``benchmark`` table configs (``datasets:``, e.g. openshape): per dataset, its reported
   clouds and its tuning set (:func:`pointcalip.benchmark.table.table_jobs`).
+- ``benchmark`` robustness configs (``benchmark:``, e.g. modelnet40c): as ``zeroshot`` (clean
+  TEST and the clean tuning set), and with ``test`` every evaluated set of the benchmark
+  (``original`` and each corruption x severity, the rows ``limit`` keeps).
 
 ``splits`` picks among ``test``, ``val`` (the TRAIN clouds above) and ``train`` (the whole
 TRAIN split, e.g. to add seeds or shots later without encoding; it includes ``val``'s TRAIN
@@ -71,6 +74,9 @@ def _datasets(cfg: RunConfig, splits: Sequence[str]) -> List[tuple]:
             out.append(("val", train, validation_rows(train, cfg.tune)))
     if "train" in splits:
         out.append(("train", train, None))
+    if isinstance(cfg, BenchmarkConfig) and "test" in splits:    # ModelNet40-C's sets
+        from .benchmark.robustness import benchmark_jobs
+        out += benchmark_jobs(cfg, test.classnames)
     return out
 
 

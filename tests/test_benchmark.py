@@ -147,3 +147,24 @@ def test_default_output_folder_is_named_by_the_files_not_their_place(planted, be
     assert name(c40) == name(moved)
     np.save(moved / "label.npy", np.load(moved / "label.npy")[::-1].copy())
     assert name(c40) != name(moved)
+
+
+def test_extract_fills_every_set_the_benchmark_reads(planted, bench, tiny_checkpoints, tmp_path,
+                                                      capsys):
+    """`pointcalip extract --config modelnet40c` encodes clean TEST, the clean tuning set and
+    every evaluated set (the rows --limit keeps); the benchmark then encodes nothing."""
+    _, _, c40 = bench
+    cache = tmp_path / "store"
+    argv = bench_argv(planted, c40, tiny_checkpoints["vit"], cache, tmp_path / "o")
+    extract = ["extract", *argv[1:-2], "--set", f"limit={LIMIT}"]        # --limit is benchmark's
+    assert argv[-2:] == ["--limit", str(LIMIT)] and main(extract) == 0
+    rows = [line.strip("| ").split(" | ") for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| modelnet40")]
+    val = validation_indices(planted.labels["train"], VAL_FRACTION, 0)
+    assert [(r[0], r[3]) for r in rows] == [
+        ("modelnet40 test", str(P.N_TEST)), ("modelnet40 val", str(len(val))),
+        *[(f"modelnet40c/{s} test", str(LIMIT))
+          for s in ("original", "gaussian_1", "gaussian_4", "rotation_1", "rotation_4")]]
+    pieces = sorted(p.name for p in cache.rglob("pieces/*"))
+    assert main(argv) == 0
+    assert sorted(p.name for p in cache.rglob("pieces/*")) == pieces      # nothing encoded

@@ -84,6 +84,29 @@ def output_dir(cfg: BenchmarkConfig) -> Path:
                                       backbone_label(cfg.backbone), "tune_val", data=data)
 
 
+def benchmark_sets(cfg: BenchmarkConfig, root: Path, classnames: Sequence[str]) -> list:
+    """(name, dataset, corruption, severity) of every set the benchmark evaluates besides clean
+    TEST: ``original`` first (corruption and severity None), then each corruption x severity
+    (name ``<corruption>_<severity>``); labels index ``classnames``, the clean class list."""
+    kwargs = {"num_points": cfg.data.num_points, "sampling": cfg.data.sampling,
+              "classnames": list(classnames)}
+    sets = [("original", build_dataset(cfg.benchmark.name, root, "test", corruption=ORIGINAL,
+                                       **kwargs), None, None)]
+    for corruption in cfg.benchmark.corruption_list:
+        for severity in cfg.benchmark.severities:
+            sets.append((f"{corruption}_{severity}",
+                         build_dataset(cfg.benchmark.name, root, "test", corruption=corruption,
+                                       severity=severity, **kwargs), corruption, severity))
+    return sets
+
+
+def benchmark_jobs(cfg: BenchmarkConfig, classnames: Sequence[str]) -> list:
+    """(label, dataset, rows) of the corrupted sets a run of ``cfg`` encodes (the rows its
+    ``limit`` keeps), for `pointcalip extract` (:func:`pointcalip.plan.feature_jobs`)."""
+    return [("test", data, limit_rows(data.labels, cfg.limit, cfg.tune.seed))
+            for _, data, _, _ in benchmark_sets(cfg, benchmark_root(cfg), classnames)]
+
+
 def run_modelnet40c(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = None,
                     argv: Optional[Sequence[str]] = None) -> BenchmarkResult:
     """Every stage for ``cfg``; ``argv`` is the command line recorded in the result."""
@@ -119,18 +142,13 @@ def run_modelnet40c(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = Non
 
     t0 = time.perf_counter()
     clean = score(splits.test, f"{cfg.data.label} test")
-    kwargs = {"num_points": cfg.data.num_points, "sampling": cfg.data.sampling,
-              "classnames": splits.classnames}       # labels index the clean class list
-    original = build_dataset(cfg.benchmark.name, root, "test", corruption="original", **kwargs)
+    sets = benchmark_sets(cfg, root, splits.classnames)
+    original = sets[0][1]
     if not np.array_equal(original.labels, splits.test.labels):
         log.warning("%s label.npy differs from the clean %s TEST labels", root, cfg.data.label)
     original_score = score(original, "original")
-    cells = []
-    for corruption in cfg.benchmark.corruption_list:
-        for severity in cfg.benchmark.severities:
-            data = build_dataset(cfg.benchmark.name, root, "test", corruption=corruption,
-                                 severity=severity, **kwargs)
-            cells.append(score(data, f"{corruption}_{severity}", corruption, severity))
+    cells = [score(data, name, corruption, severity)
+             for name, data, corruption, severity in sets[1:]]
     timings["evaluate_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
     protocol = (f"tuned once on clean {cfg.data.label} validation: class-stratified "
