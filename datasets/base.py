@@ -42,7 +42,48 @@ def cloud_indices(indices, n: int, what: str) -> np.ndarray:
     return np.where(idx < 0, idx + n, idx)
 
 
-class H5CloudDataset(Dataset):
+class CloudSet:
+    """The surface every classification dataset shares: ``len``, ``ds[i]`` -> (points
+    ``[num_points, 3]`` float32, label int), ``labels``, ``num_classes``, ``batches`` and
+    ``close``. A subclass sets ``name``, ``split``, ``classnames`` and ``_labels`` (int64
+    ``[n]``, read-only) and defines ``points(indices) -> [m, num_points, 3]``."""
+
+    def __len__(self) -> int:
+        return int(self._labels.shape[0])
+
+    @property
+    def labels(self) -> np.ndarray:
+        """All labels in index order, int64 ``[len(self)]`` (read-only; no clouds are read)."""
+        return self._labels
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classnames)
+
+    def _indices(self, indices) -> np.ndarray:
+        return cloud_indices(indices, len(self), f"{self.name} {self.split}")
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        """-> (points ``[num_points, 3]`` float32, label int)."""
+        idx = self._indices([i])
+        return self.points(idx)[0], int(self._labels[idx[0]])
+
+    def batches(
+        self, batch_size: int = 256, indices=None, progress: bool = False
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Iterate ``(points [b, num_points, 3], labels [b] int64)`` in index order without
+        a DataLoader (optionally over a subset ``indices``), with a tqdm bar if ``progress``."""
+        idx = self._indices(indices)
+        starts = range(0, idx.size, batch_size)
+        for s in tqdm(starts, desc=f"{self.name} {self.split}", disable=None if progress else True):
+            chunk = idx[s : s + batch_size]
+            yield self.points(chunk), torch.from_numpy(self._labels[chunk].copy())
+
+    def close(self) -> None:
+        """Release open files (nothing, unless a subclass holds some)."""
+
+
+class H5CloudDataset(CloudSet, Dataset):
     """Clouds ``[num_points, 3]`` float32 and int labels read from h5 files.
 
     Args:
@@ -186,21 +227,6 @@ class H5CloudDataset(Dataset):
         self._handles = {}
 
     # ------------------------------------------------------------------ access
-    def __len__(self) -> int:
-        return int(self._labels.shape[0])
-
-    @property
-    def labels(self) -> np.ndarray:
-        """All labels in index order, int64 ``[len(self)]`` (read-only; no clouds are read)."""
-        return self._labels
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classnames)
-
-    def _indices(self, indices) -> np.ndarray:
-        return cloud_indices(indices, len(self), f"{self.name} {self.split}")
-
     def points(self, indices=None) -> torch.Tensor:
         """Clouds at ``indices`` (default: all): ``[m] -> [m, num_points, 3]`` float32,
         sampled and (if enabled) normalised exactly as ``self[i]`` returns them."""
@@ -213,22 +239,6 @@ class H5CloudDataset(Dataset):
         if self.normalize:
             pts = h5utils.normalize_unit_sphere(pts)
         return pts.to(torch.float32).contiguous()
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        """-> (points ``[num_points, 3]`` float32, label int)."""
-        idx = self._indices([i])
-        return self.points(idx)[0], int(self._labels[idx[0]])
-
-    def batches(
-        self, batch_size: int = 256, indices=None, progress: bool = False
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Iterate ``(points [b, num_points, 3], labels [b] int64)`` in index order without
-        a DataLoader (optionally over a subset ``indices``), with a tqdm bar if ``progress``."""
-        idx = self._indices(indices)
-        starts = range(0, idx.size, batch_size)
-        for s in tqdm(starts, desc=f"{self.name} {self.split}", disable=None if progress else True):
-            chunk = idx[s : s + batch_size]
-            yield self.points(chunk), torch.from_numpy(self._labels[chunk].copy())
 
     @property
     def settings(self) -> dict:

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
 from ..prompts import load_classnames
 from . import h5utils
-from .base import cloud_indices
+from .base import CloudSet
 from .catalog import DATASETS
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def check_clouds(path: Path, arr: np.ndarray, num_clouds: int, chunk: int = 256)
                              f"is corrupt: re-extract it")
 
 
-class ModelNet40C:
+class ModelNet40C(CloudSet):
     """One corruption at one severity of ModelNet40-C (or the uncorrupted ``"original"``),
     2,468 test clouds, ModelNet40's 40 classes; the same surface as the other datasets
     (``len``, ``ds[i]``, ``points``, ``labels``, ``classnames``, ``settings``).
@@ -169,21 +169,6 @@ class ModelNet40C:
         self.files = [data_path, label_path]
         self._fingerprint = h5utils.fingerprint(self.files)
 
-    def __len__(self) -> int:
-        return int(self._labels.shape[0])
-
-    @property
-    def labels(self) -> np.ndarray:
-        """All labels, int64 ``[len(self)]`` (read-only)."""
-        return self._labels
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classnames)
-
-    def _indices(self, indices) -> np.ndarray:
-        return cloud_indices(indices, len(self), self.name)
-
     def points(self, indices=None) -> torch.Tensor:
         """Clouds at ``indices`` (default all): ``[m] -> [m, num_points, 3]`` float32."""
         raw = self._data[torch.from_numpy(self._indices(indices))]
@@ -191,21 +176,6 @@ class ModelNet40C:
         if self.normalize:
             pts = h5utils.normalize_unit_sphere(pts)
         return pts.to(torch.float32).contiguous()
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        idx = self._indices([i])
-        return self.points(idx)[0], int(self._labels[idx[0]])
-
-    def batches(self, batch_size: int = 256, indices=None, progress: bool = False
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """``(points [b, num_points, 3], labels [b])`` in index order."""
-        idx = self._indices(indices)
-        for s in range(0, idx.size, batch_size):
-            chunk = idx[s:s + batch_size]
-            yield self.points(chunk), torch.from_numpy(self._labels[chunk].copy())
-
-    def close(self) -> None:
-        """Nothing to close (kept for the other datasets' surface)."""
 
     @property
     def settings(self) -> dict:

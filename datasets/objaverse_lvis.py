@@ -49,14 +49,14 @@ import json
 import logging
 import pickle
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
 from ..prompts import check_classnames, configs_root, read_yaml
 from . import h5utils
-from .base import cloud_indices
+from .base import CloudSet
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ def check_up_axis(up_axis: str) -> str:
     return axis
 
 
-class ObjaverseLVIS:
+class ObjaverseLVIS(CloudSet):
     """OpenShape's Objaverse-LVIS evaluation split: one labelled cloud per entry of
     ``lvis.json``, read from its object file when asked (``points``), with the surface of the
     other datasets (``len``, ``ds[i]``, ``points``, ``labels``, ``classnames``, ``settings``).
@@ -315,21 +315,6 @@ class ObjaverseLVIS:
         self._labels.setflags(write=False)
         self._fingerprint = h5utils.fingerprint([split_path])
 
-    def __len__(self) -> int:
-        return int(self._labels.shape[0])
-
-    @property
-    def labels(self) -> np.ndarray:
-        """All labels, int64 ``[len(self)]`` (read-only)."""
-        return self._labels
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classnames)
-
-    def _indices(self, indices) -> np.ndarray:
-        return cloud_indices(indices, len(self), self.name)
-
     def _cloud(self, i: int) -> torch.Tensor:
         """Object ``i``'s stored points, sampled: ``[num_points, 3]`` float32."""
         xyz = torch.from_numpy(read_xyz(self.files[i], self.uids[i]))
@@ -354,21 +339,6 @@ class ObjaverseLVIS:
         if self.normalize:
             pts = h5utils.normalize_unit_sphere(pts)
         return pts.contiguous()
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        idx = self._indices([i])
-        return self.points(idx)[0], int(self._labels[idx[0]])
-
-    def batches(self, batch_size: int = 256, indices=None, progress: bool = False
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """``(points [b, num_points, 3], labels [b])`` in index order."""
-        idx = self._indices(indices)
-        for s in range(0, idx.size, batch_size):
-            chunk = idx[s:s + batch_size]
-            yield self.points(chunk), torch.from_numpy(self._labels[chunk].copy())
-
-    def close(self) -> None:
-        """Nothing to close (kept for the other datasets' surface)."""
 
     @property
     def settings(self) -> dict:
