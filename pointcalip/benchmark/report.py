@@ -45,6 +45,16 @@ def _mean(scores: List[SetScore], method: str) -> Dict[str, float]:
     return {k: float(np.mean([getattr(getattr(s, method), k) for s in scores])) for k in TOPK}
 
 
+
+def run_header(result) -> dict:
+    """What both benchmark results record about the run: its config, machine, backbone,
+    projector, views, templates, limit and store mode."""
+    cfg = result.config
+    return {"config_name": cfg.name, "config": cfg.to_dict(), "run": result.run.to_dict(),
+            "backbone": cfg.backbone, "backbone_identity": result.backbone_identity,
+            "projector": result.projector_settings, "views": list(result.views),
+            "templates": list(result.templates), "limit": cfg.limit, "store": cfg.store}
+
 @dataclass
 class BenchmarkResult:
     """A ModelNet40-C run; ``to_dict()`` is results.json, ``to_markdown()`` results.md."""
@@ -88,16 +98,7 @@ class BenchmarkResult:
         return {
             "command": "benchmark",
             "benchmark": self.benchmark,
-            "config_name": cfg.name,
-            "config": cfg.to_dict(),
-            "run": self.run.to_dict(),
-            "backbone": cfg.backbone,
-            "backbone_identity": self.backbone_identity,
-            "projector": self.projector_settings,
-            "views": list(self.views),
-            "templates": list(self.templates),
-            "limit": cfg.limit,
-            "store": cfg.store,
+            **run_header(self),
             "tuning": {"protocol": self.tuning_protocol, "dataset": cfg.data.label,
                        "split": "val", "num_clouds": self.tuning_clouds, "seed": cfg.tune.seed,
                        "val_fraction": cfg.tune.val_fraction,
@@ -239,16 +240,7 @@ class TableResult:
         return {
             "command": "benchmark",
             "benchmark": cfg.name,
-            "config_name": cfg.name,
-            "config": cfg.to_dict(),
-            "run": self.run.to_dict(),
-            "backbone": cfg.backbone,
-            "backbone_identity": self.backbone_identity,
-            "projector": self.projector_settings,
-            "views": list(self.views),
-            "templates": list(self.templates),
-            "limit": cfg.limit,
-            "store": cfg.store,
+            **run_header(self),
             "tune": {"seed": cfg.tune.seed, "val_fraction": cfg.tune.val_fraction,
                      "grid": [cfg.tune.grid, cfg.tune.grid], "beta2_max": cfg.tune.beta2_max,
                      "beta3_max": cfg.tune.beta3_max,
