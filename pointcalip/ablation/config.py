@@ -92,7 +92,6 @@ class SegPromptsStudyConfig(Section):
                 raise ConfigError(f"candidates[{i}]", f"is not usable: {err}") from None
 
 
-
 @study("views", "pointcalip.ablation.views:run_views",
        segmentation="pointcalip.ablation.segment:run_seg_views", seg_config=SegViewsStudyConfig)
 @dataclass
