@@ -16,8 +16,8 @@ import torch
 from pointcalip.cli import main
 from pointcalip.config import config_class, load_config
 from pointcalip.datasets.shapenetpart import PART_OFFSETS, ShapeNetPart
-from pointcalip.segmentation.run import (gather_tuning, part_text, predict_split, run_segment,
-                                         segment_cloud)
+from pointcalip.segmentation.locations import LocationCache
+from pointcalip.segmentation.run import part_text, predict_split, segment_cloud
 from pointcalip.segmentation.search import SegParams
 from synthetic_shapenetpart import write_shapenetpart
 
@@ -48,7 +48,8 @@ def plant(root, cfg, backbone, templates=None):
                               (templates or {}).get(split, cfg.templates))
                  for c in np.unique(ds.labels)}
         feats = extract(store.open(ds, projector, backbone), ds, None, projector, backbone, 8)
-        preds = predict_split(feats, ds, texts, projector, cfg, {c: params for c in texts})
+        locations = LocationCache(store.root, ds, projector, cfg.visible_tolerance)
+        preds = predict_split(feats, ds, texts, locations, cfg, {c: params for c in texts})
         signal[split] = (preds.clip != preds.calip).mean()
         path = root / f"ply_data_{split}0.h5"
         with h5py.File(path, "r+") as h5:

@@ -26,6 +26,7 @@ from ..datasets.shapenetpart import (PART_COUNTS, PART_OFFSETS, SHAPENETPART_CAT
                                      ShapeNetPart)
 from ..report.results import RunInfo, backbone_label, run_name
 from .config import SegmentConfig, check_part_templates, read_part_sentences
+from .locations import LocationCache
 from .metrics import SegmentationScores, segmentation_scores
 from .points import PointLogits, point_logits, predict_local
 from .search import Group, SegParams, search_segmentation
@@ -58,22 +59,16 @@ def part_text(backbone, category: str, parts: Sequence[str], templates: Sequence
 
 
 def shape_point_logits(spatial: torch.Tensor, points: torch.Tensor, categories: np.ndarray,
-                       texts: Dict[int, torch.Tensor], projector, smooth: bool,
-                       tolerance: Optional[float], keep: Optional[np.ndarray] = None
-                       ) -> Dict[int, tuple]:
-    """One batch of shapes: spatial [b, V, HW, C], points [b, N, 3], categories [b] ->
-    {category: (positions in the batch, PointLogits)}; ``keep``: point indices to read."""
-    loc = projector.locate(points, visible_tolerance=tolerance)
-    xy, visible, pts = loc.xy, loc.visible, points
-    if keep is not None:
-        k = torch.as_tensor(keep)
-        xy, visible, pts = xy[:, :, k], visible[:, :, k], points[:, k]
+                       texts: Dict[int, torch.Tensor], xy: torch.Tensor, visible: torch.Tensor,
+                       image_size: int, smooth: bool) -> Dict[int, tuple]:
+    """One batch of shapes: spatial [b, V, HW, C], points [b, N, 3], categories [b], where the
+    points land (``xy`` [b, V, N, 2] pixels in the ``image_size`` image, ``visible``
+    [b, V, N]) -> {category: (positions in the batch, PointLogits)}."""
     out = {}
     for c in np.unique(categories):
         sel = torch.from_numpy(np.flatnonzero(categories == c))
         out[int(c)] = (sel.numpy(), point_logits(spatial[sel], texts[int(c)].to(spatial), xy[sel],
-                                                 visible[sel], pts[sel], projector.image_size,
-                                                 smooth))
+                                                 visible[sel], points[sel], image_size, smooth))
     return out
 
 
@@ -85,17 +80,48 @@ def _batches(features, dataset, rows: np.ndarray, batch_size: int, desc: str):
         yield chunk, torch.from_numpy(spatial).float(), dataset.points(chunk)
 
 
-def gather_tuning(features, dataset: ShapeNetPart, texts, projector, cfg: SegmentConfig
-                  ) -> Dict[int, Group]:
-    """Per category, the tuning shapes' point logits on ``tune.points`` seeded points."""
+@dataclass
+class KeptLocations:
+    """Where the tuning points land, for every shape of the tuning split: ``keep`` [K] the
+    seeded point indices, ``xy`` [M, V, K, 2] and ``visible`` [M, V, K] (rows = dataset
+    positions), ``image_size`` the side of the images ``xy`` is in."""
+
+    keep: np.ndarray
+    xy: torch.Tensor
+    visible: torch.Tensor
+    image_size: int
+
+
+def kept_locations(dataset: ShapeNetPart, locations: LocationCache, cfg: SegmentConfig
+                   ) -> KeptLocations:
+    """The tuning split's locations at ``tune.points`` seeded points (``tune.seed``), located
+    (or read from ``locations``) once for every prompt candidate."""
     n = dataset.pid.shape[1]
     rng = np.random.default_rng(cfg.tune.seed)
     keep = np.sort(rng.choice(n, size=min(cfg.tune.points, n), replace=False))
+    k = torch.as_tensor(keep)
+    xy, visible = [], []
+    rows = np.arange(len(dataset))
+    for s in tqdm(range(0, len(rows), cfg.batch_size), desc="locate tune", disable=None,
+                  leave=False):
+        chunk = rows[s:s + cfg.batch_size]
+        a, b = locations.locate(chunk, dataset.points(chunk))
+        xy.append(a[:, :, k].clone()), visible.append(b[:, :, k].clone())
+    return KeptLocations(keep, torch.cat(xy), torch.cat(visible),
+                         locations.projector.image_size)
+
+
+def gather_tuning(features, dataset: ShapeNetPart, texts, kept: KeptLocations,
+                  cfg: SegmentConfig) -> Dict[int, Group]:
+    """Per category, the tuning shapes' point logits on the kept points."""
     parts: Dict[int, List[tuple]] = {}
+    keep = kept.keep
     rows = np.arange(len(dataset))
     for chunk, spatial, pts in _batches(features, dataset, rows, cfg.batch_size, "tune logits"):
-        got = shape_point_logits(spatial, pts, dataset.labels[chunk], texts, projector,
-                                 cfg.smooth, cfg.visible_tolerance, keep)
+        at = torch.from_numpy(chunk)
+        got = shape_point_logits(spatial, pts[:, torch.as_tensor(keep)],
+                                 dataset.labels[chunk], texts, kept.xy[at], kept.visible[at],
+                                 kept.image_size, cfg.smooth)
         for c, (sel, lg) in got.items():
             gt = torch.from_numpy(dataset.pid[chunk[sel]][:, keep] - PART_OFFSETS[c])
             parts.setdefault(c, []).append((lg, gt))
@@ -129,17 +155,21 @@ class PromptChoice:
 
 
 def tune_prompts(features, dataset: ShapeNetPart,
-                 candidate_texts: Sequence[Dict[int, torch.Tensor]], projector,
+                 candidate_texts: Sequence[Dict[int, torch.Tensor]], locations: LocationCache,
                  cfg: SegmentConfig, timings: Dict[str, float]) -> PromptChoice:
     """Per prompt candidate (its part texts {category: [P, C]}): the tuning point logits
     (:func:`gather_tuning`) and the search (:func:`tune`); each category keeps the candidate
     whose tuned parameters score best on the tuning shapes (with ``tune.per_category: false``
-    the shared score, so one candidate for all); ties keep the earlier candidate. Adds the
-    time spent to ``timings['tune_logits_s']`` and ``timings['search_s']``."""
+    the shared score, so one candidate for all); ties keep the earlier candidate. The points
+    are located once for all candidates (:func:`kept_locations`). Adds the time spent to
+    ``timings['tune_locate_s']``, ``timings['tune_logits_s']`` and ``timings['search_s']``."""
     choice = PromptChoice()
+    t0 = time.perf_counter()
+    kept = kept_locations(dataset, locations, cfg)
+    timings["tune_locate_s"] = time.perf_counter() - t0
     for k, texts in enumerate(candidate_texts):
         t0 = time.perf_counter()
-        groups = gather_tuning(features, dataset, texts, projector, cfg)
+        groups = gather_tuning(features, dataset, texts, kept, cfg)
         t1 = time.perf_counter()
         params = tune(groups, cfg)
         del groups
@@ -173,17 +203,19 @@ class Predictions:
     unseen_share: float      # points visible in no view (labelled by their nearest visible)
 
 
-def predict_split(features, dataset: ShapeNetPart, texts, projector, cfg: SegmentConfig,
-                  params: Dict[int, SegParams]) -> Predictions:
-    """Stream the split: every point's part under dense CLIP and under the tuned CALIP."""
+def predict_split(features, dataset: ShapeNetPart, texts, locations: LocationCache,
+                  cfg: SegmentConfig, params: Dict[int, SegParams]) -> Predictions:
+    """Stream the split: every point's part under dense CLIP and under the tuned CALIP
+    (where the points land: read from, or located into, ``locations``)."""
     m, n = dataset.pid.shape
     clip = np.zeros((m, n), np.int64)
     calip = np.zeros((m, n), np.int64)
     unseen = 0.0
     rows = np.arange(m)
     for chunk, spatial, pts in _batches(features, dataset, rows, cfg.batch_size, "segment"):
-        got = shape_point_logits(spatial, pts, dataset.labels[chunk], texts, projector,
-                                 cfg.smooth, cfg.visible_tolerance)
+        xy, visible = locations.locate(chunk, pts)
+        got = shape_point_logits(spatial, pts, dataset.labels[chunk], texts, xy, visible,
+                                 locations.projector.image_size, cfg.smooth)
         for c, (sel, lg) in got.items():
             p = params.get(c) or SegParams(view_weights=[1.0] * lg.s0.shape[1])
             clip[chunk[sel]] = predict_local(lg).numpy() + PART_OFFSETS[c]
@@ -211,6 +243,8 @@ class SegmentResult:
     clip: SegmentationScores
     calip: SegmentationScores
     unseen_share: float
+    #: per split: point clouds located (rendered) and read from the location cache, its folder
+    locations: Dict[str, dict] = field(default_factory=dict)
     size_notes: List[str] = field(default_factory=list)
     timings: Dict[str, float] = field(default_factory=dict)
 
@@ -257,6 +291,7 @@ class SegmentResult:
                        "params": {k: v.to_dict() for k, v in self.params.items()},
                        "prompts": self.prompt_record()},
             "unseen_point_share": self.unseen_share,
+            "locations": self.locations,
             "size_notes": list(self.size_notes),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
@@ -293,6 +328,8 @@ class SegmentResult:
                    f"{k}: {c!r}" for k, c in enumerate(self.prompt_candidates)) +
                " (per category: the `prompt` column; dense CLIP uses the same texts)"]
               if len(self.prompt_candidates) > 1 else []),
+            *[f"- Point locations ({split}): {c['located']} shapes located, {c['read']} read "
+              f"from the cache {c['folder']}" for split, c in self.locations.items()],
             *[f"- Note: {n}" for n in self.size_notes],
             "- Timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in r["timings"].items()),
             f"- Command: `{self.run.command_line}` ({self.run.date}, {self.run.device})",
@@ -376,13 +413,17 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
                                backbone, cfg.batch_size, desc="encode val")
     timings["encode_s"] = time.perf_counter() - t0
 
-    prompts = tune_prompts(feats["val" if tuning is not test else "test"], tuning,
-                           candidate_texts, projector, cfg, timings)
+    locations = {"test": LocationCache(store.root, test, projector, cfg.visible_tolerance)}
+    if tuning is not test:
+        locations["val"] = LocationCache(store.root, tuning, projector, cfg.visible_tolerance)
+    tuning_split = "val" if tuning is not test else "test"
+    prompts = tune_prompts(feats[tuning_split], tuning, candidate_texts,
+                           locations[tuning_split], cfg, timings)
     params = prompts.params
     texts = {c: candidate_texts[prompts.chosen.get(c, 0)][c] for c in cats}
 
     t0 = time.perf_counter()
-    preds = predict_split(feats["test"], test, texts, projector, cfg, params)
+    preds = predict_split(feats["test"], test, texts, locations["test"], cfg, params)
     timings["test_s"] = time.perf_counter() - t0
     names = SHAPENETPART_CATEGORIES
     clip = segmentation_scores(preds.clip, test.pid, test.labels, names, PART_OFFSETS,
@@ -412,6 +453,8 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
         tuning_split=cfg.tune.split, tuning_shapes=len(tuning),
         params={names[c]: p for c, p in params.items()}, clip=clip, calip=calip,
         unseen_share=preds.unseen_share,
+        locations={split: {"located": c.located, "read": c.read, "folder": str(c.path)}
+                   for split, c in locations.items()},
         size_notes=[n for n in {test.size_note, tuning.size_note} if n],
         timings=timings)
 
