@@ -13,7 +13,6 @@ feature store and read by every later run (reruns, prompt candidates, ablation p
             rows     [n] int64           dataset indices (positions in the dataset), ascending
             xy       [n, V, N, 2] float32  pixel (x = column, y = row) in the CLIP image
             visible  [n, V, N] bool        front surface at its pixel
-            crc      [3] uint32            CRC-32 of rows, xy, visible as written
         damaged/            pieces set aside because they could not be read
 
 ``key`` hashes the dataset's ``settings`` (split, points per cloud, categories, a
@@ -22,8 +21,9 @@ algorithm version) and the resolved visibility tolerance: any change is another 
 A piece is written under a temporary name, fsynced and renamed
 (:func:`~pointcalip.core.atomic.atomic_write`), so it is complete or absent; pieces never
 change and carry unique names, so concurrent writers need no lock (a row located twice is the
-same row; the first piece wins). A piece is checked when read (shapes and CRC-32s); a damaged
-one is moved to ``damaged/`` (or, read-only, ignored) and its rows located again. A folder
+same row; the first piece wins). A piece is checked when read: its arrays' shapes and dtypes,
+and their bytes against the CRC-32 the zip format records for every member of an ``.npz``
+(``zipfile`` verifies it when ``np.load`` reads a member to its end); a damaged one is moved to ``damaged/`` (or, read-only, ignored) and its rows located again. A folder
 that cannot be written is read as it is; missing rows are located without being kept, with
 one warning. Depth is not kept: segmentation reads only ``xy`` and ``visible``.
 """
@@ -44,7 +44,6 @@ import torch
 
 from ..core.atomic import atomic_write, write_bytes
 from ..core.paths import slug
-from ..store import checksum
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +79,13 @@ class LocationCache:
         self.tolerance = float(projector.VISIBLE_TOLERANCE if visible_tolerance is None
                                else visible_tolerance)
         self.num_rows = len(dataset)
-        key = locations_key(dataset.settings, projector.settings, self.tolerance)
+        settings = projector.settings
+        key = locations_key(dataset.settings, settings, self.tolerance)
         name = "-".join(slug(str(p)) for p in (dataset.name, dataset.split,
-                                                type(projector).__name__, key))
+                                                settings.get("class", "projector"), key))
         self.path = Path(root).expanduser() / "locations" / name
         self.meta = {"format": LOCATIONS_FORMAT, "key": key, "dataset": dataset.settings,
-                     "projector": projector.settings, "visible_tolerance": self.tolerance}
+                     "projector": settings, "visible_tolerance": self.tolerance}
         self.writable = True
         self._prepared = False                 # folder made, meta written, stale files gone
         self.located = 0
@@ -109,20 +109,16 @@ class LocationCache:
                     self._owner.setdefault(r, name)
 
     def _load(self, name: str, which) -> Optional[Dict[str, np.ndarray]]:
-        """Arrays ``which`` of piece ``name``, checked; None (piece set aside) if damaged."""
+        """Arrays ``which`` (``rows`` among them) of piece ``name``, their zip CRC-32s
+        checked; None (and the piece set aside) if damaged."""
         path = self.path / "pieces" / name
         try:
             with np.load(path, allow_pickle=False) as z:
-                out = {k: z[k] for k in ("crc", *which)}
-            crc = out.pop("crc")
-            rows = out.get("rows")
-            if rows is not None and (rows.ndim != 1 or rows.dtype != np.int64 or not len(rows)
-                                     or rows.min() < 0 or rows.max() >= self.num_rows):
+                out = {k: z[k] for k in which}
+            rows = out["rows"]
+            if rows.ndim != 1 or rows.dtype != np.int64 or not len(rows) \
+                    or rows.min() < 0 or rows.max() >= self.num_rows:
                 raise ValueError(f"rows {rows.dtype}{rows.shape} are not rows of this split")
-            for k, arr in out.items():
-                if checksum(np.ascontiguousarray(arr)) != int(crc[("rows", "xy", "visible")
-                                                                  .index(k)]):
-                    raise ValueError(f"{k} does not match its checksum")
         except Exception as err:  # noqa: BLE001 - whatever the damage, the rows are located again
             self._set_aside(path, err)
             return None
@@ -198,7 +194,6 @@ class LocationCache:
         rows, xy, visible = (np.ascontiguousarray(a[order]) for a in (rows, xy, visible))
         if (np.diff(rows) == 0).any():
             return                                # one cloud twice in a batch: keep it later
-        crc = np.array([checksum(a) for a in (rows, xy, visible)], np.uint32)
         name = (f"{rows[0]:08d}-{len(rows)}-{socket.gethostname()}-{os.getpid()}-"
                 f"{uuid.uuid4().hex[:8]}.npz")
         pieces = self.path / "pieces"
@@ -211,7 +206,7 @@ class LocationCache:
                 self._remove_stale()
                 self._prepared = True
             with atomic_write(pieces / name) as f:
-                np.savez(f, rows=rows, xy=xy, visible=visible, crc=crc)
+                np.savez(f, rows=rows, xy=xy, visible=visible)
         except OSError as err:
             self.writable = False
             log.warning("location cache %s cannot be written (%s); point locations are "
