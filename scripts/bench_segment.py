@@ -1,66 +1,117 @@
 """Time `pointcalip segment` from stored features on ShapeNetPart-sized random inputs.
 
     python scripts/bench_segment.py [--test 2874 --val 1870 --points 2048 --views V]
-        [--tokens 196 --dim 512] [--scale 0.1] [--projector realistic]
+        [--tokens 196 --dim 512] [--scale 0.1] [--projector realistic --preset P]
+        [--cache DIR]
 
-Stages timed as `segment` runs them after encoding: the VAL point logits (locate, dense
-CALIP terms, reads at the points on `tune.points` points, nearest-visible fallback), the
-per-category search, and the TEST pass (the same at every point, dense CLIP and tuned CALIP
-predictions from one `locate` per batch). `locate` (rendering the depth maps to find each
-point's pixel and visibility) is also reported on its own. Spatial tokens are random unit
-vectors (one batch, reused; reading the store is not timed); clouds are random blobs (many
-interior points: about 40% are visible in no view and take their nearest visible point's
-label, far more than on ShapeNetPart's surface samples). `--scale` runs a share of the shapes
-and also prints the times scaled up to the full sizes.
+Runs the stages `segment` runs after encoding, with its own functions (``tune_prompts``:
+the VAL point logits on ``tune.points`` points and the per-category search; ``predict_split``:
+the TEST pass, dense CLIP and tuned CALIP at every point), twice: a first run whose point
+locations are computed (``locate``: rendering every view to find each point's pixel and
+visibility) and written to the location cache, then a cached run that reads them. Default
+projector: the one of configs/shapenetpart.yaml (V2's segmentation preset); ``--projector
+realistic --preset pointclip_v2`` is V2's cheaper classification projector. Spatial tokens
+are random unit vectors (one batch, reused; reading the feature store is not timed); clouds
+are random blobs (many interior points: about 40% are visible in no view and take their
+nearest visible point's label, far more than on ShapeNetPart's surface samples); part labels
+are random. ``--scale`` runs a share of the shapes and also prints the times scaled up to the
+full sizes (every stage is linear in the shapes). The cache goes to ``--cache`` (default: a
+temporary folder, removed at the end) and its size on disk is reported.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from pointcalip.commands.options import positive_int
-from pointcalip.datasets.shapenetpart import PART_COUNTS
+from pointcalip.config import load_config
+from pointcalip.datasets.shapenetpart import PART_COUNTS, PART_OFFSETS
 from pointcalip.projection import build_projector
 from pointcalip.segmentation.config import SegmentConfig
-from pointcalip.segmentation.points import PointLogits, predict_local
-from pointcalip.segmentation.run import shape_point_logits, tune
-from pointcalip.segmentation.search import Group
+from pointcalip.segmentation.locations import LocationCache, bytes_per_shape
+from pointcalip.segmentation.run import predict_split, tune_prompts
 
 
-def clouds(n: int, points: int, rng) -> torch.Tensor:
-    p = rng.normal(size=(n, points, 3)) * np.array([0.5, 0.9, 0.4])
-    p /= np.linalg.norm(p, axis=2).max(axis=1)[:, None, None]
-    return torch.from_numpy(p.astype(np.float32))
+class Shapes:
+    """A ShapeNetPart-like split of random clouds: ``points(rows)`` [b, N, 3], ``labels``
+    [M] categories, ``pid`` [M, N] random global part ids of each shape's category."""
+
+    def __init__(self, split: str, n: int, points: int, seed: int):
+        rng = np.random.default_rng(seed)
+        p = rng.normal(size=(n, points, 3)) * np.array([0.5, 0.9, 0.4])
+        p /= np.linalg.norm(p, axis=2).max(axis=1)[:, None, None]
+        self._points = p.astype(np.float32)
+        self.labels = rng.integers(0, 16, size=n)
+        counts = np.array(PART_COUNTS)[self.labels]
+        self.pid = (np.array(PART_OFFSETS)[self.labels][:, None]
+                    + (rng.random((n, points)) * counts[:, None]).astype(np.int64))
+        self.index = np.arange(n)
+        self.name, self.split = "bench", split
+        self.settings = {"dataset": "bench", "split": split, "num_clouds": n,
+                         "num_points": points, "seed": seed}
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def points(self, rows):
+        return torch.from_numpy(self._points[np.asarray(rows)])
 
 
-def batches(n, args, rng):
-    """Batches of (spatial, points, categories). The tokens are one random batch made once
-    and reused (as the store would hand them over: making them is not timed)."""
-    pool = torch.nn.functional.normalize(
-        torch.randn(args.batch, args.views, args.tokens, args.dim), dim=-1)
-    for s in range(0, n, args.batch):
-        b = min(args.batch, n - s)
-        yield pool[:b], clouds(b, args.points, rng), rng.integers(0, 16, size=b)
+class Tokens:
+    """The feature-store surface the stages read: ``store.read(rows)`` -> (None, spatial
+    [b, V, HW, C] float32 unit tokens, None); one random batch made once and reused."""
+
+    def __init__(self, batch: int, views: int, tokens: int, dim: int):
+        t = torch.nn.functional.normalize(torch.randn(batch, views, tokens, dim), dim=-1)
+        self.pool = t.numpy()
+        self.store = self
+
+    def read(self, rows):
+        return None, self.pool[:len(rows)], None
 
 
-class TimedLocate:
-    """The projector, with the seconds spent in ``locate`` added up in ``seconds``."""
+class Timed:
+    """Wraps ``obj``'s method ``name``, adding the seconds spent in it to ``seconds``."""
 
-    def __init__(self, projector):
-        self.projector, self.seconds = projector, 0.0
+    def __init__(self, obj, name: str):
+        self.seconds, inner = 0.0, getattr(obj, name)
 
-    def __getattr__(self, name):
-        return getattr(self.projector, name)
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - t0
+        setattr(obj, name, timed)
 
-    def locate(self, *args, **kwargs):
-        t0 = time.perf_counter()
-        out = self.projector.locate(*args, **kwargs)
-        self.seconds += time.perf_counter() - t0
-        return out
+
+def one_run(splits, tokens, projector, cache_root, cfg):
+    """The tuning search on VAL and the TEST pass -> (stage seconds, located, read)."""
+    caches = {s: LocationCache(cache_root, d, projector, cfg.visible_tolerance)
+              for s, d in splits.items()}
+    render = Timed(projector, "locate")
+    lookup = {s: Timed(c, "locate") for s, c in caches.items()}
+    texts = {c: torch.nn.functional.normalize(torch.randn(PART_COUNTS[c], tokens.pool.shape[-1]),
+                                              dim=-1) for c in range(16)}
+    timings = {}
+    choice = tune_prompts(tokens, splits["val"], [texts], caches["val"], cfg, timings)
+    t0 = time.perf_counter()
+    predict_split(tokens, splits["test"], texts, caches["test"], cfg, choice.params)
+    times = {"val locate (tune points)": timings["tune_locate_s"],
+             "val point logits": timings["tune_logits_s"],
+             "search (per category)": timings["search_s"],
+             "test pass": time.perf_counter() - t0}
+    del projector.locate                                   # unwrapped for the next run
+    located = {s: c.located for s, c in caches.items()}
+    read = {s: c.read for s, c in caches.items()}
+    return times, render.seconds, lookup["test"].seconds, located, read, choice
 
 
 def main() -> None:
@@ -75,61 +126,56 @@ def main() -> None:
     ap.add_argument("--dim", type=positive_int, default=512)
     ap.add_argument("--batch", type=positive_int, default=16)
     ap.add_argument("--scale", type=float, default=1.0)
-    ap.add_argument("--projector", default="realistic")
+    ap.add_argument("--projector", default=None,
+                    help="projector name (default: configs/shapenetpart.yaml's projector)")
+    ap.add_argument("--preset", default=None,
+                    help="its preset, e.g. pointclip_v2_seg or pointclip_v2 (realistic)")
+    ap.add_argument("--cache", default=None, help="location cache folder (default: temporary)")
     args = ap.parse_args()
     torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    cfg = SegmentConfig()
-    projector = build_projector(args.projector)
+    cfg = load_config(SegmentConfig, ["shapenetpart"], [f"batch_size={args.batch}"])
+    if args.projector is None:
+        projector = cfg.projector.build()
+        label = f"{cfg.projector.name} {cfg.projector.options}"
+    else:
+        kwargs = {"preset": args.preset} if args.preset else {}
+        projector = build_projector(args.projector, **kwargs)
+        label = f"{args.projector} {kwargs}"
     if args.views is not None and projector.num_views != args.views:
         projector = projector.select_views(list(range(args.views)))
     args.views = projector.num_views
-    projector = TimedLocate(projector)
-    texts = {c: torch.nn.functional.normalize(torch.randn(PART_COUNTS[c], args.dim), dim=-1)
-             for c in range(16)}
     n_val, n_test = max(1, round(args.val * args.scale)), max(1, round(args.test * args.scale))
-    times = {}
-
-    t0 = time.perf_counter()
-    keep = np.sort(rng.choice(args.points, size=min(cfg.tune.points, args.points), replace=False))
-    parts: dict = {}
-    for spatial, pts, cats in batches(n_val, args, rng):
-        for c, (sel, lg) in shape_point_logits(spatial, pts, cats, texts, projector, True, None,
-                                               keep).items():
-            gt = torch.randint(0, PART_COUNTS[c], (len(sel), keep.size))
-            parts.setdefault(c, []).append((lg, gt))
-    groups = {c: Group(PointLogits(*(torch.cat([getattr(lg, k) for lg, _ in v])
-                                     for k in ("s0", "s1", "s2", "visible", "source"))),
-                       torch.cat([g for _, g in v]), PART_COUNTS[c]) for c, v in parts.items()}
-    times["val point logits"] = time.perf_counter() - t0
-
-    located = {"val": projector.seconds}
-
-    t0 = time.perf_counter()
-    params = tune(groups, cfg)
-    times["search (per category)"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    for spatial, pts, cats in batches(n_test, args, rng):
-        for c, (sel, lg) in shape_point_logits(spatial, pts, cats, texts, projector, True,
-                                               None).items():
-            predict_local(lg)
-            p = params[c]
-            predict_local(lg, p.beta2, p.beta3, p.view_weights)
-    times["test pass"] = time.perf_counter() - t0
-    located["test"] = projector.seconds - located["val"]
-    total = sum(times.values())
+    splits = {"val": Shapes("val", n_val, args.points, 1), "test": Shapes("test", n_test,
+                                                                           args.points, 2)}
+    tokens = Tokens(args.batch, args.views, args.tokens, args.dim)
+    root = Path(args.cache) if args.cache else Path(tempfile.mkdtemp(prefix="bench-seg-"))
     print(f"{n_val} val / {n_test} test shapes, {args.points} points, {args.views} views "
-          f"({args.projector}), {args.tokens} x {args.dim} tokens, {torch.get_num_threads()} "
-          f"threads, load average {os.getloadavg()[0]:.1f} at the end")
-    for k, v in times.items():
-        print(f"  {k:26s} {v:8.2f} s   (x{1 / args.scale:g}: {v / args.scale:8.1f} s)")
-        if k in ("val point logits", "test pass"):
-            split = k.split()[0]
-            print(f"    of which locate {located[split]:.2f} s")
-    print(f"  search scored {sum(p.evaluated for p in params.values())} candidates "
-          f"(grid points and view-weight trials) over {len(params)} categories")
-    print(f"  total {total:.2f} s (scaled to the full splits: {total / args.scale:.0f} s)")
+          f"({label}), {args.tokens} x {args.dim} tokens, {torch.get_num_threads()} threads")
+    try:
+        for run in ("first run (locations computed and cached)", "cached run (locations read)"):
+            times, render, test_lookup, located, read, choice = one_run(
+                splits, tokens, projector, root, cfg)
+            total = sum(times.values())
+            print(f"{run}: located {located}, read {read}")
+            scaled = (lambda v: f"   (x{1 / args.scale:g}: {v / args.scale:.1f} s)"
+                      if args.scale != 1 else "")
+            for k, v in times.items():
+                print(f"  {k:28s} {v:8.2f} s{scaled(v)}")
+            print(f"    the test pass's locations took {test_lookup:.2f} s; rendering (locate) "
+                  f"in all {render:.2f} s{scaled(render)}")
+            print(f"  total {total:.2f} s{scaled(total)}, load average "
+                  f"{os.getloadavg()[0]:.1f}")
+        print(f"  search scored {sum(p.evaluated for p in choice.params.values())} candidates "
+              f"(grid points and view-weight trials) over {len(choice.params)} categories")
+        files = [f for f in (root / "locations").rglob("*") if f.is_file()]
+        size = sum(f.stat().st_size for f in files)
+        shapes = n_val + n_test
+        print(f"location cache {root / 'locations'}: {size / 1e6:.1f} MB for {shapes} shapes "
+              f"({size / shapes / 1e3:.1f} KB per shape; payload {bytes_per_shape(args.views, args.points) / 1e3:.1f} KB; "
+              f"the full {args.val} + {args.test} shapes: {size / shapes * (args.val + args.test) / 1e6:.0f} MB)")
+    finally:
+        if not args.cache:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
