@@ -96,7 +96,7 @@ class LocationCache:
     # ------------------------------------------------------------------------ reading
     def refresh(self) -> None:
         """Take in pieces that appeared since the last look (other processes' too): their
-        rows only (checked against their CRC); the arrays are read when needed."""
+        rows only (checked against their zip CRC-32); the arrays are read when needed."""
         folder = self.path / "pieces"
         names = sorted(os.listdir(folder)) if folder.is_dir() else []
         for name in names:
@@ -168,6 +168,9 @@ class LocationCache:
         if idx.size and (idx.min() < 0 or idx.max() >= self.num_rows):
             raise IndexError(f"rows {idx.tolist()[:10]} outside this split's {self.num_rows} "
                              f"clouds")
+        if points.ndim != 3 or points.shape[0] != len(idx):
+            raise ValueError(f"points must be [n, N, 3] for the {len(idx)} rows, got "
+                             f"{tuple(points.shape)}")
         n, v, npts = len(idx), self.projector.num_views, points.shape[1]
         xy = np.empty((n, v, npts, 2), np.float32)
         visible = np.empty((n, v, npts), bool)
