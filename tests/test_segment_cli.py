@@ -116,6 +116,11 @@ def test_val_tuning_recovers_planted_parameters(planted, tiny_checkpoints, tmp_p
     root, base = planted
     r = run_cli(root, tmp_path / "val", base / "cache", tiny_checkpoints["vit"])
     assert r["tuning"]["split"] == "val" and "official VAL" in r["tuning"]["protocol"]
+    # a rerun renders nothing (the locations are read from the cache) and reports the same
+    again = run_cli(root, tmp_path / "again", base / "cache", tiny_checkpoints["vit"])
+    assert {s: (c["located"], c["read"]) for s, c in again["locations"].items()} == {
+        "val": (0, 18), "test": (0, 18)}
+    assert again["miou"] == r["miou"] and again["tuning"]["params"] == r["tuning"]["params"]
     p = r["tuning"]["params"]["chair"]
     assert p["tune_miou"] == pytest.approx(1.0)                     # VAL reproduced exactly
     assert r["miou"]["instance"] < 99.0                             # TEST planted differently
