@@ -11,6 +11,9 @@ torchrun); the command the config belongs to then finds every feature it needs s
   shots and, for methods that train on them, the shots' augmented copies.
 - ``benchmark`` table configs (``datasets:``, e.g. openshape): per dataset, its reported
   clouds and its tuning set (:func:`pointcalip.benchmark.table.table_jobs`).
+- ``segment`` configs: ShapeNetPart's TEST split and its official VAL split (the tuning
+  split; nothing more with ``tune.split: test``); ``train`` adds nothing (segment reads no
+  TRAIN). `pointcalip extract` also fills their location cache.
 - ``benchmark`` robustness configs (``benchmark:``, e.g. modelnet40c): as ``zeroshot`` (clean
   TEST and the clean tuning set), and with ``test`` every evaluated set of the benchmark
   (``original`` and each corruption x severity, the rows ``limit`` keeps).
@@ -50,11 +53,17 @@ def _datasets(cfg: RunConfig, splits: Sequence[str]) -> List[tuple]:
     """(label, dataset, rows) of the clouds ``cfg``'s command reads, among ``splits``."""
     from .benchmark.config import BenchmarkConfig
     from .fewshot.config import FewShotConfig
+    from .segmentation.config import SegmentConfig
     from .zeroshot import load_data, validation_rows
 
     if isinstance(cfg, BenchmarkConfig) and cfg.table:      # each dataset of a table
         from .benchmark.table import table_jobs
         return table_jobs(cfg, splits)
+    if isinstance(cfg, SegmentConfig):                       # ShapeNetPart TEST and VAL
+        from .segmentation.run import load_segment_splits
+        _, test, tuning = load_segment_splits(cfg)
+        return ([("test", test, None)] if "test" in splits else []) + (
+            [("val", tuning, None)] if "val" in splits and tuning is not test else [])
 
     tune_on_train = isinstance(cfg, FewShotConfig) or cfg.tune.split == "val"
     data = load_data(cfg.data, cfg.download,

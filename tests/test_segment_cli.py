@@ -141,6 +141,24 @@ def test_val_tuning_recovers_planted_parameters(planted, tiny_checkpoints, tmp_p
     assert (tmp_path / "val" / "pictures" / "views_test0.png").stat().st_size > 1000
 
 
+
+def test_extract_fills_what_segment_reads(planted, tiny_checkpoints, tmp_path, capsys):
+    """`pointcalip extract --config shapenetpart` encodes TEST and VAL and locates their
+    points; `segment` then encodes and locates nothing."""
+    root, _ = planted
+    cache, ckpt = tmp_path / "cache", tiny_checkpoints["vit"]
+    sets = [a for o in overrides(root, tmp_path / "out", cache) for a in ("--set", o)]
+    assert main(["extract", "--config", "shapenetpart", "--set", f"backbone={ckpt}", *sets]) == 0
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| shapenetpart")]
+    assert [(r[0], r[3], r[4]) for r in rows] == [("| shapenetpart test", "18", "18"),
+                                                  ("| shapenetpart val", "18", "18")]
+    stored = sorted(p.name for p in cache.rglob("pieces/*"))
+    assert any(name.endswith(".npz") for name in stored)                # locations kept
+    r = run_cli(root, tmp_path / "out", cache, ckpt)
+    assert {s: c["located"] for s, c in r["locations"].items()} == {"val": 0, "test": 0}
+    assert sorted(p.name for p in cache.rglob("pieces/*")) == stored    # nothing encoded
+
 def test_tune_on_test_reaches_the_planted_test_labels(planted, tiny_checkpoints, tmp_path):
     root, base = planted
     r = run_cli(root, tmp_path / "test", base / "cache", tiny_checkpoints["vit"],

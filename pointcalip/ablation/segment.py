@@ -31,7 +31,8 @@ from ..config import load_config
 from ..report import plots
 from ..report.results import RunInfo, backbone_label, run_name, write_results
 from ..segmentation.config import SegmentConfig
-from ..segmentation.run import data_root, default_output_dir as segment_output_dir, run_segment
+from ..segmentation.run import (data_root, default_output_dir as segment_output_dir,
+                                  load_segment_splits, run_segment)
 from ..store import FeatureStore
 from .backbones import command_words, lacking_rows
 from .config import SegAblationConfig, subset_projector
@@ -332,16 +333,11 @@ def run_seg_projectors(ctx: SegContext) -> StudyResult:
 def run_seg_backbones(ctx: SegContext) -> StudyResult:
     """One row per backbone whose features of the test and tuning shapes are stored; the
     others are listed with the `pointcalip segment` command that encodes (and runs) them."""
-    from ..datasets.shapenetpart import ShapeNetPart
-
     cfg = ctx.cfg
-    kwargs = dict(num_points=cfg.data.num_points, categories=cfg.data.categories,
-                  parts=cfg.data.parts)
-    test = ShapeNetPart(ctx.root, "test", **kwargs)
+    _, test, tuning = load_segment_splits(cfg.segment())       # the splits segment reads
     wanted = {"test": (test, np.arange(len(test)))}
-    if cfg.tune.split == "val":
-        val = ShapeNetPart(ctx.root, "val", **kwargs)
-        wanted["val"] = (val, np.arange(len(val)))
+    if tuning is not test:
+        wanted["val"] = (tuning, np.arange(len(tuning)))
     table = _table(["backbone", "status"])
     present, missing = [], {}
     for spec in cfg.backbones_study.backbones:

@@ -15,8 +15,8 @@ SPLITS = ("test", "val", "train")
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "extract",
-        help="encode into the feature store what a zero-shot, few-shot or ablation config "
-             "needs (one process, or many under torchrun)",
+        help="encode into the feature store what a zero-shot, few-shot, ablation, benchmark "
+             "or segment config needs (one process, or many under torchrun)",
         description="Project and encode every cloud the runs of a config read, and store the "
                     "features; `pointcalip zeroshot/fewshot/ablate` with the same config then "
                     "encode nothing. Under `torchrun --nproc_per_node=N -m pointcalip extract "
@@ -62,6 +62,8 @@ def _extract(cfg, splits, shard, device) -> list:
     from ..backbones import load_clip
     from ..extract import encode_missing
     from ..plan import feature_jobs
+    from ..segmentation.config import SegmentConfig
+    from ..segmentation.run import fill_locations
     from ..store import FeatureStore
     from ..zeroshot import class_text, split_store
 
@@ -81,16 +83,19 @@ def _extract(cfg, splits, shard, device) -> list:
             loaded = job.backbone
         projector = job.projector.build()
         text = None
-        if cfg.store == "logits":      # the store is keyed on the run's class-text features
+        if getattr(cfg, "store", "tokens") == "logits":   # keyed on the class-text features
             names = tuple(job.dataset.classnames)
             if names not in texts:
                 texts[names] = class_text(backbone, names, cfg.templates)
             text = texts[names]
         with distributed.main_first(shard):            # rank 0 creates the store folder
-            job_store = split_store(store, cfg.store, job.dataset, projector, backbone, text)
+            job_store = split_store(store, getattr(cfg, "store", "tokens"), job.dataset,
+                                    projector, backbone, text)
         rows = np.arange(len(job.dataset)) if job.rows is None else job.rows
         stats = encode_missing(job_store, job.dataset, rows, projector, backbone,
                                cfg.batch_size, desc=f"encode {job.label}", shard=shard)
+        if isinstance(cfg, SegmentConfig):      # where the points land, kept for `segment`
+            fill_locations(store.root, job.dataset, projector, cfg, shard)
         summary.append((job, backbone.name, job_store, stats))
     return summary
 

@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -374,6 +374,30 @@ def output_dir(cfg: SegmentConfig, root: Optional[Path] = None) -> Path:
     return Path(cfg.output_dir).expanduser() if cfg.output_dir else default_output_dir(cfg, root)
 
 
+def load_segment_splits(cfg: SegmentConfig) -> Tuple[Path, ShapeNetPart, ShapeNetPart]:
+    """(data folder, TEST split, tuning split) as `segment` reads them: the tuning split is
+    the official VAL split, or TEST itself with ``tune.split: test``."""
+    root = data_root(cfg)
+    kwargs = dict(num_points=cfg.data.num_points, categories=cfg.data.categories,
+                  parts=cfg.data.parts)
+    test = ShapeNetPart(root, "test", **kwargs)
+    tuning = test if cfg.tune.split == "test" else ShapeNetPart(root, "val", **kwargs)
+    return root, test, tuning
+
+
+def fill_locations(cache_root, dataset: ShapeNetPart, projector, cfg: SegmentConfig,
+                   shard=None) -> int:
+    """Locate every shape of ``dataset`` the location cache under ``cache_root`` lacks, in
+    batches of ``cfg.batch_size`` (``shard``: this rank's share of them, for `pointcalip
+    extract` under torchrun); -> shapes located now."""
+    locations = LocationCache(cache_root, dataset, projector, cfg.visible_tolerance)
+    rows = np.arange(len(dataset))
+    chunks = [rows[s:s + cfg.batch_size] for s in range(0, len(rows), cfg.batch_size)]
+    for chunk in (chunks if shard is None else shard.take(chunks)):
+        locations.locate(chunk, dataset.points(chunk))
+    return locations.located
+
+
 def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]] = None,
                 out: Optional[Path] = None) -> SegmentResult:
     """Every stage for ``cfg``; writes predictions.npz (and pictures) into ``out``."""
@@ -384,11 +408,7 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
     t_start = time.perf_counter()
     timings: Dict[str, float] = {}
     store = open_store(cfg.cache_dir)
-    root = data_root(cfg)
-    kwargs = dict(num_points=cfg.data.num_points, categories=cfg.data.categories,
-                  parts=cfg.data.parts)
-    test = ShapeNetPart(root, "test", **kwargs)
-    tuning = test if cfg.tune.split == "test" else ShapeNetPart(root, "val", **kwargs)
+    root, test, tuning = load_segment_splits(cfg)
     if cfg.tune.split == "test":
         log.warning("tuning on the TEST split (tune.split=test): PointCLIP V2's protocol; "
                     "mIoU is optimistic")
