@@ -109,7 +109,7 @@ def _pairs(cfg: RunConfig) -> List[tuple]:
 
 
 def feature_jobs(cfg: RunConfig, splits: Sequence[str] = ("test", "val")) -> List[Job]:
-    """Every encoding job the runs of ``cfg`` (a zero-shot, few-shot or ablation config) need
+    """Every encoding job the runs of ``cfg`` (any config `pointcalip extract` takes) need
     among ``splits`` (see the module doc), grouped by backbone so each is loaded once."""
     bad = [s for s in splits if s not in SPLITS]
     if bad or not splits:
