@@ -401,7 +401,9 @@ class SplitStore:
     def check_writable(self, why: str) -> None:
         """Raise an ``OSError`` naming this store's folder, saying ``why`` it must be written
         and how to choose another, unless new pieces can be written in it."""
-        probe = self.path / "writing" / f".probe-{socket.gethostname()}-{os.getpid()}"
+        # unique per call: writers in other threads of this process may probe at the same time
+        name = f".probe-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        probe = self.path / "writing" / name
         try:
             probe.parent.mkdir(exist_ok=True)
             probe.write_bytes(b"")

@@ -49,6 +49,19 @@ def test_miss_then_hit_encodes_nothing(tmp_path):
     np.testing.assert_array_equal(second.labels, ds.labels)
 
 
+
+def test_threads_of_one_process_check_writability_at_once(tmp_path):
+    """Writers in two threads of one process (e.g. a thread pool filling one store) probe the
+    folder at the same time: neither may take the other's probe for an unwritable folder."""
+    from concurrent.futures import ThreadPoolExecutor
+    store = open_store(tmp_path, FakeDataset())
+
+    def probe(_):
+        for _ in range(300):
+            store.check_writable("a test")
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(probe, range(2)))           # raises if one probe was mistaken for denial
+
 def test_only_missing_rows_are_encoded(tmp_path):
     ds, bb = FakeDataset(), FakeBackbone()
     store = open_store(tmp_path, ds)
