@@ -11,10 +11,10 @@ report.md (an index) and results.json.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import List, Sequence
 
+from ..core.atomic import write_bytes
 from .tables import StudyResult
 
 #: extra tables longer than this go to CSV only (the report links them)
@@ -22,10 +22,8 @@ MARKDOWN_ROWS = 100
 
 
 def _write(path: Path, text: str) -> None:
-    """Replace ``path`` atomically with ``text``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Replace ``path`` atomically and durably with ``text`` (UTF-8)."""
+    write_bytes(path, text.encode("utf-8"))
 
 
 def write_study(study: StudyResult, folder: Path, header: Sequence[str],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from pathlib import Path
 
 
@@ -44,7 +45,7 @@ def ensure_writable(folder: str | Path, fix: str) -> Path:
     folder = Path(folder).expanduser()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".pointcalip-write-test-{os.getpid()}"
+        probe = folder / f".pointcalip-write-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
