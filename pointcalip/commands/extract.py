@@ -74,6 +74,7 @@ def _extract(cfg, splits, shard, device) -> list:
         if shard.is_main:
             store.check()      # read-only is fine; written only if rows are missing
         jobs = feature_jobs(cfg, splits)
+    mode = getattr(cfg, "store", "tokens")     # segment configs have no key: tokens
     summary, backbone, loaded, texts = [], None, None, {}
     for job in jobs:                                   # grouped by backbone: each loaded once
         if job.backbone != loaded:
@@ -83,14 +84,13 @@ def _extract(cfg, splits, shard, device) -> list:
             loaded = job.backbone
         projector = job.projector.build()
         text = None
-        if getattr(cfg, "store", "tokens") == "logits":   # keyed on the class-text features
+        if mode == "logits":      # the store is keyed on the run's class-text features
             names = tuple(job.dataset.classnames)
             if names not in texts:
                 texts[names] = class_text(backbone, names, cfg.templates)
             text = texts[names]
         with distributed.main_first(shard):            # rank 0 creates the store folder
-            job_store = split_store(store, getattr(cfg, "store", "tokens"), job.dataset,
-                                    projector, backbone, text)
+            job_store = split_store(store, mode, job.dataset, projector, backbone, text)
         rows = np.arange(len(job.dataset)) if job.rows is None else job.rows
         stats = encode_missing(job_store, job.dataset, rows, projector, backbone,
                                cfg.batch_size, desc=f"encode {job.label}", shard=shard)

@@ -106,7 +106,7 @@ def kept_locations(dataset: ShapeNetPart, locations: LocationCache, cfg: Segment
                   leave=False):
         chunk = rows[s:s + cfg.batch_size]
         a, b = locations.locate(chunk, dataset.points(chunk))
-        xy.append(a[:, :, k].clone()), visible.append(b[:, :, k].clone())
+        xy.append(a[:, :, k]), visible.append(b[:, :, k])    # index tensors copy
     return KeptLocations(keep, torch.cat(xy), torch.cat(visible),
                          locations.projector.image_size)
 
