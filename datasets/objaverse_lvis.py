@@ -54,6 +54,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from ..core.paths import confined
 from ..prompts import check_classnames, configs_root, read_yaml
 from . import h5utils
 from .base import CloudSet
@@ -191,25 +192,39 @@ def read_split(path: Path) -> list[dict]:
     return entries
 
 
-def relative_path(data_path: str) -> Optional[Path]:
+def relative_path(data_path: str, where: str = SPLIT_FILE) -> Optional[Path]:
     """Where ``data_path`` (as written in ``lvis.json``, e.g. ``/mnt/data/objaverse-processed/
     merged_for_training_final/Objaverse/000-123/<uid>.npy``) lies inside the folder: from
     ``objaverse-processed/`` on, or as written when relative; None for an absolute path
-    without that part."""
+    without that part. ValueError naming ``where`` (the entry) when the path climbs out of
+    ``objaverse-processed/`` or, relative, out of the folder (:func:`~pointcalip.core.paths.
+    confined`): checked before anything is read or copied."""
     written = Path(data_path)
     if OBJECTS in written.parts:
-        return Path(*written.parts[written.parts.index(OBJECTS):])
-    return None if written.is_absolute() else written
+        after = written.parts[written.parts.index(OBJECTS) + 1:]
+        return confined(OBJECTS, Path(*after) if after else "", where)
+    return None if written.is_absolute() else confined(".", written, where).relative_to(".")
 
 
-def object_path(folder: Path, data_path: str) -> Path:
+def object_path(folder: Path, data_path: str, where: str = SPLIT_FILE) -> Path:
     """The object file of ``data_path``: its copy inside ``folder`` (:func:`relative_path`), or
     the absolute path as written when the folder has none (OpenShape's own setup keeps the
-    objects under /mnt/data, apart from meta_data)."""
-    rel, written = relative_path(data_path), Path(data_path)
-    if rel is None or (not (folder / rel).is_file() and written.is_absolute() and written.is_file()):
-        return written
+    objects under /mnt/data, apart from meta_data), which must lie in an ``objaverse-processed/``
+    folder too. ValueError naming ``where`` for a path that leads anywhere else."""
+    rel, written = relative_path(data_path, where), Path(data_path)
+    if rel is None:
+        raise ValueError(f"{where}: data_path {data_path!r} lies outside any {OBJECTS}/ folder; "
+                         f"object files are read only from inside one (give a relative path or "
+                         f"one under {OBJECTS}/)")
+    if not (folder / rel).is_file() and written.is_absolute():
+        elsewhere = Path(*written.parts[:written.parts.index(OBJECTS)]) / rel
+        if elsewhere.is_file():
+            return elsewhere
     return folder / rel
+
+
+def _where(split_path, i: int, entry: dict) -> str:
+    return f"{split_path} entry {i} (uid {entry.get('uid')})"
 
 
 def categories_of(entries: Sequence[dict]) -> list[str]:
@@ -304,7 +319,8 @@ class ObjaverseLVIS(CloudSet):
                              f"{len(self.categories)} classes")
         self.classnames = class_names(self.categories, names)
         self.uids = [e["uid"] for e in entries]
-        self.files = [object_path(self.root, e["data_path"]) for e in entries]
+        self.files = [object_path(self.root, e["data_path"], _where(split_path, i, e))
+                      for i, e in enumerate(entries)]
         missing = [(u, f) for u, f in zip(self.uids, self.files) if not f.is_file()]
         if missing:
             shown = ", ".join(f"{u} ({f})" for u, f in missing[:3])
@@ -359,18 +375,15 @@ def install_files(folder: Path) -> list[tuple[Path, Path]]:
     installed folder, source file)`` for the split and each object it lists (not the rest of
     OpenShape's training data that may lie beside them). FileNotFoundError naming the missing
     objects."""
-    entries = read_split(Path(folder) / SPLIT_FILE)
-    out, missing = [(Path(SPLIT_FILE), Path(folder) / SPLIT_FILE)], []
-    for e in entries:
-        rel = relative_path(e["data_path"])
-        if rel is None:
-            raise ValueError(f"{folder / SPLIT_FILE}: uid {e['uid']} has data_path "
-                             f"{e['data_path']!r}, outside any {OBJECTS}/ folder; it cannot be "
-                             f"installed (give a relative path or one under {OBJECTS}/)")
-        src = object_path(Path(folder), e["data_path"])
+    split_path = Path(folder) / SPLIT_FILE
+    entries = read_split(split_path)
+    places = [object_path(Path(folder), e["data_path"], _where(split_path, i, e))
+              for i, e in enumerate(entries)]                  # every path checked first
+    out, missing = [(Path(SPLIT_FILE), split_path)], []
+    for e, src in zip(entries, places):
         if not src.is_file():
             missing.append(f"{e['uid']} ({src})")
-        out.append((rel, src))
+        out.append((relative_path(e["data_path"]), src))
     if missing:
         raise FileNotFoundError(f"{folder}: {len(missing)} of the {len(entries)} objects listed in "
                                 f"{SPLIT_FILE} are missing: {', '.join(missing[:3])}"

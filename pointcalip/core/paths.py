@@ -52,3 +52,18 @@ def ensure_writable(folder: str | Path, fix: str) -> Path:
         raise PermissionError(f"cannot write in {folder} ({err.strerror or err}); choose another "
                               f"folder with {fix}") from None
     return folder
+
+
+def confined(root: str | Path, written: str | Path, where: str) -> Path:
+    """``root / written`` for a path read from a manifest or a list (a split file, a file
+    list), refused unless it stays inside ``root``: ``written`` is normalised (``a/../b`` ->
+    ``b``) and must be relative and must not climb out with ``..``. Checked before anything
+    is read or copied; ``where`` names the entry in the error (e.g. ``"lvis.json entry 3
+    (uid abc)"``). Symbolic links inside ``root`` are the folder owner's and are followed."""
+    text = str(written).replace("\\", "/")
+    norm = os.path.normpath(text) if text else ""
+    if not text or os.path.isabs(text) or norm == ".." or norm.startswith("../") or norm == ".":
+        raise ValueError(f"{where}: path {str(written)!r} leads outside {root}; every path a "
+                         f"manifest lists must stay inside its folder (a relative path without "
+                         f"'..' climbing out)")
+    return Path(root) / norm
