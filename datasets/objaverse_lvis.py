@@ -34,9 +34,11 @@ projectors expect (``projection/views.py``: the side views circle y, the ModelNe
 ``sampling="first"`` serves every stored point (the order does not matter to a projection);
 ``normalize=True`` is OpenShape's centre + unit sphere, after sampling, as there.
 
-Objects are read with :func:`load_npy_dict`, never with ``np.load(allow_pickle=True)``: an
-unpickler that can build numpy arrays, dtypes and scalars and Python's plain containers, and
-refuses every other global (a file that would call ``os.system`` is refused unread).
+Objects are read with :func:`~.npy_pickle.load_npy_dict`, never with
+``np.load(allow_pickle=True)``: an unpickler that can build numpy arrays, dtypes and scalars and
+Python's plain containers, and refuses every other global (a file that would call
+``os.system`` is refused unread); the arrays a file declares are bounded before any is
+allocated (:data:`~.npy_pickle.MAX_OBJECT_BYTES`, 64 MiB per object file).
 
 Class names: the categories mapped to what CLIP reads by ``configs/data/objaverse_lvis_names.yaml``
 (``names``: category -> name) and, for the categories it does not list, the rule of
@@ -47,7 +49,6 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -58,6 +59,7 @@ from ..core.paths import confined
 from ..prompts import check_classnames, configs_root, read_yaml
 from . import h5utils
 from .base import CloudSet
+from .npy_pickle import MAX_OBJECT_BYTES, load_npy_dict  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -71,69 +73,6 @@ NAMES_FILE = "data/objaverse_lvis_names.yaml"
 _HINT = ("get OpenShape's meta_data.zip and Objaverse/*.tar.gz (huggingface.co/datasets/OpenShape/"
          "openshape-training-data), extract them into one folder and run "
          "`pointcalip download objaverse_lvis --from FOLDER`")
-
-# numpy's own names for rebuilding arrays, dtypes and scalars (numpy 2 writes numpy._core,
-# numpy 1 numpy.core); nothing else may be named by a pickled object file
-_ARRAY = np.ndarray.__reduce__(np.zeros(1))[0]
-_SCALAR = np.float32(0).__reduce__()[0]
-_ALLOWED_GLOBALS = {
-    ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
-    ("numpy.core.multiarray", "_reconstruct"): _ARRAY, ("numpy._core.multiarray", "_reconstruct"): _ARRAY,
-    ("numpy.core.multiarray", "scalar"): _SCALAR, ("numpy._core.multiarray", "scalar"): _SCALAR,
-}
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Builds numpy arrays and plain Python data only; any other global is refused before it is
-    imported or called."""
-
-    def __init__(self, fh, path: Path) -> None:
-        super().__init__(fh)
-        self.path = path
-
-    def find_class(self, module: str, name: str):
-        found = _ALLOWED_GLOBALS.get((module, name))
-        if found is None:
-            raise pickle.UnpicklingError(
-                f"{self.path} asks to build {module}.{name}; refused: only numpy arrays and plain "
-                f"Python data are read from object files")
-        return found
-
-
-def load_npy_dict(path: Path) -> dict:
-    """A ``.npy`` file holding one pickled dict (``np.save(path, {...})``) -> that dict, read
-    by an unpickler that builds nothing but numpy arrays, dtypes, scalars and Python's plain
-    containers (str, numbers, lists, dicts). ValueError naming the file for anything else: a
-    refused global (nothing of the file is executed), a plain numeric array instead of a dict,
-    a truncated or corrupt file."""
-    path = Path(path)
-    with open(path, "rb") as fh:
-        try:
-            version = np.lib.format.read_magic(fh)
-            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-            if read_header is None:
-                raise ValueError(f".npy format version {version} (expected 1.0 or 2.0)")
-            shape, _, dtype = read_header(fh)
-        except (ValueError, OSError, EOFError) as err:
-            raise ValueError(f"{path} is not a readable .npy file ({err}); re-extract it") from None
-        if dtype != np.dtype(object) or shape != ():
-            raise ValueError(f"{path} holds a {dtype} array of shape {shape}, not a pickled dict "
-                             f"(OpenShape's per-object files hold {{'xyz': ..., 'rgb': ...}})")
-        try:
-            obj = _ArrayUnpickler(fh, path).load()
-        except pickle.UnpicklingError as err:
-            text = str(err)
-            raise ValueError(text if text.startswith(str(path)) else
-                             f"{path} is truncated or corrupt ({text}); re-extract it") from None
-        except Exception as err:      # a damaged pickle fails in many ways (EOF, Overflow, numpy's own)
-            raise ValueError(f"{path} is truncated or corrupt ({type(err).__name__}: {err}); "
-                             f"re-extract it") from None
-    value = obj.item() if isinstance(obj, np.ndarray) and obj.shape == () else obj
-    if not isinstance(value, dict):
-        raise ValueError(f"{path} holds a pickled {type(value).__name__}, not a dict")
-    return value
-
 
 def read_xyz(path: Path, uid: str) -> np.ndarray:
     """The ``xyz`` of one object file: float32 ``[P, 3]``, finite; ValueError naming the file and

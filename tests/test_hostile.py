@@ -49,3 +49,67 @@ def test_download_refuses_an_entry_that_climbs_out(tmp_path, capsys, data_path):
     # reading (what `benchmark` does) follows the same rule, before any object is read
     with pytest.raises(ValueError, match=r"entry 3 \(uid .*\): (path|data_path) .*(leads|lies) outside"):
         ObjaverseLVIS(folder)
+
+
+class _Declares:
+    """Pickles as numpy's ``_reconstruct(ndarray, shape, dtype)`` without holding the array."""
+
+    def __init__(self, shape, dtype="f8", state=None):
+        self.shape, self.dtype, self.state = shape, dtype, state
+
+    def __reduce__(self):
+        reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]
+        if self.state is None:
+            return reconstruct, (np.ndarray, self.shape, self.dtype)
+        return reconstruct, (np.ndarray, (0,), b"b"), self.state
+
+
+def write_declaring(path, value):
+    """A .npy file (0-d object array header) whose pickle is ``value``."""
+    import pickle
+
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": "|O", "fortran_order": False, "shape": ()})
+        pickle.dump(value, f, protocol=3)
+    return path
+
+
+def test_a_pickle_declaring_a_huge_array_is_refused_before_allocation(tmp_path):
+    """Before: the array was allocated (MemoryError for this size: 'truncated or corrupt';
+    a (250e6 x 3) float64 one was built, over 2 GB)."""
+    from pointcalip.datasets.objaverse_lvis import load_npy_dict, read_xyz
+
+    bomb = write_declaring(tmp_path / "bomb.npy", {"xyz": _Declares((10**12, 3))})
+    assert bomb.stat().st_size < 250
+    with pytest.raises(ValueError, match=r"bomb.npy declares a float64 array of shape "
+                                         r"\(1000000000000, 3\) \(24,000,000.0 MB\), more than "
+                                         r"the 64 MiB an object file may declare"):
+        read_xyz(bomb, "abc")
+    many = write_declaring(tmp_path / "many.npy", {f"a{i}": _Declares((3_000_000,), "f4")
+                                                   for i in range(8)})
+    with pytest.raises(ValueError, match=r"many.npy declares .* \(12.0 MB; 72.0 MB with the "
+                                         r"file's other arrays\)"):
+        load_npy_dict(many)
+    # an object array whose state lists fewer items than its shape: numpy's own __setstate__
+    # crashes the process (segmentation fault); here a corrupt file
+    short = write_declaring(tmp_path / "short.npy", {"xyz": _Declares(
+        None, state=(1, (1000, 3), np.dtype(object), False, [1]))})
+    with pytest.raises(ValueError, match=r"short.npy declares an object array of 3000 items but "
+                                         r"holds 1"):
+        load_npy_dict(short)
+    lying = write_declaring(tmp_path / "lying.npy", {"xyz": _Declares(
+        None, state=(1, (10, 3), np.dtype("f4"), False, b"\0" * 12))})
+    with pytest.raises(ValueError, match=r"lying.npy declares a float32 array of shape \(10, 3\) "
+                                         r"\(120 bytes\) but holds 12 bytes"):
+        load_npy_dict(lying)
+    direct = write_declaring(tmp_path / "direct.npy", {"xyz": _Declares(None, state=None)})
+    good = {"xyz": np.arange(12, dtype=np.float32).reshape(4, 3), "rgb": np.ones((4, 3)),
+            "text": ["a"], "feat": [{"f": np.float32(2.5)}], "fortran": np.asfortranarray(
+                np.arange(6.0).reshape(2, 3)), "names": np.array(["x", None], dtype=object)}
+    np.save(direct, good, allow_pickle=True)
+    got = load_npy_dict(direct)
+    for key in ("xyz", "rgb", "fortran", "names"):
+        assert np.array_equal(got[key], good[key]) and got[key].dtype == good[key].dtype
+    assert got["fortran"].flags.f_contiguous and got["xyz"].flags.writeable
+    assert got["text"] == ["a"] and got["feat"][0]["f"] == np.float32(2.5)
