@@ -1,8 +1,9 @@
 """Hostile files and exhausted machines (issue 28): paths that climb out of a data folder,
 pickles that declare huge arrays, a full disk or a file-size limit while writing, and the
 messages of every refused input (one line, naming the file / key / option, exit 2)."""
+import contextlib
 import json
-import os
+import resource
 
 import numpy as np
 import pytest
@@ -113,3 +114,113 @@ def test_a_pickle_declaring_a_huge_array_is_refused_before_allocation(tmp_path):
         assert np.array_equal(got[key], good[key]) and got[key].dtype == good[key].dtype
     assert got["fortran"].flags.f_contiguous and got["xyz"].flags.writeable
     assert got["text"] == ["a"] and got["feat"][0]["f"] == np.float32(2.5)
+
+
+def test_nearest_visible_in_blocks_equals_the_whole_matrix(monkeypatch):
+    """The fallback in blocks (memory independent of N^2) gives the same source as the full
+    (unseen x seen) matrix it replaced, ties (grid points) to the lower index included."""
+    import torch
+
+    from pointcalip.segmentation import points as seg_points
+
+    gen = torch.Generator().manual_seed(0)
+    pts = torch.randint(0, 4, (2, 300, 3), generator=gen).float()
+    seen = torch.rand(2, 300, generator=gen) < 0.4
+    whole = []
+    for i in range(2):
+        lost, have = torch.nonzero(~seen[i]).flatten(), torch.nonzero(seen[i]).flatten()
+        a, b = pts[i, lost].double(), pts[i, have].double()
+        d = torch.addmm((b * b).sum(1).unsqueeze(0), a, b.T, alpha=-2)
+        src = torch.arange(300)
+        src[lost] = have[d.argmin(dim=1)]
+        whole.append(src)
+    monkeypatch.setattr(seg_points, "NEAREST_BLOCK", 7 * 16)
+    monkeypatch.setattr(seg_points, "_SEEN_CHUNK", 16)
+    assert torch.equal(seg_points.nearest_visible(pts, seen), torch.stack(whole))
+
+
+@contextlib.contextmanager
+def file_size_limit(nbytes):
+    """Files this process writes may not grow past ``nbytes`` (EFBIG), as under `ulimit -f`."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def _segment_args(cloud, ckpt, *extra):
+    return ["segment", str(cloud), "--category", "chair", "--backbone", str(ckpt),
+            "--projector", "pointclip", "--num-points", "256", "--device", "cpu", *extra]
+
+
+@pytest.fixture
+def no_clip(monkeypatch):
+    """CLIP must not be loaded: the command is refused before."""
+    import pointcalip.backbones
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("CLIP was loaded before the bad option was refused")
+    monkeypatch.setattr(pointcalip.backbones, "load_clip", refuse)
+
+
+def test_segment_file_options_are_checked_before_clip(tmp_path, tiny_checkpoints, capsys, no_clip):
+    cloud = tmp_path / "chair.npy"
+    np.save(cloud, np.random.default_rng(0).normal(size=(300, 3)).astype(np.float32))
+    ckpt = tiny_checkpoints["vit"]
+    assert main(_segment_args(cloud, ckpt, "--parts", "seat", "seat")) == 2
+    assert "--parts: part names must be distinct; repeated: ['seat']" in _one_line(
+        capsys.readouterr().err)
+    assert main(_segment_args(cloud, ckpt, "--parts", "seat", "leg",
+                              "-o", str(tmp_path / "no" / "such" / "out.ply"))) == 2
+    err = _one_line(capsys.readouterr().err)
+    assert f"-o/--output {tmp_path}/no/such/out.ply: the folder {tmp_path}/no/such does not exist" in err
+    assert main(_segment_args(cloud, ckpt, "--parts", "seat", "leg", "--png", str(tmp_path))) == 2
+    assert f"--png {tmp_path} is a folder" in _one_line(capsys.readouterr().err)
+    with pytest.raises(SystemExit) as exit_:
+        main(_segment_args(cloud, ckpt, "--parts", "seat", "leg", "--num-points", "200001"))
+    assert exit_.value.code == 2
+    assert ("argument --num-points: must be an integer from 1 to 200,000 (the memory of a "
+            "segmentation grows with it), got '200001'") in capsys.readouterr().err
+
+
+def test_a_failed_rerun_leaves_the_earlier_outputs_whole(tmp_path, tiny_checkpoints, capsys):
+    """Before: a rerun under a file-size limit cut the earlier file short (and [Errno 27]
+    named no path)."""
+    cloud = tmp_path / "chair.npy"
+    np.save(cloud, np.random.default_rng(0).normal(size=(300, 3)).astype(np.float32))
+    ply, png = tmp_path / "parts.ply", tmp_path / "parts.png"
+    args = _segment_args(cloud, tiny_checkpoints["vit"], "--parts", "seat", "leg", "-o", str(ply),
+                         "--png", str(png))
+    assert main(args) == 0
+    before = ply.read_bytes(), png.read_bytes()
+    capsys.readouterr()
+    with file_size_limit(2000):
+        code = main(args)
+    assert code == 2
+    err = _one_line(capsys.readouterr().err)
+    assert f"cannot write {ply}: the file reached the largest size this process may write" in err
+    assert "ulimit -f" in err
+    assert (ply.read_bytes(), png.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chair.npy", "parts.ply", "parts.png"]
+    with file_size_limit(100):
+        with pytest.raises(OSError, match=rf"cannot write {png}: the file reached"):
+            from matplotlib.figure import Figure
+
+            from pointcalip.core.atomic import save_figure
+            save_figure(Figure(figsize=(4, 4)), png)
+    assert png.read_bytes() == before[1]
+
+
+def test_checkpoints_and_stores_name_the_path_on_efbig(tmp_path):
+    """torch.save said `[enforce fail at inline_container.cc:672] unexpected pos`; the store
+    `[Errno 27] File too large`."""
+    import torch
+
+    from pointcalip.fewshot.train import _save
+
+    with file_size_limit(4096):
+        with pytest.raises(OSError, match=rf"cannot write {tmp_path}/best.pt: the file reached"):
+            _save({"model": torch.zeros(10_000)}, tmp_path / "best.pt")
+    assert list(tmp_path.iterdir()) == []

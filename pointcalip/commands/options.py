@@ -8,16 +8,21 @@ import difflib
 import math
 
 
-def _int_at_least(low: int, description: str):
+def _int_at_least(low: int, description: str, high: int | None = None):
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = low - 1
-        if value < low:
+        if value < low or (high is not None and value > high):
             raise argparse.ArgumentTypeError(f"must be {description}, got {text!r}")
         return value
     return parse
+
+
+def int_between(low: int, high: int, why: str = ""):
+    """An argparse type: an integer in ``[low, high]`` (``why`` says what the bound is for)."""
+    return _int_at_least(low, f"an integer from {low:,} to {high:,}{why}", high)
 
 
 positive_int = _int_at_least(1, "a positive integer")

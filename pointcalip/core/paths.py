@@ -67,3 +67,24 @@ def confined(root: str | Path, written: str | Path, where: str) -> Path:
                          f"manifest lists must stay inside its folder (a relative path without "
                          f"'..' climbing out)")
     return Path(root) / norm
+
+
+def check_output_file(path: str | Path, option: str) -> Path:
+    """Before any long work: ``path`` (given with ``option``) can be written: its folder
+    exists and is writable, and it is not itself a folder. ``FileNotFoundError`` /
+    ``PermissionError`` / ``IsADirectoryError`` naming the option and the path otherwise."""
+    path = Path(path).expanduser()
+    folder = path.parent
+    if path.is_dir():
+        raise IsADirectoryError(f"{option} {path} is a folder; give a file name in it")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{option} {path}: the folder {folder} does not exist; create it "
+                                f"or write elsewhere")
+    try:
+        probe = folder / f".pointcalip-write-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(f"{option} {path}: cannot write in {folder} "
+                              f"({err.strerror or err}); write elsewhere") from None
+    return path

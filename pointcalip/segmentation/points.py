@@ -48,19 +48,39 @@ class PointLogits:
                            self.visible[:, :, keep], src)
 
 
+#: distances computed at once by :func:`nearest_visible` (float64: 32 MB), whatever N
+NEAREST_BLOCK = 1 << 22
+_SEEN_CHUNK = 8192
+
+
 def nearest_visible(points: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
     """points [M, N, 3], seen [M, N] bool -> source [M, N] long: n itself where seen, else the
     index of the nearest seen point of the same shape (itself if the shape has none). The
-    nearest minimises ``|b|^2 - 2 a.b`` (the squared distance less ``|a|^2``, in float64)."""
+    nearest minimises ``|b|^2 - 2 a.b`` (the squared distance less ``|a|^2``, in float64; ties
+    go to the lower index). Distances are taken in blocks of at most :data:`NEAREST_BLOCK`
+    (unseen x seen) with a running minimum, so memory does not grow with N^2."""
     m, n, _ = points.shape
     source = torch.arange(n).expand(m, n).clone()
     for i in range(m):
         lost = torch.nonzero(~seen[i]).flatten()
         have = torch.nonzero(seen[i]).flatten()
-        if lost.numel() and have.numel():
-            a, b = points[i, lost].double(), points[i, have].double()
-            d = torch.addmm((b * b).sum(dim=1).unsqueeze(0), a, b.T, alpha=-2)
-            source[i, lost] = have[d.argmin(dim=1)]
+        if not (lost.numel() and have.numel()):
+            continue
+        b_all = points[i, have].double()
+        norms = (b_all * b_all).sum(dim=1)
+        rows = max(1, NEAREST_BLOCK // min(have.numel(), _SEEN_CHUNK))
+        for r in range(0, lost.numel(), rows):
+            a = points[i, lost[r:r + rows]].double()
+            best = torch.full((a.shape[0],), float("inf"), dtype=torch.float64)
+            arg = torch.zeros(a.shape[0], dtype=torch.long)
+            for c in range(0, have.numel(), _SEEN_CHUNK):
+                b = b_all[c:c + _SEEN_CHUNK]
+                d = torch.addmm(norms[c:c + _SEEN_CHUNK].unsqueeze(0), a, b.T, alpha=-2)
+                value, index = d.min(dim=1)
+                closer = value < best
+                best = torch.where(closer, value, best)
+                arg = torch.where(closer, index + c, arg)
+            source[i, lost[r:r + rows]] = have[arg]
     return source
 
 

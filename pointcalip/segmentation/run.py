@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..core.atomic import atomic_write
 from ..datasets.shapenetpart import (PART_COUNTS, PART_OFFSETS, SHAPENETPART_CATEGORIES,
                                      ShapeNetPart)
 from ..report.results import RunInfo, backbone_label, run_name
@@ -451,8 +452,9 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
     calip = segmentation_scores(preds.calip, test.pid, test.labels, names, PART_OFFSETS,
                                 PART_COUNTS)
     out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out / "predictions.npz", index=preds.index, pred=preds.calip,
-                        pred_dense_clip=preds.clip, category=test.labels)
+    with atomic_write(out / "predictions.npz") as f:       # a failed rerun keeps the old one
+        np.savez_compressed(f, index=preds.index, pred=preds.calip,
+                            pred_dense_clip=preds.clip, category=test.labels)
     if cfg.pictures:
         from .pictures import draw_shapes, draw_view_maps
         draw_shapes(out, test, preds.calip, cfg.pictures)
