@@ -224,3 +224,15 @@ def test_checkpoints_and_stores_name_the_path_on_efbig(tmp_path):
         with pytest.raises(OSError, match=rf"cannot write {tmp_path}/best.pt: the file reached"):
             _save({"model": torch.zeros(10_000)}, tmp_path / "best.pt")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_nearest_visible_by_kd_tree_agrees_where_the_nearest_is_unique(monkeypatch):
+    import torch
+
+    from pointcalip.segmentation import points as seg_points
+
+    gen = torch.Generator().manual_seed(1)
+    pts, seen = torch.randn(2, 500, 3, generator=gen), torch.rand(2, 500, generator=gen) < 0.5
+    exact = seg_points.nearest_visible(pts, seen)
+    monkeypatch.setattr(seg_points, "KD_TREE_PAIRS", 100)
+    assert torch.equal(seg_points.nearest_visible(pts, seen), exact)
