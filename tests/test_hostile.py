@@ -236,3 +236,44 @@ def test_nearest_visible_by_kd_tree_agrees_where_the_nearest_is_unique(monkeypat
     exact = seg_points.nearest_visible(pts, seen)
     monkeypatch.setattr(seg_points, "KD_TREE_PAIRS", 100)
     assert torch.equal(seg_points.nearest_visible(pts, seen), exact)
+
+
+@pytest.mark.parametrize("results, says", [
+    ({"command": "zeroshot", "tuning": "val"}, r"tuning is a str \('val'\), not a mapping"),
+    ({"command": "benchmark", "datasets": {"modelnet40": [1, 2]}},
+     r"datasets.modelnet40 is a list \('\[1, 2\]'\), not a mapping"),
+    ({"command": "benchmark", "datasets": {"modelnet40": {"tuning": "x"}}},
+     r"datasets.modelnet40.tuning is a str \('x'\), not a mapping"),
+])
+def test_tune_from_files_of_the_wrong_shape_name_the_key(tmp_path, results, says):
+    """Before: AttributeError: 'str' object has no attribute 'get' (a traceback)."""
+    from pointcalip.benchmark.table import source_test_rows
+
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    with pytest.raises(ValueError, match=rf"^tune.from {path}: {says}"):
+        source_test_rows(path, "modelnet40", 10)
+
+
+def test_a_deeply_nested_results_file_is_named(tmp_path):
+    from pointcalip.report.results import read_results
+
+    path = tmp_path / "results.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match=rf"cannot read results file {path}: its JSON is nested "
+                                         r"too deeply"):
+        read_results(path)
+
+
+def test_config_messages_name_keys_users_can_set():
+    from pointcalip.config import config_class, load_config
+    from pointcalip.core.config import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        load_config(config_class("benchmark"), ["openshape"], ["datasets.modelnet40.tune.from=5"])
+    assert str(err.value) == ("config key datasets.modelnet40.tune.from must be a string or null, "
+                              "got 5 (set it in the YAML file or with --set "
+                              "datasets.modelnet40.tune.from=...)")
+    with pytest.raises(ConfigError, match=r"tune.prompts must be a list of strings or lists of "
+                                          r"strings, got 5"):
+        load_config(config_class("segment"), ["shapenetpart"], ["tune.prompts=5"])

@@ -79,7 +79,11 @@ class DatasetTune(Section):
         for key in values:
             if key != "from":
                 raise ConfigError(str(key), "is unknown (known keys here: from)", hint=False)
-        return cls(source=values.get("from"))
+        try:
+            return cls(source=values.get("from"))
+        except ConfigError as err:              # the field is `source`; users write `from`
+            raise ConfigError("from" if err.key == "source" else err.key, err.problem,
+                              err.hint) from None
 
     def to_dict(self) -> dict:
         return {"from": self.source}
