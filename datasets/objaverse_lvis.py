@@ -92,10 +92,13 @@ def read_xyz(path: Path, uid: str) -> np.ndarray:
         what = f"{xyz.dtype} array of shape {xyz.shape}" if isinstance(xyz, np.ndarray) \
             else type(xyz).__name__
         raise ValueError(f"{where} 'xyz' is a {what}; expected numbers [points, 3]")
+    with np.errstate(over="ignore"):
+        xyz = xyz.astype(np.float32)           # float64 beyond 3.4e38 becomes inf: checked too
     if not np.isfinite(xyz).all():
         bad = int(np.flatnonzero(~np.isfinite(xyz).all(axis=1))[0])
-        raise ValueError(f"{where} 'xyz' point {bad} is NaN/inf; the file is corrupt: re-extract it")
-    return xyz.astype(np.float32)
+        raise ValueError(f"{where} 'xyz' point {bad} is NaN/inf (as float32); the file is "
+                         f"corrupt: re-extract it")
+    return xyz
 
 
 # ----------------------------------------------------------------------------- the split

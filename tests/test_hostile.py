@@ -277,3 +277,20 @@ def test_config_messages_name_keys_users_can_set():
     with pytest.raises(ConfigError, match=r"tune.prompts must be a list of strings or lists of "
                                           r"strings, got 5"):
         load_config(config_class("segment"), ["shapenetpart"], ["tune.prompts=5"])
+
+
+@pytest.mark.parametrize("value", [1e300, np.nan])
+def test_objaverse_coordinates_that_break_float32_name_the_object(tmp_path, value):
+    """Before: 'cloud 0 of the batch ... has non-finite coordinates' from the projector."""
+    folder = write_objaverse_lvis(tmp_path)
+    split = json.loads((folder / SPLIT_FILE).read_text())
+    path = folder / "objaverse-processed" / split[3]["data_path"].split("/objaverse-processed/")[1]
+    data = np.load(path, allow_pickle=True).item()
+    data["xyz"] = data["xyz"].astype(np.float64)
+    data["xyz"][5, 0] = value
+    np.save(path, data, allow_pickle=True)
+    ds = ObjaverseLVIS(folder, num_points=None)
+    with pytest.raises(ValueError, match=rf"Objaverse-LVIS object {split[3]['uid']} \(.*"
+                                         rf"{split[3]['uid']}.npy\) 'xyz' point 5 is NaN/inf "
+                                         r"\(as float32\)"):
+        ds.points([0, 1, 2, 3, 4])
