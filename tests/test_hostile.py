@@ -294,3 +294,40 @@ def test_objaverse_coordinates_that_break_float32_name_the_object(tmp_path, valu
                                          rf"{split[3]['uid']}.npy\) 'xyz' point 5 is NaN/inf "
                                          r"\(as float32\)"):
         ds.points([0, 1, 2, 3, 4])
+
+
+def test_a_checkpoint_with_nan_weights_names_the_backbone(tmp_path, capsys):
+    import torch
+
+    from tiny_clip import tiny_vit_state_dict
+
+    state = tiny_vit_state_dict()
+    state["visual.transformer.resblocks.1.mlp.c_fc.weight"][3, :5] = float("nan")
+    ckpt = tmp_path / "diverged.pt"
+    torch.save(state, ckpt)
+    cloud = tmp_path / "c.npy"
+    np.save(cloud, np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32))
+    assert main(["classify", str(cloud), "--classes", "chair", "lamp", "--backbone", str(ckpt),
+                 "--device", "cpu"]) == 2
+    err = _one_line(capsys.readouterr().err)
+    assert (f"backbone {ckpt}: weight 'visual.transformer.resblocks.1.mlp.c_fc.weight' holds 5 "
+            f"NaN/inf values of 16384; the checkpoint is damaged") in err
+
+
+def test_empty_lists_and_unknown_home_folders_name_the_key(capsys):
+    from pointcalip.config import config_class, load_config
+    from pointcalip.core.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^config key data.categories is empty: no shape to "
+                                          r"segment; use null \(all 16\)"):
+        load_config(config_class("segment"), ["shapenetpart"], ["data.categories=[]"])
+    with pytest.raises(ConfigError, match=r"^config key benchmark.corruptions is empty: nothing "
+                                          r"to evaluate; use null \(all 15\)"):
+        load_config(config_class("benchmark"), ["modelnet40c"], ["benchmark.corruptions=[]"])
+    with pytest.raises(ConfigError, match=r"^config key data.root '~nouser_i28/x': there is no "
+                                          r"user 'nouser_i28' on this machine"):
+        load_config(config_class("zeroshot"), ["modelnet40"], ["data.root=~nouser_i28/x"])
+    with pytest.raises(SystemExit):
+        main(["download", "modelnet40", "--root", "~nouser_i28/x"])
+    assert ("argument --root: '~nouser_i28/x': there is no user 'nouser_i28' on this machine, "
+            "so '~nouser_i28' names no home folder; write the full path") in capsys.readouterr().err

@@ -46,7 +46,11 @@ class BenchmarkDataConfig(Section):
         entry = DATASETS[self.name]
         if self.corruptions is not None:
             bad = [c for c in self.corruptions if c not in entry.corruptions]
-            if bad or not self.corruptions:
+            if not self.corruptions:
+                raise ConfigError("corruptions", f"is empty: nothing to evaluate; use null (all "
+                                                 f"{len(entry.corruptions)}) or some of "
+                                                 f"{', '.join(entry.corruptions)}")
+            if bad:
                 raise ConfigError("corruptions", f"holds unknown names {bad}; use null (all) or "
                                                  f"some of {', '.join(entry.corruptions)}")
         bad = [s for s in self.severities if s not in entry.severities]

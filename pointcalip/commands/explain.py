@@ -8,7 +8,7 @@ from pathlib import Path
 from ..config import CLASSIFICATION_DATASETS
 from . import COMMANDS
 from .model_options import add_model_options, build_projector, model_settings
-from .options import non_negative_int
+from .options import non_negative_int, user_folder
 
 
 @COMMANDS.register("explain", order=60)
@@ -32,7 +32,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--index", type=non_negative_int, default=None, help="the item's index")
     p.add_argument("--split", choices=["train", "test"], default="test",
                    help="the split the --dataset item comes from (default test)")
-    p.add_argument("--root", default=None,
+    p.add_argument("--root", default=None, type=user_folder,
                    help="the dataset folder (default: the installed copy)")
     p.add_argument("--variant", default=None, help="ScanObjectNN variant (OBJ_BG, OBJ_ONLY, PB_T50_RS)")
     p.add_argument("--target", default=None, metavar="NAME", help="the chosen class to show")

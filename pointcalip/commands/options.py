@@ -29,6 +29,17 @@ positive_int = _int_at_least(1, "a positive integer")
 non_negative_int = _int_at_least(0, "a non-negative integer")
 
 
+def user_folder(text: str) -> str:
+    """A path whose ``~user`` (if any) names a user of this machine."""
+    from ..core.paths import user_path
+
+    try:
+        user_path(text, "path")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("path ")) from None
+    return text
+
+
 def finite_float(text: str) -> float:
     try:
         value = float(text)

@@ -31,6 +31,10 @@ from typing import Any, Callable, ClassVar, List, Mapping, Optional, Sequence, T
 import yaml
 
 from ..prompts import configs_root, read_yaml
+from .paths import user_path
+
+#: fields that hold a folder or file: a ``~user`` in them must name a user of this machine
+PATH_KEYS = frozenset({"root", "output_dir", "cache_dir", "source", "parts"})
 
 # ----------------------------------------------------------------------------------- errors
 
@@ -210,6 +214,11 @@ class Section:
             rule = f.metadata.get("rule")
             if rule is not None and value is not None and not rule[0](value):
                 raise ConfigError(f.name, f"must be {rule[1](hints[f.name])}, got {value!r}")
+            if f.name in PATH_KEYS and isinstance(value, str) and value.startswith("~"):
+                try:
+                    user_path(value, "is")
+                except ValueError as err:
+                    raise ConfigError(f.name, str(err).removeprefix("is ")) from None
             object.__setattr__(self, f.name, value)
         self.validate()
 

@@ -88,3 +88,15 @@ def check_output_file(path: str | Path, option: str) -> Path:
         raise PermissionError(f"{option} {path}: cannot write in {folder} "
                               f"({err.strerror or err}); write elsewhere") from None
     return path
+
+
+def user_path(text: str | Path, where: str) -> Path:
+    """``text`` with a leading ``~`` or ``~user`` expanded; ValueError naming ``where`` (the
+    option or config key) when that user does not exist (pathlib's own error, "Could not
+    determine home directory", names nothing)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        user = str(text)[1:].replace("\\", "/").split("/", 1)[0]
+        raise ValueError(f"{where} {str(text)!r}: there is no user {user!r} on this machine, so "
+                         f"'~{user}' names no home folder; write the full path") from None
