@@ -10,7 +10,7 @@ norms [b, V] -> one store piece, written by a second thread while the next block
 A ``logits`` store (:mod:`pointcalip.store`) gets, instead of the tokens, the per-view CALIP
 logits of its class texts, computed on the backbone's device from the float16-rounded
 features (the values a ``tokens`` store would hold), so they equal the logits
-:func:`pointcalip.zeroshot.compute_view_logits` computes from a ``tokens`` store.
+:func:`pointcalip.pipeline.compute_view_logits` computes from a ``tokens`` store.
 Blocks are fixed by the requested rows and the batch size (:func:`blocks_of`), so several
 ranks (:mod:`pointcalip.core.distributed`) can share them and still store what one process would.
 """

@@ -403,7 +403,7 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
     """Every stage for ``cfg``; writes predictions.npz (and pictures) into ``out``."""
     from ..backbones import load_clip
     from ..extract import extract
-    from ..zeroshot import open_store
+    from ..pipeline import open_store
 
     t_start = time.perf_counter()
     timings: Dict[str, float] = {}
