@@ -57,6 +57,10 @@ def check_points_shape(shape: Sequence[int], path: Path, key: str = "data") -> N
         raise ValueError(
             f"h5 file {path} key {key!r} has shape {tuple(shape)}; expected [n, points, 3]"
         )
+    if shape[0] == 0 or shape[1] == 0:
+        raise ValueError(f"h5 file {path} key {key!r} holds {shape[0]} clouds of {shape[1]} "
+                         f"points (shape {tuple(shape)}); the file is empty or was cut short: "
+                         f"re-download or re-extract it")
 
 
 def check_labels(raw: np.ndarray, n: int, num_classes: int, path: Path, names_file: str) -> np.ndarray:
@@ -91,7 +95,7 @@ def check_labels(raw: np.ndarray, n: int, num_classes: int, path: Path, names_fi
 def check_finite(points: np.ndarray, path: Path, rows: np.ndarray) -> None:
     """Raise a ValueError naming the file and cloud index of the first non-finite cloud.
     ``points``: ``[m, P, 3]`` read from ``path`` at file rows ``rows`` ``[m]``."""
-    finite = np.isfinite(points).reshape(points.shape[0], -1).all(axis=1)
+    finite = np.isfinite(points).all(axis=tuple(range(1, points.ndim)))
     if not finite.all():
         bad = int(np.flatnonzero(~finite)[0])
         raise ValueError(

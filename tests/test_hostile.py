@@ -331,3 +331,32 @@ def test_empty_lists_and_unknown_home_folders_name_the_key(capsys):
         main(["download", "modelnet40", "--root", "~nouser_i28/x"])
     assert ("argument --root: '~nouser_i28/x': there is no user 'nouser_i28' on this machine, "
             "so '~nouser_i28' names no home folder; write the full path") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rows, says", [
+    ("abc", r"holds 'abc'"), ([[1, 2], [3]], r"holds '\[1, 2\]'"), ([1, 2.5], r"holds '2.5'"),
+    ([1, 10], r"holds rows outside 0..9 \(1..10\)"),
+])
+def test_tune_from_test_rows_that_are_not_rows(tmp_path, rows, says):
+    """Before: `invalid literal for int()` and numpy's 'inhomogeneous shape'."""
+    from pointcalip.benchmark.table import source_test_rows
+
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"command": "benchmark", "datasets": {"modelnet40": {
+        "test_clouds": 10, "tuning": {"test_rows": rows}}}}))
+    with pytest.raises(ValueError, match=rf"^tune.from {path}: datasets.modelnet40.tuning."
+                                         rf"test_rows .*{says}"):
+        source_test_rows(path, "modelnet40", 10)
+
+
+def test_an_h5_file_holding_no_clouds_is_named(tmp_path):
+    """Before: `cannot reshape array of size 0 into shape (0,newaxis)`."""
+    from pointcalip.datasets import build_dataset
+    from synthetic_data import _write_h5, write_modelnet40
+
+    folder = write_modelnet40(tmp_path, 1, 1, num_points=32, classes=["chair", "lamp"])
+    empty = folder / "ply_data_test1.h5"
+    _write_h5(empty, np.zeros((0, 32, 3), np.float32), np.zeros((0, 1), np.uint8), {})
+    with pytest.raises(ValueError, match=rf"h5 file {empty} key 'data' holds 0 clouds of 32 points "
+                                         r"\(shape \(0, 32, 3\)\); the file is empty or was cut short"):
+        build_dataset("modelnet40", tmp_path, split="test", num_points=32)

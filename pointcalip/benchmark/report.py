@@ -46,6 +46,18 @@ def _mean(scores: List[SetScore], method: str) -> Dict[str, float]:
 
 
 
+def compare_labels(theirs: np.ndarray, clean: np.ndarray) -> dict:
+    """A corrupted release's labels against the clean TEST labels, as results.json records
+    them: ``agree``, ``clouds`` (of the corrupted release), ``differing`` (clouds whose label
+    differs, plus any count difference) and the ``first_rows`` (at most 10) that differ."""
+    theirs, clean = np.asarray(theirs).reshape(-1), np.asarray(clean).reshape(-1)
+    n = min(len(theirs), len(clean))
+    rows = np.flatnonzero(theirs[:n] != clean[:n])
+    differing = int(rows.size) + abs(len(theirs) - len(clean))
+    return {"agree": differing == 0, "clouds": int(len(theirs)), "clean_clouds": int(len(clean)),
+            "differing": differing, "first_rows": [int(r) for r in rows[:10]]}
+
+
 def run_header(result) -> dict:
     """What both benchmark results record about the run: its config, machine, backbone,
     projector, views, templates, limit and store mode."""
@@ -73,6 +85,7 @@ class BenchmarkResult:
     original: SetScore
     cells: List[SetScore]
     timings: Dict[str, float] = field(default_factory=dict)
+    labels_vs_clean: Optional[dict] = None   # label.npy against clean TEST (compare_labels)
 
     @property
     def corruptions(self) -> List[str]:
@@ -109,7 +122,8 @@ class BenchmarkResult:
             "beta3": self.found.beta3,
             "view_weights": list(self.found.view_weights),
             "clean": {"dataset": cfg.data.label, "split": "test", **self.clean.to_dict()},
-            "original": self.original.to_dict(),
+            "original": {**self.original.to_dict(),
+                         "labels_vs_clean_test": self.labels_vs_clean},
             "corruptions": {c: {str(s.severity): s.to_dict() for s in self.of(c)}
                             for c in self.corruptions},
             "mean_per_corruption": {c: {m: _mean(self.of(c), m) for m in METHODS}
@@ -135,6 +149,15 @@ class BenchmarkResult:
             + f" | **{r['overall'][method]['top1']:.2f}** |")
         return lines + [""]
 
+    def _label_warning(self, clean: str) -> List[str]:
+        check = self.labels_vs_clean
+        if not check or check["agree"]:
+            return []
+        return [f"**Warning:** {self.benchmark}'s label.npy differs from the clean {clean} TEST "
+                f"labels: {check['differing']} of {check['clouds']} clouds (rows "
+                f"{', '.join(map(str, check['first_rows']))}{' ...' if check['differing'] > 10 else ''}"
+                f"); the corrupted sets may not be {clean}'s TEST clouds in its order.", ""]
+
     def to_markdown(self) -> str:
         cfg, r = self.config, self.to_dict()
         acc = lambda a: f"{a.top1:.2f} / {a.top3:.2f} / {a.top5:.2f}"  # noqa: E731
@@ -152,6 +175,7 @@ class BenchmarkResult:
             f"| {self.benchmark} mean of {len(self.cells)} corrupted sets | {self.cells[0].n} | "
             + " | ".join(" / ".join(f"{r['overall'][m][k]:.2f}" for k in TOPK) for m in METHODS)
             + " |", "",
+            *self._label_warning(cfg.data.label),
             *self._grid("calip", "CALIP"),
             *self._grid("pointclip", "PointCLIP"),
             f"- Tuning protocol: {self.tuning_protocol}",

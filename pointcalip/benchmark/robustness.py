@@ -30,7 +30,7 @@ from ..report.results import RunInfo, backbone_label, run_name
 from ..pipeline import class_text, compute_view_logits, data_key, evaluate, load_splits, \
     open_store, split_store, tune
 from .config import BenchmarkConfig
-from .report import BenchmarkResult, SetScore
+from .report import BenchmarkResult, SetScore, compare_labels
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +144,10 @@ def run_modelnet40c(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = Non
     clean = score(splits.test, f"{cfg.data.label} test")
     sets = benchmark_sets(cfg, root, splits.classnames)
     original = sets[0][1]
-    if not np.array_equal(original.labels, splits.test.labels):
-        log.warning("%s label.npy differs from the clean %s TEST labels", root, cfg.data.label)
+    labels_vs_clean = compare_labels(original.labels, splits.test.labels)
+    if not labels_vs_clean["agree"]:             # recorded in results.json/md, not only here
+        log.warning("%s label.npy differs from the clean %s TEST labels at %d of %d clouds",
+                    root, cfg.data.label, labels_vs_clean["differing"], labels_vs_clean["clouds"])
     original_score = score(original, "original")
     cells = [score(data, name, corruption, severity)
              for name, data, corruption, severity in sets[1:]]
@@ -160,4 +162,4 @@ def run_modelnet40c(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = Non
         benchmark=cfg.benchmark.name, backbone_identity=backbone.identity,
         projector_settings=projector.settings, views=views, templates=templates,
         tuning_protocol=protocol, tuning_clouds=len(tune_rows), found=found, clean=clean,
-        original=original_score, cells=cells, timings=timings)
+        original=original_score, cells=cells, timings=timings, labels_vs_clean=labels_vs_clean)

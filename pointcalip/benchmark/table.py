@@ -133,7 +133,18 @@ def source_test_rows(path: str | Path, label: str, num_test: int) -> Optional[np
         return None
     if row.get("test_clouds") != num_test:
         raise _mismatch(path, f"datasets.{label}.test_clouds", row.get("test_clouds"), num_test)
-    return np.asarray(tuning["test_rows"], dtype=np.int64)
+    rows = tuning["test_rows"]
+    key = f"datasets.{label}.tuning.test_rows"
+    if not isinstance(rows, list) or not all(isinstance(r, int) and not isinstance(r, bool)
+                                             for r in rows):
+        bad = rows if not isinstance(rows, list) else next(
+            r for r in rows if not isinstance(r, int) or isinstance(r, bool))
+        raise ValueError(f"tune.from {path}: {key} must be a flat list of whole row numbers, "
+                         f"holds {str(bad)[:40]!r}; the file was edited or is not PointCALIP's")
+    if rows and not 0 <= min(rows) <= max(rows) < num_test:
+        raise ValueError(f"tune.from {path}: {key} holds rows outside 0..{num_test - 1} "
+                         f"({min(rows)}..{max(rows)})")
+    return np.asarray(rows, dtype=np.int64)
 
 
 def read_tuning(path: str | Path, label: str, *, backbone_identity: str, projector: dict,
