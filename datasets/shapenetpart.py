@@ -148,7 +148,7 @@ class ShapeNetPart:
             if pid.shape != (n, p):
                 raise ValueError(f"h5 file {path} key 'pid' has shape {tuple(pid.shape)}; "
                                  f"expected [{n}, {p}] (one part id per point of 'data')")
-            pid = pid.astype(np.int64)
+            pid = h5utils.whole_numbers(pid, path, "pid")      # 1.7 is not part 1
             owner = part_category()
             bad = (pid < 0) | (pid >= NUM_PARTS)
             bad |= ~bad & (owner[np.clip(pid, 0, NUM_PARTS - 1)] != lab[:, None])

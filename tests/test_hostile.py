@@ -360,3 +360,27 @@ def test_an_h5_file_holding_no_clouds_is_named(tmp_path):
     with pytest.raises(ValueError, match=rf"h5 file {empty} key 'data' holds 0 clouds of 32 points "
                                          r"\(shape \(0, 32, 3\)\); the file is empty or was cut short"):
         build_dataset("modelnet40", tmp_path, split="test", num_points=32)
+
+
+def test_shapenetpart_part_ids_with_fractions_are_refused(tmp_path):
+    """Before: pid 1.7 was silently read as part 1."""
+    import h5py
+
+    from pointcalip.datasets.shapenetpart import ShapeNetPart
+    from synthetic_shapenetpart import write_shapenetpart
+
+    root = write_shapenetpart(tmp_path, {"train": 2, "val": 2, "test": 4}, num_points=64,
+                              categories=["chair"])
+    path = root / "ply_data_test0.h5"
+    with h5py.File(path, "r+") as h5:
+        pid = h5["pid"][...].astype(np.float32)
+        pid[2, 7] += 0.5
+        del h5["pid"]
+        h5["pid"] = pid
+    with pytest.raises(ValueError, match=rf"h5 file {path} key 'pid' index \(2, 7\) is not an "
+                                         r"integer: \d+\.5; the file is damaged"):
+        ShapeNetPart(root, "test")
+    with h5py.File(path, "r+") as h5:
+        pid[2, 7] -= 0.5
+        h5["pid"][...] = pid
+    assert ShapeNetPart(root, "test").pid.dtype == np.int64
