@@ -384,3 +384,23 @@ def test_shapenetpart_part_ids_with_fractions_are_refused(tmp_path):
         pid[2, 7] -= 0.5
         h5["pid"][...] = pid
     assert ShapeNetPart(root, "test").pid.dtype == np.int64
+
+
+def test_outputs_are_checked_before_clip_runs(tmp_path, capsys, no_clip):
+    from synthetic_shapenetpart import write_shapenetpart
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    cloud = tmp_path / "c.npy"
+    np.save(cloud, np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32))
+    assert main(["explain", str(cloud), "--classes", "chair", "lamp", "--device", "cpu",
+                 "-o", str(blocker / "x.png")]) == 2
+    assert f"cannot write in {blocker}" in _one_line(capsys.readouterr().err)
+    root = write_shapenetpart(tmp_path, {"train": 2, "val": 2, "test": 2}, num_points=64,
+                              categories=["chair"])
+    assert main(["segment", "--config", "shapenetpart", "--set", f"data.root={root}",
+                 "--set", "data.categories=[chair]", "--set", f"cache_dir={tmp_path / 'cache'}",
+                 "--set", f"output_dir={blocker / 'out'}", "--set", "device=cpu",
+                 "--set", "data.num_points=64"]) == 2
+    err = _one_line(capsys.readouterr().err)
+    assert f"cannot write in {blocker / 'out'}" in err and "--set output_dir=DIR" in err

@@ -81,6 +81,7 @@ def _cloud(args):
 
 def run(args) -> int:
     from ..backbones import load_clip
+    from ..core.paths import ensure_writable
     from ..explain import explain_cloud, image_format, render
     from ..prompts import check_classnames
 
@@ -97,6 +98,8 @@ def run(args) -> int:
     if args.target is not None and args.target not in classes:
         raise ValueError(f"--target {args.target!r} is not among the classes: {', '.join(classes)}")
 
+    out = args.output or default_out
+    ensure_writable(Path(out).expanduser().parent, "-o/--output")   # before CLIP runs
     backbone = load_clip(s["backbone"], device=args.device)
     expl = explain_cloud(points, backbone, projector, classes, s["templates"], s["beta2"],
                          s["beta3"], s["view_weights"])
@@ -106,7 +109,6 @@ def run(args) -> int:
         target = label
     else:                                                     # the runner-up
         target = classes.index(expl.top(2)[-1][0]) if len(classes) > 1 else None
-    out = args.output or default_out
     from ..report.plots import view_name
 
     tilts = projector.view_set.tilts or (0.0,) * len(views)

@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from ..core.atomic import atomic_write
+from ..core.paths import ensure_writable
 from ..datasets.shapenetpart import (PART_COUNTS, PART_OFFSETS, SHAPENETPART_CATEGORIES,
                                      ShapeNetPart)
 from ..report.results import RunInfo, backbone_label, run_name
@@ -414,6 +415,7 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
         log.warning("tuning on the TEST split (tune.split=test): PointCLIP V2's protocol; "
                     "mIoU is optimistic")
     out = Path(out) if out is not None else output_dir(cfg, root)
+    ensure_writable(out, "--set output_dir=DIR")              # before CLIP runs
     projector = cfg.projector.build()
     if backbone is None:
         backbone = load_clip(cfg.backbone, device=cfg.device, engine=cfg.engine)
