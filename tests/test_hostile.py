@@ -2,6 +2,7 @@
 pickles that declare huge arrays, a full disk or a file-size limit while writing, and the
 messages of every refused input (one line, naming the file / key / option, exit 2)."""
 import contextlib
+import errno
 import json
 import resource
 
@@ -404,3 +405,20 @@ def test_outputs_are_checked_before_clip_runs(tmp_path, capsys, no_clip):
                  "--set", "data.num_points=64"]) == 2
     err = _one_line(capsys.readouterr().err)
     assert f"cannot write in {blocker / 'out'}" in err and "--set output_dir=DIR" in err
+
+
+def test_extract_under_a_file_size_limit_names_the_file(tmp_path):
+    """Before: `[Errno 27] File too large`, no path."""
+    from fakes import FakeBackbone, FakeDataset, FakeProjector
+
+    from pointcalip.extract import extract
+    from pointcalip.store import FeatureStore
+
+    ds = FakeDataset()
+    store = FeatureStore(tmp_path).open(ds, FakeProjector(), FakeBackbone())
+    with file_size_limit(200):
+        with pytest.raises(OSError, match=r"cannot write .*/writing/.*\.npy: the file reached the "
+                                          r"largest size this process may write") as err:
+            extract(store, ds, None, FakeProjector(), FakeBackbone(), batch_size=4)
+    assert err.value.errno == errno.EFBIG
+    assert not list((store.path / "writing").iterdir())
