@@ -171,7 +171,7 @@ def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, back
                              f"class-text features to encode rows into it")
         head = CalipHead(torch.from_numpy(store.text), num_views=v,
                          temperature=store.meta["text"]["temperature"]).to(device)
-    threads = torch.get_num_threads()      # recorded: CPU sums depend on it (README)
+    threads = torch.get_num_threads()      # recorded: CPU sums depend on it (docs/feature-store.md#same-store-as-one-process)
     bar = tqdm(total=len(todo_rows), desc=desc, unit="cloud",
                disable=None if len(todo_rows) and shard.is_main else True)
 

@@ -2,7 +2,7 @@
 
 ``tune_then_test`` searches betas (and, if asked, view weights) on the tuning logits with
 :func:`pointcalip.pipeline.tune` and evaluates the result once on test with
-:func:`pointcalip.calip.aggregate_views` (spec/calip.md section 3).
+:func:`pointcalip.calip.aggregate_views` (docs/calip.md#views-to-shape-logits).
 """
 from __future__ import annotations
 

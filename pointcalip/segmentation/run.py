@@ -1,4 +1,4 @@
-"""`pointcalip segment`: the protocol of spec/segmentation.md on ShapeNetPart, and one file.
+"""`pointcalip segment`: the protocol of docs/segmentation.md on ShapeNetPart, and one file.
 
 Stages: load the splits -> encode the views (feature store) -> part texts of each prompt
 candidate -> per candidate, point logits of the tuning split on a seeded subsample of points
