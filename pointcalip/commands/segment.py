@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..projection.catalog import PROJECTORS
+from ..tasks import TASKS, Task
 from . import COMMANDS
 from .options import config_file, device, finite_float, int_between
 
@@ -12,6 +13,13 @@ from .options import config_file, device, finite_float, int_between
 #: the most points `segment FILE` labels (memory measured at this size by
 #: scripts/bench_hostile.py; see the bad-input docs)
 MAX_POINTS = 200_000
+
+
+TASKS.register("segment", Task(config="pointcalip.segmentation.config:SegmentConfig",
+                               run="pointcalip.segmentation.run:run_segment",
+                               datasets="pointcalip.segmentation.run:feature_datasets",
+                               after_encode="pointcalip.segmentation.run:fill_locations"),
+               order=45)
 
 
 @COMMANDS.register("segment", order=45)
