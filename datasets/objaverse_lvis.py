@@ -120,6 +120,9 @@ def read_split(path: Path) -> list[dict]:
         entries = json.loads(Path(path).read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{path} is not valid JSON ({err}); re-extract meta_data.zip") from None
+    except RecursionError:
+        raise ValueError(f"{path} is nested too deeply (thousands of levels) to be the split; "
+                         f"re-extract meta_data.zip") from None
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"{path} must hold a non-empty list of objects "
                          f"({{'uid', 'category', 'data_path'}}), got {type(entries).__name__}")

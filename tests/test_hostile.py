@@ -422,3 +422,10 @@ def test_extract_under_a_file_size_limit_names_the_file(tmp_path):
             extract(store, ds, None, FakeProjector(), FakeBackbone(), batch_size=4)
     assert err.value.errno == errno.EFBIG
     assert not list((store.path / "writing").iterdir())
+
+
+def test_a_deeply_nested_split_file_is_named(tmp_path):
+    folder = write_objaverse_lvis(tmp_path)
+    (folder / SPLIT_FILE).write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match=r"lvis.json is nested too deeply"):
+        ObjaverseLVIS(folder)
