@@ -26,6 +26,10 @@ import numpy as np
 MAX_OBJECT_BYTES = 64 * 2**20
 
 _SCALAR = np.float32(0).__reduce__()[0]
+_CORES = ("numpy.core.multiarray", "numpy._core.multiarray")   # numpy 1 and numpy 2 names
+#: every global a pickled object file may name (numpy's array, dtype and scalar builders)
+ALLOWED_GLOBALS = frozenset({("numpy", "ndarray"), ("numpy", "dtype"),
+                             *((core, name) for core in _CORES for name in ("_reconstruct", "scalar"))})
 
 
 class _Refused(pickle.UnpicklingError):
@@ -120,7 +124,7 @@ class _ArrayUnpickler(pickle.Unpickler):
         self.path = path
         self.budget = [0]
         self.allowed = {("numpy", "ndarray"): _NdarrayName, ("numpy", "dtype"): np.dtype}
-        for core in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        for core in _CORES:
             self.allowed[(core, "_reconstruct")] = self._reconstruct
             self.allowed[(core, "scalar")] = self._scalar
 
@@ -141,7 +145,7 @@ class _ArrayUnpickler(pickle.Unpickler):
         return _SCALAR(dtype, *data)
 
     def find_class(self, module: str, name: str):
-        found = self.allowed.get((module, name))
+        found = self.allowed.get((module, name)) if (module, name) in ALLOWED_GLOBALS else None
         if found is None:
             raise _Refused(f"asks to build {module}.{name}; refused: only numpy arrays and plain "
                            f"Python data are read from object files")
