@@ -10,7 +10,9 @@ import torch
 
 from pointcalip.projection import PointCLIPProjector
 from pointcalip.segmentation import locations as locations_module
+from pointcalip.projection.catalog import projector_options
 from pointcalip.segmentation.locations import LocationCache, bytes_per_shape
+from projector_variants import projector_names, renders_otherwise, rendering, variants
 
 
 @dataclass
@@ -100,6 +102,25 @@ def test_other_settings_miss(tmp_path):
     same = Counting(PointCLIPProjector())
     fill(tmp_path, ds, same, PointCLIPProjector.VISIBLE_TOLERANCE)
     assert same.calls == 0
+
+
+@pytest.mark.parametrize("name", projector_names())
+def test_every_projector_option_is_another_cache(tmp_path, name):
+    """Pixels located under one setting are never read as another's: changing any one option
+    of any registered projector (each changes the images or the locations) changes the
+    cache's folder, and so does the visibility tolerance."""
+    ds = clouds(m=1, n=60)
+    seen, before = {}, None
+    for option, base, changed in variants(name):
+        before = before or rendering(base, ds.points)
+        assert renders_otherwise(before, rendering(changed, ds.points)), option  # a real change
+        path = LocationCache(tmp_path, ds, changed).path
+        assert path != LocationCache(tmp_path, ds, base).path, option
+        seen[path] = option
+    assert len(seen) == len(projector_options(name))                  # each its own folder
+    base = next(variants(name))[1]
+    assert (LocationCache(tmp_path, ds, base, base.VISIBLE_TOLERANCE * 2).path
+            != LocationCache(tmp_path, ds, base).path)
 
 
 @pytest.mark.parametrize("where", [0.3, 0.97])      # early bytes (rows, xy) or late (visible)
