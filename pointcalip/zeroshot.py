@@ -19,7 +19,6 @@ records which protocol produced it.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -39,6 +38,7 @@ from .datasets.base import H5CloudDataset
 from .extract import SplitFeatures, extract
 from .head import CalipHead
 from .report.metrics import Accuracy, accuracy
+from .core.identity import data_identity
 from .core.paths import ensure_writable
 from .prompts import class_prompts, load_templates
 from .report.results import RunInfo, backbone_label, run_name
@@ -335,9 +335,9 @@ def evaluate(logits: ViewLogits, text: torch.Tensor, found: SearchResult
 
 
 def data_key(data: DataConfig) -> Optional[str]:
-    """What the data of ``data`` is, wherever it lives: a hash of the feature store's
-    fingerprint of each split's files (names, sizes, SHA-256 of their first and last MiB;
-    ``H5CloudDataset.settings["files"]``). None when no split can be read yet (not
+    """What the data of ``data`` is, wherever it lives: the data identity
+    (:func:`~pointcalip.core.identity.data_identity`: every byte of every file each split
+    reads, ``dataset.settings["files"]``). None when no split can be read yet (not
     downloaded, missing: the run itself says what is wrong)."""
     try:
         root = resolve_data_root(data, download=False)
@@ -354,9 +354,7 @@ def data_key(data: DataConfig) -> Optional[str]:
             continue
         files[split] = dataset.settings["files"]
         dataset.close()
-    if not files:
-        return None
-    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+    return data_identity(files)
 
 
 def default_output_dir(cfg: ZeroShotConfig) -> Path:

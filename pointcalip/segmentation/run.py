@@ -10,7 +10,6 @@ terms are never all held at once: only the predicted part ids are kept.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..core.identity import data_identity
 from ..datasets.shapenetpart import (PART_COUNTS, PART_OFFSETS, SHAPENETPART_CATEGORIES,
                                      ShapeNetPart)
 from ..report.results import RunInfo, backbone_label, run_name
@@ -360,18 +360,33 @@ def data_root(cfg: SegmentConfig) -> Path:
     return dataset_folder("shapenetpart", root=data_dir())
 
 
-def default_output_dir(cfg: SegmentConfig, root: Optional[Path] = None) -> Path:
-    data = None
-    if root is not None:
-        files = sorted(str(p.name) + str(p.stat().st_size) for p in Path(root).glob("*.h5"))
-        data = hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16] if files else None
+def segment_data_key(cfg: SegmentConfig, splits: Optional[Tuple[ShapeNetPart, ShapeNetPart]] = None
+                     ) -> Optional[str]:
+    """What the data of a `segment` run is, wherever it lives: the data identity
+    (:func:`~pointcalip.core.identity.data_identity`: every byte of every file) of its TEST
+    and tuning splits (``splits`` as :func:`load_segment_splits` gives them, loaded when
+    None). None when they cannot be read yet (the run itself says why)."""
+    if splits is None:
+        try:
+            _, *splits = load_segment_splits(cfg)
+        except (OSError, ValueError, KeyError):
+            return None
+    test, tuning = splits
+    return data_identity({"test": test, "tuning": tuning})
+
+
+def default_output_dir(cfg: SegmentConfig,
+                       splits: Optional[Tuple[ShapeNetPart, ShapeNetPart]] = None) -> Path:
+    """``outputs/shapenetpart-<projector>-<backbone>-tune_<split>-<hash>``: the hash of the
+    settings and of what the data is (:func:`segment_data_key`), not where it is."""
     return Path("outputs") / run_name(cfg.to_dict(), "shapenetpart", cfg.projector.name,
                                       backbone_label(cfg.backbone), f"tune_{cfg.tune.split}",
-                                      data=data)
+                                      data=segment_data_key(cfg, splits))
 
 
-def output_dir(cfg: SegmentConfig, root: Optional[Path] = None) -> Path:
-    return Path(cfg.output_dir).expanduser() if cfg.output_dir else default_output_dir(cfg, root)
+def output_dir(cfg: SegmentConfig,
+               splits: Optional[Tuple[ShapeNetPart, ShapeNetPart]] = None) -> Path:
+    return Path(cfg.output_dir).expanduser() if cfg.output_dir else default_output_dir(cfg, splits)
 
 
 def load_segment_splits(cfg: SegmentConfig) -> Tuple[Path, ShapeNetPart, ShapeNetPart]:
@@ -412,7 +427,7 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
     if cfg.tune.split == "test":
         log.warning("tuning on the TEST split (tune.split=test): PointCLIP V2's protocol; "
                     "mIoU is optimistic")
-    out = Path(out) if out is not None else output_dir(cfg, root)
+    out = Path(out) if out is not None else output_dir(cfg, (test, tuning))
     projector = cfg.projector.build()
     if backbone is None:
         backbone = load_clip(cfg.backbone, device=cfg.device, engine=cfg.engine)
