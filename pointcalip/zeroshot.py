@@ -38,7 +38,7 @@ from .datasets.base import H5CloudDataset
 from .extract import SplitFeatures, extract
 from .head import CalipHead
 from .report.metrics import Accuracy, accuracy
-from .core.identity import data_identity
+from .core.identity import check_disjoint, data_identity
 from .core.paths import ensure_writable
 from .prompts import class_prompts, load_templates
 from .report.results import RunInfo, backbone_label, run_name
@@ -210,6 +210,7 @@ def load_data(data: DataConfig, download: bool, train: bool = True) -> DataSplit
     train_split = build_split(data, root, "train")
     if list(train_split.classnames) != list(test.classnames):
         raise ValueError(f"the train and test splits in {root} have different class lists")
+    check_disjoint(train_split.settings["files"], test.settings["files"], "TRAIN", "TEST", root)
     return DataSplits(root, test, train_split)
 
 

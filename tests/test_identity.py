@@ -157,3 +157,38 @@ def test_two_shapenetpart_parents_of_hdf5_data_get_their_own_output_folders(tmp_
            for name in ("one", "two", "copy")}
     assert out["one"] != out["two"]
     assert out["one"] == out["copy"]           # the same bytes elsewhere: the same data
+
+
+# ----------------------------------------------------------------------------- disjoint data
+def test_a_test_list_holding_the_val_data_is_refused_by_content_not_name(tmp_path):
+    from pointcalip.config import load_config
+    from pointcalip.segmentation.config import SegmentConfig
+    from pointcalip.segmentation.run import load_segment_splits
+
+    folder = write_shapenetpart(tmp_path, {"val": 4, "test": 4})
+    shutil.copyfile(folder / "ply_data_val0.h5", folder / "ply_data_test7.h5")   # renamed copy
+    (folder / "test_hdf5_file_list.txt").write_text("hdf5_data/ply_data_test0.h5\n"
+                                                    "hdf5_data/ply_data_test7.h5\n")
+    cfg = load_config(SegmentConfig, ["shapenetpart"], [f"data.root={tmp_path}",
+                                                        "data.num_points=64"])
+    with pytest.raises(ValueError, match=r"the VAL file ply_data_val0.h5 and the TEST file "
+                                         r"ply_data_test7.h5 hold the same bytes"):
+        load_segment_splits(cfg)
+    tuned_on_test = load_config(SegmentConfig, ["shapenetpart"], [
+        f"data.root={tmp_path}", "data.num_points=64", "tune.split=test"])
+    load_segment_splits(tuned_on_test)          # asked for: the published protocol, warned
+
+
+def test_a_train_file_listed_for_test_is_refused_by_every_command_that_loads_splits(tmp_path):
+    from pointcalip.config import DataConfig
+    from pointcalip.zeroshot import load_data
+    from synthetic_data import write_modelnet40
+
+    folder = write_modelnet40(tmp_path, 2, 2, num_points=32, seed=0)
+    shutil.copyfile(folder / "ply_data_train0.h5", folder / "ply_data_test5.h5")
+    (folder / "test_files.txt").write_text("data/modelnet40_ply_hdf5_2048/ply_data_test5.h5\n")
+    data = DataConfig(name="modelnet40", root=str(folder), num_points=32)
+    with pytest.raises(ValueError, match="the TRAIN file ply_data_train0.h5 and the TEST file "
+                                         "ply_data_test5.h5 hold the same bytes"):
+        load_data(data, download=False)
+    load_data(data, download=False, train=False)      # TEST alone: nothing to compare

@@ -181,3 +181,17 @@ def shared_files(a: Sequence[dict], b: Sequence[dict]) -> List[Tuple[str, str]]:
     by_digest = {e["sha256"]: e.get("name", "?") for e in b if "sha256" in e}
     return [(e.get("name", "?"), by_digest[e["sha256"]]) for e in a
             if e.get("sha256") in by_digest]
+
+
+def check_disjoint(tuning: Sequence[dict], reported: Sequence[dict], tuning_name: str,
+                   reported_name: str, where: object) -> None:
+    """ValueError naming the files when the tuning data and the reported data share a file's
+    bytes (e.g. a TEST file list that names the VAL file): betas tuned on the clouds they
+    are reported on. Compared by identity (:func:`files_identity` lists), not by name."""
+    both = shared_files(tuning, reported)
+    if both:
+        a, b = both[0]
+        raise ValueError(f"{where}: the {tuning_name} file {a} and the {reported_name} file {b} "
+                         f"hold the same bytes ({len(both)} shared file(s)): tuning and "
+                         f"reporting on the same clouds; fix the file lists so that the "
+                         f"{tuning_name} and {reported_name} splits are distinct data")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..core.identity import data_identity
+from ..core.identity import check_disjoint, data_identity
 from ..datasets.shapenetpart import (PART_COUNTS, PART_OFFSETS, SHAPENETPART_CATEGORIES,
                                      ShapeNetPart)
 from ..report.results import RunInfo, backbone_label, run_name
@@ -397,6 +397,8 @@ def load_segment_splits(cfg: SegmentConfig) -> Tuple[Path, ShapeNetPart, ShapeNe
                   parts=cfg.data.parts)
     test = ShapeNetPart(root, "test", **kwargs)
     tuning = test if cfg.tune.split == "test" else ShapeNetPart(root, "val", **kwargs)
+    if tuning is not test:
+        check_disjoint(tuning.settings["files"], test.settings["files"], "VAL", "TEST", root)
     return root, test, tuning
 
 
