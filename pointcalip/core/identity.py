@@ -115,21 +115,25 @@ def file_digests(files: Sequence[str | Path]) -> List[Tuple[int, str]]:
     out: List[Tuple[int, str]] = []
     hashed = 0
     started = time.perf_counter()
+    real_folders: Dict[str, _Shard] = {}        # folder as given -> its shard
     for f in files:
-        path = Path(f)
-        real = os.path.realpath(path)
-        folder, name = os.path.split(real)
-        shard = shards.get(folder)
-        if shard is None:
-            shard = shards[folder] = _Shard(folder, cache)
-        st = os.stat(real)
+        path = os.fspath(f)
+        given, name = os.path.split(path)
+        shard = real_folders.get(given)
+        if shard is None:                   # one realpath per folder, not per file
+            folder = os.path.realpath(given or ".")
+            shard = shards.get(folder)
+            if shard is None:
+                shard = shards[folder] = _Shard(folder, cache)
+            real_folders[given] = shard
+        st = os.stat(path)                  # a link's target: its stamps guard the entry
         stamp = _stamp(st)
         digest = shard.get(name, stamp)
         if digest is None:
             now_ns = time.time_ns()
             digest = _hash(path)
             hashed += 1
-            after = _stamp(os.stat(real))
+            after = _stamp(os.stat(path))
             if after == stamp and st.st_mtime_ns < now_ns - int(RACY_SECONDS * 1e9) \
                     and st.st_ctime_ns < now_ns - int(RACY_SECONDS * 1e9):
                 shard.put(name, stamp, digest)
@@ -153,7 +157,8 @@ def files_identity(files: Sequence[str | Path], names: Optional[Sequence[str]] =
     :data:`LIST_LIMIT` files become one entry ``{"files": n, "bytes": total, "sha256": digest
     of the per-file list}``."""
     files = list(files)
-    names = [Path(f).name for f in files] if names is None else [str(n) for n in names]
+    names = ([os.path.basename(os.fspath(f)) for f in files] if names is None
+             else [str(n) for n in names])
     if len(names) != len(files):
         raise ValueError(f"files_identity: {len(files)} files but {len(names)} names")
     entries = [{"name": n, "size": size, "sha256": digest}
