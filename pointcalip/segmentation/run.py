@@ -442,6 +442,15 @@ def load_segment_splits(cfg: SegmentConfig) -> Tuple[Path, ShapeNetPart, ShapeNe
     return root, test, tuning
 
 
+def feature_datasets(cfg: SegmentConfig, splits: Sequence[str]) -> list:
+    """(label, dataset, rows) a segment run reads among ``splits`` (the task's ``datasets``,
+    :mod:`pointcalip.plan`): TEST and the official VAL split (its tuning split; nothing more
+    with ``tune.split: test``); ``train`` adds nothing (segment reads no TRAIN)."""
+    _, test, tuning = load_segment_splits(cfg)
+    return ([("test", test, None)] if "test" in splits else []) + (
+        [("val", tuning, None)] if "val" in splits and tuning is not test else [])
+
+
 def fill_locations(cache_root, dataset: ShapeNetPart, projector, cfg: SegmentConfig,
                    shard=None) -> int:
     """Locate every shape of ``dataset`` the location cache under ``cache_root`` lacks, in
