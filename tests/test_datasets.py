@@ -281,13 +281,14 @@ def test_the_dataset_catalog_declares_what_every_list_derives_from():
     from pointcalip.datasets.scanobjectnn import VARIANT_FILES
 
     assert CATALOG.names() == ["modelnet40", "modelnet10", "scanobjectnn", "shapenetpart", "modelnet40c",
-                               "objaverse_lvis"] == list(DATASETS)
+                               "modelnet_c", "scanobjectnn_c", "objaverse_lvis"] == list(DATASETS)
     assert DATASETS == {"modelnet40": ModelNet40, "modelnet10": ModelNet10, "scanobjectnn": ScanObjectNN,
                         "shapenetpart": DATASETS["shapenetpart"], "modelnet40c": DATASETS["modelnet40c"],
+                        "modelnet_c": DATASETS["modelnet_c"], "scanobjectnn_c": DATASETS["scanobjectnn_c"],
                         "objaverse_lvis": DATASETS["objaverse_lvis"]}
     assert [CATALOG[n].classes for n in CATALOG] == [
-        len(MODELNET40_CLASSES), len(MODELNET10_CLASSES), len(SCANOBJECTNN_CLASSES), 16, 40, 1156] \
-        == [40, 10, 15, 16, 40, 1156]
+        len(MODELNET40_CLASSES), len(MODELNET10_CLASSES), len(SCANOBJECTNN_CLASSES), 16, 40, 40, 15,
+        1156] == [40, 10, 15, 16, 40, 40, 15, 1156]
     assert VARIANT_FILES is CATALOG["scanobjectnn"].variants
     assert DataConfig(name="modelnet10").num_classes == 10
     # the config's dataset names are the catalog's
