@@ -312,7 +312,8 @@ def test_catalog_names_import_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     names, heavy = out.stdout.strip().splitlines()
-    assert names == ("['modelnet40', 'modelnet10', 'scanobjectnn', 'shapenetpart', 'modelnet40c', 'objaverse_lvis'] "
+    assert names == ("['modelnet40', 'modelnet10', 'scanobjectnn', 'shapenetpart', 'modelnet40c', 'modelnet_c', "
+                     "'scanobjectnn_c', 'objaverse_lvis'] "
                      "['pointclip', 'realistic'] "
                      "['views', 'terms', 'prompts', 'projectors', 'backbones', 'weights']")
     assert heavy == "[]"
