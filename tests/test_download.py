@@ -269,8 +269,9 @@ def test_sources_and_choices_derive_from_the_catalog():
     from pointcalip.datasets.catalog import DATASETS, installing_entry
 
     assert DATASETS.names() == ["modelnet40", "modelnet10", "scanobjectnn", "shapenetpart", "modelnet40c",
-                                "objaverse_lvis"]
-    assert set(dl.SOURCES) == {"modelnet40", "scanobjectnn", "shapenetpart", "modelnet40c", "objaverse_lvis"}
+                                "modelnet_c", "scanobjectnn_c", "objaverse_lvis"]
+    assert set(dl.SOURCES) == {"modelnet40", "scanobjectnn", "shapenetpart", "modelnet40c", "modelnet_c",
+                               "scanobjectnn_c", "objaverse_lvis"}
     assert dl.ALIASES == {"modelnet10": "modelnet40"}
     assert installing_entry("ModelNet10").name == "modelnet40"
     assert dl.source("modelnet10") is dl.SOURCES["modelnet40"]
