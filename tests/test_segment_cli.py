@@ -38,7 +38,7 @@ def plant(root, cfg, backbone, templates=None):
     """Rewrite each split's pid with the tiny model's dense CALIP parts at its PARAMS, with the
     part texts of ``templates[split]`` (default: the config's templates for both)."""
     from pointcalip.extract import extract
-    from pointcalip.zeroshot import open_store
+    from pointcalip.pipeline import open_store
 
     store, projector = open_store(cfg.cache_dir), cfg.projector.build()
     signal = {}
@@ -242,3 +242,39 @@ def test_prompt_candidates_are_checked(tmp_path):
     with pytest.raises(ConfigError, match=r"tune.prompts\[0\] is not usable: every part "
                                           r"template needs '\{part\}'"):
         load_config(config_class("segment"), ["shapenetpart"], ["tune.prompts=[['a chair.']]"])
+
+
+def test_a_category_without_val_shapes_takes_the_shared_betas_and_says_so(
+        planted, tiny_checkpoints, tmp_path, caplog):
+    """Issue 27: a category with TEST shapes but no VAL shapes was reported with betas 0 (dense
+    CLIP) under "tuned on VAL"; it now takes the parameters searched on every VAL shape, and
+    results.json / results.md record it per category."""
+    import shutil
+
+    from pointcalip.datasets.shapenetpart import SHAPENETPART_CATEGORIES
+
+    root, base = planted
+    copy = shutil.copytree(root, tmp_path / "data" / "hdf5_data")
+    motorbike = SHAPENETPART_CATEGORIES.index("motorbike")
+    with h5py.File(copy / "ply_data_val0.h5", "r+") as h5:
+        arrays = {k: h5[k][...] for k in ("data", "label", "pid")}
+        keep = arrays["label"][:, 0] != motorbike
+        for k, a in arrays.items():
+            del h5[k]
+            h5[k] = a[keep]
+    assert 0 < keep.sum() < len(keep)
+    ckpt = tiny_checkpoints["vit"]
+    r = run_cli(copy, tmp_path / "own", base / "cache", ckpt, "--set", "tune.per_category=true")
+    shared = run_cli(copy, tmp_path / "shared", base / "cache", ckpt)
+    got, want = r["tuning"]["params"]["motorbike"], shared["tuning"]["params"]["chair"]
+    assert {k: got[k] for k in ("beta2", "beta3", "view_weights")} == \
+        {k: want[k] for k in ("beta2", "beta3", "view_weights")}
+    assert got["beta2"] + got["beta3"] > 0                       # not dense CLIP's betas 0
+    assert r["per_category"]["motorbike"]["tuned_on"] == "shared: no tuning shapes"
+    assert r["per_category"]["chair"]["tuned_on"] == "own"
+    assert shared["per_category"]["chair"]["tuned_on"] == "shared"
+    assert "motorbike had no VAL shapes" in r["tuning"]["protocol"]
+    md = (tmp_path / "own" / "results.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| motorbike |"))
+    assert row.endswith("| shared: no tuning shapes |")
+    assert "motorbike had no VAL shapes" in md

@@ -10,12 +10,11 @@ the feature store.
 The sets come from :func:`pointcalip.benchmark.sets.robustness_sets`, each read with every
 stored point (the files of one release differ in point count), one at a time.
 
-The corrupted clouds never reach :func:`pointcalip.zeroshot.tune`: the config refuses any
+The corrupted clouds never reach :func:`pointcalip.pipeline.tune`: the config refuses any
 other tuning split (:class:`pointcalip.benchmark.config.BenchmarkConfig`).
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from ..backbones import ClipBackbone, load_clip
+from ..core.identity import data_identity
 from ..core.paths import data_dir, ensure_writable
 from ..datasets import dataset_folder
 from ..datasets.h5utils import fingerprint
@@ -31,7 +31,7 @@ from ..datasets.catalog import DATASETS, load_target
 from ..extract import extract
 from ..prompts import load_templates
 from ..report.results import RunInfo, backbone_label, run_name
-from ..zeroshot import class_text, compute_view_logits, data_key, evaluate, load_splits, \
+from ..pipeline import class_text, compute_view_logits, data_key, evaluate, load_splits, \
     open_store, split_store, tune
 from .config import BenchmarkConfig
 from .report import BenchmarkResult, SetScore
@@ -65,30 +65,32 @@ def benchmark_root(cfg: BenchmarkConfig) -> Path:
 
 
 def _key_files(cfg: BenchmarkConfig) -> list:
-    """The files that say which release a benchmark folder holds: ModelNet40-C's
-    ``label.npy`` and ``data_original.npy``; the first evaluated file of the others."""
+    """Every file a run of ``cfg`` reads from the benchmark folder: the file of each evaluated
+    set (the uncorrupted one included) and, for ModelNet40-C, ``label.npy``."""
     entry = DATASETS[cfg.benchmark.name]
     module = entry.target.partition(":")[0]
     root = load_target(f"{module}:find_root")(benchmark_root(cfg))
-    if cfg.benchmark.name == "modelnet40c":
-        return [root / "label.npy", root / "data_original.npy"]
-    first = robustness_sets(entry.name, root, cfg.benchmark.variant, cfg.benchmark.corruption_list,
-                            cfg.benchmark.severity_list)[0]
-    corruption = entry.clean_set if first.is_clean else first.corruption
-    args = ((first.variant,) if first.variant is not None else ()) + (corruption, first.severity)
-    return [root / load_target(f"{module}:data_file")(*args)]
+    data_file = load_target(f"{module}:data_file")
+    files = [root / "label.npy"] if entry.name == "modelnet40c" else []
+    for s in benchmark_sets(cfg, root):
+        corruption = entry.clean_set if s.is_clean else s.corruption
+        args = ((s.variant,) if s.variant is not None else ()) + (corruption, s.severity)
+        files.append(root / data_file(*args))
+    return files
 
 
 def benchmark_key(cfg: BenchmarkConfig) -> Optional[str]:
-    """What the benchmark's files are, wherever they live: a fingerprint of the files that
-    name its release (None when the folder cannot be found yet)."""
+    """What the benchmark's files are, wherever they live: the identity (every byte,
+    :func:`~pointcalip.core.identity.files_identity`) of every file the config evaluates
+    (:func:`_key_files`; None when the folder or one of them cannot be found yet: the run says
+    which)."""
     try:
         files = _key_files(cfg)
     except (OSError, ValueError):
         return None
     if not all(f.is_file() for f in files):
         return None
-    return json.dumps(fingerprint(files), sort_keys=True)
+    return data_identity({"benchmark": fingerprint(files)})
 
 
 def output_dir(cfg: BenchmarkConfig) -> Path:
