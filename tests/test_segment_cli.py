@@ -233,7 +233,7 @@ def test_prompt_search_picks_the_planted_sentence_file_on_val(planted_prompts, t
 
 
 def test_prompt_candidates_are_checked(tmp_path):
-    from pointcalip.core.config import ConfigError
+    from pointcalip.core.config_loader import ConfigError
 
     with pytest.raises(ConfigError, match=r"tune.prompts\[1\] is not usable: part sentence file "
                                           r".*nowhere.yaml not found"):
