@@ -34,7 +34,7 @@ from ..report.results import RunInfo, backbone_label, run_name
 from ..pipeline import class_text, compute_view_logits, data_key, evaluate, load_splits, \
     open_store, split_store, tune
 from .config import BenchmarkConfig
-from .report import BenchmarkResult, SetScore
+from .result import BenchmarkResult, SetScore
 from .sets import RobustnessSet, robustness_sets
 
 log = logging.getLogger(__name__)

@@ -67,7 +67,7 @@ def run(args) -> int:
         print(f"wrote {json_path} and {md_path}")
         return 0
 
-    from ..benchmark.report import write_plots
+    from ..benchmark.result import write_plots
     from ..benchmark.robustness import benchmark_root, output_dir, run_robustness
 
     check_needs(cfg)

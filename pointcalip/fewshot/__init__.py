@@ -20,6 +20,7 @@ _EXPORTS = {"CALIPFS": "calip_fs_model", "InterViewAdapter": "inter_view_adapter
 # the models' modules were named as the method modules that run them (methods/tip.py, ...)
 renamed_modules(__name__, {"tip": "tip_cache", "adapter": "inter_view_adapter",
                            "calip_fs": "calip_fs_model"})
+renamed_modules(__name__, {"report": "result"})     # apart from pointcalip/report/
 
 __all__ = sorted(_EXPORTS)
 
