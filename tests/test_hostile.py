@@ -253,7 +253,7 @@ def test_tune_from_files_of_the_wrong_shape_name_the_key(tmp_path, results, says
     path = tmp_path / "results.json"
     path.write_text(json.dumps(results))
     with pytest.raises(ValueError, match=rf"^tune.from {path}: {says}"):
-        source_test_rows(path, "modelnet40", 10)
+        source_test_rows(path, "modelnet40", None)
 
 
 def test_a_deeply_nested_results_file_is_named(tmp_path):
@@ -268,7 +268,7 @@ def test_a_deeply_nested_results_file_is_named(tmp_path):
 
 def test_config_messages_name_keys_users_can_set():
     from pointcalip.config import config_class, load_config
-    from pointcalip.core.config import ConfigError
+    from pointcalip.core.config_loader import ConfigError
 
     with pytest.raises(ConfigError) as err:
         load_config(config_class("benchmark"), ["openshape"], ["datasets.modelnet40.tune.from=5"])
@@ -317,7 +317,7 @@ def test_a_checkpoint_with_nan_weights_names_the_backbone(tmp_path, capsys):
 
 def test_empty_lists_and_unknown_home_folders_name_the_key(capsys):
     from pointcalip.config import config_class, load_config
-    from pointcalip.core.config import ConfigError
+    from pointcalip.core.config_loader import ConfigError
 
     with pytest.raises(ConfigError, match=r"^config key data.categories is empty: no shape to "
                                           r"segment; use null \(all 16\)"):
@@ -335,19 +335,22 @@ def test_empty_lists_and_unknown_home_folders_name_the_key(capsys):
 
 
 @pytest.mark.parametrize("rows, says", [
-    ("abc", r"holds 'abc'"), ([[1, 2], [3]], r"holds '\[1, 2\]'"), ([1, 2.5], r"holds '2.5'"),
-    ([1, 10], r"holds rows outside 0..9 \(1..10\)"),
+    ("abc", r"'abc'"), ([[1, 2], [3]], r"'\[\[1, 2\], \[3\]\]'"), ([1, 2.5], r"'\[1, 2.5\]'"),
 ])
 def test_tune_from_test_rows_that_are_not_rows(tmp_path, rows, says):
     """Before: `invalid literal for int()` and numpy's 'inhomogeneous shape'."""
+    from types import SimpleNamespace
+
     from pointcalip.benchmark.table import source_test_rows
 
     path = tmp_path / "results.json"
     path.write_text(json.dumps({"command": "benchmark", "datasets": {"modelnet40": {
-        "test_clouds": 10, "tuning": {"test_rows": rows}}}}))
+        "test_clouds": 10, "tuning": {"rule": "test_slice", "test_rows": rows,
+                                      "test_ids": ["u1", "u2"]}}}}))
+    test = SimpleNamespace(uids=[f"u{i}" for i in range(10)])
     with pytest.raises(ValueError, match=rf"^tune.from {path}: datasets.modelnet40.tuning."
-                                         rf"test_rows .*{says}"):
-        source_test_rows(path, "modelnet40", 10)
+                                         rf"test_rows must be a list of row numbers, got {says}"):
+        source_test_rows(path, "modelnet40", test)
 
 
 def test_an_h5_file_holding_no_clouds_is_named(tmp_path):

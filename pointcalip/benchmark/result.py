@@ -36,9 +36,11 @@ class SetScore:
     calip: Accuracy
     corruption: Optional[str] = None
     severity: Optional[int] = None
+    points: Optional[int] = None     # points per cloud fed to the projector (every stored one)
 
     def to_dict(self) -> dict:
-        return {"n": self.n, "pointclip": self.pointclip.topk(), "calip": self.calip.topk()}
+        return {"n": self.n, "points": self.points, "pointclip": self.pointclip.topk(),
+                "calip": self.calip.topk()}
 
 
 def _mean(scores: List[SetScore], method: str) -> Dict[str, float]:
@@ -47,15 +49,42 @@ def _mean(scores: List[SetScore], method: str) -> Dict[str, float]:
 
 
 def compare_labels(theirs: np.ndarray, clean: np.ndarray) -> dict:
-    """A corrupted release's labels against the clean TEST labels, as results.json records
-    them: ``agree``, ``clouds`` (of the corrupted release), ``differing`` (clouds whose label
-    differs, plus any count difference) and the ``first_rows`` (at most 10) that differ."""
+    """An evaluated set's labels against the clean TEST labels: ``clouds`` (of the set),
+    ``clean_clouds``, ``differing`` (clouds whose label differs, plus any count difference) and
+    the ``first_rows`` (at most 10) that differ."""
     theirs, clean = np.asarray(theirs).reshape(-1), np.asarray(clean).reshape(-1)
     n = min(len(theirs), len(clean))
     rows = np.flatnonzero(theirs[:n] != clean[:n])
-    differing = int(rows.size) + abs(len(theirs) - len(clean))
-    return {"agree": differing == 0, "clouds": int(len(theirs)), "clean_clouds": int(len(clean)),
-            "differing": differing, "first_rows": [int(r) for r in rows[:10]]}
+    return {"clouds": int(len(theirs)), "clean_clouds": int(len(clean)),
+            "differing": int(rows.size) + abs(len(theirs) - len(clean)),
+            "first_rows": [int(r) for r in rows[:10]]}
+
+
+@dataclass
+class LabelCheck:
+    """Every evaluated set's labels against the clean TEST labels, as results.json records
+    them (``labels_vs_clean_test``): ``agree`` (all sets), ``sets_checked``,
+    ``differing_sets`` and the ``first`` set that differs (its name, label file and
+    :func:`compare_labels`), None when all agree."""
+
+    checked: int = 0
+    differing: int = 0
+    first: Optional[dict] = None
+
+    def add(self, name: str, file, labels: np.ndarray, clean: np.ndarray) -> bool:
+        """Compare one set's labels; -> whether they agree."""
+        self.checked += 1
+        check = compare_labels(labels, clean)
+        if not check["differing"]:
+            return True
+        self.differing += 1
+        if self.first is None:
+            self.first = {"set": name, "file": str(file), **check}
+        return False
+
+    def to_dict(self) -> dict:
+        return {"agree": self.differing == 0, "sets_checked": self.checked,
+                "differing_sets": self.differing, "first": self.first}
 
 
 def run_header(result) -> dict:
@@ -69,7 +98,8 @@ def run_header(result) -> dict:
 
 @dataclass
 class BenchmarkResult:
-    """A ModelNet40-C run; ``to_dict()`` is results.json, ``to_markdown()`` results.md."""
+    """A robustness run (ModelNet40-C, ModelNet-C, ScanObjectNN-C); ``to_dict()`` is
+    results.json, ``to_markdown()`` results.md."""
 
     config: object                      # BenchmarkConfig
     run: RunInfo
@@ -82,10 +112,10 @@ class BenchmarkResult:
     tuning_clouds: int
     found: SearchResult
     clean: SetScore
-    original: SetScore
+    original: Optional[SetScore]        # the release's uncorrupted set (None: it has none)
     cells: List[SetScore]
     timings: Dict[str, float] = field(default_factory=dict)
-    labels_vs_clean: Optional[dict] = None   # label.npy against clean TEST (compare_labels)
+    labels_vs_clean: Optional[dict] = None   # every set's labels against clean TEST (LabelCheck)
 
     @property
     def corruptions(self) -> List[str]:
@@ -122,8 +152,8 @@ class BenchmarkResult:
             "beta3": self.found.beta3,
             "view_weights": list(self.found.view_weights),
             "clean": {"dataset": cfg.data.label, "split": "test", **self.clean.to_dict()},
-            "original": {**self.original.to_dict(),
-                         "labels_vs_clean_test": self.labels_vs_clean},
+            "original": None if self.original is None else self.original.to_dict(),
+            "labels_vs_clean_test": self.labels_vs_clean,
             "corruptions": {c: {str(s.severity): s.to_dict() for s in self.of(c)}
                             for c in self.corruptions},
             "mean_per_corruption": {c: {m: _mean(self.of(c), m) for m in METHODS}
@@ -153,10 +183,13 @@ class BenchmarkResult:
         check = self.labels_vs_clean
         if not check or check["agree"]:
             return []
-        return [f"**Warning:** {self.benchmark}'s label.npy differs from the clean {clean} TEST "
-                f"labels: {check['differing']} of {check['clouds']} clouds (rows "
-                f"{', '.join(map(str, check['first_rows']))}{' ...' if check['differing'] > 10 else ''}"
-                f"); the corrupted sets may not be {clean}'s TEST clouds in its order.", ""]
+        first = check["first"]
+        more = " ..." if first["differing"] > len(first["first_rows"]) else ""
+        return [f"**Warning:** the labels of {check['differing_sets']} of {check['sets_checked']} "
+                f"{self.benchmark} sets differ from the clean {clean} TEST labels; first "
+                f"{first['set']} ({first['file']}): {first['differing']} of {first['clouds']} "
+                f"clouds (rows {', '.join(map(str, first['first_rows']))}{more}). Its clouds may "
+                f"not be {clean}'s TEST clouds in their order.", ""]
 
     def to_markdown(self) -> str:
         cfg, r = self.config, self.to_dict()
@@ -170,8 +203,9 @@ class BenchmarkResult:
             "|---|---|---|---|",
             f"| clean {cfg.data.label} TEST | {self.clean.n} | {acc(self.clean.pointclip)} | "
             f"{acc(self.clean.calip)} |",
-            f"| {self.benchmark} original | {self.original.n} | {acc(self.original.pointclip)} | "
-            f"{acc(self.original.calip)} |",
+            *([] if self.original is None else [
+                f"| {self.benchmark} {self.original.label} | {self.original.n} | "
+                f"{acc(self.original.pointclip)} | {acc(self.original.calip)} |"]),
             f"| {self.benchmark} mean of {len(self.cells)} corrupted sets | {self.cells[0].n} | "
             + " | ".join(" / ".join(f"{r['overall'][m][k]:.2f}" for k in TOPK) for m in METHODS)
             + " |", "",
@@ -215,6 +249,8 @@ class DatasetScore:
     calip: Accuracy
     features: Dict[str, dict]             # "tuning" / "reported" -> store path and encode stats
     seconds: float
+    test_data: Optional[str] = None        # identity of the test data the rows index
+    tuned_test_ids: Optional[List[str]] = None   # object ids of tuned_test_rows (LVIS uids)
 
     def rows(self) -> List[dict]:
         """The table's two rows (PointCLIP, CALIP)."""
@@ -236,6 +272,11 @@ class DatasetScore:
                        # the test clouds the betas come from (none reported), for anyone to check
                        "test_rows": (None if self.tuned_test_rows is None
                                      else self.tuned_test_rows.tolist()),
+                       # what those rows are, for a later tune.from to match: the object
+                       # ids, and the identity of the test data they index
+                       **({} if self.tuned_test_ids is None else
+                          {"test_ids": list(self.tuned_test_ids)}),
+                       "test_data": self.test_data,
                        "from": self.source,
                        "tuning_accuracy": 100.0 * self.found.accuracy if tuned_here else None},
             "beta2": self.found.beta2, "beta3": self.found.beta3,
