@@ -6,9 +6,10 @@
 
 The runner hands the cache the base logits, keys (and centres) of each cloud in stream order,
 ``batch_size`` clouds per call (the cache takes them one by one, so the batch size changes
-nothing); labels are read only to score the logits the cache has returned. ``prefill=True``
-is Point-Cache's protocol (the cache filled from the test clouds first): NOT ONLINE, and its
-runs say so (``online`` False).
+nothing); labels are read only to score the logits the cache has returned. ``prefill_order`` is
+Point-Cache's protocol (the cache first filled from the test clouds read in that order; its
+loader reshuffles, so that pass has an order of its own): NOT ONLINE, and its runs say so
+(``online`` False).
 """
 from __future__ import annotations
 
@@ -102,16 +103,18 @@ def stream_orders(n: int, count: int, seed: int) -> np.ndarray:
 
 def run_stream(inputs: StreamInputs, order: Sequence[int],
                make_cache: Callable[[], OnlineCache], batch_size: int = 64,
-               prefill: bool = False) -> StreamRun:
+               prefill_order: Optional[Sequence[int]] = None) -> StreamRun:
     """The cache from ``make_cache()`` over ``inputs`` in ``order``, ``batch_size`` clouds per
-    :meth:`OnlineCache.step`. ``prefill``: NOT ONLINE (see the module doc)."""
+    :meth:`OnlineCache.step`. ``prefill_order``: NOT ONLINE (see the module doc)."""
     order = np.asarray(order, dtype=np.int64)
-    index = torch.as_tensor(order)
+    index = torch.as_tensor(order.copy())
     base, keys = inputs.base[index], inputs.keys[index]
     centres = None if inputs.centres is None else inputs.centres[index]
     cache = make_cache()
-    if prefill:
-        cache.prefill(base, keys, centres)
+    if prefill_order is not None:
+        first = torch.as_tensor(np.array(prefill_order, dtype=np.int64))
+        cache.prefill(inputs.base[first], inputs.keys[first],
+                      None if inputs.centres is None else inputs.centres[first])
     out = []
     seconds = 0.0
     for start in range(0, len(order), batch_size):
