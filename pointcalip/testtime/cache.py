@@ -44,22 +44,29 @@ class CacheEntry:
 
 
 class _ClassSlots:
-    """A per-class store of capacity ``k`` in dense tensors: slot rows are fixed, ``order[c]``
-    lists class c's filled slots by entropy ascending (ties: older first)."""
+    """A per-class store of capacity ``k``: ``order[c]`` lists class c's slots by entropy
+    ascending (ties: older first); each slot owns a row of the dense arrays, given out in the
+    order slots are first filled, so the filled rows are always ``[:used]`` (what scoring
+    reads) and ``row_class[r]`` is the class of row r."""
 
     def __init__(self, num_classes: int, capacity: int):
         self.k = capacity
         self.order: List[List[int]] = [[] for _ in range(num_classes)]
         self.entropy = [[math.inf] * capacity for _ in range(num_classes)]
-        self.keys: Optional[torch.Tensor] = None      # [K * k, D]
-        self.valid: Optional[torch.Tensor] = None     # [K * k] 0/1 in the keys' dtype
+        self.row = [[-1] * capacity for _ in range(num_classes)]
+        self.used = 0
+        self.row_class = torch.zeros(num_classes * capacity, dtype=torch.long)
+        self.keys: Optional[torch.Tensor] = None      # [K * k, D], rows [:used] filled
 
     def admit(self, c: int, h: float) -> Optional[int]:
-        """The flat slot an item of class ``c`` with entropy ``h`` goes to (its order updated),
-        or None when the class is full and ``h`` is not lower than its worst."""
+        """The row an item of class ``c`` with entropy ``h`` goes to (its order updated), or
+        None when the class is full and ``h`` is not lower than its worst."""
         order, ent = self.order[c], self.entropy[c]
         if len(order) < self.k:
             slot = len(order)
+            self.row[c][slot] = self.used
+            self.row_class[self.used] = c
+            self.used += 1
         elif h < ent[order[-1]]:
             slot = order.pop()
         else:
@@ -67,7 +74,7 @@ class _ClassSlots:
         ent[slot] = h
         position = bisect.bisect_right([ent[s] for s in order], h)
         order.insert(position, slot)
-        return c * self.k + slot
+        return self.row[c][slot]
 
     def count(self, c: int) -> int:
         return len(self.order[c])
@@ -127,7 +134,7 @@ class OnlineCache:
         out = []
         for c in range(self.num_classes):
             for s in slots.order[c]:
-                row = c * slots.k + s
+                row = slots.row[c][s]
                 out.append(CacheEntry(
                     c, slots.entropy[c][s], slots.keys[row].clone(),
                     probs=self._neg_probs[row].clone() if negative else None,
@@ -156,9 +163,8 @@ class OnlineCache:
         k, d, kk = self.num_classes, keys.shape[1], self.num_classes
         like = dict(dtype=keys.dtype, device=keys.device)
         self._pos.keys = torch.zeros(k * self._pos.k, d, **like)
-        self._pos.valid = torch.zeros(k * self._pos.k, **like)
         self._neg.keys = torch.zeros(k * self._neg.k, d, **like)
-        self._neg.valid = torch.zeros(k * self._neg.k, **like)
+        self._pos.row_class = self._pos.row_class.to(keys.device)
         self._neg_probs = torch.zeros(k * self._neg.k, kk, **like)
         self._neg_mask = torch.zeros(k * self._neg.k, kk, **like)
         if self.local:
@@ -177,32 +183,32 @@ class OnlineCache:
         row = self._pos.admit(c, entropy)
         if row is not None:
             self._pos.keys[row] = f
-            self._pos.valid[row] = 1
             if self.local:
                 self._centres[row] = u
         if self.negative_on and self.neg_band[0] < gate < self.neg_band[1]:
             row = self._neg.admit(c, entropy)
             if row is not None:
                 self._neg.keys[row] = f
-                self._neg.valid[row] = 1
                 self._neg_probs[row] = p
                 lo, hi = self.neg_mask
                 self._neg_mask[row] = ((p > lo) & (p < hi)).to(p.dtype)
 
     def _score(self, z: torch.Tensor, f: torch.Tensor, u: Optional[torch.Tensor]) -> torch.Tensor:
         out = z.clone()
-        if self.alpha != 0.0:
-            w = torch.exp(-self.beta * (1.0 - self._pos.keys @ f)) * self._pos.valid
-            out += (self.alpha * self.scale) * w.view(self.num_classes, -1).sum(1).to(z.dtype)
+        pos, neg = self._pos, self._neg
+        if self.alpha != 0.0 and pos.used:
+            # exp(-beta (1 - a)) written exp(beta (a - 1)), in place: the scores of each row
+            w = (pos.keys[:pos.used] @ f).sub_(1.0).mul_(self.beta).exp_()
             if self.local:
                 q = u.mean(0)
-                aff = self._centres.flatten(0, 1) @ q                       # [K * k * m]
-                w = torch.exp(-self.local_beta * (1.0 - aff)).view(self._pos.valid.shape[0], -1)
-                w = (w * self._pos.valid.to(w.dtype).unsqueeze(1)).view(self.num_classes, -1)
-                out += (self.alpha * self.scale) * w.sum(1).to(z.dtype)
-        if self.negative_on:
-            w = torch.exp(-self.neg_beta * (1.0 - self._neg.keys @ f)) * self._neg.valid
-            out -= (self.neg_alpha * self.scale) * (w @ self._neg_mask).to(z.dtype)
+                a = (self._centres[:pos.used].flatten(0, 1) @ q).sub_(1.0)
+                w = w + a.mul_(self.local_beta).exp_().view(pos.used, -1).sum(1).to(w.dtype)
+            term = torch.zeros(self.num_classes, dtype=w.dtype).index_add_(
+                0, pos.row_class[:pos.used], w)
+            out += (self.alpha * self.scale) * term.to(z.dtype)
+        if self.negative_on and neg.used:
+            w = (neg.keys[:neg.used] @ f).sub_(1.0).mul_(self.neg_beta).exp_()
+            out -= (self.neg_alpha * self.scale) * (w @ self._neg_mask[:neg.used]).to(z.dtype)
         return out
 
     @torch.no_grad()
@@ -242,7 +248,6 @@ class OnlineCache:
             if self._pos.count(c) < self.capacity:
                 row = self._pos.admit(c, entropy)
                 self._pos.keys[row] = keys[i]
-                self._pos.valid[row] = 1
                 if self.local:
                     self._centres[row] = centres[i]
             if sum(self._pos.count(k) for k in range(self.num_classes)) == full:
