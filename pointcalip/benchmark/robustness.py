@@ -6,7 +6,7 @@ every corruption x severity from the feature store.
     clean   = evaluate(logits of clean TEST, found)
     cells   = evaluate(logits of data_{c}_{s}.npy, found)  # same betas, same text features
 
-The corrupted clouds never reach :func:`pointcalip.zeroshot.tune`: the config refuses any
+The corrupted clouds never reach :func:`pointcalip.pipeline.tune`: the config refuses any
 other tuning split (:class:`pointcalip.benchmark.config.BenchmarkConfig`).
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ..datasets.modelnet40c import LABEL_FILE, ORIGINAL, data_file, find_root
 from ..extract import extract
 from ..prompts import load_templates
 from ..report.results import RunInfo, backbone_label, run_name
-from ..zeroshot import class_text, compute_view_logits, data_key, evaluate, load_splits, \
+from ..pipeline import class_text, compute_view_logits, data_key, evaluate, load_splits, \
     open_store, split_store, tune
 from .config import BenchmarkConfig
 from .report import BenchmarkResult, SetScore
