@@ -32,7 +32,7 @@ from ..report.results import RunInfo, backbone_label, run_name
 from ..search import SearchResult
 from ..testtime import OnlineCache, StreamInputs, kmeans_centres, run_stream, stream_orders
 from ..testtime.stream import StreamSummary, summarize
-from ..zeroshot import TEMPERATURE, ViewLogits, class_text, compute_view_logits, data_key, \
+from ..pipeline import TEMPERATURE, ViewLogits, class_text, compute_view_logits, data_key, \
     load_splits, open_store, split_store, tune
 from .config import AdaptConfig, CacheConfig
 from .report import ROWS, AdaptResult, SetResult
