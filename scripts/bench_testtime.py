@@ -1,4 +1,4 @@
-"""What the online test-time cache costs per cloud on stored features (spec/testtime.md).
+"""What the online test-time cache costs per cloud on stored features (docs/test-time-cache.md).
 
     python scripts/bench_testtime.py [--clouds 2468] [--classes 40] [--capacity 3]
                                      [--views 6] [--dim 1024] [--tokens 49] [--threads N]

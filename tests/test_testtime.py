@@ -1,4 +1,4 @@
-"""OnlineCache and the stream runner (spec/testtime.md sections 1, 2 and 4): alpha 0 is
+"""OnlineCache and the stream runner (docs/test-time-cache.md): alpha 0 is
 zero-shot exactly, capacities hold, a full class keeps its k lowest-entropy items, batch size
 and seeds, a planted shift the cache must repair, and leaks (later clouds, labels) detected."""
 import math

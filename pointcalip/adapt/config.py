@@ -24,7 +24,7 @@ def _band(key: str, values: List[float]) -> None:
 
 @dataclass
 class CacheConfig(Section):
-    """The online cache (spec/testtime.md section 1; defaults: Point-Cache's)."""
+    """The online cache (docs/test-time-cache.md; defaults: Point-Cache's)."""
 
     capacity: int = positive(3)
     alpha: float = non_negative(4.0)

@@ -1,4 +1,4 @@
-"""Online test-time cache over zero-shot CALIP (spec/testtime.md).
+"""Online test-time cache over zero-shot CALIP (docs/test-time-cache.md).
 
 * :mod:`.cache`: :class:`OnlineCache`, positive / negative / local caches, one cloud at a time;
 * :mod:`.local`: the per-cloud k-means centres of CALIP's spatial tokens (local cache keys);

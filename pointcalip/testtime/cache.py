@@ -1,4 +1,4 @@
-"""The online test-time cache over zero-shot logits (spec/testtime.md section 1).
+"""The online test-time cache over zero-shot logits (docs/test-time-cache.md).
 
 Per cloud, in stream order, with base logits ``z`` [K] (``scale`` x the ``100 cos`` logits
 TDA's constants assume), descriptor ``f`` [D] (unit) and, for the local cache, the cloud's

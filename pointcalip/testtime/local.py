@@ -1,5 +1,5 @@
 """Per-cloud k-means centres of CALIP's spatial tokens, the local cache's keys
-(spec/testtime.md section 1; Point-Cache's "hierarchical" cache).
+(docs/test-time-cache.md; Point-Cache's "hierarchical" cache).
 
     tokens  = normalise(spatial)  pooled over views     [B, V*HW, C]
     centres = k-means(tokens, m)  each normalised       [B, m, C]

@@ -1,4 +1,4 @@
-"""Run an online cache over stored arrays in seeded stream orders (spec/testtime.md section 2).
+"""Run an online cache over stored arrays in seeded stream orders (docs/test-time-cache.md).
 
     orders = stream_orders(n, count=5, seed=0)              # [S, n], the same for every row
     run    = run_stream(inputs, orders[s], make_cache)      # one order: accuracy, running curve
