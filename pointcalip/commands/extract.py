@@ -62,9 +62,8 @@ def _extract(cfg, splits, shard, device) -> list:
     from ..backbones import load_clip
     from ..extract import encode_missing
     from ..plan import feature_jobs
-    from ..segmentation.config import SegmentConfig
-    from ..segmentation.run import fill_locations
     from ..store import FeatureStore
+    from ..tasks import resolve, task_of
     from ..pipeline import class_text, split_store
 
     if not shard.is_main:
@@ -75,6 +74,8 @@ def _extract(cfg, splits, shard, device) -> list:
             store.check()      # read-only is fine; written only if rows are missing
         jobs = feature_jobs(cfg, splits)
     mode = getattr(cfg, "store", "tokens")     # segment configs have no key: tokens
+    task = task_of(cfg)
+    after_encode = resolve(task.after_encode) if task.after_encode else None
     summary, backbone, loaded, texts = [], None, None, {}
     for job in jobs:                                   # grouped by backbone: each loaded once
         if job.backbone != loaded:
@@ -94,8 +95,8 @@ def _extract(cfg, splits, shard, device) -> list:
         rows = np.arange(len(job.dataset)) if job.rows is None else job.rows
         stats = encode_missing(job_store, job.dataset, rows, projector, backbone,
                                cfg.batch_size, desc=f"encode {job.label}", shard=shard)
-        if isinstance(cfg, SegmentConfig):      # where the points land, kept for `segment`
-            fill_locations(store.root, job.dataset, projector, cfg, shard)
+        if after_encode:       # what the task keeps besides features (segment: locations)
+            after_encode(store.root, job.dataset, projector, cfg, shard)
         summary.append((job, backbone.name, job_store, stats))
     return summary
 

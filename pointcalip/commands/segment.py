@@ -5,8 +5,16 @@ from __future__ import annotations
 import argparse
 
 from ..projection.catalog import PROJECTORS
+from ..tasks import TASKS, Task
 from . import COMMANDS
 from .options import config_file, device, finite_float, positive_int
+
+
+TASKS.register("segment", Task(config="pointcalip.segmentation.config:SegmentConfig",
+                               run="pointcalip.segmentation.run:run_segment",
+                               datasets="pointcalip.segmentation.run:feature_datasets",
+                               after_encode="pointcalip.segmentation.run:fill_locations"),
+               order=45)
 
 
 @COMMANDS.register("segment", order=45)
