@@ -233,7 +233,7 @@ def test_prompt_search_picks_the_planted_sentence_file_on_val(planted_prompts, t
 
 
 def test_prompt_candidates_are_checked(tmp_path):
-    from pointcalip.core.config import ConfigError
+    from pointcalip.core.config_loader import ConfigError
 
     with pytest.raises(ConfigError, match=r"tune.prompts\[1\] is not usable: part sentence file "
                                           r".*nowhere.yaml not found"):
@@ -242,3 +242,84 @@ def test_prompt_candidates_are_checked(tmp_path):
     with pytest.raises(ConfigError, match=r"tune.prompts\[0\] is not usable: every part "
                                           r"template needs '\{part\}'"):
         load_config(config_class("segment"), ["shapenetpart"], ["tune.prompts=[['a chair.']]"])
+
+
+def test_tuning_on_fewer_points_takes_labels_and_logits_at_the_same_points(tmp_path):
+    """``tune.points`` below the shapes' points: the search scores a seeded subsample (not a
+    prefix), and each kept point's labels, dense terms, visibility and nearest visible source
+    are those of that very point (as on all points), never of another."""
+    from pointcalip.projection import PointCLIPProjector
+    from pointcalip.segmentation.points import nearest_visible
+    from pointcalip.segmentation.run import gather_tuning, kept_locations
+
+    root = write_shapenetpart(tmp_path, {"val": 6}, num_points=400, categories=["chair", "mug"])
+    ds = ShapeNetPart(root, "val", num_points=400)
+    rng = np.random.default_rng(0)
+    tokens = rng.normal(size=(len(ds), 2, 4, 8)).astype(np.float32)
+    tokens /= np.linalg.norm(tokens, axis=-1, keepdims=True)
+
+    class Features:          # the feature store surface gather_tuning reads: fixed tokens per row
+        class store:
+            @staticmethod
+            def read(rows):
+                return None, tokens[rows], None
+
+    texts = {c: torch.nn.functional.normalize(torch.randn(k, 8), dim=-1) for c, k in ((4, 4), (11, 2))}
+    cache = LocationCache(tmp_path / "store", ds, PointCLIPProjector(views=[0, 1]))
+
+    def groups(points):
+        cfg = load_config(config_class("segment"), ["shapenetpart"],
+                          [f"tune.points={points}", "batch_size=4"])
+        kept = kept_locations(ds, cache, cfg)
+        return kept.keep, gather_tuning(Features, ds, texts, kept, cfg)
+
+    _, every = groups(400)
+    keep, some = groups(100)
+    assert len(keep) == 100 and not np.array_equal(keep, np.arange(16))   # seeded, not a prefix
+    k = torch.as_tensor(keep)
+    for c, group in some.items():
+        rows = np.flatnonzero(ds.labels == c)
+        assert torch.equal(group.gt, torch.from_numpy(ds.pid[rows][:, keep] - PART_OFFSETS[c]))
+        assert torch.equal(group.gt, every[c].gt[:, k]) and len(group.gt.unique()) > 1
+        for term in ("s0", "s1", "s2", "visible"):
+            assert torch.equal(getattr(group.logits, term), getattr(every[c].logits, term)[:, :, k]), term
+        points = ds.points(rows)[:, k]
+        seen = group.logits.visible.any(1)
+        assert seen.any() and not seen.all()         # some kept points take a neighbour's label
+        assert torch.equal(group.logits.source, nearest_visible(points, seen))
+
+
+def test_a_category_without_val_shapes_takes_the_shared_betas_and_says_so(
+        planted, tiny_checkpoints, tmp_path, caplog):
+    """Issue 27: a category with TEST shapes but no VAL shapes was reported with betas 0 (dense
+    CLIP) under "tuned on VAL"; it now takes the parameters searched on every VAL shape, and
+    results.json / results.md record it per category."""
+    import shutil
+
+    from pointcalip.datasets.shapenetpart import SHAPENETPART_CATEGORIES
+
+    root, base = planted
+    copy = shutil.copytree(root, tmp_path / "data" / "hdf5_data")
+    motorbike = SHAPENETPART_CATEGORIES.index("motorbike")
+    with h5py.File(copy / "ply_data_val0.h5", "r+") as h5:
+        arrays = {k: h5[k][...] for k in ("data", "label", "pid")}
+        keep = arrays["label"][:, 0] != motorbike
+        for k, a in arrays.items():
+            del h5[k]
+            h5[k] = a[keep]
+    assert 0 < keep.sum() < len(keep)
+    ckpt = tiny_checkpoints["vit"]
+    r = run_cli(copy, tmp_path / "own", base / "cache", ckpt, "--set", "tune.per_category=true")
+    shared = run_cli(copy, tmp_path / "shared", base / "cache", ckpt)
+    got, want = r["tuning"]["params"]["motorbike"], shared["tuning"]["params"]["chair"]
+    assert {k: got[k] for k in ("beta2", "beta3", "view_weights")} == \
+        {k: want[k] for k in ("beta2", "beta3", "view_weights")}
+    assert got["beta2"] + got["beta3"] > 0                       # not dense CLIP's betas 0
+    assert r["per_category"]["motorbike"]["tuned_on"] == "shared: no tuning shapes"
+    assert r["per_category"]["chair"]["tuned_on"] == "own"
+    assert shared["per_category"]["chair"]["tuned_on"] == "shared"
+    assert "motorbike had no VAL shapes" in r["tuning"]["protocol"]
+    md = (tmp_path / "own" / "results.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| motorbike |"))
+    assert row.endswith("| shared: no tuning shapes |")
+    assert "motorbike had no VAL shapes" in md

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, List, Optional, Union
 
 from ..config import ProjectorConfig, check_batch_size, check_model_keys
-from ..core.config import ConfigError, Section, non_negative, positive
+from ..core.config_loader import ConfigError, Section, non_negative, positive
 
 DEFAULT_PART_TEMPLATES = [
     "a depth map of the {part} of a {category}.",
