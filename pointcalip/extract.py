@@ -132,14 +132,20 @@ def _to_host(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, backbone,
-                   batch_size: int = 16, desc: str = "encode", shard: Shard = Shard()
-                   ) -> ExtractStats:
+                   batch_size: int = 16, desc: str = "encode", shard: Shard = Shard(),
+                   locations=None) -> ExtractStats:
     """Encode into ``store`` the ``rows`` [n] of ``dataset`` it lacks: this rank's share of
     the blocks of ``rows`` (:func:`blocks_of`) that lack some. Every rank of ``shard`` must
     call this for the same store and rows; they wait for each other after listing what is
     missing and again at the end, so the store then holds every row. -> ExtractStats of this
     rank's work (``missing``: clouds all ranks encoded). ``dataset`` needs ``name``,
-    ``split``, ``len`` and ``points(indices)`` [b, N, 3]."""
+    ``split``, ``len`` and ``points(indices)`` [b, N, 3].
+
+    ``locations``: where the encoded clouds' points land is kept there too, from the same
+    render as the images (``projector.images_and_locations``; an object with ``tolerance``
+    and ``keep(rows, xy, visible)``, e.g. a segmentation
+    :class:`~pointcalip.segmentation.locations.LocationCache`), written with the batch's
+    store piece; rows already stored are not rendered, so not located, here."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if len(rows) == 0:
@@ -175,9 +181,12 @@ def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, back
     bar = tqdm(total=len(todo_rows), desc=desc, unit="cloud",
                disable=None if len(todo_rows) and shard.is_main else True)
 
-    def store_batch(chunk, g, s, norms, logits, marks):
-        """On the writer thread: wait for the batch, then write its piece."""
+    def store_batch(chunk, g, s, norms, logits, marks, loc):
+        """On the writer thread: wait for the batch, then write its piece (and keep the
+        points' locations)."""
         projection_s, encoding_s = clock.seconds(*marks[:2]), clock.seconds(*marks[1:])
+        if loc is not None:
+            locations.keep(chunk, *loc)
         store.write(chunk, g.numpy(), None if s is None else s.numpy(), norms.numpy(),
                     seconds=projection_s + encoding_s, device=str(device), threads=threads,
                     logits=None if logits is None else [x.numpy() for x in logits])
@@ -203,7 +212,15 @@ def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, back
                     if device.type == "cuda":
                         points = points.pin_memory()
                     marks = [clock.mark()]
-                    images = projector(points.to(device, non_blocking=True))  # [b, V, 3, S, S]
+                    points = points.to(device, non_blocking=True)
+                    loc = None
+                    if locations is None:
+                        images = projector(points)                            # [b, V, 3, S, S]
+                    else:                      # the same render gives where the points land
+                        images, where = projector.images_and_locations(points,
+                                                                       locations.tolerance)
+                        loc = (_to_host(where.xy, torch.float32),
+                               _to_host(where.visible, torch.bool))
                     marks.append(clock.mark())
                     g, s, norms = backbone.encode_images(images.flatten(0, 1), return_norms=True)
                     b = len(chunk)
@@ -216,7 +233,8 @@ def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, back
                     g, norms = _to_host(g, torch.float16), _to_host(norms.view(b, v), torch.float32)
                     s = None if s is None else _to_host(s, torch.float16)
                     marks.append(clock.mark())
-                    pending.append(writer.submit(store_batch, chunk, g, s, norms, logits, marks))
+                    pending.append(writer.submit(store_batch, chunk, g, s, norms, logits, marks,
+                                                 loc))
                     while len(pending) > 1:        # one batch is written while the next encodes
                         pending.popleft().result()
                         show_progress()
@@ -237,14 +255,16 @@ def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, back
 
 
 def extract(store: SplitStore, dataset, rows: Optional[Sequence[int]], projector, backbone,
-            batch_size: int = 16, desc: str = "encode") -> SplitFeatures:
+            batch_size: int = 16, desc: str = "encode", locations=None) -> SplitFeatures:
     """Encode the ``rows`` of ``dataset`` (default all) that ``store`` lacks
-    (:func:`encode_missing`); -> their features, in the order of ``rows``. ``dataset`` needs
+    (:func:`encode_missing`, which also keeps the encoded clouds' point locations in
+    ``locations`` when given); -> their features, in the order of ``rows``. ``dataset`` needs
     ``points(indices) -> [b, N, 3]`` and ``labels``."""
     rows = np.arange(len(dataset), dtype=np.int64) if rows is None else \
         np.asarray(rows, dtype=np.int64).reshape(-1)
     stored_before = rows[store.stored(rows)]
-    stats = encode_missing(store, dataset, rows, projector, backbone, batch_size, desc)
+    stats = encode_missing(store, dataset, rows, projector, backbone, batch_size, desc,
+                           locations=locations)
     stats.cached_encoding_s = store.encoding_seconds(stored_before)
     labels = np.asarray(dataset.labels, dtype=np.int64)[rows]
     return SplitFeatures(store, rows, labels, stats)

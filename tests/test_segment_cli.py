@@ -142,6 +142,30 @@ def test_val_tuning_recovers_planted_parameters(planted, tiny_checkpoints, tmp_p
 
 
 
+def test_first_run_locates_in_the_render_that_encodes(planted, tiny_checkpoints, tmp_path,
+                                                      monkeypatch):
+    """A first run (empty store and location cache) locates every shape in the render that
+    makes its images: ``locate`` (a second render) is never called, and the results equal a
+    run whose locations came from ``locate`` (the planted cache)."""
+    from pointcalip.projection.base import Projector
+
+    root, base = planted
+    ckpt = tiny_checkpoints["vit"]
+    reference = run_cli(root, tmp_path / "ref", base / "cache", ckpt)
+    calls = []
+    inner = Projector.locate
+    monkeypatch.setattr(Projector, "locate",
+                        lambda self, *a, **k: calls.append(1) or inner(self, *a, **k))
+    r = run_cli(root, tmp_path / "first", tmp_path / "cache", ckpt)
+    assert calls == []
+    assert {s: (c["located"], c["with_images"], c["read"]) for s, c in r["locations"].items()
+            } == {"val": (18, 18, 18), "test": (18, 18, 18)}
+    assert r["miou"] == reference["miou"] and r["dense_clip"] == reference["dense_clip"]
+    assert r["tuning"]["params"] == reference["tuning"]["params"]
+    assert np.array_equal(np.load(tmp_path / "first" / "predictions.npz")["pred"],
+                          np.load(tmp_path / "ref" / "predictions.npz")["pred"])
+
+
 def test_extract_fills_what_segment_reads(planted, tiny_checkpoints, tmp_path, capsys):
     """`pointcalip extract --config shapenetpart` encodes TEST and VAL and locates their
     points; `segment` then encodes and locates nothing."""

@@ -63,6 +63,7 @@ def _extract(cfg, splits, shard, device) -> list:
     from ..extract import encode_missing
     from ..plan import feature_jobs
     from ..segmentation.config import SegmentConfig
+    from ..segmentation.locations import LocationCache
     from ..segmentation.run import fill_locations
     from ..store import FeatureStore
     from ..zeroshot import class_text, split_store
@@ -92,9 +93,13 @@ def _extract(cfg, splits, shard, device) -> list:
         with distributed.main_first(shard):            # rank 0 creates the store folder
             job_store = split_store(store, mode, job.dataset, projector, backbone, text)
         rows = np.arange(len(job.dataset)) if job.rows is None else job.rows
+        # segment configs: where the points land, kept for `segment`, from the images' render
+        locations = LocationCache(store.root, job.dataset, projector, cfg.visible_tolerance) \
+            if isinstance(cfg, SegmentConfig) else None
         stats = encode_missing(job_store, job.dataset, rows, projector, backbone,
-                               cfg.batch_size, desc=f"encode {job.label}", shard=shard)
-        if isinstance(cfg, SegmentConfig):      # where the points land, kept for `segment`
+                               cfg.batch_size, desc=f"encode {job.label}", shard=shard,
+                               locations=locations)
+        if locations is not None:        # clouds stored before this run: located now
             fill_locations(store.root, job.dataset, projector, cfg, shard)
         summary.append((job, backbone.name, job_store, stats))
     return summary

@@ -328,7 +328,8 @@ class SegmentResult:
                    f"{k}: {c!r}" for k, c in enumerate(self.prompt_candidates)) +
                " (per category: the `prompt` column; dense CLIP uses the same texts)"]
               if len(self.prompt_candidates) > 1 else []),
-            *[f"- Point locations ({split}): {c['located']} shapes located, {c['read']} read "
+            *[f"- Point locations ({split}): {c['located']} shapes located ("
+              f"{c.get('with_images', 0)} in the render that encoded them), {c['read']} read "
               f"from the cache {c['folder']}" for split, c in self.locations.items()],
             *[f"- Note: {n}" for n in self.size_notes],
             "- Timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in r["timings"].items()),
@@ -389,9 +390,10 @@ def fill_locations(cache_root, dataset: ShapeNetPart, projector, cfg: SegmentCon
                    shard=None) -> int:
     """Locate every shape of ``dataset`` the location cache under ``cache_root`` lacks, in
     batches of ``cfg.batch_size`` (``shard``: this rank's share of them, for `pointcalip
-    extract` under torchrun); -> shapes located now."""
+    extract` under torchrun); -> shapes located now. Shapes encoded in this run were
+    located with their images; this renders only those whose features were stored before."""
     locations = LocationCache(cache_root, dataset, projector, cfg.visible_tolerance)
-    rows = np.arange(len(dataset))
+    rows = locations.missing(np.arange(len(dataset)))
     chunks = [rows[s:s + cfg.batch_size] for s in range(0, len(rows), cfg.batch_size)]
     for chunk in (chunks if shard is None else shard.take(chunks)):
         locations.locate(chunk, dataset.points(chunk))
@@ -425,17 +427,19 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
                         for c in cats} for t in candidates]
     timings["text_s"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    feats = {"test": extract(store.open(test, projector, backbone), test, None, projector,
-                             backbone, cfg.batch_size, desc="encode test")}
-    if tuning is not test:
-        feats["val"] = extract(store.open(tuning, projector, backbone), tuning, None, projector,
-                               backbone, cfg.batch_size, desc="encode val")
-    timings["encode_s"] = time.perf_counter() - t0
-
+    # the clouds encoded now are located in the same render (kept in the location cache)
     locations = {"test": LocationCache(store.root, test, projector, cfg.visible_tolerance)}
     if tuning is not test:
         locations["val"] = LocationCache(store.root, tuning, projector, cfg.visible_tolerance)
+    t0 = time.perf_counter()
+    feats = {"test": extract(store.open(test, projector, backbone), test, None, projector,
+                             backbone, cfg.batch_size, desc="encode test",
+                             locations=locations["test"])}
+    if tuning is not test:
+        feats["val"] = extract(store.open(tuning, projector, backbone), tuning, None, projector,
+                               backbone, cfg.batch_size, desc="encode val",
+                               locations=locations["val"])
+    timings["encode_s"] = time.perf_counter() - t0
     tuning_split = "val" if tuning is not test else "test"
     prompts = tune_prompts(feats[tuning_split], tuning, candidate_texts,
                            locations[tuning_split], cfg, timings)
@@ -473,7 +477,8 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
         tuning_split=cfg.tune.split, tuning_shapes=len(tuning),
         params={names[c]: p for c, p in params.items()}, clip=clip, calip=calip,
         unseen_share=preds.unseen_share,
-        locations={split: {"located": c.located, "read": c.read, "folder": str(c.path)}
+        locations={split: {"located": c.located, "with_images": c.with_images, "read": c.read,
+                           "folder": str(c.path)}
                    for split, c in locations.items()},
         size_notes=[n for n in {test.size_note, tuning.size_note} if n],
         timings=timings)
@@ -499,10 +504,9 @@ def segment_cloud(points: torch.Tensor, category: str, parts: Sequence[str], bac
                          f"{list(parts)}")
     pts = points.float().unsqueeze(0)
     with torch.no_grad():
-        images = projector(pts.to(backbone.device))                      # [1, V, 3, S, S]
-        _, spatial = backbone.encode_images(images.flatten(0, 1))
+        images, loc = projector.images_and_locations(pts, visible_tolerance)   # one render
+        _, spatial = backbone.encode_images(images.to(backbone.device).flatten(0, 1))
         text = part_text(backbone, category, parts, templates)
-        loc = projector.locate(pts, visible_tolerance=visible_tolerance)
         lg = point_logits(spatial.cpu().unsqueeze(0), text.cpu(), loc.xy, loc.visible, pts,
                           projector.image_size, smooth)
         labels = predict_local(lg, beta2, beta3, view_weights)[0].numpy()
