@@ -7,6 +7,7 @@
     templates: ["a depth map of the {part} of a {category}.", ...]   # {part}, optional {category}
     tune: {split: val, per_category: true, view_weights: true, points: 512, seed: 0,
            prompts: []}   # more part-text candidates than `templates`, chosen on tune.split
+    rotation: {mode: none, seed: 0, up_axis: y}   # so3 / up: also the rotated protocol
 """
 from __future__ import annotations
 
@@ -122,6 +123,17 @@ class SegTuneConfig(Section):
 
 
 @dataclass
+class SegRotationConfig(Section):
+    """The rotated protocol: besides the upright run, the same protocol on every shape turned
+    by a seeded random rotation (:mod:`.rotation`): ``so3`` (any rotation) or ``up`` (about
+    ``up_axis`` only); TEST and the tuning split are turned alike, results side by side."""
+
+    mode: typing.Literal["none", "so3", "up"] = "none"
+    seed: int = non_negative(0)
+    up_axis: typing.Literal["x", "y", "z"] = "y"     # ShapeNetPart's clouds stand on y
+
+
+@dataclass
 class SegmentConfig(Section):
     """`pointcalip segment --config`: dense CLIP and dense CALIP part segmentation."""
 
@@ -142,6 +154,7 @@ class SegmentConfig(Section):
     download: bool = True
     pictures: int = non_negative(2)             # shapes per category drawn (0: none)
     tune: SegTuneConfig = field(default_factory=SegTuneConfig)
+    rotation: SegRotationConfig = field(default_factory=SegRotationConfig)
     name: str = "segment"
 
     def validate(self) -> None:

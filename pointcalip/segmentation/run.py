@@ -247,6 +247,8 @@ class SegmentResult:
     locations: Dict[str, dict] = field(default_factory=dict)
     size_notes: List[str] = field(default_factory=list)
     timings: Dict[str, float] = field(default_factory=dict)
+    #: the same protocol on the rotated splits (``rotation.mode`` so3 / up)
+    rotated: Optional["ProtocolRun"] = None
 
     @property
     def protocol(self) -> str:
@@ -294,6 +296,36 @@ class SegmentResult:
             "locations": self.locations,
             "size_notes": list(self.size_notes),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            **({"rotated": self.rotated_record()} if self.rotated is not None else {}),
+        }
+
+    def rotated_record(self) -> dict:
+        """``rotated``: the rotated protocol's scores, tuned parameters and rotations."""
+        r, rot = self.rotated, self.config.rotation
+        names = SHAPENETPART_CATEGORIES
+        return {
+            "rotation": {"mode": rot.mode, "seed": rot.seed, "up_axis": rot.up_axis,
+                         "rule": "shape i of split s turned by R(mode, seed, s, file index "
+                                 "i) (pointcalip.segmentation.rotation.shape_rotation), the "
+                                 "same for every method and both splits; TEST's matrices "
+                                 "in predictions.npz `rotation`",
+                         "splits": ["test"] + ([] if self.tuning_split == "test"
+                                               else [self.tuning_split])},
+            "miou": {"instance": 100 * r.calip.instance, "class": 100 * r.calip.class_},
+            "dense_clip": {"instance": 100 * r.clip.instance, "class": 100 * r.clip.class_,
+                           "accuracy": 100 * r.clip.accuracy},
+            "dense_calip": {"instance": 100 * r.calip.instance, "class": 100 * r.calip.class_,
+                            "accuracy": 100 * r.calip.accuracy},
+            "per_category": {
+                name: {"shapes": c.shapes, "clip_miou": 100 * r.clip.categories[name].miou,
+                       "calip_miou": 100 * c.miou}
+                for name, c in r.calip.categories.items()},
+            "tuning": {"split": self.tuning_split,
+                       "protocol": f"{self.tuning_split} rotated the same way",
+                       "params": {names[c]: p.to_dict() for c, p in r.params.items()},
+                       "chosen_prompts": {names[c]: k for c, k in sorted(r.prompts.chosen.items())}},
+            "unseen_point_share": r.preds.unseen_share,
+            "locations": r.locations,
         }
 
     def prompt_record(self) -> dict:
@@ -318,8 +350,17 @@ class SegmentResult:
             f"{cfg.projector.name} | {r['dense_clip']['instance']:.2f} / "
             f"{r['dense_clip']['class']:.2f} | {r['miou']['instance']:.2f} / "
             f"{r['miou']['class']:.2f} |",
+            *([f"| rotated ({cfg.rotation.mode}, seed {cfg.rotation.seed}) | {cfg.backbone} | "
+               f"{cfg.projector.name} | {r['rotated']['dense_clip']['instance']:.2f} / "
+               f"{r['rotated']['dense_clip']['class']:.2f} | "
+               f"{r['rotated']['miou']['instance']:.2f} / {r['rotated']['miou']['class']:.2f} |"]
+              if "rotated" in r else []),
             "",
             f"- Tuning protocol: {self.protocol}",
+            *([f"- Rotated protocol ({cfg.rotation.mode}): every TEST and tuning shape turned "
+               f"by its seeded random rotation (seed {cfg.rotation.seed}; the same for every "
+               f"method), tuned on the rotated {self.tuning_split.upper()} shapes; per "
+               f"category: the `rotated` columns"] if "rotated" in r else []),
             f"- Points visible in no view (labelled by their nearest visible point): "
             f"{100 * self.unseen_share:.2f}%",
             f"- Part templates: {self.templates!r}",
@@ -347,6 +388,17 @@ class SegmentResult:
                          f"{c['calip_miou']:.2f} | {c['calip_accuracy']:.2f} | "
                          f"{p.beta2 if p else 0:.3g} | {p.beta3 if p else 0:.3g} | {w} | "
                          f"{chosen[name]['chosen'] if name in chosen else 0} |")
+        if "rotated" in r:
+            lines += ["", f"Rotated ({cfg.rotation.mode}, seed {cfg.rotation.seed}):", "",
+                      "| category | shapes | upright CALIP mIoU | rotated CLIP mIoU | "
+                      "rotated CALIP mIoU | rotated beta2 | rotated beta3 |",
+                      "|---|---|---|---|---|---|---|"]
+            for name, c in r["rotated"]["per_category"].items():
+                p = r["rotated"]["tuning"]["params"].get(name, {})
+                lines.append(f"| {name} | {c['shapes']} | "
+                             f"{r['per_category'][name]['calip_miou']:.2f} | "
+                             f"{c['clip_miou']:.2f} | {c['calip_miou']:.2f} | "
+                             f"{p.get('beta2', 0):.3g} | {p.get('beta3', 0):.3g} |")
         return "\n".join(lines) + "\n"
 
 
@@ -400,11 +452,78 @@ def fill_locations(cache_root, dataset: ShapeNetPart, projector, cfg: SegmentCon
     return locations.located
 
 
+@dataclass
+class ProtocolRun:
+    """One pass of the protocol (upright, or every shape rotated): the tuning and TEST
+    scores, predictions and where the point locations came from."""
+
+    prompts: PromptChoice
+    params: Dict[int, SegParams]
+    texts: Dict[int, torch.Tensor]
+    preds: Predictions
+    clip: SegmentationScores
+    calip: SegmentationScores
+    locations: Dict[str, dict]
+    features: dict
+
+
+def run_protocol(cfg: SegmentConfig, store, projector, backbone, test, tuning,
+                 candidate_texts, cats, timings: Dict[str, float], prefix: str = ""
+                 ) -> ProtocolRun:
+    """Encode (locating the encoded clouds in the same render), tune on ``tuning``, predict
+    ``test``; ``timings`` keys get ``prefix``."""
+    from ..extract import extract
+
+    # the clouds encoded now are located in the same render (kept in the location cache)
+    locations = {"test": LocationCache(store.root, test, projector, cfg.visible_tolerance)}
+    if tuning is not test:
+        locations["val"] = LocationCache(store.root, tuning, projector, cfg.visible_tolerance)
+    t0 = time.perf_counter()
+    feats = {"test": extract(store.open(test, projector, backbone), test, None, projector,
+                             backbone, cfg.batch_size, desc=f"encode {prefix}test",
+                             locations=locations["test"])}
+    if tuning is not test:
+        feats["val"] = extract(store.open(tuning, projector, backbone), tuning, None, projector,
+                               backbone, cfg.batch_size, desc=f"encode {prefix}val",
+                               locations=locations["val"])
+    timings[f"{prefix}encode_s"] = time.perf_counter() - t0
+
+    tuning_split = "val" if tuning is not test else "test"
+    tuned: Dict[str, float] = {}
+    prompts = tune_prompts(feats[tuning_split], tuning, candidate_texts,
+                           locations[tuning_split], cfg, tuned)
+    timings.update({prefix + k: v for k, v in tuned.items()})
+    params = prompts.params
+    texts = {c: candidate_texts[prompts.chosen.get(c, 0)][c] for c in cats}
+
+    t0 = time.perf_counter()
+    preds = predict_split(feats["test"], test, texts, locations["test"], cfg, params)
+    timings[f"{prefix}test_s"] = time.perf_counter() - t0
+    names = SHAPENETPART_CATEGORIES
+    clip = segmentation_scores(preds.clip, test.pid, test.labels, names, PART_OFFSETS,
+                               PART_COUNTS)
+    calip = segmentation_scores(preds.calip, test.pid, test.labels, names, PART_OFFSETS,
+                                PART_COUNTS)
+    return ProtocolRun(prompts, params, texts, preds, clip, calip,
+                       {split: {"located": c.located, "with_images": c.with_images,
+                                "read": c.read, "folder": str(c.path)}
+                        for split, c in locations.items()}, feats)
+
+
+def rotated_splits(cfg: SegmentConfig, test, tuning):
+    """(TEST, tuning split) turned by the seeded rotations of ``cfg.rotation``."""
+    from .rotation import RotatedSplit
+
+    r = cfg.rotation
+    rtest = RotatedSplit(test, r.mode, r.seed, r.up_axis)
+    return rtest, rtest if tuning is test else RotatedSplit(tuning, r.mode, r.seed, r.up_axis)
+
+
 def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]] = None,
                 out: Optional[Path] = None) -> SegmentResult:
-    """Every stage for ``cfg``; writes predictions.npz (and pictures) into ``out``."""
+    """Every stage for ``cfg``; writes predictions.npz (and pictures) into ``out``. With
+    ``rotation.mode`` so3 / up, the whole protocol runs again on the rotated splits."""
     from ..backbones import load_clip
-    from ..extract import extract
     from ..zeroshot import open_store
 
     t_start = time.perf_counter()
@@ -427,41 +546,25 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
                         for c in cats} for t in candidates]
     timings["text_s"] = time.perf_counter() - t0
 
-    # the clouds encoded now are located in the same render (kept in the location cache)
-    locations = {"test": LocationCache(store.root, test, projector, cfg.visible_tolerance)}
-    if tuning is not test:
-        locations["val"] = LocationCache(store.root, tuning, projector, cfg.visible_tolerance)
-    t0 = time.perf_counter()
-    feats = {"test": extract(store.open(test, projector, backbone), test, None, projector,
-                             backbone, cfg.batch_size, desc="encode test",
-                             locations=locations["test"])}
-    if tuning is not test:
-        feats["val"] = extract(store.open(tuning, projector, backbone), tuning, None, projector,
-                               backbone, cfg.batch_size, desc="encode val",
-                               locations=locations["val"])
-    timings["encode_s"] = time.perf_counter() - t0
-    tuning_split = "val" if tuning is not test else "test"
-    prompts = tune_prompts(feats[tuning_split], tuning, candidate_texts,
-                           locations[tuning_split], cfg, timings)
-    params = prompts.params
-    texts = {c: candidate_texts[prompts.chosen.get(c, 0)][c] for c in cats}
-
-    t0 = time.perf_counter()
-    preds = predict_split(feats["test"], test, texts, locations["test"], cfg, params)
-    timings["test_s"] = time.perf_counter() - t0
-    names = SHAPENETPART_CATEGORIES
-    clip = segmentation_scores(preds.clip, test.pid, test.labels, names, PART_OFFSETS,
-                               PART_COUNTS)
-    calip = segmentation_scores(preds.calip, test.pid, test.labels, names, PART_OFFSETS,
-                                PART_COUNTS)
+    upright = run_protocol(cfg, store, projector, backbone, test, tuning, candidate_texts,
+                           cats, timings)
+    rotated, rtest = None, None
+    if cfg.rotation.mode != "none":
+        rtest, rtuning = rotated_splits(cfg, test, tuning)
+        rotated = run_protocol(cfg, store, projector, backbone, rtest, rtuning,
+                               candidate_texts, cats, timings, prefix="rotated_")
+    params, texts, preds = upright.params, upright.texts, upright.preds
     out.mkdir(parents=True, exist_ok=True)
+    extra = {} if rotated is None else {
+        "pred_rotated": rotated.preds.calip, "pred_dense_clip_rotated": rotated.preds.clip,
+        "rotation": rtest.rotations}
     np.savez_compressed(out / "predictions.npz", index=preds.index, pred=preds.calip,
-                        pred_dense_clip=preds.clip, category=test.labels)
+                        pred_dense_clip=preds.clip, category=test.labels, **extra)
     if cfg.pictures:
         from .pictures import draw_shapes, draw_view_maps
         draw_shapes(out, test, preds.calip, cfg.pictures)
         c = int(test.labels[0])
-        _, spatial, _ = feats["test"].store.read([0])
+        _, spatial, _ = upright.features["test"].store.read([0])
         maps = view_part_maps(torch.from_numpy(spatial[0]).float(), texts[c], params.get(c),
                               projector.image_size, cfg.smooth)
         images = projector(test.points([0]))[0, :, 0].numpy()
@@ -469,19 +572,17 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
         draw_view_maps(out / "pictures" / "views_test0.png", images, maps.numpy(),
                        test.parts[name], f"{name}, test shape {test.index[0]}: part per pixel")
     timings["total_s"] = time.perf_counter() - t_start
+    names = SHAPENETPART_CATEGORIES
     return SegmentResult(
         config=cfg, run=RunInfo.collect(backbone.device, backbone.precision, root, argv),
         num_test_shapes=len(test), backbone_identity=backbone.identity,
         projector_settings=projector.settings, templates=cfg.templates,
-        prompt_candidates=candidates, prompts=prompts,
+        prompt_candidates=candidates, prompts=upright.prompts,
         tuning_split=cfg.tune.split, tuning_shapes=len(tuning),
-        params={names[c]: p for c, p in params.items()}, clip=clip, calip=calip,
-        unseen_share=preds.unseen_share,
-        locations={split: {"located": c.located, "with_images": c.with_images, "read": c.read,
-                           "folder": str(c.path)}
-                   for split, c in locations.items()},
+        params={names[c]: p for c, p in params.items()}, clip=upright.clip,
+        calip=upright.calip, unseen_share=preds.unseen_share, locations=upright.locations,
         size_notes=[n for n in {test.size_note, tuning.size_note} if n],
-        timings=timings)
+        timings=timings, rotated=rotated)
 
 
 # ------------------------------------------------------------------------------ one file
