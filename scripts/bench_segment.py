@@ -85,8 +85,9 @@ class Tokens:
         self.pool = t.numpy()
         self.store = self
 
-    def read(self, rows):
-        return None, self.pool[:len(rows)], None
+    def read(self, rows, views=None):
+        pool = self.pool[:len(rows)]
+        return None, pool if views is None else pool[:, views], None
 
 
 class Timed:

@@ -115,11 +115,22 @@ def test_backbones_study_lists_the_missing_one_with_the_segment_command(every, t
     assert f"`{command}`" in (out / "backbones" / "report.md").read_text()
 
 
-def test_views_study_all_views_win_and_subsets_read_their_own_stores(seg_planted, tiny_checkpoints,
-                                                                      tmp_path):
+def test_views_study_all_views_win_and_subsets_read_the_full_store(seg_planted, tiny_checkpoints,
+                                                                    tmp_path):
+    """Subsets read their views from the store of all the views (no store of their own), and
+    give what a projector of only those views gives."""
     root, base = seg_planted
+    before = sorted(p.parent for p in (base / "cache").rglob("*.json"))
     res = ablate(root, base, tiny_checkpoints["vit"], tmp_path / "out", "studies=[views]",
                  "tune.view_weights=false")
+    stores = {p.parent for p in (base / "cache").rglob("*.json")} - set(before)
+    assert not any("views" in str(p) for p in stores), stores
+    sub = ablate(root, base, tiny_checkpoints["vit"], tmp_path / "sub", "studies=[projectors]",
+                 "tune.view_weights=false",
+                 "projectors_study.projectors=[{name: pointclip, views: [1, 2, 3]}]")
+    pair = [r for r in res["runs"] if "views=[1,2,3]" in r["rerun"].replace(" ", "")]
+    assert pair, [r["rerun"] for r in res["runs"]]
+    assert pair[0]["miou"] == sub["runs"][0]["miou"]
     table = rows(tmp_path / "out" / "views")
     assert [r["first_k_views"] for r in table] == ["[0]", "[0, 1]", "[0, 1, 2]", "[0, 1, 2, 3]"]
     every = float(table[-1]["instance_miou"])

@@ -35,7 +35,7 @@ from ..segmentation.run import (data_root, default_output_dir as segment_output_
                                   load_segment_splits, run_segment)
 from ..store import FeatureStore
 from .backbones import command_words, lacking_rows
-from .config import SegAblationConfig, subset_projector
+from .config import SegAblationConfig
 from .context import projector_label
 from .tables import StudyResult, Table, subset_label
 
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: columns every segmentation study reports for a run (percent, TEST unless ``tune_``)
 MIOU_COLUMNS = ["dense_clip_instance", "instance_miou", "class_miou", "tune_miou"]
+#: added beside them with ``rotation.mode`` so3 / up: the rotated protocol's TEST mIoU
+ROTATED_COLUMNS = ["rotated_instance_miou", "rotated_class_miou"]
 
 
 def tune_miou(results: dict) -> Optional[float]:
@@ -53,9 +55,13 @@ def tune_miou(results: dict) -> Optional[float]:
 
 
 def miou_cells(results: dict) -> list:
-    """The :data:`MIOU_COLUMNS` cells of one run."""
-    return [results["dense_clip"]["instance"], results["miou"]["instance"],
-            results["miou"]["class"], tune_miou(results)]
+    """The :data:`MIOU_COLUMNS` cells of one run (and :data:`ROTATED_COLUMNS` when it ran
+    the rotated protocol)."""
+    cells = [results["dense_clip"]["instance"], results["miou"]["instance"],
+             results["miou"]["class"], tune_miou(results)]
+    if "rotated" in results:
+        cells += [results["rotated"]["miou"]["instance"], results["rotated"]["miou"]["class"]]
+    return cells
 
 
 def seg_output_dir(cfg: SegAblationConfig) -> Path:
@@ -87,6 +93,7 @@ class SegContext:
         self._runs: Dict[str, dict] = {}
         self._base = load_config(SegmentConfig, ["shapenetpart"])
         self.runs: List[dict] = []          # what each run was, for results.json
+        self.rotated = cfg.rotation.mode != "none"     # rotated columns beside the upright
 
     def backbone(self, spec: Optional[str] = None) -> ClipBackbone:
         spec = spec or self.cfg.backbone
@@ -116,6 +123,9 @@ class SegContext:
             self._runs[key] = results
             self.runs.append({"folder": folder.name, "rerun": results["rerun"],
                               "miou": results["miou"], "dense_clip": results["dense_clip"],
+                              **({"rotated": {k: results["rotated"][k] for k in
+                                              ("rotation", "miou", "dense_clip")}}
+                                 if "rotated" in results else {}),
                               "timings": results["timings"]})
         return self._runs[key]
 
@@ -130,8 +140,8 @@ class SegContext:
         return f"{', '.join(parts)}; {on}"
 
 
-def _table(first: List[str]) -> Table:
-    return Table([*first, *MIOU_COLUMNS, "run"])
+def _table(first: List[str], rotated: bool = False) -> Table:
+    return Table([*first, *MIOU_COLUMNS, *(ROTATED_COLUMNS if rotated else []), "run"])
 
 
 def _bars(ctx: SegContext, labels: Sequence[str], table: Table, title: str, **kw):
@@ -216,10 +226,10 @@ def run_seg_views(ctx: SegContext) -> StudyResult:
 
     def run(views: Tuple[int, ...]) -> dict:
         if views == tuple(range(v)):
-            return ctx.run()
-        return ctx.run(projector=subset_projector(cfg.projector, views))
+            return ctx.run(views=None)
+        return ctx.run(views=list(views))       # read from the store of all the views
 
-    table = _table(["k", "first_k_views"])
+    table = _table(["k", "first_k_views"], ctx.rotated)
     for views in plan["first"]:
         table.add(len(views), subset_label(views), *miou_cells(run(views)), run(views)["folder"])
     everything = run(tuple(range(v)))
@@ -239,8 +249,9 @@ def run_seg_views(ctx: SegContext) -> StudyResult:
     notes = [f"Subsets of the projector's {v} views: the first k in order {order}, each view "
              f"alone, all but one; each subset is a `segment` run (betas and view weights tuned "
              f"on {cfg.tune.split.upper()} for it).",
-             "A subset is its own projector (views=[...]), so its features are encoded once "
-             "into a store of its own and read by every later run of it.",
+             "A subset reads its views from the store of all the projector's views (segment's "
+             "`views:`; the same pixels per view as a projector of only those views): the "
+             "shapes are encoded once for the whole study.",
              f"All {v} views: TEST instance mIoU {everything['miou']['instance']:.2f}%, class "
              f"{everything['miou']['class']:.2f}%."]
     if any(d is not None for d in drops):
@@ -292,7 +303,7 @@ def prompt_sources(cfg: SegAblationConfig) -> List[Tuple[str, str, Union[str, Li
 
 def run_seg_prompts(ctx: SegContext) -> StudyResult:
     sources = prompt_sources(ctx.cfg)
-    table = _table(["prompts", "kind"])
+    table = _table(["prompts", "kind"], ctx.rotated)
     for label, kind, spec in sources:
         r = ctx.run(templates=spec, tune={"prompts": []})       # this source alone
         table.add(label, kind, *miou_cells(r), r["folder"])
@@ -314,7 +325,7 @@ def run_seg_prompts(ctx: SegContext) -> StudyResult:
 
 
 def run_seg_projectors(ctx: SegContext) -> StudyResult:
-    table = _table(["projector", "views"])
+    table = _table(["projector", "views"], ctx.rotated)
     labels = []
     for pcfg in ctx.cfg.projectors_study.projectors:
         r = ctx.run(projector=pcfg)
@@ -338,7 +349,7 @@ def run_seg_backbones(ctx: SegContext) -> StudyResult:
     wanted = {"test": (test, np.arange(len(test)))}
     if tuning is not test:
         wanted["val"] = (tuning, np.arange(len(tuning)))
-    table = _table(["backbone", "status"])
+    table = _table(["backbone", "status"], ctx.rotated)
     present, missing = [], {}
     for spec in cfg.backbones_study.backbones:
         lacking = lacking_rows(ctx.store, wanted, cfg.projector.build(), spec, cfg.device,
@@ -347,14 +358,14 @@ def run_seg_backbones(ctx: SegContext) -> StudyResult:
             command = shlex.join(ctx.command(cfg.segment(backbone=spec, pictures=0)))
             missing[spec] = {"missing_shapes": lacking, "command": command}
             table.add(spec, "missing: " + ", ".join(f"{n} {s} shapes" for s, n in lacking.items()),
-                      None, None, None, None, None)
+                      *[None] * (len(table.columns) - 2))
             continue
         try:
             r = ctx.run(backbone=spec)
         except (RuntimeError, OSError, ValueError) as err:
             log.warning("backbone %s: its features are stored but it cannot be run: %s", spec, err)
-            table.add(spec, f"stored, but the model cannot be loaded: {err}", None, None, None,
-                      None, None)
+            table.add(spec, f"stored, but the model cannot be loaded: {err}",
+                      *[None] * (len(table.columns) - 2))
             continue
         table.add(spec, "in store", *miou_cells(r), r["folder"])
         present.append(spec)

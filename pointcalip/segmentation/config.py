@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import ClassVar, List, Optional, Union
 
-from ..config import ProjectorConfig, check_batch_size, check_model_keys
+from ..config import ProjectorConfig, check_batch_size, check_model_keys, check_views
 from ..core.config import ConfigError, Section, non_negative, positive
 
 DEFAULT_PART_TEMPLATES = [
@@ -145,6 +145,9 @@ class SegmentConfig(Section):
     # templates with {part} / {category}, or the path of a per-part sentence file
     templates: Union[str, List[str]] = field(default_factory=lambda: list(DEFAULT_PART_TEMPLATES))
     smooth: bool = True
+    # a subset of the projector's views (indices), read from the store of all its views (no
+    # re-encoding; the same pixels per view as a projector of only those views); null: all
+    views: Optional[List[int]] = None
     visible_tolerance: Optional[float] = None   # null: the projector's default
     batch_size: int = positive(16)
     device: Optional[str] = None
@@ -160,6 +163,8 @@ class SegmentConfig(Section):
     def validate(self) -> None:
         check_model_keys(self, check_part_templates)
         check_batch_size(self.batch_size, self.projector.build())
+        if self.views is not None:
+            check_views(self.views, self.projector.build().num_views)
         if self.visible_tolerance is not None and not self.visible_tolerance > 0:
             raise ConfigError("visible_tolerance", f"must be a positive number or null, got "
                                                    f"{self.visible_tolerance!r}")

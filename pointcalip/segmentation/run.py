@@ -72,11 +72,13 @@ def shape_point_logits(spatial: torch.Tensor, points: torch.Tensor, categories: 
     return out
 
 
-def _batches(features, dataset, rows: np.ndarray, batch_size: int, desc: str):
-    """(rows, spatial [b, V, HW, C] float32, points [b, N, 3]) over ``rows``."""
+def _batches(features, dataset, rows: np.ndarray, batch_size: int, desc: str,
+             views: Optional[Sequence[int]] = None):
+    """(rows, spatial [b, V, HW, C] float32, points [b, N, 3]) over ``rows``; ``views``: only
+    those of the stored views."""
     for s in tqdm(range(0, len(rows), batch_size), desc=desc, disable=None, leave=False):
         chunk = rows[s:s + batch_size]
-        _, spatial, _ = features.store.read(chunk)
+        _, spatial, _ = features.store.read(chunk, views)
         yield chunk, torch.from_numpy(spatial).float(), dataset.points(chunk)
 
 
@@ -106,6 +108,8 @@ def kept_locations(dataset: ShapeNetPart, locations: LocationCache, cfg: Segment
                   leave=False):
         chunk = rows[s:s + cfg.batch_size]
         a, b = locations.locate(chunk, dataset.points(chunk))
+        if cfg.views is not None:
+            a, b = a[:, cfg.views], b[:, cfg.views]
         xy.append(a[:, :, k]), visible.append(b[:, :, k])    # index tensors copy
     return KeptLocations(keep, torch.cat(xy), torch.cat(visible),
                          locations.projector.image_size)
@@ -117,7 +121,8 @@ def gather_tuning(features, dataset: ShapeNetPart, texts, kept: KeptLocations,
     parts: Dict[int, List[tuple]] = {}
     keep = kept.keep
     rows = np.arange(len(dataset))
-    for chunk, spatial, pts in _batches(features, dataset, rows, cfg.batch_size, "tune logits"):
+    for chunk, spatial, pts in _batches(features, dataset, rows, cfg.batch_size, "tune logits",
+                                        cfg.views):
         at = torch.from_numpy(chunk)
         got = shape_point_logits(spatial, pts[:, torch.as_tensor(keep)],
                                  dataset.labels[chunk], texts, kept.xy[at], kept.visible[at],
@@ -212,8 +217,11 @@ def predict_split(features, dataset: ShapeNetPart, texts, locations: LocationCac
     calip = np.zeros((m, n), np.int64)
     unseen = 0.0
     rows = np.arange(m)
-    for chunk, spatial, pts in _batches(features, dataset, rows, cfg.batch_size, "segment"):
+    for chunk, spatial, pts in _batches(features, dataset, rows, cfg.batch_size, "segment",
+                                        cfg.views):
         xy, visible = locations.locate(chunk, pts)
+        if cfg.views is not None:
+            xy, visible = xy[:, cfg.views], visible[:, cfg.views]
         got = shape_point_logits(spatial, pts, dataset.labels[chunk], texts, xy, visible,
                                  locations.projector.image_size, cfg.smooth)
         for c, (sel, lg) in got.items():
@@ -564,10 +572,12 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
         from .pictures import draw_shapes, draw_view_maps
         draw_shapes(out, test, preds.calip, cfg.pictures)
         c = int(test.labels[0])
-        _, spatial, _ = upright.features["test"].store.read([0])
+        _, spatial, _ = upright.features["test"].store.read([0], cfg.views)
         maps = view_part_maps(torch.from_numpy(spatial[0]).float(), texts[c], params.get(c),
                               projector.image_size, cfg.smooth)
         images = projector(test.points([0]))[0, :, 0].numpy()
+        if cfg.views is not None:
+            images = images[cfg.views]
         name = SHAPENETPART_CATEGORIES[c]
         draw_view_maps(out / "pictures" / "views_test0.png", images, maps.numpy(),
                        test.parts[name], f"{name}, test shape {test.index[0]}: part per pixel")
