@@ -167,21 +167,31 @@ def _best(labels: Sequence[str], table: Table) -> Tuple[int, str]:
 # ------------------------------------------------------------------------------- studies
 
 def run_seg_terms(ctx: SegContext) -> StudyResult:
-    """Dense CLIP (S0: betas 0, equal view weights), + S1 and S2 (betas tuned, equal
-    weights), + view weights (betas and weights tuned, when ``tune.view_weights``)."""
+    """Dense CLIP (S0: betas 0, equal view weights), + S1 (beta2 searched, beta3 = 0), + S2
+    (beta3 searched, beta2 = 0), + S1 + S2 (both; equal weights), + view weights (betas and
+    weights, when ``tune.view_weights``); and the beta2 x beta3 mIoU surface on the tuning
+    shapes (equal weights) of the + S1 + S2 run."""
     cfg = ctx.cfg
-    betas = ctx.run(tune={"view_weights": False})
+    betas = ctx.run(tune={"view_weights": False, "terms": ["s1", "s2"], "surface": True})
+    s1 = ctx.run(tune={"view_weights": False, "terms": ["s1"]})
+    s2 = ctx.run(tune={"view_weights": False, "terms": ["s2"]})
     variants = [("dense CLIP (S0)", "nothing: betas 0, equal view weights", betas, "dense_clip"),
+                ("+ S1 (beta2)", "beta2; beta3 = 0, equal view weights", s1, "dense_calip"),
+                ("+ S2 (beta3)", "beta3; beta2 = 0, equal view weights", s2, "dense_calip"),
                 ("+ S1 + S2 (dense CALIP)", "beta2, beta3; equal view weights", betas,
                  "dense_calip")]
     if cfg.tune.view_weights:
-        variants.append(("+ view weights", "beta2, beta3, view weights", ctx.run(),
-                         "dense_calip"))
+        variants.append(("+ view weights", "beta2, beta3, view weights",
+                         ctx.run(tune={"terms": ["s1", "s2"]}), "dense_calip"))
+    rotated = ctx.rotated
     table = Table(["variant", "searched", "instance_miou", "class_miou", "accuracy",
-                   "tune_miou", "run"])
+                   "tune_miou", *(["rotated_instance_miou", "rotated_class_miou"] if rotated
+                                  else []), "run"])
     for name, searched, r, key in variants:
         table.add(name, searched, r[key]["instance"], r[key]["class"], r[key]["accuracy"],
-                  None if key == "dense_clip" else tune_miou(r), r["folder"])
+                  None if key == "dense_clip" else tune_miou(r),
+                  *([r["rotated"][key]["instance"], r["rotated"][key]["class"]] if rotated
+                    else []), r["folder"])
     names = [v[0] for v in variants]
     categories = Table(["category", "shapes", *names])
     for cat, c in betas["per_category"].items():
@@ -189,23 +199,55 @@ def run_seg_terms(ctx: SegContext) -> StudyResult:
                                                                   else "calip_miou"]
                                            for _, _, r, key in variants])
     inst = table.column("instance_miou")
-    notes = [f"Each tuned variant is a `segment` run: betas (and view weights) tuned "
-             f"{'per category' if cfg.tune.per_category else 'shared'} on "
-             f"{cfg.tune.split.upper()}; dense CLIP is the same run at betas 0.",
-             f"CALIP's terms S1 and S2 add {inst[1] - inst[0]:+.2f} points of TEST instance "
-             f"mIoU over dense CLIP (class {table.column('class_miou')[1] - table.column('class_miou')[0]:+.2f})."
-             + (f" Searched view weights add {inst[2] - inst[1]:+.2f} more." if len(inst) > 2 else ""),
-             "S1 and S2 are not separated: a `segment` run searches beta2 and beta3 together.",
+    cls = table.column("class_miou")
+    notes = [f"Each tuned variant is a `segment` run: only its own betas (and view weights) "
+             f"tuned {'per category' if cfg.tune.per_category else 'shared'} on "
+             f"{cfg.tune.split.upper()} (`tune.terms`), the other beta 0; dense CLIP is the "
+             f"+ S1 + S2 run at betas 0.",
+             f"S1 alone adds {inst[1] - inst[0]:+.2f} points of TEST instance mIoU over dense "
+             f"CLIP, S2 alone {inst[2] - inst[0]:+.2f}, both {inst[3] - inst[0]:+.2f} (class "
+             f"{cls[3] - cls[0]:+.2f})."
+             + (f" Searched view weights add {inst[4] - inst[3]:+.2f} more." if len(inst) > 4
+                else ""),
              _best(names, table)[1]]
+    extra = {"categories": categories}
+    figures = {}
+    surf = betas["tuning"].get("surface")
+    if surf:
+        grid2, grid3 = surf["beta2"], surf["beta3"]
+        values = np.array(surf["tune_instance_miou"])
+        surface = Table(["beta2", "beta3", "tune_instance_miou"])
+        for i, x in enumerate(grid2):
+            for j, y in enumerate(grid3):
+                surface.add(x, y, float(values[i, j]))
+        extra["surface"] = surface
+        params = list(betas["tuning"]["params"].values())
+        mark = (params[0]["beta2"], params[0]["beta3"]) if not cfg.tune.per_category \
+            and params else None
+        notes.append(f"The surface (beta_surface.png, surface.csv) is the instance mIoU of "
+                     f"the {cfg.tune.split.upper()} shapes (the search's seeded points) over "
+                     f"the coarse grid at equal view weights; its maximum is "
+                     f"{values.max():.2f}% at beta2 {grid2[int(values.argmax()) // len(grid3)]}, "
+                     f"beta3 {grid3[int(values.argmax()) % len(grid3)]}.")
+
+        def draw_surface(path: Path):
+            return plots.heatmaps(path, [plots.Heatmap(values, grid2, grid3,
+                                                       f"tuning shapes ({cfg.tune.split})", mark)],
+                                  "beta2", "beta3", f"Dense CALIP mIoU over beta2 x beta3 "
+                                  f"({ctx.caption()})", "instance mIoU (%)")
+        figures["beta_surface.png"] = draw_surface
 
     def draw(path: Path):
-        return plots.bars(path, names, {"instance": inst, "class": table.column("class_miou")},
+        return plots.bars(path, names, {"instance": inst, "class": cls},
                           "test mIoU (%)", f"Dense CALIP terms: {ctx.caption()}", min_pad=1.0)
 
-    return StudyResult(name="terms", title="Dense CALIP terms: dense CLIP, + S1 + S2, + view "
-                       "weights (mIoU)", table=table, extra={"categories": categories},
-                       figures={"terms.png": draw}, notes=notes,
-                       summary={"variants": table.records()})
+    figures["terms.png"] = draw
+    return StudyResult(name="terms", title="Dense CALIP terms: dense CLIP, + S1, + S2, both, "
+                       "+ view weights (mIoU)", table=table, extra=extra,
+                       figures=figures, notes=notes,
+                       summary={"variants": table.records(),
+                                **({"surface_max_tune_miou": float(np.max(
+                                    surf["tune_instance_miou"]))} if surf else {})})
 
 
 def view_subsets(num_views: int, order: Sequence[int]) -> Dict[str, List[Tuple[int, ...]]]:

@@ -109,12 +109,20 @@ class SegTuneConfig(Section):
     view_weights: bool = True
     points: int = positive(512)     # points per shape the search scores (seeded subsample)
     seed: int = non_negative(0)
+    # which of dense CALIP's terms the search may turn on: s1 (beta2), s2 (beta3); the other
+    # beta stays 0 (the terms study runs each alone)
+    terms: List[str] = field(default_factory=lambda: ["s1", "s2"])
+    surface: bool = False           # also record the beta2 x beta3 mIoU surface on tune.split
     # prompt search: more candidates besides `templates` (each a template list or a per-part
     # sentence file); each category (or all, per_category: false) takes the candidate whose
     # tuned betas and view weights score best on the tuning split; ties keep the earlier
     prompts: List[Union[str, List[str]]] = field(default_factory=list)
 
     def validate(self) -> None:
+        bad = [t for t in self.terms if t not in ("s1", "s2")]
+        if bad or len(set(self.terms)) != len(self.terms):
+            raise ConfigError("terms", f"must list distinct terms among s1 (beta2) and s2 "
+                                       f"(beta3), or be empty (dense CLIP); got {self.terms!r}")
         for i, candidate in enumerate(self.prompts):
             try:
                 check_part_templates(candidate)

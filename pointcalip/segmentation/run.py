@@ -29,7 +29,7 @@ from .config import SegmentConfig, check_part_templates, read_part_sentences
 from .locations import LocationCache
 from .metrics import SegmentationScores, segmentation_scores
 from .points import PointLogits, point_logits, predict_local
-from .search import Group, SegParams, search_segmentation
+from .search import COARSE, Group, SegParams, search_segmentation
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +141,11 @@ def gather_tuning(features, dataset: ShapeNetPart, texts, kept: KeptLocations,
 
 def tune(groups: Dict[int, Group], cfg: SegmentConfig) -> Dict[int, SegParams]:
     """Per category (``tune.per_category``) or one shared search -> {category: params}."""
+    terms = cfg.tune.terms
     if not cfg.tune.per_category:
-        shared = search_segmentation(list(groups.values()), cfg.tune.view_weights)
+        shared = search_segmentation(list(groups.values()), cfg.tune.view_weights, terms=terms)
         return {c: shared for c in groups}
-    return {c: search_segmentation([g], cfg.tune.view_weights)
+    return {c: search_segmentation([g], cfg.tune.view_weights, terms=terms)
             for c, g in tqdm(sorted(groups.items()), desc="search", disable=None, leave=False)}
 
 
@@ -157,6 +158,9 @@ class PromptChoice:
     chosen: Dict[int, int] = field(default_factory=dict)
     params: Dict[int, SegParams] = field(default_factory=dict)
     scores: Dict[int, List[float]] = field(default_factory=dict)
+    #: with ``tune.surface``: the first candidate's tuning-split instance mIoU over the coarse
+    #: beta2 x beta3 grid at equal view weights (beta2 rows)
+    surface: Optional[np.ndarray] = None
 
 
 def tune_prompts(features, dataset: ShapeNetPart,
@@ -175,6 +179,9 @@ def tune_prompts(features, dataset: ShapeNetPart,
     for k, texts in enumerate(candidate_texts):
         t0 = time.perf_counter()
         groups = gather_tuning(features, dataset, texts, kept, cfg)
+        if cfg.tune.surface and k == 0:
+            from .search import beta_surface
+            choice.surface = beta_surface(list(groups.values()))
         t1 = time.perf_counter()
         params = tune(groups, cfg)
         del groups
@@ -299,6 +306,11 @@ class SegmentResult:
                        "searched_view_weights": cfg.tune.view_weights,
                        "points_per_shape": cfg.tune.points, "seed": cfg.tune.seed,
                        "params": {k: v.to_dict() for k, v in self.params.items()},
+                       "terms": list(cfg.tune.terms),
+                       **({"surface": {"beta2": list(COARSE), "beta3": list(COARSE),
+                                       "tune_instance_miou": (100 * self.prompts.surface
+                                                              ).tolist()}}
+                          if self.prompts.surface is not None else {}),
                        "prompts": self.prompt_record()},
             "unseen_point_share": self.unseen_share,
             "locations": self.locations,
