@@ -16,7 +16,6 @@ projector names come from their catalogs (:mod:`pointcalip.datasets.catalog`,
 """
 from __future__ import annotations
 
-import importlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,9 +47,6 @@ MAX_AUGMENTED_CLOUDS = 1_000_000
 #: what the feature store keeps (pointcalip.store.STORE_MODES, which imports numpy; a test
 #: keeps them equal): float16 tokens, int8 tokens, or per-view CALIP logits of one text set
 STORE_MODES = ("tokens", "tokens8", "logits")
-#: the commands that read compact stores (tokens8, logits: zero-shot CALIP); the others read
-#: float16 tokens only
-COMPACT_STORE_COMMANDS = ("zeroshot", "benchmark")
 
 #: the datasets a classification config may name (segmentation ones have `pointcalip segment`,
 #: robustness ones `pointcalip benchmark`)
@@ -159,7 +155,7 @@ class ProjectorConfig(Section):
 
 @dataclass
 class TuneConfig(Section):
-    """How CALIP's betas (and optionally view weights) are tuned (spec/calip.md section 4)."""
+    """How CALIP's betas (and optionally view weights) are tuned (docs/calip.md#the-search)."""
 
     split: typing.Literal["val", "test"] = "val"
     val_fraction: float = open_fraction(0.1)
@@ -212,7 +208,7 @@ def check_backbone(spec: str) -> None:
 class RunConfig(Section):
     """The keys of every command that encodes clouds: which data, projector, backbone and
     prompts, how to encode (batch size, device), where the store and outputs go, what the
-    store keeps (``store``: README "Compact stores"), and the tuning set (``tune``)."""
+    store keeps (``store``: docs/feature-store.md#compact-stores), and the tuning set (``tune``)."""
 
     data: DataConfig = field(default_factory=DataConfig)
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)
@@ -231,12 +227,12 @@ class RunConfig(Section):
         check_model_keys(self)
         check_batch_size(self.batch_size, self.projector.build())
         command = getattr(self, "COMMAND", None)
-        if self.store != "tokens" and command not in COMPACT_STORE_COMMANDS:
+        if self.store != "tokens" and command not in compact_store_commands():
             what = ("keeps CALIP's per-view logits for the run's class texts and no tokens"
                     if self.store == "logits" else "keeps int8 tokens")
             raise ConfigError("store", f"is {self.store}, which {what}; `pointcalip {command}` "
                                        f"reads float16 tokens only: use tokens (compact stores "
-                                       f"serve {' and '.join(COMPACT_STORE_COMMANDS)})")
+                                       f"serve {' and '.join(compact_store_commands())})")
 
 
 @dataclass
@@ -301,29 +297,48 @@ def check_views(views: Sequence[int], num_views: int, key: str = "views") -> Non
     if len(set(views)) != len(views):
         raise ConfigError(key, f"lists a view twice: {list(views)}")
 
-#: the config dataclass of every command that reads configs, by `command:` value, as
-#: "module:Class" (imported on use: command modules import this one)
-CONFIG_KINDS = {"zeroshot": "pointcalip.config:ZeroShotConfig",
-                "fewshot": "pointcalip.fewshot.config:FewShotConfig",
-                "ablate": "pointcalip.ablation.config:AblationConfig",
-                "segment": "pointcalip.segmentation.config:SegmentConfig",
-                "benchmark": "pointcalip.benchmark.config:BenchmarkConfig"}
+def config_kinds() -> dict:
+    """{``command:`` value: its config dataclass as "module:Class"} of every registered task
+    (:data:`pointcalip.tasks.TASKS`, in command order), imported on use."""
+    from .tasks import task_entries
+
+    return {entry.name: entry.target.config for entry in task_entries()}
+
+
+def compact_store_commands() -> tuple:
+    """The tasks whose runs read compact stores (tokens8, logits: zero-shot CALIP), as their
+    task entries declare (``compact_stores``); the others read float16 tokens only."""
+    from .tasks import task_entries
+
+    return tuple(entry.name for entry in task_entries() if entry.target.compact_stores)
+
+
+def __getattr__(name: str):
+    """``CONFIG_KINDS`` and ``COMPACT_STORE_COMMANDS``, read from the tasks registry when asked
+    for (the command modules that declare tasks import this module)."""
+    if name == "CONFIG_KINDS":
+        return config_kinds()
+    if name == "COMPACT_STORE_COMMANDS":
+        return compact_store_commands()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_any_config(paths: Sequence[str | Path], overrides: Sequence[str] = ()):
     """:func:`load_config` with the class the files' ``command:`` key names (zeroshot when
-    none does): a zero-shot, few-shot or ablation config."""
+    none does): the config of any registered task."""
     command = merged_config(paths, overrides).get("command", "zeroshot")
     check_command(command)
-    if command not in CONFIG_KINDS:
+    kinds = config_kinds()
+    if command not in kinds:
         raise ConfigError("command", f"is {command!r}; configs are for one of "
-                                     f"{', '.join(CONFIG_KINDS)}", hint=False)
+                                     f"{', '.join(kinds)}", hint=False)
     return load_config(config_class(command), paths, overrides)
 
 
 def config_class(command: str):
-    """The config dataclass of ``command`` (a key of CONFIG_KINDS)."""
-    if not isinstance(command, str) or command not in CONFIG_KINDS:
-        raise ValueError(f"no command {command!r} reads configs; known: {sorted(CONFIG_KINDS)}")
-    module, _, name = CONFIG_KINDS[command].partition(":")
-    return getattr(importlib.import_module(module), name)
+    """The config dataclass of task ``command`` (its tasks-registry entry)."""
+    from .tasks import TASKS
+
+    if not isinstance(command, str) or command not in TASKS:
+        raise ValueError(f"no command {command!r} reads configs; known: {sorted(TASKS.names())}")
+    return TASKS[command].target.config_class()

@@ -80,7 +80,7 @@ def test_hit_equals_fresh_locate_and_renders_nothing(tmp_path):
     files = list((cache.path / "pieces").glob("*.npz"))
     assert len(files) == 3 and (cache.path / "locations.json").is_file()
     payload = len(ds) * bytes_per_shape(PointCLIPProjector().num_views, 40)
-    assert payload <= sum(f.stat().st_size for f in files) <= payload + 3 * 1024
+    assert payload <= sum(f.stat().st_size for f in files) <= payload + 3 * 1536  # headers, key
 
 
 def test_other_settings_miss(tmp_path):
@@ -207,3 +207,22 @@ def test_kept_locations_are_read_without_rendering(tmp_path):
     assert torch.equal(xy, loc.xy) and torch.equal(vis, loc.visible)
     with pytest.raises(ValueError, match=r"xy \[2, 6, N, 2\]"):
         cache2.keep(np.arange(2), loc.xy[:3], loc.visible[:3])
+
+
+def test_a_piece_copied_in_from_another_setting_is_set_aside(tmp_path, caplog):
+    """Same shapes, another visibility tolerance: the piece names its own cache, so it is
+    not read as this cache's (issue 27 section 3)."""
+    ds = clouds()
+    other, _, _ = fill(tmp_path, ds, PointCLIPProjector(), 0.07)
+    fresh = PointCLIPProjector().locate(ds.points)
+    ours = LocationCache(tmp_path, ds, PointCLIPProjector())
+    (ours.path / "pieces").mkdir(parents=True)
+    for piece in (other.path / "pieces").glob("*.npz"):
+        (ours.path / "pieces" / piece.name).write_bytes(piece.read_bytes())
+    counted = Counting(PointCLIPProjector())
+    with caplog.at_level(logging.WARNING):
+        cache, xy, vis = fill(tmp_path, ds, counted)
+    assert counted.clouds == len(ds) and cache.read == 0
+    assert torch.equal(xy, fresh.xy) and torch.equal(vis, fresh.visible)
+    assert "does not belong here" in caplog.text and other.meta["key"] in caplog.text
+    assert len(list((ours.path / "damaged").iterdir())) == 3

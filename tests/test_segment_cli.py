@@ -38,7 +38,7 @@ def plant(root, cfg, backbone, templates=None):
     """Rewrite each split's pid with the tiny model's dense CALIP parts at its PARAMS, with the
     part texts of ``templates[split]`` (default: the config's templates for both)."""
     from pointcalip.extract import extract
-    from pointcalip.zeroshot import open_store
+    from pointcalip.pipeline import open_store
 
     store, projector = open_store(cfg.cache_dir), cfg.projector.build()
     signal = {}
@@ -277,7 +277,7 @@ def planted_rotated(tmp_path_factory, tiny_checkpoints, tiny_vit):
     ROTATED clouds (so3, seed 3): the signal lives in the rotated views only."""
     from pointcalip.extract import extract
     from pointcalip.segmentation.rotation import RotatedSplit
-    from pointcalip.zeroshot import open_store
+    from pointcalip.pipeline import open_store
 
     base = tmp_path_factory.mktemp("segrot")
     root = write_shapenetpart(base, {"train": 6, "val": 18, "test": 18}, num_points=64,
@@ -333,7 +333,7 @@ def test_rotated_protocol_recovers_a_signal_planted_in_rotated_shapes(
     assert np.allclose(np.linalg.det(m), 1.0, atol=1e-5) and len({x.tobytes() for x in m}) == 18
     # the signal survives only if the tuning split is rotated too: upright VAL, rotated TEST
     import pointcalip.segmentation.run as run_module
-    from pointcalip.zeroshot import open_store
+    from pointcalip.pipeline import open_store
     cfg = load_config(SegmentConfig, ["shapenetpart"], overrides(root, tmp_path / "x",
                                                                  base / "cache") +
                       [f"backbone={tiny_checkpoints['vit']}", "rotation.mode=so3",
@@ -347,3 +347,39 @@ def test_rotated_protocol_recovers_a_signal_planted_in_rotated_shapes(
     half = run_module.run_protocol(cfg, open_store(cfg.cache_dir), cfg.projector.build(),
                                    backbone, rtest, val, texts, sorted(texts[0]), {})
     assert 100 * half.calip.instance < rot["miou"]["instance"] - 5
+
+
+def test_a_category_without_val_shapes_takes_the_shared_betas_and_says_so(
+        planted, tiny_checkpoints, tmp_path, caplog):
+    """Issue 27: a category with TEST shapes but no VAL shapes was reported with betas 0 (dense
+    CLIP) under "tuned on VAL"; it now takes the parameters searched on every VAL shape, and
+    results.json / results.md record it per category."""
+    import shutil
+
+    from pointcalip.datasets.shapenetpart import SHAPENETPART_CATEGORIES
+
+    root, base = planted
+    copy = shutil.copytree(root, tmp_path / "data" / "hdf5_data")
+    motorbike = SHAPENETPART_CATEGORIES.index("motorbike")
+    with h5py.File(copy / "ply_data_val0.h5", "r+") as h5:
+        arrays = {k: h5[k][...] for k in ("data", "label", "pid")}
+        keep = arrays["label"][:, 0] != motorbike
+        for k, a in arrays.items():
+            del h5[k]
+            h5[k] = a[keep]
+    assert 0 < keep.sum() < len(keep)
+    ckpt = tiny_checkpoints["vit"]
+    r = run_cli(copy, tmp_path / "own", base / "cache", ckpt, "--set", "tune.per_category=true")
+    shared = run_cli(copy, tmp_path / "shared", base / "cache", ckpt)
+    got, want = r["tuning"]["params"]["motorbike"], shared["tuning"]["params"]["chair"]
+    assert {k: got[k] for k in ("beta2", "beta3", "view_weights")} == \
+        {k: want[k] for k in ("beta2", "beta3", "view_weights")}
+    assert got["beta2"] + got["beta3"] > 0                       # not dense CLIP's betas 0
+    assert r["per_category"]["motorbike"]["tuned_on"] == "shared: no tuning shapes"
+    assert r["per_category"]["chair"]["tuned_on"] == "own"
+    assert shared["per_category"]["chair"]["tuned_on"] == "shared"
+    assert "motorbike had no VAL shapes" in r["tuning"]["protocol"]
+    md = (tmp_path / "own" / "results.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| motorbike |"))
+    assert row.endswith("| shared: no tuning shapes |")
+    assert "motorbike had no VAL shapes" in md

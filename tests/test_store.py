@@ -419,3 +419,28 @@ def test_read_only_store_is_read_and_missing_rows_name_it(tmp_path):
         assert store.missing().tolist() == [8, 9]
     finally:
         remove_tree(base)
+
+
+def test_a_piece_copied_in_from_another_store_is_set_aside(tmp_path, caplog):
+    """A piece of another split's store (same number of rows, same shapes) copied into this
+    store's pieces/ names its own store: set aside with a warning, its rows encoded again
+    (issue 27 section 3)."""
+    import logging
+    import shutil
+
+    other_ds, ds = FakeDataset(seed=1), FakeDataset(seed=0)
+    extract(open_store(tmp_path, other_ds), other_ds, None, FakeProjector(), FakeBackbone(),
+            batch_size=5)
+    other = open_store(tmp_path, other_ds)
+    ours = open_store(tmp_path, ds)
+    (ours.path / "pieces").mkdir(exist_ok=True)
+    for piece in (other.path / "pieces").iterdir():
+        shutil.copytree(piece, ours.path / "pieces" / piece.name)
+    bb = FakeBackbone()
+    with caplog.at_level(logging.WARNING):
+        again = open_store(tmp_path, ds)
+        extract(again, ds, None, FakeProjector(), bb, batch_size=5)
+    assert bb.images_seen == 10 * V
+    assert "does not belong here" in caplog.text and other.meta["key"] in caplog.text
+    assert len(list((ours.path / "damaged").iterdir())) == 2
+    np.testing.assert_array_equal(again.read(np.arange(10))[1], expected_features(ds, np.arange(10))[1])

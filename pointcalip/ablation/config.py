@@ -237,6 +237,18 @@ class AblationConfig(ZeroShotConfig):
         return ZeroShotConfig(**shared)
 
 
+def feature_pairs(cfg: AblationConfig) -> List[tuple]:
+    """(projector, backbone) pairs an ablation reads besides its own (the task's ``pairs``,
+    :mod:`pointcalip.plan`): every projector of the projectors study and every backbone of
+    the backbones study, when those studies are listed."""
+    pairs = []
+    if "projectors" in cfg.studies:
+        pairs += [(p, cfg.backbone) for p in cfg.projectors_study.projectors]
+    if "backbones" in cfg.studies:
+        pairs += [(cfg.projector, b) for b in cfg.backbones_study.backbones]
+    return pairs
+
+
 def check_studies(studies: List[str]) -> None:
     """Known study names, none twice, at least one (ConfigError naming ``studies``)."""
     unknown = [s for s in studies if s not in STUDIES]

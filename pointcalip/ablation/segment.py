@@ -31,7 +31,7 @@ from ..config import load_config
 from ..report import plots
 from ..report.results import RunInfo, backbone_label, run_name, write_results
 from ..segmentation.config import SegmentConfig
-from ..segmentation.run import (data_root, default_output_dir as segment_output_dir,
+from ..segmentation.run import (default_output_dir as segment_output_dir,
                                   load_segment_splits, run_segment)
 from ..store import FeatureStore
 from .backbones import command_words, lacking_rows
@@ -71,7 +71,7 @@ def seg_output_dir(cfg: SegAblationConfig) -> Path:
     if cfg.output_dir:
         return Path(cfg.output_dir).expanduser()
     seg = cfg.segment()
-    data = segment_output_dir(seg, data_root(seg)).name
+    data = segment_output_dir(seg).name
     return Path("outputs") / run_name(cfg.to_dict(), "ablation", "+".join(cfg.studies),
                                       cfg.data.name, cfg.projector.name,
                                       backbone_label(cfg.backbone), f"tune_{cfg.tune.split}",
@@ -86,7 +86,7 @@ class SegContext:
     def __init__(self, cfg: SegAblationConfig, out: Path, backbone: Optional[ClipBackbone] = None):
         self.cfg, self.out = cfg, Path(out)
         self.store = FeatureStore(cfg.cache_dir)
-        self.root = data_root(cfg.segment())
+        self._splits: Optional[tuple] = None       # (test, tuning) as segment reads them
         self._backbones: Dict[str, ClipBackbone] = {}
         if backbone is not None:
             self._backbones[cfg.backbone] = backbone
@@ -113,7 +113,9 @@ class SegContext:
         seg = self.cfg.segment(pictures=0, output_dir=None, **changes)
         key = json.dumps(seg.to_dict(), sort_keys=True, default=str)
         if key not in self._runs:
-            folder = self.out / "runs" / segment_output_dir(seg, self.root).name
+            if self._splits is None:
+                self._splits = tuple(load_segment_splits(seg)[1:])
+            folder = self.out / "runs" / segment_output_dir(seg, self._splits).name
             argv = self.command(seg)
             log.info("segment run %d: %s", len(self._runs) + 1, shlex.join(argv))
             result = run_segment(seg, backbone=self.backbone(seg.backbone), argv=argv, out=folder)

@@ -191,6 +191,8 @@ class DatasetScore:
     calip: Accuracy
     features: Dict[str, dict]             # "tuning" / "reported" -> store path and encode stats
     seconds: float
+    test_data: Optional[str] = None        # identity of the test data the rows index
+    tuned_test_ids: Optional[List[str]] = None   # object ids of tuned_test_rows (LVIS uids)
 
     def rows(self) -> List[dict]:
         """The table's two rows (PointCLIP, CALIP)."""
@@ -212,6 +214,11 @@ class DatasetScore:
                        # the test clouds the betas come from (none reported), for anyone to check
                        "test_rows": (None if self.tuned_test_rows is None
                                      else self.tuned_test_rows.tolist()),
+                       # what those rows are, for a later tune.from to match: the object
+                       # ids, and the identity of the test data they index
+                       **({} if self.tuned_test_ids is None else
+                          {"test_ids": list(self.tuned_test_ids)}),
+                       "test_data": self.test_data,
                        "from": self.source,
                        "tuning_accuracy": 100.0 * self.found.accuracy if tuned_here else None},
             "beta2": self.found.beta2, "beta3": self.found.beta3,

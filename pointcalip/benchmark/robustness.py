@@ -6,7 +6,7 @@ every corruption x severity from the feature store.
     clean   = evaluate(logits of clean TEST, found)
     cells   = evaluate(logits of data_{c}_{s}.npy, found)  # same betas, same text features
 
-The corrupted clouds never reach :func:`pointcalip.zeroshot.tune`: the config refuses any
+The corrupted clouds never reach :func:`pointcalip.pipeline.tune`: the config refuses any
 other tuning split (:class:`pointcalip.benchmark.config.BenchmarkConfig`).
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..backbones import ClipBackbone, load_clip
+from ..core.identity import data_identity
 from ..core.paths import data_dir, ensure_writable
 from ..datasets import build_dataset, dataset_folder
 from ..datasets.h5utils import fingerprint
@@ -27,7 +28,7 @@ from ..datasets.modelnet40c import LABEL_FILE, ORIGINAL, data_file, find_root
 from ..extract import extract
 from ..prompts import load_templates
 from ..report.results import RunInfo, backbone_label, run_name
-from ..zeroshot import class_text, compute_view_logits, data_key, evaluate, load_splits, \
+from ..pipeline import class_text, compute_view_logits, data_key, evaluate, load_splits, \
     open_store, split_store, tune
 from .config import BenchmarkConfig
 from .report import BenchmarkResult, SetScore
@@ -60,16 +61,21 @@ def benchmark_root(cfg: BenchmarkConfig) -> Path:
 
 
 def benchmark_key(cfg: BenchmarkConfig) -> Optional[str]:
-    """What the benchmark's files are, wherever they live: a fingerprint of its
-    ``label.npy`` and ``data_original.npy`` (None when the folder cannot be found yet)."""
+    """What the benchmark's files are, wherever they live: the identity (every byte,
+    :func:`~pointcalip.core.identity.files_identity`) of ``label.npy``, ``data_original.npy``
+    and the file of every corruption x severity the config evaluates (None when the folder or
+    one of them cannot be found yet: the run says which)."""
     try:
         root = find_root(benchmark_root(cfg))
     except (OSError, ValueError):
         return None
-    files = [root / name for name in (LABEL_FILE, data_file(ORIGINAL, None))]
+    names = [LABEL_FILE, data_file(ORIGINAL, None)]
+    names += [data_file(c, s) for c in cfg.benchmark.corruption_list
+              for s in cfg.benchmark.severities]
+    files = [root / name for name in names]
     if not all(f.is_file() for f in files):
         return None
-    return json.dumps(fingerprint(files), sort_keys=True)
+    return data_identity({"benchmark": fingerprint(files)})
 
 
 def output_dir(cfg: BenchmarkConfig) -> Path:

@@ -5,8 +5,15 @@ from __future__ import annotations
 import argparse
 from types import SimpleNamespace
 
+from ..tasks import TASKS, Task
 from . import COMMANDS
 from .options import add_config_options, positive_int
+
+
+TASKS.register("benchmark", Task(config="pointcalip.benchmark.config:BenchmarkConfig",
+                                 run="pointcalip.benchmark.task:run_benchmark",
+                                 datasets="pointcalip.benchmark.task:feature_datasets",
+                                 compact_stores=True), order=47)
 
 
 @COMMANDS.register("benchmark", order=47)

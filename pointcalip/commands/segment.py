@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..tasks import TASKS, Task
 from . import COMMANDS
 from .options import config_file, device, finite_float, positive_int, shipped_configs
 
@@ -21,6 +22,14 @@ def preset_projector(name: str):
 
     return ProjectorConfig.from_mapping(dict(
         read_yaml(resolve_config_path(f"projector/{name}"))["projector"]))
+
+
+TASKS.register("segment", Task(config="pointcalip.segmentation.config:SegmentConfig",
+                               run="pointcalip.segmentation.run:run_segment",
+                               datasets="pointcalip.segmentation.run:feature_datasets",
+                               after_encode="pointcalip.segmentation.run:fill_locations",
+                               encode_with="pointcalip.segmentation.run:location_cache"),
+               order=45)
 
 
 @COMMANDS.register("segment", order=45)

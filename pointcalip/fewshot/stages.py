@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from ..head import CalipHead
 from ..report.results import backbone_label, run_name
 from ..search import SearchResult
 from ..store import SplitStore
-from ..zeroshot import (ViewLogits, class_text, compute_view_logits, data_key, load_data, open_store,
+from ..pipeline import (ViewLogits, class_text, compute_view_logits, data_key, load_data, open_store,
                         tune, validation_rows)
 from .config import FewShotConfig
 from .data import AugmentedSplit, bank_rows, check_shots, shot_rows
@@ -297,7 +297,7 @@ class Outcome:
 def output_dir(cfg: FewShotConfig) -> Path:
     """``outputs/<dataset>-<projector>-<backbone>-fewshot-<hash>`` unless ``output_dir`` is
     set; shots, seeds and methods are not in the hash, so adding some reuses the folder; what
-    the data files are is (:func:`~pointcalip.zeroshot.data_key`), where they live is not."""
+    the data files are is (:func:`~pointcalip.pipeline.data_key`), where they live is not."""
     if cfg.output_dir:
         return Path(cfg.output_dir).expanduser()
     config = {k: v for k, v in cfg.to_dict().items() if k not in ("shots", "seeds", "methods")}
@@ -362,3 +362,19 @@ def prepare(cfg: FewShotConfig, backbone: Optional[ClipBackbone] = None, resume:
     zero = zero_shot_base(cfg, features, text, backbone.device)
     return Prepared(cfg, backbone, splits, features, zero,
                     run_folders(cfg, out, resume, features, zero, backbone), trust_checkpoint)
+
+
+def feature_datasets(cfg: FewShotConfig, splits: Sequence[str]) -> list:
+    """(label, dataset, rows) a few-shot run reads among ``splits`` (the task's ``datasets``,
+    :mod:`pointcalip.plan`): TEST, and from TRAIN the validation rows, every seed's shots and,
+    for methods that train on them, the shots' augmented copies."""
+    from ..plan import split_datasets
+
+    def val(train, test, whole_train):
+        picked = train_rows(cfg, train, None if test is None else test.labels)   # as `fewshot` refuses
+        out = [] if whole_train else [("val", train, picked.rows)]
+        if picked.augmented is not None:
+            out.append(("val (copies)", picked.augmented, picked.bank_rows))
+        return out
+
+    return split_datasets(cfg, splits, True, val)

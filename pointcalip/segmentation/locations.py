@@ -17,6 +17,7 @@ feature store and read by every later run (reruns, prompt candidates, ablation p
             rows     [n] int64           dataset indices (positions in the dataset), ascending
             xy       [n, V, N, 2] float32  pixel (x = column, y = row) in the CLIP image
             visible  [n, V, N] bool        front surface at its pixel
+            key      str                   the key of the cache it was written for
         damaged/            pieces set aside because they could not be read
 
 ``key`` hashes the dataset's ``settings`` (split, points per cloud, categories, a
@@ -28,7 +29,9 @@ change and carry unique names, so concurrent writers need no lock (a row located
 same row; the first piece wins). A piece is checked when read: its arrays' shapes and dtypes,
 and their bytes against the CRC-32 the zip format records for every member of an ``.npz``
 (``zipfile`` verifies it when ``np.load`` reads a member to its end); a damaged one is moved
-to ``damaged/`` (or, read-only, ignored) and its rows located again. A folder that cannot be
+to ``damaged/`` (or, read-only, ignored) and its rows located again; so is a piece that
+names another cache's key or none (copied in from another projector setting's or split's
+folder), with a warning saying it does not belong. A folder that cannot be
 written is read as it is; missing rows are located without being kept, with
 one warning. Depth is not kept: segmentation reads only ``xy`` and ``visible``.
 """
@@ -56,6 +59,10 @@ log = logging.getLogger(__name__)
 LOCATIONS_FORMAT = 1
 #: temporary files of killed writers older than this (seconds) are removed
 STALE_SECONDS = 24 * 3600
+
+
+class ForeignPiece(ValueError):
+    """A piece that names another cache's key (or none)."""
 
 
 def locations_key(dataset_settings: dict, projector_settings: dict, tolerance: float) -> str:
@@ -124,6 +131,11 @@ class LocationCache:
         try:
             with np.load(path, allow_pickle=False) as z:
                 out = {k: z[k] for k in which}
+                key = str(z["key"]) if "key" in z.files else None
+            if key != self.meta["key"]:
+                raise ForeignPiece(f"it names cache {key!r}, not this cache "
+                                   f"({self.meta['key']}): it was located for other data or "
+                                   f"projector settings (copied in from another cache?)")
             rows = out["rows"]
             if rows.ndim != 1 or rows.dtype != np.int64 or not len(rows) \
                     or rows.min() < 0 or rows.max() >= self.num_rows:
@@ -134,8 +146,13 @@ class LocationCache:
         return out
 
     def _set_aside(self, path: Path, err: Exception) -> None:
-        log.warning("location cache %s: piece %s is unreadable (%s: %s); its rows will be "
-                    "located again", self.path, path.name, type(err).__name__, err)
+        if isinstance(err, ForeignPiece):
+            log.warning("location cache %s: piece %s does not belong here (%s); it is set "
+                        "aside in damaged/ and its rows will be located again", self.path,
+                        path.name, err)
+        else:
+            log.warning("location cache %s: piece %s is unreadable (%s: %s); its rows will be "
+                        "located again", self.path, path.name, type(err).__name__, err)
         for r in [r for r, n in self._owner.items() if n == path.name]:
             del self._owner[r]
         try:
@@ -254,7 +271,7 @@ class LocationCache:
                 self._remove_stale()
                 self._prepared = True
             with atomic_write(pieces / name) as f:
-                np.savez(f, rows=rows, xy=xy, visible=visible)
+                np.savez(f, rows=rows, xy=xy, visible=visible, key=np.array(self.meta["key"]))
         except OSError as err:
             self.writable = False
             log.warning("location cache %s cannot be written (%s); point locations are "

@@ -1,4 +1,4 @@
-"""`pointcalip segment`: the protocol of spec/segmentation.md on ShapeNetPart, and one file.
+"""`pointcalip segment`: the protocol of docs/segmentation.md on ShapeNetPart, and one file.
 
 Stages: load the splits -> encode the views (feature store) -> part texts of each prompt
 candidate -> per candidate, point logits of the tuning split on a seeded subsample of points
@@ -10,7 +10,6 @@ terms are never all held at once: only the predicted part ids are kept.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..core.identity import check_disjoint, data_identity
 from ..datasets.shapenetpart import (PART_COUNTS, PART_OFFSETS, SHAPENETPART_CATEGORIES,
                                      ShapeNetPart)
 from ..report.results import RunInfo, backbone_label, run_name
@@ -139,14 +139,40 @@ def gather_tuning(features, dataset: ShapeNetPart, texts, kept: KeptLocations,
     return groups
 
 
-def tune(groups: Dict[int, Group], cfg: SegmentConfig) -> Dict[int, SegParams]:
-    """Per category (``tune.per_category``) or one shared search -> {category: params}."""
+def tune(groups: Dict[int, Group], cfg: SegmentConfig, categories: Sequence[int] = ()
+         ) -> Dict[int, SegParams]:
+    """Per category (``tune.per_category``) or one shared search -> {category: params} for
+    the categories of ``groups`` and ``categories`` (those reported). A reported category
+    without tuning shapes gets the shared search's parameters (see :func:`tuning_sources`),
+    never betas 0. ValueError when there is no tuning shape at all."""
+    if not groups:
+        raise ValueError("the tuning split holds no shape of the categories reported: nothing "
+                         "to tune on; check data.categories or the VAL file list")
+    wanted = sorted(set(groups) | {int(c) for c in categories})
+    missing = [c for c in wanted if c not in groups]
     terms = cfg.tune.terms
+    shared = (search_segmentation(list(groups.values()), cfg.tune.view_weights, terms=terms)
+              if missing or not cfg.tune.per_category else None)
     if not cfg.tune.per_category:
-        shared = search_segmentation(list(groups.values()), cfg.tune.view_weights, terms=terms)
-        return {c: shared for c in groups}
-    return {c: search_segmentation([g], cfg.tune.view_weights, terms=terms)
-            for c, g in tqdm(sorted(groups.items()), desc="search", disable=None, leave=False)}
+        return {c: shared for c in wanted}
+    out = {c: search_segmentation([g], cfg.tune.view_weights, terms=terms)
+           for c, g in tqdm(sorted(groups.items()), desc="search", disable=None, leave=False)}
+    out.update({c: shared for c in missing})
+    return out
+
+
+#: what the parameters of a category were tuned on (results.json ``per_category.<name>.tuned_on``)
+TUNED_OWN, TUNED_SHARED, TUNED_FALLBACK = ("own", "shared", "shared: no tuning shapes")
+
+
+def tuning_sources(tuned: Sequence[int], reported: Sequence[int], per_category: bool
+                   ) -> Dict[int, str]:
+    """Per reported category: ``own`` (its own tuning shapes, ``tune.per_category``),
+    ``shared`` (one search over every category) or ``shared: no tuning shapes`` (it has
+    reported shapes but no tuning shapes, so it falls back to the shared parameters)."""
+    tuned = {int(c) for c in tuned}
+    return {int(c): (TUNED_FALLBACK if int(c) not in tuned else
+                     TUNED_OWN if per_category else TUNED_SHARED) for c in reported}
 
 
 @dataclass
@@ -161,16 +187,19 @@ class PromptChoice:
     #: with ``tune.surface``: the first candidate's tuning-split instance mIoU over the coarse
     #: beta2 x beta3 grid at equal view weights (beta2 rows)
     surface: Optional[np.ndarray] = None
+    tuned_on: Dict[int, str] = field(default_factory=dict)   # see :func:`tuning_sources`
 
 
 def tune_prompts(features, dataset: ShapeNetPart,
                  candidate_texts: Sequence[Dict[int, torch.Tensor]], locations: LocationCache,
-                 cfg: SegmentConfig, timings: Dict[str, float]) -> PromptChoice:
+                 cfg: SegmentConfig, timings: Dict[str, float],
+                 categories: Sequence[int] = ()) -> PromptChoice:
     """Per prompt candidate (its part texts {category: [P, C]}): the tuning point logits
     (:func:`gather_tuning`) and the search (:func:`tune`); each category keeps the candidate
     whose tuned parameters score best on the tuning shapes (with ``tune.per_category: false``
     the shared score, so one candidate for all); ties keep the earlier candidate. The points
-    are located once for all candidates (:func:`kept_locations`). Adds the time spent to
+    are located once for all candidates (:func:`kept_locations`). ``categories``: those
+    reported, which get parameters even without tuning shapes (:func:`tune`). Adds the time spent to
     ``timings['tune_locate_s']``, ``timings['tune_logits_s']`` and ``timings['search_s']``."""
     choice = PromptChoice()
     t0 = time.perf_counter()
@@ -183,7 +212,8 @@ def tune_prompts(features, dataset: ShapeNetPart,
             from .search import beta_surface
             choice.surface = beta_surface(list(groups.values()))
         t1 = time.perf_counter()
-        params = tune(groups, cfg)
+        params = tune(groups, cfg, categories)
+        choice.tuned_on = tuning_sources(groups, params, cfg.tune.per_category)
         del groups
         timings["tune_logits_s"] = timings.get("tune_logits_s", 0.0) + t1 - t0
         timings["search_s"] = timings.get("search_s", 0.0) + time.perf_counter() - t1
@@ -270,8 +300,12 @@ class SegmentResult:
         if self.tuning_split == "test":
             return ("test: betas and view weights tuned on the TEST split itself (PointCLIP "
                     "V2's published protocol; optimistic)")
+        fallback = sorted(SHAPENETPART_CATEGORIES[c] for c, how in self.prompts.tuned_on.items()
+                          if how == TUNED_FALLBACK)
         return (f"val: tuned on the official VAL split ({self.tuning_shapes} shapes, "
-                f"{self.config.tune.points} seeded points each); reported on TEST")
+                f"{self.config.tune.points} seeded points each); reported on TEST"
+                + (f"; {', '.join(fallback)} had no VAL shapes and took the betas tuned on all "
+                   f"categories together (tuned_on: {TUNED_FALLBACK!r})" if fallback else ""))
 
     def to_dict(self) -> dict:
         cfg = self.config
@@ -299,7 +333,8 @@ class SegmentResult:
                 name: {"shapes": s.shapes, "clip_miou": 100 * self.clip.categories[name].miou,
                        "calip_miou": 100 * s.miou,
                        "clip_accuracy": 100 * self.clip.categories[name].accuracy,
-                       "calip_accuracy": 100 * s.accuracy}
+                       "calip_accuracy": 100 * s.accuracy,
+                       "tuned_on": self.tuned_on(name)}
                 for name, s in self.calip.categories.items()},
             "tuning": {"split": self.tuning_split, "protocol": self.protocol,
                        "shapes": self.tuning_shapes, "per_category": cfg.tune.per_category,
@@ -347,6 +382,10 @@ class SegmentResult:
             "unseen_point_share": r.preds.unseen_share,
             "locations": r.locations,
         }
+
+    def tuned_on(self, name: str) -> Optional[str]:
+        """What category ``name``'s parameters were tuned on (:func:`tuning_sources`)."""
+        return self.prompts.tuned_on.get(SHAPENETPART_CATEGORIES.index(name))
 
     def prompt_record(self) -> dict:
         """``tuning.prompts``: the candidates and, per category, the one it took and every
@@ -397,8 +436,8 @@ class SegmentResult:
             f"- Command: `{self.run.command_line}` ({self.run.date}, {self.run.device})",
             "",
             "| category | shapes | CLIP mIoU | CALIP mIoU | CALIP acc. | beta2 | beta3 | "
-            "view weights | prompt |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "view weights | prompt | tuned on |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         chosen = r["tuning"]["prompts"]["categories"]
         for name, c in r["per_category"].items():
@@ -407,7 +446,8 @@ class SegmentResult:
             lines.append(f"| {name} | {c['shapes']} | {c['clip_miou']:.2f} | "
                          f"{c['calip_miou']:.2f} | {c['calip_accuracy']:.2f} | "
                          f"{p.beta2 if p else 0:.3g} | {p.beta3 if p else 0:.3g} | {w} | "
-                         f"{chosen[name]['chosen'] if name in chosen else 0} |")
+                         f"{chosen[name]['chosen'] if name in chosen else 0} | "
+                         f"{self.tuned_on(name) or '-'} |")
         if "rotated" in r:
             lines += ["", f"Rotated ({cfg.rotation.mode}, seed {cfg.rotation.seed}):", "",
                       "| category | shapes | upright CALIP mIoU | rotated CLIP mIoU | "
@@ -433,18 +473,33 @@ def data_root(cfg: SegmentConfig) -> Path:
     return dataset_folder("shapenetpart", root=data_dir())
 
 
-def default_output_dir(cfg: SegmentConfig, root: Optional[Path] = None) -> Path:
-    data = None
-    if root is not None:
-        files = sorted(str(p.name) + str(p.stat().st_size) for p in Path(root).glob("*.h5"))
-        data = hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16] if files else None
+def segment_data_key(cfg: SegmentConfig, splits: Optional[Tuple[ShapeNetPart, ShapeNetPart]] = None
+                     ) -> Optional[str]:
+    """What the data of a `segment` run is, wherever it lives: the data identity
+    (:func:`~pointcalip.core.identity.data_identity`: every byte of every file) of its TEST
+    and tuning splits (``splits`` as :func:`load_segment_splits` gives them, loaded when
+    None). None when they cannot be read yet (the run itself says why)."""
+    if splits is None:
+        try:
+            _, *splits = load_segment_splits(cfg)
+        except (OSError, ValueError, KeyError):
+            return None
+    test, tuning = splits
+    return data_identity({"test": test, "tuning": tuning})
+
+
+def default_output_dir(cfg: SegmentConfig,
+                       splits: Optional[Tuple[ShapeNetPart, ShapeNetPart]] = None) -> Path:
+    """``outputs/shapenetpart-<projector>-<backbone>-tune_<split>-<hash>``: the hash of the
+    settings and of what the data is (:func:`segment_data_key`), not where it is."""
     return Path("outputs") / run_name(cfg.to_dict(), "shapenetpart", cfg.projector.name,
                                       backbone_label(cfg.backbone), f"tune_{cfg.tune.split}",
-                                      data=data)
+                                      data=segment_data_key(cfg, splits))
 
 
-def output_dir(cfg: SegmentConfig, root: Optional[Path] = None) -> Path:
-    return Path(cfg.output_dir).expanduser() if cfg.output_dir else default_output_dir(cfg, root)
+def output_dir(cfg: SegmentConfig,
+               splits: Optional[Tuple[ShapeNetPart, ShapeNetPart]] = None) -> Path:
+    return Path(cfg.output_dir).expanduser() if cfg.output_dir else default_output_dir(cfg, splits)
 
 
 def load_segment_splits(cfg: SegmentConfig) -> Tuple[Path, ShapeNetPart, ShapeNetPart]:
@@ -455,7 +510,25 @@ def load_segment_splits(cfg: SegmentConfig) -> Tuple[Path, ShapeNetPart, ShapeNe
                   parts=cfg.data.parts)
     test = ShapeNetPart(root, "test", **kwargs)
     tuning = test if cfg.tune.split == "test" else ShapeNetPart(root, "val", **kwargs)
+    if tuning is not test:
+        check_disjoint(tuning.settings["files"], test.settings["files"], "VAL", "TEST", root)
     return root, test, tuning
+
+
+def feature_datasets(cfg: SegmentConfig, splits: Sequence[str]) -> list:
+    """(label, dataset, rows) a segment run reads among ``splits`` (the task's ``datasets``,
+    :mod:`pointcalip.plan`): TEST and the official VAL split (its tuning split; nothing more
+    with ``tune.split: test``); ``train`` adds nothing (segment reads no TRAIN)."""
+    _, test, tuning = load_segment_splits(cfg)
+    return ([("test", test, None)] if "test" in splits else []) + (
+        [("val", tuning, None)] if "val" in splits and tuning is not test else [])
+
+
+def location_cache(cache_root, dataset: ShapeNetPart, projector, cfg: SegmentConfig
+                   ) -> LocationCache:
+    """The location cache of ``dataset`` under ``projector`` (for `pointcalip extract`: the
+    clouds it encodes are located in the render that makes their images)."""
+    return LocationCache(cache_root, dataset, projector, cfg.visible_tolerance)
 
 
 def fill_locations(cache_root, dataset: ShapeNetPart, projector, cfg: SegmentConfig,
@@ -511,8 +584,14 @@ def run_protocol(cfg: SegmentConfig, store, projector, backbone, test, tuning,
     tuning_split = "val" if tuning is not test else "test"
     tuned: Dict[str, float] = {}
     prompts = tune_prompts(feats[tuning_split], tuning, candidate_texts,
-                           locations[tuning_split], cfg, tuned)
+                           locations[tuning_split], cfg, tuned, np.unique(test.labels))
     timings.update({prefix + k: v for k, v in tuned.items()})
+    for c, how in sorted(prompts.tuned_on.items()):
+        if how == TUNED_FALLBACK:
+            log.warning("category %s has %s shapes but no %s shapes: it takes the betas and "
+                        "view weights tuned on all categories together (recorded as "
+                        "tuned_on %r)", SHAPENETPART_CATEGORIES[c], "TEST",
+                        tuning_split.upper(), TUNED_FALLBACK)
     params = prompts.params
     texts = {c: candidate_texts[prompts.chosen.get(c, 0)][c] for c in cats}
 
@@ -544,7 +623,7 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
     """Every stage for ``cfg``; writes predictions.npz (and pictures) into ``out``. With
     ``rotation.mode`` so3 / up, the whole protocol runs again on the rotated splits."""
     from ..backbones import load_clip
-    from ..zeroshot import open_store
+    from ..pipeline import open_store
 
     t_start = time.perf_counter()
     timings: Dict[str, float] = {}
@@ -553,7 +632,7 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
     if cfg.tune.split == "test":
         log.warning("tuning on the TEST split (tune.split=test): PointCLIP V2's protocol; "
                     "mIoU is optimistic")
-    out = Path(out) if out is not None else output_dir(cfg, root)
+    out = Path(out) if out is not None else output_dir(cfg, (test, tuning))
     projector = cfg.projector.build()
     if backbone is None:
         backbone = load_clip(cfg.backbone, device=cfg.device, engine=cfg.engine)
