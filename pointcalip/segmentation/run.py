@@ -78,7 +78,8 @@ def _batches(features, dataset, rows: np.ndarray, batch_size: int, desc: str,
     those of the stored views."""
     for s in tqdm(range(0, len(rows), batch_size), desc=desc, disable=None, leave=False):
         chunk = rows[s:s + batch_size]
-        _, spatial, _ = features.store.read(chunk, views)
+        _, spatial, _ = (features.store.read(chunk) if views is None
+                         else features.store.read(chunk, views))
         yield chunk, torch.from_numpy(spatial).float(), dataset.points(chunk)
 
 
