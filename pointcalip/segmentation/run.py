@@ -521,8 +521,13 @@ def feature_datasets(cfg: SegmentConfig, splits: Sequence[str]) -> list:
     :mod:`pointcalip.plan`): TEST and the official VAL split (its tuning split; nothing more
     with ``tune.split: test``); ``train`` adds nothing (segment reads no TRAIN)."""
     _, test, tuning = load_segment_splits(cfg)
-    return ([("test", test, None)] if "test" in splits else []) + (
+    out = ([("test", test, None)] if "test" in splits else []) + (
         [("val", tuning, None)] if "val" in splits and tuning is not test else [])
+    if cfg.rotation.mode != "none":           # the rotated protocol's shapes too
+        rtest, rtuning = rotated_splits(cfg, test, tuning)
+        out += [(f"{label} rotated", rtest if ds is test else rtuning, rows)
+                for label, ds, rows in list(out)]
+    return out
 
 
 def location_cache(cache_root, dataset: ShapeNetPart, projector, cfg: SegmentConfig
