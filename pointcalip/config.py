@@ -79,7 +79,8 @@ class DataConfig(Section):
             raise ConfigError("variant", f"must be one of {', '.join(variants)} for "
                                          f"{self.name}, got {self.variant!r}")
         if variants is None and self.variant is not None:
-            having = [e.name for e in DATASETS.entries() if "variants" in e.meta]
+            having = [e.name for e in DATASETS.entries() if "variants" in e.meta
+                      and e.meta.get("task") != "robustness"]      # data: names clean datasets
             raise ConfigError("variant", f"applies to {', '.join(having)} only; {self.name} has "
                                          f"none (got {self.variant!r})")
         check_size("num_points", self.num_points, MAX_POINTS, "points per cloud")
