@@ -95,6 +95,12 @@ class SegContext:
         self.runs: List[dict] = []          # what each run was, for results.json
         self.rotated = cfg.rotation.mode != "none"     # rotated columns beside the upright
 
+    @property
+    def root(self) -> Path:
+        """The data folder the runs read (recorded in the ablation's results)."""
+        from ..segmentation.run import data_root
+        return data_root(self.cfg.segment())
+
     def backbone(self, spec: Optional[str] = None) -> ClipBackbone:
         spec = spec or self.cfg.backbone
         if spec not in self._backbones:
