@@ -44,9 +44,12 @@ def check_finite_weights(model, name: str) -> None:
     diverged checkpoint would otherwise give NaN logits and arbitrary predictions)."""
     import torch
 
-    for where, tensor in [*model.named_parameters(), *model.named_buffers()]:
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            bad = int((~torch.isfinite(tensor)).sum())
+    weights = [(name, t, torch.isfinite) for name, t in model.named_parameters()]
+    weights += [(name, t, lambda x: ~torch.isnan(x))      # masks hold -inf by design
+                for name, t in model.named_buffers()]
+    for where, tensor, ok in weights:
+        if tensor.is_floating_point() and not bool(ok(tensor).all()):
+            bad = int((~ok(tensor)).sum())
             raise ValueError(f"backbone {name}: weight {where!r} holds {bad} NaN/inf values of "
                              f"{tensor.numel()}; the checkpoint is damaged (or saved from a run "
                              f"that diverged): download or export it again")
