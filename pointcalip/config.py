@@ -1,11 +1,11 @@
 """YAML configs of the commands: the shared run sections and every command's config class.
 
 The generic loader (composition, ``include:``, ``--set`` overrides, typed and range-checked
-:class:`Section` dataclasses, :class:`ConfigError`) is :mod:`pointcalip.core.config`; its names
+:class:`Section` dataclasses, :class:`ConfigError`) is :mod:`pointcalip.core.config_loader`; its names
 are re-exported here, so ``from pointcalip.config import ZeroShotConfig, load_config`` works.
 
 How files compose (``include:``, several files, ``--set``, shipped names) is described in
-:mod:`pointcalip.core.config`.
+:mod:`pointcalip.core.config_loader`.
 
 Types: every command has one dataclass (e.g. `ZeroShotConfig`) made of fields and of shared
 sections (`DataConfig`, `ProjectorConfig`, `TuneConfig`). Any problem is a ConfigError naming
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, List, Mapping, Optional, Sequence, Union
 
-from .core.config import (MAX_YAML_VALUES, ConfigError, Rule, Section, _plain, apply_override,
+from .core.config_loader import (MAX_YAML_VALUES, ConfigError, Rule, Section, _plain, apply_override,
                           check_command, check_size, check_yaml_size, deep_merge,
                           load_config, load_yaml_tree, merged_config, non_negative,
                           open_fraction, positive, resolve_config_path, ruled)
@@ -79,7 +79,8 @@ class DataConfig(Section):
             raise ConfigError("variant", f"must be one of {', '.join(variants)} for "
                                          f"{self.name}, got {self.variant!r}")
         if variants is None and self.variant is not None:
-            having = [e.name for e in DATASETS.entries() if "variants" in e.meta]
+            having = [e.name for e in DATASETS.entries() if "variants" in e.meta
+                      and e.meta.get("task") != "robustness"]      # data: names clean datasets
             raise ConfigError("variant", f"applies to {', '.join(having)} only; {self.name} has "
                                          f"none (got {self.variant!r})")
         check_size("num_points", self.num_points, MAX_POINTS, "points per cloud")

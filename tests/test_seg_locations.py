@@ -10,7 +10,9 @@ import torch
 
 from pointcalip.projection import PointCLIPProjector
 from pointcalip.segmentation import locations as locations_module
+from pointcalip.projection.catalog import projector_options
 from pointcalip.segmentation.locations import LocationCache, bytes_per_shape
+from projector_variants import projector_names, renders_otherwise, rendering, variants
 
 
 @dataclass
@@ -102,6 +104,25 @@ def test_other_settings_miss(tmp_path):
     assert same.calls == 0
 
 
+@pytest.mark.parametrize("name", projector_names())
+def test_every_projector_option_is_another_cache(tmp_path, name):
+    """Pixels located under one setting are never read as another's: changing any one option
+    of any registered projector (each changes the images or the locations) changes the
+    cache's folder, and so does the visibility tolerance."""
+    ds = clouds(m=1, n=60)
+    seen, before = {}, None
+    for option, base, changed in variants(name):
+        before = before or rendering(base, ds.points)
+        assert renders_otherwise(before, rendering(changed, ds.points)), option  # a real change
+        path = LocationCache(tmp_path, ds, changed).path
+        assert path != LocationCache(tmp_path, ds, base).path, option
+        seen[path] = option
+    assert len(seen) == len(projector_options(name))                  # each its own folder
+    base = next(variants(name))[1]
+    assert (LocationCache(tmp_path, ds, base, base.VISIBLE_TOLERANCE * 2).path
+            != LocationCache(tmp_path, ds, base).path)
+
+
 @pytest.mark.parametrize("where", [0.3, 0.97])      # early bytes (rows, xy) or late (visible)
 def test_damaged_piece_is_located_again_not_read(tmp_path, caplog, where):
     ds = clouds()
@@ -187,6 +208,26 @@ def test_prompt_candidates_locate_once(tmp_path, monkeypatch):
     assert projector.clouds == len(ds) and cache.located == len(ds)    # not 3 x len(ds)
     assert set(choice.scores) == {4, 11} and all(len(v) == 3 for v in choice.scores.values())
     assert timings["tune_locate_s"] > 0
+
+
+def test_kept_locations_are_read_without_rendering(tmp_path):
+    """``keep`` (locations from the encoding render) then ``locate``: read, not rendered;
+    rows already kept are skipped; wrong shapes are refused naming the expected ones."""
+    ds = clouds()
+    proj = PointCLIPProjector()
+    images, loc = proj.images_and_locations(ds.points[:4])
+    cache = LocationCache(tmp_path, ds, Counting(proj))
+    assert cache.keep(np.arange(4), loc.xy, loc.visible) == 4
+    assert cache.keep(np.arange(2, 5), *[t[1:4] for t in (loc.xy, loc.visible)]) == 1
+    assert (cache.located, cache.with_images) == (5, 5)
+    assert list(cache.missing(np.arange(len(ds)))) == [5, 6]
+    again = Counting(PointCLIPProjector())
+    cache2 = LocationCache(tmp_path, ds, again)
+    xy, vis = cache2.locate(np.arange(4), ds.points[:4])
+    assert again.calls == 0 and cache2.read == 4
+    assert torch.equal(xy, loc.xy) and torch.equal(vis, loc.visible)
+    with pytest.raises(ValueError, match=r"xy \[2, 6, N, 2\]"):
+        cache2.keep(np.arange(2), loc.xy[:3], loc.visible[:3])
 
 
 def test_a_piece_copied_in_from_another_setting_is_set_aside(tmp_path, caplog):

@@ -116,7 +116,7 @@ def test_part_prompts_from_templates_and_sentence_files(tmp_path):
 
 def test_segment_batch_size_is_checked_against_its_cost_like_every_run_config():
     from pointcalip.config import load_config
-    from pointcalip.core.config import ConfigError
+    from pointcalip.core.config_loader import ConfigError
     from pointcalip.segmentation.config import SegmentConfig
 
     # the size depends on the config's projector (its map size): only its form is pinned here

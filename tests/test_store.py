@@ -17,7 +17,9 @@ from fakes import (C, HW, V, FakeBackbone, FakeDataset, FakeProjector, fill_rows
 from pointcalip.core import atomic
 from pointcalip.core.atomic import DiskFullError
 from pointcalip.extract import Interrupted, extract
+from pointcalip.projection.catalog import projector_options
 from pointcalip.store import FeatureStore, store_key
+from projector_variants import projector_names, variants
 
 
 def open_store(root, ds=None, proj=None, bb=None):
@@ -97,6 +99,43 @@ def test_key_depends_on_every_ingredient():
               store_key({"d": 1}, {"p": 1}, "w2", "float32"), store_key({"d": 1}, {"p": 1}, "w", "float16"),
               store_key({"d": 1}, {"p": 1}, "w", "float32", "onnxruntime")}
     assert base not in others and len(others) == 5
+
+
+@pytest.mark.parametrize("name", projector_names())
+def test_every_projector_option_is_another_store(tmp_path, name):
+    """Features encoded under one projector setting are never read as another's: changing any
+    one option of any registered projector (tests/projector_variants.py) opens another store."""
+    folders = {}
+    for option, base, changed in variants(name):
+        path = open_store(tmp_path, proj=changed).path
+        assert path != open_store(tmp_path, proj=base).path, option
+        folders[path] = option
+    assert len(folders) == len(projector_options(name))
+
+
+def test_every_other_ingredient_opens_another_store(tmp_path):
+    """What `FeatureStore.open` passes to the key: the dataset's settings, the backbone's
+    identity, precision and engine, the store mode and, for logits, the class texts and the
+    attention temperature; each, changed alone, is another folder."""
+    text = np.eye(3, C, dtype=np.float32)
+
+    def backbone(**attrs):
+        bb = FakeBackbone()
+        bb.__dict__.update(attrs)
+        return bb
+
+    store = FeatureStore(tmp_path)
+    ds, proj = FakeDataset(), FakeProjector()
+    paths = [store.open(ds, proj, FakeBackbone()).path,
+             store.open(FakeDataset(seed=1), proj, FakeBackbone()).path,
+             store.open(ds, proj, backbone(identity="other-weights")).path,
+             store.open(ds, proj, backbone(precision="float16")).path,
+             store.open(ds, proj, backbone(engine="onnxruntime")).path,
+             store.open(ds, proj, FakeBackbone(), mode="tokens8").path,
+             store.open(ds, proj, FakeBackbone(), mode="logits", text=text).path,
+             store.open(ds, proj, FakeBackbone(), mode="logits", text=text[::-1].copy()).path,
+             store.open(ds, proj, FakeBackbone(), mode="logits", text=text, temperature=0.3).path]
+    assert len(set(paths)) == len(paths)
 
 
 def test_each_engine_has_its_own_store(tmp_path):

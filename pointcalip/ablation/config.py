@@ -25,7 +25,7 @@ from typing import ClassVar, List, Optional, Sequence, Union
 
 from ..config import (ConfigError, ProjectorConfig, Section, ZeroShotConfig, check_backbone,
                       check_views, load_yaml_tree, resolve_config_path)
-from ..core.config import load_config, merged_config
+from ..core.config_loader import load_config, merged_config
 from ..core.registry import Registry
 from ..prompts import load_templates
 from ..segmentation.config import SegmentConfig, check_part_templates

@@ -42,7 +42,7 @@ from ..search import SearchResult
 from ..pipeline import class_text, compute_view_logits, data_key, evaluate, load_data, \
     open_store, split_store, tune, validation_rows
 from .config import BenchmarkConfig, TableDataset
-from .report import DatasetScore, TableResult
+from .result import DatasetScore, TableResult
 from .robustness import limit_rows
 
 #: seeds the order in which :func:`tuning_slice` takes each class's clouds

@@ -23,18 +23,18 @@ def feature_datasets(cfg: BenchmarkConfig, splits: Sequence[str]) -> List[tuple]
     from .robustness import benchmark_jobs
 
     out = tuned_datasets(cfg, splits)              # clean TEST and the clean tuning set
-    if "test" in splits:                           # ModelNet40-C's sets
+    if "test" in splits:                           # the robustness sets
         out += benchmark_jobs(cfg, out[0][1].classnames)
     return out
 
 
 def run_benchmark(cfg: BenchmarkConfig, backbone=None, argv: Optional[Sequence[str]] = None):
     """The run of ``cfg``: :func:`.table.run_table` for a table, else
-    :func:`.robustness.run_modelnet40c`."""
+    :func:`.robustness.run_robustness` (ModelNet40-C, ModelNet-C, ScanObjectNN-C)."""
     if cfg.table:
         from .table import run_table
 
         return run_table(cfg, backbone, argv)
-    from .robustness import run_modelnet40c
+    from .robustness import run_robustness
 
-    return run_modelnet40c(cfg, backbone, argv)
+    return run_robustness(cfg, backbone, argv)

@@ -67,13 +67,13 @@ def run(args) -> int:
         print(f"wrote {json_path} and {md_path}")
         return 0
 
-    from ..benchmark.report import write_plots
-    from ..benchmark.robustness import benchmark_root, output_dir, run_modelnet40c
+    from ..benchmark.result import write_plots
+    from ..benchmark.robustness import benchmark_root, output_dir, run_robustness
 
     check_needs(cfg)
     benchmark_root(cfg)                      # a missing benchmark folder fails before encoding
     with no_empty_output(output_dir(cfg)):
-        result = run_modelnet40c(cfg, argv=args.argv)
+        result = run_robustness(cfg, argv=args.argv)
     json_path, md_path = write_results(result, output_dir(cfg))
     write_plots(result, output_dir(cfg))
     print(result.to_markdown())

@@ -23,7 +23,7 @@ from ..core.atomic import atomic_write
 from ..report.results import RunInfo, backbone_label
 from .config import FewShotConfig
 from .methods import METHODS, method_entries
-from .report import FewShotResult, FewShotRun, plot_accuracy_vs_shots
+from .result import FewShotResult, FewShotRun, plot_accuracy_vs_shots
 from .stages import Prepared, TrainRows, output_dir, prepare, train_rows
 from .train import DamagedCheckpoint, set_aside
 

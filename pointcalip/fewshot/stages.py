@@ -33,7 +33,7 @@ from .config import FewShotConfig
 from .data import AugmentedSplit, bank_rows, check_shots, shot_rows
 from .methods import METHODS
 from .recipe import TrainConfig
-from .report import FewShotRun, plot_curves, shots_words
+from .result import FewShotRun, plot_curves, shots_words
 from .train import EvalSet, FitResult, TrainSet, fingerprint, fit
 
 #: settings that do not change the numbers of one (method, shots, seed) run

@@ -36,9 +36,11 @@ class SetScore:
     calip: Accuracy
     corruption: Optional[str] = None
     severity: Optional[int] = None
+    points: Optional[int] = None     # points per cloud fed to the projector (every stored one)
 
     def to_dict(self) -> dict:
-        return {"n": self.n, "pointclip": self.pointclip.topk(), "calip": self.calip.topk()}
+        return {"n": self.n, "points": self.points, "pointclip": self.pointclip.topk(),
+                "calip": self.calip.topk()}
 
 
 def _mean(scores: List[SetScore], method: str) -> Dict[str, float]:
@@ -57,7 +59,8 @@ def run_header(result) -> dict:
 
 @dataclass
 class BenchmarkResult:
-    """A ModelNet40-C run; ``to_dict()`` is results.json, ``to_markdown()`` results.md."""
+    """A robustness run (ModelNet40-C, ModelNet-C, ScanObjectNN-C); ``to_dict()`` is
+    results.json, ``to_markdown()`` results.md."""
 
     config: object                      # BenchmarkConfig
     run: RunInfo
@@ -70,7 +73,7 @@ class BenchmarkResult:
     tuning_clouds: int
     found: SearchResult
     clean: SetScore
-    original: SetScore
+    original: Optional[SetScore]        # the release's uncorrupted set (None: it has none)
     cells: List[SetScore]
     timings: Dict[str, float] = field(default_factory=dict)
 
@@ -109,7 +112,7 @@ class BenchmarkResult:
             "beta3": self.found.beta3,
             "view_weights": list(self.found.view_weights),
             "clean": {"dataset": cfg.data.label, "split": "test", **self.clean.to_dict()},
-            "original": self.original.to_dict(),
+            "original": None if self.original is None else self.original.to_dict(),
             "corruptions": {c: {str(s.severity): s.to_dict() for s in self.of(c)}
                             for c in self.corruptions},
             "mean_per_corruption": {c: {m: _mean(self.of(c), m) for m in METHODS}
@@ -147,8 +150,9 @@ class BenchmarkResult:
             "|---|---|---|---|",
             f"| clean {cfg.data.label} TEST | {self.clean.n} | {acc(self.clean.pointclip)} | "
             f"{acc(self.clean.calip)} |",
-            f"| {self.benchmark} original | {self.original.n} | {acc(self.original.pointclip)} | "
-            f"{acc(self.original.calip)} |",
+            *([] if self.original is None else [
+                f"| {self.benchmark} {self.original.label} | {self.original.n} | "
+                f"{acc(self.original.pointclip)} | {acc(self.original.calip)} |"]),
             f"| {self.benchmark} mean of {len(self.cells)} corrupted sets | {self.cells[0].n} | "
             + " | ".join(" / ".join(f"{r['overall'][m][k]:.2f}" for k in TOPK) for m in METHODS)
             + " |", "",
