@@ -72,6 +72,9 @@ def test_clean_and_original_accuracy_equal_the_reference(planted, bench):
     assert within(res["clean"]["pointclip"]["top1"], lo, hi)
     assert res["clean"]["calip"]["top3"] == 100.0          # 3 classes: every label in the top 3
     assert res["original"] == {k: res["clean"][k] for k in ("n", "points", "pointclip", "calip")}
+    evaluated = 1 + sum(len(by_severity) for by_severity in res["corruptions"].values())
+    assert res["labels_vs_clean_test"] == {"agree": True, "sets_checked": evaluated,
+                                           "differing_sets": 0, "first": None}
     assert res["original"]["points"] == 1024
     assert res["clean"]["n"] == len(labels) == LIMIT and np.bincount(labels).tolist() == [7, 7, 7]
 
@@ -179,3 +182,28 @@ def test_extract_fills_every_set_the_benchmark_reads(planted, bench, tiny_checkp
     pieces = sorted(p.name for p in cache.rglob("pieces/*"))
     assert main(argv) == 0
     assert sorted(p.name for p in cache.rglob("pieces/*")) == pieces      # nothing encoded
+
+
+def test_a_label_file_that_disagrees_with_clean_test_is_recorded(planted, bench, tiny_checkpoints,
+                                                                 tmp_path):
+    """Before: a log line only; results.json and results.md said nothing."""
+    import shutil
+
+    _, tmp, c40 = bench
+    other = tmp_path / "c"
+    shutil.copytree(c40, other)
+    labels = np.load(other / "label.npy")
+    labels[[4, 17]] = (labels[[4, 17]] + 1) % 3
+    np.save(other / "label.npy", labels)
+    argv = bench_argv(planted, other, tiny_checkpoints["vit"], tmp / "store", tmp_path / "out",
+                      "--set", "benchmark.corruptions=[gaussian]", "--set",
+                      "benchmark.severities=[1]")
+    assert main(argv) == 0
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    n = len(planted.labels["test"])
+    assert res["labels_vs_clean_test"] == {
+        "agree": False, "sets_checked": 2, "differing_sets": 2, "first": {
+            "set": "original", "file": str(other / "label.npy"), "clouds": n, "clean_clouds": n,
+            "differing": 2, "first_rows": [4, 17]}}
+    assert ("**Warning:** the labels of 2 of 2 modelnet40c sets differ from the clean modelnet40 "
+            f"TEST labels; first original ({other / 'label.npy'}): 2 of {n} clouds (rows 4, 17)") in (tmp_path / "out" / "results.md").read_text()

@@ -48,6 +48,45 @@ def _mean(scores: List[SetScore], method: str) -> Dict[str, float]:
 
 
 
+def compare_labels(theirs: np.ndarray, clean: np.ndarray) -> dict:
+    """An evaluated set's labels against the clean TEST labels: ``clouds`` (of the set),
+    ``clean_clouds``, ``differing`` (clouds whose label differs, plus any count difference) and
+    the ``first_rows`` (at most 10) that differ."""
+    theirs, clean = np.asarray(theirs).reshape(-1), np.asarray(clean).reshape(-1)
+    n = min(len(theirs), len(clean))
+    rows = np.flatnonzero(theirs[:n] != clean[:n])
+    return {"clouds": int(len(theirs)), "clean_clouds": int(len(clean)),
+            "differing": int(rows.size) + abs(len(theirs) - len(clean)),
+            "first_rows": [int(r) for r in rows[:10]]}
+
+
+@dataclass
+class LabelCheck:
+    """Every evaluated set's labels against the clean TEST labels, as results.json records
+    them (``labels_vs_clean_test``): ``agree`` (all sets), ``sets_checked``,
+    ``differing_sets`` and the ``first`` set that differs (its name, label file and
+    :func:`compare_labels`), None when all agree."""
+
+    checked: int = 0
+    differing: int = 0
+    first: Optional[dict] = None
+
+    def add(self, name: str, file, labels: np.ndarray, clean: np.ndarray) -> bool:
+        """Compare one set's labels; -> whether they agree."""
+        self.checked += 1
+        check = compare_labels(labels, clean)
+        if not check["differing"]:
+            return True
+        self.differing += 1
+        if self.first is None:
+            self.first = {"set": name, "file": str(file), **check}
+        return False
+
+    def to_dict(self) -> dict:
+        return {"agree": self.differing == 0, "sets_checked": self.checked,
+                "differing_sets": self.differing, "first": self.first}
+
+
 def run_header(result) -> dict:
     """What both benchmark results record about the run: its config, machine, backbone,
     projector, views, templates, limit and store mode."""
@@ -76,6 +115,7 @@ class BenchmarkResult:
     original: Optional[SetScore]        # the release's uncorrupted set (None: it has none)
     cells: List[SetScore]
     timings: Dict[str, float] = field(default_factory=dict)
+    labels_vs_clean: Optional[dict] = None   # every set's labels against clean TEST (LabelCheck)
 
     @property
     def corruptions(self) -> List[str]:
@@ -113,6 +153,7 @@ class BenchmarkResult:
             "view_weights": list(self.found.view_weights),
             "clean": {"dataset": cfg.data.label, "split": "test", **self.clean.to_dict()},
             "original": None if self.original is None else self.original.to_dict(),
+            "labels_vs_clean_test": self.labels_vs_clean,
             "corruptions": {c: {str(s.severity): s.to_dict() for s in self.of(c)}
                             for c in self.corruptions},
             "mean_per_corruption": {c: {m: _mean(self.of(c), m) for m in METHODS}
@@ -138,6 +179,18 @@ class BenchmarkResult:
             + f" | **{r['overall'][method]['top1']:.2f}** |")
         return lines + [""]
 
+    def _label_warning(self, clean: str) -> List[str]:
+        check = self.labels_vs_clean
+        if not check or check["agree"]:
+            return []
+        first = check["first"]
+        more = " ..." if first["differing"] > len(first["first_rows"]) else ""
+        return [f"**Warning:** the labels of {check['differing_sets']} of {check['sets_checked']} "
+                f"{self.benchmark} sets differ from the clean {clean} TEST labels; first "
+                f"{first['set']} ({first['file']}): {first['differing']} of {first['clouds']} "
+                f"clouds (rows {', '.join(map(str, first['first_rows']))}{more}). Its clouds may "
+                f"not be {clean}'s TEST clouds in their order.", ""]
+
     def to_markdown(self) -> str:
         cfg, r = self.config, self.to_dict()
         acc = lambda a: f"{a.top1:.2f} / {a.top3:.2f} / {a.top5:.2f}"  # noqa: E731
@@ -156,6 +209,7 @@ class BenchmarkResult:
             f"| {self.benchmark} mean of {len(self.cells)} corrupted sets | {self.cells[0].n} | "
             + " | ".join(" / ".join(f"{r['overall'][m][k]:.2f}" for k in TOPK) for m in METHODS)
             + " |", "",
+            *self._label_warning(cfg.data.label),
             *self._grid("calip", "CALIP"),
             *self._grid("pointclip", "PointCLIP"),
             f"- Tuning protocol: {self.tuning_protocol}",

@@ -34,7 +34,7 @@ from ..report.results import RunInfo, backbone_label, run_name
 from ..pipeline import class_text, compute_view_logits, data_key, evaluate, load_splits, \
     open_store, split_store, tune
 from .config import BenchmarkConfig
-from .result import BenchmarkResult, SetScore
+from .result import BenchmarkResult, SetScore, LabelCheck
 from .sets import RobustnessSet, robustness_sets
 
 log = logging.getLogger(__name__)
@@ -160,12 +160,12 @@ def run_robustness(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = None
 
     t0 = time.perf_counter()
     clean = score(splits.test, f"{cfg.data.label} test")
-    original_score, cells = None, []
+    original_score, cells, labels = None, [], LabelCheck()
     for s in benchmark_sets(cfg, root):                 # one set in memory at a time
         data = s.open(splits.classnames)
-        if not np.array_equal(data.labels, splits.test.labels):
-            log.warning("%s labels differ from the clean %s TEST labels", data.files[0],
-                        cfg.data.label)
+        if not labels.add(s.name, data.files[-1], data.labels, splits.test.labels):
+            log.warning("%s labels differ from the clean %s TEST labels (recorded in the "
+                        "results)", data.files[-1], cfg.data.label)
         if s.is_clean:
             original_score = score(data, s.name)
         else:
@@ -182,7 +182,8 @@ def run_robustness(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = None
         benchmark=cfg.benchmark.name, backbone_identity=backbone.identity,
         projector_settings=projector.settings, views=views, templates=templates,
         tuning_protocol=protocol, tuning_clouds=len(tune_rows), found=found, clean=clean,
-        original=original_score, cells=cells, timings=timings)
+        original=original_score, cells=cells, timings=timings,
+        labels_vs_clean=labels.to_dict())
 
 
 #: the former name (ModelNet40-C was the only robustness benchmark)

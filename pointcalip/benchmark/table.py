@@ -89,6 +89,18 @@ def _mismatch(path: Path, key: str, theirs, ours) -> ValueError:
                       f"betas from a run with the same backbone, projector, views and classes")
 
 
+def _mapping(path: Path, value, key: str) -> dict:
+    """``value`` (the results' ``key``; absent: {}) if it is a mapping, else a ValueError
+    naming the file and the key."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"tune.from {path}: {key} is a {type(value).__name__} "
+                         f"({str(value)[:40]!r}), not a mapping; the file is not a results.json "
+                         f"written by PointCALIP, or it was edited")
+    return value
+
+
 def _source_row(path: Path, label: str) -> Tuple[dict, dict]:
     """(the results mapping at ``path``, the part holding ``label``'s betas): a table
     benchmark's ``datasets.<label>``, or a zero-shot result itself."""
@@ -97,9 +109,11 @@ def _source_row(path: Path, label: str) -> Tuple[dict, dict]:
         if label not in r["datasets"]:
             raise ValueError(f"tune.from {path}: datasets holds no {label!r} (it holds "
                              f"{', '.join(r['datasets']) or 'none'})")
-        return r, r["datasets"][label]
+        row = _mapping(path, r["datasets"][label], f"datasets.{label}")
+        _mapping(path, row.get("tuning"), f"datasets.{label}.tuning")
+        return r, row
     if r.get("command") == "zeroshot":
-        if (r.get("tuning") or {}).get("split") != "val":
+        if _mapping(path, r.get("tuning"), "tuning").get("split") != "val":
             raise ValueError(f"tune.from {path}: tuning.split is "
                              f"{(r.get('tuning') or {}).get('split')!r}: those betas were tuned "
                              f"on the TEST clouds this table would report; take a run tuned on "

@@ -8,6 +8,8 @@ from . import COMMANDS
 from pointcalip.core.paths import data_dir
 from pointcalip.datasets.catalog import DATASETS
 
+from .options import user_folder
+
 
 @COMMANDS.register("download", order=70)
 def register(subparsers) -> argparse.ArgumentParser:
@@ -25,9 +27,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("dataset", choices=DATASETS.names())
     src = p.add_mutually_exclusive_group()
     src.add_argument("--url", help="download from this URL instead of the known ones")
-    src.add_argument("--from", dest="from_path", metavar="PATH",
+    src.add_argument("--from", dest="from_path", metavar="PATH", type=user_folder,
                      help="install from a local zip/tar archive or an extracted folder")
-    p.add_argument("--root", default=None, help=f"data folder (default: {data_dir()})")
+    p.add_argument("--root", default=None, type=user_folder, help=f"data folder (default: {data_dir()})")
     p.add_argument("--force", action="store_true", help="reinstall even if already present")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip the per-file checksum check against the published release")

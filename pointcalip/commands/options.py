@@ -8,20 +8,36 @@ import difflib
 import math
 
 
-def _int_at_least(low: int, description: str):
+def _int_at_least(low: int, description: str, high: int | None = None):
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = low - 1
-        if value < low:
+        if value < low or (high is not None and value > high):
             raise argparse.ArgumentTypeError(f"must be {description}, got {text!r}")
         return value
     return parse
 
 
+def int_between(low: int, high: int, why: str = ""):
+    """An argparse type: an integer in ``[low, high]`` (``why`` says what the bound is for)."""
+    return _int_at_least(low, f"an integer from {low:,} to {high:,}{why}", high)
+
+
 positive_int = _int_at_least(1, "a positive integer")
 non_negative_int = _int_at_least(0, "a non-negative integer")
+
+
+def user_folder(text: str) -> str:
+    """A path whose ``~user`` (if any) names a user of this machine."""
+    from ..core.paths import user_path
+
+    try:
+        user_path(text, "path")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("path ")) from None
+    return text
 
 
 def finite_float(text: str) -> float:

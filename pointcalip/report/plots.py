@@ -13,6 +13,8 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..core.atomic import save_figure
+
 DPI = 100
 LINES_SIZE = (800, 500)
 BARS_SIZE = (800, 500)
@@ -36,7 +38,7 @@ def _figure(size: Size):
 def _save(fig, path: Path, size: Size, fmt: str = "png") -> Size:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format=fmt)
+    save_figure(fig, path, dpi=DPI, format=fmt)      # all or nothing; a full disk is named
     return size
 
 

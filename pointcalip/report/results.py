@@ -118,6 +118,9 @@ def read_results(path: str | Path) -> dict:
         raise FileNotFoundError(f"results file not found: {path}") from None
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot read results file {path}: {err}") from None
+    except RecursionError:
+        raise ValueError(f"cannot read results file {path}: its JSON is nested too deeply "
+                         f"(thousands of levels); it is not a results file") from None
     if not isinstance(data, dict):
         raise ValueError(f"results file {path} does not hold a results mapping")
     return data

@@ -7,6 +7,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..core.atomic import save_figure, write_bytes
+
 #: one colour per local part index (RGB 0..255), enough for ShapeNetPart's 6 parts and more
 PALETTE = np.array([[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40],
                     [148, 103, 189], [140, 86, 75], [227, 119, 194], [127, 127, 127],
@@ -29,8 +31,7 @@ def write_ply(path, points: np.ndarray, labels: np.ndarray) -> Path:
             "property uchar blue", "property int part", "end_header"]
     rows = [f"{x:.6f} {y:.6f} {z:.6f} {r} {g} {b} {p}"
             for (x, y, z), (r, g, b), p in zip(pts.tolist(), col.tolist(), lab.tolist())]
-    path.write_text("\n".join(head + rows) + "\n")
-    return path
+    return write_bytes(path, ("\n".join(head + rows) + "\n").encode("ascii"))
 
 
 def _scatter(ax, points: np.ndarray, labels: np.ndarray, title: str) -> None:
@@ -108,5 +109,4 @@ def _save_with_legend(fig, names: Sequence[str], title: str, path) -> Path:
                fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.savefig(path)
-    return Path(path)
+    return save_figure(fig, path)

@@ -21,7 +21,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..core.atomic import atomic_write
 from ..core.identity import check_disjoint, data_identity
+from ..core.paths import ensure_writable
 from ..datasets.shapenetpart import (PART_COUNTS, PART_OFFSETS, SHAPENETPART_CATEGORIES,
                                      ShapeNetPart)
 from ..report.results import RunInfo, backbone_label, run_name
@@ -639,6 +641,7 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
         log.warning("tuning on the TEST split (tune.split=test): PointCLIP V2's protocol; "
                     "mIoU is optimistic")
     out = Path(out) if out is not None else output_dir(cfg, (test, tuning))
+    ensure_writable(out, "--set output_dir=DIR")              # before CLIP runs
     projector = cfg.projector.build()
     if backbone is None:
         backbone = load_clip(cfg.backbone, device=cfg.device, engine=cfg.engine)
@@ -663,8 +666,9 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
     extra = {} if rotated is None else {
         "pred_rotated": rotated.preds.calip, "pred_dense_clip_rotated": rotated.preds.clip,
         "rotation": rtest.rotations}
-    np.savez_compressed(out / "predictions.npz", index=preds.index, pred=preds.calip,
-                        pred_dense_clip=preds.clip, category=test.labels, **extra)
+    with atomic_write(out / "predictions.npz") as f:       # a failed rerun keeps the old one
+        np.savez_compressed(f, index=preds.index, pred=preds.calip,
+                            pred_dense_clip=preds.clip, category=test.labels, **extra)
     if cfg.pictures:
         from .pictures import draw_shapes, draw_view_maps
         draw_shapes(out, test, preds.calip, cfg.pictures)
