@@ -17,7 +17,9 @@ ZERO_SHOT_METHODS = ("pointclip", "calip")     # the rows of method `zeroshot`, 
 
 @dataclass
 class FewShotRun:
-    """One trained or searched model, evaluated once on TEST (accuracies in percent)."""
+    """One trained or searched model, evaluated once on TEST (accuracies in percent).
+    ``seconds``: the training time of a method that trains (over every resumed part), the
+    search and evaluation time of one that does not (Tip-Adapter); 0 for zero-shot rows."""
 
     method: str
     shots: Optional[int]

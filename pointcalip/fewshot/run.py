@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -64,7 +65,10 @@ def run_one(prepared: Prepared, method: str, k: int, seed: int) -> FewShotRun:
                 log.info("%s %d-shot seed %d: finished before; reusing %s", method, k, seed, saved)
                 return run
     log.info("%s %d-shot seed %d", method, k, seed)
+    began = time.perf_counter()
     run = METHODS[method].target(prepared, k, seed)
+    if not METHODS[method].meta["trains"]:          # its time: the search and the evaluation
+        run.seconds = time.perf_counter() - began
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_write(saved, "w") as f:
         f.write(json.dumps({"run_id": run_id, "run": run.to_dict()}, indent=1))

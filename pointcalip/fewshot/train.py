@@ -272,7 +272,7 @@ def fit(model: nn.Module, train: TrainSet, val: EvalSet, recipe: TrainConfig, ru
         _save({"model": model.state_dict(), "epoch": 0, "val_accuracy": state["best"],
                "run_id": run_id, "about": about}, best_path)
     device = next(model.parameters()).device
-    start = time.perf_counter() - state["seconds"]
+    began = time.perf_counter() - state["seconds"]      # training time, over resumed parts too
     bar = tqdm(range(state["epoch"] + 1, recipe.epochs + 1), desc=desc, unit="epoch",
                disable=None, leave=False)
     try:
@@ -283,8 +283,8 @@ def fit(model: nn.Module, train: TrainSet, val: EvalSet, recipe: TrainConfig, ru
             pick = torch.randint(train.inputs[0].shape[1], (len(train),), generator=g)
             model.train()
             total, hits = 0.0, 0
-            for start, stop in batches:
-                idx = order[start:stop]
+            for first, stop in batches:
+                idx = order[first:stop]
                 batch = [x[idx, pick[idx]].to(device) for x in train.inputs]
                 labels = train.labels[idx].to(device)
                 logits = forward(model, *batch)
@@ -304,7 +304,7 @@ def fit(model: nn.Module, train: TrainSet, val: EvalSet, recipe: TrainConfig, ru
                 _save({"model": model.state_dict(), "epoch": epoch, "val_accuracy": val_acc,
                        "run_id": run_id, "about": about}, best_path)
             state["epoch"] = epoch
-            state["seconds"] = time.perf_counter() - start
+            state["seconds"] = time.perf_counter() - began
             _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                    "schedule": schedule.state_dict(), "state": state, "run_id": run_id}, last)
             bar.set_postfix(loss=f"{total / len(train):.3f}", val=f"{val_acc:.1f}")
