@@ -36,12 +36,13 @@ from .config import DataConfig, TuneConfig, ZeroShotConfig
 from .data import build_split, resolve_data_root
 from .datasets import build_dataset, validation_indices
 from .datasets.base import H5CloudDataset
+from .datasets.release import DataStatement, describe, statements_text
 from .extract import SplitFeatures, extract
 from .head import CalipHead
 from .report.metrics import Accuracy, accuracy
 from .core.paths import ensure_writable
 from .prompts import class_prompts, load_templates
-from .report.results import RunInfo, backbone_label, run_name
+from .report.results import RunInfo, backbone_label, run_name, run_title
 from .search import WEIGHT_CHOICES, SearchResult, beta_grid, search
 from .store import FeatureStore, SplitStore, StoreModeError, text_identity
 
@@ -120,11 +121,13 @@ class ZeroShotResult:
     calip: Accuracy
     features: Dict[str, SplitFeatures]
     timings: Dict[str, float] = field(default_factory=dict)
+    data: List[DataStatement] = field(default_factory=list)   # complete release or not
 
     def to_dict(self) -> dict:
         cfg = self.config
         return {
             "command": "zeroshot",
+            "data": [d.to_dict() for d in self.data],
             "config_name": cfg.name,
             "config": cfg.to_dict(),
             "run": self.run.to_dict(),
@@ -163,7 +166,7 @@ class ZeroShotResult:
         cfg, r = self.config, self.to_dict()
         fmt = lambda x: "-" if x is None else f"{x:.1f}"  # noqa: E731
         lines = [
-            f"# Zero-shot results: {cfg.name}",
+            f"# Zero-shot results: {run_title(self.dataset, cfg.projector.name, cfg.backbone)}",
             "",
             "| dataset | backbone | projector | views | PointCLIP top-1 | CALIP top-1 | beta2 | beta3 |",
             "|---|---|---|---|---|---|---|---|",
@@ -173,6 +176,7 @@ class ZeroShotResult:
             "",
             f"- Top-3 / top-5 accuracy: PointCLIP {self.pointclip.top3:.2f} / "
             f"{self.pointclip.top5:.2f}, CALIP {self.calip.top3:.2f} / {self.calip.top5:.2f}",
+            *statements_text(self.data),
             f"- Tuning protocol: {self.tuning.protocol}",
             f"- View weights: {', '.join(f'{w:g}' for w in self.found.view_weights)}",
             f"- Prompt templates: {'; '.join(repr(t) for t in self.templates)}",
@@ -417,4 +421,12 @@ def run_zeroshot(cfg: ZeroShotConfig, backbone: Optional[ClipBackbone] = None,
         num_test_clouds=len(splits.test), backbone_identity=backbone.identity,
         projector_settings=projector.settings, views=views, templates=templates,
         tuning=splits.tuning, found=found, pointclip=pointclip, calip=calip,
-        features=features, timings=timings)
+        features=features, timings=timings, data=[data_statement(cfg, splits)])
+
+
+def data_statement(cfg: ZeroShotConfig, splits: ZeroShotSplits) -> DataStatement:
+    """Whether the splits read are the complete release (counts, checksums)."""
+    read = {"test": splits.test}
+    if splits.tuning.split == "val":
+        read["train"] = splits.tuning.dataset
+    return describe(cfg.data.label, read)

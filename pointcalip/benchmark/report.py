@@ -19,7 +19,7 @@ import numpy as np
 
 from ..report import plots
 from ..report.metrics import Accuracy
-from ..report.results import RunInfo
+from ..report.results import RunInfo, run_title
 from ..search import SearchResult
 
 METHODS = ("pointclip", "calip")
@@ -139,7 +139,7 @@ class BenchmarkResult:
         cfg, r = self.config, self.to_dict()
         acc = lambda a: f"{a.top1:.2f} / {a.top3:.2f} / {a.top5:.2f}"  # noqa: E731
         lines = [
-            f"# Benchmark: {self.benchmark} ({cfg.name})", "",
+            f"# Benchmark: {run_title(self.benchmark, cfg.projector.name, cfg.backbone)}", "",
             f"{cfg.backbone}, projector {cfg.projector.name}, {len(self.views)} views; "
             f"beta2 {self.found.beta2:.4g}, beta3 {self.found.beta3:.4g}, view weights "
             f"{', '.join(f'{w:g}' for w in self.found.view_weights)}.", "",
@@ -254,7 +254,7 @@ class TableResult:
     def to_markdown(self) -> str:
         cfg = self.config
         pct = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
-        lines = [f"# Benchmark: {cfg.name}", "",
+        lines = [f"# Benchmark: {run_title(' / '.join(d.label for d in self.datasets), cfg.projector.name, cfg.backbone)}", "",
                  f"{cfg.backbone}, projector {cfg.projector.name}, {len(self.views)} views; "
                  f"accuracies in percent.", "",
                  "| dataset | method | clouds | classes | top-1 | top-3 | top-5 | protocol |",

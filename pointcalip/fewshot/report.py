@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..report import plots
-from ..report.results import RunInfo
+from ..report.results import RunInfo, run_title
 
 ZERO_SHOT_METHODS = ("pointclip", "calip")     # the rows of method `zeroshot`, at 0 shots
 
@@ -38,17 +38,32 @@ class FewShotRun:
 
 
 def summarise(runs: Sequence[FewShotRun]) -> List[dict]:
-    """Mean and standard deviation (over seeds, sample std; 0 for one seed) of the test
-    accuracy per (method, shots), in the order the runs came."""
-    groups: Dict[tuple, List[float]] = defaultdict(list)
+    """Mean test accuracy per (method, shots), in the order the runs came, with ``n`` (runs)
+    and ``seeds`` (how many of them drew their shots or weights with a seed). ``std``: the
+    sample standard deviation over seeds where there are two or more, else None (one seed
+    measures no spread; zero-shot and released-checkpoint rows do not depend on a seed)."""
+    groups: Dict[tuple, List[FewShotRun]] = defaultdict(list)
     for r in runs:
-        groups[(r.method, r.shots)].append(r.test_accuracy)
+        groups[(r.method, r.shots)].append(r)
     out = []
-    for (method, shots), accs in groups.items():
-        std = float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0
-        out.append({"method": method, "shots": shots, "n": len(accs),
+    for (method, shots), rows in groups.items():
+        accs = [r.test_accuracy for r in rows]
+        seeds = len({r.seed for r in rows if r.seed is not None})
+        std = float(np.std(accs, ddof=1)) if seeds > 1 and len(accs) > 1 else None
+        out.append({"method": method, "shots": shots, "n": len(accs), "seeds": seeds,
                     "mean": float(np.mean(accs)), "std": std})
     return out
+
+
+def spread_text(cell: Optional[dict]) -> str:
+    """A table cell: ``81.25 ± 2.10 (3 seeds)``, ``81.25 (1 seed)``, or ``81.25`` for a row
+    that depends on no seed; "-" when nothing ran."""
+    if cell is None:
+        return "-"
+    seeds = cell.get("seeds", 0)
+    if cell.get("std") is not None:
+        return f"{cell['mean']:.2f} ± {cell['std']:.2f} ({seeds} seeds)"
+    return f"{cell['mean']:.2f}" + (f" ({seeds} seed)" if seeds == 1 else "")
 
 
 @dataclass
@@ -67,6 +82,10 @@ class FewShotResult:
     def summary(self) -> List[dict]:
         return summarise(self.runs)
 
+    def title(self) -> str:
+        """What ran: dataset, projector, backbone (never a config file's name)."""
+        return run_title(self.dataset, self.config["projector"]["name"], self.config["backbone"])
+
     def to_dict(self) -> dict:
         return {"command": "fewshot", "config": self.config, "run": self.run.to_dict(),
                 "dataset": self.dataset, "num_test_clouds": self.num_test_clouds,
@@ -79,11 +98,14 @@ class FewShotResult:
         shots = sorted({s["shots"] for s in summary if s["shots"]})
         methods = list(dict.fromkeys(s["method"] for s in summary))
         cell = {(s["method"], s["shots"]): s for s in summary}
-        fmt = lambda s: "-" if s is None else f"{s['mean']:.2f} ± {s['std']:.2f}"  # noqa: E731
-        lines = [f"# Few-shot results: {self.config.get('name', '')}", "",
+        fmt = spread_text
+        seeds = sorted({r.seed for r in self.runs if r.seed is not None})
+        lines = [f"# Few-shot results: {self.title()}", "",
                  f"{self.dataset}, {self.num_test_clouds} test clouds; backbone "
                  f"{self.config['backbone']}, projector {self.config['projector']['name']}. "
-                 f"Test top-1 (%), mean ± std over seeds.", "",
+                 f"Test top-1 (%): the mean over seeds ± the sample standard deviation where "
+                 f"two or more seeds ran (the seed count in brackets); one seed shows no "
+                 f"spread, and zero-shot and released-checkpoint rows depend on no seed.", "",
                  "| method | " + " | ".join(shots_words(k) for k in [0, *shots]) + " |",
                  "|---" * (len(shots) + 2) + "|"]
         for m in methods:
@@ -92,7 +114,7 @@ class FewShotResult:
                 row[0] = f"{fmt(cell[(m, None)])} (released checkpoint)"
             lines.append(f"| {m} | " + " | ".join(row) + " |")
         lines += ["", f"- Protocol: {self.protocol}",
-                  f"- Seeds: {sorted({r.seed for r in self.runs if r.seed is not None})}",
+                  *([f"- Seeds: {seeds}"] if seeds else []),
                   f"- Command: `{self.run.command_line}` ({self.run.date}, {self.run.device}, "
                   f"{self.run.precision})", "",
                   "| method | shots | seed | test | val | hyper-parameters | trainable | best epoch |",
@@ -137,7 +159,7 @@ def plot_accuracy_vs_shots(summary: Sequence[dict], path: Path, title: str = "")
                       key=lambda s: s["shots"])
         if rows:
             series[method] = ([s["shots"] for s in rows], [s["mean"] for s in rows],
-                              [s["std"] for s in rows])
+                              [s["std"] or 0.0 for s in rows])
         references.update({f"{method} (zero-shot)": s["mean"] for s in summary
                            if s["method"] == method and s["shots"] == 0})
     plots.bands(path, series, references, "shots per class", "test top-1 (%)", title)

@@ -76,6 +76,12 @@ def backbone_label(backbone: str) -> str:
     return slug(path.stem if path.suffix in (".pt", ".pth", ".bin") else backbone)
 
 
+def run_title(dataset: str, projector: str, backbone: str, *more: str) -> str:
+    """A results title by what ran (never a config file's name, which may be the last of
+    several given): ``scanobjectnn_pb_t50_rs, projector realistic, RN50``."""
+    return ", ".join([dataset, f"projector {projector}", backbone_label(backbone), *more])
+
+
 def run_name(config: dict, *readable: str, data: Optional[str] = None) -> str:
     """``<readable parts>-<hash>``: the readable parts (dataset, projector, backbone, tuning)
     joined by '-', then 6 hex digits of every other setting that changes the numbers and of

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from ..datasets.shapenetpart import (PART_COUNTS, PART_OFFSETS, SHAPENETPART_CATEGORIES,
                                      ShapeNetPart)
-from ..report.results import RunInfo, backbone_label, run_name
+from ..report.results import RunInfo, backbone_label, run_name, run_title
 from .config import SegmentConfig, check_part_templates, read_part_sentences
 from .locations import LocationCache
 from .metrics import SegmentationScores, segmentation_scores
@@ -309,7 +309,7 @@ class SegmentResult:
     def to_markdown(self) -> str:
         cfg, r = self.config, self.to_dict()
         lines = [
-            f"# Part segmentation: {cfg.name}",
+            f"# Part segmentation: {run_title('shapenetpart', cfg.projector.name, cfg.backbone)}",
             "",
             "| dataset | backbone | projector | dense CLIP inst. / class mIoU | "
             "dense CALIP inst. / class mIoU |",
