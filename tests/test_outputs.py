@@ -2,6 +2,8 @@
 there are several seeds, titles by what ran, partial data named, metrics the field reports."""
 import time
 
+import pytest
+
 import torch
 import torch.nn.functional as F
 
@@ -36,3 +38,43 @@ def test_a_resumed_run_adds_its_own_training_time(tmp_path):
     resumed = _fit(tmp_path / "run", epochs=4, resume=True)
     took = time.perf_counter() - began
     assert first.seconds < resumed.seconds <= first.seconds + took
+
+
+# ------------------------------------------------------------------------------- spread
+
+def _fewshot_result(runs):
+    from pointcalip.fewshot.report import FewShotResult
+    from pointcalip.report.results import RunInfo
+
+    info = RunInfo("pointcalip fewshot", "2026-01-01", {}, "cpu", "float32", "/data", "host")
+    config = {"name": "realistic_rn101", "backbone": "ViT-B/16", "projector": {"name": "realistic"}}
+    return FewShotResult(config, info, "scanobjectnn_pb_t50_rs", 100, 20, "protocol", runs)
+
+
+def test_spread_only_where_seeds_vary():
+    from pointcalip.fewshot.report import FewShotRun
+
+    runs = [FewShotRun("pointclip", 0, None, 30.0, 31.0), FewShotRun("calip", 0, None, 35.0, 36.0),
+            FewShotRun("adapter", None, None, 50.0, 51.0),
+            FewShotRun("tip", 1, 1, 7.5, 8.0),
+            FewShotRun("tip", 4, 1, 60.0, 61.0), FewShotRun("tip", 4, 2, 70.0, 71.0)]
+    result = _fewshot_result(runs)
+    by = {(s["method"], s["shots"]): s for s in result.summary()}
+    assert by[("tip", 1)]["std"] is None and by[("tip", 1)]["seeds"] == 1
+    assert by[("tip", 4)]["std"] == pytest.approx(7.0710678) and by[("tip", 4)]["seeds"] == 2
+    assert by[("pointclip", 0)]["std"] is None and by[("pointclip", 0)]["seeds"] == 0
+    assert by[("adapter", None)]["std"] is None
+    md = result.to_markdown()
+    assert "7.50 (1 seed)" in md and "65.00 ± 7.07 (2 seeds)" in md
+    assert "± 0.00" not in md
+    assert "| pointclip | 30.00 |" in md
+    assert "50.00 (released checkpoint)" in md
+    assert md.splitlines()[0] == "# Few-shot results: scanobjectnn_pb_t50_rs, projector realistic, ViT-B/16"
+    assert "- Seeds: [1, 2]" in md
+
+
+def test_no_seeds_line_when_nothing_drew_a_seed():
+    from pointcalip.fewshot.report import FewShotRun
+
+    md = _fewshot_result([FewShotRun("adapter", None, None, 50.0, 51.0)]).to_markdown()
+    assert "Seeds" not in md.split("Test top-1")[1].split("|")[0] and "- Seeds:" not in md

@@ -79,7 +79,9 @@ def backbone_label(backbone: str) -> str:
 def run_title(dataset: str, projector: str, backbone: str, *more: str) -> str:
     """A results title by what ran (never a config file's name, which may be the last of
     several given): ``scanobjectnn_pb_t50_rs, projector realistic, RN50``."""
-    return ", ".join([dataset, f"projector {projector}", backbone_label(backbone), *more])
+    path = Path(backbone)
+    shown = path.stem if path.suffix in (".pt", ".pth", ".bin") else backbone   # ViT-B/16 as named
+    return ", ".join([dataset, f"projector {projector}", shown, *more])
 
 
 def run_name(config: dict, *readable: str, data: Optional[str] = None) -> str:
