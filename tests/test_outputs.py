@@ -78,3 +78,16 @@ def test_no_seeds_line_when_nothing_drew_a_seed():
 
     md = _fewshot_result([FewShotRun("adapter", None, None, 50.0, 51.0)]).to_markdown()
     assert "Seeds" not in md.split("Test top-1")[1].split("|")[0] and "- Seeds:" not in md
+
+
+def test_segment_folder_does_not_depend_on_pictures(tmp_path):
+    from pointcalip.config import config_class, load_config
+    from pointcalip.segmentation.run import default_output_dir
+
+    (tmp_path / "ply_data_test0.h5").write_bytes(b"x")
+    folders = {default_output_dir(load_config(config_class("segment"), ["shapenetpart"],
+                                              [f"pictures={n}"]), tmp_path) for n in (0, 2, 5)}
+    assert len(folders) == 1
+    other = default_output_dir(load_config(config_class("segment"), ["shapenetpart"],
+                                           ["tune.seed=7"]), tmp_path)
+    assert other not in folders                                  # a setting that changes numbers

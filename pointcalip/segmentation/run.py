@@ -365,7 +365,8 @@ def default_output_dir(cfg: SegmentConfig, root: Optional[Path] = None) -> Path:
     if root is not None:
         files = sorted(str(p.name) + str(p.stat().st_size) for p in Path(root).glob("*.h5"))
         data = hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16] if files else None
-    return Path("outputs") / run_name(cfg.to_dict(), "shapenetpart", cfg.projector.name,
+    settings = {k: v for k, v in cfg.to_dict().items() if k != "pictures"}   # changes no number
+    return Path("outputs") / run_name(settings, "shapenetpart", cfg.projector.name,
                                       backbone_label(cfg.backbone), f"tune_{cfg.tune.split}",
                                       data=data)
 
