@@ -153,6 +153,8 @@ class ZeroShotResult:
             "beta3": self.found.beta3,
             "view_weights": list(self.found.view_weights),
             "accuracy": {"pointclip": self.pointclip.top1, "calip": self.calip.top1},
+            "mean_class_accuracy": {"pointclip": self.pointclip.mean_per_class,
+                                    "calip": self.calip.mean_per_class},
             "accuracy_topk": {"pointclip": self.pointclip.topk(), "calip": self.calip.topk()},
             "per_class": {name: {"n": self.calip.counts[k], "pointclip": self.pointclip.per_class[k],
                                  "calip": self.calip.per_class[k]}
@@ -162,17 +164,27 @@ class ZeroShotResult:
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
+    def confusions(self) -> dict:
+        """TEST's confusion matrix per method: ``{name: (classnames, [K, K], draw)}``."""
+        return {f"test_{m}": (self.classnames, getattr(self, m).confusion, True)
+                for m in ("pointclip", "calip")}
+
     def to_markdown(self) -> str:
         cfg, r = self.config, self.to_dict()
         fmt = lambda x: "-" if x is None else f"{x:.1f}"  # noqa: E731
         lines = [
             f"# Zero-shot results: {run_title(self.dataset, cfg.projector.name, cfg.backbone)}",
             "",
-            "| dataset | backbone | projector | views | PointCLIP top-1 | CALIP top-1 | beta2 | beta3 |",
-            "|---|---|---|---|---|---|---|---|",
+            "| dataset | backbone | projector | views | PointCLIP top-1 | CALIP top-1 | "
+            "PointCLIP mAcc | CALIP mAcc | beta2 | beta3 |",
+            "|---|---|---|---|---|---|---|---|---|---|",
             f"| {self.dataset} ({self.num_test_clouds} test clouds) | {cfg.backbone} | "
             f"{cfg.projector.name} | {len(self.views)} | {self.pointclip.top1:.2f} | "
-            f"{self.calip.top1:.2f} | {self.found.beta2:.4g} | {self.found.beta3:.4g} |",
+            f"{self.calip.top1:.2f} | {self.pointclip.mean_per_class:.2f} | "
+            f"{self.calip.mean_per_class:.2f} | {self.found.beta2:.4g} | {self.found.beta3:.4g} |",
+            "",
+            "mAcc: the mean over classes of each class's top-1 (classes with test clouds); "
+            "confusion matrices in confusion/ (CSV and figure).",
             "",
             f"- Top-3 / top-5 accuracy: PointCLIP {self.pointclip.top3:.2f} / "
             f"{self.pointclip.top5:.2f}, CALIP {self.calip.top3:.2f} / {self.calip.top5:.2f}",

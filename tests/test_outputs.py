@@ -2,8 +2,8 @@
 there are several seeds, titles by what ran, partial data named, metrics the field reports."""
 import time
 
+import numpy as np
 import pytest
-
 import torch
 import torch.nn.functional as F
 
@@ -91,3 +91,44 @@ def test_segment_folder_does_not_depend_on_pictures(tmp_path):
     other = default_output_dir(load_config(config_class("segment"), ["shapenetpart"],
                                            ["tune.seed=7"]), tmp_path)
     assert other not in folders                                  # a setting that changes numbers
+
+
+# ------------------------------------------------------------------------------- metrics
+
+def test_mean_class_accuracy_and_confusion_matrix():
+    from pointcalip.report.metrics import accuracy
+
+    # 3 classes: class 0 has 4 clouds (3 right), class 1 has 1 (right), class 2 has 1 (wrong)
+    labels = [0, 0, 0, 0, 1, 2]
+    pred = [0, 0, 0, 1, 1, 0]
+    logits = torch.nn.functional.one_hot(torch.tensor(pred), 3).float()
+    acc = accuracy(logits, labels)
+    assert acc.top1 == pytest.approx(100 * 4 / 6)
+    assert acc.mean_per_class == pytest.approx(100 * (0.75 + 1 + 0) / 3)
+    assert acc.topk()["macc"] == acc.mean_per_class
+    assert acc.confusion.tolist() == [[3, 1, 0], [0, 1, 0], [1, 0, 0]]
+
+
+def test_confusion_csv_and_figure(tmp_path):
+    from pointcalip.report.results import confusion_csv, write_confusion
+
+    matrix = np.array([[3, 1], [0, 2]])
+    assert confusion_csv(["chair", "table"], matrix).splitlines() == [
+        "true \\ predicted,chair,table", "chair,3,1", "table,0,2"]
+    written = write_confusion(tmp_path, "test_calip", ["chair", "table"], matrix, fmt="svg")
+    assert [p.name for p in written] == ["test_calip.csv", "test_calip.svg"]
+    assert written[1].read_text().lstrip().startswith("<?xml")
+
+
+def test_corruption_error_rates_and_dgcnn_normalised_errors():
+    from pointcalip.benchmark.corruption_error import MODELNET_C_DGCNN_OA, error_rates, normalised_errors
+
+    e = error_rates({"gaussian": {1: 90.0, 2: 80.0}, "lidar": {1: 50.0, 2: 40.0}})
+    assert e["cells"]["gaussian"] == {1: 10.0, 2: 20.0}
+    assert e["per_corruption"] == {"gaussian": 15.0, "lidar": 55.0} and e["mean"] == 35.0
+    assert normalised_errors(92.0, {"gaussian": 85.0}) is None          # no DGCNN reference
+    n = normalised_errors(92.6, {"jitter": 68.4, "scale": 80.0})
+    assert n["ce"]["jitter"] == pytest.approx(1.0)                      # DGCNN itself: 1
+    assert n["ce"]["scale"] == pytest.approx(0.2 / (1 - MODELNET_C_DGCNN_OA["scale"]))
+    assert n["rce"]["scale"] == pytest.approx((0.926 - 0.8) / (0.926 - 0.906))
+    assert n["mce"] == pytest.approx((1.0 + 0.2 / 0.094) / 2)

@@ -23,11 +23,12 @@ from ..backbones import ClipBackbone, load_clip
 from ..core.paths import data_dir, ensure_writable
 from ..datasets import build_dataset, dataset_folder
 from ..datasets.h5utils import fingerprint
-from ..datasets.modelnet40c import LABEL_FILE, ORIGINAL, data_file, find_root
+from ..datasets.modelnet40c import LABEL_FILE, ORIGINAL, data_file, expected_files, find_root
+from ..datasets.release import describe, modelnet40c_differences
 from ..extract import extract
 from ..prompts import load_templates
 from ..report.results import RunInfo, backbone_label, run_name
-from ..zeroshot import class_text, compute_view_logits, data_key, evaluate, load_splits, \
+from ..zeroshot import class_text, compute_view_logits, data_key, data_statement, evaluate, load_splits, \
     open_store, split_store, tune
 from .config import BenchmarkConfig
 from .report import BenchmarkResult, SetScore
@@ -160,4 +161,16 @@ def run_modelnet40c(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = Non
         benchmark=cfg.benchmark.name, backbone_identity=backbone.identity,
         projector_settings=projector.settings, views=views, templates=templates,
         tuning_protocol=protocol, tuning_clouds=len(tune_rows), found=found, clean=clean,
-        original=original_score, cells=cells, timings=timings)
+        original=original_score, cells=cells, timings=timings, classnames=splits.classnames,
+        data=[data_statement(cfg, splits), benchmark_statement(cfg, original, len(cells))])
+
+
+def benchmark_statement(cfg: BenchmarkConfig, original, evaluated: int):
+    """Whether the ModelNet40-C folder is the complete release (its clouds, its 75 corrupted
+    arrays and the original), and how many of its corrupted sets this run evaluated."""
+    corrupted = [f for f in expected_files() if f.startswith("data_") and f != data_file(ORIGINAL, None)]
+    extra = modelnet40c_differences(original.root, expected_files())
+    if evaluated < len(corrupted):
+        extra.append(f"this run evaluated {evaluated} of its {len(corrupted)} corrupted sets "
+                     f"(the config's corruptions and severities)")
+    return describe(cfg.benchmark.name, {"test": original}, "modelnet40c", extra)

@@ -37,6 +37,7 @@ from ..extract import extract
 from ..prompts import load_templates
 from ..report.results import RunInfo, backbone_label, read_results, run_name
 from ..search import SearchResult
+from ..datasets.release import describe
 from ..zeroshot import class_text, compute_view_logits, data_key, evaluate, load_data, \
     open_store, split_store, tune, validation_rows
 from .config import BenchmarkConfig, TableDataset
@@ -297,4 +298,7 @@ def run_table(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = None,
         config=cfg, run=RunInfo.collect(device, backbone.precision, roots, argv),
         backbone_identity=backbone.identity, projector_settings=projector.settings,
         views=views, templates=templates, datasets=scores,
-        timings={"total_s": time.perf_counter() - t_start})
+        timings={"total_s": time.perf_counter() - t_start},
+        data=[describe(p.label, {"test": p.test, **({"train": p.tune_dataset} if p.rule == "val"
+                                                    and p.tune_dataset is not p.test else {})})
+              for p in plans])

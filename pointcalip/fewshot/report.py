@@ -78,6 +78,7 @@ class FewShotResult:
     protocol: str
     runs: List[FewShotRun]
     features: dict = field(default_factory=dict)
+    data: list = field(default_factory=list)        # DataStatement per dataset read
 
     def summary(self) -> List[dict]:
         return summarise(self.runs)
@@ -91,7 +92,7 @@ class FewShotResult:
                 "dataset": self.dataset, "num_test_clouds": self.num_test_clouds,
                 "num_val_clouds": self.num_val_clouds, "protocol": self.protocol,
                 "summary": self.summary(), "runs": [r.to_dict() for r in self.runs],
-                "features": self.features}
+                "features": self.features, "data": [d.to_dict() for d in self.data]}
 
     def to_markdown(self) -> str:
         summary = self.summary()
@@ -113,7 +114,8 @@ class FewShotResult:
             if (m, None) in cell:
                 row[0] = f"{fmt(cell[(m, None)])} (released checkpoint)"
             lines.append(f"| {m} | " + " | ".join(row) + " |")
-        lines += ["", f"- Protocol: {self.protocol}",
+        lines += ["", *[f"- Data: {d.text()}" for d in self.data],
+                  f"- Protocol: {self.protocol}",
                   *([f"- Seeds: {seeds}"] if seeds else []),
                   f"- Command: `{self.run.command_line}` ({self.run.date}, {self.run.device}, "
                   f"{self.run.precision})", "",

@@ -21,6 +21,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..backbones import ClipBackbone
 from ..core.atomic import atomic_write
+from ..datasets.release import describe
 from ..report.results import RunInfo, backbone_label
 from .config import FewShotConfig
 from .methods import METHODS, method_entries
@@ -149,7 +150,9 @@ def run_fewshot(cfg: FewShotConfig, backbone: Optional[ClipBackbone] = None,
                                              prepared.splits.root, argv),
                          dataset=cfg.data.label, num_test_clouds=len(prepared.splits.test),
                          num_val_clouds=len(prepared.splits.val), protocol=protocol(prepared) + earlier,
-                         runs=runs, features=prepared.features.to_dict())
+                         runs=runs, features=prepared.features.to_dict(),
+                         data=[describe(cfg.data.label, {"test": prepared.splits.test,
+                                                         "train": prepared.splits.train})])
 
 
 def write_fewshot_results(result: FewShotResult, out: Path):

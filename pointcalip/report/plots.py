@@ -33,10 +33,15 @@ def _figure(size: Size):
     return fig
 
 
-def _save(fig, path: Path, size: Size, fmt: str = "png") -> Size:
+def _save(fig, path: Path, size: Size, fmt: Optional[str] = None, dpi: Optional[int] = None
+          ) -> Size:
+    """Save ``fig`` as ``fmt`` (default: the path's suffix, else png) at ``dpi`` (default
+    :data:`DPI`; a vector format ignores it for everything but embedded images). -> ``size``:
+    the figure's size in pixels at :data:`DPI`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format=fmt)
+    fmt = fmt or (path.suffix.lstrip(".").lower() or "png")
+    fig.savefig(path, dpi=dpi or DPI, format=fmt)
     return size
 
 
@@ -373,3 +378,39 @@ def attention_grid(path: Path, images: np.ndarray, overlays: Sequence[Tuple[str,
     size = attention_grid_size(images.shape[0], len(overlays))
     fig = attention_grid_figure(images, overlays, column_titles, title, alpha, scale)
     return _save(fig, path, size, fmt)
+
+
+def confusion_figure(classnames: Sequence[str], matrix, title: str):
+    """The figure of :func:`confusion` (not saved) and its size."""
+    counts = np.asarray(matrix, dtype=float)
+    k = len(classnames)
+    rows = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, rows, out=np.full_like(counts, np.nan), where=rows > 0) * 100.0
+    side = int(min(max(360 + 18 * k, 480), 1600))
+    size = (side + 120, side)
+    fig = _figure(size)
+    fig.set_layout_engine("constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(share, cmap="viridis", vmin=0.0, vmax=100.0, interpolation="nearest")
+    ticks = 9 if k <= 20 else 7 if k <= 40 else 5
+    ax.set_xticks(range(k), list(classnames), rotation=90, fontsize=ticks)
+    ax.set_yticks(range(k), list(classnames), fontsize=ticks)
+    if k <= 15:
+        for i in range(k):
+            for j in range(k):
+                if counts[i, j]:
+                    ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=8,
+                            color="white" if share[i, j] < 60 else "black")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title, fontsize=11)
+    fig.colorbar(image, ax=ax, label="share of the true class (%)", shrink=0.8)
+    return fig, size
+
+
+def confusion(path: Path, classnames: Sequence[str], matrix, title: str, fmt: str = "png",
+              dpi: Optional[int] = None) -> Size:
+    """A confusion matrix (rows: true classes, normalised to percent of each; counts written
+    in the cells up to 15 classes)."""
+    fig, size = confusion_figure(classnames, matrix, title)
+    return _save(fig, path, size, fmt, dpi)

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from ..datasets.shapenetpart import (PART_COUNTS, PART_OFFSETS, SHAPENETPART_CATEGORIES,
                                      ShapeNetPart)
+from ..datasets.release import DataStatement, describe, statements_text
 from ..report.results import RunInfo, backbone_label, run_name, run_title
 from .config import SegmentConfig, check_part_templates, read_part_sentences
 from .locations import LocationCache
@@ -247,6 +248,7 @@ class SegmentResult:
     locations: Dict[str, dict] = field(default_factory=dict)
     size_notes: List[str] = field(default_factory=list)
     timings: Dict[str, float] = field(default_factory=dict)
+    data: List[DataStatement] = field(default_factory=list)    # complete release or not
 
     @property
     def protocol(self) -> str:
@@ -293,6 +295,7 @@ class SegmentResult:
             "unseen_point_share": self.unseen_share,
             "locations": self.locations,
             "size_notes": list(self.size_notes),
+            "data": [d.to_dict() for d in self.data],
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
@@ -330,7 +333,7 @@ class SegmentResult:
               if len(self.prompt_candidates) > 1 else []),
             *[f"- Point locations ({split}): {c['located']} shapes located, {c['read']} read "
               f"from the cache {c['folder']}" for split, c in self.locations.items()],
-            *[f"- Note: {n}" for n in self.size_notes],
+            *(statements_text(self.data) or [f"- Note: {n}" for n in self.size_notes]),
             "- Timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in r["timings"].items()),
             f"- Command: `{self.run.command_line}` ({self.run.date}, {self.run.device})",
             "",
@@ -477,7 +480,8 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
         locations={split: {"located": c.located, "read": c.read, "folder": str(c.path)}
                    for split, c in locations.items()},
         size_notes=[n for n in {test.size_note, tuning.size_note} if n],
-        timings=timings)
+        timings=timings,
+        data=[describe("shapenetpart", {"test": test, **({"val": tuning} if tuning is not test else {})})])
 
 
 # ------------------------------------------------------------------------------ one file
