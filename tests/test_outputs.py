@@ -132,3 +132,48 @@ def test_corruption_error_rates_and_dgcnn_normalised_errors():
     assert n["ce"]["scale"] == pytest.approx(0.2 / (1 - MODELNET_C_DGCNN_OA["scale"]))
     assert n["rce"]["scale"] == pytest.approx((0.926 - 0.8) / (0.926 - 0.906))
     assert n["mce"] == pytest.approx((1.0 + 0.2 / 0.094) / 2)
+
+
+# ------------------------------------------------------------------------------- v2 prompts
+
+def test_v2_prompts_are_installed_checked_and_named_by_templates_v2(tmp_path, monkeypatch, capsys):
+    import hashlib
+    import json
+
+    import pointcalip.prompt_downloads as pd
+    from pointcalip.cli import main
+    from pointcalip.config import ZeroShotConfig, load_config
+
+    text = json.dumps({c: [f"a depth map of a {c}."] for c in ("airplane", "bathtub")}).encode()
+    blob = hashlib.sha1(b"blob %d\0" % len(text) + text).hexdigest()
+    entry = pd.PromptFile("zeroshot_cls/prompts/modelnet40_1000.json", blob,
+                          hashlib.sha256(text).hexdigest(), ("modelnet40",))
+    monkeypatch.setattr(pd, "V2_PROMPTS", (entry,))
+    checkout = tmp_path / "PointCLIP_V2"
+    (checkout / "zeroshot_cls" / "prompts").mkdir(parents=True)
+    (checkout / entry.path).write_bytes(text)
+    root = tmp_path / "data"
+    assert main(["download", "v2_prompts", "--from", str(checkout), "--root", str(root)]) == 0
+    installed = root / "prompts" / "pointclip_v2" / "modelnet40_1000.json"
+    assert installed.read_bytes() == text
+
+    monkeypatch.setenv("POINTCALIP_HOME", str(tmp_path))          # data_dir() = tmp/data
+    cfg = load_config(ZeroShotConfig, ["modelnet40"], ["templates=v2"])
+    assert cfg.templates == str(installed)
+
+    (checkout / entry.path).write_bytes(text + b" ")                # not V2's file
+    assert main(["download", "v2_prompts", "--from", str(checkout), "--root", str(root),
+                 "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "is not PointCLIP V2's modelnet40_1000.json" in err and "Traceback" not in err
+    assert installed.read_bytes() == text                            # the good copy is kept
+
+
+def test_the_real_v2_checksums_are_pinned():
+    import pointcalip.prompt_downloads as pd
+
+    assert {e.name: e.blob[:8] for e in pd.V2_PROMPTS} == {
+        "modelnet40_1000.json": "200d8873", "scanobjectnn_1000.json": "27ba5fa8",
+        "shapenetpart_700.json": "f9830d06"}
+    assert all(e.url.startswith("https://raw.githubusercontent.com/yangyangyang127/PointCLIP_V2/0b5aee8")
+               for e in pd.V2_PROMPTS)
