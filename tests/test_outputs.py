@@ -177,3 +177,33 @@ def test_the_real_v2_checksums_are_pinned():
         "shapenetpart_700.json": "f9830d06"}
     assert all(e.url.startswith("https://raw.githubusercontent.com/yangyangyang127/PointCLIP_V2/0b5aee8")
                for e in pd.V2_PROMPTS)
+
+
+# ------------------------------------------------------------------------------- figures
+
+def test_bars_start_at_zero_unless_a_dot_plot_shows_small_differences():
+    from pointcalip.report import plots
+
+    ax = plots.bars_figure(["a", "b"], {"x": [2.5, 5.0]}, "top-1 (%)", "prompts").axes[0]
+    assert ax.get_ylim()[0] == 0.0 and len(ax.patches) == 2           # 5.0 twice as long as 2.5
+    ax = plots.bars_figure(["a", "b"], {"x": [80.0, 82.0]}, "top-1 (%)", "t", min_pad=1.0).axes[0]
+    assert ax.get_ylim()[0] > 70 and not ax.patches                   # dots, said in the title
+    assert "dot plot" in ax.get_title()
+
+
+def test_figure_format_and_dpi_are_the_commands_choice(tmp_path):
+    from PIL import Image
+
+    from pointcalip.report import plots
+
+    with plots.figure_output("svg"):
+        plots.bars(tmp_path / "b.png", ["a"], {"x": [3.0]}, "y", "t")
+    assert (tmp_path / "b.svg").read_text().lstrip().startswith("<?xml")
+    assert not (tmp_path / "b.png").exists()
+    with plots.figure_output("png", 300):
+        size = plots.bars(tmp_path / "c.png", ["a"], {"x": [3.0]}, "y", "t")
+    with Image.open(tmp_path / "c.png") as image:
+        assert image.size == size == (2400, 1500)
+    with plots.figure_output("pdf"):
+        plots.lines(tmp_path / "l.png", [1, 2], {"a": [1.0, 2.0]}, "x", "y", "t")
+    assert (tmp_path / "l.pdf").read_bytes()[:4] == b"%PDF"

@@ -360,14 +360,14 @@ def heatmap_figure(result: BenchmarkResult, method: str = "calip"):
     ax = fig.add_subplot()
     image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0, vmax=100)
     ax.set_xticks(range(len(result.severities)), [str(s) for s in result.severities])
-    ax.set_yticks(range(len(result.corruptions)), result.corruptions, fontsize=8)
+    ax.set_yticks(range(len(result.corruptions)), result.corruptions, fontsize=9)
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
-            ax.text(j, i, f"{values[i, j]:.1f}", ha="center", va="center", fontsize=7,
+            ax.text(j, i, f"{values[i, j]:.1f}", ha="center", va="center", fontsize=9,
                     color="white" if values[i, j] < 60 else "black")
     ax.set_xlabel("severity")
     ax.set_title(f"{result.benchmark}: {method} top-1 (%), clean {result.clean.calip.top1 if method == 'calip' else result.clean.pointclip.top1:.1f}",
-                 fontsize=10)
+                 fontsize=11)
     fig.colorbar(image, ax=ax, label="top-1 accuracy (%)")
     return fig, size
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from . import COMMANDS
-from .options import add_config_options, add_tune_on_option
+from .options import add_config_options, add_tune_on_option, add_figure_options
 
 
 @COMMANDS.register("ablate", order=30)
@@ -30,6 +30,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                        "--set data.root=DIR --set backbone=ViT-B/16 --set studies=[views,terms]; "
                        "shapenetpart (a segment config) ablates part segmentation")
     add_tune_on_option(p)
+    add_figure_options(p)
     p.set_defaults(func=run)
     return p
 

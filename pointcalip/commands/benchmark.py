@@ -6,7 +6,7 @@ import argparse
 from types import SimpleNamespace
 
 from . import COMMANDS
-from .options import add_config_options, positive_int
+from .options import add_config_options, positive_int, add_figure_options
 
 
 @COMMANDS.register("benchmark", order=47)
@@ -33,6 +33,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="at most N clouds per set (per dataset and per tuning set; "
                         "class-stratified, seeded with tune.seed) for a quick run; same as "
                         "--set limit=N")
+    add_figure_options(p)
     p.set_defaults(func=run)
     return p
 

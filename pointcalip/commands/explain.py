@@ -8,7 +8,7 @@ from pathlib import Path
 from ..config import CLASSIFICATION_DATASETS
 from . import COMMANDS
 from .model_options import add_model_options, build_projector, model_settings
-from .options import non_negative_int
+from .options import non_negative_int, add_figure_options
 
 
 @COMMANDS.register("explain", order=60)
@@ -41,6 +41,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                         ".jpeg, .pdf or .svg (default: <file stem>_attention.png or "
                         "<dataset>_<split>_<index>_attention.png)")
     add_model_options(p, cloud_word="FILE")
+    add_figure_options(p)
     p.set_defaults(func=run)
     return p
 

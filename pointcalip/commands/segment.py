@@ -6,7 +6,7 @@ import argparse
 
 from ..projection.catalog import PROJECTORS
 from . import COMMANDS
-from .options import config_file, device, finite_float, positive_int
+from .options import config_file, device, finite_float, positive_int, add_figure_options
 
 
 @COMMANDS.register("segment", order=45)
@@ -51,6 +51,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="points to segment (default 2048)")
     g.add_argument("--up", choices=["y", "z"], default="y", help="up axis of the file")
     g.add_argument("--device", type=device, default=None, help="cpu, cuda, ...")
+    add_figure_options(p)
     p.set_defaults(func=run)
     return p
 

@@ -1,19 +1,75 @@
 """PNG figures with matplotlib, headless: lines, bars, heatmaps and attention overlays.
 
 Figures are built with matplotlib's object API on the Agg canvas (no pyplot, no display, no
-global backend switch), at a fixed size in pixels: every drawer returns (width, height) and
-the file has exactly that size.
+global backend switch), at a fixed layout size (``size``: pixels at :data:`DPI`, i.e. inches x
+100). Where they are saved, and how, is the command's choice (``--figure-format png|pdf|svg``,
+``--dpi N``): :func:`figure_output` sets both for the figures written inside it (a context
+variable, so threads and nested runs keep their own); every file takes its format's suffix
+(:func:`figure_name`) and a PNG is rendered at ``dpi`` (default :data:`PNG_DPI`), so a drawer
+returns the PNG's true pixel size (``size`` x dpi / 100).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-DPI = 100
+DPI = 100                # layout: figure sizes are given in pixels at this resolution
+PNG_DPI = 150            # what a PNG is rendered at unless the command says otherwise
+FORMATS = ("png", "pdf", "svg")
+
+
+@dataclass(frozen=True)
+class FigureOutput:
+    """The format figures are written in and the resolution of raster ones."""
+
+    fmt: str = "png"
+    dpi: int = PNG_DPI
+
+    def __post_init__(self) -> None:
+        if self.fmt not in FORMATS:
+            raise ValueError(f"figure format {self.fmt!r} is not one of {', '.join(FORMATS)}")
+        if not 10 <= int(self.dpi) <= 1200:
+            raise ValueError(f"figure dpi {self.dpi} is outside 10..1200")
+
+
+_OUTPUT: contextvars.ContextVar[FigureOutput] = contextvars.ContextVar(
+    "figure_output", default=FigureOutput())
+
+
+@contextlib.contextmanager
+def figure_output(fmt: Optional[str] = None, dpi: Optional[int] = None) -> Iterator[FigureOutput]:
+    """Figures written inside are ``fmt`` files (png, pdf, svg) at ``dpi`` (None: the
+    enclosing choice, else png at :data:`PNG_DPI`)."""
+    current = _OUTPUT.get()
+    chosen = FigureOutput(fmt or current.fmt, int(dpi or current.dpi))
+    token = _OUTPUT.set(chosen)
+    try:
+        yield chosen
+    finally:
+        _OUTPUT.reset(token)
+
+
+def current_output() -> FigureOutput:
+    return _OUTPUT.get()
+
+
+def figure_name(name: Union[str, Path]) -> Union[str, Path]:
+    """``name`` with the suffix of the current figure format (``curves.png`` -> ``curves.pdf``
+    inside ``figure_output("pdf")``); the same type as given."""
+    fmt = _OUTPUT.get().fmt
+    if isinstance(name, Path):
+        return name.with_suffix(f".{fmt}")
+    return str(Path(name).with_suffix(f".{fmt}"))
+
+
+def is_figure(name: str) -> bool:
+    return Path(name).suffix.lstrip(".").lower() in FORMATS
 LINES_SIZE = (800, 500)
 BARS_SIZE = (800, 500)
 HEATMAP_PANEL = (560, 480)
@@ -35,14 +91,22 @@ def _figure(size: Size):
 
 def _save(fig, path: Path, size: Size, fmt: Optional[str] = None, dpi: Optional[int] = None
           ) -> Size:
-    """Save ``fig`` as ``fmt`` (default: the path's suffix, else png) at ``dpi`` (default
-    :data:`DPI`; a vector format ignores it for everything but embedded images). -> ``size``:
-    the figure's size in pixels at :data:`DPI`."""
+    """Save ``fig`` at ``path``: as ``fmt`` when given (the path as it is), else in the current
+    :func:`figure_output` format (the path's suffix replaced), rendered at ``dpi`` (default:
+    the current choice). -> the file's pixel size for a raster format (``size`` scaled to the
+    dpi), ``size`` for a vector one."""
     path = Path(path)
+    out = _OUTPUT.get()
+    if fmt is None:
+        fmt, path = out.fmt, figure_name(path)
+    dpi = int(dpi or out.dpi)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = fmt or (path.suffix.lstrip(".").lower() or "png")
-    fig.savefig(path, dpi=dpi or DPI, format=fmt)
-    return size
+    fig.savefig(path, dpi=dpi, format=fmt)
+    if fmt != "png":
+        return size
+    with open(path, "rb") as f:                  # the PNG header's width and height
+        head = f.read(24)
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
 
 
 def view_name(index: int, angles: Sequence[float], tilt: float = 0.0, sep: str = " ") -> str:
@@ -92,9 +156,9 @@ def lines_figure(x: Sequence[float], series: Dict[str, Sequence[Optional[float]]
     ax.set_xticks(list(x))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=11)
     ax.grid(alpha=0.3)
-    fig.legend(loc="outside lower center", ncols=min(len(series), 4), fontsize=8, frameon=False)
+    fig.legend(loc="outside lower center", ncols=min(len(series), 4), fontsize=9, frameon=False)
     return fig
 
 
@@ -126,10 +190,10 @@ def bands(path: Path, series: Dict[str, Tuple[Sequence[float], Sequence[float], 
         ax.set_xticks(xs, [f"{x:g}" for x in xs])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=11)
     ax.grid(alpha=0.3)
     fig.legend(loc="outside lower center", ncols=min(len(series) + len(references), 4),
-               fontsize=8, frameon=False)
+               fontsize=9, frameon=False)
     return _save(fig, path, size)
 
 
@@ -146,7 +210,7 @@ def twin_lines(path: Path, x: Sequence[float], left: Tuple[str, Sequence[float]]
     other = ax.twinx()
     other.plot(list(x), list(right[1]), color="tab:blue")
     other.set_ylabel(right[0], color="tab:blue")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=11)
     return _save(fig, path, size)
 
 
@@ -173,8 +237,8 @@ def training_curves_figure(epochs: Sequence[int], loss: Sequence[Optional[float]
                  label=f"selected: epoch {epoch} (validation {value:.1f}%)")
     top.set_ylabel("top-1 (%)")
     top.grid(alpha=0.3)
-    top.legend(fontsize=8, loc="best")
-    top.set_title(title, fontsize=10)
+    top.legend(fontsize=9, loc="best")
+    top.set_title(title, fontsize=11)
     ys = np.array([np.nan if v is None else v for v in loss], dtype=float)
     bottom.plot(xs, ys, color="tab:gray", marker="o", markersize=3)
     bottom.set_ylabel("train loss")
@@ -199,6 +263,15 @@ def _value_text(value: float, fmt: str) -> str:
     return "" if not np.isfinite(value) else format(value, fmt)
 
 
+def dots_suit(values, include_zero: bool = False) -> bool:
+    """Whether grouped values differ so little (span under 10% of the largest) that a dot plot
+    on an axis near the data shows them better than bars from 0 (never for signed values)."""
+    data = _finite(values)
+    if include_zero or data.size < 2 or data.min() < 0:
+        return False
+    return float(data.max() - data.min()) < 0.1 * float(np.abs(data).max())
+
+
 def bars_figure(labels: Sequence[str], groups: Dict[str, Sequence[Optional[float]]],
                 ylabel: str, title: str, size: Size = BARS_SIZE, horizontal: bool = False,
                 value_format: str = ".1f", include_zero: bool = False, note: str = "",
@@ -210,22 +283,33 @@ def bars_figure(labels: Sequence[str], groups: Dict[str, Sequence[Optional[float
     n = max(len(groups), 1)
     width = 0.8 / n
     pos = np.arange(len(labels), dtype=float)
-    label_size = 7 if len(labels) * n > 12 else 8
+    label_size = 9
+    every = [v for values in groups.values() for v in values]
+    dots = dots_suit(every, include_zero)
     missing = []                                  # positions of None bars: "n/a" at the base
     for i, (name, values) in enumerate(groups.items()):
         vals = np.array([np.nan if v is None else v for v in values], dtype=float)
         offset = pos - 0.4 + width * (i + 0.5)
-        if horizontal:
-            bars_ = ax.barh(offset, vals, height=width, label=name)
-        else:
-            bars_ = ax.bar(offset, vals, width=width, label=name)
-        ax.bar_label(bars_, labels=[_value_text(v, value_format) for v in vals], padding=2,
-                     fontsize=label_size)
+        texts = [_value_text(v, value_format) for v in vals]
+        if dots:                                  # a dot plot: small differences, axis near them
+            xy = (vals, offset) if horizontal else (offset, vals)
+            ax.plot(*xy, linestyle="none", marker="o", markersize=8, label=name)
+            for o, v, t in zip(offset, vals, texts):
+                if t:
+                    ax.annotate(t, (v, o) if horizontal else (o, v), textcoords="offset points",
+                                xytext=(6, 0) if horizontal else (0, 7), fontsize=label_size,
+                                ha="left" if horizontal else "center",
+                                va="center" if horizontal else "bottom")
+        else:                                     # bars from 0
+            if horizontal:
+                bars_ = ax.barh(offset, vals, height=width, label=name)
+            else:
+                bars_ = ax.bar(offset, vals, width=width, label=name)
+            ax.bar_label(bars_, labels=texts, padding=2, fontsize=label_size)
         missing += [float(o) for o, v in zip(offset, vals) if not np.isfinite(v)]
-    limits = near_data_limits([v for values in groups.values() for v in values], include_zero,
-                              min_pad)
+    limits = near_data_limits(every, include_zero or not dots, min_pad)
     if horizontal:
-        ax.set_yticks(pos, list(labels), fontsize=7)
+        ax.set_yticks(pos, list(labels), fontsize=9)
         ax.invert_yaxis()
         ax.set_xlabel(ylabel)
         ax.set_xlim(*limits)
@@ -237,7 +321,7 @@ def bars_figure(labels: Sequence[str], groups: Dict[str, Sequence[Optional[float
                     color="0.4")
     else:
         many = len(labels) > 6 and not any("\n" in label for label in labels)
-        ax.set_xticks(pos, list(labels), fontsize=8, rotation=30 if many else 0,
+        ax.set_xticks(pos, list(labels), fontsize=9, rotation=30 if many else 0,
                       ha="right" if many else "center")
         ax.set_ylabel(ylabel)
         ax.set_ylim(*limits)
@@ -247,9 +331,12 @@ def bars_figure(labels: Sequence[str], groups: Dict[str, Sequence[Optional[float
         for o in missing:
             ax.text(o, limits[0], "n/a", ha="center", va="bottom", fontsize=label_size,
                     color="0.4")
-    ax.set_title(title + (f"\n{note}" if note else ""), fontsize=10)
+    if dots:
+        note = "; ".join(x for x in (note, "dot plot: the axis starts near the values, not at 0")
+                         if x)
+    ax.set_title(title + (f"\n{note}" if note else ""), fontsize=11)
     if len(groups) > 1:
-        fig.legend(loc="outside lower center", ncols=min(len(groups), 3), fontsize=8,
+        fig.legend(loc="outside lower center", ncols=min(len(groups), 3), fontsize=9,
                    frameon=False)
     return fig
 
@@ -259,8 +346,9 @@ def bars(path: Path, labels: Sequence[str], groups: Dict[str, Sequence[Optional[
          value_format: str = ".1f", include_zero: bool = False, note: str = "",
          min_pad: float = 0.05) -> Size:
     """Grouped bars: one group per label, one bar per entry of ``groups`` (None: no bar), each
-    labelled with its value (``value_format``); the value axis starts near the data
-    (:func:`near_data_limits`; ``include_zero`` for signed values, with a line at 0).
+    labelled with its value (``value_format``); bars start at 0 (``include_zero`` for signed
+    values, with a line at 0), or, where the values differ by under 10% of the largest
+    (:func:`dots_suit`), a dot plot on an axis near them, said in the title.
     ``note``: a second title line (e.g. what the sign means); ``min_pad``: least room
     around the data on the value axis (1.0 for percentages). A missing bar reads "n/a"."""
     fig = bars_figure(labels, groups, ylabel, title, size, horizontal, value_format,
@@ -308,12 +396,12 @@ def heatmaps_figure(panels: Sequence[Heatmap], ylabel: str, xlabel: str, title: 
                     markerfacecolor="red", markeredgecolor="white", markeredgewidth=1.5,
                     clip_on=False, zorder=5,
                     label=f"chosen: {ylabel}={p.mark[0]:.4g}, {xlabel}={p.mark[1]:.4g}")
-            ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
+            ax.legend(loc="upper right", fontsize=9, framealpha=0.9)
         ax.set_title(p.title, fontsize=9)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
     fig.colorbar(image, ax=list(axes), label=colorbar, shrink=0.9)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=11)
     return fig
 
 
@@ -348,7 +436,7 @@ def attention_grid_figure(images: np.ndarray, overlays: Sequence[Tuple[str, np.n
     for r, (label, maps) in enumerate(overlays):
         bottom = 1.0 - (TITLE_HEIGHT + TILE * (r + 1)) / h
         fig.text(ROW_LABEL_WIDTH / 2 / w, bottom + TILE / 2 / h, label, rotation=90,
-                 ha="center", va="center", fontsize=8)
+                 ha="center", va="center", fontsize=9)
         for c in range(v):
             ax = fig.add_axes(((ROW_LABEL_WIDTH + TILE * c + 4) / w, bottom + 4 / h,
                                (TILE - 8) / w, (TILE - 22) / h))
@@ -357,13 +445,13 @@ def attention_grid_figure(images: np.ndarray, overlays: Sequence[Tuple[str, np.n
                       interpolation="bilinear")
             ax.set_axis_off()
             if r == 0:
-                ax.set_title(column_titles[c], fontsize=7)
+                ax.set_title(column_titles[c], fontsize=9)
     grid_height = TILE * len(overlays)
     bar = fig.add_axes(((ROW_LABEL_WIDTH + TILE * v + 10) / w, 14 / h,
                         14 / w, (grid_height - 28) / h))
     fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap="jet"), cax=bar)
-    bar.set_ylabel(scale, fontsize=7)
-    bar.tick_params(labelsize=7)
+    bar.set_ylabel(scale, fontsize=9)
+    bar.tick_params(labelsize=9)
     fig.suptitle(title, fontsize=9, y=1.0 - 6 / h, va="top")
     return fig
 
@@ -399,7 +487,7 @@ def confusion_figure(classnames: Sequence[str], matrix, title: str):
         for i in range(k):
             for j in range(k):
                 if counts[i, j]:
-                    ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=8,
+                    ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=9,
                             color="white" if share[i, j] < 60 else "black")
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")

@@ -90,7 +90,7 @@ def draw_view_maps(path, images: np.ndarray, part_maps: np.ndarray, names: Seque
     for k in range(v):
         top = fig.add_subplot(2, v, k + 1)
         top.imshow(images[k], cmap="gray", vmin=0, vmax=1)
-        top.set_title(f"view {k}", fontsize=8)
+        top.set_title(f"view {k}", fontsize=9)
         bottom = fig.add_subplot(2, v, v + k + 1)
         bottom.imshow(images[k], cmap="gray", vmin=0, vmax=1)
         bottom.imshow(part_colours(part_maps[k]), alpha=0.55)
@@ -105,8 +105,12 @@ def _save_with_legend(fig, names: Sequence[str], title: str, path) -> Path:
 
     fig.legend(handles=[Patch(color=part_colours(np.array([k]))[0] / 255.0, label=n)
                         for k, n in enumerate(names)], loc="lower center", ncol=len(names),
-               fontsize=8, frameon=False)
+               fontsize=9, frameon=False)
     if title:
-        fig.suptitle(title, fontsize=10)
-    fig.savefig(path)
-    return Path(path)
+        fig.suptitle(title, fontsize=11)
+    from ..report import plots
+
+    width, height = fig.get_size_inches()
+    path = plots.figure_name(Path(path))               # the command's figure format
+    plots._save(fig, path, (int(width * plots.DPI), int(height * plots.DPI)))
+    return path
