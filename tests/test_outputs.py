@@ -207,3 +207,36 @@ def test_figure_format_and_dpi_are_the_commands_choice(tmp_path):
     with plots.figure_output("pdf"):
         plots.lines(tmp_path / "l.png", [1, 2], {"a": [1.0, 2.0]}, "x", "y", "t")
     assert (tmp_path / "l.pdf").read_bytes()[:4] == b"%PDF"
+
+
+# ------------------------------------------------------------------------------- logs
+
+def test_training_logs_a_steady_line_without_a_terminal(tmp_path, caplog):
+    caplog.set_level("INFO", logger="pointcalip.fewshot.train")
+    _fit(tmp_path / "run", epochs=20)                     # pytest's stderr is no terminal
+    lines = [r.getMessage() for r in caplog.records if "epoch" in r.getMessage()]
+    assert len(lines) == 10 and lines[0].startswith("train: epoch 2 of 20, loss ")
+    assert lines[-1].startswith("train: epoch 20 of 20")
+
+
+def test_progress_logs_about_ten_lines_when_the_bar_is_off(caplog):
+    from pointcalip.core.progress import progress
+
+    caplog.set_level("INFO", logger="pointcalip.progress")
+    assert list(progress(range(35), "locate test")) == list(range(35))
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "locate test: 3 of 35 done" and lines[-1] == "locate test: 35 of 35 done"
+    assert 10 <= len(lines) <= 12
+
+
+def test_classify_says_what_it_took(tmp_path, capsys, tiny_checkpoints):
+    from pointcalip.cli import main
+
+    cloud = tmp_path / "c.npy"
+    np.save(cloud, np.random.default_rng(0).normal(size=(256, 3)).astype(np.float32))
+    assert main(["classify", str(cloud), "--classes", "chair", "table", "--backbone",
+                 str(tiny_checkpoints["vit"]), "--beta2", "1.5", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert (f"pointcalip classify: backbone {tiny_checkpoints['vit']}, projector pointclip "
+            f"(all views), templates pointclip, beta2 1.5, beta3 0, view weights equal "
+            f"(from defaults; options --backbone --beta2)") in err

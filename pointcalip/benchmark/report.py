@@ -351,42 +351,52 @@ class TableResult:
         return "\n".join(lines) + "\n"
 
 
-def heatmap_figure(result: BenchmarkResult, method: str = "calip"):
-    """Corruption (rows) x severity (columns) top-1 of ``method``, values written in cells."""
-    values = result.table(method)
-    size = (560, 140 + 28 * len(result.corruptions))
+def heatmap_figure(result: BenchmarkResult, methods=METHODS):
+    """Corruption (rows) x severity (columns) top-1, one panel per method side by side (one
+    colour scale, 0-100%), values written in the cells."""
+    rows = len(result.corruptions)
+    size = (520 * len(methods) + 110, 150 + 30 * rows)
     fig = plots._figure(size)
     fig.set_layout_engine("constrained")
-    ax = fig.add_subplot()
-    image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0, vmax=100)
-    ax.set_xticks(range(len(result.severities)), [str(s) for s in result.severities])
-    ax.set_yticks(range(len(result.corruptions)), result.corruptions, fontsize=9)
-    for i in range(values.shape[0]):
-        for j in range(values.shape[1]):
-            ax.text(j, i, f"{values[i, j]:.1f}", ha="center", va="center", fontsize=9,
-                    color="white" if values[i, j] < 60 else "black")
-    ax.set_xlabel("severity")
-    ax.set_title(f"{result.benchmark}: {method} top-1 (%), clean {result.clean.calip.top1 if method == 'calip' else result.clean.pointclip.top1:.1f}",
-                 fontsize=11)
-    fig.colorbar(image, ax=ax, label="top-1 accuracy (%)")
+    axes = fig.subplots(1, len(methods), squeeze=False)[0]
+    image = None
+    for ax, method in zip(axes, methods):
+        values = result.table(method)
+        image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0, vmax=100)
+        ax.set_xticks(range(len(result.severities)), [str(s) for s in result.severities])
+        ax.set_yticks(range(rows), result.corruptions, fontsize=9)
+        for i in range(values.shape[0]):
+            for j in range(values.shape[1]):
+                ax.text(j, i, f"{values[i, j]:.1f}", ha="center", va="center", fontsize=9,
+                        color="white" if values[i, j] < 60 else "black")
+        ax.set_xlabel("severity")
+        clean = getattr(result.clean, method).top1
+        ax.set_title(f"{display_name(method)} top-1 (%), clean {clean:.1f}", fontsize=11)
+    fig.colorbar(image, ax=list(axes), label="top-1 accuracy (%)")
+    fig.suptitle(result.benchmark, fontsize=11)
     return fig, size
 
 
 def write_plots(result: BenchmarkResult, folder: Path) -> List[Path]:
-    """``heatmap_calip.png`` (corruption x severity) and ``severity.png`` (mean accuracy
-    against severity, clean accuracy as dashed lines) in ``folder``."""
+    """``heatmap_calip.png``: CALIP's and PointCLIP's corruption x severity top-1 side by side,
+    and ``severity.png`` (mean accuracy against severity, each method's clean accuracy as a
+    dashed line in its colour) in ``folder``, in the command's figure format."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    fig, size = heatmap_figure(result)
+    fig, size = heatmap_figure(result, ("calip", "pointclip"))
     heat = folder / "heatmap_calip.png"
     plots._save(fig, heat, size)
     r = result.to_dict()
     sev = result.severities
-    series = {f"{m} (mean of corruptions)": [r["mean_per_severity"][str(s)][m]["top1"] for s in sev]
-              for m in METHODS}
-    series.update({f"{m} clean": [getattr(result.clean, m).top1] * len(sev) for m in METHODS})
-    styles = {f"{m} clean": {"linestyle": "--", "marker": None} for m in METHODS}
+    colours = {"pointclip": "tab:blue", "calip": "tab:orange"}
+    series, styles = {}, {}
+    for m in METHODS:
+        name = display_name(m)
+        series[f"{name} (mean of corruptions)"] = [r["mean_per_severity"][str(s)][m]["top1"] for s in sev]
+        styles[f"{name} (mean of corruptions)"] = {"color": colours[m]}
+        series[f"{name} clean"] = [getattr(result.clean, m).top1] * len(sev)
+        styles[f"{name} clean"] = {"linestyle": "--", "marker": None, "color": colours[m]}
     line = folder / "severity.png"
     plots.lines(line, sev, series, "severity", "top-1 accuracy (%)",
                 f"{result.benchmark}: accuracy against severity", styles=styles)
-    return [heat, line]
+    return [plots.figure_name(heat), plots.figure_name(line)]

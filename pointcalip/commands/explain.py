@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..config import CLASSIFICATION_DATASETS
 from . import COMMANDS
-from .model_options import add_model_options, build_projector, model_settings
+from .model_options import add_model_options, build_projector, model_settings, settings_line
 from .options import non_negative_int, add_figure_options
 
 
@@ -98,6 +98,7 @@ def run(args) -> int:
     if args.target is not None and args.target not in classes:
         raise ValueError(f"--target {args.target!r} is not among the classes: {', '.join(classes)}")
 
+    print(settings_line(s, args, "explain"), file=sys.stderr)
     backbone = load_clip(s["backbone"], device=args.device)
     expl = explain_cloud(points, backbone, projector, classes, s["templates"], s["beta2"],
                          s["beta3"], s["view_weights"])

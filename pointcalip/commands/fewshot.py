@@ -56,5 +56,5 @@ def run(args) -> int:
                          trust_checkpoint=args.trust_checkpoint)
     paths = write_fewshot_results(result, output_dir(cfg))
     print(result.to_markdown())
-    print("wrote " + ", ".join(str(p) for p in paths))
+    print("wrote " + ", ".join(str(p) for p in paths if p is not None))
     return 0

@@ -7,10 +7,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+import logging
+
 import numpy as np
 
 from ..report import plots
-from ..report.results import RunInfo, run_title
+from ..report.results import RunInfo, display_name, run_title
+
+log = logging.getLogger(__name__)
 
 ZERO_SHOT_METHODS = ("pointclip", "calip")     # the rows of method `zeroshot`, at 0 shots
 
@@ -113,7 +117,7 @@ class FewShotResult:
             row = [fmt(cell.get((m, 0)))] + [fmt(cell.get((m, k))) for k in shots]
             if (m, None) in cell:
                 row[0] = f"{fmt(cell[(m, None)])} (released checkpoint)"
-            lines.append(f"| {m} | " + " | ".join(row) + " |")
+            lines.append(f"| {display_name(m)} | " + " | ".join(row) + " |")
         lines += ["", *[f"- Data: {d.text()}" for d in self.data],
                   f"- Protocol: {self.protocol}",
                   *([f"- Seeds: {seeds}"] if seeds else []),
@@ -123,7 +127,7 @@ class FewShotResult:
                   "|---|---|---|---|---|---|---|---|"]
         for r in self.runs:
             hp = ", ".join(f"{k}={_short(v)}" for k, v in r.hyperparameters.items())
-            lines.append(f"| {r.method} | {_blank(r.shots)} | {_blank(r.seed)} | "
+            lines.append(f"| {display_name(r.method)} | {_blank(r.shots)} | {_blank(r.seed)} | "
                          f"{r.test_accuracy:.2f} | "
                          f"{r.val_accuracy:.2f} | {hp} | {r.trainable_parameters} | "
                          f"{'-' if r.best_epoch is None else r.best_epoch} |")
@@ -152,18 +156,24 @@ def _short(value) -> str:
     return str(value)
 
 
-def plot_accuracy_vs_shots(summary: Sequence[dict], path: Path, title: str = "") -> Path:
-    """Test accuracy (mean, with a +-std band) against shots, one line per method; zero-shot
-    methods as dashed horizontal lines."""
+def plot_accuracy_vs_shots(summary: Sequence[dict], path: Path, title: str = "") -> Optional[Path]:
+    """Test accuracy (mean, with a +-std band where seeds vary) against shots, one line per
+    method; zero-shot methods and released checkpoints as dashed horizontal references.
+    Nothing to draw (no row at all): no file, and None."""
     series, references = {}, {}
     for method in dict.fromkeys(s["method"] for s in summary):
         rows = sorted((s for s in summary if s["method"] == method and s["shots"]),
                       key=lambda s: s["shots"])
         if rows:
-            series[method] = ([s["shots"] for s in rows], [s["mean"] for s in rows],
-                              [s["std"] or 0.0 for s in rows])
-        references.update({f"{method} (zero-shot)": s["mean"] for s in summary
-                           if s["method"] == method and s["shots"] == 0})
+            series[display_name(method)] = ([s["shots"] for s in rows], [s["mean"] for s in rows],
+                                            [s["std"] or 0.0 for s in rows])
+        for s in summary:
+            if s["method"] == method and s["shots"] in (0, None):
+                what = "zero-shot" if s["shots"] == 0 else "released checkpoint"
+                references[f"{display_name(method)} ({what})"] = s["mean"]
+    if not series and not references:
+        log.info("no accuracy to plot against shots: %s not written", path.name)
+        return None
     plots.bands(path, series, references, "shots per class", "test top-1 (%)", title)
     return path
 

@@ -22,6 +22,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from ..backbones import ClipBackbone
 from ..core.atomic import atomic_write
 from ..datasets.release import describe
+from ..report import plots
 from ..report.results import RunInfo, backbone_label
 from .config import FewShotConfig
 from .methods import METHODS, method_entries
@@ -160,6 +161,6 @@ def write_fewshot_results(result: FewShotResult, out: Path):
     from ..report.results import write_results
 
     json_path, md_path = write_results(result, out)
-    png = plot_accuracy_vs_shots(result.summary(), Path(out) / "accuracy_vs_shots.png",
-                                 f"{result.dataset}, {backbone_label(result.config['backbone'])}")
-    return json_path, md_path, png
+    figure = plot_accuracy_vs_shots(result.summary(), Path(out) / "accuracy_vs_shots.png",
+                                    f"{result.dataset}, {backbone_label(result.config['backbone'])}")
+    return json_path, md_path, None if figure is None else plots.figure_name(figure)

@@ -24,7 +24,7 @@ from ..core.paths import ensure_writable
 from ..datasets.base import H5CloudDataset
 from ..extract import SplitFeatures, extract
 from ..head import CalipHead
-from ..report.results import backbone_label, run_name
+from ..report.results import backbone_label, display_name, run_name
 from ..search import SearchResult
 from ..store import SplitStore
 from ..zeroshot import (ViewLogits, class_text, compute_view_logits, data_key, load_data, open_store,
@@ -287,7 +287,7 @@ class Outcome:
             run.run_dir = str(self.run_dir)
             if fitted is not None and fitted.curves:
                 plot_curves(fitted.curves, Path(self.run_dir) / "curves.png",
-                            f"{method}, {shots_words(k)}, seed {seed}", fitted.best_epoch,
+                            f"{display_name(method)}, {shots_words(k)}, seed {seed}", fitted.best_epoch,
                             getattr(fitted, "initial_val_accuracy", None))
         return run
 

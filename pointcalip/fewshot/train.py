@@ -308,6 +308,10 @@ def fit(model: nn.Module, train: TrainSet, val: EvalSet, recipe: TrainConfig, ru
             _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                    "schedule": schedule.state_dict(), "state": state, "run_id": run_id}, last)
             bar.set_postfix(loss=f"{total / len(train):.3f}", val=f"{val_acc:.1f}")
+            if bar.disable and (epoch % max(recipe.epochs // 10, 1) == 0 or epoch == recipe.epochs):
+                log.info("%s: epoch %d of %d, loss %.4f, validation %.2f%% (best %.2f%% at epoch %d)",
+                         desc, epoch, recipe.epochs, total / len(train), val_acc, state["best"],
+                         state["best_epoch"])   # no progress bar (not a terminal): a steady line
             if recipe.patience and epoch - state["best_epoch"] >= recipe.patience:
                 log.info("%s: no better validation accuracy for %d epochs; stopping at epoch %d",
                          run_dir.name, recipe.patience, epoch)

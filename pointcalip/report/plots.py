@@ -188,6 +188,9 @@ def bands(path: Path, series: Dict[str, Tuple[Sequence[float], Sequence[float], 
     if xs:
         ax.set_xscale("log", base=2)
         ax.set_xticks(xs, [f"{x:g}" for x in xs])
+    else:                                   # references only (e.g. a released checkpoint)
+        ax.set_xticks([])
+        xlabel = f"{xlabel}: nothing trained here, references only"
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11)
@@ -242,8 +245,13 @@ def training_curves_figure(epochs: Sequence[int], loss: Sequence[Optional[float]
     ys = np.array([np.nan if v is None else v for v in loss], dtype=float)
     bottom.plot(xs, ys, color="tab:gray", marker="o", markersize=3)
     bottom.set_ylabel("train loss")
-    bottom.set_xlabel("epoch (0: the untrained model)")
+    bottom.set_xlabel("epoch (0: the untrained model)" if 0 in xs else "epoch")
     bottom.grid(alpha=0.3)
+    from matplotlib.ticker import MaxNLocator
+
+    bottom.xaxis.set_major_locator(MaxNLocator(integer=True))      # whole epochs
+    for ax in (top, bottom):
+        ax.ticklabel_format(axis="y", useOffset=False, style="plain")   # 12.30 reads as 12.30
     if selected is not None:
         bottom.axvline(selected[0], color="0.3", linestyle=":", linewidth=1)
     return fig
@@ -383,6 +391,8 @@ def heatmaps_figure(panels: Sequence[Heatmap], ylabel: str, xlabel: str, title: 
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     low = min(float(np.nanmin(p.values)) for p in panels)
     high = max(float(np.nanmax(p.values)) for p in panels)
+    if high <= low:             # a flat surface: one colour (the middle of the map), not two
+        low, high = low - 1.0, high + 1.0
     image = None
     for ax, p in zip(axes, panels):
         rows, cols = np.asarray(p.rows, float), np.asarray(p.cols, float)
@@ -413,6 +423,8 @@ def heatmaps(path: Path, panels: Sequence[Heatmap], ylabel: str, xlabel: str, ti
     return _save(heatmaps_figure(panels, ylabel, xlabel, title, colorbar), path, size)
 
 
+#: perceptually uniform (lightness rises with the value), readable over a grey image
+ATTENTION_CMAP = "inferno"
 COLORBAR_WIDTH = 90      # attention grid: pixels right of the tiles (the colour bar)
 ATTENTION_SCALE = "attention to the class, scaled per view:\n0 = the view's minimum, 1 = its maximum"
 
@@ -441,7 +453,7 @@ def attention_grid_figure(images: np.ndarray, overlays: Sequence[Tuple[str, np.n
             ax = fig.add_axes(((ROW_LABEL_WIDTH + TILE * c + 4) / w, bottom + 4 / h,
                                (TILE - 8) / w, (TILE - 22) / h))
             ax.imshow(images[c], cmap="gray", vmin=0.0, vmax=1.0, interpolation="bilinear")
-            ax.imshow(maps[c], cmap="jet", alpha=alpha, vmin=0.0, vmax=1.0,
+            ax.imshow(maps[c], cmap=ATTENTION_CMAP, alpha=alpha, vmin=0.0, vmax=1.0,
                       interpolation="bilinear")
             ax.set_axis_off()
             if r == 0:
@@ -449,7 +461,7 @@ def attention_grid_figure(images: np.ndarray, overlays: Sequence[Tuple[str, np.n
     grid_height = TILE * len(overlays)
     bar = fig.add_axes(((ROW_LABEL_WIDTH + TILE * v + 10) / w, 14 / h,
                         14 / w, (grid_height - 28) / h))
-    fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap="jet"), cax=bar)
+    fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap=ATTENTION_CMAP), cax=bar)
     bar.set_ylabel(scale, fontsize=9)
     bar.tick_params(labelsize=9)
     fig.suptitle(title, fontsize=9, y=1.0 - 6 / h, va="top")

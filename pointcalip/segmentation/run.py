@@ -20,10 +20,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..datasets.shapenetpart import (PART_COUNTS, PART_OFFSETS, SHAPENETPART_CATEGORIES,
                                      ShapeNetPart)
+from ..core.progress import progress
 from ..datasets.release import DataStatement, describe, statements_text
 from ..report.results import RunInfo, backbone_label, run_name, run_title
 from .config import SegmentConfig, check_part_templates, read_part_sentences
@@ -75,7 +75,7 @@ def shape_point_logits(spatial: torch.Tensor, points: torch.Tensor, categories: 
 
 def _batches(features, dataset, rows: np.ndarray, batch_size: int, desc: str):
     """(rows, spatial [b, V, HW, C] float32, points [b, N, 3]) over ``rows``."""
-    for s in tqdm(range(0, len(rows), batch_size), desc=desc, disable=None, leave=False):
+    for s in progress(range(0, len(rows), batch_size), desc):
         chunk = rows[s:s + batch_size]
         _, spatial, _ = features.store.read(chunk)
         yield chunk, torch.from_numpy(spatial).float(), dataset.points(chunk)
@@ -103,8 +103,7 @@ def kept_locations(dataset: ShapeNetPart, locations: LocationCache, cfg: Segment
     k = torch.as_tensor(keep)
     xy, visible = [], []
     rows = np.arange(len(dataset))
-    for s in tqdm(range(0, len(rows), cfg.batch_size), desc="locate tune", disable=None,
-                  leave=False):
+    for s in progress(range(0, len(rows), cfg.batch_size), "locate tune"):
         chunk = rows[s:s + cfg.batch_size]
         a, b = locations.locate(chunk, dataset.points(chunk))
         xy.append(a[:, :, k]), visible.append(b[:, :, k])    # index tensors copy
@@ -141,7 +140,7 @@ def tune(groups: Dict[int, Group], cfg: SegmentConfig) -> Dict[int, SegParams]:
         shared = search_segmentation(list(groups.values()), cfg.tune.view_weights)
         return {c: shared for c in groups}
     return {c: search_segmentation([g], cfg.tune.view_weights)
-            for c, g in tqdm(sorted(groups.items()), desc="search", disable=None, leave=False)}
+            for c, g in progress(sorted(groups.items()), "search per category")}
 
 
 @dataclass
@@ -397,7 +396,7 @@ def fill_locations(cache_root, dataset: ShapeNetPart, projector, cfg: SegmentCon
     locations = LocationCache(cache_root, dataset, projector, cfg.visible_tolerance)
     rows = np.arange(len(dataset))
     chunks = [rows[s:s + cfg.batch_size] for s in range(0, len(rows), cfg.batch_size)]
-    for chunk in (chunks if shard is None else shard.take(chunks)):
+    for chunk in progress(chunks if shard is None else shard.take(chunks), f"locate {dataset.split}"):
         locations.locate(chunk, dataset.points(chunk))
     return locations.located
 
