@@ -240,3 +240,17 @@ def test_classify_says_what_it_took(tmp_path, capsys, tiny_checkpoints):
     assert (f"pointcalip classify: backbone {tiny_checkpoints['vit']}, projector pointclip "
             f"(all views), templates pointclip, beta2 1.5, beta3 0, view weights equal "
             f"(from defaults; options --backbone --beta2)") in err
+
+
+def test_segmentation_pictures_name_views_blank_the_background_and_list_used_parts(tmp_path):
+    from pointcalip.segmentation import pictures
+
+    assert pictures.shape_iou(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]), 3) == \
+        pytest.approx(100 * (0.5 + 2 / 3 + 1.0) / 3)
+    image = np.zeros((32, 32), np.float32)
+    image[10:20, 12:18] = 0.8
+    assert pictures.object_box(image, margin=2) == (8, 22, 10, 20)
+    maps = np.zeros((32, 32), np.int64)                       # part 0 everywhere, part 2 nowhere
+    path = pictures.draw_view_maps(tmp_path / "v.png", image[None], maps[None],
+                                   ["wing", "body", "tail"], "t", ["view 0\n(0°, 0°, 90°)"])
+    assert path.is_file()

@@ -44,7 +44,7 @@ class SetScore:
 
 
 def _mean(scores: List[SetScore], method: str) -> Dict[str, float]:
-    return {k: float(np.mean([getattr(getattr(s, method), k) for s in scores])) for k in TOPK}
+    return {k: float(np.mean([getattr(s, method).topk()[k] for s in scores])) for k in TOPK}
 
 
 

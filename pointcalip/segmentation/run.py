@@ -465,8 +465,14 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
                               projector.image_size, cfg.smooth)
         images = projector(test.points([0]))[0, :, 0].numpy()
         name = SHAPENETPART_CATEGORIES[c]
+        from ..report.plots import view_name
+
+        view_set = projector.view_set
+        tilts = view_set.tilts or (0.0,) * len(view_set.angles)
         draw_view_maps(out / "pictures" / "views_test0.png", images, maps.numpy(),
-                       test.parts[name], f"{name}, test shape {test.index[0]}: part per pixel")
+                       test.parts[name], f"{name}, test shape {test.index[0]}: part per pixel",
+                       [view_name(k, a, t, sep="\n") for k, (a, t) in
+                        enumerate(zip(view_set.angles, tilts))])
     timings["total_s"] = time.perf_counter() - t_start
     return SegmentResult(
         config=cfg, run=RunInfo.collect(backbone.device, backbone.precision, root, argv),
