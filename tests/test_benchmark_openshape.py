@@ -187,6 +187,8 @@ def test_tune_from_refuses_another_setup_naming_the_key(planted, lvis, table, ti
     assert main(argv) != 0
     err = capsys.readouterr().err
     assert f"tune.from {bad}: {key} is" in err and "Traceback" not in err
+    if key == "classes":                                   # the class counts, not a hash alone
+        assert "classes is '3 classes, sha256 000000000000', this run's is '3 classes, sha256 " in err
     assert not (tmp_path / "o").exists()
 
 

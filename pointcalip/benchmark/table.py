@@ -133,13 +133,15 @@ def read_tuning(path: str | Path, label: str, *, backbone_identity: str, project
     r, row = _source_row(path, label)
     classes = (row.get("classes_sha256") if row is not r
                else classes_digest(list(r.get("per_class", {}))))
+    count = row.get("num_classes") if row is not r else len(r.get("per_class", {}))
     for key, ours in (("backbone_identity", backbone_identity), ("projector", projector),
                       ("views", list(views))):
         if r.get(key) != ours:
             raise _mismatch(path, key, r.get(key), ours)
     if classes != classes_digest(classnames):
-        raise _mismatch(path, "classes", f"sha256 {classes}", f"sha256 {classes_digest(classnames)} "
-                                                             f"({len(classnames)} classes)")
+        theirs = f"{count} classes, sha256 {str(classes)[:12]}" if count else f"sha256 {classes}"
+        raise _mismatch(path, "classes", theirs, f"{len(classnames)} classes, sha256 "
+                                                 f"{classes_digest(classnames)[:12]}")
     try:
         beta2, beta3 = float(row["beta2"]), float(row["beta3"])
         weights = [float(w) for w in row["view_weights"]]
