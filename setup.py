@@ -48,8 +48,9 @@ setup(
         # The faster exact CPU engine of the image tower (pointcalip/engine.py): ONNX Runtime
         # runs it, onnx is what torch.onnx.export needs to write the graph.
         "cpu-fast": CPU_FAST,
-        # tests/test_openclip.py and tests/test_engine.py never skip
-        "test": ["pytest>=7", "open_clip_torch>=3.0", *CPU_FAST],
+        # tests/test_openclip.py and tests/test_engine.py never skip; tests/test_docs.py builds
+        # docs/ with MkDocs in strict mode (1.6: the first to validate anchors)
+        "test": ["pytest>=7", "open_clip_torch>=3.0", *CPU_FAST, "mkdocs>=1.6"],
     },
     entry_points={"console_scripts": ["pointcalip=pointcalip.cli:main"]},
 )

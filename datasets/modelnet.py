@@ -1,6 +1,6 @@
 """ModelNet40 and ModelNet10 from the published ``modelnet40_ply_hdf5_2048`` h5 release.
 
-Folder layout (spec/datasets.md): ``shape_names.txt`` (class names, one a line, in label
+Folder layout (docs/datasets.md#folder-layouts): ``shape_names.txt`` (class names, one a line, in label
 order), ``train_files.txt`` / ``test_files.txt`` (h5 files, one a line, published as
 ``data/modelnet40_ply_hdf5_2048/ply_data_train0.h5``: resolved by file name inside the
 folder) and ``ply_data_{train,test}{i}.h5`` with ``data`` float32 ``[n, 2048, 3]`` and

@@ -101,6 +101,15 @@ def describe(label: str, splits: Dict[str, object], release_key: Optional[str] =
     return DataStatement(label, not differences, counts, differences, checksums)
 
 
+def splits_statement(label: str, splits) -> DataStatement:
+    """The statement of a zero-shot run's splits (``ZeroShotSplits``): TEST, and TRAIN when
+    the tuning set is a validation part of it."""
+    read = {"test": splits.test}
+    if splits.tuning.split == "val":
+        read["train"] = splits.tuning.dataset
+    return describe(label, read)
+
+
 def _lvis_differences(dataset) -> List[str]:
     lvis = DATASETS["objaverse_lvis"].meta["classes"]          # 1,156
     have = len(set(dataset.labels.tolist()))
@@ -120,4 +129,4 @@ def statements_text(statements: Sequence[DataStatement]) -> List[str]:
 
 
 __all__ = ["DataStatement", "RELEASE_CLOUDS", "describe", "modelnet40c_differences",
-           "statements_text"]
+           "splits_statement", "statements_text"]

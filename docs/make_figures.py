@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Regenerate the example figures of README's "Figures" section into docs/figures/.
+"""Regenerate the example figures of docs/ablations.md (section "Figures") into docs/figures/.
 
     .venv/bin/python docs/make_figures.py [--work /tmp/pointcalip_figures]
 

@@ -1,6 +1,6 @@
 """PointCALIP: zero-shot and few-shot point-cloud recognition with CLIP and CALIP attention.
 
-Public API (see README)::
+Public API (see docs/api.md)::
 
     from pointcalip import load_clip, calip_logits, aggregate_views, CalipHead, PointCALIP
     from pointcalip.projection import PointCLIPProjector, RealisticProjector

@@ -1,4 +1,5 @@
-"""CALIP's parameter-free attention (spec/calip.md section 2) and view aggregation (section 3).
+"""CALIP's parameter-free attention (docs/calip.md#the-attention-per-view) and view
+aggregation (docs/calip.md#views-to-shape-logits).
 
 Per image (= per view), with unit rows ``F_s`` [HW, C], ``F_t`` [K, C], ``F_v`` [C]::
 

@@ -159,7 +159,7 @@ class ProjectorConfig(Section):
 
 @dataclass
 class TuneConfig(Section):
-    """How CALIP's betas (and optionally view weights) are tuned (spec/calip.md section 4)."""
+    """How CALIP's betas (and optionally view weights) are tuned (docs/calip.md#the-search)."""
 
     split: typing.Literal["val", "test"] = "val"
     val_fraction: float = open_fraction(0.1)
@@ -212,7 +212,7 @@ def check_backbone(spec: str) -> None:
 class RunConfig(Section):
     """The keys of every command that encodes clouds: which data, projector, backbone and
     prompts, how to encode (batch size, device), where the store and outputs go, what the
-    store keeps (``store``: README "Compact stores"), and the tuning set (``tune``)."""
+    store keeps (``store``: docs/feature-store.md#compact-stores), and the tuning set (``tune``)."""
 
     data: DataConfig = field(default_factory=DataConfig)
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)

@@ -1,4 +1,4 @@
-"""Dense CALIP: per-position part logits of one view (spec/segmentation.md section 3).
+"""Dense CALIP: per-position part logits of one view (docs/segmentation.md#dense-calip-per-view).
 
 With unit rows ``F_s`` [HW, C] (the view's spatial tokens) and ``F_t`` [P, C] (the part texts
 of the shape's category)::

@@ -5,7 +5,7 @@
     expl.attention                  # [V, K, HW]: softmax over positions, per view and class
     render(expl, "chair.png", target=2, title="chair.ply")    # .png .jpg .jpeg .pdf .svg
 
-The attention is the one CALIP computes (spec/calip.md section 2):
+The attention is the one CALIP computes (docs/calip.md#the-attention-per-view):
 ``softmax_HW(A)`` with ``A = 2 F_s F_t^T`` [HW, K], the weights with which each class's
 visual-guided text feature ``F_t^a`` pools the view's spatial tokens. It is consistent with
 the logits by construction: ``l1[v, k] = 100 * sum_hw attention[v, k, hw] * (F_s[v, hw] .

@@ -10,7 +10,7 @@ norms [b, V] -> one store piece, written by a second thread while the next block
 A ``logits`` store (:mod:`pointcalip.store`) gets, instead of the tokens, the per-view CALIP
 logits of its class texts, computed on the backbone's device from the float16-rounded
 features (the values a ``tokens`` store would hold), so they equal the logits
-:func:`pointcalip.zeroshot.compute_view_logits` computes from a ``tokens`` store.
+:func:`pointcalip.pipeline.compute_view_logits` computes from a ``tokens`` store.
 Blocks are fixed by the requested rows and the batch size (:func:`blocks_of`), so several
 ranks (:mod:`pointcalip.core.distributed`) can share them and still store what one process would.
 """
@@ -171,7 +171,7 @@ def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, back
                              f"class-text features to encode rows into it")
         head = CalipHead(torch.from_numpy(store.text), num_views=v,
                          temperature=store.meta["text"]["temperature"]).to(device)
-    threads = torch.get_num_threads()      # recorded: CPU sums depend on it (README)
+    threads = torch.get_num_threads()      # recorded: CPU sums depend on it (docs/feature-store.md#same-store-as-one-process)
     bar = tqdm(total=len(todo_rows), desc=desc, unit="cloud",
                disable=None if len(todo_rows) and shard.is_main else True)
 

@@ -1,6 +1,6 @@
 """The CALIP head: per-view CLIP features and class-text features -> shape logits.
 
-One module holds the whole zero-shot formula (spec/calip.md sections 2-3), so that
+One module holds the whole zero-shot formula (docs/calip.md), so that
 `PointCALIP`, evaluation from the feature store, `classify` and CALIP-FS compute it the same
 way::
 

@@ -15,7 +15,7 @@ DEFAULT_TEMPLATES = ("point cloud depth map of a {}.",)
 
 
 class PointCALIP(nn.Module):
-    """Zero-shot point-cloud classifier (spec/calip.md sections 2-3).
+    """Zero-shot point-cloud classifier (docs/calip.md#the-attention-per-view and #views-to-shape-logits).
 
     ``backbone``: a :class:`ClipBackbone` (not registered as a submodule: CLIP stays frozen and
     out of this module's state dict). ``templates``: a list of templates, a set name of

@@ -54,7 +54,7 @@ def _datasets(cfg: RunConfig, splits: Sequence[str]) -> List[tuple]:
     from .benchmark.config import BenchmarkConfig
     from .fewshot.config import FewShotConfig
     from .segmentation.config import SegmentConfig
-    from .zeroshot import load_data, validation_rows
+    from .pipeline import load_data, validation_rows
 
     if isinstance(cfg, BenchmarkConfig) and cfg.table:      # each dataset of a table
         from .benchmark.table import table_jobs

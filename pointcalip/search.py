@@ -1,10 +1,10 @@
 """Search CALIP's beta2 / beta3 and the view weights on cached per-view logits
-(spec/calip.md section 4).
+(docs/calip.md#the-search).
 
 Inputs are the per-view logits ``l0, l1, l2`` [N, V, K] of a tuning set (computed once) and
 its labels [N]. A grid point is ``argmax_K (S0 + beta2 S1 + beta3 S2)`` with
 ``S_i = sum_v w_v l_i[:, v] / sqrt(V)`` (:func:`pointcalip.calip.weighted_view_sum`; by
-linearity this is the aggregation of spec/calip.md section 3), compared with the labels.
+linearity this is the aggregation of docs/calip.md#views-to-shape-logits), compared with the labels.
 
 Beta grid: as in the released CALIP code (``run_imagenet.py``), each axis holds
 ``0.001 + i * (max - 0.001) / 200`` for ``i = 0 .. 199`` (so ``max`` itself is not reached and

@@ -16,7 +16,7 @@ extractor version); its rows are the split's clouds, by dataset index, encoded o
         writing/                   pieces being written (hidden from readers)
         damaged/                   pieces or files set aside because they could not be read
 
-What a store keeps is its mode (config key ``store``; README "Compact stores"):
+What a store keeps is its mode (config key ``store``; docs/feature-store.md#compact-stores):
 
 - ``tokens`` (above): float16 global features and spatial tokens; answers everything.
 - ``tokens8``: the spatial tokens as int8 with one float32 scale per token (``spatial.npy``
@@ -75,7 +75,7 @@ STORE_FORMAT = 2
 EXTRACTOR_VERSION = 1
 #: what a store can keep (the config key ``store``; see the module doc)
 STORE_MODES = ("tokens", "tokens8", "logits")
-#: the per-view CALIP logits a ``logits`` store keeps (spec/calip.md section 2)
+#: the per-view CALIP logits a ``logits`` store keeps (docs/calip.md#the-attention-per-view)
 LOGITS = ("l0", "l1", "l2")
 #: the checksum recorded in each piece's info.json (see scripts/bench_store.py for its cost)
 CHECKSUM = "crc32"

@@ -1,4 +1,4 @@
-"""Where points land in a projector's images (spec/segmentation.md section 2)."""
+"""Where points land in a projector's images (docs/projection.md#where-points-land-locate)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

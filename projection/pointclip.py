@@ -1,4 +1,4 @@
-"""PointCLIP's sparse perspective depth maps (spec/projection.md section 1)."""
+"""PointCLIP's sparse perspective depth maps (docs/projection.md#pointclips-projector)."""
 from __future__ import annotations
 
 import math

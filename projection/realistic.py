@@ -1,6 +1,7 @@
-"""PointCLIP V2's "realistic" projector: voxelise, densify, smooth, squeeze (spec section 2),
+"""PointCLIP V2's "realistic" projector: voxelise, densify, smooth, squeeze
+(docs/projection.md#the-realistic-projector),
 with V2's classification settings (preset "pointclip_v2") or its segmentation settings
-("pointclip_v2_seg", spec/segmentation.md section 2).
+("pointclip_v2_seg", docs/projection.md#the-segmentation-preset).
 
 Same arithmetic as the references, less work. Without depth-axis operations (classification)
 only the (view, depth-slice) pairs that hold a point are materialised, the 7x7 max-pool runs as
@@ -33,7 +34,7 @@ REALISTIC_PRESETS = {
         "blur_kernel": 5, "blur_sigma": 1.0, "blur_kernel_z": 5, "blur_sigma_z": 2.0, "crop": 20}),
 }
 
-#: the translation the V2 code subtracts after rotating (spec: omit it; see `reference_translation`)
+#: the translation the V2 code subtracts after rotating (omitted: see `reference_translation`)
 V2_TRANSLATION = (-0.5, -0.5, -1.5)
 
 
@@ -113,7 +114,7 @@ class RealisticProjector(Projector):
     crop (0 / 20): pixels cut from each side of the map before the CLIP resize (V2's
         segmentation crop 20:204), so maps are 184 px and images 224 px.
     reference_translation: subtract V2's translation (-0.5, -0.5, -1.5) before normalising, as
-        the published code does. The spec omits it (the normalisation cancels it); keeping it
+        the published code does. We omit it (the normalisation cancels it); keeping it
         only changes float rounding, which flips a voxel `ceil` for about 1 pixel in 10^5, so
         set it to reproduce the published pixels bit for bit.
 

@@ -46,7 +46,7 @@ from pointcalip.commands.options import positive_int
 from pointcalip.config import ProjectorConfig, TuneConfig
 from pointcalip.prompts import load_classnames
 from pointcalip.store import FeatureStore
-from pointcalip.zeroshot import TuningSet, ZeroShotSplits
+from pointcalip.pipeline import TuningSet, ZeroShotSplits
 
 TRAIN_CLOUDS = 9840
 

@@ -33,7 +33,7 @@ from pointcalip.fewshot.data import shot_rows, validation_rows
 from pointcalip.fewshot.run import RUNNERS
 from pointcalip.fewshot.stages import FewShotSplits, Prepared, StoredFeatures, ZeroShotBase, run_folders
 from pointcalip.store import FeatureStore
-from pointcalip.zeroshot import ViewLogits, compute_view_logits, tune
+from pointcalip.pipeline import ViewLogits, compute_view_logits, tune
 
 DIM, TOKENS = 1024, 49
 

@@ -28,7 +28,7 @@ import torch
 from pointcalip.commands.options import positive_int
 from pointcalip.extract import ExtractStats, SplitFeatures
 from pointcalip.store import FeatureStore
-from pointcalip.zeroshot import compute_view_logits
+from pointcalip.pipeline import compute_view_logits
 
 
 class Split:

@@ -7,7 +7,7 @@ backbone x mode.
 
 For each source of features, every mode's store is written and read back through
 :class:`pointcalip.store.FeatureStore` (the real pieces), the per-view CALIP logits are taken
-from it as the zero-shot runs take them (:func:`pointcalip.zeroshot.compute_view_logits`),
+from it as the zero-shot runs take them (:func:`pointcalip.pipeline.compute_view_logits`),
 and they are compared with the logits of the float32 features before any storage:
 
 - ``max|dl1|``, ``max|dl2|``: the largest error of a per-view term (x100 logits);
@@ -48,7 +48,7 @@ from pointcalip.extract import ExtractStats, SplitFeatures
 from pointcalip.head import CalipHead
 from pointcalip.prompts import load_classnames
 from pointcalip.store import STORE_MODES, FeatureStore, bytes_per_cloud
-from pointcalip.zeroshot import TEMPERATURE, compute_view_logits
+from pointcalip.pipeline import TEMPERATURE, compute_view_logits
 
 REPO = Path(__file__).resolve().parents[1]
 VIEWS = 10

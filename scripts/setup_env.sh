@@ -31,7 +31,8 @@ if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ] || [ scripts/setup_env.sh -nt 
   $VPY -m pip install -q torch==2.14.1 torchvision==0.29.1
   # openai-clip's setup imports pkg_resources: build it against setuptools<81.
   $VPY -m pip install -q --no-build-isolation openai-clip
-  # The test extra includes open_clip_torch (OpenCLIP backbones), so its tests run; torch stays pinned.
+  # The test extra includes open_clip_torch (OpenCLIP backbones), so its tests run, and mkdocs, which
+  # builds docs/ in strict mode in tests/test_docs.py (`mkdocs serve` browses it); torch stays pinned.
   $VPY -m pip install -q -e '.[test]' --no-build-isolation \
     --constraint <(printf 'torch==2.14.1\ntorchvision==0.29.1\n')
   touch "$stamp"

@@ -2,7 +2,7 @@
 
 The clouds are those of tests/planted.py (so the tiny ViT's reference per-view logits are
 already known); the labels are the tiny ViT's own CALIP predictions (tests/planted.py's
-literal implementation of spec/calip.md) from VIEWS only, at the grid point AT, with uniform
+literal implementation of docs/calip.md) from VIEWS only, at the grid point AT, with uniform
 weights and PointCLIP's template. So:
 
 - views study: the subset VIEWS must come out on top (chosen by tuning accuracy, best on test);

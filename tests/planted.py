@@ -2,7 +2,7 @@
 hyper-parameters, so that the zero-shot pipeline has a signal to find (a random tiny CLIP
 predicts one class for almost everything otherwise).
 
-Labels come from an independent, literal implementation of spec/calip.md (`reference_*`
+Labels come from an independent, literal implementation of docs/calip.md (`reference_*`
 below, not the library's CALIP code) applied to the tiny ViT's features of each cloud
 (PointCLIP zero-shot projector, rounded to float16 as the feature store keeps them), with
 beta2 and beta3 on the tuning grid and non-uniform view weights. The class names were chosen
@@ -36,7 +36,7 @@ def planted_betas():
 
 
 def reference_view_logits(g: torch.Tensor, s: torch.Tensor, t: torch.Tensor):
-    """spec/calip.md section 2, one view of one cloud at a time, in float64:
+    """docs/calip.md#the-attention-per-view, one view of one cloud at a time, in float64:
     g [N, V, C], s [N, V, HW, C], t [K, C] -> l0, l1, l2 [N, V, K]."""
     g, s, t = g.double(), s.double(), t.double()
     n, v = g.shape[:2]
@@ -53,7 +53,7 @@ def reference_view_logits(g: torch.Tensor, s: torch.Tensor, t: torch.Tensor):
 
 
 def reference_logits(l0, l1, l2, beta2, beta3, weights=None) -> torch.Tensor:
-    """spec/calip.md section 3: [N, V, K] x 3 -> [N, K]."""
+    """docs/calip.md#views-to-shape-logits: [N, V, K] x 3 -> [N, K]."""
     v = l0.shape[1]
     w = torch.ones(v, dtype=torch.float64) if weights is None else torch.tensor(weights, dtype=torch.float64)
     total = sum(w[j] * (l0[:, j] + beta2 * l1[:, j] + beta3 * l2[:, j]) for j in range(v))

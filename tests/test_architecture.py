@@ -75,7 +75,7 @@ def import_graph() -> dict[str, set[str]]:
 def test_the_package_has_no_import_cycle():
     graph = import_graph()
     edges = {(a, b) for a, deps in graph.items() for b in deps}
-    assert len(graph) > 40 and ("pointcalip.zeroshot", "pointcalip.search") in edges   # it reads the tree
+    assert len(graph) > 40 and ("pointcalip.pipeline", "pointcalip.search") in edges   # it reads the tree
     assert find_cycle(graph) == [], "import cycle: " + " -> ".join(find_cycle(graph))
 
 
@@ -89,3 +89,26 @@ def test_the_cycle_finder_sees_lazy_and_relative_imports(tmp_path):
     path = tmp_path / "x.py"
     path.write_text(source)
     assert imports_of("p.sub.x", path, {"p.a", "p.sub.b", "p.sub.x"}) == {"p.a", "p.sub.b"}
+
+
+def test_tasks_take_their_stages_from_the_data_path_not_from_zero_shot():
+    """The stages every task shares live in `pointcalip.pipeline`; only the zero-shot command
+    imports the zero-shot task (issue 26: eleven modules used to import `zeroshot`)."""
+    graph = import_graph()
+    users = sorted(name for name, deps in graph.items() if "pointcalip.zeroshot" in deps)
+    assert users == ["pointcalip.commands.zeroshot"]
+    assert "pointcalip.zeroshot" not in graph["pointcalip.pipeline"]
+
+
+def test_the_documented_zero_shot_imports_still_work():
+    """`from pointcalip.zeroshot import ...` (README) gives the data path's own stages."""
+    import pointcalip.pipeline as pipeline
+    import pointcalip.zeroshot as zeroshot
+    shared = ["load_data", "validation_rows", "load_splits", "open_store", "split_store",
+              "class_text", "compute_view_logits", "compute_view_logits_for",
+              "stored_view_logits", "tune_grids", "tune", "evaluate", "data_key", "ViewLogits",
+              "TuningSet", "DataSplits", "ZeroShotSplits", "TEMPERATURE"]
+    for name in shared:
+        assert getattr(zeroshot, name) is getattr(pipeline, name), name
+    assert set(shared) <= set(zeroshot.__all__)
+    assert callable(zeroshot.run_zeroshot) and zeroshot.ZeroShotResult.__module__ == "pointcalip.zeroshot"

@@ -1,4 +1,4 @@
-"""calip_logits and aggregate_views against slow, literal implementations of spec/calip.md."""
+"""calip_logits and aggregate_views against slow, literal implementations of docs/calip.md."""
 import math
 
 import pytest
@@ -17,7 +17,7 @@ def _features(n=5, hw=7, c=16, k=4, seed=0):
 
 
 def _slow(fv, fs, ft):
-    """One image, written exactly as spec/calip.md section 2."""
+    """One image, written exactly as docs/calip.md#the-attention-per-view."""
     a = 2 * fs @ ft.T                                        # [HW, K]
     fta = torch.softmax(a, dim=0).T @ fs                     # [K, C]
     fsa = torch.softmax(a, dim=1) @ ft                       # [HW, C]

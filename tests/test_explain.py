@@ -20,7 +20,7 @@ def test_attention_is_calips_softmax_over_positions_and_gives_l1():
     s, t, v = unit(3, 49, 16), unit(5, 16), unit(3, 16)
     att = spatial_attention(s, t)                                            # [V, K, HW]
     for view in range(3):
-        literal = torch.softmax(2 * s[view] @ t.T, dim=0)                  # [HW, K], spec section 2
+        literal = torch.softmax(2 * s[view] @ t.T, dim=0)                  # [HW, K], docs/calip.md
         assert torch.allclose(att[view], literal.T, atol=1e-6)
     assert torch.allclose(att.sum(-1), torch.ones(3, 5), atol=1e-6)
     # the same weights pool F_s F_v into CALIP's visual-guided logits l1

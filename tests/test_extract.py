@@ -2,7 +2,7 @@
 
 The torchrun tests start real process groups (gloo, on the CPU) in subprocesses and compare
 the stores they write with a single-process extraction piece by piece: the same blocks of
-rows, byte-identical arrays. As README states the condition, the single process runs with as
+rows, byte-identical arrays. As docs/feature-store.md states the condition, the single process runs with as
 many intra-op threads as each rank (torchrun sets OMP_NUM_THREADS=1; CPU kernels sum in an
 order that depends on the thread count), and every piece records the threads that encoded it.
 """

@@ -1,5 +1,5 @@
 """CALIP-FS, PointCLIP's adapter and the Tip-Adapter cache against literal implementations of
-spec/calip_fs.md, and the few-shot splits."""
+docs/few-shot-methods.md, and the few-shot splits."""
 import math
 
 import numpy as np
@@ -24,7 +24,7 @@ def features(b=3, v=4, hw=6, c=8, k=5, seed=0):
 
 
 def slow_calip_fs(model: CALIPFS, glob, spatial, text):
-    """spec/calip_fs.md section 1, one view of one cloud at a time, products as written."""
+    """docs/few-shot-methods.md#calip-fs, one view of one cloud at a time, products as written."""
     w = {name: p.matrix().double() for name, p in model.proj.items()}
     t = text.double()
     out = torch.zeros(glob.shape[0], text.shape[0], dtype=torch.float64)
@@ -83,7 +83,7 @@ def test_calip_fs_matches_the_spec_with_trained_projections(rank):
 
 
 def slow_adapter(m: InterViewAdapter, raw):
-    """spec/calip_fs.md section 2 in eval mode (dropout off, BatchNorm on running statistics)."""
+    """docs/few-shot-methods.md#pointclips-inter-view-adapter in eval mode (dropout off, BatchNorm on running statistics)."""
     def bn(x, layer):
         return (x - layer.running_mean) / torch.sqrt(layer.running_var + layer.eps) * layer.weight + layer.bias
     out = []

@@ -1,4 +1,4 @@
-"""CalipHead against the literal spec implementation in tests/planted.py."""
+"""CalipHead against the literal implementation of docs/calip.md in tests/planted.py."""
 import pytest
 import torch
 import torch.nn.functional as F

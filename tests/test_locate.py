@@ -82,7 +82,7 @@ def test_pointclip_image_holds_visible_depths():
 
 
 def slow_realistic(proj, points):
-    """Per point, the spec's voxel formulas; the map pixel is voxel - 1 (7x7 pool, pad 2)."""
+    """Per point, the voxel formulas of docs/projection.md; the map pixel is voxel - 1 (7x7 pool, pad 2)."""
     maps = proj.project(points).double()
     b, n, _ = points.shape
     v, r, d, h = proj.num_views, proj.grid_resolution, proj.depth_bins, proj.map_size

@@ -23,7 +23,7 @@ from pointcalip.fewshot.report import FewShotResult, FewShotRun, shots_words
 from pointcalip.report import plots
 from pointcalip.report.results import RunInfo
 from pointcalip.search import per_item_logging, search_betas
-from pointcalip.zeroshot import ViewLogits
+from pointcalip.pipeline import ViewLogits
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Projectors against slow per-point references written from spec/projection.md, hand-computed
+"""Projectors against slow per-point references written from docs/projection.md, hand-computed
 cases, the official code's outputs (golden arrays in tests/data/projector_goldens.npz, written
 by scripts/make_goldens.py from checkouts of the official repositories), and bad inputs."""
 import json
@@ -37,7 +37,7 @@ def golden():
         return {k: str(f[k]) if f[k].dtype.kind == "U" else torch.from_numpy(f[k]) for k in f.files}
 
 
-# --- slow references, one point at a time, straight from the spec ------------------------------
+# --- slow references, one point at a time, straight from the docs ------------------------------
 
 def rot(a, b, c):
     """Rx(a) @ Ry(b) @ Rz(c) in float64."""

@@ -30,7 +30,7 @@ def small(**kw):
 
 
 def voxels(proj, points):
-    """Per (cloud, view) and point, from the spec's formulas: voxel row gx, column gy, slice k
+    """Per (cloud, view) and point, from the formulas of docs/projection.md: voxel row gx, column gy, slice k
     (ceil of the depth coordinate) and stored value (the coordinate clipped to 1..D-2)."""
     r, d = proj.grid_resolution, proj.depth_bins
     p = proj._rotate(points).double()

@@ -38,7 +38,7 @@ def plant(root, cfg, backbone, templates=None):
     """Rewrite each split's pid with the tiny model's dense CALIP parts at its PARAMS, with the
     part texts of ``templates[split]`` (default: the config's templates for both)."""
     from pointcalip.extract import extract
-    from pointcalip.zeroshot import open_store
+    from pointcalip.pipeline import open_store
 
     store, projector = open_store(cfg.cache_dir), cfg.projector.build()
     signal = {}

@@ -20,7 +20,7 @@ from pointcalip.report.results import run_name
 from pointcalip.store import (FeatureStore, StoreModeError, bytes_per_cloud, dequantize_tokens,
                               quantize_tokens, store_key)
 from pointcalip.store import STORE_MODES as STORE_MODES_OF_STORE
-from pointcalip.zeroshot import compute_view_logits, split_store
+from pointcalip.pipeline import compute_view_logits, split_store
 
 K = 5
 

@@ -6,7 +6,7 @@ import torch
 import planted as P
 from pointcalip.report.metrics import accuracy
 from pointcalip.search import SearchResult
-from pointcalip.zeroshot import ViewLogits, evaluate
+from pointcalip.pipeline import ViewLogits, evaluate
 
 
 def rank_of_label(logits: torch.Tensor, labels) -> np.ndarray:

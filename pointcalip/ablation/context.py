@@ -26,7 +26,7 @@ from ..extract import SplitFeatures, extract
 from ..prompts import class_prompts
 from ..report.results import backbone_label
 from ..store import FeatureStore
-from ..zeroshot import ViewLogits, ZeroShotSplits, compute_view_logits_for, load_splits
+from ..pipeline import ViewLogits, ZeroShotSplits, compute_view_logits_for, load_splits
 from .config import AblationConfig
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class AblationContext:
     """The splits, backbones, stored features, text features and per-view logits of one run
     (see the module doc). ``backbone``: an already loaded main backbone (else loaded on first
     use from ``cfg.backbone``); ``splits``: the test split and tuning set (default:
-    :func:`pointcalip.zeroshot.load_splits` of ``cfg``)."""
+    :func:`pointcalip.pipeline.load_splits` of ``cfg``)."""
 
     def __init__(self, cfg: AblationConfig, backbone: Optional[ClipBackbone] = None,
                  splits: Optional[ZeroShotSplits] = None):

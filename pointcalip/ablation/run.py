@@ -15,7 +15,7 @@ from ..backbones import ClipBackbone
 from ..core.paths import ensure_writable
 from ..prompts import load_templates
 from ..report.results import RunInfo, backbone_label, run_name
-from ..zeroshot import data_key
+from ..pipeline import data_key
 from ..datasets.catalog import load_target
 from .config import STUDIES, AblationConfig, SegAblationConfig
 from .context import AblationContext, projector_label
@@ -89,7 +89,7 @@ class AblationResult:
 
 def default_output_dir(cfg: AblationConfig) -> Path:
     """``outputs/ablation-<studies>-<dataset>-<projector>-<backbone>-tune_<split>-<hash>``; the
-    hash covers the settings and what the data files are (:func:`~pointcalip.zeroshot.data_key`),
+    hash covers the settings and what the data files are (:func:`~pointcalip.pipeline.data_key`),
     not where they are, as for zero-shot and few-shot runs."""
     return Path("outputs") / run_name(cfg.to_dict(), "ablation", "+".join(cfg.studies),
                                       cfg.data.label, cfg.projector.name,

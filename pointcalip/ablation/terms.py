@@ -14,7 +14,7 @@ import torch
 
 from ..report import plots
 from ..search import accuracy_table
-from ..zeroshot import tune_grids
+from ..pipeline import tune_grids
 from .context import AblationContext
 from .tables import BETA_FORMAT, StudyResult, Table
 from .tuning import tune_then_test

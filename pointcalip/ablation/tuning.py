@@ -1,8 +1,8 @@
 """Tune on the tuning set, report on test: the one protocol every study follows.
 
 ``tune_then_test`` searches betas (and, if asked, view weights) on the tuning logits with
-:func:`pointcalip.zeroshot.tune` and evaluates the result once on test with
-:func:`pointcalip.calip.aggregate_views` (spec/calip.md section 3).
+:func:`pointcalip.pipeline.tune` and evaluates the result once on test with
+:func:`pointcalip.calip.aggregate_views` (docs/calip.md#views-to-shape-logits).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ..calip import aggregate_views
 from ..config import TuneConfig
 from ..report.metrics import Accuracy, accuracy
 from ..search import WEIGHT_CHOICES, SearchResult
-from ..zeroshot import ViewLogits, tune
+from ..pipeline import ViewLogits, tune
 from .context import PairLogits
 
 
@@ -45,7 +45,7 @@ def test_accuracy(logits: ViewLogits, beta2: float, beta3: float,
 def tune_then_test(pair: PairLogits, cfg: TuneConfig, beta2_values=None, beta3_values=None,
                    search_weights: Optional[bool] = None,
                    choices: Sequence[float] = WEIGHT_CHOICES) -> Tuned:
-    """Search on ``pair.tune`` (:func:`pointcalip.zeroshot.tune`: the config's grids and
+    """Search on ``pair.tune`` (:func:`pointcalip.pipeline.tune`: the config's grids and
     ``search_weights`` unless given), then one evaluation on ``pair.test``."""
     found = tune(pair.tune, cfg, beta2_values, beta3_values, search_weights, choices)
     return Tuned(found, test_accuracy(pair.test, found.beta2, found.beta3, found.view_weights))

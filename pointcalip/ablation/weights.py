@@ -6,7 +6,7 @@
 - searched on test: the same search on the test split itself, as the published code does:
   its test accuracy is OPTIMISTIC (tuned on the very clouds it is reported on).
 
-Weights are chosen per view from ``weights_study.choices`` (spec/calip.md section 4).
+Weights are chosen per view from ``weights_study.choices`` (docs/calip.md#the-search).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Frozen CLIP models that also return their spatial tokens (spec/calip.md section 1).
+"""Frozen CLIP models that also return their spatial tokens (docs/calip.md#clip-features).
 
 ``load_clip`` (:mod:`.factory`) is the one way in: it finds the backbone family of the name in
 the registry :data:`FAMILIES` (by its prefix), lets the family load the model, then lets the

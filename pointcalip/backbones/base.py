@@ -1,9 +1,9 @@
 """The tokens protocol every backbone answers, and what every backbone family shares.
 
 :class:`ClipBackbone` wraps a frozen, unmodified CLIP model and computes the global feature
-``F_v`` and the spatial features ``F_s`` (spec/calip.md section 1) by running the model's own
+``F_v`` and the spatial features ``F_s`` (docs/calip.md#clip-features) by running the model's own
 submodules. Its hooks read one model library's models; the defaults read OpenAI's ``clip``
-models (the reference of spec/calip.md):
+models (the reference of docs/calip.md#clip-features):
 
 - ``_read_visual(model)``: ``is_vit``, ``input_resolution``, ``embed_dim``, ``num_tokens``,
   ``device``, ``dtype``.
@@ -197,7 +197,7 @@ class ClipBackbone:
     @property
     def logit_scale(self) -> float:
         """The model's own learnt logit scale, ``exp(model.logit_scale)`` (100 for OpenAI's
-        models; CALIP's formulas use the fixed 100 of spec/calip.md)."""
+        models; CALIP's formulas use the fixed 100 of docs/calip.md#the-attention-per-view)."""
         return float(self.model.logit_scale.detach().float().exp())
 
     @torch.no_grad()

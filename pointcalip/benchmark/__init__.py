@@ -1,5 +1,5 @@
 """`pointcalip benchmark`: zero-shot PointCLIP and CALIP on today's benchmarks, reusing the
-zero-shot stages (:mod:`pointcalip.zeroshot`).
+shared stages of the data path (:mod:`pointcalip.pipeline`).
 
 * :mod:`.config`: :class:`BenchmarkConfig` (light: no torch), the tuning rules in one place;
 * :mod:`.table`: a table over several datasets (OpenShape's protocol: ModelNet40, ScanObjectNN,

@@ -6,7 +6,7 @@ every corruption x severity from the feature store.
     clean   = evaluate(logits of clean TEST, found)
     cells   = evaluate(logits of data_{c}_{s}.npy, found)  # same betas, same text features
 
-The corrupted clouds never reach :func:`pointcalip.zeroshot.tune`: the config refuses any
+The corrupted clouds never reach :func:`pointcalip.pipeline.tune`: the config refuses any
 other tuning split (:class:`pointcalip.benchmark.config.BenchmarkConfig`).
 """
 from __future__ import annotations
@@ -24,11 +24,11 @@ from ..core.paths import data_dir, ensure_writable
 from ..datasets import build_dataset, dataset_folder
 from ..datasets.h5utils import fingerprint
 from ..datasets.modelnet40c import LABEL_FILE, ORIGINAL, data_file, expected_files, find_root
-from ..datasets.release import describe, modelnet40c_differences
+from ..datasets.release import describe, modelnet40c_differences, splits_statement
 from ..extract import extract
 from ..prompts import load_templates
 from ..report.results import RunInfo, backbone_label, run_name
-from ..zeroshot import class_text, compute_view_logits, data_key, data_statement, evaluate, load_splits, \
+from ..pipeline import class_text, compute_view_logits, data_key, evaluate, load_splits, \
     open_store, split_store, tune
 from .config import BenchmarkConfig
 from .report import BenchmarkResult, SetScore
@@ -162,7 +162,7 @@ def run_modelnet40c(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = Non
         projector_settings=projector.settings, views=views, templates=templates,
         tuning_protocol=protocol, tuning_clouds=len(tune_rows), found=found, clean=clean,
         original=original_score, cells=cells, timings=timings, classnames=splits.classnames,
-        data=[data_statement(cfg, splits), benchmark_statement(cfg, original, len(cells))])
+        data=[splits_statement(cfg.data.label, splits), benchmark_statement(cfg, original, len(cells))])
 
 
 def benchmark_statement(cfg: BenchmarkConfig, original, evaluated: int):

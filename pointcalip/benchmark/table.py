@@ -38,7 +38,7 @@ from ..prompts import load_templates
 from ..report.results import RunInfo, backbone_label, read_results, run_name
 from ..search import SearchResult
 from ..datasets.release import describe
-from ..zeroshot import class_text, compute_view_logits, data_key, evaluate, load_data, \
+from ..pipeline import class_text, compute_view_logits, data_key, evaluate, load_data, \
     open_store, split_store, tune, validation_rows
 from .config import BenchmarkConfig, TableDataset
 from .report import DatasetScore, TableResult

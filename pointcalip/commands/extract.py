@@ -65,7 +65,7 @@ def _extract(cfg, splits, shard, device) -> list:
     from ..segmentation.config import SegmentConfig
     from ..segmentation.run import fill_locations
     from ..store import FeatureStore
-    from ..zeroshot import class_text, split_store
+    from ..pipeline import class_text, split_store
 
     if not shard.is_main:
         logging.getLogger("pointcalip").setLevel(logging.WARNING)   # rank 0 speaks for all

@@ -1,4 +1,4 @@
-"""Few-shot point-cloud recognition on frozen CLIP features (spec/calip_fs.md).
+"""Few-shot point-cloud recognition on frozen CLIP features (docs/few-shot-methods.md).
 
     from pointcalip.fewshot import CALIPFS, InterViewAdapter, TipCache
     fs = CALIPFS(text, beta2=1.0, beta3=0.05, view_weights=None, rank=None, num_views=10)

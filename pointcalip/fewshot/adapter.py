@@ -1,4 +1,4 @@
-"""PointCLIP's inter-view adapter (spec/calip_fs.md section 2), with its released key layout.
+"""PointCLIP's inter-view adapter (docs/few-shot-methods.md#pointclips-inter-view-adapter), with its released key layout.
 
 On CLIP's un-normalised global view features ``x`` [B, V, C]::
 

@@ -1,4 +1,4 @@
-"""CALIP-FS: CALIP's attention with a few trainable linear layers (spec/calip_fs.md section 1).
+"""CALIP-FS: CALIP's attention with a few trainable linear layers (docs/few-shot-methods.md#calip-fs).
 
 Per view, with unit rows ``F_s`` [HW, C], ``F_t`` [K, C], ``F_v`` [C]::
 

@@ -27,7 +27,7 @@ from ..head import CalipHead
 from ..report.results import backbone_label, display_name, run_name
 from ..search import SearchResult
 from ..store import SplitStore
-from ..zeroshot import (ViewLogits, class_text, compute_view_logits, data_key, load_data, open_store,
+from ..pipeline import (ViewLogits, class_text, compute_view_logits, data_key, load_data, open_store,
                         tune, validation_rows)
 from .config import FewShotConfig
 from .data import AugmentedSplit, bank_rows, check_shots, shot_rows
@@ -297,7 +297,7 @@ class Outcome:
 def output_dir(cfg: FewShotConfig) -> Path:
     """``outputs/<dataset>-<projector>-<backbone>-fewshot-<hash>`` unless ``output_dir`` is
     set; shots, seeds and methods are not in the hash, so adding some reuses the folder; what
-    the data files are is (:func:`~pointcalip.zeroshot.data_key`), where they live is not."""
+    the data files are is (:func:`~pointcalip.pipeline.data_key`), where they live is not."""
     if cfg.output_dir:
         return Path(cfg.output_dir).expanduser()
     config = {k: v for k, v in cfg.to_dict().items() if k not in ("shots", "seeds", "methods")}

@@ -1,4 +1,4 @@
-"""Tip-Adapter's training-free cache over the K-shot clouds (spec/calip_fs.md section 2).
+"""Tip-Adapter's training-free cache over the K-shot clouds (docs/few-shot-methods.md#tip-adapter).
 
     f      = normalise(concat_v(w_v F_v))                      cloud descriptor [V*C]
     logits = base + alpha * exp(-beta * (1 - f @ keys^T)) @ values

@@ -98,7 +98,7 @@ def run_title(dataset: str, projector: str, backbone: str, *more: str) -> str:
 def run_name(config: dict, *readable: str, data: Optional[str] = None) -> str:
     """``<readable parts>-<hash>``: the readable parts (dataset, projector, backbone, tuning)
     joined by '-', then 6 hex digits of every other setting that changes the numbers and of
-    ``data``, what the data is (e.g. :func:`pointcalip.zeroshot.data_key`: a fingerprint of
+    ``data``, what the data is (e.g. :func:`pointcalip.pipeline.data_key`: a fingerprint of
     its files, not the folder they live in), so that two different runs never share a name
     and rerunning the same config on the same files (wherever they are) reuses it. Without
     ``data`` (data not there yet) the name is the one older versions gave."""

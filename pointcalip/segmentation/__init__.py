@@ -1,4 +1,4 @@
-"""Zero-shot part segmentation with dense CALIP (spec/segmentation.md).
+"""Zero-shot part segmentation with dense CALIP (docs/segmentation.md).
 
 Stages: per-view dense logits read at the points (:mod:`.points`), their combination with the
 nearest-visible fallback, the metrics (:mod:`.metrics`), the protocol's search on VAL

@@ -101,7 +101,7 @@ class SegDataConfig(Section):
 
 @dataclass
 class SegTuneConfig(Section):
-    """How dense CALIP's betas and view weights are tuned (spec/segmentation.md section 6)."""
+    """How dense CALIP's betas and view weights are tuned (docs/segmentation.md#protocol)."""
 
     split: typing.Literal["val", "test"] = "val"
     per_category: bool = True

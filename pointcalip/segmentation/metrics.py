@@ -1,4 +1,4 @@
-"""Part-segmentation metrics (spec/segmentation.md section 5).
+"""Part-segmentation metrics (docs/segmentation.md#metrics).
 
 Per shape, for each part p of its category: ``IoU_p = |pred = p and gt = p| / |pred = p or
 gt = p|``, counted as 1 when the union is empty; the shape's mIoU is their mean. Instance

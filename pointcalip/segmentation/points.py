@@ -1,4 +1,4 @@
-"""From per-view dense logits to one part per point (spec/segmentation.md section 4).
+"""From per-view dense logits to one part per point (docs/segmentation.md#views-to-points).
 
 Per point: ``logit(n) = sum_v w_v * visible_v(n) * S_v(xy_v(n))``, then argmax over the
 category's parts. A point visible in no view takes the label of its nearest visible point

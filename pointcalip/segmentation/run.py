@@ -1,4 +1,4 @@
-"""`pointcalip segment`: the protocol of spec/segmentation.md on ShapeNetPart, and one file.
+"""`pointcalip segment`: the protocol of docs/segmentation.md on ShapeNetPart, and one file.
 
 Stages: load the splits -> encode the views (feature store) -> part texts of each prompt
 candidate -> per candidate, point logits of the tuning split on a seeded subsample of points
@@ -406,7 +406,7 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
     """Every stage for ``cfg``; writes predictions.npz (and pictures) into ``out``."""
     from ..backbones import load_clip
     from ..extract import extract
-    from ..zeroshot import open_store
+    from ..pipeline import open_store
 
     t_start = time.perf_counter()
     timings: Dict[str, float] = {}

@@ -1,5 +1,5 @@
 """Tune dense CALIP's beta2, beta3 and the view weights for part segmentation
-(spec/segmentation.md section 6), on gathered point logits (:class:`PointLogits`).
+(docs/segmentation.md#search), on gathered point logits (:class:`PointLogits`).
 
 The objective is the instance mIoU of the tuning shapes. Betas: a coarse grid (each of beta2,
 beta3 in ``COARSE`` = 0, 0.25, .., 2), then a fine grid around the best (``FINE_SPAN`` either

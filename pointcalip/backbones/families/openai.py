@@ -1,6 +1,6 @@
 """OpenAI's ``clip`` family: the names of OpenAI's published models (downloaded once), their
-TorchScript archives and plain state-dict files, loaded into a :class:`ClipBackbone` (spec/calip.md
-section 1: ``build_model`` on the state dict, as ``clip.load(path)`` fails on plain state dicts
+TorchScript archives and plain state-dict files, loaded into a :class:`ClipBackbone`
+(docs/calip.md#clip-features: ``build_model`` on the state dict, as ``clip.load(path)`` fails on plain state dicts
 with current torch). Its prefix is empty: it takes every name no other family claims.
 
 Importing this module, checking a name (:func:`check_name`) and finding where a name's weights

@@ -8,7 +8,7 @@ from . import METHODS
 @METHODS.register("zeroshot", section=None, trains=False, augmented=False, order=0, baseline=True)
 def run(prepared, k=None, seed=None) -> list:
     """-> the rows of PointCLIP (betas 0) and CALIP (the search on validation) at 0 shots."""
-    from ...zeroshot import evaluate
+    from ...pipeline import evaluate
     from ..report import FewShotRun
 
     zero = prepared.zero
