@@ -67,7 +67,7 @@ def test_spread_only_where_seeds_vary():
     md = result.to_markdown()
     assert "7.50 (1 seed)" in md and "65.00 ± 7.07 (2 seeds)" in md
     assert "± 0.00" not in md
-    assert "| pointclip | 30.00 |" in md
+    assert "| PointCLIP | 30.00 |" in md
     assert "50.00 (released checkpoint)" in md
     assert md.splitlines()[0] == "# Few-shot results: scanobjectnn_pb_t50_rs, projector realistic, ViT-B/16"
     assert "- Seeds: [1, 2]" in md
@@ -254,3 +254,17 @@ def test_segmentation_pictures_name_views_blank_the_background_and_list_used_par
     path = pictures.draw_view_maps(tmp_path / "v.png", image[None], maps[None],
                                    ["wing", "body", "tail"], "t", ["view 0\n(0°, 0°, 90°)"])
     assert path.is_file()
+
+
+def test_fewshot_rows_carry_the_mean_class_accuracy_and_the_tables_show_it():
+    from pointcalip.fewshot.report import FewShotRun
+
+    runs = [FewShotRun("calip", 0, None, 40.0, 41.0, test_mean_class_accuracy=35.0),
+            FewShotRun("tip", 4, 1, 60.0, 61.0, test_mean_class_accuracy=50.0),
+            FewShotRun("tip", 4, 2, 70.0, 71.0, test_mean_class_accuracy=64.0)]
+    result = _fewshot_result(runs)
+    by = {(s["method"], s["shots"]): s for s in result.summary()}
+    assert by[("tip", 4)]["macc"] == 57.0 and by[("calip", 0)]["macc"] == 35.0
+    md = result.to_markdown()
+    assert "| CALIP | 35.00 | - |" in md and "| Tip-Adapter | - | 57.00 |" in md
+    assert "| Tip-Adapter | 4 | 1 | 60.00 | 50.00 | 61.00 |" in md

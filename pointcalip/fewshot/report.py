@@ -36,6 +36,7 @@ class FewShotRun:
     epochs_run: Optional[int] = None
     seconds: float = 0.0
     run_dir: Optional[str] = None
+    test_mean_class_accuracy: Optional[float] = None     # mAcc on TEST, percent
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,8 +55,10 @@ def summarise(runs: Sequence[FewShotRun]) -> List[dict]:
         accs = [r.test_accuracy for r in rows]
         seeds = len({r.seed for r in rows if r.seed is not None})
         std = float(np.std(accs, ddof=1)) if seeds > 1 and len(accs) > 1 else None
+        maccs = [r.test_mean_class_accuracy for r in rows]
+        macc = None if any(m is None for m in maccs) else float(np.mean(maccs))
         out.append({"method": method, "shots": shots, "n": len(accs), "seeds": seeds,
-                    "mean": float(np.mean(accs)), "std": std})
+                    "mean": float(np.mean(accs)), "std": std, "macc": macc})
     return out
 
 
@@ -118,17 +121,24 @@ class FewShotResult:
             if (m, None) in cell:
                 row[0] = f"{fmt(cell[(m, None)])} (released checkpoint)"
             lines.append(f"| {display_name(m)} | " + " | ".join(row) + " |")
+        macc = lambda c: "-" if c is None or c.get("macc") is None else f"{c['macc']:.2f}"  # noqa: E731
+        lines += ["", "Test mean class accuracy (mAcc, %), the mean over seeds:", "",
+                  "| method | " + " | ".join(shots_words(k) for k in [0, *shots]) + " |",
+                  "|---" * (len(shots) + 2) + "|"]
+        for m in methods:
+            row = [macc(cell.get((m, 0)) or cell.get((m, None)))] + [macc(cell.get((m, k))) for k in shots]
+            lines.append(f"| {display_name(m)} | " + " | ".join(row) + " |")
         lines += ["", *[f"- Data: {d.text()}" for d in self.data],
                   f"- Protocol: {self.protocol}",
                   *([f"- Seeds: {seeds}"] if seeds else []),
                   f"- Command: `{self.run.command_line}` ({self.run.date}, {self.run.device}, "
                   f"{self.run.precision})", "",
-                  "| method | shots | seed | test | val | hyper-parameters | trainable | best epoch |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| method | shots | seed | test | test mAcc | val | hyper-parameters | trainable | best epoch |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in self.runs:
             hp = ", ".join(f"{k}={_short(v)}" for k, v in r.hyperparameters.items())
             lines.append(f"| {display_name(r.method)} | {_blank(r.shots)} | {_blank(r.seed)} | "
-                         f"{r.test_accuracy:.2f} | "
+                         f"{r.test_accuracy:.2f} | {_pct(r.test_mean_class_accuracy)} | "
                          f"{r.val_accuracy:.2f} | {hp} | {r.trainable_parameters} | "
                          f"{'-' if r.best_epoch is None else r.best_epoch} |")
         return "\n".join(lines) + "\n"
@@ -141,6 +151,10 @@ def shots_words(shots: Optional[int]) -> str:
     if shots == 0:
         return "zero-shot"
     return f"{shots} shot" if shots == 1 else f"{shots} shots"
+
+
+def _pct(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _blank(value) -> str:
