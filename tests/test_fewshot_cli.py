@@ -255,4 +255,3 @@ def test_every_row_has_a_true_time_and_a_mean_class_accuracy(result):
             assert 0 < r["seconds"] < 600, (r["method"], r["seconds"])      # not the uptime, not 0
     md = (tmp / "out" / "results.md").read_text()
     assert "Test mean class accuracy (mAcc, %)" in md and "± 0.00" not in md
-    assert (tmp / "out" / "confusion").exists() is False          # few-shot: none asked yet
