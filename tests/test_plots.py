@@ -161,7 +161,7 @@ def test_fewshot_tables_read_as_a_paper_writes_them():
     md = fewshot_result().to_markdown()
     assert "| method | zero-shot | 1 shot | 2 shots |" in md
     assert "1 shots" not in md and "None" not in md
-    assert "| pointclip | 0 | - |" in md                     # no seed for a zero-shot row
+    assert "| PointCLIP | 0 | - |" in md                     # no seed for a zero-shot row
     assert [shots_words(k) for k in (0, 1, 16)] == ["zero-shot", "1 shot", "16 shots"]
 
 

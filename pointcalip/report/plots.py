@@ -93,8 +93,8 @@ def _save(fig, path: Path, size: Size, fmt: Optional[str] = None, dpi: Optional[
           ) -> Size:
     """Save ``fig`` at ``path``: as ``fmt`` when given (the path as it is), else in the current
     :func:`figure_output` format (the path's suffix replaced), rendered at ``dpi`` (default:
-    the current choice). -> the file's pixel size for a raster format (``size`` scaled to the
-    dpi), ``size`` for a vector one."""
+    the current choice). -> the file's pixel size (``size`` scaled to the dpi; for a vector
+    format, the size a raster at that dpi would have)."""
     path = Path(path)
     out = _OUTPUT.get()
     if fmt is None:
@@ -102,11 +102,16 @@ def _save(fig, path: Path, size: Size, fmt: Optional[str] = None, dpi: Optional[
     dpi = int(dpi or out.dpi)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, format=fmt)
-    if fmt != "png":
-        return size
-    with open(path, "rb") as f:                  # the PNG header's width and height
-        head = f.read(24)
-    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if fmt in ("pdf", "svg", "eps", "ps"):         # no pixels: the size a raster would have
+        return int(round(size[0] * dpi / DPI)), int(round(size[1] * dpi / DPI))
+    if fmt == "png":
+        with open(path, "rb") as f:              # the PNG header's width and height
+            head = f.read(24)
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    from PIL import Image
+
+    with Image.open(path) as image:               # jpeg, tiff, ...
+        return image.size
 
 
 def view_name(index: int, angles: Sequence[float], tilt: float = 0.0, sep: str = " ") -> str:
@@ -115,6 +120,13 @@ def view_name(index: int, angles: Sequence[float], tilt: float = 0.0, sep: str =
     between the index and the angles (``"\n"`` for narrow tick labels)."""
     text = f"view {index}{sep}(" + ", ".join(f"{math.degrees(a):.0f}°" for a in angles) + ")"
     return text + (f" tilt {math.degrees(tilt):.0f}°" if tilt else "")
+
+
+def legend_columns(names: Sequence[str], most: int = 4, width: int = 80) -> int:
+    """Columns for a legend under a figure: as many as fit ``width`` characters a row (the
+    longest name sets the column width), at most ``most``."""
+    longest = max((len(str(n)) for n in names), default=1) + 6       # marker and spacing
+    return max(1, min(len(names), most, width // longest))
 
 
 def _finite(values) -> np.ndarray:
@@ -158,7 +170,8 @@ def lines_figure(x: Sequence[float], series: Dict[str, Sequence[Optional[float]]
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11)
     ax.grid(alpha=0.3)
-    fig.legend(loc="outside lower center", ncols=min(len(series), 4), fontsize=9, frameon=False)
+    fig.legend(loc="outside lower center", ncols=legend_columns(list(series)), fontsize=9,
+               frameon=False)
     return fig
 
 
@@ -195,7 +208,7 @@ def bands(path: Path, series: Dict[str, Tuple[Sequence[float], Sequence[float], 
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11)
     ax.grid(alpha=0.3)
-    fig.legend(loc="outside lower center", ncols=min(len(series) + len(references), 4),
+    fig.legend(loc="outside lower center", ncols=legend_columns([*series, *references]),
                fontsize=9, frameon=False)
     return _save(fig, path, size)
 
@@ -344,7 +357,7 @@ def bars_figure(labels: Sequence[str], groups: Dict[str, Sequence[Optional[float
                          if x)
     ax.set_title(title + (f"\n{note}" if note else ""), fontsize=11)
     if len(groups) > 1:
-        fig.legend(loc="outside lower center", ncols=min(len(groups), 3), fontsize=9,
+        fig.legend(loc="outside lower center", ncols=legend_columns(list(groups), 3), fontsize=9,
                    frameon=False)
     return fig
 
@@ -429,8 +442,16 @@ COLORBAR_WIDTH = 90      # attention grid: pixels right of the tiles (the colour
 ATTENTION_SCALE = "attention to the class, scaled per view:\n0 = the view's minimum, 1 = its maximum"
 
 
-def attention_grid_size(num_views: int, num_rows: int) -> Size:
-    """Pixel size of :func:`attention_grid` for ``num_views`` columns and ``num_rows`` rows."""
+def attention_grid_size(num_views: int, num_rows: int, dpi: Optional[int] = None) -> Size:
+    """Pixel size of :func:`attention_grid` for ``num_views`` columns and ``num_rows`` rows,
+    as a raster file at ``dpi`` (default: the current figure output's)."""
+    w, h = _attention_layout(num_views, num_rows)
+    dpi = int(dpi or _OUTPUT.get().dpi)
+    return int(round(w * dpi / DPI)), int(round(h * dpi / DPI))
+
+
+def _attention_layout(num_views: int, num_rows: int) -> Size:
+    """The layout size of :func:`attention_grid` (pixels at :data:`DPI`)."""
     return ROW_LABEL_WIDTH + TILE * num_views + COLORBAR_WIDTH, TITLE_HEIGHT + TILE * num_rows
 
 
@@ -442,7 +463,7 @@ def attention_grid_figure(images: np.ndarray, overlays: Sequence[Tuple[str, np.n
     from matplotlib.colors import Normalize
 
     v = images.shape[0]
-    size = attention_grid_size(v, len(overlays))
+    size = _attention_layout(v, len(overlays))
     fig = _figure(size)
     w, h = size
     for r, (label, maps) in enumerate(overlays):
@@ -475,7 +496,7 @@ def attention_grid(path: Path, images: np.ndarray, overlays: Sequence[Tuple[str,
     [V, S, S] in [0, 1], drawn over the images with a colour map), one column per view, and
     a colour bar stating the maps' scaling (``scale``). ``fmt``: matplotlib's file format
     (png, jpeg, pdf, svg)."""
-    size = attention_grid_size(images.shape[0], len(overlays))
+    size = _attention_layout(images.shape[0], len(overlays))
     fig = attention_grid_figure(images, overlays, column_titles, title, alpha, scale)
     return _save(fig, path, size, fmt)
 
