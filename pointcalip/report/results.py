@@ -166,7 +166,8 @@ def write_confusion(folder: Path, name: str, classnames: Sequence[str], matrix,
     written = [csv_path]
     if figure and len(classnames) <= CONFUSION_FIGURE_MAX_CLASSES:
         figure = folder / f"{slug(name)}.{fmt}"
-        plots.confusion(figure, classnames, matrix, name, fmt=fmt, dpi=dpi)
+        words = name.replace("_", " ").replace("pointclip", "PointCLIP").replace("calip", "CALIP")
+        plots.confusion(figure, classnames, matrix, f"{words}: confusion matrix", fmt=fmt, dpi=dpi)
         written.append(figure)
     return written
 
