@@ -268,3 +268,12 @@ def test_fewshot_rows_carry_the_mean_class_accuracy_and_the_tables_show_it():
     md = result.to_markdown()
     assert "| CALIP | 35.00 | - |" in md and "| Tip-Adapter | - | 57.00 |" in md
     assert "| Tip-Adapter | 4 | 1 | 60.00 | 50.00 | 61.00 |" in md
+
+
+def test_confusion_figures_follow_the_commands_format(tmp_path):
+    from pointcalip.report import plots
+    from pointcalip.report.results import write_confusion
+
+    with plots.figure_output("pdf"):
+        written = write_confusion(tmp_path, "test_calip", ["a", "b"], np.eye(2, dtype=int))
+    assert [p.name for p in written] == ["test_calip.csv", "test_calip.pdf"]

@@ -153,10 +153,11 @@ CONFUSION_FIGURE_MAX_CLASSES = 60
 
 
 def write_confusion(folder: Path, name: str, classnames: Sequence[str], matrix,
-                    fmt: str = "png", dpi: Optional[int] = None, figure: bool = True) -> list:
+                    fmt: Optional[str] = None, dpi: Optional[int] = None, figure: bool = True) -> list:
     """``<folder>/<name>.csv`` and, with ``figure`` and up to
     :data:`CONFUSION_FIGURE_MAX_CLASSES` classes, ``<name>.<fmt>`` (rows normalised to the
-    share of each true class) -> the paths written."""
+    share of each true class; ``fmt`` None: the command's figure format) -> the paths
+    written."""
     from . import plots
 
     folder = Path(folder)
@@ -165,7 +166,8 @@ def write_confusion(folder: Path, name: str, classnames: Sequence[str], matrix,
     _atomic_write(csv_path, confusion_csv(classnames, matrix))
     written = [csv_path]
     if figure and len(classnames) <= CONFUSION_FIGURE_MAX_CLASSES:
-        figure = folder / f"{slug(name)}.{fmt}"
+        figure = (folder / f"{slug(name)}.{fmt}" if fmt else
+                  plots.figure_name(folder / f"{slug(name)}.png"))      # the command's format
         words = name.replace("_", " ").replace("pointclip", "PointCLIP").replace("calip", "CALIP")
         plots.confusion(figure, classnames, matrix, f"{words}: confusion matrix", fmt=fmt, dpi=dpi)
         written.append(figure)
