@@ -277,3 +277,19 @@ def test_confusion_figures_follow_the_commands_format(tmp_path):
     with plots.figure_output("pdf"):
         written = write_confusion(tmp_path, "test_calip", ["a", "b"], np.eye(2, dtype=int))
     assert [p.name for p in written] == ["test_calip.csv", "test_calip.pdf"]
+
+
+def test_curves_read_plainly_and_flat_surfaces_take_one_colour():
+    from pointcalip.report import plots
+
+    fig = plots.training_curves_figure([1, 2, 3], [12.301, 12.302, 12.303],
+                                       {"validation top-1": [50.0, 60.0, 55.0]}, (2, 60.0), "t")
+    fig.canvas.draw()
+    top, bottom = fig.axes[:2]
+    assert bottom.yaxis.get_offset_text().get_text() == ""            # 12.30, not +1.23e1
+    assert all(float(t).is_integer() for t in bottom.get_xticks())
+    assert bottom.get_xlabel() == "epoch"                             # no epoch 0 drawn: not named
+    fig = plots.heatmaps_figure([plots.Heatmap(np.full((2, 2), 50.0), [0, 1], [0, 1], "flat")],
+                                "beta2", "beta3", "t", "top-1")
+    image = fig.axes[0].images[0]
+    assert image.norm.vmin < 50.0 < image.norm.vmax                   # one colour, mid-map
