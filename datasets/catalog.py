@@ -17,6 +17,14 @@ before any work starts (``--help``, config errors). An entry declares:
 * ``install_files``: ``"module:function(folder)"`` giving ``(path, source file)`` pairs when
   ``download --from FOLDER`` must copy only part of a folder (default: all of it).
 
+A robustness benchmark (``task="robustness"``: corrupted test sets, read by `pointcalip
+benchmark` and `pointcalip adapt` through :func:`pointcalip.benchmark.sets.robustness_sets`)
+also declares ``corruptions`` and ``severities`` (as its files name them), ``clean_set`` (the
+name of its uncorrupted set, which takes no severity), ``tuned_on`` (the clean dataset whose
+validation split tunes it) and, when it has variants, ``variants`` as ``{variant: the clean
+dataset's variant}``. Its dataset class takes ``corruption=`` and ``severity=`` (and
+``variant=``), and serves every stored point by default.
+
 Adding a dataset: its module (the class and its ``validate_folder``), one ``DATASETS.register``
 call here, and its YAML (``configs/data/<name>.yaml``).
 """
@@ -152,8 +160,52 @@ DATASETS.register("modelnet40c", "pointcalip.datasets.modelnet40c:ModelNet40C", 
                                "distortion_rbf", "distortion_rbf_inv", "gaussian", "impulse",
                                "lidar", "occlusion", "rotation", "shear", "uniform",
                                "upsampling"),
-                  severities=(1, 2, 3, 4, 5),
+                  severities=(1, 2, 3, 4, 5), clean_set="original",
                   validate="pointcalip.datasets.modelnet40c:validate_folder")
+
+#: ModelNet-C's and ScanObjectNN-C's 7 corruptions (jiawei-ren/ModelNet-C, in its order)
+MODELNET_C_CORRUPTIONS = ("scale", "jitter", "rotate", "dropout_global", "dropout_local",
+                          "add_global", "add_local")
+
+MODELNET_C_SOURCE = DatasetSource(
+    name="modelnet_c",
+    folder="modelnet_c",
+    archive="modelnet_c.zip",
+    # published on Google Drive (id 1KE6MmXMtfu_mgxg4qLPdEwVD5As8B0rm, linked from
+    # github.com/jiawei-ren/ModelNet-C) and in Point-PRC's Hugging Face dataset; neither is a
+    # plain archive address urllib can fetch: `pointcalip download modelnet_c --from PATH`
+    marker=("clean.h5",),
+    marker_text="clean.h5 and <corruption>_<level>.h5",
+    fetch_text=("get modelnet_c.zip from https://drive.google.com/file/d/"
+                "1KE6MmXMtfu_mgxg4qLPdEwVD5As8B0rm (linked from github.com/jiawei-ren/ModelNet-C) "
+                "or the modelnet_c folder of https://huggingface.co/datasets/auniquesun/Point-PRC/"
+                "tree/main/new-3ddg-benchmarks/xset/corruption"),
+)
+
+SCANOBJECTNN_C_SOURCE = DatasetSource(
+    name="scanobjectnn_c",
+    folder="sonn_c",
+    archive="sonn_c.zip",
+    marker=("obj_bg", "obj_only", "hardest"),
+    marker_text="obj_bg/, obj_only/ or hardest/ holding <corruption>_<level>.h5",
+    fetch_text=("get the sonn_c folder of https://huggingface.co/datasets/auniquesun/Point-PRC/"
+                "tree/main/new-3ddg-benchmarks/xset/corruption (as Point-Cache uses it)"),
+)
+
+# ModelNet-C: ModelNet40 TEST under 7 corruptions x levels 0..4, one h5 per set, clean.h5
+DATASETS.register("modelnet_c", "pointcalip.datasets.modelnet_c:ModelNetC", classes=40,
+                  source=MODELNET_C_SOURCE, task="robustness", tuned_on="modelnet40",
+                  settings=("corruption", "severity"), corruptions=MODELNET_C_CORRUPTIONS,
+                  severities=(0, 1, 2, 3, 4), clean_set="clean",
+                  validate="pointcalip.datasets.modelnet_c:validate_folder")
+# ScanObjectNN-C (Point-Cache / Point-PRC): each variant's TEST split under the same 7 x 5
+DATASETS.register("scanobjectnn_c", "pointcalip.datasets.scanobjectnn_c:ScanObjectNNC",
+                  classes=15, source=SCANOBJECTNN_C_SOURCE, task="robustness",
+                  tuned_on="scanobjectnn", settings=("corruption", "severity"),
+                  corruptions=MODELNET_C_CORRUPTIONS, severities=(0, 1, 2, 3, 4),
+                  clean_set="clean", optional_clean=True,
+                  variants={"obj_bg": "OBJ_BG", "obj_only": "OBJ_ONLY", "hardest": "PB_T50_RS"},
+                  validate="pointcalip.datasets.scanobjectnn_c:validate_folder")
 
 OBJAVERSE_LVIS_SOURCE = DatasetSource(
     name="objaverse_lvis",

@@ -5,15 +5,15 @@ Every error names the file (and h5 key / cloud index / value) and says how to fi
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from ..core.identity import files_identity
+
 SAMPLING_MODES = ("first", "fps")
-_FINGERPRINT_BYTES = 1 << 20  # hash the first and last MiB of each file
 
 
 def open_h5(path: Path, hint: str):
@@ -101,20 +101,10 @@ def check_finite(points: np.ndarray, path: Path, rows: np.ndarray) -> None:
 
 
 def fingerprint(files: Sequence[Path]) -> list[dict]:
-    """Cheap identity of data files for cache keys: name, size and the SHA-256 of the first
-    and last MiB of each file (JSON-serialisable)."""
-    out = []
-    for f in files:
-        f = Path(f)
-        size = f.stat().st_size
-        h = hashlib.sha256()
-        with open(f, "rb") as fh:
-            h.update(fh.read(_FINGERPRINT_BYTES))
-            if size > _FINGERPRINT_BYTES:
-                fh.seek(max(_FINGERPRINT_BYTES, size - _FINGERPRINT_BYTES))
-                h.update(fh.read())
-        out.append({"name": f.name, "size": size, "sha256_ends": h.hexdigest()})
-    return out
+    """Identity of data files for cache keys (JSON-serialisable): name, size and the SHA-256
+    of every byte of each file, remembered across runs (:func:`pointcalip.core.identity.
+    files_identity`, the one identity every command uses)."""
+    return files_identity(files)
 
 
 def farthest_point_sample(points: torch.Tensor, num_points: int) -> torch.Tensor:

@@ -3,9 +3,12 @@
 The published folder (``modelnet40_c``) holds plain ``.npy`` arrays, read with
 ``np.load(allow_pickle=False)`` (a pickled object array is refused, never unpickled):
 
-* ``data_{corruption}_{severity}.npy``: float32 ``[2468, 1024, 3]``, severity 1..5, for each
-  of :data:`CORRUPTIONS`;
-* ``data_original.npy``: the same clouds uncorrupted;
+* ``data_{corruption}_{severity}.npy``: float32 ``[2468, P, 3]``, severity 1..5, for each
+  of :data:`CORRUPTIONS`; ``P`` is the official generator's (``data/generate_c.py``), one
+  count per file: 1,024 for most sets, but background appends 1,046..1,075 - 1,024 uniform
+  points after the clean ones, upsampling 1,228..2,048, while cutout keeps 964..724, density
+  949..649 and lidar 768 (``scripts/measure_modelnet40c_points.py`` measures them);
+* ``data_original.npy``: the same clouds uncorrupted, ``[2468, 1024, 3]``;
 * ``label.npy``: integer ``[2468]`` or ``[2468, 1]``, ModelNet40's labels (its class order).
 
 There is only a test split. Hyper-parameters are never tuned on these clouds: the benchmark
@@ -132,7 +135,8 @@ class ModelNet40C(CloudSet):
         split: ``"test"`` only (the release has no other split).
         corruption: one of :data:`CORRUPTIONS` or ``"original"``.
         severity: 1..5 (``None`` for ``"original"``).
-        num_points: points per cloud (first N, or farthest-point sampled; ``None``: all).
+        num_points: points per cloud (first N, or farthest-point sampled; ``None``, the
+            default: every stored point, as the official evaluation feeds them).
         sampling: ``"first"`` or ``"fps"``.
         normalize: centre + unit-sphere scale each cloud (default False: the release is
             evaluated as published, the corruption's own scale included).
@@ -142,7 +146,7 @@ class ModelNet40C(CloudSet):
     """
 
     def __init__(self, root, split: str = "test", corruption: str = ORIGINAL,
-                 severity: Optional[int] = None, num_points: Optional[int] = 1024,
+                 severity: Optional[int] = None, num_points: Optional[int] = None,
                  sampling: str = "first", normalize: bool = False, in_memory: bool = True,
                  classnames: Optional[Sequence[str]] = None) -> None:
         if split != "test":

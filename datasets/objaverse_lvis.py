@@ -54,6 +54,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from ..core.identity import files_identity
 from ..prompts import check_classnames, configs_root, read_yaml
 from . import h5utils
 from .base import CloudSet
@@ -188,6 +189,13 @@ def read_split(path: Path) -> list[dict]:
             raise ValueError(f"{path} entry {i} (uid {entry.get('uid')!r}) lacks "
                              f"{', '.join(missing)} (each entry needs non-empty strings "
                              f"{', '.join(ENTRY_KEYS)})")
+    first: dict = {}
+    for i, entry in enumerate(entries):
+        j = first.setdefault(entry["uid"], i)
+        if j != i:
+            raise ValueError(f"{path} lists uid {entry['uid']} twice (entries {j} and {i}); an "
+                             f"object listed twice would be both tuned on and reported: remove "
+                             f"the duplicate entry")
     return entries
 
 
@@ -313,7 +321,8 @@ class ObjaverseLVIS(CloudSet):
                                     f"{', ...' if len(missing) > 3 else ''}; {_HINT}")
         self._labels = np.array([index[e["category"]] for e in entries], dtype=np.int64)
         self._labels.setflags(write=False)
-        self._fingerprint = h5utils.fingerprint([split_path])
+        self._split_path = split_path
+        self._fingerprint: Optional[list] = None      # computed when first asked (settings)
 
     def _cloud(self, i: int) -> torch.Tensor:
         """Object ``i``'s stored points, sampled: ``[num_points, 3]`` float32."""
@@ -341,13 +350,23 @@ class ObjaverseLVIS(CloudSet):
         return pts.contiguous()
 
     @property
+    def files_identity(self) -> list:
+        """The identity of every file the split reads (:func:`pointcalip.core.identity.
+        files_identity`): ``lvis.json`` and every object file (by uid, in the split's order),
+        each hashed in full once and remembered; a reinstalled object changes it."""
+        if self._fingerprint is None:
+            self._fingerprint = (h5utils.fingerprint([self._split_path])
+                                 + files_identity(self.files, self.uids))
+        return self._fingerprint
+
+    @property
     def settings(self) -> dict:
-        """JSON-serialisable identity of the clouds served (feature-store key); the split file
-        is fingerprinted, the ~46k object files are not (they are named by it)."""
+        """JSON-serialisable identity of the clouds served (feature-store key): the split
+        file and every object file it lists (:attr:`files_identity`)."""
         return {"dataset": self.name, "split": self.split, "num_points": self.num_points,
                 "sampling": self.sampling, "up_axis": self.up_axis, "normalize": self.normalize,
                 "num_clouds": len(self), "classnames": list(self.classnames),
-                "files": self._fingerprint}
+                "files": self.files_identity}
 
     def __repr__(self) -> str:
         return (f"ObjaverseLVIS(n={len(self)}, classes={self.num_classes}, "

@@ -29,6 +29,7 @@ _EXPORTS = {
     "run_zeroshot": "zeroshot",
     "ZeroShotConfig": "config",
     "load_config": "config",
+    "OnlineCache": "testtime.cache",
 }
 
 __all__ = sorted(_EXPORTS)

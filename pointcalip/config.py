@@ -1,11 +1,11 @@
 """YAML configs of the commands: the shared run sections and every command's config class.
 
 The generic loader (composition, ``include:``, ``--set`` overrides, typed and range-checked
-:class:`Section` dataclasses, :class:`ConfigError`) is :mod:`pointcalip.core.config`; its names
+:class:`Section` dataclasses, :class:`ConfigError`) is :mod:`pointcalip.core.config_loader`; its names
 are re-exported here, so ``from pointcalip.config import ZeroShotConfig, load_config`` works.
 
 How files compose (``include:``, several files, ``--set``, shipped names) is described in
-:mod:`pointcalip.core.config`.
+:mod:`pointcalip.core.config_loader`.
 
 Types: every command has one dataclass (e.g. `ZeroShotConfig`) made of fields and of shared
 sections (`DataConfig`, `ProjectorConfig`, `TuneConfig`). Any problem is a ConfigError naming
@@ -16,13 +16,12 @@ projector names come from their catalogs (:mod:`pointcalip.datasets.catalog`,
 """
 from __future__ import annotations
 
-import importlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, List, Mapping, Optional, Sequence, Union
 
-from .core.config import (MAX_YAML_VALUES, ConfigError, Rule, Section, _plain, apply_override,
+from .core.config_loader import (MAX_YAML_VALUES, ConfigError, Rule, Section, _plain, apply_override,
                           check_command, check_size, check_yaml_size, deep_merge,
                           load_config, load_yaml_tree, merged_config, non_negative,
                           open_fraction, positive, resolve_config_path, ruled)
@@ -48,9 +47,6 @@ MAX_AUGMENTED_CLOUDS = 1_000_000
 #: what the feature store keeps (pointcalip.store.STORE_MODES, which imports numpy; a test
 #: keeps them equal): float16 tokens, int8 tokens, or per-view CALIP logits of one text set
 STORE_MODES = ("tokens", "tokens8", "logits")
-#: the commands that read compact stores (tokens8, logits: zero-shot CALIP); the others read
-#: float16 tokens only
-COMPACT_STORE_COMMANDS = ("zeroshot", "benchmark")
 
 #: the datasets a classification config may name (segmentation ones have `pointcalip segment`,
 #: robustness ones `pointcalip benchmark`)
@@ -83,7 +79,8 @@ class DataConfig(Section):
             raise ConfigError("variant", f"must be one of {', '.join(variants)} for "
                                          f"{self.name}, got {self.variant!r}")
         if variants is None and self.variant is not None:
-            having = [e.name for e in DATASETS.entries() if "variants" in e.meta]
+            having = [e.name for e in DATASETS.entries() if "variants" in e.meta
+                      and e.meta.get("task") != "robustness"]      # data: names clean datasets
             raise ConfigError("variant", f"applies to {', '.join(having)} only; {self.name} has "
                                          f"none (got {self.variant!r})")
         check_size("num_points", self.num_points, MAX_POINTS, "points per cloud")
@@ -238,12 +235,12 @@ class RunConfig(Section):
         check_model_keys(self)
         check_batch_size(self.batch_size, self.projector.build())
         command = getattr(self, "COMMAND", None)
-        if self.store != "tokens" and command not in COMPACT_STORE_COMMANDS:
+        if self.store != "tokens" and command not in compact_store_commands():
             what = ("keeps CALIP's per-view logits for the run's class texts and no tokens"
                     if self.store == "logits" else "keeps int8 tokens")
             raise ConfigError("store", f"is {self.store}, which {what}; `pointcalip {command}` "
                                        f"reads float16 tokens only: use tokens (compact stores "
-                                       f"serve {' and '.join(COMPACT_STORE_COMMANDS)})")
+                                       f"serve {' and '.join(compact_store_commands())})")
 
 
 @dataclass
@@ -308,29 +305,48 @@ def check_views(views: Sequence[int], num_views: int, key: str = "views") -> Non
     if len(set(views)) != len(views):
         raise ConfigError(key, f"lists a view twice: {list(views)}")
 
-#: the config dataclass of every command that reads configs, by `command:` value, as
-#: "module:Class" (imported on use: command modules import this one)
-CONFIG_KINDS = {"zeroshot": "pointcalip.config:ZeroShotConfig",
-                "fewshot": "pointcalip.fewshot.config:FewShotConfig",
-                "ablate": "pointcalip.ablation.config:AblationConfig",
-                "segment": "pointcalip.segmentation.config:SegmentConfig",
-                "benchmark": "pointcalip.benchmark.config:BenchmarkConfig"}
+def config_kinds() -> dict:
+    """{``command:`` value: its config dataclass as "module:Class"} of every registered task
+    (:data:`pointcalip.tasks.TASKS`, in command order), imported on use."""
+    from .tasks import task_entries
+
+    return {entry.name: entry.target.config for entry in task_entries()}
+
+
+def compact_store_commands() -> tuple:
+    """The tasks whose runs read compact stores (tokens8, logits: zero-shot CALIP), as their
+    task entries declare (``compact_stores``); the others read float16 tokens only."""
+    from .tasks import task_entries
+
+    return tuple(entry.name for entry in task_entries() if entry.target.compact_stores)
+
+
+def __getattr__(name: str):
+    """``CONFIG_KINDS`` and ``COMPACT_STORE_COMMANDS``, read from the tasks registry when asked
+    for (the command modules that declare tasks import this module)."""
+    if name == "CONFIG_KINDS":
+        return config_kinds()
+    if name == "COMPACT_STORE_COMMANDS":
+        return compact_store_commands()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_any_config(paths: Sequence[str | Path], overrides: Sequence[str] = ()):
     """:func:`load_config` with the class the files' ``command:`` key names (zeroshot when
-    none does): a zero-shot, few-shot or ablation config."""
+    none does): the config of any registered task."""
     command = merged_config(paths, overrides).get("command", "zeroshot")
     check_command(command)
-    if command not in CONFIG_KINDS:
+    kinds = config_kinds()
+    if command not in kinds:
         raise ConfigError("command", f"is {command!r}; configs are for one of "
-                                     f"{', '.join(CONFIG_KINDS)}", hint=False)
+                                     f"{', '.join(kinds)}", hint=False)
     return load_config(config_class(command), paths, overrides)
 
 
 def config_class(command: str):
-    """The config dataclass of ``command`` (a key of CONFIG_KINDS)."""
-    if not isinstance(command, str) or command not in CONFIG_KINDS:
-        raise ValueError(f"no command {command!r} reads configs; known: {sorted(CONFIG_KINDS)}")
-    module, _, name = CONFIG_KINDS[command].partition(":")
-    return getattr(importlib.import_module(module), name)
+    """The config dataclass of task ``command`` (its tasks-registry entry)."""
+    from .tasks import TASKS
+
+    if not isinstance(command, str) or command not in TASKS:
+        raise ValueError(f"no command {command!r} reads configs; known: {sorted(TASKS.names())}")
+    return TASKS[command].target.config_class()

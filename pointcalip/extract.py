@@ -131,15 +131,9 @@ def _to_host(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return host.copy_(x, non_blocking=True)
 
 
-def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, backbone,
-                   batch_size: int = 16, desc: str = "encode", shard: Shard = Shard()
-                   ) -> ExtractStats:
-    """Encode into ``store`` the ``rows`` [n] of ``dataset`` it lacks: this rank's share of
-    the blocks of ``rows`` (:func:`blocks_of`) that lack some. Every rank of ``shard`` must
-    call this for the same store and rows; they wait for each other after listing what is
-    missing and again at the end, so the store then holds every row. -> ExtractStats of this
-    rank's work (``missing``: clouds all ranks encoded). ``dataset`` needs ``name``,
-    ``split``, ``len`` and ``points(indices)`` [b, N, 3]."""
+def _check_request(store: SplitStore, dataset, rows: np.ndarray, projector,
+                   batch_size: int) -> None:
+    """ValueError when the batch size, the rows or the store's shape cannot serve the request."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if len(rows) == 0:
@@ -148,10 +142,79 @@ def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, back
     if store.num_rows != len(dataset) or store.num_views != projector.num_views:
         raise ValueError(f"feature store {store.path} holds {store.num_rows} clouds x "
                          f"{store.num_views} views, not {len(dataset)} x {projector.num_views}")
+
+
+def _missing_blocks(store: SplitStore, rows: np.ndarray, batch_size: int
+                    ) -> Tuple[List[np.ndarray], np.ndarray]:
+    """(the blocks of ``rows`` that lack some rows in ``store``, cut to those rows; all of
+    those rows)."""
     missing = store.missing(rows)
     todo = [b for b in (block[np.isin(block, missing)] for block in blocks_of(rows, batch_size))
-            if len(b)]                               # the blocks that lack rows, those rows
-    todo_rows = np.concatenate(todo) if todo else np.zeros(0, np.int64)
+            if len(b)]
+    return todo, np.concatenate(todo) if todo else np.zeros(0, np.int64)
+
+
+def _logits_head(store: SplitStore, num_views: int, device: torch.device
+                 ) -> Optional[CalipHead]:
+    """The CALIP head a ``logits`` store's rows are computed with (None for token stores)."""
+    if store.mode != "logits":
+        return None
+    if store.text is None:
+        raise ValueError(f"feature store {store.path} keeps CALIP logits: open it with the "
+                         f"class-text features to encode rows into it")
+    return CalipHead(torch.from_numpy(store.text), num_views=num_views,
+                     temperature=store.meta["text"]["temperature"]).to(device)
+
+
+def _encode_batch(chunk: np.ndarray, dataset, projector, backbone, head, clock: "_Clock",
+                  device: torch.device, locations=None):
+    """Project and encode the clouds ``chunk`` -> (global [b, V, C] fp16, spatial or None,
+    norms [b, V] fp32, logits or None, time marks, (xy, visible) or None), on the host (from
+    a GPU: copies in flight until the last mark has happened). With ``locations``, where the
+    points land comes from the same render as the images."""
+    v = projector.num_views
+    points = torch.as_tensor(dataset.points(chunk), dtype=torch.float32)
+    if device.type == "cuda":
+        points = points.pin_memory()
+    marks = [clock.mark()]
+    points = points.to(device, non_blocking=True)
+    loc = None
+    if locations is None:
+        images = projector(points)                                       # [b, V, 3, S, S]
+    else:                                  # the same render gives where the points land
+        images, where = projector.images_and_locations(points, locations.tolerance)
+        loc = (_to_host(where.xy, torch.float32), _to_host(where.visible, torch.bool))
+    marks.append(clock.mark())
+    g, s, norms = backbone.encode_images(images.flatten(0, 1), return_norms=True)
+    b = len(chunk)
+    g, s = (x.view(b, v, *x.shape[1:]).half() for x in (g, s))   # as stored
+    logits = None
+    if head is not None:
+        logits = [_to_host(x, torch.float32) for x in head.view_logits(g.float(), s.float())]
+        s = None
+    g, norms = _to_host(g, torch.float16), _to_host(norms.view(b, v), torch.float32)
+    s = None if s is None else _to_host(s, torch.float16)
+    marks.append(clock.mark())
+    return g, s, norms, logits, marks, loc
+
+
+def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, backbone,
+                   batch_size: int = 16, desc: str = "encode", shard: Shard = Shard(),
+                   locations=None) -> ExtractStats:
+    """Encode into ``store`` the ``rows`` [n] of ``dataset`` it lacks: this rank's share of
+    the blocks of ``rows`` (:func:`blocks_of`) that lack some. Every rank of ``shard`` must
+    call this for the same store and rows; they wait for each other after listing what is
+    missing and again at the end, so the store then holds every row. -> ExtractStats of this
+    rank's work (``missing``: clouds all ranks encoded). ``dataset`` needs ``name``,
+    ``split``, ``len`` and ``points(indices)`` [b, N, 3].
+
+    ``locations``: where the encoded clouds' points land is kept there too, from the same
+    render as the images (``projector.images_and_locations``; an object with ``tolerance``
+    and ``keep(rows, xy, visible)``, e.g. a segmentation
+    :class:`~pointcalip.segmentation.locations.LocationCache`), written with the batch's
+    store piece; rows already stored are not rendered, so not located, here."""
+    _check_request(store, dataset, rows, projector, batch_size)
+    todo, todo_rows = _missing_blocks(store, rows, batch_size)
     stats = ExtractStats(requested=len(rows), encoded=0, missing=len(todo_rows))
     if len(todo_rows):     # every rank sees the same folder, so all stop here or none
         store.check_writable(f"{len(todo_rows)} of {len(np.unique(rows))} clouds of "
@@ -163,21 +226,17 @@ def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, back
                  f" ({shard.world_size} ranks)" if shard.world_size > 1 else "")
     device = torch.device(backbone.device)
     clock = _Clock(device)
-    v = projector.num_views
-    head = None
-    if store.mode == "logits":
-        if store.text is None:
-            raise ValueError(f"feature store {store.path} keeps CALIP logits: open it with the "
-                             f"class-text features to encode rows into it")
-        head = CalipHead(torch.from_numpy(store.text), num_views=v,
-                         temperature=store.meta["text"]["temperature"]).to(device)
+    head = _logits_head(store, projector.num_views, device)
     threads = torch.get_num_threads()      # recorded: CPU sums depend on it (docs/feature-store.md#same-store-as-one-process)
     bar = tqdm(total=len(todo_rows), desc=desc, unit="cloud",
                disable=None if len(todo_rows) and shard.is_main else True)
 
-    def store_batch(chunk, g, s, norms, logits, marks):
-        """On the writer thread: wait for the batch, then write its piece."""
+    def store_batch(chunk, g, s, norms, logits, marks, loc):
+        """On the writer thread: wait for the batch, then write its piece (and keep the
+        points' locations)."""
         projection_s, encoding_s = clock.seconds(*marks[:2]), clock.seconds(*marks[1:])
+        if loc is not None:
+            locations.keep(chunk, *loc)
         store.write(chunk, g.numpy(), None if s is None else s.numpy(), norms.numpy(),
                     seconds=projection_s + encoding_s, device=str(device), threads=threads,
                     logits=None if logits is None else [x.numpy() for x in logits])
@@ -199,24 +258,9 @@ def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, back
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer") as writer:
             try:
                 for chunk in shard.take(todo):
-                    points = torch.as_tensor(dataset.points(chunk), dtype=torch.float32)
-                    if device.type == "cuda":
-                        points = points.pin_memory()
-                    marks = [clock.mark()]
-                    images = projector(points.to(device, non_blocking=True))  # [b, V, 3, S, S]
-                    marks.append(clock.mark())
-                    g, s, norms = backbone.encode_images(images.flatten(0, 1), return_norms=True)
-                    b = len(chunk)
-                    g, s = (x.view(b, v, *x.shape[1:]).half() for x in (g, s))   # as stored
-                    logits = None
-                    if head is not None:
-                        logits = [_to_host(x, torch.float32)
-                                  for x in head.view_logits(g.float(), s.float())]
-                        s = None
-                    g, norms = _to_host(g, torch.float16), _to_host(norms.view(b, v), torch.float32)
-                    s = None if s is None else _to_host(s, torch.float16)
-                    marks.append(clock.mark())
-                    pending.append(writer.submit(store_batch, chunk, g, s, norms, logits, marks))
+                    encoded = _encode_batch(chunk, dataset, projector, backbone, head, clock,
+                                            device, locations)
+                    pending.append(writer.submit(store_batch, chunk, *encoded))
                     while len(pending) > 1:        # one batch is written while the next encodes
                         pending.popleft().result()
                         show_progress()
@@ -237,14 +281,16 @@ def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, back
 
 
 def extract(store: SplitStore, dataset, rows: Optional[Sequence[int]], projector, backbone,
-            batch_size: int = 16, desc: str = "encode") -> SplitFeatures:
+            batch_size: int = 16, desc: str = "encode", locations=None) -> SplitFeatures:
     """Encode the ``rows`` of ``dataset`` (default all) that ``store`` lacks
-    (:func:`encode_missing`); -> their features, in the order of ``rows``. ``dataset`` needs
+    (:func:`encode_missing`, which also keeps the encoded clouds' point locations in
+    ``locations`` when given); -> their features, in the order of ``rows``. ``dataset`` needs
     ``points(indices) -> [b, N, 3]`` and ``labels``."""
     rows = np.arange(len(dataset), dtype=np.int64) if rows is None else \
         np.asarray(rows, dtype=np.int64).reshape(-1)
     stored_before = rows[store.stored(rows)]
-    stats = encode_missing(store, dataset, rows, projector, backbone, batch_size, desc)
+    stats = encode_missing(store, dataset, rows, projector, backbone, batch_size, desc,
+                           locations=locations)
     stats.cached_encoding_s = store.encoding_seconds(stored_before)
     labels = np.asarray(dataset.labels, dtype=np.int64)[rows]
     return SplitFeatures(store, rows, labels, stats)

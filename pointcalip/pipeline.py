@@ -20,8 +20,6 @@ reported on TEST. ``tune.split: test`` reproduces the published protocol (tuning
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ from tqdm import tqdm
 
 from .backbones import ClipBackbone
 from .config import DataConfig, TuneConfig, ZeroShotConfig
+from .core.identity import check_disjoint, data_identity
 from .data import build_split, resolve_data_root
 from .datasets import build_dataset, validation_indices
 from .datasets.base import H5CloudDataset
@@ -113,6 +112,7 @@ def load_data(data: DataConfig, download: bool, train: bool = True) -> DataSplit
     train_split = build_split(data, root, "train")
     if list(train_split.classnames) != list(test.classnames):
         raise ValueError(f"the train and test splits in {root} have different class lists")
+    check_disjoint(train_split.settings["files"], test.settings["files"], "TRAIN", "TEST", root)
     return DataSplits(root, test, train_split)
 
 
@@ -238,9 +238,9 @@ def evaluate(logits: ViewLogits, text: torch.Tensor, found: SearchResult
 
 
 def data_key(data: DataConfig) -> Optional[str]:
-    """What the data of ``data`` is, wherever it lives: a hash of the feature store's
-    fingerprint of each split's files (names, sizes, SHA-256 of their first and last MiB;
-    ``H5CloudDataset.settings["files"]``). None when no split can be read yet (not
+    """What the data of ``data`` is, wherever it lives: the data identity
+    (:func:`~pointcalip.core.identity.data_identity`: every byte of every file each split
+    reads, ``dataset.settings["files"]``). None when no split can be read yet (not
     downloaded, missing: the run itself says what is wrong)."""
     try:
         root = resolve_data_root(data, download=False)
@@ -257,6 +257,4 @@ def data_key(data: DataConfig) -> Optional[str]:
             continue
         files[split] = dataset.settings["files"]
         dataset.close()
-    if not files:
-        return None
-    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+    return data_identity(files)

@@ -1,7 +1,9 @@
 """What the runs of a config read from the feature store, as a list of encoding jobs.
 
 ``pointcalip extract`` encodes these jobs ahead of time (on several GPUs or machines, under
-torchrun); the command the config belongs to then finds every feature it needs stored:
+torchrun); the command the config belongs to then finds every feature it needs stored. Each
+task declares what it reads (``datasets`` and ``pairs`` of its entry in
+:data:`pointcalip.tasks.TASKS`); the shipped tasks read:
 
 - ``zeroshot`` and ``ablate`` configs: the TEST split and the tuning set (the validation
   subset of TRAIN; nothing more when tuning on test), under the config's projector and
@@ -25,11 +27,12 @@ clouds, which are then not listed separately).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
 from .config import ProjectorConfig, RunConfig
+from .tasks import Task, resolve, task_of
 
 #: the choices of `pointcalip extract --splits`
 SPLITS = ("test", "val", "train")
@@ -49,56 +52,43 @@ class Job:
         return len(self.dataset) if self.rows is None else len(self.rows)
 
 
-def _datasets(cfg: RunConfig, splits: Sequence[str]) -> List[tuple]:
-    """(label, dataset, rows) of the clouds ``cfg``'s command reads, among ``splits``."""
-    from .benchmark.config import BenchmarkConfig
-    from .fewshot.config import FewShotConfig
-    from .segmentation.config import SegmentConfig
-    from .pipeline import load_data, validation_rows
+def split_datasets(cfg: RunConfig, splits: Sequence[str], tune_on_train: bool,
+                   val_sets: Callable[[object, object, bool], List[tuple]]) -> List[tuple]:
+    """(label, dataset, rows) of a classification config's TEST and TRAIN clouds among
+    ``splits``: TEST whole; with ``val`` (when ``tune_on_train``) what ``val_sets(train, test,
+    whole_train)`` lists of TRAIN (``whole_train``: ``train`` is asked for too, so TRAIN rows
+    are listed once, whole); with ``train`` the whole TRAIN split. The tasks' ``datasets``
+    functions build on this."""
+    from .pipeline import load_data
 
-    if isinstance(cfg, BenchmarkConfig) and cfg.table:      # each dataset of a table
-        from .benchmark.table import table_jobs
-        return table_jobs(cfg, splits)
-    if isinstance(cfg, SegmentConfig):                       # ShapeNetPart TEST and VAL
-        from .segmentation.run import load_segment_splits
-        _, test, tuning = load_segment_splits(cfg)
-        return ([("test", test, None)] if "test" in splits else []) + (
-            [("val", tuning, None)] if "val" in splits and tuning is not test else [])
-
-    tune_on_train = isinstance(cfg, FewShotConfig) or cfg.tune.split == "val"
     data = load_data(cfg.data, cfg.download,
                      train="train" in splits or ("val" in splits and tune_on_train))
     test, train = data.test, data.train
     out = [("test", test, None)] if "test" in splits else []
     if "val" in splits and tune_on_train:
-        if isinstance(cfg, FewShotConfig):
-            from .fewshot.stages import train_rows
-
-            picked = train_rows(cfg, train, None if test is None else test.labels)   # as `fewshot` refuses
-            if "train" not in splits:
-                out.append(("val", train, picked.rows))
-            if picked.augmented is not None:
-                out.append(("val (copies)", picked.augmented, picked.bank_rows))
-        elif "train" not in splits:    # the tuning set of `pointcalip zeroshot` (load_splits)
-            out.append(("val", train, validation_rows(train, cfg.tune)))
+        out += val_sets(train, test, "train" in splits)
     if "train" in splits:
         out.append(("train", train, None))
-    if isinstance(cfg, BenchmarkConfig) and "test" in splits:    # ModelNet40-C's sets
-        from .benchmark.robustness import benchmark_jobs
-        out += benchmark_jobs(cfg, test.classnames)
     return out
 
 
-def _pairs(cfg: RunConfig) -> List[tuple]:
-    """(projector, backbone) pairs whose features ``cfg``'s command reads, main pair first."""
-    from .ablation.config import AblationConfig
+def tuned_datasets(cfg: RunConfig, splits: Sequence[str]) -> List[tuple]:
+    """(label, dataset, rows) a zero-shot style run reads: TEST and its tuning set (the
+    validation rows of TRAIN, as :func:`pointcalip.pipeline.load_splits` picks them; nothing
+    more when tuning on test). The ``datasets`` of ``zeroshot`` and ``ablate``."""
+    from .pipeline import validation_rows
 
+    def val(train, test, whole_train):
+        return [] if whole_train else [("val", train, validation_rows(train, cfg.tune))]
+
+    return split_datasets(cfg, splits, cfg.tune.split == "val", val)
+
+
+def _pairs(cfg: RunConfig, task: Task) -> List[tuple]:
+    """(projector, backbone) pairs whose features ``cfg``'s runs read, main pair first."""
     pairs = [(cfg.projector, cfg.backbone)]
-    if isinstance(cfg, AblationConfig):
-        if "projectors" in cfg.studies:
-            pairs += [(p, cfg.backbone) for p in cfg.projectors_study.projectors]
-        if "backbones" in cfg.studies:
-            pairs += [(cfg.projector, b) for b in cfg.backbones_study.backbones]
+    if task.pairs:
+        pairs += resolve(task.pairs)(cfg)
     unique, seen = [], set()
     for projector, backbone in pairs:
         key = (repr(sorted(projector.build().settings.items())), backbone)
@@ -110,11 +100,13 @@ def _pairs(cfg: RunConfig) -> List[tuple]:
 
 def feature_jobs(cfg: RunConfig, splits: Sequence[str] = ("test", "val")) -> List[Job]:
     """Every encoding job the runs of ``cfg`` (any config `pointcalip extract` takes) need
-    among ``splits`` (see the module doc), grouped by backbone so each is loaded once."""
+    among ``splits`` (see the module doc), grouped by backbone so each is loaded once. What
+    a task reads is what its entry in :data:`pointcalip.tasks.TASKS` declares."""
     bad = [s for s in splits if s not in SPLITS]
     if bad or not splits:
         raise ValueError(f"splits must be among {', '.join(SPLITS)}, got {list(splits)}")
-    datasets = _datasets(cfg, splits)
-    pairs = sorted(_pairs(cfg), key=lambda pair: pair[1] != cfg.backbone)   # stable: main first
+    task = task_of(cfg)
+    datasets = resolve(task.datasets)(cfg, splits)
+    pairs = sorted(_pairs(cfg, task), key=lambda pair: pair[1] != cfg.backbone)   # stable: main first
     return [Job(label, dataset, rows, projector, backbone)
             for projector, backbone in pairs for label, dataset, rows in datasets]

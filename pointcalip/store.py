@@ -11,8 +11,10 @@ extractor version); its rows are the split's clouds, by dataset index, encoded o
             spatial.npy   [n, V, HW, C]    float16, unit-norm spatial tokens of every view
             norm.npy      [n, V]           float32, the global feature's length before
                                            normalisation (raw feature = global * norm)
-            info.json                      encoding time, device, threads, host, date,
-                                           and the CRC-32 of each array's bytes
+            info.json                      the key of the store it was written for and
+                                           its number of rows, encoding time, device,
+                                           threads, host, date, and the CRC-32 of each
+                                           array's bytes
         writing/                   pieces being written (hidden from readers)
         damaged/                   pieces or files set aside because they could not be read
 
@@ -42,6 +44,9 @@ A piece is checked when a process first opens it: its arrays' shapes, and their 
 the CRC-32 checksums its ``info.json`` recorded when it was written, so a piece damaged on disk
 (e.g. overwritten with zeros, same size) is set aside and its rows encoded again instead of
 being read. Pieces written before checksums existed are read unchecked (a warning counts them).
+A piece whose info.json names another store's key (or none: a piece copied in from another
+split's or setting's store) or another number of rows is set aside the same way, with a
+warning saying it does not belong, and its rows encoded again.
 Reading needs no write permission: a read-only store that holds every needed row is read;
 one that lacks rows says so, naming the folder, before anything is encoded. A full disk while
 writing is a :class:`~pointcalip.core.atomic.DiskFullError` naming the file; the unfinished
@@ -81,6 +86,10 @@ LOGITS = ("l0", "l1", "l2")
 CHECKSUM = "crc32"
 #: how to point the commands at another store folder, for error messages
 FIX = "set cache_dir to a writable folder (--set cache_dir=DIR)"
+
+
+class ForeignPiece(ValueError):
+    """A piece whose info.json says it belongs to another store (or to other rows)."""
 
 
 class StoreModeError(ValueError):
@@ -282,6 +291,7 @@ class SplitStore:
             if rows.ndim != 1 or n == 0 or rows[0] < 0 or rows[-1] >= self.num_rows \
                     or (np.diff(rows) <= 0).any():
                 raise ValueError("rows.npy does not hold ascending indices of this split")
+            self._check_belongs(info, n)
             sums = info.get("checksums")
             if sums is not None and self.verify:
                 if sums.get("algorithm") != CHECKSUM:
@@ -297,9 +307,26 @@ class SplitStore:
             return None
         return _Piece(folder.name, rows, arrays, info, sums is not None)
 
+    def _check_belongs(self, info: dict, n: int) -> None:
+        """A :class:`ForeignPiece` error unless ``info.json`` says the piece was written into
+        this store (its key) and holds ``n`` rows."""
+        key = self.meta.get("key")
+        if info.get("store") != key:
+            raise ForeignPiece(
+                f"its info.json names store {info.get('store')!r}, not this store ({key}): it "
+                f"was written for other data or settings (copied in from another store?)")
+        if info.get("num_rows") != n:
+            raise ForeignPiece(f"its info.json records {info.get('num_rows')!r} rows but "
+                               f"rows.npy holds {n}")
+
     def _set_aside(self, item: Path, err: Exception) -> None:
-        log.warning("feature store %s: %s is unreadable (%s: %s); its rows will be encoded "
-                    "again", self.path.name, item.name, type(err).__name__, err)
+        if isinstance(err, ForeignPiece):
+            log.warning("feature store %s: piece %s does not belong here (%s); it is set aside "
+                        "in damaged/ and its rows will be encoded again", self.path.name,
+                        item.name, err)
+        else:
+            log.warning("feature store %s: %s is unreadable (%s: %s); its rows will be encoded "
+                        "again", self.path.name, item.name, type(err).__name__, err)
         target = self.path / "damaged" / f"{item.name}-{uuid.uuid4().hex[:8]}"
         try:
             target.parent.mkdir(exist_ok=True)
@@ -467,6 +494,7 @@ class SplitStore:
             with disk_full_names(tmp / "info.json"):
                 _write_json(tmp / "info.json", {
                     "seconds": seconds, "device": device, "threads": threads,
+                    "store": self.meta.get("key"), "num_rows": n,
                     "host": socket.gethostname(), "pid": os.getpid(),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "checksums": sums})
                 fsync_dir(tmp)

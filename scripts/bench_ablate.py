@@ -40,7 +40,7 @@ from bench_zeroshot import rn50_random   # scripts/ is on sys.path
 from pointcalip.ablation.config import (STUDIES, AblationConfig, load_ablation_config,
                                         segmentation_studies)
 from pointcalip.ablation.context import AblationContext
-from pointcalip.ablation.report import write_study
+from pointcalip.ablation.output_files import write_study
 from pointcalip.ablation.run import RUNNERS
 from pointcalip.commands.options import positive_int
 from pointcalip.config import ProjectorConfig, TuneConfig

@@ -35,7 +35,7 @@ def bench_argv(planted, c40, ckpt, store, out, *extra):
             "--set", f"benchmark.root={c40}", "--set", f"backbone={ckpt}",
             "--set", f"cache_dir={store}", "--set", f"output_dir={out}",
             "--set", f"tune.grid={P.GRID}", "--set", f"tune.val_fraction={VAL_FRACTION}",
-            "--set", "tune.view_weights=true", "--set", "benchmark.corruptions=[gaussian,rotation]",
+            "--set", "tune.view_weights=true", "--set", "benchmark.corruptions=[rotation,background,cutout]",
             "--set", "benchmark.severities=[1,4]", "--set", "batch_size=16", "--limit", str(LIMIT),
             *extra]
 
@@ -71,38 +71,48 @@ def test_clean_and_original_accuracy_equal_the_reference(planted, bench):
     lo, hi = P.accuracy_range(planted.logits("test", 0.0, 0.0, rows=rows), labels)
     assert within(res["clean"]["pointclip"]["top1"], lo, hi)
     assert res["clean"]["calip"]["top3"] == 100.0          # 3 classes: every label in the top 3
-    assert res["original"] == {k: res["clean"][k] for k in ("n", "pointclip", "calip")}
+    assert res["original"] == {k: res["clean"][k] for k in ("n", "points", "pointclip", "calip")}
+    assert res["original"]["points"] == 1024
     assert res["clean"]["n"] == len(labels) == LIMIT and np.bincount(labels).tolist() == [7, 7, 7]
 
 
-def test_a_corrupted_cell_equals_pointcalip_on_its_clouds(planted, bench, tiny_checkpoints):
+@pytest.mark.parametrize("corruption, points", [("rotation", 1024), ("background", 1058),
+                                                 ("cutout", 814)])
+def test_a_corrupted_cell_equals_pointcalip_on_every_stored_point(planted, bench, tiny_checkpoints,
+                                                                  corruption, points):
+    """Severity 4 as released: background appends 34 points after the clean ones (reading the
+    first 1,024 would evaluate the clean points), cutout keeps 814 (a 1,024-point read refuses)."""
     res, _, c40 = bench
     model = PointCALIP(load_clip(tiny_checkpoints["vit"], device="cpu"), P.CLASSES, PointCLIPProjector(),
                        res["templates"], res["beta2"], res["beta3"], res["view_weights"])
     rows = limit_rows(planted.labels["test"], LIMIT, 0)
-    clouds = torch.from_numpy(np.load(c40 / "data_rotation_4.npy")[rows])
+    clouds = torch.from_numpy(np.load(c40 / f"data_{corruption}_4.npy")[rows])
+    assert clouds.shape[1] == points
     with torch.no_grad():
         logits = model(clouds)
     lo, hi = P.accuracy_range(logits.double(), planted.labels["test"][rows])
-    cell = res["corruptions"]["rotation"]["4"]
-    assert within(cell["calip"]["top1"], lo, hi) and cell["n"] == LIMIT
-    assert cell["calip"]["top1"] != res["clean"]["calip"]["top1"]     # the noise changes answers
+    cell = res["corruptions"][corruption]["4"]
+    assert within(cell["calip"]["top1"], lo, hi) and cell["n"] == LIMIT and cell["points"] == points
+    if corruption == "rotation":
+        assert cell["calip"]["top1"] != res["clean"]["calip"]["top1"]     # the noise changes answers
 
 
 def test_means_per_corruption_severity_and_overall(bench):
     res, tmp, _ = bench
-    assert list(res["corruptions"]) == ["gaussian", "rotation"]
-    cells = [res["corruptions"][c][s] for c in ("gaussian", "rotation") for s in ("1", "4")]
+    assert list(res["corruptions"]) == ["rotation", "background", "cutout"]
+    cells = [res["corruptions"][c][s] for c in ("rotation", "background", "cutout")
+             for s in ("1", "4")]
     for m in ("pointclip", "calip"):
         assert res["overall"][m]["top1"] == pytest.approx(np.mean([c[m]["top1"] for c in cells]))
         assert res["mean_per_corruption"]["rotation"][m]["top1"] == pytest.approx(
             np.mean([res["corruptions"]["rotation"][s][m]["top1"] for s in ("1", "4")]))
         assert res["mean_per_severity"]["4"][m]["top1"] == pytest.approx(
-            np.mean([res["corruptions"][c]["4"][m]["top1"] for c in ("gaussian", "rotation")]))
+            np.mean([res["corruptions"][c]["4"][m]["top1"]
+                     for c in ("rotation", "background", "cutout")]))
     md = (tmp / "out" / "results.md").read_text()
-    g = res["corruptions"]["gaussian"]
-    assert (f"| gaussian | {g['1']['calip']['top1']:.2f} | {g['4']['calip']['top1']:.2f} | "
-            f"{res['mean_per_corruption']['gaussian']['calip']['top1']:.2f} |") in md
+    g = res["corruptions"]["cutout"]
+    assert (f"| cutout | {g['1']['calip']['top1']:.2f} | {g['4']['calip']['top1']:.2f} | "
+            f"{res['mean_per_corruption']['cutout']['calip']['top1']:.2f} |") in md
     assert f"**{res['overall']['calip']['top1']:.2f}**" in md and f"clean modelnet40 TEST | {LIMIT}" in md
     for name in ("heatmap_calip.png", "severity.png"):
         assert (tmp / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -116,7 +126,7 @@ def test_limit_is_class_stratified_and_seeded(bench):
     assert not np.array_equal(rows, limit_rows(labels, 7, seed=1))
     assert np.array_equal(limit_rows(labels, None, 0), np.arange(17))
     res = bench[0]
-    assert res["clean"]["n"] == res["original"]["n"] == res["corruptions"]["gaussian"]["1"]["n"] == LIMIT
+    assert res["clean"]["n"] == res["original"]["n"] == res["corruptions"]["cutout"]["1"]["n"] == LIMIT
     assert res["tuning"]["num_clouds"] == LIMIT and res["limit"] == LIMIT
 
 
@@ -164,7 +174,8 @@ def test_extract_fills_every_set_the_benchmark_reads(planted, bench, tiny_checkp
     assert [(r[0], r[3]) for r in rows] == [
         ("modelnet40 test", str(P.N_TEST)), ("modelnet40 val", str(len(val))),
         *[(f"modelnet40c/{s} test", str(LIMIT))
-          for s in ("original", "gaussian_1", "gaussian_4", "rotation_1", "rotation_4")]]
+          for s in ("original", "rotation_1", "rotation_4",
+                    "background_1", "background_4", "cutout_1", "cutout_4")]]
     pieces = sorted(p.name for p in cache.rglob("pieces/*"))
     assert main(argv) == 0
     assert sorted(p.name for p in cache.rglob("pieces/*")) == pieces      # nothing encoded

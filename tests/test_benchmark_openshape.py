@@ -295,3 +295,57 @@ def test_extract_fills_what_the_table_reads(planted, lvis, tiny_checkpoints, tmp
     res = json.loads((tmp_path / "o" / "results.json").read_text())
     for d in res["datasets"].values():
         assert {k: f["encoded_now"] for k, f in d["features"].items()} == {"tuning": 0, "reported": 0}
+
+
+# ------------------------------------------------------------- issue 27: tune.from cannot lie
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d["tuning"].update(test_data="0" * 16),
+     "tuning.test_data is '0000000000000000', this run's test data is"),
+    (lambda d: d["tuning"].update(test_rows=None),
+     "tuning.rule is 'test_slice' and datasets.planted_lvis.tuning.test_rows is missing"),
+    (lambda d: d.update(view_weights="111111"), "view_weights is '111111', not a list"),
+    (lambda d: d.update(beta2="1e3"), "datasets.planted_lvis.beta2 is '1e3', not a finite number"),
+    (lambda d: d.update(beta3=True), "datasets.planted_lvis.beta3 is True, not a finite number"),
+    (lambda d: d.update(view_weights=[0.0] * len(d["view_weights"])), "view_weights are all 0"),
+    (lambda d: d.update(view_weights=[1, "2"] + d["view_weights"][2:]),
+     "datasets.planted_lvis.view_weights[1] is '2'"),
+])
+def test_tune_from_values_and_rows_are_checked_naming_the_key(planted, lvis, table,
+                                                              tiny_checkpoints, tmp_path,
+                                                              capsys, change, message):
+    """Rows that index other data, a test_slice source without its rows, and values of the
+    wrong type (never coerced: "111111" is not six ones, "1e3" not 1000) are refused."""
+    res, tmp = table
+    other = json.loads(json.dumps(res))
+    change(other["datasets"][LVIS])
+    bad = tmp_path / "other.json"
+    bad.write_text(json.dumps(other))
+    argv = table_argv(planted, lvis[0], tiny_checkpoints["vit"], tmp / "store", tmp_path / "o",
+                      "--set", f"datasets.{LVIS}.tune.from={bad}")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"tune.from {bad}: " in err and message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_tune_from_rows_follow_object_ids_through_a_reordered_lvis_json(tmp_path):
+    """A source made on lvis.json in one order, used on the same objects listed in another:
+    the rows left out are the objects tuned on, found by uid, not by position."""
+    from pointcalip.benchmark.table import source_test_rows, test_data_identity
+    from pointcalip.datasets.objaverse_lvis import SPLIT_FILE, ObjaverseLVIS
+    from synthetic_objaverse import write_objaverse_lvis
+
+    folder = write_objaverse_lvis(tmp_path, per_class=3)
+    first = ObjaverseLVIS(folder, num_points=64)
+    tuned = [1, 4, 6]
+    source = tmp_path / "results.json"
+    source.write_text(json.dumps({"command": "benchmark", "datasets": {"objaverse_lvis": {
+        "test_clouds": len(first), "tuning": {
+            "rule": "test_slice", "test_rows": tuned, "test_ids": [first.uids[i] for i in tuned],
+            "test_data": test_data_identity(first)}}}}))
+    entries = json.loads((folder / SPLIT_FILE).read_text())
+    (folder / SPLIT_FILE).write_text(json.dumps(entries[::-1]))       # same objects, reversed
+    again = ObjaverseLVIS(folder, num_points=64)
+    rows = source_test_rows(source, "objaverse_lvis", again)
+    assert sorted(again.uids[i] for i in rows) == sorted(first.uids[i] for i in tuned)
+    assert rows.tolist() == sorted(len(first) - 1 - i for i in tuned)

@@ -13,7 +13,7 @@ from pointcalip.fewshot.data import AugmentedSplit, shot_rows, validation_rows
 from pointcalip.fewshot.dropout import SeededDropout, use_generator
 from pointcalip.fewshot.recipe import TrainConfig
 from pointcalip.fewshot.train import EvalSet, TrainSet, fit
-from pointcalip.fewshot.tip import descriptors, search_alpha_beta
+from pointcalip.fewshot.tip_cache import descriptors, search_alpha_beta
 from pointcalip.head import CalipHead
 
 

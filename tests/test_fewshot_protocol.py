@@ -18,7 +18,7 @@ import torch
 import planted as P
 from pointcalip.cli import main
 from pointcalip.fewshot.data import shot_rows, validation_rows
-from pointcalip.fewshot.tip import TipCache, default_grids, descriptors, search_alpha_beta
+from pointcalip.fewshot.tip_cache import TipCache, default_grids, descriptors, search_alpha_beta
 from pointcalip.projection import PointCLIPProjector
 from pointcalip.search import beta_grid, search
 from synthetic_data import write_modelnet_clouds

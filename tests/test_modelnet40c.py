@@ -14,7 +14,7 @@ LABELS = [0, 3, 3, 7, 39, 12]
 
 @pytest.fixture
 def folder(tmp_path):
-    return write_modelnet40c(tmp_path / "src", LABELS, num_points=16)
+    return write_modelnet40c(tmp_path / "src", LABELS)
 
 
 def test_reads_each_corruption_and_severity_as_written(folder):
@@ -84,7 +84,7 @@ def test_download_from_a_folder_checks_the_layout(folder, tmp_path, capsys):
     assert main(["download", "modelnet40c", "--from", str(folder), "--root", str(root)]) == 0
     assert capsys.readouterr().out.strip() == str(root / "modelnet40_c")
     assert sorted(p.name for p in (root / "modelnet40_c").iterdir()) == sorted(expected_files())
-    broken = write_modelnet40c(tmp_path / "broken", LABELS, num_points=16, corruptions=CORRUPTIONS[:-1])
+    broken = write_modelnet40c(tmp_path / "broken", LABELS, corruptions=CORRUPTIONS[:-1])
     assert main(["download", "modelnet40c", "--from", str(broken), "--root", str(tmp_path / "d2")]) == 2
     err = capsys.readouterr().err
     assert "lacks 5 of its 77 files: data_upsampling_1.npy" in err and "Traceback" not in err

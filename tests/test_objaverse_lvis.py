@@ -130,6 +130,39 @@ class RunsCode:
         return os.system, (f"touch {self.marker}",)
 
 
+class _Global:
+    """Pickles as the global ``module.name`` called with ``args``."""
+
+    def __init__(self, target, args):
+        self.target, self.args = target, args
+
+    def __reduce__(self):
+        return self.target, self.args
+
+
+def test_the_allow_list_is_exactly_numpys_array_names_and_refuses_eval_getattr_popen(tmp_path):
+    """The allow-list is pinned: widening it (e.g. adding ``builtins.eval``) fails here."""
+    import builtins
+    import subprocess
+
+    from pointcalip.datasets import objaverse_lvis as lvis
+
+    assert set(lvis._ALLOWED_GLOBALS) == {
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
+    marker = tmp_path / "ran"
+    for target, args in ((builtins.eval, (f"open({str(marker)!r}, 'w')",)),
+                         (builtins.getattr, ("text", "upper")),
+                         (subprocess.Popen, (["touch", str(marker)],))):
+        path = tmp_path / f"{target.__name__}.npy"
+        np.save(path, {"xyz": np.zeros((4, 3), np.float32), "x": _Global(target, args)},
+                allow_pickle=True)
+        with pytest.raises(ValueError, match=rf"asks to build {target.__module__}\.{target.__name__}; refused"):
+            load_npy_dict(path)
+    assert not marker.exists()
+
+
 def test_the_loader_refuses_any_global_but_numpys_without_running_it(folder, tmp_path):
     marker = tmp_path / "ran"
     bad = object_file(folder, 3)

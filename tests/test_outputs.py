@@ -84,12 +84,12 @@ def test_segment_folder_does_not_depend_on_pictures(tmp_path):
     from pointcalip.config import config_class, load_config
     from pointcalip.segmentation.run import default_output_dir
 
-    (tmp_path / "ply_data_test0.h5").write_bytes(b"x")
+    root = [f"data.root={tmp_path}"]                             # no data: the settings alone
     folders = {default_output_dir(load_config(config_class("segment"), ["shapenetpart"],
-                                              [f"pictures={n}"]), tmp_path) for n in (0, 2, 5)}
+                                              [f"pictures={n}", *root])) for n in (0, 2, 5)}
     assert len(folders) == 1
     other = default_output_dir(load_config(config_class("segment"), ["shapenetpart"],
-                                           ["tune.seed=7"]), tmp_path)
+                                           ["tune.seed=7", *root]))
     assert other not in folders                                  # a setting that changes numbers
 
 

@@ -19,7 +19,7 @@ from pointcalip.ablation import views as views_study
 from pointcalip.ablation.context import PairLogits
 from pointcalip.config import TuneConfig
 from pointcalip.fewshot import report as fewshot_report
-from pointcalip.fewshot.report import FewShotResult, FewShotRun, shots_words
+from pointcalip.fewshot.result import FewShotResult, FewShotRun, shots_words
 from pointcalip.report import plots
 from pointcalip.report.results import RunInfo
 from pointcalip.search import per_item_logging, search_betas

@@ -10,7 +10,9 @@ import torch
 
 from pointcalip.projection import PointCLIPProjector
 from pointcalip.segmentation import locations as locations_module
+from pointcalip.projection.catalog import projector_options
 from pointcalip.segmentation.locations import LocationCache, bytes_per_shape
+from projector_variants import projector_names, renders_otherwise, rendering, variants
 
 
 @dataclass
@@ -83,7 +85,7 @@ def test_hit_equals_fresh_locate_and_renders_nothing(tmp_path):
     files = list((cache.path / "pieces").glob("*.npz"))
     assert len(files) == 3 and (cache.path / "locations.json").is_file()
     payload = len(ds) * bytes_per_shape(PointCLIPProjector().num_views, 40)
-    assert payload <= sum(f.stat().st_size for f in files) <= payload + 3 * 1024
+    assert payload <= sum(f.stat().st_size for f in files) <= payload + 3 * 1536  # headers, key
 
 
 def test_other_settings_miss(tmp_path):
@@ -103,6 +105,25 @@ def test_other_settings_miss(tmp_path):
     same = Counting(PointCLIPProjector())
     fill(tmp_path, ds, same, PointCLIPProjector.VISIBLE_TOLERANCE)
     assert same.calls == 0
+
+
+@pytest.mark.parametrize("name", projector_names())
+def test_every_projector_option_is_another_cache(tmp_path, name):
+    """Pixels located under one setting are never read as another's: changing any one option
+    of any registered projector (each changes the images or the locations) changes the
+    cache's folder, and so does the visibility tolerance."""
+    ds = clouds(m=1, n=60)
+    seen, before = {}, None
+    for option, base, changed in variants(name):
+        before = before or rendering(base, ds.points)
+        assert renders_otherwise(before, rendering(changed, ds.points)), option  # a real change
+        path = LocationCache(tmp_path, ds, changed).path
+        assert path != LocationCache(tmp_path, ds, base).path, option
+        seen[path] = option
+    assert len(seen) == len(projector_options(name))                  # each its own folder
+    base = next(variants(name))[1]
+    assert (LocationCache(tmp_path, ds, base, base.VISIBLE_TOLERANCE * 2).path
+            != LocationCache(tmp_path, ds, base).path)
 
 
 @pytest.mark.parametrize("where", [0.3, 0.97])      # early bytes (rows, xy) or late (visible)
@@ -190,3 +211,42 @@ def test_prompt_candidates_locate_once(tmp_path, monkeypatch):
     assert projector.clouds == len(ds) and cache.located == len(ds)    # not 3 x len(ds)
     assert set(choice.scores) == {4, 11} and all(len(v) == 3 for v in choice.scores.values())
     assert timings["tune_locate_s"] > 0
+
+
+def test_kept_locations_are_read_without_rendering(tmp_path):
+    """``keep`` (locations from the encoding render) then ``locate``: read, not rendered;
+    rows already kept are skipped; wrong shapes are refused naming the expected ones."""
+    ds = clouds()
+    proj = PointCLIPProjector()
+    images, loc = proj.images_and_locations(ds.points[:4])
+    cache = LocationCache(tmp_path, ds, Counting(proj))
+    assert cache.keep(np.arange(4), loc.xy, loc.visible) == 4
+    assert cache.keep(np.arange(2, 5), *[t[1:4] for t in (loc.xy, loc.visible)]) == 1
+    assert (cache.located, cache.with_images) == (5, 5)
+    assert list(cache.missing(np.arange(len(ds)))) == [5, 6]
+    again = Counting(PointCLIPProjector())
+    cache2 = LocationCache(tmp_path, ds, again)
+    xy, vis = cache2.locate(np.arange(4), ds.points[:4])
+    assert again.calls == 0 and cache2.read == 4
+    assert torch.equal(xy, loc.xy) and torch.equal(vis, loc.visible)
+    with pytest.raises(ValueError, match=r"xy \[2, 6, N, 2\]"):
+        cache2.keep(np.arange(2), loc.xy[:3], loc.visible[:3])
+
+
+def test_a_piece_copied_in_from_another_setting_is_set_aside(tmp_path, caplog):
+    """Same shapes, another visibility tolerance: the piece names its own cache, so it is
+    not read as this cache's (issue 27 section 3)."""
+    ds = clouds()
+    other, _, _ = fill(tmp_path, ds, PointCLIPProjector(), 0.07)
+    fresh = PointCLIPProjector().locate(ds.points)
+    ours = LocationCache(tmp_path, ds, PointCLIPProjector())
+    (ours.path / "pieces").mkdir(parents=True)
+    for piece in (other.path / "pieces").glob("*.npz"):
+        (ours.path / "pieces" / piece.name).write_bytes(piece.read_bytes())
+    counted = Counting(PointCLIPProjector())
+    with caplog.at_level(logging.WARNING):
+        cache, xy, vis = fill(tmp_path, ds, counted)
+    assert counted.clouds == len(ds) and cache.read == 0
+    assert torch.equal(xy, fresh.xy) and torch.equal(vis, fresh.visible)
+    assert "does not belong here" in caplog.text and other.meta["key"] in caplog.text
+    assert len(list((ours.path / "damaged").iterdir())) == 3

@@ -81,6 +81,21 @@ def test_search_recovers_planted_parameters():
         assert shape_ious(pred, gt, 4).mean() < 0.8
 
 
+def test_search_ties_keep_the_start_point_betas_0_and_weights_1():
+    """Where CALIP's terms and the view weights change nothing (s1 = s2 = 0, every view the
+    same s0), every candidate ties: the documented start wins (betas 0, all weights 1), both
+    per category and shared; a search that moved on a tie would land elsewhere."""
+    lg = random_logits(m=4, v=3, n=30, p=3, seed=2, hidden=0.0)
+    same = PointLogits(lg.s0[:, :1].expand_as(lg.s0).clone(), torch.zeros_like(lg.s1),
+                       torch.zeros_like(lg.s2), visible=lg.visible, source=lg.source)
+    gt = predict_local(same, 0.0, 0.0, None)
+    gt[:, ::2] = (gt[:, ::2] + 1) % 3                          # an imperfect score to tie at
+    for groups in ([Group(same, gt, 3)], [Group(same, gt, 3), Group(same, gt.flip(1), 3)]):
+        found = search_segmentation(groups)
+        assert (found.beta2, found.beta3, found.view_weights) == (0.0, 0.0, [1.0, 1.0, 1.0])
+        assert 0.0 < found.miou < 1.0
+
+
 def test_part_prompts_from_templates_and_sentence_files(tmp_path):
     from pointcalip.segmentation.run import part_prompts
 
@@ -101,7 +116,7 @@ def test_part_prompts_from_templates_and_sentence_files(tmp_path):
 
 def test_segment_batch_size_is_checked_against_its_cost_like_every_run_config():
     from pointcalip.config import load_config
-    from pointcalip.core.config import ConfigError
+    from pointcalip.core.config_loader import ConfigError
     from pointcalip.segmentation.config import SegmentConfig
 
     # the size depends on the config's projector (its map size): only its form is pinned here

@@ -145,3 +145,45 @@ def test_a_run_that_fails_after_starting_leaves_no_empty_output_folder(
                  "--set", f"backbone={tiny_checkpoints['vit']}", "--set", f"output_dir={kept}",
                  "--set", f"cache_dir={tmp_path / 'store'}"]) == 2
     assert kept.is_dir()
+
+
+def test_ablate_backbones_asks_only_for_the_weights_it_will_load(tmp_path, monkeypatch,
+                                                                 small_modelnet, tiny_checkpoints):
+    """Issue 27 section 5: the backbones study reads each listed backbone's features from the
+    store and lists the missing ones with the command that encodes them; so the start-up
+    check asks for the weights of a listed backbone only when its features are all stored
+    (the study then loads it for its text encoder)."""
+    import numpy as np
+
+    from pointcalip.ablation.backbones import study_rows
+    from pointcalip.ablation.config import AblationConfig
+    from pointcalip.backbones import checkpoint_identity, precision_on
+    from pointcalip.backbones.engines import planned_engine
+    from pointcalip.commands.needs import check_needs, run_backbones
+    from pointcalip.config import load_config
+    from pointcalip.pipeline import load_splits
+    from pointcalip.store import FeatureStore
+
+    monkeypatch.setattr(clip.clip, "_download", _offline)
+    vit = str(tiny_checkpoints["vit"])
+    cfg = load_config(AblationConfig, ["ablation_backbones"], [
+        f"data.root={small_modelnet}", f"backbone={vit}", f"cache_dir={tmp_path / 'store'}",
+        "data.num_points=64", f"backbones_study.backbones=[{vit}, ViT-L/14]", "device=cpu"])
+    assert run_backbones(cfg) == [vit]
+    check_needs(cfg)                  # ViT-L/14 is neither installed nor stored: not asked for
+
+    class Stored:                     # what the store keys ViT-L/14's features on
+        name, identity = "ViT-L/14", checkpoint_identity("ViT-L/14")
+        precision, engine = precision_on("cpu"), planned_engine(cfg.engine, "cpu")[0]
+        num_tokens, embed_dim = 1, 4
+
+    projector = cfg.projector.build()
+    v = projector.num_views
+    for dataset, rows in study_rows(load_splits(cfg)).values():
+        store = FeatureStore(cfg.cache_dir).open(dataset, projector, Stored)
+        n = len(rows)
+        store.write(rows, np.ones((n, v, 4)), np.ones((n, v, 1, 4)), np.ones((n, v)))
+    assert run_backbones(cfg) == [vit, "ViT-L/14"]
+    with pytest.raises(FileNotFoundError, match=r"1 input\(s\) missing.*\(1\) CLIP ViT-L/14 "
+                                                r"weights"):
+        check_needs(cfg)

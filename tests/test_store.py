@@ -17,7 +17,9 @@ from fakes import (C, HW, V, FakeBackbone, FakeDataset, FakeProjector, fill_rows
 from pointcalip.core import atomic
 from pointcalip.core.atomic import DiskFullError
 from pointcalip.extract import Interrupted, extract
+from pointcalip.projection.catalog import projector_options
 from pointcalip.store import FeatureStore, store_key
+from projector_variants import projector_names, variants
 
 
 def open_store(root, ds=None, proj=None, bb=None):
@@ -97,6 +99,43 @@ def test_key_depends_on_every_ingredient():
               store_key({"d": 1}, {"p": 1}, "w2", "float32"), store_key({"d": 1}, {"p": 1}, "w", "float16"),
               store_key({"d": 1}, {"p": 1}, "w", "float32", "onnxruntime")}
     assert base not in others and len(others) == 5
+
+
+@pytest.mark.parametrize("name", projector_names())
+def test_every_projector_option_is_another_store(tmp_path, name):
+    """Features encoded under one projector setting are never read as another's: changing any
+    one option of any registered projector (tests/projector_variants.py) opens another store."""
+    folders = {}
+    for option, base, changed in variants(name):
+        path = open_store(tmp_path, proj=changed).path
+        assert path != open_store(tmp_path, proj=base).path, option
+        folders[path] = option
+    assert len(folders) == len(projector_options(name))
+
+
+def test_every_other_ingredient_opens_another_store(tmp_path):
+    """What `FeatureStore.open` passes to the key: the dataset's settings, the backbone's
+    identity, precision and engine, the store mode and, for logits, the class texts and the
+    attention temperature; each, changed alone, is another folder."""
+    text = np.eye(3, C, dtype=np.float32)
+
+    def backbone(**attrs):
+        bb = FakeBackbone()
+        bb.__dict__.update(attrs)
+        return bb
+
+    store = FeatureStore(tmp_path)
+    ds, proj = FakeDataset(), FakeProjector()
+    paths = [store.open(ds, proj, FakeBackbone()).path,
+             store.open(FakeDataset(seed=1), proj, FakeBackbone()).path,
+             store.open(ds, proj, backbone(identity="other-weights")).path,
+             store.open(ds, proj, backbone(precision="float16")).path,
+             store.open(ds, proj, backbone(engine="onnxruntime")).path,
+             store.open(ds, proj, FakeBackbone(), mode="tokens8").path,
+             store.open(ds, proj, FakeBackbone(), mode="logits", text=text).path,
+             store.open(ds, proj, FakeBackbone(), mode="logits", text=text[::-1].copy()).path,
+             store.open(ds, proj, FakeBackbone(), mode="logits", text=text, temperature=0.3).path]
+    assert len(set(paths)) == len(paths)
 
 
 def test_each_engine_has_its_own_store(tmp_path):
@@ -419,3 +458,28 @@ def test_read_only_store_is_read_and_missing_rows_name_it(tmp_path):
         assert store.missing().tolist() == [8, 9]
     finally:
         remove_tree(base)
+
+
+def test_a_piece_copied_in_from_another_store_is_set_aside(tmp_path, caplog):
+    """A piece of another split's store (same number of rows, same shapes) copied into this
+    store's pieces/ names its own store: set aside with a warning, its rows encoded again
+    (issue 27 section 3)."""
+    import logging
+    import shutil
+
+    other_ds, ds = FakeDataset(seed=1), FakeDataset(seed=0)
+    extract(open_store(tmp_path, other_ds), other_ds, None, FakeProjector(), FakeBackbone(),
+            batch_size=5)
+    other = open_store(tmp_path, other_ds)
+    ours = open_store(tmp_path, ds)
+    (ours.path / "pieces").mkdir(exist_ok=True)
+    for piece in (other.path / "pieces").iterdir():
+        shutil.copytree(piece, ours.path / "pieces" / piece.name)
+    bb = FakeBackbone()
+    with caplog.at_level(logging.WARNING):
+        again = open_store(tmp_path, ds)
+        extract(again, ds, None, FakeProjector(), bb, batch_size=5)
+    assert bb.images_seen == 10 * V
+    assert "does not belong here" in caplog.text and other.meta["key"] in caplog.text
+    assert len(list((ours.path / "damaged").iterdir())) == 2
+    np.testing.assert_array_equal(again.read(np.arange(10))[1], expected_features(ds, np.arange(10))[1])

@@ -5,7 +5,7 @@ The goldens are the outputs of the official Tip-Adapter (`search_hp`, `run_tip_a
 `python scripts/make_goldens.py --tip-adapter DIR` (scripts/official_code.py: how it is fed,
 what is recorded), at 1 view and at 10 views with unequal view weights. Tip-Adapter sees a
 cloud as f = normalise(concat_v(w_v F_v)) and zero-shot logits 100 f @ normalise(tile(text));
-ours are ||w||_2 times those, and our alpha is Tip-Adapter's times ||w||_2 (fewshot/tip.py).
+ours are ||w||_2 times those, and our alpha is Tip-Adapter's times ||w||_2 (fewshot/tip_cache.py).
 Here our code runs on the same view features: the training-free search, Tip-Adapter-F's first
 loss, gradient and key update, every epoch's loss and validation accuracy, the kept keys, the
 search after training and the test accuracy must equal the official ones.
@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from pointcalip.fewshot.config import FewShotConfig
-from pointcalip.fewshot.tip import (TIP_F_EPS, TipCache, default_grids, descriptors, search_alpha_beta,
+from pointcalip.fewshot.tip_cache import (TIP_F_EPS, TipCache, default_grids, descriptors, search_alpha_beta,
                                     tip_f_loss, tip_f_optimizer, tip_scale, train_tip_f)
 from pointcalip.head import aggregate_views
 

@@ -10,13 +10,15 @@
 
 Modules: ``config`` (AblationConfig and the study sections), ``context`` (features, text and
 per-view logits, each computed once per run and shared by the studies), ``tuning`` (tune on
-the tuning set, report on test), ``tables`` and ``report`` (files), and one module per study
+the tuning set, report on test), ``tables`` and ``output_files`` (files), and one module per study
 (``views``, ``terms``, ``prompts``, ``projectors``, ``backbones``, ``weights``); ``segment``
 holds the segmentation studies, each point a `pointcalip segment` run.
 
 Names are imported lazily, so loading a config does not import torch.
 """
-from ..core.lazy import lazy_attribute
+from ..core.lazy import lazy_attribute, renamed_modules
+
+renamed_modules(__name__, {"report": "output_files"})   # apart from pointcalip/report/
 
 _EXPORTS = {
     "AblationConfig": "config",

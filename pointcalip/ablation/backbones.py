@@ -31,14 +31,21 @@ from .tuning import test_accuracy, tune_then_test
 log = logging.getLogger(__name__)
 
 
+def study_rows(splits) -> Dict[str, tuple]:
+    """{name: (dataset, rows)} the study needs stored for a backbone (``splits``: the
+    run's :class:`~pointcalip.pipeline.ZeroShotSplits`): every test cloud and, when tuned on
+    validation, every tuning cloud."""
+    wanted = {"test": (splits.test, np.arange(len(splits.test)))}
+    if splits.tuning.split == "val":
+        wanted["tune"] = (splits.tuning.dataset, splits.tuning.rows)
+    return wanted
+
+
 def missing_clouds(ctx: AblationContext, spec: str) -> Dict[str, int]:
     """Clouds of the test split and of the tuning set whose features under ``spec`` the
     store lacks ({} when complete)."""
-    wanted = {"test": (ctx.splits.test, np.arange(len(ctx.splits.test)))}
-    if ctx.tune_split == "val":
-        wanted["tune"] = (ctx.splits.tuning.dataset, ctx.splits.tuning.rows)
-    return lacking_rows(ctx.store, wanted, ctx.cfg.projector.build(), spec, ctx.cfg.device,
-                        ctx.cfg.engine, ctx.loaded_backbone(spec))
+    return lacking_rows(ctx.store, study_rows(ctx.splits), ctx.cfg.projector.build(), spec,
+                        ctx.cfg.device, ctx.cfg.engine, ctx.loaded_backbone(spec))
 
 
 def lacking_rows(store, wanted: Dict[str, tuple], projector, spec: str, device, engine: str,

@@ -25,7 +25,7 @@ from typing import ClassVar, List, Optional, Sequence, Union
 
 from ..config import (ConfigError, ProjectorConfig, Section, ZeroShotConfig, check_backbone,
                       check_views, load_yaml_tree, resolve_config_path)
-from ..core.config import load_config, merged_config
+from ..core.config_loader import load_config, merged_config
 from ..core.registry import Registry
 from ..prompts import load_templates
 from ..segmentation.config import SegmentConfig, check_part_templates
@@ -235,6 +235,18 @@ class AblationConfig(ZeroShotConfig):
         shared.update(changes)
         shared["name"] = "zeroshot"
         return ZeroShotConfig(**shared)
+
+
+def feature_pairs(cfg: AblationConfig) -> List[tuple]:
+    """(projector, backbone) pairs an ablation reads besides its own (the task's ``pairs``,
+    :mod:`pointcalip.plan`): every projector of the projectors study and every backbone of
+    the backbones study, when those studies are listed."""
+    pairs = []
+    if "projectors" in cfg.studies:
+        pairs += [(p, cfg.backbone) for p in cfg.projectors_study.projectors]
+    if "backbones" in cfg.studies:
+        pairs += [(cfg.projector, b) for b in cfg.backbones_study.backbones]
+    return pairs
 
 
 def check_studies(studies: List[str]) -> None:

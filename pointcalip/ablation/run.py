@@ -19,7 +19,7 @@ from ..pipeline import data_key
 from ..datasets.catalog import load_target
 from .config import STUDIES, AblationConfig, SegAblationConfig
 from .context import AblationContext, projector_label
-from .report import write_index, write_study
+from .output_files import write_index, write_study
 from .segment import SegAblationResult, SegContext, seg_output_dir
 from .tables import StudyResult
 

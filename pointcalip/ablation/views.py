@@ -90,18 +90,9 @@ def best_and_worst(scores: Sequence[SubsetScore]) -> Tuple[SubsetScore, SubsetSc
     return best, worst
 
 
-def run_views(ctx: AblationContext) -> StudyResult:
-    cfg = ctx.cfg
-    projector = cfg.projector.build()
-    v = projector.num_views
-    order = list(cfg.views_study.order or range(v))
-    scores = score_subsets(ctx)
-
-    subsets = Table(["views", "k", "beta2", "beta3", "tune_top1", "test_top1"],
-                    formats={"beta2": BETA_FORMAT, "beta3": BETA_FORMAT})
-    for s in scores.values():
-        subsets.add(subset_label(s.views), len(s.views), s.beta2, s.beta3, s.tune, s.test)
-
+def per_count(scores, order: List[int], v: int):
+    """Per number of views k: the first k views of ``order``, the best and worst subsets (by
+    tuning accuracy) and the mean -> (table, (first, best, worst, mean) test lines)."""
     table = Table(["k", "first_k_views", "first_k_test", "best_views", "best_tune", "best_test",
                    "worst_views", "worst_tune", "worst_test", "mean_test", "subsets"])
     first, best_line, worst_line, mean_line = [], [], [], []
@@ -117,11 +108,15 @@ def run_views(ctx: AblationContext) -> StudyResult:
         best_line.append(best.test)
         worst_line.append(worst.test)
         mean_line.append(mean)
+    return table, (first, best_line, worst_line, mean_line)
 
+
+def leave_one_out(scores, angles) -> Table:
+    """Per view: accuracy without it (and its drop from all views) and with it alone."""
+    v = len(angles)
     everything = scores[tuple(range(v))]
     importance = Table(["view", "euler_deg", "test_without", "test_drop", "tune_without",
                         "tune_drop", "test_alone"])
-    angles = projector.view_set.to_dict()["angles"]
     for view in range(v):
         rest = tuple(i for i in range(v) if i != view)
         without = scores[rest] if rest else None
@@ -131,10 +126,12 @@ def run_views(ctx: AblationContext) -> StudyResult:
                        without.tune if without else None,
                        everything.tune - without.tune if without else None,
                        scores[(view,)].test)
+    return importance
 
-    top = best_and_worst(list(scores.values()))[0]
-    drops = importance.column("test_drop")
-    label = "betas searched on the tuning set for every subset" if cfg.views_study.search_betas \
+
+def views_notes(search_betas: bool, v: int, top, everything, drops) -> List[str]:
+    """The study's notes: what was searched, the best subset, the costliest view."""
+    label = "betas searched on the tuning set for every subset" if search_betas \
         else "betas searched once with all views, used for every subset"
     notes = [
         f"{2 ** v - 1} view subsets of the projector's {v} views, {label}; uniform view weights.",
@@ -149,6 +146,28 @@ def run_views(ctx: AblationContext) -> StudyResult:
         most = int(np.nanargmax(np.array([np.nan if d is None else d for d in drops])))
         notes.append(f"Leaving out view {most} costs the most: {drops[most]:+.2f} points of "
                      f"test accuracy.")
+    return notes
+
+
+def run_views(ctx: AblationContext) -> StudyResult:
+    cfg = ctx.cfg
+    projector = cfg.projector.build()
+    v = projector.num_views
+    order = list(cfg.views_study.order or range(v))
+    scores = score_subsets(ctx)
+
+    subsets = Table(["views", "k", "beta2", "beta3", "tune_top1", "test_top1"],
+                    formats={"beta2": BETA_FORMAT, "beta3": BETA_FORMAT})
+    for s in scores.values():
+        subsets.add(subset_label(s.views), len(s.views), s.beta2, s.beta3, s.tune, s.test)
+
+    table, (first, best_line, worst_line, mean_line) = per_count(scores, order, v)
+    everything = scores[tuple(range(v))]
+    angles = projector.view_set.to_dict()["angles"]
+    importance = leave_one_out(scores, angles)
+    top = best_and_worst(list(scores.values()))[0]
+    drops = importance.column("test_drop")
+    notes = views_notes(cfg.views_study.search_betas, v, top, everything, drops)
 
     ks = list(range(1, v + 1))
     title = ctx.caption()

@@ -6,5 +6,8 @@ shared stages of the data path (:mod:`pointcalip.pipeline`).
   Objaverse-LVIS), each tuned by the rule its splits allow, or from another run's results;
 * :mod:`.robustness`: ModelNet40-C, tuned once on clean ModelNet40 validation (TRAIN) and
   evaluated on every corruption x severity from the feature store;
-* :mod:`.report`: the results (results.json / results.md) and ModelNet40-C's plots.
+* :mod:`.result`: the results (results.json / results.md) and ModelNet40-C's plots.
 """
+from ..core.lazy import renamed_modules
+
+renamed_modules(__name__, {"report": "result"})   # apart from pointcalip/report/

@@ -23,41 +23,58 @@ from typing import Any, ClassVar, List, Mapping, Optional
 
 from ..config import ConfigError, DataConfig, RunConfig, Section, check_views, positive
 from ..datasets.catalog import DATASETS
+from .sets import ROBUSTNESS_DATASETS, check_variant, clean_variant
 
 #: the datasets `pointcalip benchmark` evaluates (catalog entries of task "robustness")
-BENCHMARK_DATASETS = tuple(n for n in DATASETS.names()
-                           if DATASETS[n].meta.get("task") == "robustness")
+BENCHMARK_DATASETS = ROBUSTNESS_DATASETS
 
 
 @dataclass
 class BenchmarkDataConfig(Section):
     """The evaluated dataset: its name, folder (null: the installed copy under
-    ``<POINTCALIP_HOME>/data``), and the corruptions and severities to evaluate."""
+    ``<POINTCALIP_HOME>/data``), its variant (ScanObjectNN-C: obj_bg, obj_only or hardest),
+    and the corruptions and severities to evaluate (null: all of the release's; severities
+    as its files name them: 1..5 for ModelNet40-C, 0..4 for ModelNet-C and ScanObjectNN-C)."""
 
     name: str = "modelnet40c"
     root: Optional[str] = None
-    corruptions: Optional[List[str]] = None      # null: all 15
-    severities: List[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    variant: Optional[str] = None
+    corruptions: Optional[List[str]] = None      # null: all
+    severities: Optional[List[int]] = None       # null: all
 
     def validate(self) -> None:
         if self.name not in BENCHMARK_DATASETS:
             raise ConfigError("name", f"must be one of {', '.join(BENCHMARK_DATASETS)}, got "
                                       f"{self.name!r}")
         entry = DATASETS[self.name]
+        try:
+            object.__setattr__(self, "variant", check_variant(self.name, self.variant))
+        except ValueError as err:
+            raise ConfigError("variant", str(err)) from None
+        if self.severities is None:
+            return self._check_corruptions(entry)
+        bad = [s for s in self.severities if s not in entry.severities]
+        if bad or not self.severities or len(set(self.severities)) != len(self.severities):
+            raise ConfigError("severities", f"must list distinct severities among "
+                                            f"{list(entry.severities)}, got {self.severities}")
+        self._check_corruptions(entry)
+
+    def _check_corruptions(self, entry) -> None:
         if self.corruptions is not None:
             bad = [c for c in self.corruptions if c not in entry.corruptions]
             if bad or not self.corruptions:
                 raise ConfigError("corruptions", f"holds unknown names {bad}; use null (all) or "
                                                  f"some of {', '.join(entry.corruptions)}")
-        bad = [s for s in self.severities if s not in entry.severities]
-        if bad or not self.severities or len(set(self.severities)) != len(self.severities):
-            raise ConfigError("severities", f"must list distinct severities among "
-                                            f"{list(entry.severities)}, got {self.severities}")
 
     @property
     def corruption_list(self) -> List[str]:
         every = DATASETS[self.name].corruptions
         return list(every) if self.corruptions is None else list(self.corruptions)
+
+    @property
+    def severity_list(self) -> List[int]:
+        every = DATASETS[self.name].severities
+        return list(every) if self.severities is None else list(self.severities)
 
 
 def has_train_split(name: str) -> bool:
@@ -146,6 +163,11 @@ class BenchmarkConfig(RunConfig):
         if self.data.name != clean:
             raise ConfigError("data.name", f"is the clean dataset tuned on for "
                                            f"{self.benchmark.name}: {clean}, got {self.data.name!r}")
+        want = clean_variant(self.benchmark.name, self.benchmark.variant)
+        if want is not None and self.data.variant != want:
+            raise ConfigError("data.variant", f"must be {want}, the clean variant that "
+                                              f"{self.benchmark.name} {self.benchmark.variant} "
+                                              f"corrupts, got {self.data.variant!r}")
         if self.tune.split != "val":
             raise ConfigError("tune.split", f"must be val: the benchmark tunes on clean {clean} "
                                             f"validation (TRAIN), never on test or corrupted data")

@@ -1,29 +1,33 @@
-"""ModelNet40-C with the zero-shot stages: tune once on clean ModelNet40 validation, evaluate
-every corruption x severity from the feature store.
+"""A robustness benchmark (ModelNet40-C, ModelNet-C, ScanObjectNN-C) with the zero-shot stages:
+tune once on the clean dataset's validation split, evaluate every corruption x severity from
+the feature store.
 
     splits  = load_splits(cfg)                # clean TEST + validation rows of clean TRAIN
     found   = tune(logits of the validation rows)          # once
     clean   = evaluate(logits of clean TEST, found)
-    cells   = evaluate(logits of data_{c}_{s}.npy, found)  # same betas, same text features
+    cells   = evaluate(logits of each set, found)          # same betas, same text features
+
+The sets come from :func:`pointcalip.benchmark.sets.robustness_sets`, each read with every
+stored point (the files of one release differ in point count), one at a time.
 
 The corrupted clouds never reach :func:`pointcalip.pipeline.tune`: the config refuses any
 other tuning split (:class:`pointcalip.benchmark.config.BenchmarkConfig`).
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
 from ..backbones import ClipBackbone, load_clip
+from ..core.identity import data_identity
 from ..core.paths import data_dir, ensure_writable
-from ..datasets import build_dataset, dataset_folder
+from ..datasets import dataset_folder
 from ..datasets.h5utils import fingerprint
-from ..datasets.modelnet40c import LABEL_FILE, ORIGINAL, data_file, expected_files, find_root
+from ..datasets.catalog import DATASETS, load_target
 from ..datasets.release import describe, modelnet40c_differences, splits_statement
 from ..extract import extract
 from ..prompts import load_templates
@@ -31,7 +35,8 @@ from ..report.results import RunInfo, backbone_label, run_name
 from ..pipeline import class_text, compute_view_logits, data_key, evaluate, load_splits, \
     open_store, split_store, tune
 from .config import BenchmarkConfig
-from .report import BenchmarkResult, SetScore
+from .result import BenchmarkResult, SetScore
+from .sets import RobustnessSet, robustness_sets
 
 log = logging.getLogger(__name__)
 
@@ -54,23 +59,39 @@ def limit_rows(labels, limit: Optional[int], seed: int) -> np.ndarray:
 
 def benchmark_root(cfg: BenchmarkConfig) -> Path:
     """The benchmark's folder: ``benchmark.root``, else the installed copy (never downloaded:
-    the error says `pointcalip download modelnet40c --from PATH`)."""
+    the error says `pointcalip download <name> --from PATH`)."""
     if cfg.benchmark.root:
         return Path(cfg.benchmark.root).expanduser()
     return dataset_folder(cfg.benchmark.name, root=data_dir())
 
 
+def _key_files(cfg: BenchmarkConfig) -> list:
+    """Every file a run of ``cfg`` reads from the benchmark folder: the file of each evaluated
+    set (the uncorrupted one included) and, for ModelNet40-C, ``label.npy``."""
+    entry = DATASETS[cfg.benchmark.name]
+    module = entry.target.partition(":")[0]
+    root = load_target(f"{module}:find_root")(benchmark_root(cfg))
+    data_file = load_target(f"{module}:data_file")
+    files = [root / "label.npy"] if entry.name == "modelnet40c" else []
+    for s in benchmark_sets(cfg, root):
+        corruption = entry.clean_set if s.is_clean else s.corruption
+        args = ((s.variant,) if s.variant is not None else ()) + (corruption, s.severity)
+        files.append(root / data_file(*args))
+    return files
+
+
 def benchmark_key(cfg: BenchmarkConfig) -> Optional[str]:
-    """What the benchmark's files are, wherever they live: a fingerprint of its
-    ``label.npy`` and ``data_original.npy`` (None when the folder cannot be found yet)."""
+    """What the benchmark's files are, wherever they live: the identity (every byte,
+    :func:`~pointcalip.core.identity.files_identity`) of every file the config evaluates
+    (:func:`_key_files`; None when the folder or one of them cannot be found yet: the run says
+    which)."""
     try:
-        root = find_root(benchmark_root(cfg))
+        files = _key_files(cfg)
     except (OSError, ValueError):
         return None
-    files = [root / name for name in (LABEL_FILE, data_file(ORIGINAL, None))]
     if not all(f.is_file() for f in files):
         return None
-    return json.dumps(fingerprint(files), sort_keys=True)
+    return data_identity({"benchmark": fingerprint(files)})
 
 
 def output_dir(cfg: BenchmarkConfig) -> Path:
@@ -85,30 +106,26 @@ def output_dir(cfg: BenchmarkConfig) -> Path:
                                       backbone_label(cfg.backbone), "tune_val", data=data)
 
 
-def benchmark_sets(cfg: BenchmarkConfig, root: Path, classnames: Sequence[str]) -> list:
-    """(name, dataset, corruption, severity) of every set the benchmark evaluates besides clean
-    TEST: ``original`` first (corruption and severity None), then each corruption x severity
-    (name ``<corruption>_<severity>``); labels index ``classnames``, the clean class list."""
-    kwargs = {"num_points": cfg.data.num_points, "sampling": cfg.data.sampling,
-              "classnames": list(classnames)}
-    sets = [("original", build_dataset(cfg.benchmark.name, root, "test", corruption=ORIGINAL,
-                                       **kwargs), None, None)]
-    for corruption in cfg.benchmark.corruption_list:
-        for severity in cfg.benchmark.severities:
-            sets.append((f"{corruption}_{severity}",
-                         build_dataset(cfg.benchmark.name, root, "test", corruption=corruption,
-                                       severity=severity, **kwargs), corruption, severity))
-    return sets
+def benchmark_sets(cfg: BenchmarkConfig, root: Optional[Path] = None) -> List[RobustnessSet]:
+    """Every set the benchmark evaluates besides clean TEST (:func:`robustness_sets`): the
+    release's uncorrupted set first when it has one, then each corruption x severity."""
+    b = cfg.benchmark
+    return robustness_sets(b.name, benchmark_root(cfg) if root is None else root, b.variant,
+                           b.corruption_list, b.severity_list)
 
 
 def benchmark_jobs(cfg: BenchmarkConfig, classnames: Sequence[str]) -> list:
     """(label, dataset, rows) of the corrupted sets a run of ``cfg`` encodes (the rows its
-    ``limit`` keeps), for `pointcalip extract` (:func:`pointcalip.plan.feature_jobs`)."""
-    return [("test", data, limit_rows(data.labels, cfg.limit, cfg.tune.seed))
-            for _, data, _, _ in benchmark_sets(cfg, benchmark_root(cfg), classnames)]
+    ``limit`` keeps), for `pointcalip extract` (:func:`pointcalip.plan.feature_jobs`); every
+    stored point of each set."""
+    jobs = []
+    for s in benchmark_sets(cfg):
+        data = s.open(classnames)
+        jobs.append(("test", data, limit_rows(data.labels, cfg.limit, cfg.tune.seed)))
+    return jobs
 
 
-def run_modelnet40c(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = None,
+def run_robustness(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = None,
                     argv: Optional[Sequence[str]] = None) -> BenchmarkResult:
     """Every stage for ``cfg``; ``argv`` is the command line recorded in the result."""
     t_start = time.perf_counter()
@@ -139,17 +156,23 @@ def run_modelnet40c(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = Non
     def score(dataset, name, corruption=None, severity=None) -> SetScore:
         rows = limit_rows(dataset.labels, cfg.limit, seed)
         pointclip, calip = evaluate(logits_of(dataset, rows, name), text, found)
-        return SetScore(name, len(rows), pointclip, calip, corruption, severity)
+        points = dataset.points(rows[:1]).shape[1] if len(rows) else None
+        return SetScore(name, len(rows), pointclip, calip, corruption, severity, points)
 
     t0 = time.perf_counter()
     clean = score(splits.test, f"{cfg.data.label} test")
-    sets = benchmark_sets(cfg, root, splits.classnames)
-    original = sets[0][1]
-    if not np.array_equal(original.labels, splits.test.labels):
-        log.warning("%s label.npy differs from the clean %s TEST labels", root, cfg.data.label)
-    original_score = score(original, "original")
-    cells = [score(data, name, corruption, severity)
-             for name, data, corruption, severity in sets[1:]]
+    original_score, cells, first = None, [], None
+    for s in benchmark_sets(cfg, root):                 # one set in memory at a time
+        data = s.open(splits.classnames)
+        first = first or data                           # kept: what the data statement counts
+        if not np.array_equal(data.labels, splits.test.labels):
+            log.warning("%s labels differ from the clean %s TEST labels", data.files[0],
+                        cfg.data.label)
+        if s.is_clean:
+            original_score = score(data, s.name)
+        else:
+            cells.append(score(data, s.name, s.corruption, s.severity))
+        del data
     timings["evaluate_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
     protocol = (f"tuned once on clean {cfg.data.label} validation: class-stratified "
@@ -162,15 +185,33 @@ def run_modelnet40c(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = Non
         projector_settings=projector.settings, views=views, templates=templates,
         tuning_protocol=protocol, tuning_clouds=len(tune_rows), found=found, clean=clean,
         original=original_score, cells=cells, timings=timings, classnames=splits.classnames,
-        data=[splits_statement(cfg.data.label, splits), benchmark_statement(cfg, original, len(cells))])
+        data=[splits_statement(cfg.data.label, splits),
+              benchmark_statement(cfg, root, first, len(cells))])
 
 
-def benchmark_statement(cfg: BenchmarkConfig, original, evaluated: int):
-    """Whether the ModelNet40-C folder is the complete release (its clouds, its 75 corrupted
-    arrays and the original), and how many of its corrupted sets this run evaluated."""
-    corrupted = [f for f in expected_files() if f.startswith("data_") and f != data_file(ORIGINAL, None)]
-    extra = modelnet40c_differences(original.root, expected_files())
-    if evaluated < len(corrupted):
-        extra.append(f"this run evaluated {evaluated} of its {len(corrupted)} corrupted sets "
+def benchmark_statement(cfg: BenchmarkConfig, root: Path, first, evaluated: int):
+    """Whether the benchmark's folder is the complete release: the clouds of a set (``first``,
+    one opened set) against the release's count, ModelNet40-C's 77 files, and how many of the
+    release's corrupted sets this run evaluated."""
+    every = [s for s in benchmark_sets_all(cfg, root) if not s.is_clean]
+    extra = []
+    if cfg.benchmark.name == "modelnet40c":
+        from ..datasets.modelnet40c import expected_files
+
+        extra += modelnet40c_differences(root, expected_files())
+    if evaluated < len(every):
+        extra.append(f"this run evaluated {evaluated} of its {len(every)} corrupted sets "
                      f"(the config's corruptions and severities)")
-    return describe(cfg.benchmark.name, {"test": original}, "modelnet40c", extra)
+    return describe(cfg.benchmark.name, {"test": first}, cfg.benchmark.name, extra)
+
+
+def benchmark_sets_all(cfg: BenchmarkConfig, root: Path) -> List[RobustnessSet]:
+    """Every set of the release (every corruption and severity), whatever the config picks."""
+    try:
+        return robustness_sets(cfg.benchmark.name, root, variant=cfg.benchmark.variant)
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+#: the former name (ModelNet40-C was the only robustness benchmark)
+run_modelnet40c = run_robustness

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ import numpy as np
 
 from ..backbones import ClipBackbone, load_clip
 from ..core.digest import file_digest
+from ..core.identity import data_identity
 from ..datasets.base import H5CloudDataset
 from ..extract import extract
 from ..prompts import load_templates
@@ -41,7 +43,7 @@ from ..datasets.release import describe
 from ..pipeline import class_text, compute_view_logits, data_key, evaluate, load_data, \
     open_store, split_store, tune, validation_rows
 from .config import BenchmarkConfig, TableDataset
-from .report import DatasetScore, TableResult
+from .result import DatasetScore, TableResult
 from .robustness import limit_rows
 
 #: seeds the order in which :func:`tuning_slice` takes each class's clouds
@@ -108,19 +110,84 @@ def _source_row(path: Path, label: str) -> Tuple[dict, dict]:
                      f"benchmark (command {r.get('command')!r})")
 
 
-def source_test_rows(path: str | Path, label: str, num_test: int) -> Optional[np.ndarray]:
-    """The test rows of ``label`` the betas in ``path`` were tuned on (a table run's
-    ``tuning.test_rows``: its test slice, or the ones it inherited through its own
-    ``tune.from``), None when they were tuned on TRAIN. ValueError when that run's test data
-    had another number of clouds than this one's ``num_test``."""
+def row_ids(dataset) -> Optional[List[str]]:
+    """The object id of each row of ``dataset`` (Objaverse-LVIS: its uids), or None for data
+    whose rows have no ids (their rows are matched by :func:`test_data_identity`)."""
+    ids = getattr(dataset, "uids", None)
+    return None if ids is None else [str(u) for u in ids]
+
+
+def test_data_identity(dataset) -> str:
+    """What the rows of ``dataset`` index: the data identity of its files (every byte, in
+    order; :func:`~pointcalip.core.identity.data_identity`)."""
+    return data_identity({"test": dataset})
+
+
+def _number(value, key: str, path: Path) -> float:
+    """``value`` as a finite float >= 0; ValueError naming ``key`` when it is anything else (a
+    string such as "1e3", a bool, null, NaN)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value < 0:
+        raise ValueError(f"tune.from {path}: {key} is {value!r}, not a finite number >= 0; "
+                         f"take betas from an unedited results.json")
+    return float(value)
+
+
+def _rows_list(value, key: str, path: Path, num: int) -> np.ndarray:
+    """``value`` as distinct int64 rows in [0, num); ValueError naming ``key`` otherwise."""
+    if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int)
+                                          for v in value):
+        raise ValueError(f"tune.from {path}: {key} must be a list of row numbers, got "
+                         f"{str(value)[:60]!r}")
+    rows = np.asarray(value, dtype=np.int64)
+    if rows.size and (rows.min() < 0 or rows.max() >= num or np.unique(rows).size != rows.size):
+        raise ValueError(f"tune.from {path}: {key} holds rows outside 0..{num - 1} or a row "
+                         f"twice")
+    return rows
+
+
+def source_test_rows(path: str | Path, label: str, test) -> Optional[np.ndarray]:
+    """The rows of ``test`` (this run's test data) that the betas in ``path`` were tuned on (a
+    table run's ``tuning.test_rows``: its test slice, or the ones it inherited through its own
+    ``tune.from``), None when they were tuned on TRAIN. Rows are matched by identity, never by
+    position alone: by object id (``tuning.test_ids``) where both runs' data have ids, else
+    only when the source's test data is this run's, byte for byte and in the same order
+    (``tuning.test_data``). ValueError naming the key when a ``test_slice`` source does not
+    carry its rows, or its rows cannot be matched."""
     path = Path(path).expanduser().absolute()
-    _, row = _source_row(path, label)
-    tuning = row.get("tuning") or {}
-    if tuning.get("test_rows") is None:
+    r, row = _source_row(path, label)
+    if row is r:                          # a zero-shot run: tuned on TRAIN validation
         return None
-    if row.get("test_clouds") != num_test:
-        raise _mismatch(path, f"datasets.{label}.test_clouds", row.get("test_clouds"), num_test)
-    return np.asarray(tuning["test_rows"], dtype=np.int64)
+    where = f"datasets.{label}.tuning"
+    tuning = row.get("tuning")
+    if not isinstance(tuning, dict):
+        raise ValueError(f"tune.from {path}: {where} is missing; take a results.json written "
+                         f"by `pointcalip benchmark` or `pointcalip zeroshot`")
+    if tuning.get("test_rows") is None:
+        if tuning.get("rule") not in ("val", "from"):
+            raise ValueError(f"tune.from {path}: {where}.rule is {tuning.get('rule')!r} and "
+                             f"{where}.test_rows is missing: the test clouds those betas were "
+                             f"tuned on are unknown and could not be left out; rerun that "
+                             f"benchmark so that its results.json records them")
+        return None
+    ids, ours = tuning.get("test_ids"), row_ids(test)
+    if ids is not None and ours is not None:
+        rows = _rows_list(tuning["test_rows"], f"{where}.test_rows", path, 2 ** 62)
+        if not isinstance(ids, list) or len(ids) != len(rows) \
+                or not all(isinstance(u, str) for u in ids):
+            raise ValueError(f"tune.from {path}: {where}.test_ids must list one object id per "
+                             f"row of {where}.test_rows")
+        index = {u: i for i, u in enumerate(ours)}
+        return np.asarray(sorted(index[u] for u in ids if u in index), dtype=np.int64)
+    if tuning.get("test_data") != test_data_identity(test):
+        raise ValueError(f"tune.from {path}: {where}.test_data is "
+                         f"{tuning.get('test_data')!r}, this run's test data is "
+                         f"{test_data_identity(test)!r}: its test_rows index other data (other "
+                         f"files, or the same clouds in another order) and cannot be matched "
+                         f"to this run's rows; take betas from a run on this data")
+    if row.get("test_clouds") != len(test):
+        raise _mismatch(path, f"datasets.{label}.test_clouds", row.get("test_clouds"), len(test))
+    return _rows_list(tuning["test_rows"], f"{where}.test_rows", path, len(test))
 
 
 def read_tuning(path: str | Path, label: str, *, backbone_identity: str, projector: dict,
@@ -142,14 +209,18 @@ def read_tuning(path: str | Path, label: str, *, backbone_identity: str, project
         theirs = f"{count} classes, sha256 {str(classes)[:12]}" if count else f"sha256 {classes}"
         raise _mismatch(path, "classes", theirs, f"{len(classnames)} classes, sha256 "
                                                  f"{classes_digest(classnames)[:12]}")
-    try:
-        beta2, beta3 = float(row["beta2"]), float(row["beta3"])
-        weights = [float(w) for w in row["view_weights"]]
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"tune.from {path}: beta2, beta3 or view_weights missing or not "
-                         f"numbers ({err})") from None
+    prefix = "" if row is r else f"datasets.{label}."
+    beta2, beta3 = (_number(row.get(k), prefix + k, path) for k in ("beta2", "beta3"))
+    raw = row.get("view_weights")
+    if not isinstance(raw, list):
+        raise ValueError(f"tune.from {path}: {prefix}view_weights is {str(raw)[:40]!r}, not a "
+                         f"list of {len(views)} numbers")
+    weights = [_number(w, f"{prefix}view_weights[{i}]", path) for i, w in enumerate(raw)]
     if len(weights) != len(views):
-        raise _mismatch(path, "view_weights", weights, f"{len(views)} weights")
+        raise _mismatch(path, prefix + "view_weights", weights, f"{len(views)} weights")
+    if not sum(weights) > 0:
+        raise ValueError(f"tune.from {path}: {prefix}view_weights are all 0: every view would "
+                         f"be ignored (CALIP at chance); take betas from an unedited results.json")
     return TuningSource(path, file_digest(path), beta2, beta3, weights)
 
 
@@ -185,7 +256,7 @@ def plan_dataset(cfg: BenchmarkConfig, label: str, entry: TableDataset) -> Datas
 
     every = np.arange(len(test), dtype=np.int64)
     if entry.tune.source:
-        tuned = source_test_rows(entry.tune.source, label, len(test))
+        tuned = source_test_rows(entry.tune.source, label, test)
         rest = every if tuned is None else np.setdiff1d(every, tuned)
         return DatasetPlan(label, entry, data.root, test, limited(test, rest), "from",
                            tuned_test_rows=tuned)
@@ -289,7 +360,9 @@ def run_table(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = None,
             classes_sha256=classes_digest(plan.classnames), rule=plan.rule,
             protocol=protocol(plan, cfg, source), test_clouds=len(plan.test),
             report_rows=plan.report_rows, tune_rows=plan.tune_rows,
-            tuned_test_rows=plan.tuned_test_rows,
+            tuned_test_rows=plan.tuned_test_rows, test_data=test_data_identity(plan.test),
+            tuned_test_ids=(None if plan.tuned_test_rows is None or row_ids(plan.test) is None
+                            else [row_ids(plan.test)[i] for i in plan.tuned_test_rows]),
             source=None if source is None else source.to_dict(),
             found=found, pointclip=pointclip, calip=calip,
             features={what: {"store": str(f.store.path), **f.stats.to_dict()}

@@ -3,8 +3,15 @@ from __future__ import annotations
 
 import argparse
 
+from ..tasks import TASKS, Task
 from . import COMMANDS
 from .options import add_config_options, add_tune_on_option, add_figure_options
+
+
+TASKS.register("ablate", Task(config="pointcalip.ablation.config:AblationConfig",
+                              run="pointcalip.ablation.run:run_ablation",
+                              datasets="pointcalip.plan:tuned_datasets",
+                              pairs="pointcalip.ablation.config:feature_pairs"), order=30)
 
 
 @COMMANDS.register("ablate", order=30)

@@ -5,8 +5,15 @@ from __future__ import annotations
 import argparse
 from types import SimpleNamespace
 
+from ..tasks import TASKS, Task
 from . import COMMANDS
 from .options import add_config_options, positive_int, add_figure_options
+
+
+TASKS.register("benchmark", Task(config="pointcalip.benchmark.config:BenchmarkConfig",
+                                 run="pointcalip.benchmark.task:run_benchmark",
+                                 datasets="pointcalip.benchmark.task:feature_datasets",
+                                 compact_stores=True), order=47)
 
 
 @COMMANDS.register("benchmark", order=47)
@@ -61,13 +68,13 @@ def run(args) -> int:
         print(f"wrote {json_path} and {md_path}")
         return 0
 
-    from ..benchmark.report import write_plots
-    from ..benchmark.robustness import benchmark_root, output_dir, run_modelnet40c
+    from ..benchmark.result import write_plots
+    from ..benchmark.robustness import benchmark_root, output_dir, run_robustness
 
     check_needs(cfg)
     benchmark_root(cfg)                      # a missing benchmark folder fails before encoding
     with no_empty_output(output_dir(cfg)):
-        result = run_modelnet40c(cfg, argv=args.argv)
+        result = run_robustness(cfg, argv=args.argv)
     json_path, md_path = write_results(result, output_dir(cfg))
     write_plots(result, output_dir(cfg))
     print(result.to_markdown())

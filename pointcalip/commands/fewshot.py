@@ -4,11 +4,17 @@ from __future__ import annotations
 import argparse
 
 from ..fewshot.methods import method_names
+from ..tasks import TASKS, Task
 from . import COMMANDS
 from .options import add_config_options, non_negative_int, positive_int, add_figure_options
 
 #: `--method` choices: `all` and every registered few-shot method (no torch imported)
 METHOD_CHOICES = ["all", *method_names()]
+
+
+TASKS.register("fewshot", Task(config="pointcalip.fewshot.config:FewShotConfig",
+                               run="pointcalip.fewshot.run:run_fewshot",
+                               datasets="pointcalip.fewshot.stages:feature_datasets"), order=20)
 
 
 @COMMANDS.register("fewshot", order=20)

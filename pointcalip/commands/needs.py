@@ -18,12 +18,39 @@ _MISSING = (OSError, ValueError, KeyError, RuntimeError)
 
 
 def run_backbones(cfg) -> List[str]:
-    """The backbones a run of ``cfg`` loads: its own, and for an ablation config listing the
-    backbones study, that study's."""
+    """The backbones a run of ``cfg`` loads: its own and, for an ablation config listing the
+    backbones study, those of the study's backbones whose features are all stored
+    (:func:`stored_backbones`): the study loads only those (for their text encoder) and lists
+    the others, unloaded, with the command that encodes them."""
     names = [cfg.backbone]
     if "backbones" in getattr(cfg, "studies", ()):
-        names += list(cfg.backbones_study.backbones)
+        names += stored_backbones(cfg, cfg.backbones_study.backbones)
     return list(dict.fromkeys(names))
+
+
+def stored_backbones(cfg, specs) -> List[str]:
+    """Those of ``specs`` whose features of every cloud the backbones study reads under
+    ``cfg`` are in its store (looked up by identity, without loading them); [] when the data
+    cannot be read yet (the dataset check says why). A backbone whose identity cannot be
+    known without its weights counts as stored, so that the weights check names it."""
+    from ..ablation.backbones import lacking_rows, study_rows
+    from ..pipeline import load_splits
+    from ..store import FeatureStore
+
+    try:
+        wanted = study_rows(load_splits(cfg))
+    except _MISSING:
+        return []
+    store, projector = FeatureStore(cfg.cache_dir), cfg.projector.build()
+    out = []
+    for spec in specs:
+        try:
+            lacking = lacking_rows(store, wanted, projector, spec, cfg.device, cfg.engine)
+        except _MISSING:
+            lacking = {}
+        if not lacking:
+            out.append(spec)
+    return out
 
 
 def _dataset_problem(cfg) -> str | None:

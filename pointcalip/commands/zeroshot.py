@@ -3,8 +3,15 @@ from __future__ import annotations
 
 import argparse
 
+from ..tasks import TASKS, Task
 from . import COMMANDS
 from .options import add_config_options, add_tune_on_option, add_figure_options
+
+
+TASKS.register("zeroshot", Task(config="pointcalip.config:ZeroShotConfig",
+                                run="pointcalip.zeroshot:run_zeroshot",
+                                datasets="pointcalip.plan:tuned_datasets",
+                                compact_stores=True), order=10)
 
 
 @COMMANDS.register("zeroshot", order=10)

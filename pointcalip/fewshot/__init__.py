@@ -8,13 +8,19 @@
     cache = TipCache(keys, labels, num_classes)   # keys [M, D] unit rows
     logits = cache.logits(feats, base_logits, alpha=1.0, beta=5.5)
 
-`pointcalip fewshot` (fewshot/run.py) runs every method (fewshot/methods/, one module each)
+`pointcalip fewshot` (fewshot/run.py) runs every method (fewshot/methods/, one module each;
+the models they train live in tip_cache, inter_view_adapter and calip_fs_model)
 at every shot count and seed. Names are imported lazily, so that listing the methods (e.g.
 for ``--help``) imports no torch.
 """
-from ..core.lazy import lazy_attribute
+from ..core.lazy import lazy_attribute, renamed_modules
 
-_EXPORTS = {"CALIPFS": "calip_fs", "InterViewAdapter": "adapter", "TipCache": "tip"}
+_EXPORTS = {"CALIPFS": "calip_fs_model", "InterViewAdapter": "inter_view_adapter",
+            "TipCache": "tip_cache"}
+# the models' modules were named as the method modules that run them (methods/tip.py, ...)
+renamed_modules(__name__, {"tip": "tip_cache", "adapter": "inter_view_adapter",
+                           "calip_fs": "calip_fs_model"})
+renamed_modules(__name__, {"report": "result"})     # apart from pointcalip/report/
 
 __all__ = sorted(_EXPORTS)
 

@@ -26,7 +26,7 @@ from ..report import plots
 from ..report.results import RunInfo, backbone_label
 from .config import FewShotConfig
 from .methods import METHODS, method_entries
-from .report import FewShotResult, FewShotRun, plot_accuracy_vs_shots
+from .result import FewShotResult, FewShotRun, plot_accuracy_vs_shots
 from .stages import Prepared, TrainRows, output_dir, prepare, train_rows
 from .train import DamagedCheckpoint, set_aside
 

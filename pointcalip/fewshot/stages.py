@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ from .config import FewShotConfig
 from .data import AugmentedSplit, bank_rows, check_shots, shot_rows
 from .methods import METHODS
 from .recipe import TrainConfig
-from .report import FewShotRun, plot_curves, shots_words
+from .result import FewShotRun, plot_curves, shots_words
 from .train import EvalSet, FitResult, TrainSet, fingerprint, fit
 
 #: settings that do not change the numbers of one (method, shots, seed) run
@@ -382,3 +382,19 @@ def prepare(cfg: FewShotConfig, backbone: Optional[ClipBackbone] = None, resume:
     zero = zero_shot_base(cfg, features, text, backbone.device)
     return Prepared(cfg, backbone, splits, features, zero,
                     run_folders(cfg, out, resume, features, zero, backbone), trust_checkpoint)
+
+
+def feature_datasets(cfg: FewShotConfig, splits: Sequence[str]) -> list:
+    """(label, dataset, rows) a few-shot run reads among ``splits`` (the task's ``datasets``,
+    :mod:`pointcalip.plan`): TEST, and from TRAIN the validation rows, every seed's shots and,
+    for methods that train on them, the shots' augmented copies."""
+    from ..plan import split_datasets
+
+    def val(train, test, whole_train):
+        picked = train_rows(cfg, train, None if test is None else test.labels)   # as `fewshot` refuses
+        out = [] if whole_train else [("val", train, picked.rows)]
+        if picked.augmented is not None:
+            out.append(("val (copies)", picked.augmented, picked.bank_rows))
+        return out
+
+    return split_datasets(cfg, splits, True, val)

@@ -238,6 +238,42 @@ def _resume_state(run_dir: Path, run_id: str) -> Optional[dict]:
     return saved
 
 
+def _initial_state(model: nn.Module, val: EvalSet, forward: Callable, best_path: Path,
+                   run_id: str, about: Optional[dict]) -> dict:
+    """A fresh run's state: the untrained model (e.g. CALIP-FS = zero-shot CALIP) is the
+    first candidate, saved as ``best_path``."""
+    state = {"epoch": 0, "best_epoch": 0, "best": -1.0, "curves": [], "seconds": 0.0}
+    state["best"] = state["initial"] = evaluate(model, val, forward=forward)
+    _save({"model": model.state_dict(), "epoch": 0, "val_accuracy": state["best"],
+           "run_id": run_id, "about": about}, best_path)
+    return state
+
+
+def _train_epoch(model: nn.Module, train: TrainSet, batches, forward: Callable, loss_fn,
+                 optimizer, schedule, epoch_seed: int, device) -> Tuple[float, float]:
+    """One epoch over ``train`` in the order (and augmented copy per cloud) ``epoch_seed``
+    draws -> (mean loss, train accuracy in %)."""
+    g = torch.Generator().manual_seed(epoch_seed)
+    use_generator(model, torch.Generator(device).manual_seed(epoch_seed))
+    order = torch.randperm(len(train), generator=g)
+    pick = torch.randint(train.inputs[0].shape[1], (len(train),), generator=g)
+    model.train()
+    total, hits = 0.0, 0
+    for start, stop in batches:
+        idx = order[start:stop]
+        batch = [x[idx, pick[idx]].to(device) for x in train.inputs]
+        labels = train.labels[idx].to(device)
+        logits = forward(model, *batch)
+        loss = loss_fn(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        total += float(loss.detach()) * len(idx)
+        hits += int((logits.argmax(-1) == labels).sum())
+    return total / len(train), 100.0 * hits / len(train)
+
+
 def fit(model: nn.Module, train: TrainSet, val: EvalSet, recipe: TrainConfig, run_dir: Path,
         seed: int, resume: bool = False, run_id: str = "", desc: str = "train",
         forward: Optional[Callable] = None, about: Optional[dict] = None) -> FitResult:
@@ -257,7 +293,6 @@ def fit(model: nn.Module, train: TrainSet, val: EvalSet, recipe: TrainConfig, ru
     batches = _batches(len(train), recipe.batch_size, _min_batch(model))
     optimizer = _optimizer(model, recipe)
     schedule = _schedule(optimizer, recipe, len(batches))
-    state = {"epoch": 0, "best_epoch": 0, "best": -1.0, "curves": [], "seconds": 0.0}
     last, best_path = run_dir / "last.pt", run_dir / "best.pt"
     saved = _resume_state(run_dir, run_id) if resume else None
     if saved is not None:
@@ -267,37 +302,17 @@ def fit(model: nn.Module, train: TrainSet, val: EvalSet, recipe: TrainConfig, ru
         state = saved["state"]
         log.info("resuming %s after epoch %d of %d", run_dir.name, state["epoch"], recipe.epochs)
     else:
-        # the untrained model (e.g. CALIP-FS = zero-shot CALIP) is a candidate too
-        state["best"] = state["initial"] = evaluate(model, val, forward=forward)
-        _save({"model": model.state_dict(), "epoch": 0, "val_accuracy": state["best"],
-               "run_id": run_id, "about": about}, best_path)
+        state = _initial_state(model, val, forward, best_path, run_id, about)
     device = next(model.parameters()).device
     began = time.perf_counter() - state["seconds"]      # training time, over resumed parts too
     bar = tqdm(range(state["epoch"] + 1, recipe.epochs + 1), desc=desc, unit="epoch",
                disable=None, leave=False)
     try:
         for epoch in bar:
-            g = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
-            use_generator(model, torch.Generator(device).manual_seed(_epoch_seed(seed, epoch)))
-            order = torch.randperm(len(train), generator=g)
-            pick = torch.randint(train.inputs[0].shape[1], (len(train),), generator=g)
-            model.train()
-            total, hits = 0.0, 0
-            for first, stop in batches:
-                idx = order[first:stop]
-                batch = [x[idx, pick[idx]].to(device) for x in train.inputs]
-                labels = train.labels[idx].to(device)
-                logits = forward(model, *batch)
-                loss = loss_fn(logits, labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                total += float(loss.detach()) * len(idx)
-                hits += int((logits.argmax(-1) == labels).sum())
+            loss, train_acc = _train_epoch(model, train, batches, forward, loss_fn, optimizer,
+                                           schedule, _epoch_seed(seed, epoch), device)
             val_acc = evaluate(model, val, forward=forward)
-            state["curves"].append({"epoch": epoch, "loss": total / len(train),
-                                    "train_accuracy": 100.0 * hits / len(train),
+            state["curves"].append({"epoch": epoch, "loss": loss, "train_accuracy": train_acc,
                                     "val_accuracy": val_acc, "lr": schedule.get_last_lr()[0]})
             if val_acc > state["best"]:
                 state["best"], state["best_epoch"] = val_acc, epoch
@@ -307,10 +322,10 @@ def fit(model: nn.Module, train: TrainSet, val: EvalSet, recipe: TrainConfig, ru
             state["seconds"] = time.perf_counter() - began
             _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                    "schedule": schedule.state_dict(), "state": state, "run_id": run_id}, last)
-            bar.set_postfix(loss=f"{total / len(train):.3f}", val=f"{val_acc:.1f}")
+            bar.set_postfix(loss=f"{loss:.3f}", val=f"{val_acc:.1f}")
             if bar.disable and (epoch % max(recipe.epochs // 10, 1) == 0 or epoch == recipe.epochs):
                 log.info("%s: epoch %d of %d, loss %.4f, validation %.2f%% (best %.2f%% at epoch %d)",
-                         desc, epoch, recipe.epochs, total / len(train), val_acc, state["best"],
+                         desc, epoch, recipe.epochs, loss, val_acc, state["best"],
                          state["best_epoch"])   # no progress bar (not a terminal): a steady line
             if recipe.patience and epoch - state["best_epoch"] >= recipe.patience:
                 log.info("%s: no better validation accuracy for %d epochs; stopping at epoch %d",

@@ -3,7 +3,10 @@
 ``projector.locate`` renders every view to find each point's pixel and visibility; for V2's
 segmentation preset (a 112 x 224 x 224 grid) that is about 0.08 s per cloud on a 2-core CPU
 (6 minutes for ShapeNetPart's VAL and TEST), far more than everything else a `segment` run
-does from stored features (about 20 s). The result depends only on
+does from stored features (about 20 s). So the clouds `segment` (or `extract --config
+shapenetpart`) encodes are located in the render that makes their images
+(``projector.images_and_locations``, kept with :meth:`LocationCache.keep`); only clouds whose
+features were stored before are rendered again to be located. The result depends only on
 the clouds, the projector and the visibility tolerance, so it is kept on disk beside the
 feature store and read by every later run (reruns, prompt candidates, ablation points,
 ``--tune-on test``)::
@@ -14,6 +17,7 @@ feature store and read by every later run (reruns, prompt candidates, ablation p
             rows     [n] int64           dataset indices (positions in the dataset), ascending
             xy       [n, V, N, 2] float32  pixel (x = column, y = row) in the CLIP image
             visible  [n, V, N] bool        front surface at its pixel
+            key      str                   the key of the cache it was written for
         damaged/            pieces set aside because they could not be read
 
 ``key`` hashes the dataset's ``settings`` (split, points per cloud, categories, a
@@ -25,7 +29,9 @@ change and carry unique names, so concurrent writers need no lock (a row located
 same row; the first piece wins). A piece is checked when read: its arrays' shapes and dtypes,
 and their bytes against the CRC-32 the zip format records for every member of an ``.npz``
 (``zipfile`` verifies it when ``np.load`` reads a member to its end); a damaged one is moved
-to ``damaged/`` (or, read-only, ignored) and its rows located again. A folder that cannot be
+to ``damaged/`` (or, read-only, ignored) and its rows located again; so is a piece that
+names another cache's key or none (copied in from another projector setting's or split's
+folder), with a warning saying it does not belong. A folder that cannot be
 written is read as it is; missing rows are located without being kept, with
 one warning. Depth is not kept: segmentation reads only ``xy`` and ``visible``.
 """
@@ -55,6 +61,10 @@ LOCATIONS_FORMAT = 1
 STALE_SECONDS = 24 * 3600
 
 
+class ForeignPiece(ValueError):
+    """A piece that names another cache's key (or none)."""
+
+
 def locations_key(dataset_settings: dict, projector_settings: dict, tolerance: float) -> str:
     """20 hex digits naming the locations of one dataset split under one projector."""
     payload = {"format": LOCATIONS_FORMAT, "dataset": dataset_settings,
@@ -73,7 +83,10 @@ class LocationCache:
 
     ``locate(rows, points)`` -> (xy [n, V, N, 2] float32, visible [n, V, N] bool) for dataset
     rows [n] whose clouds are ``points`` [n, N, 3]: read where kept, else located with
-    ``projector.locate`` and kept. ``located`` / ``read`` count the rows of each kind.
+    ``projector.locate`` and kept. ``keep(rows, xy, visible)`` keeps locations the encoding
+    pass computed with the images (``projector.images_and_locations``: no second render).
+    ``located`` / ``read`` count the rows of each kind (``with_images``: located rows that
+    came from the encoding pass).
     """
 
     def __init__(self, root, dataset, projector, visible_tolerance: Optional[float] = None):
@@ -91,6 +104,7 @@ class LocationCache:
         self.writable = True
         self._prepared = False                 # folder made, meta written, stale files gone
         self.located = 0                       # shapes located by this process
+        self.with_images = 0                   # of those, located in the images' render
         self.read = 0                          # other shapes read from the cache (each once)
         self._located_rows: set = set()
         self._read_rows_seen: set = set()
@@ -119,6 +133,11 @@ class LocationCache:
         try:
             with np.load(path, allow_pickle=False) as z:
                 out = {k: z[k] for k in which}
+                key = str(z["key"]) if "key" in z.files else None
+            if key != self.meta["key"]:
+                raise ForeignPiece(f"it names cache {key!r}, not this cache "
+                                   f"({self.meta['key']}): it was located for other data or "
+                                   f"projector settings (copied in from another cache?)")
             rows = out["rows"]
             if rows.ndim != 1 or rows.dtype != np.int64 or not len(rows) \
                     or rows.min() < 0 or rows.max() >= self.num_rows:
@@ -129,8 +148,13 @@ class LocationCache:
         return out
 
     def _set_aside(self, path: Path, err: Exception) -> None:
-        log.warning("location cache %s: piece %s is unreadable (%s: %s); its rows will be "
-                    "located again", self.path, path.name, type(err).__name__, err)
+        if isinstance(err, ForeignPiece):
+            log.warning("location cache %s: piece %s does not belong here (%s); it is set "
+                        "aside in damaged/ and its rows will be located again", self.path,
+                        path.name, err)
+        else:
+            log.warning("location cache %s: piece %s is unreadable (%s: %s); its rows will be "
+                        "located again", self.path, path.name, type(err).__name__, err)
         for r in [r for r, n in self._owner.items() if n == path.name]:
             del self._owner[r]
         try:
@@ -195,6 +219,44 @@ class LocationCache:
             self._write(idx[todo], xy[todo], visible[todo])
         return torch.from_numpy(xy), torch.from_numpy(visible)
 
+    def missing(self, rows) -> np.ndarray:
+        """The rows of ``rows`` (ascending, unique) that no piece holds yet (pieces other
+        processes wrote included)."""
+        idx = np.unique(np.asarray(rows, dtype=np.int64).reshape(-1))
+        if any(int(r) not in self._owner for r in idx):
+            self.refresh()
+        return np.array([r for r in idx.tolist() if r not in self._owner], dtype=np.int64)
+
+    def keep(self, rows, xy, visible) -> int:
+        """Keep locations computed elsewhere, e.g. by ``projector.images_and_locations`` in
+        the pass that renders the images for encoding: rows [n] dataset indices, xy
+        [n, V, N, 2] and visible [n, V, N] (tensors on any device, or arrays), exactly what
+        ``projector.locate`` gives for their clouds at this cache's tolerance. Rows already
+        kept are skipped; -> rows kept now (counted in ``located``)."""
+        idx = np.asarray(rows, dtype=np.int64).reshape(-1)
+        xy = xy.cpu().numpy() if isinstance(xy, torch.Tensor) else np.asarray(xy)
+        visible = visible.cpu().numpy() if isinstance(visible, torch.Tensor) \
+            else np.asarray(visible)
+        v = self.projector.num_views
+        if xy.shape[:2] != (len(idx), v) or xy.shape[3:] != (2,) or \
+                visible.shape != xy.shape[:3]:
+            raise ValueError(f"locations for {len(idx)} rows must be xy [{len(idx)}, {v}, N, 2] "
+                             f"and visible [{len(idx)}, {v}, N]; got {xy.shape} and "
+                             f"{visible.shape}")
+        if idx.size and (idx.min() < 0 or idx.max() >= self.num_rows):
+            raise IndexError(f"rows {idx.tolist()[:10]} outside this split's {self.num_rows} "
+                             f"clouds")
+        new = np.isin(idx, self.missing(idx))
+        if not new.any():
+            return 0
+        self._write(idx[new], xy[new].astype(np.float32, copy=False),
+                    visible[new].astype(bool, copy=False))
+        self._located_rows.update(int(r) for r in idx[new])
+        self.located = len(self._located_rows)
+        self.read = len(self._read_rows_seen - self._located_rows)
+        self.with_images += int(new.sum())
+        return int(new.sum())
+
     # ------------------------------------------------------------------------ writing
     def _write(self, rows: np.ndarray, xy: np.ndarray, visible: np.ndarray) -> None:
         """Keep one batch as a new piece; on the first failure, warn and keep nothing more."""
@@ -216,7 +278,7 @@ class LocationCache:
                 self._remove_stale()
                 self._prepared = True
             with atomic_write(pieces / name) as f:
-                np.savez(f, rows=rows, xy=xy, visible=visible)
+                np.savez(f, rows=rows, xy=xy, visible=visible, key=np.array(self.meta["key"]))
         except OSError as err:
             self.writable = False
             log.warning("location cache %s cannot be written (%s); point locations are "

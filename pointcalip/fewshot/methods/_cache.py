@@ -1,5 +1,5 @@
 """The stage Tip-Adapter and Tip-Adapter-F share: a cache of the shots over a zero-shot base,
-and its (alpha, beta) search on validation (fewshot/tip.py holds the cache itself)."""
+and its (alpha, beta) search on validation (fewshot/tip_cache.py holds the cache itself)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ...report.metrics import Accuracy, accuracy
-from ..tip import TipCache, default_grids, descriptors, search_alpha_beta
+from ..tip_cache import TipCache, default_grids, descriptors, search_alpha_beta
 
 
 @dataclass

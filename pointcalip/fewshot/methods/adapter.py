@@ -1,4 +1,4 @@
-"""PointCLIP's inter-view adapter trained on the shots' raw global features (fewshot/adapter.py),
+"""PointCLIP's inter-view adapter trained on the shots' raw global features (fewshot/inter_view_adapter.py),
 or a released checkpoint of it evaluated as it is."""
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def _check_checkpoint(cfg, num_views: int, channels: int, trust: bool = False) -
     """Before anything is encoded: ``adapter.checkpoint`` must be a readable PointCLIP adapter
     (allow-listed contents unless ``trust``) for ``num_views`` views of ``channels``."""
     if cfg.adapter.checkpoint:
-        from ..adapter import check_checkpoint_fits
+        from ..inter_view_adapter import check_checkpoint_fits
 
         check_checkpoint_fits(cfg.adapter.checkpoint, num_views, channels,
                               f"projector {cfg.projector.name}, backbone {cfg.backbone}", trust)
@@ -47,7 +47,7 @@ def run(prepared, k: Optional[int], seed: Optional[int]):
     the released adapter (no shots, no seed)."""
     import torch
 
-    from ..adapter import InterViewAdapter
+    from ..inter_view_adapter import InterViewAdapter
     from ..data import stack_alternatives
     from ..stages import Outcome, test_accuracy
     from ..train import EvalSet, TrainSet, evaluate

@@ -1,5 +1,5 @@
 """CALIP-FS, ours: CALIP's attention with trainable projections, initialised as zero-shot
-CALIP with the betas and view weights searched on validation (fewshot/calip_fs.py)."""
+CALIP with the betas and view weights searched on validation (fewshot/calip_fs_model.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -25,7 +25,7 @@ def run(prepared, k: int, seed: int):
     """-> the row of CALIP-FS trained on ``k`` shots drawn with ``seed`` (U drawn with it)."""
     import torch
 
-    from ..calip_fs import CALIPFS
+    from ..calip_fs_model import CALIPFS
     from ..data import stack_alternatives
     from ...report.metrics import accuracy
     from ..stages import Outcome

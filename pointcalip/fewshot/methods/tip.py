@@ -1,5 +1,5 @@
 """Tip-Adapter: a training-free cache of the shots on top of zero-shot logits, its alpha and
-beta searched on validation (fewshot/tip.py)."""
+beta searched on validation (fewshot/tip_cache.py)."""
 from __future__ import annotations
 
 import typing
@@ -13,7 +13,7 @@ from . import METHODS
 class TipConfig(Section):
     """Tip-Adapter's cache on top of zero-shot ``base`` logits; alpha and beta searched on
     validation over ``0.1 + i (max - 0.1) / steps`` (Tip-Adapter's grids and its default
-    maxima; alpha multiplied by ||w||_2, see fewshot/tip.py). Tip-Adapter-F searches the same
+    maxima; alpha multiplied by ||w||_2, see fewshot/tip_cache.py). Tip-Adapter-F searches the same
     grids."""
 
     base: typing.Literal["pointclip", "calip"] = "calip"
@@ -27,7 +27,7 @@ class TipConfig(Section):
 def run(prepared, k: int, seed: int):
     """-> the row of Tip-Adapter at ``k`` shots drawn with ``seed``."""
     from ..stages import Outcome
-    from ..tip import TipCache
+    from ..tip_cache import TipCache
     from ._cache import accuracies, cache_inputs, search
 
     x = cache_inputs(prepared, prepared.cfg.tip.base, k, seed)

@@ -1,5 +1,5 @@
 """Tip-Adapter-F: Tip-Adapter's cache keys trained on the shots, then alpha and beta searched
-again on validation (fewshot/tip.py)."""
+again on validation (fewshot/tip_cache.py)."""
 from __future__ import annotations
 
 import typing
@@ -30,7 +30,7 @@ def run(prepared, k: int, seed: int):
     import torch
 
     from ..stages import Outcome
-    from ..tip import TipCache, train_tip_f
+    from ..tip_cache import TipCache, train_tip_f
     from ._cache import accuracies, cache_inputs, search
 
     cfg, zero = prepared.cfg.tip_f, prepared.zero
@@ -38,7 +38,7 @@ def run(prepared, k: int, seed: int):
     cache = TipCache(x.keys, x.labels, zero.num_classes, learnable=True).to(prepared.device)
     alpha, beta = search(cache, x)
     base_train = zero.logits(cfg.base, zero.of(x.rows))
-    # Tip-Adapter-F's own objective and optimiser (fewshot/tip.py, checked against the official code)
+    # Tip-Adapter-F's own objective and optimiser (fewshot/tip_cache.py, checked against the official code)
     fitted = train_tip_f(cache, x.keys, base_train, x.labels, x.val, x.val_base, x.val_labels, alpha, beta,
                          zero.weights(cfg.base), zero.num_views, cfg.train, torch.Generator().manual_seed(seed),
                          prepared.folders.run_dir("tip_f", k, seed))

@@ -9,7 +9,7 @@ from . import METHODS
 def run(prepared, k=None, seed=None) -> list:
     """-> the rows of PointCLIP (betas 0) and CALIP (the search on validation) at 0 shots."""
     from ...pipeline import evaluate
-    from ..report import FewShotRun
+    from ..result import FewShotRun
 
     zero = prepared.zero
     test = evaluate(zero.test, zero.text, zero.found)

@@ -38,9 +38,11 @@ class SetScore:
     calip: Accuracy
     corruption: Optional[str] = None
     severity: Optional[int] = None
+    points: Optional[int] = None     # points per cloud fed to the projector (every stored one)
 
     def to_dict(self) -> dict:
-        return {"n": self.n, "pointclip": self.pointclip.topk(), "calip": self.calip.topk()}
+        return {"n": self.n, "points": self.points, "pointclip": self.pointclip.topk(),
+                "calip": self.calip.topk()}
 
 
 def _mean(scores: List[SetScore], method: str) -> Dict[str, float]:
@@ -66,7 +68,8 @@ def run_header(result) -> dict:
 
 @dataclass
 class BenchmarkResult:
-    """A ModelNet40-C run; ``to_dict()`` is results.json, ``to_markdown()`` results.md."""
+    """A robustness run (ModelNet40-C, ModelNet-C, ScanObjectNN-C); ``to_dict()`` is
+    results.json, ``to_markdown()`` results.md."""
 
     config: object                      # BenchmarkConfig
     run: RunInfo
@@ -79,7 +82,7 @@ class BenchmarkResult:
     tuning_clouds: int
     found: SearchResult
     clean: SetScore
-    original: SetScore
+    original: Optional[SetScore]        # the release's uncorrupted set (None: it has none)
     cells: List[SetScore]
     timings: Dict[str, float] = field(default_factory=dict)
     data: List[DataStatement] = field(default_factory=list)   # complete releases or not
@@ -148,7 +151,7 @@ class BenchmarkResult:
             "beta3": self.found.beta3,
             "view_weights": list(self.found.view_weights),
             "clean": {"dataset": cfg.data.label, "split": "test", **self.clean.to_dict()},
-            "original": self.original.to_dict(),
+            "original": None if self.original is None else self.original.to_dict(),
             "corruptions": {c: {str(s.severity): s.to_dict() for s in self.of(c)}
                             for c in self.corruptions},
             "mean_per_corruption": {c: {m: _mean(self.of(c), m) for m in METHODS}
@@ -210,8 +213,9 @@ class BenchmarkResult:
             "|---|---|---|---|",
             f"| clean {cfg.data.label} TEST | {self.clean.n} | {acc(self.clean.pointclip)} | "
             f"{acc(self.clean.calip)} |",
-            f"| {self.benchmark} original | {self.original.n} | {acc(self.original.pointclip)} | "
-            f"{acc(self.original.calip)} |",
+            *([] if self.original is None else [
+                f"| {self.benchmark} {self.original.label} | {self.original.n} | "
+                f"{acc(self.original.pointclip)} | {acc(self.original.calip)} |"]),
             f"| {self.benchmark} mean of {len(self.cells)} corrupted sets | {self.cells[0].n} | "
             + " | ".join(" / ".join(f"{r['overall'][m][k]:.2f}" for k in TOPK) for m in METHODS)
             + " |", "",
@@ -257,6 +261,8 @@ class DatasetScore:
     calip: Accuracy
     features: Dict[str, dict]             # "tuning" / "reported" -> store path and encode stats
     seconds: float
+    test_data: Optional[str] = None        # identity of the test data the rows index
+    tuned_test_ids: Optional[List[str]] = None   # object ids of tuned_test_rows (LVIS uids)
 
     def rows(self) -> List[dict]:
         """The table's two rows (PointCLIP, CALIP)."""
@@ -278,6 +284,11 @@ class DatasetScore:
                        # the test clouds the betas come from (none reported), for anyone to check
                        "test_rows": (None if self.tuned_test_rows is None
                                      else self.tuned_test_rows.tolist()),
+                       # what those rows are, for a later tune.from to match: the object
+                       # ids, and the identity of the test data they index
+                       **({} if self.tuned_test_ids is None else
+                          {"test_ids": list(self.tuned_test_ids)}),
+                       "test_data": self.test_data,
                        "from": self.source,
                        "tuning_accuracy": 100.0 * self.found.accuracy if tuned_here else None},
             "beta2": self.found.beta2, "beta3": self.found.beta3,
