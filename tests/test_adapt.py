@@ -17,6 +17,7 @@ from pointcalip.cli import main
 from pointcalip.datasets.modelnet40c import data_file
 from pointcalip.model import PointCALIP
 from pointcalip.projection import PointCLIPProjector
+from planted_shift import anchors_and_shifts, shifted_set
 from synthetic_corrupted_h5 import modelnet_c_points, write_modelnet_c
 from synthetic_modelnet40c import release_counts, write_modelnet40c
 
@@ -160,37 +161,15 @@ def test_extract_fills_what_adapt_reads(planted, adapted, tiny_checkpoints, caps
 
 
 def plant_shift(res, backbone, planted, folder):
-    """A ModelNet40-C release whose gaussian_5 is a planted shift, at the run's own betas:
-    per class an anchor (a TEST cloud CALIP gets right, by its widest margin) and a shifted
-    copy (the anchor plus seeded noise: of 32 draws, the one CALIP gets wrong by the smallest
-    margin above 0.05, so float16 rounding in the store cannot flip it). Each row holds its
-    label's anchor or, for about half of the rows of a class with a shifted copy, that copy.
-    Zero-shot gets exactly the anchor rows right; the shifted copies sit next to their
-    anchors, which a cache holds under the right class. -> (folder, zero-shot top-1 % on the
-    rows --limit keeps)."""
+    """A ModelNet40-C release whose gaussian_5 is a planted shift (tests/planted_shift.py) at
+    the run's own betas, half the rows of each class with a shifted copy moved. -> (folder,
+    zero-shot top-1 % on the rows --limit keeps)."""
     labels, clouds = planted.labels["test"], planted.points["test"].numpy()
-    model = calip_model(res, backbone)
-    with torch.no_grad():
-        z = model(torch.from_numpy(clouds)).double()
-    rng = np.random.default_rng(1)
-    anchors, shifted = {}, {}
-    for y in range(len(P.CLASSES)):
-        right = np.flatnonzero((labels == y) & (z.argmax(-1).numpy() == y))
-        top2 = z[right].topk(2).values
-        anchors[y] = clouds[right[int((top2[:, 0] - top2[:, 1]).argmax())]]
-        draws = np.stack([anchors[y] + rng.normal(scale=sc, size=anchors[y].shape)
-                          for sc in (0.02, 0.04, 0.06, 0.08) for _ in range(8)]).astype(np.float32)
-        with torch.no_grad():
-            zz = model(torch.from_numpy(draws)).double()
-        wrong = zz.max(-1).values - zz[:, y]
-        wrong[(zz.argmax(-1) == y) | (wrong < 0.05)] = float("inf")
-        if torch.isfinite(wrong.min()):
-            shifted[y] = draws[int(wrong.argmin())]
+    anchors, shifted = anchors_and_shifts(calip_model(res, backbone), labels, clouds)
     assert len(shifted) >= 2, "the planted shift needs shifted copies of two classes"
-    moved = (np.random.default_rng(2).random(len(labels)) < 0.5) & np.isin(labels, list(shifted))
+    shift, moved = shifted_set(anchors, shifted, labels, 0.5)
     folder = write_modelnet40c(folder, labels, base=clouds, corruptions=["gaussian"])
-    np.save(folder / data_file("gaussian", 5),
-            np.stack([shifted[y] if m else anchors[y] for y, m in zip(labels, moved)]))
+    np.save(folder / data_file("gaussian", 5), shift)
     return folder, 100.0 * (1 - moved[limit_rows(labels, LIMIT, 0)].mean())
 
 
