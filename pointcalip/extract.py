@@ -167,16 +167,23 @@ def _logits_head(store: SplitStore, num_views: int, device: torch.device
 
 
 def _encode_batch(chunk: np.ndarray, dataset, projector, backbone, head, clock: "_Clock",
-                  device: torch.device):
+                  device: torch.device, locations=None):
     """Project and encode the clouds ``chunk`` -> (global [b, V, C] fp16, spatial or None,
-    norms [b, V] fp32, logits or None, time marks), on the host (from a GPU: copies in
-    flight until the last mark has happened)."""
+    norms [b, V] fp32, logits or None, time marks, (xy, visible) or None), on the host (from
+    a GPU: copies in flight until the last mark has happened). With ``locations``, where the
+    points land comes from the same render as the images."""
     v = projector.num_views
     points = torch.as_tensor(dataset.points(chunk), dtype=torch.float32)
     if device.type == "cuda":
         points = points.pin_memory()
     marks = [clock.mark()]
-    images = projector(points.to(device, non_blocking=True))  # [b, V, 3, S, S]
+    points = points.to(device, non_blocking=True)
+    loc = None
+    if locations is None:
+        images = projector(points)                                       # [b, V, 3, S, S]
+    else:                                  # the same render gives where the points land
+        images, where = projector.images_and_locations(points, locations.tolerance)
+        loc = (_to_host(where.xy, torch.float32), _to_host(where.visible, torch.bool))
     marks.append(clock.mark())
     g, s, norms = backbone.encode_images(images.flatten(0, 1), return_norms=True)
     b = len(chunk)
@@ -188,18 +195,24 @@ def _encode_batch(chunk: np.ndarray, dataset, projector, backbone, head, clock: 
     g, norms = _to_host(g, torch.float16), _to_host(norms.view(b, v), torch.float32)
     s = None if s is None else _to_host(s, torch.float16)
     marks.append(clock.mark())
-    return g, s, norms, logits, marks
+    return g, s, norms, logits, marks, loc
 
 
 def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, backbone,
-                   batch_size: int = 16, desc: str = "encode", shard: Shard = Shard()
-                   ) -> ExtractStats:
+                   batch_size: int = 16, desc: str = "encode", shard: Shard = Shard(),
+                   locations=None) -> ExtractStats:
     """Encode into ``store`` the ``rows`` [n] of ``dataset`` it lacks: this rank's share of
     the blocks of ``rows`` (:func:`blocks_of`) that lack some. Every rank of ``shard`` must
     call this for the same store and rows; they wait for each other after listing what is
     missing and again at the end, so the store then holds every row. -> ExtractStats of this
     rank's work (``missing``: clouds all ranks encoded). ``dataset`` needs ``name``,
-    ``split``, ``len`` and ``points(indices)`` [b, N, 3]."""
+    ``split``, ``len`` and ``points(indices)`` [b, N, 3].
+
+    ``locations``: where the encoded clouds' points land is kept there too, from the same
+    render as the images (``projector.images_and_locations``; an object with ``tolerance``
+    and ``keep(rows, xy, visible)``, e.g. a segmentation
+    :class:`~pointcalip.segmentation.locations.LocationCache`), written with the batch's
+    store piece; rows already stored are not rendered, so not located, here."""
     _check_request(store, dataset, rows, projector, batch_size)
     todo, todo_rows = _missing_blocks(store, rows, batch_size)
     stats = ExtractStats(requested=len(rows), encoded=0, missing=len(todo_rows))
@@ -218,9 +231,12 @@ def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, back
     bar = tqdm(total=len(todo_rows), desc=desc, unit="cloud",
                disable=None if len(todo_rows) and shard.is_main else True)
 
-    def store_batch(chunk, g, s, norms, logits, marks):
-        """On the writer thread: wait for the batch, then write its piece."""
+    def store_batch(chunk, g, s, norms, logits, marks, loc):
+        """On the writer thread: wait for the batch, then write its piece (and keep the
+        points' locations)."""
         projection_s, encoding_s = clock.seconds(*marks[:2]), clock.seconds(*marks[1:])
+        if loc is not None:
+            locations.keep(chunk, *loc)
         store.write(chunk, g.numpy(), None if s is None else s.numpy(), norms.numpy(),
                     seconds=projection_s + encoding_s, device=str(device), threads=threads,
                     logits=None if logits is None else [x.numpy() for x in logits])
@@ -243,7 +259,7 @@ def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, back
             try:
                 for chunk in shard.take(todo):
                     encoded = _encode_batch(chunk, dataset, projector, backbone, head, clock,
-                                            device)
+                                            device, locations)
                     pending.append(writer.submit(store_batch, chunk, *encoded))
                     while len(pending) > 1:        # one batch is written while the next encodes
                         pending.popleft().result()
@@ -265,14 +281,16 @@ def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, back
 
 
 def extract(store: SplitStore, dataset, rows: Optional[Sequence[int]], projector, backbone,
-            batch_size: int = 16, desc: str = "encode") -> SplitFeatures:
+            batch_size: int = 16, desc: str = "encode", locations=None) -> SplitFeatures:
     """Encode the ``rows`` of ``dataset`` (default all) that ``store`` lacks
-    (:func:`encode_missing`); -> their features, in the order of ``rows``. ``dataset`` needs
+    (:func:`encode_missing`, which also keeps the encoded clouds' point locations in
+    ``locations`` when given); -> their features, in the order of ``rows``. ``dataset`` needs
     ``points(indices) -> [b, N, 3]`` and ``labels``."""
     rows = np.arange(len(dataset), dtype=np.int64) if rows is None else \
         np.asarray(rows, dtype=np.int64).reshape(-1)
     stored_before = rows[store.stored(rows)]
-    stats = encode_missing(store, dataset, rows, projector, backbone, batch_size, desc)
+    stats = encode_missing(store, dataset, rows, projector, backbone, batch_size, desc,
+                           locations=locations)
     stats.cached_encoding_s = store.encoding_seconds(stored_before)
     labels = np.asarray(dataset.labels, dtype=np.int64)[rows]
     return SplitFeatures(store, rows, labels, stats)

@@ -47,6 +47,10 @@ class Task:
       the config's own (None: only the config's own).
     - ``after_encode``: ``after_encode(store_root, dataset, projector, cfg, shard)``, what
       ``extract`` fills besides features for each job (e.g. segmentation's location cache).
+    - ``encode_with``: ``encode_with(store_root, dataset, projector, cfg)`` -> what
+      ``extract`` keeps from the render that makes the images (passed to
+      :func:`pointcalip.extract.encode_missing` as ``locations``; segmentation's location
+      cache), or None.
     - ``compact_stores``: whether its runs read ``tokens8`` and ``logits`` stores.
     """
 
@@ -55,6 +59,7 @@ class Task:
     datasets: str
     pairs: Optional[str] = None
     after_encode: Optional[str] = None
+    encode_with: Optional[str] = None
     compact_stores: bool = False
 
     def config_class(self):

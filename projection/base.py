@@ -137,22 +137,39 @@ class Projector(ABC):
         `to_clip_images`), ``depth`` [B, V, N] in the map's units and ``visible`` [B, V, N]:
         the point is the front surface at its pixel: ``|depth - map value| <= tolerance``
         (each projector's ``_locate_pixels`` documents its depth and default tolerance).
+        Renders every view; :meth:`images_and_locations` gives the images of the same render.
         """
+        import torch
+        with torch.no_grad():
+            return self._maps_and_locations(check_points(points), visible_tolerance)[1]
+
+    def images_and_locations(self, points, visible_tolerance: Optional[float] = None
+                             ) -> Tuple[torch.Tensor, "PointPixels"]:
+        """One render for both: the CLIP-ready images (as ``self(points)``) and where each
+        point lands in them (as :meth:`locate`), equal to the two calls' results bit for bit
+        but rendering once (the projector learns each point's pixel and whether it is the
+        front surface while it renders)."""
+        import torch
+        with torch.no_grad():
+            maps, loc = self._maps_and_locations(check_points(points), visible_tolerance)
+            return to_clip_images(maps, self.image_size, self.clip_normalize), loc
+
+    def _maps_and_locations(self, pts: torch.Tensor, visible_tolerance: Optional[float]
+                            ) -> Tuple[torch.Tensor, "PointPixels"]:
+        """Checked points -> (maps [B, V, h, h] as `_project`, PointPixels)."""
         import torch
         from .locate import PointPixels
         tol = self.VISIBLE_TOLERANCE if visible_tolerance is None else float(visible_tolerance)
-        with torch.no_grad():
-            pts = check_points(points)
-            maps, row, col, depth, front = self._locate_pixels(pts)
-            b, v, n = depth.shape
-            h = maps.shape[-1]
-            flat = maps.reshape(b, v, -1)
-            held = torch.gather(flat, 2, (row * h + col).reshape(b, v, n))
-            visible = front & ((depth - held).abs() <= tol)
-            scale = (self.image_size - 1) / (h - 1) if h > 1 else 1.0
-            xy = torch.stack([col, row], dim=-1).to(torch.float32) * scale
-        return PointPixels(xy=xy, depth=depth, visible=visible, map_size=h,
-                           image_size=self.image_size)
+        maps, row, col, depth, front = self._locate_pixels(pts)
+        b, v, n = depth.shape
+        h = maps.shape[-1]
+        flat = maps.reshape(b, v, -1)
+        held = torch.gather(flat, 2, (row * h + col).reshape(b, v, n))
+        visible = front & ((depth - held).abs() <= tol)
+        scale = (self.image_size - 1) / (h - 1) if h > 1 else 1.0
+        xy = torch.stack([col, row], dim=-1).to(torch.float32) * scale
+        return maps, PointPixels(xy=xy, depth=depth, visible=visible, map_size=h,
+                                 image_size=self.image_size)
 
     def select_views(self, indices: Sequence[int]) -> "Projector":
         """A copy of this projector rendering only the views at `indices` (same pixels per view)."""

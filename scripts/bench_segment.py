@@ -17,6 +17,18 @@ nearest visible point's label, far more than on ShapeNetPart's surface samples);
 are random. ``--scale`` runs a share of the shapes and also prints the times scaled up to the
 full sizes (every stage is linear in the shapes). The cache goes to ``--cache`` (default: a
 temporary folder, removed at the end) and its size on disk is reported.
+
+``--encode ARCH`` (e.g. ViT-B/16; the published architecture with random weights, timing does
+not depend on them) times what a first `segment` run does from nothing against encoding
+alone: (1) encoding VAL and TEST into an empty feature store (``extract``: render, CLIP), then
+(2) a first run into another empty store and location cache: the same encoding, where the
+code supports it with the point locations kept from the same render
+(``extract(..., locations=)``), then the tuning search and the TEST pass, whose locations
+are read from the cache or, where encoding did not keep them, located (rendered again). It
+prints both times and their ratio (goal <= 1.15), and the cost of locating per shape: a
+separate render (``locate``) and the extra of one render giving images and locations
+(``images_and_locations`` against ``projector(points)``). The script runs against any
+checkout (``PYTHONPATH=<checkout>``), so a before/after comparison uses this one file.
 """
 from __future__ import annotations
 
@@ -73,8 +85,9 @@ class Tokens:
         self.pool = t.numpy()
         self.store = self
 
-    def read(self, rows):
-        return None, self.pool[:len(rows)], None
+    def read(self, rows, views=None):
+        pool = self.pool[:len(rows)]
+        return None, pool if views is None else pool[:, views], None
 
 
 class Timed:
@@ -131,6 +144,10 @@ def main() -> None:
     ap.add_argument("--preset", default=None,
                     help="its preset, e.g. pointclip_v2_seg or pointclip_v2 (realistic)")
     ap.add_argument("--cache", default=None, help="location cache folder (default: temporary)")
+    ap.add_argument("--encode", default=None, metavar="ARCH",
+                    help="time a first run from nothing against encoding alone, with CLIP "
+                         "ARCH (random weights): ViT-B/16, ViT-B/32, RN50, ...")
+    ap.add_argument("--engine", default="eager", help="image tower engine for --encode")
     args = ap.parse_args()
     torch.manual_seed(0)
     cfg = load_config(SegmentConfig, ["shapenetpart"], [f"batch_size={args.batch}"])
@@ -152,6 +169,9 @@ def main() -> None:
     print(f"{n_val} val / {n_test} test shapes, {args.points} points, {args.views} views "
           f"({label}), {args.tokens} x {args.dim} tokens, {torch.get_num_threads()} threads")
     try:
+        if args.encode:
+            encode_comparison(args, splits, projector, cfg, root)
+            return
         for run in ("first run (locations computed and cached)", "cached run (locations read)"):
             times, render, test_lookup, located, read, choice = one_run(
                 splits, tokens, projector, root, cfg)
@@ -176,6 +196,98 @@ def main() -> None:
     finally:
         if not args.cache:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def locate_costs(projector, shapes: Shapes, batch: int, repeats: int = 3) -> dict:
+    """Seconds per shape (best of ``repeats`` on one batch): rendering the images
+    (``projector(points)``), a separate ``locate`` and, where the projector has it, one render
+    for both (``images_and_locations``)."""
+    pts = shapes.points(np.arange(min(batch, len(shapes))))
+    calls = {"render images": lambda: projector(pts), "locate (second render)":
+             lambda: projector.locate(pts)}
+    if hasattr(projector, "images_and_locations"):
+        calls["images + locations (one render)"] = lambda: projector.images_and_locations(pts)
+    out = {}
+    for name, call in calls.items():
+        call()
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            call()
+            best = min(best, time.perf_counter() - t0)
+        out[name] = best / len(pts)
+    return out
+
+
+def encode_comparison(args, splits, projector, cfg, root: Path) -> None:
+    """Encoding alone against a first run from nothing (see the module doc)."""
+    import inspect
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_engine import MODELS, random_clip
+    from pointcalip.backbones import ClipBackbone
+    from pointcalip.extract import extract
+    from pointcalip.store import FeatureStore
+
+    key = {spec[0]: k for k, spec in MODELS.items()}.get(args.encode, args.encode)
+    if key not in MODELS:
+        raise SystemExit(f"--encode: unknown architecture {args.encode!r}; one of "
+                         f"{', '.join(spec[0] for spec in MODELS.values())}")
+    backbone = ClipBackbone(random_clip(key), name=f"{MODELS[key][0]}-random",
+                            identity=f"random:{key}:seed0")
+    backbone.set_engine(args.engine)
+    one_pass = "locations" in inspect.signature(extract).parameters
+    dim = int(backbone.encode_prompts([["a"]]).shape[-1])
+    texts = {c: torch.nn.functional.normalize(torch.randn(PART_COUNTS[c], dim), dim=-1)
+             for c in range(16)}
+    print(f"--encode {MODELS[key][0]} (random weights, engine {args.engine}); this code "
+          f"{'keeps locations from the encoding render' if one_pass else 'locates separately'}")
+
+    costs = locate_costs(projector, splits["test"], args.batch)
+    for name, sec in costs.items():
+        print(f"  {name:34s} {sec:.4f} s per shape")
+    if "images + locations (one render)" in costs:
+        extra = costs["images + locations (one render)"] - costs["render images"]
+        print(f"  locating in the encoding render costs {extra:+.4f} s per shape")
+
+    t0 = time.perf_counter()
+    store = FeatureStore(root / "alone")
+    for name in ("val", "test"):
+        d = splits[name]
+        extract(store.open(d, projector, backbone), d, None, projector, backbone, args.batch,
+                desc=f"encode {name}")
+    encode = time.perf_counter() - t0
+    print(f"  encoding alone (val + test): {encode:.2f} s, load average "
+          f"{os.getloadavg()[0]:.1f}")
+
+    render = Timed(projector, "locate")
+    t0 = time.perf_counter()
+    store = FeatureStore(root / "first")
+    caches = {s: LocationCache(store.root, d, projector, cfg.visible_tolerance)
+              for s, d in splits.items()}
+    feats = {}
+    for name in ("val", "test"):
+        d = splits[name]
+        kw = {"locations": caches[name]} if one_pass else {}
+        feats[name] = extract(store.open(d, projector, backbone), d, None, projector,
+                              backbone, args.batch, desc=f"encode {name}", **kw)
+    t_enc = time.perf_counter() - t0
+    timings = {}
+    choice = tune_prompts(feats["val"], splits["val"], [texts], caches["val"], cfg, timings)
+    t1 = time.perf_counter()
+    predict_split(feats["test"], splits["test"], texts, caches["test"], cfg, choice.params)
+    t_test = time.perf_counter() - t1
+    first = time.perf_counter() - t0
+    del projector.locate
+    print(f"  first run: {first:.2f} s = encoding {t_enc:.2f} + val locate "
+          f"{timings['tune_locate_s']:.2f} + val logits {timings['tune_logits_s']:.2f} + "
+          f"search {timings['search_s']:.2f} + test pass {t_test:.2f}; separate renders "
+          f"(locate) {render.seconds:.2f} s; located "
+          f"{ {s: c.located for s, c in caches.items()} }, read "
+          f"{ {s: c.read for s, c in caches.items()} }")
+    print(f"  first run / encoding alone = {first / encode:.3f} (goal <= 1.15), load average "
+          f"{os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

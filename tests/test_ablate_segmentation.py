@@ -61,9 +61,22 @@ def every(seg_planted, tiny_checkpoints, tmp_path_factory):
 def test_terms_study_dense_calip_recovers_the_planted_parts_and_dense_clip_does_not(every):
     out, res = every
     table = {r["variant"]: r for r in rows(out / "terms")}
-    assert list(table) == ["dense CLIP (S0)", "+ S1 + S2 (dense CALIP)", "+ view weights"]
+    assert list(table) == ["dense CLIP (S0)", "+ S1 (beta2)", "+ S2 (beta3)",
+                           "+ S1 + S2 (dense CALIP)", "+ view weights"]
     clip, calip = table["dense CLIP (S0)"], table["+ S1 + S2 (dense CALIP)"]
     assert float(calip["instance_miou"]) >= 97.0 and float(calip["tune_miou"]) >= 97.0
+    # planted at beta2 1.0, beta3 0.5: each term alone falls short of both, and is searched
+    # alone (the other beta 0)
+    for name, term, zero in (("+ S1 (beta2)", "s1", "beta3"), ("+ S2 (beta3)", "s2", "beta2")):
+        alone = json.loads((out / "runs" / table[name]["run"] / "results.json").read_text())
+        assert alone["tuning"]["terms"] == [term]
+        assert all(p[zero] == 0.0 for p in alone["tuning"]["params"].values())
+        assert float(table[name]["tune_miou"]) < float(calip["tune_miou"]) - 1.0
+    # the beta2 x beta3 surface on VAL: its best cell is the planted betas' neighbourhood
+    surface = rows(out / "terms") and list(csv.DictReader(open(out / "terms" / "surface.csv")))
+    best = max(surface, key=lambda r: float(r["tune_instance_miou"]))
+    assert len(surface) == 81 and float(best["tune_instance_miou"]) >= 97.0
+    assert (out / "terms" / "beta_surface.png").stat().st_size > 1000
     assert float(clip["instance_miou"]) < float(calip["instance_miou"]) - 20.0
     assert float(clip["class_miou"]) < float(calip["class_miou"]) - 20.0
     assert {r["tuned_on"] for r in rows(out / "terms")} == {"val"}
@@ -115,11 +128,22 @@ def test_backbones_study_lists_the_missing_one_with_the_segment_command(every, t
     assert f"`{command}`" in (out / "backbones" / "report.md").read_text()
 
 
-def test_views_study_all_views_win_and_subsets_read_their_own_stores(seg_planted, tiny_checkpoints,
-                                                                      tmp_path):
+def test_views_study_all_views_win_and_subsets_read_the_full_store(seg_planted, tiny_checkpoints,
+                                                                    tmp_path):
+    """Subsets read their views from the store of all the views (no store of their own), and
+    give what a projector of only those views gives."""
     root, base = seg_planted
+    before = sorted(p.parent for p in (base / "cache").rglob("*.json"))
     res = ablate(root, base, tiny_checkpoints["vit"], tmp_path / "out", "studies=[views]",
                  "tune.view_weights=false")
+    stores = {p.parent for p in (base / "cache").rglob("*.json")} - set(before)
+    assert not any("views" in str(p) for p in stores), stores
+    sub = ablate(root, base, tiny_checkpoints["vit"], tmp_path / "sub", "studies=[projectors]",
+                 "tune.view_weights=false",
+                 "projectors_study.projectors=[{name: pointclip, views: [1, 2, 3]}]")
+    pair = [r for r in res["runs"] if "views=[1,2,3]" in r["rerun"].replace(" ", "")]
+    assert pair, [r["rerun"] for r in res["runs"]]
+    assert pair[0]["miou"] == sub["runs"][0]["miou"]
     table = rows(tmp_path / "out" / "views")
     assert [r["first_k_views"] for r in table] == ["[0]", "[0, 1]", "[0, 1, 2]", "[0, 1, 2, 3]"]
     every = float(table[-1]["instance_miou"])

@@ -145,3 +145,36 @@ def test_locate_leaves_projection_alone(make):
     assert loc.xy.shape == (1, proj.num_views, 300, 2)
     assert float(loc.xy.min()) >= 0 and float(loc.xy.max()) <= proj.image_size - 1
     assert torch.equal(proj.project(pts), before)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: PointCLIPProjector(),
+    lambda: PointCLIPProjector("fewshot", clip_normalize=True),
+    lambda: RealisticProjector(),
+    lambda: RealisticProjector([0, 3, 8], preset="pointclip_v2_seg"),
+])
+@pytest.mark.parametrize("tol", [None, 0.02])
+def test_one_render_gives_the_images_and_locate_bit_for_bit(build, tol):
+    """``images_and_locations``: the images of ``proj(points)`` and the locations of
+    ``proj.locate(points)`` from one render, equal to both calls bit for bit on random
+    clouds (hidden and visible points mixed)."""
+    proj = build()
+    pts = clouds(3, 500, seed=7)
+    images, loc = proj.images_and_locations(pts, visible_tolerance=tol)
+    alone = proj.locate(pts, visible_tolerance=tol)
+    assert torch.equal(images, proj(pts))
+    assert torch.equal(loc.xy, alone.xy) and torch.equal(loc.visible, alone.visible)
+    assert torch.equal(loc.depth, alone.depth)
+    assert (loc.map_size, loc.image_size) == (alone.map_size, alone.image_size)
+    assert loc.visible.any() and not loc.visible.all()
+
+
+def test_one_render_renders_once(monkeypatch):
+    """The realistic projector renders (``_render``) once for images and locations."""
+    proj = RealisticProjector()
+    calls = []
+    inner = RealisticProjector._render
+    monkeypatch.setattr(RealisticProjector, "_render",
+                        lambda self, *a, **k: calls.append(k) or inner(self, *a, **k))
+    proj.images_and_locations(clouds(1, 100))
+    assert calls == [{"with_points": True}]

@@ -210,6 +210,26 @@ def test_prompt_candidates_locate_once(tmp_path, monkeypatch):
     assert timings["tune_locate_s"] > 0
 
 
+def test_kept_locations_are_read_without_rendering(tmp_path):
+    """``keep`` (locations from the encoding render) then ``locate``: read, not rendered;
+    rows already kept are skipped; wrong shapes are refused naming the expected ones."""
+    ds = clouds()
+    proj = PointCLIPProjector()
+    images, loc = proj.images_and_locations(ds.points[:4])
+    cache = LocationCache(tmp_path, ds, Counting(proj))
+    assert cache.keep(np.arange(4), loc.xy, loc.visible) == 4
+    assert cache.keep(np.arange(2, 5), *[t[1:4] for t in (loc.xy, loc.visible)]) == 1
+    assert (cache.located, cache.with_images) == (5, 5)
+    assert list(cache.missing(np.arange(len(ds)))) == [5, 6]
+    again = Counting(PointCLIPProjector())
+    cache2 = LocationCache(tmp_path, ds, again)
+    xy, vis = cache2.locate(np.arange(4), ds.points[:4])
+    assert again.calls == 0 and cache2.read == 4
+    assert torch.equal(xy, loc.xy) and torch.equal(vis, loc.visible)
+    with pytest.raises(ValueError, match=r"xy \[2, 6, N, 2\]"):
+        cache2.keep(np.arange(2), loc.xy[:3], loc.visible[:3])
+
+
 def test_a_piece_copied_in_from_another_setting_is_set_aside(tmp_path, caplog):
     """Same shapes, another visibility tolerance: the piece names its own cache, so it is
     not read as this cache's (issue 27 section 3)."""

@@ -142,6 +142,30 @@ def test_val_tuning_recovers_planted_parameters(planted, tiny_checkpoints, tmp_p
 
 
 
+def test_first_run_locates_in_the_render_that_encodes(planted, tiny_checkpoints, tmp_path,
+                                                      monkeypatch):
+    """A first run (empty store and location cache) locates every shape in the render that
+    makes its images: ``locate`` (a second render) is never called, and the results equal a
+    run whose locations came from ``locate`` (the planted cache)."""
+    from pointcalip.projection.base import Projector
+
+    root, base = planted
+    ckpt = tiny_checkpoints["vit"]
+    reference = run_cli(root, tmp_path / "ref", base / "cache", ckpt)
+    calls = []
+    inner = Projector.locate
+    monkeypatch.setattr(Projector, "locate",
+                        lambda self, *a, **k: calls.append(1) or inner(self, *a, **k))
+    r = run_cli(root, tmp_path / "first", tmp_path / "cache", ckpt)
+    assert calls == []
+    assert {s: (c["located"], c["with_images"], c["read"]) for s, c in r["locations"].items()
+            } == {"val": (18, 18, 18), "test": (18, 18, 18)}
+    assert r["miou"] == reference["miou"] and r["dense_clip"] == reference["dense_clip"]
+    assert r["tuning"]["params"] == reference["tuning"]["params"]
+    assert np.array_equal(np.load(tmp_path / "first" / "predictions.npz")["pred"],
+                          np.load(tmp_path / "ref" / "predictions.npz")["pred"])
+
+
 def test_extract_fills_what_segment_reads(planted, tiny_checkpoints, tmp_path, capsys):
     """`pointcalip extract --config shapenetpart` encodes TEST and VAL and locates their
     points; `segment` then encodes and locates nothing."""
@@ -287,6 +311,87 @@ def test_tuning_on_fewer_points_takes_labels_and_logits_at_the_same_points(tmp_p
         seen = group.logits.visible.any(1)
         assert seen.any() and not seen.all()         # some kept points take a neighbour's label
         assert torch.equal(group.logits.source, nearest_visible(points, seen))
+
+
+ROTATION = {"mode": "so3", "seed": 3}
+
+
+@pytest.fixture(scope="module")
+def planted_rotated(tmp_path_factory, tiny_checkpoints, tiny_vit):
+    """Both splits' part ids are the tiny model's dense CALIP parts at PARAMS_VAL on the
+    ROTATED clouds (so3, seed 3): the signal lives in the rotated views only."""
+    from pointcalip.extract import extract
+    from pointcalip.segmentation.rotation import RotatedSplit
+    from pointcalip.pipeline import open_store
+
+    base = tmp_path_factory.mktemp("segrot")
+    root = write_shapenetpart(base, {"train": 6, "val": 18, "test": 18}, num_points=64,
+                              categories=CATEGORIES, seed=2)
+    cfg = load_config(config_class("segment"), ["shapenetpart"],
+                      overrides(root, base / "unused", base / "cache") +
+                      [f"backbone={tiny_checkpoints['vit']}"])
+    store, projector = open_store(cfg.cache_dir), cfg.projector.build()
+    for split in ("val", "test"):
+        ds = RotatedSplit(ShapeNetPart(root, split, num_points=64, categories=CATEGORIES),
+                          **ROTATION)
+        texts = {c: part_text(tiny_vit, ds.classnames[c], ds.parts[ds.classnames[c]],
+                              cfg.templates) for c in np.unique(ds.labels)}
+        feats = extract(store.open(ds, projector, tiny_vit), ds, None, projector, tiny_vit, 8)
+        locations = LocationCache(store.root, ds, projector, cfg.visible_tolerance)
+        preds = predict_split(feats, ds, texts, locations, cfg, {c: PARAMS_VAL for c in texts})
+        assert (preds.clip != preds.calip).mean() > 0.1          # CALIP != dense CLIP
+        with h5py.File(root / f"ply_data_{split}0.h5", "r+") as h5:
+            pid = h5["pid"][...].astype(np.int64)
+            pid[ds.index, :64] = preds.calip
+            h5["pid"][...] = pid.astype(h5["pid"].dtype)
+    return root, base
+
+
+def test_rotated_protocol_recovers_a_signal_planted_in_rotated_shapes(
+        planted_rotated, tiny_checkpoints, tmp_path):
+    """`segment --rotate so3` tunes on VAL rotated like TEST: it reproduces the labels
+    planted on the rotated clouds (VAL and TEST 100%) while the upright protocol cannot;
+    tuned on upright VAL instead, the rotated TEST loses the signal. Rotations are recorded
+    (predictions.npz) and are the seeded ones."""
+    from pointcalip.segmentation.config import SegmentConfig
+    from pointcalip.segmentation.rotation import split_rotations
+
+    root, base = planted_rotated
+    r = run_cli(root, tmp_path / "rot", base / "cache", tiny_checkpoints["vit"],
+                "--rotate", "so3", "--set", "rotation.seed=3")
+    rot = r["rotated"]
+    assert rot["rotation"]["mode"] == "so3" and rot["rotation"]["seed"] == 3
+    assert rot["rotation"]["splits"] == ["test", "val"]
+    assert rot["tuning"]["params"]["chair"]["tune_miou"] == pytest.approx(1.0)
+    assert rot["miou"]["instance"] == pytest.approx(100.0)           # TEST rotated alike
+    assert r["miou"]["instance"] < 90.0                              # upright: no signal
+    assert rot["dense_clip"]["instance"] < 95.0
+    npz = np.load(tmp_path / "rot" / "predictions.npz")
+    test = ShapeNetPart(root, "test", num_points=64, categories=CATEGORIES)
+    assert np.array_equal(npz["rotation"], split_rotations("so3", 3, "test", test.index))
+    assert npz["pred_rotated"].shape == npz["pred"].shape
+    md = (tmp_path / "rot" / "results.md").read_text()
+    assert "| rotated (so3, seed 3) |" in md and "rotated CALIP mIoU" in md
+    # rotations are proper, distinct per shape
+    m = npz["rotation"].astype(np.float64)
+    assert np.allclose(m @ m.transpose(0, 2, 1), np.eye(3), atol=1e-5)
+    assert np.allclose(np.linalg.det(m), 1.0, atol=1e-5) and len({x.tobytes() for x in m}) == 18
+    # the signal survives only if the tuning split is rotated too: upright VAL, rotated TEST
+    import pointcalip.segmentation.run as run_module
+    from pointcalip.pipeline import open_store
+    cfg = load_config(SegmentConfig, ["shapenetpart"], overrides(root, tmp_path / "x",
+                                                                 base / "cache") +
+                      [f"backbone={tiny_checkpoints['vit']}", "rotation.mode=so3",
+                       "rotation.seed=3"])
+    from pointcalip.backbones import load_clip
+    backbone = load_clip(cfg.backbone, device="cpu", engine="eager")
+    _, test, val = run_module.load_segment_splits(cfg)
+    rtest, _ = run_module.rotated_splits(cfg, test, val)
+    texts = [{c: part_text(backbone, test.classnames[c], test.parts[test.classnames[c]],
+                           cfg.templates).cpu() for c in np.unique(test.labels)}]
+    half = run_module.run_protocol(cfg, open_store(cfg.cache_dir), cfg.projector.build(),
+                                   backbone, rtest, val, texts, sorted(texts[0]), {})
+    assert 100 * half.calip.instance < rot["miou"]["instance"] - 5
 
 
 def test_a_category_without_val_shapes_takes_the_shared_betas_and_says_so(

@@ -31,11 +31,11 @@ from ..config import load_config
 from ..report import plots
 from ..report.results import RunInfo, backbone_label, run_name, write_results
 from ..segmentation.config import SegmentConfig
-from ..segmentation.run import (default_output_dir as segment_output_dir,
+from ..segmentation.run import (data_root, default_output_dir as segment_output_dir,
                                   load_segment_splits, run_segment)
 from ..store import FeatureStore
 from .backbones import command_words, lacking_rows
-from .config import SegAblationConfig, subset_projector
+from .config import SegAblationConfig
 from .context import projector_label
 from .tables import StudyResult, Table, subset_label
 
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: columns every segmentation study reports for a run (percent, TEST unless ``tune_``)
 MIOU_COLUMNS = ["dense_clip_instance", "instance_miou", "class_miou", "tune_miou"]
+#: added beside them with ``rotation.mode`` so3 / up: the rotated protocol's TEST mIoU
+ROTATED_COLUMNS = ["rotated_instance_miou", "rotated_class_miou"]
 
 
 def tune_miou(results: dict) -> Optional[float]:
@@ -53,9 +55,13 @@ def tune_miou(results: dict) -> Optional[float]:
 
 
 def miou_cells(results: dict) -> list:
-    """The :data:`MIOU_COLUMNS` cells of one run."""
-    return [results["dense_clip"]["instance"], results["miou"]["instance"],
-            results["miou"]["class"], tune_miou(results)]
+    """The :data:`MIOU_COLUMNS` cells of one run (and :data:`ROTATED_COLUMNS` when it ran
+    the rotated protocol)."""
+    cells = [results["dense_clip"]["instance"], results["miou"]["instance"],
+             results["miou"]["class"], tune_miou(results)]
+    if "rotated" in results:
+        cells += [results["rotated"]["miou"]["instance"], results["rotated"]["miou"]["class"]]
+    return cells
 
 
 def seg_output_dir(cfg: SegAblationConfig) -> Path:
@@ -80,6 +86,7 @@ class SegContext:
     def __init__(self, cfg: SegAblationConfig, out: Path, backbone: Optional[ClipBackbone] = None):
         self.cfg, self.out = cfg, Path(out)
         self.store = FeatureStore(cfg.cache_dir)
+        self.root = data_root(cfg.segment())
         self._splits: Optional[tuple] = None       # (test, tuning) as segment reads them
         self._backbones: Dict[str, ClipBackbone] = {}
         if backbone is not None:
@@ -87,6 +94,13 @@ class SegContext:
         self._runs: Dict[str, dict] = {}
         self._base = load_config(SegmentConfig, ["shapenetpart"])
         self.runs: List[dict] = []          # what each run was, for results.json
+        self.rotated = cfg.rotation.mode != "none"     # rotated columns beside the upright
+
+    @property
+    def root(self) -> Path:
+        """The data folder the runs read (recorded in the ablation's results)."""
+        from ..segmentation.run import data_root
+        return data_root(self.cfg.segment())
 
     def backbone(self, spec: Optional[str] = None) -> ClipBackbone:
         spec = spec or self.cfg.backbone
@@ -118,6 +132,9 @@ class SegContext:
             self._runs[key] = results
             self.runs.append({"folder": folder.name, "rerun": results["rerun"],
                               "miou": results["miou"], "dense_clip": results["dense_clip"],
+                              **({"rotated": {k: results["rotated"][k] for k in
+                                              ("rotation", "miou", "dense_clip")}}
+                                 if "rotated" in results else {}),
                               "timings": results["timings"]})
         return self._runs[key]
 
@@ -132,8 +149,8 @@ class SegContext:
         return f"{', '.join(parts)}; {on}"
 
 
-def _table(first: List[str]) -> Table:
-    return Table([*first, *MIOU_COLUMNS, "run"])
+def _table(first: List[str], rotated: bool = False) -> Table:
+    return Table([*first, *MIOU_COLUMNS, *(ROTATED_COLUMNS if rotated else []), "run"])
 
 
 def _bars(ctx: SegContext, labels: Sequence[str], table: Table, title: str, **kw):
@@ -159,21 +176,31 @@ def _best(labels: Sequence[str], table: Table) -> Tuple[int, str]:
 # ------------------------------------------------------------------------------- studies
 
 def run_seg_terms(ctx: SegContext) -> StudyResult:
-    """Dense CLIP (S0: betas 0, equal view weights), + S1 and S2 (betas tuned, equal
-    weights), + view weights (betas and weights tuned, when ``tune.view_weights``)."""
+    """Dense CLIP (S0: betas 0, equal view weights), + S1 (beta2 searched, beta3 = 0), + S2
+    (beta3 searched, beta2 = 0), + S1 + S2 (both; equal weights), + view weights (betas and
+    weights, when ``tune.view_weights``); and the beta2 x beta3 mIoU surface on the tuning
+    shapes (equal weights) of the + S1 + S2 run."""
     cfg = ctx.cfg
-    betas = ctx.run(tune={"view_weights": False})
+    betas = ctx.run(tune={"view_weights": False, "terms": ["s1", "s2"], "surface": True})
+    s1 = ctx.run(tune={"view_weights": False, "terms": ["s1"]})
+    s2 = ctx.run(tune={"view_weights": False, "terms": ["s2"]})
     variants = [("dense CLIP (S0)", "nothing: betas 0, equal view weights", betas, "dense_clip"),
+                ("+ S1 (beta2)", "beta2; beta3 = 0, equal view weights", s1, "dense_calip"),
+                ("+ S2 (beta3)", "beta3; beta2 = 0, equal view weights", s2, "dense_calip"),
                 ("+ S1 + S2 (dense CALIP)", "beta2, beta3; equal view weights", betas,
                  "dense_calip")]
     if cfg.tune.view_weights:
-        variants.append(("+ view weights", "beta2, beta3, view weights", ctx.run(),
-                         "dense_calip"))
+        variants.append(("+ view weights", "beta2, beta3, view weights",
+                         ctx.run(tune={"terms": ["s1", "s2"]}), "dense_calip"))
+    rotated = ctx.rotated
     table = Table(["variant", "searched", "instance_miou", "class_miou", "accuracy",
-                   "tune_miou", "run"])
+                   "tune_miou", *(["rotated_instance_miou", "rotated_class_miou"] if rotated
+                                  else []), "run"])
     for name, searched, r, key in variants:
         table.add(name, searched, r[key]["instance"], r[key]["class"], r[key]["accuracy"],
-                  None if key == "dense_clip" else tune_miou(r), r["folder"])
+                  None if key == "dense_clip" else tune_miou(r),
+                  *([r["rotated"][key]["instance"], r["rotated"][key]["class"]] if rotated
+                    else []), r["folder"])
     names = [v[0] for v in variants]
     categories = Table(["category", "shapes", *names])
     for cat, c in betas["per_category"].items():
@@ -181,23 +208,55 @@ def run_seg_terms(ctx: SegContext) -> StudyResult:
                                                                   else "calip_miou"]
                                            for _, _, r, key in variants])
     inst = table.column("instance_miou")
-    notes = [f"Each tuned variant is a `segment` run: betas (and view weights) tuned "
-             f"{'per category' if cfg.tune.per_category else 'shared'} on "
-             f"{cfg.tune.split.upper()}; dense CLIP is the same run at betas 0.",
-             f"CALIP's terms S1 and S2 add {inst[1] - inst[0]:+.2f} points of TEST instance "
-             f"mIoU over dense CLIP (class {table.column('class_miou')[1] - table.column('class_miou')[0]:+.2f})."
-             + (f" Searched view weights add {inst[2] - inst[1]:+.2f} more." if len(inst) > 2 else ""),
-             "S1 and S2 are not separated: a `segment` run searches beta2 and beta3 together.",
+    cls = table.column("class_miou")
+    notes = [f"Each tuned variant is a `segment` run: only its own betas (and view weights) "
+             f"tuned {'per category' if cfg.tune.per_category else 'shared'} on "
+             f"{cfg.tune.split.upper()} (`tune.terms`), the other beta 0; dense CLIP is the "
+             f"+ S1 + S2 run at betas 0.",
+             f"S1 alone adds {inst[1] - inst[0]:+.2f} points of TEST instance mIoU over dense "
+             f"CLIP, S2 alone {inst[2] - inst[0]:+.2f}, both {inst[3] - inst[0]:+.2f} (class "
+             f"{cls[3] - cls[0]:+.2f})."
+             + (f" Searched view weights add {inst[4] - inst[3]:+.2f} more." if len(inst) > 4
+                else ""),
              _best(names, table)[1]]
+    extra = {"categories": categories}
+    figures = {}
+    surf = betas["tuning"].get("surface")
+    if surf:
+        grid2, grid3 = surf["beta2"], surf["beta3"]
+        values = np.array(surf["tune_instance_miou"])
+        surface = Table(["beta2", "beta3", "tune_instance_miou"])
+        for i, x in enumerate(grid2):
+            for j, y in enumerate(grid3):
+                surface.add(x, y, float(values[i, j]))
+        extra["surface"] = surface
+        params = list(betas["tuning"]["params"].values())
+        mark = (params[0]["beta2"], params[0]["beta3"]) if not cfg.tune.per_category \
+            and params else None
+        notes.append(f"The surface (beta_surface.png, surface.csv) is the instance mIoU of "
+                     f"the {cfg.tune.split.upper()} shapes (the search's seeded points) over "
+                     f"the coarse grid at equal view weights; its maximum is "
+                     f"{values.max():.2f}% at beta2 {grid2[int(values.argmax()) // len(grid3)]}, "
+                     f"beta3 {grid3[int(values.argmax()) % len(grid3)]}.")
+
+        def draw_surface(path: Path):
+            return plots.heatmaps(path, [plots.Heatmap(values, grid2, grid3,
+                                                       f"tuning shapes ({cfg.tune.split})", mark)],
+                                  "beta2", "beta3", f"Dense CALIP mIoU over beta2 x beta3 "
+                                  f"({ctx.caption()})", "instance mIoU (%)")
+        figures["beta_surface.png"] = draw_surface
 
     def draw(path: Path):
-        return plots.bars(path, names, {"instance": inst, "class": table.column("class_miou")},
+        return plots.bars(path, names, {"instance": inst, "class": cls},
                           "test mIoU (%)", f"Dense CALIP terms: {ctx.caption()}", min_pad=1.0)
 
-    return StudyResult(name="terms", title="Dense CALIP terms: dense CLIP, + S1 + S2, + view "
-                       "weights (mIoU)", table=table, extra={"categories": categories},
-                       figures={"terms.png": draw}, notes=notes,
-                       summary={"variants": table.records()})
+    figures["terms.png"] = draw
+    return StudyResult(name="terms", title="Dense CALIP terms: dense CLIP, + S1, + S2, both, "
+                       "+ view weights (mIoU)", table=table, extra=extra,
+                       figures=figures, notes=notes,
+                       summary={"variants": table.records(),
+                                **({"surface_max_tune_miou": float(np.max(
+                                    surf["tune_instance_miou"]))} if surf else {})})
 
 
 def view_subsets(num_views: int, order: Sequence[int]) -> Dict[str, List[Tuple[int, ...]]]:
@@ -218,10 +277,10 @@ def run_seg_views(ctx: SegContext) -> StudyResult:
 
     def run(views: Tuple[int, ...]) -> dict:
         if views == tuple(range(v)):
-            return ctx.run()
-        return ctx.run(projector=subset_projector(cfg.projector, views))
+            return ctx.run(views=None)
+        return ctx.run(views=list(views))       # read from the store of all the views
 
-    table = _table(["k", "first_k_views"])
+    table = _table(["k", "first_k_views"], ctx.rotated)
     for views in plan["first"]:
         table.add(len(views), subset_label(views), *miou_cells(run(views)), run(views)["folder"])
     everything = run(tuple(range(v)))
@@ -241,8 +300,9 @@ def run_seg_views(ctx: SegContext) -> StudyResult:
     notes = [f"Subsets of the projector's {v} views: the first k in order {order}, each view "
              f"alone, all but one; each subset is a `segment` run (betas and view weights tuned "
              f"on {cfg.tune.split.upper()} for it).",
-             "A subset is its own projector (views=[...]), so its features are encoded once "
-             "into a store of its own and read by every later run of it.",
+             "A subset reads its views from the store of all the projector's views (segment's "
+             "`views:`; the same pixels per view as a projector of only those views): the "
+             "shapes are encoded once for the whole study.",
              f"All {v} views: TEST instance mIoU {everything['miou']['instance']:.2f}%, class "
              f"{everything['miou']['class']:.2f}%."]
     if any(d is not None for d in drops):
@@ -294,7 +354,7 @@ def prompt_sources(cfg: SegAblationConfig) -> List[Tuple[str, str, Union[str, Li
 
 def run_seg_prompts(ctx: SegContext) -> StudyResult:
     sources = prompt_sources(ctx.cfg)
-    table = _table(["prompts", "kind"])
+    table = _table(["prompts", "kind"], ctx.rotated)
     for label, kind, spec in sources:
         r = ctx.run(templates=spec, tune={"prompts": []})       # this source alone
         table.add(label, kind, *miou_cells(r), r["folder"])
@@ -316,7 +376,7 @@ def run_seg_prompts(ctx: SegContext) -> StudyResult:
 
 
 def run_seg_projectors(ctx: SegContext) -> StudyResult:
-    table = _table(["projector", "views"])
+    table = _table(["projector", "views"], ctx.rotated)
     labels = []
     for pcfg in ctx.cfg.projectors_study.projectors:
         r = ctx.run(projector=pcfg)
@@ -340,7 +400,7 @@ def run_seg_backbones(ctx: SegContext) -> StudyResult:
     wanted = {"test": (test, np.arange(len(test)))}
     if tuning is not test:
         wanted["val"] = (tuning, np.arange(len(tuning)))
-    table = _table(["backbone", "status"])
+    table = _table(["backbone", "status"], ctx.rotated)
     present, missing = [], {}
     for spec in cfg.backbones_study.backbones:
         lacking = lacking_rows(ctx.store, wanted, cfg.projector.build(), spec, cfg.device,
@@ -349,14 +409,14 @@ def run_seg_backbones(ctx: SegContext) -> StudyResult:
             command = shlex.join(ctx.command(cfg.segment(backbone=spec, pictures=0)))
             missing[spec] = {"missing_shapes": lacking, "command": command}
             table.add(spec, "missing: " + ", ".join(f"{n} {s} shapes" for s, n in lacking.items()),
-                      None, None, None, None, None)
+                      *[None] * (len(table.columns) - 2))
             continue
         try:
             r = ctx.run(backbone=spec)
         except (RuntimeError, OSError, ValueError) as err:
             log.warning("backbone %s: its features are stored but it cannot be run: %s", spec, err)
-            table.add(spec, f"stored, but the model cannot be loaded: {err}", None, None, None,
-                      None, None)
+            table.add(spec, f"stored, but the model cannot be loaded: {err}",
+                      *[None] * (len(table.columns) - 2))
             continue
         table.add(spec, "in store", *miou_cells(r), r["folder"])
         present.append(spec)

@@ -76,6 +76,7 @@ def _extract(cfg, splits, shard, device) -> list:
     mode = getattr(cfg, "store", "tokens")     # segment configs have no key: tokens
     task = task_of(cfg)
     after_encode = resolve(task.after_encode) if task.after_encode else None
+    encode_with = resolve(task.encode_with) if task.encode_with else None
     summary, backbone, loaded, texts = [], None, None, {}
     for job in jobs:                                   # grouped by backbone: each loaded once
         if job.backbone != loaded:
@@ -93,10 +94,14 @@ def _extract(cfg, splits, shard, device) -> list:
         with distributed.main_first(shard):            # rank 0 creates the store folder
             job_store = split_store(store, mode, job.dataset, projector, backbone, text)
         rows = np.arange(len(job.dataset)) if job.rows is None else job.rows
+        # what the task keeps from the render that makes the images (segment: locations)
+        locations = encode_with(store.root, job.dataset, projector, cfg) if encode_with \
+            else None
         stats = encode_missing(job_store, job.dataset, rows, projector, backbone,
-                               cfg.batch_size, desc=f"encode {job.label}", shard=shard)
-        if after_encode:       # what the task keeps besides features (segment: locations)
-            after_encode(store.root, job.dataset, projector, cfg, shard)
+                               cfg.batch_size, desc=f"encode {job.label}", shard=shard,
+                               locations=locations)
+        if after_encode:       # what the task keeps besides features (segment: locations of
+            after_encode(store.root, job.dataset, projector, cfg, shard)   # clouds stored before)
         summary.append((job, backbone.name, job_store, stats))
     return summary
 

@@ -4,16 +4,31 @@ from __future__ import annotations
 
 import argparse
 
-from ..projection.catalog import PROJECTORS
 from ..tasks import TASKS, Task
 from . import COMMANDS
-from .options import config_file, device, finite_float, positive_int
+from .options import config_file, device, finite_float, positive_int, shipped_configs
+
+
+def projector_presets() -> list:
+    """The projector presets ``--projector`` offers: the YAML files of configs/projector/."""
+    return [n.split("/", 1)[1] for n in shipped_configs() if n.startswith("projector/")]
+
+
+def preset_projector(name: str):
+    """The ProjectorConfig of configs/projector/<name>.yaml."""
+    from ..config import ProjectorConfig
+    from ..core.config import resolve_config_path
+    from ..prompts import read_yaml
+
+    return ProjectorConfig.from_mapping(dict(
+        read_yaml(resolve_config_path(f"projector/{name}"))["projector"]))
 
 
 TASKS.register("segment", Task(config="pointcalip.segmentation.config:SegmentConfig",
                                run="pointcalip.segmentation.run:run_segment",
                                datasets="pointcalip.segmentation.run:feature_datasets",
-                               after_encode="pointcalip.segmentation.run:fill_locations"),
+                               after_encode="pointcalip.segmentation.run:fill_locations",
+                               encode_with="pointcalip.segmentation.run:location_cache"),
                order=45)
 
 
@@ -40,6 +55,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--tune-on", choices=["val", "test"], default=None,
                    help="tune on the official VAL split (default) or on TEST (V2's published "
                         "protocol, optimistic); same as --set tune.split=...")
+    p.add_argument("--rotate", choices=["so3", "up"], default=None,
+                   help="also run the rotated protocol (each shape turned by a seeded random "
+                        "rotation: any, or about the up axis), reported beside the upright "
+                        "one; same as --set rotation.mode=...")
     g = p.add_argument_group("one file")
     g.add_argument("--category", default=None, help="what the object is, e.g. chair")
     g.add_argument("--parts", nargs="+", default=None, metavar="PART",
@@ -48,8 +67,10 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="write the cloud coloured by part (ASCII .ply with a 'part' property)")
     g.add_argument("--png", default=None, metavar="PNG", help="also draw it coloured by part")
     g.add_argument("--backbone", default="ViT-B/16", help="CLIP name or checkpoint (ViT-B/16)")
-    g.add_argument("--projector", default="realistic", choices=PROJECTORS.names(),
-                   help="projector with its published defaults (default realistic)")
+    g.add_argument("--projector", default="realistic_seg", choices=projector_presets(),
+                   help="a projector preset (configs/projector/NAME.yaml): realistic_seg "
+                        "(default: V2's segmentation projector, as configs/shapenetpart.yaml), "
+                        "realistic (V2's classification one), pointclip, pointclip_fewshot")
     g.add_argument("--templates", nargs="+", default=None, metavar="TEMPLATE",
                    help="part templates with {part} and optionally {category}, or one "
                         "per-part sentence file (YAML/JSON {category: {part: [sentences]}})")
@@ -81,6 +102,8 @@ def run_config(args) -> int:
     overrides = list(args.overrides)
     if args.tune_on:
         overrides.append(f"tune.split={args.tune_on}")
+    if args.rotate:
+        overrides.append(f"rotation.mode={args.rotate}")
     cfg = load_config(config_class("segment"), args.config, overrides)   # before torch
     from ..report.results import write_results
     from ..segmentation.run import data_root, output_dir, run_segment
@@ -100,7 +123,7 @@ def run_file(args) -> int:
     if missing:
         raise ValueError(f"segmenting {args.file} needs {' and '.join(missing)} (e.g. "
                          f"--category chair --parts back seat leg armrest)")
-    from ..config import ProjectorConfig, check_backbone
+    from ..config import check_backbone
     from ..segmentation.config import DEFAULT_PART_TEMPLATES, check_part_templates
 
     templates = args.templates or DEFAULT_PART_TEMPLATES
@@ -113,7 +136,7 @@ def run_file(args) -> int:
     check_backbone(args.backbone)
     if len(args.parts) < 2:
         raise ValueError(f"--parts needs two or more part names; got {args.parts}")
-    projector = ProjectorConfig(args.projector).build()
+    projector = preset_projector(args.projector).build()
     from ..backbones import load_clip
     from ..datasets import load_point_cloud
     from ..segmentation.pictures import draw_parts, write_ply

@@ -7,6 +7,7 @@
     templates: ["a depth map of the {part} of a {category}.", ...]   # {part}, optional {category}
     tune: {split: val, per_category: true, view_weights: true, points: 512, seed: 0,
            prompts: []}   # more part-text candidates than `templates`, chosen on tune.split
+    rotation: {mode: none, seed: 0, up_axis: y}   # so3 / up: also the rotated protocol
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import ClassVar, List, Optional, Union
 
-from ..config import ProjectorConfig, check_batch_size, check_model_keys
+from ..config import ProjectorConfig, check_batch_size, check_model_keys, check_views
 from ..core.config_loader import ConfigError, Section, non_negative, positive
 
 DEFAULT_PART_TEMPLATES = [
@@ -108,17 +109,36 @@ class SegTuneConfig(Section):
     view_weights: bool = True
     points: int = positive(512)     # points per shape the search scores (seeded subsample)
     seed: int = non_negative(0)
+    # which of dense CALIP's terms the search may turn on: s1 (beta2), s2 (beta3); the other
+    # beta stays 0 (the terms study runs each alone)
+    terms: List[str] = field(default_factory=lambda: ["s1", "s2"])
+    surface: bool = False           # also record the beta2 x beta3 mIoU surface on tune.split
     # prompt search: more candidates besides `templates` (each a template list or a per-part
     # sentence file); each category (or all, per_category: false) takes the candidate whose
     # tuned betas and view weights score best on the tuning split; ties keep the earlier
     prompts: List[Union[str, List[str]]] = field(default_factory=list)
 
     def validate(self) -> None:
+        bad = [t for t in self.terms if t not in ("s1", "s2")]
+        if bad or len(set(self.terms)) != len(self.terms):
+            raise ConfigError("terms", f"must list distinct terms among s1 (beta2) and s2 "
+                                       f"(beta3), or be empty (dense CLIP); got {self.terms!r}")
         for i, candidate in enumerate(self.prompts):
             try:
                 check_part_templates(candidate)
             except (ValueError, OSError) as err:
                 raise ConfigError(f"prompts[{i}]", f"is not usable: {err}") from None
+
+
+@dataclass
+class SegRotationConfig(Section):
+    """The rotated protocol: besides the upright run, the same protocol on every shape turned
+    by a seeded random rotation (:mod:`.rotation`): ``so3`` (any rotation) or ``up`` (about
+    ``up_axis`` only); TEST and the tuning split are turned alike, results side by side."""
+
+    mode: typing.Literal["none", "so3", "up"] = "none"
+    seed: int = non_negative(0)
+    up_axis: typing.Literal["x", "y", "z"] = "y"     # ShapeNetPart's clouds stand on y
 
 
 @dataclass
@@ -133,6 +153,9 @@ class SegmentConfig(Section):
     # templates with {part} / {category}, or the path of a per-part sentence file
     templates: Union[str, List[str]] = field(default_factory=lambda: list(DEFAULT_PART_TEMPLATES))
     smooth: bool = True
+    # a subset of the projector's views (indices), read from the store of all its views (no
+    # re-encoding; the same pixels per view as a projector of only those views); null: all
+    views: Optional[List[int]] = None
     visible_tolerance: Optional[float] = None   # null: the projector's default
     batch_size: int = positive(16)
     device: Optional[str] = None
@@ -142,11 +165,14 @@ class SegmentConfig(Section):
     download: bool = True
     pictures: int = non_negative(2)             # shapes per category drawn (0: none)
     tune: SegTuneConfig = field(default_factory=SegTuneConfig)
+    rotation: SegRotationConfig = field(default_factory=SegRotationConfig)
     name: str = "segment"
 
     def validate(self) -> None:
         check_model_keys(self, check_part_templates)
         check_batch_size(self.batch_size, self.projector.build())
+        if self.views is not None:
+            check_views(self.views, self.projector.build().num_views)
         if self.visible_tolerance is not None and not self.visible_tolerance > 0:
             raise ConfigError("visible_tolerance", f"must be a positive number or null, got "
                                                    f"{self.visible_tolerance!r}")

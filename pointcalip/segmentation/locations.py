@@ -3,7 +3,10 @@
 ``projector.locate`` renders every view to find each point's pixel and visibility; for V2's
 segmentation preset (a 112 x 224 x 224 grid) that is about 0.08 s per cloud on a 2-core CPU
 (6 minutes for ShapeNetPart's VAL and TEST), far more than everything else a `segment` run
-does from stored features (about 20 s). The result depends only on
+does from stored features (about 20 s). So the clouds `segment` (or `extract --config
+shapenetpart`) encodes are located in the render that makes their images
+(``projector.images_and_locations``, kept with :meth:`LocationCache.keep`); only clouds whose
+features were stored before are rendered again to be located. The result depends only on
 the clouds, the projector and the visibility tolerance, so it is kept on disk beside the
 feature store and read by every later run (reruns, prompt candidates, ablation points,
 ``--tune-on test``)::
@@ -80,7 +83,10 @@ class LocationCache:
 
     ``locate(rows, points)`` -> (xy [n, V, N, 2] float32, visible [n, V, N] bool) for dataset
     rows [n] whose clouds are ``points`` [n, N, 3]: read where kept, else located with
-    ``projector.locate`` and kept. ``located`` / ``read`` count the rows of each kind.
+    ``projector.locate`` and kept. ``keep(rows, xy, visible)`` keeps locations the encoding
+    pass computed with the images (``projector.images_and_locations``: no second render).
+    ``located`` / ``read`` count the rows of each kind (``with_images``: located rows that
+    came from the encoding pass).
     """
 
     def __init__(self, root, dataset, projector, visible_tolerance: Optional[float] = None):
@@ -98,6 +104,7 @@ class LocationCache:
         self.writable = True
         self._prepared = False                 # folder made, meta written, stale files gone
         self.located = 0
+        self.with_images = 0                   # of those, located in the images' render
         self.read = 0
         self._owner: Dict[int, str] = {}       # row -> piece file name
         self._seen: set = set()                # piece names looked at (taken or rejected)
@@ -206,6 +213,42 @@ class LocationCache:
             self.located += len(todo)
             self._write(idx[todo], xy[todo], visible[todo])
         return torch.from_numpy(xy), torch.from_numpy(visible)
+
+    def missing(self, rows) -> np.ndarray:
+        """The rows of ``rows`` (ascending, unique) that no piece holds yet (pieces other
+        processes wrote included)."""
+        idx = np.unique(np.asarray(rows, dtype=np.int64).reshape(-1))
+        if any(int(r) not in self._owner for r in idx):
+            self.refresh()
+        return np.array([r for r in idx.tolist() if r not in self._owner], dtype=np.int64)
+
+    def keep(self, rows, xy, visible) -> int:
+        """Keep locations computed elsewhere, e.g. by ``projector.images_and_locations`` in
+        the pass that renders the images for encoding: rows [n] dataset indices, xy
+        [n, V, N, 2] and visible [n, V, N] (tensors on any device, or arrays), exactly what
+        ``projector.locate`` gives for their clouds at this cache's tolerance. Rows already
+        kept are skipped; -> rows kept now (counted in ``located``)."""
+        idx = np.asarray(rows, dtype=np.int64).reshape(-1)
+        xy = xy.cpu().numpy() if isinstance(xy, torch.Tensor) else np.asarray(xy)
+        visible = visible.cpu().numpy() if isinstance(visible, torch.Tensor) \
+            else np.asarray(visible)
+        v = self.projector.num_views
+        if xy.shape[:2] != (len(idx), v) or xy.shape[3:] != (2,) or \
+                visible.shape != xy.shape[:3]:
+            raise ValueError(f"locations for {len(idx)} rows must be xy [{len(idx)}, {v}, N, 2] "
+                             f"and visible [{len(idx)}, {v}, N]; got {xy.shape} and "
+                             f"{visible.shape}")
+        if idx.size and (idx.min() < 0 or idx.max() >= self.num_rows):
+            raise IndexError(f"rows {idx.tolist()[:10]} outside this split's {self.num_rows} "
+                             f"clouds")
+        new = np.isin(idx, self.missing(idx))
+        if not new.any():
+            return 0
+        self._write(idx[new], xy[new].astype(np.float32, copy=False),
+                    visible[new].astype(bool, copy=False))
+        self.located += int(new.sum())
+        self.with_images += int(new.sum())
+        return int(new.sum())
 
     # ------------------------------------------------------------------------ writing
     def _write(self, rows: np.ndarray, xy: np.ndarray, visible: np.ndarray) -> None:

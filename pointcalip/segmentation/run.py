@@ -29,7 +29,7 @@ from .config import SegmentConfig, check_part_templates, read_part_sentences
 from .locations import LocationCache
 from .metrics import SegmentationScores, segmentation_scores
 from .points import PointLogits, point_logits, predict_local
-from .search import Group, SegParams, search_segmentation
+from .search import COARSE, Group, SegParams, search_segmentation
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +72,14 @@ def shape_point_logits(spatial: torch.Tensor, points: torch.Tensor, categories: 
     return out
 
 
-def _batches(features, dataset, rows: np.ndarray, batch_size: int, desc: str):
-    """(rows, spatial [b, V, HW, C] float32, points [b, N, 3]) over ``rows``."""
+def _batches(features, dataset, rows: np.ndarray, batch_size: int, desc: str,
+             views: Optional[Sequence[int]] = None):
+    """(rows, spatial [b, V, HW, C] float32, points [b, N, 3]) over ``rows``; ``views``: only
+    those of the stored views."""
     for s in tqdm(range(0, len(rows), batch_size), desc=desc, disable=None, leave=False):
         chunk = rows[s:s + batch_size]
-        _, spatial, _ = features.store.read(chunk)
+        _, spatial, _ = (features.store.read(chunk) if views is None
+                         else features.store.read(chunk, views))
         yield chunk, torch.from_numpy(spatial).float(), dataset.points(chunk)
 
 
@@ -106,6 +109,8 @@ def kept_locations(dataset: ShapeNetPart, locations: LocationCache, cfg: Segment
                   leave=False):
         chunk = rows[s:s + cfg.batch_size]
         a, b = locations.locate(chunk, dataset.points(chunk))
+        if cfg.views is not None:
+            a, b = a[:, cfg.views], b[:, cfg.views]
         xy.append(a[:, :, k]), visible.append(b[:, :, k])    # index tensors copy
     return KeptLocations(keep, torch.cat(xy), torch.cat(visible),
                          locations.projector.image_size)
@@ -117,7 +122,8 @@ def gather_tuning(features, dataset: ShapeNetPart, texts, kept: KeptLocations,
     parts: Dict[int, List[tuple]] = {}
     keep = kept.keep
     rows = np.arange(len(dataset))
-    for chunk, spatial, pts in _batches(features, dataset, rows, cfg.batch_size, "tune logits"):
+    for chunk, spatial, pts in _batches(features, dataset, rows, cfg.batch_size, "tune logits",
+                                        cfg.views):
         at = torch.from_numpy(chunk)
         got = shape_point_logits(spatial, pts[:, torch.as_tensor(keep)],
                                  dataset.labels[chunk], texts, kept.xy[at], kept.visible[at],
@@ -145,11 +151,12 @@ def tune(groups: Dict[int, Group], cfg: SegmentConfig, categories: Sequence[int]
                          "to tune on; check data.categories or the VAL file list")
     wanted = sorted(set(groups) | {int(c) for c in categories})
     missing = [c for c in wanted if c not in groups]
-    shared = (search_segmentation(list(groups.values()), cfg.tune.view_weights)
+    terms = cfg.tune.terms
+    shared = (search_segmentation(list(groups.values()), cfg.tune.view_weights, terms=terms)
               if missing or not cfg.tune.per_category else None)
     if not cfg.tune.per_category:
         return {c: shared for c in wanted}
-    out = {c: search_segmentation([g], cfg.tune.view_weights)
+    out = {c: search_segmentation([g], cfg.tune.view_weights, terms=terms)
            for c, g in tqdm(sorted(groups.items()), desc="search", disable=None, leave=False)}
     out.update({c: shared for c in missing})
     return out
@@ -178,6 +185,9 @@ class PromptChoice:
     chosen: Dict[int, int] = field(default_factory=dict)
     params: Dict[int, SegParams] = field(default_factory=dict)
     scores: Dict[int, List[float]] = field(default_factory=dict)
+    #: with ``tune.surface``: the first candidate's tuning-split instance mIoU over the coarse
+    #: beta2 x beta3 grid at equal view weights (beta2 rows)
+    surface: Optional[np.ndarray] = None
     tuned_on: Dict[int, str] = field(default_factory=dict)   # see :func:`tuning_sources`
 
 
@@ -199,6 +209,9 @@ def tune_prompts(features, dataset: ShapeNetPart,
     for k, texts in enumerate(candidate_texts):
         t0 = time.perf_counter()
         groups = gather_tuning(features, dataset, texts, kept, cfg)
+        if cfg.tune.surface and k == 0:
+            from .search import beta_surface
+            choice.surface = beta_surface(list(groups.values()))
         t1 = time.perf_counter()
         params = tune(groups, cfg, categories)
         choice.tuned_on = tuning_sources(groups, params, cfg.tune.per_category)
@@ -242,8 +255,11 @@ def predict_split(features, dataset: ShapeNetPart, texts, locations: LocationCac
     calip = np.zeros((m, n), np.int64)
     unseen = 0.0
     rows = np.arange(m)
-    for chunk, spatial, pts in _batches(features, dataset, rows, cfg.batch_size, "segment"):
+    for chunk, spatial, pts in _batches(features, dataset, rows, cfg.batch_size, "segment",
+                                        cfg.views):
         xy, visible = locations.locate(chunk, pts)
+        if cfg.views is not None:
+            xy, visible = xy[:, cfg.views], visible[:, cfg.views]
         got = shape_point_logits(spatial, pts, dataset.labels[chunk], texts, xy, visible,
                                  locations.projector.image_size, cfg.smooth)
         for c, (sel, lg) in got.items():
@@ -277,6 +293,8 @@ class SegmentResult:
     locations: Dict[str, dict] = field(default_factory=dict)
     size_notes: List[str] = field(default_factory=list)
     timings: Dict[str, float] = field(default_factory=dict)
+    #: the same protocol on the rotated splits (``rotation.mode`` so3 / up)
+    rotated: Optional["ProtocolRun"] = None
 
     @property
     def protocol(self) -> str:
@@ -324,11 +342,46 @@ class SegmentResult:
                        "searched_view_weights": cfg.tune.view_weights,
                        "points_per_shape": cfg.tune.points, "seed": cfg.tune.seed,
                        "params": {k: v.to_dict() for k, v in self.params.items()},
+                       "terms": list(cfg.tune.terms),
+                       **({"surface": {"beta2": list(COARSE), "beta3": list(COARSE),
+                                       "tune_instance_miou": (100 * self.prompts.surface
+                                                              ).tolist()}}
+                          if self.prompts.surface is not None else {}),
                        "prompts": self.prompt_record()},
             "unseen_point_share": self.unseen_share,
             "locations": self.locations,
             "size_notes": list(self.size_notes),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            **({"rotated": self.rotated_record()} if self.rotated is not None else {}),
+        }
+
+    def rotated_record(self) -> dict:
+        """``rotated``: the rotated protocol's scores, tuned parameters and rotations."""
+        r, rot = self.rotated, self.config.rotation
+        names = SHAPENETPART_CATEGORIES
+        return {
+            "rotation": {"mode": rot.mode, "seed": rot.seed, "up_axis": rot.up_axis,
+                         "rule": "shape i of split s turned by R(mode, seed, s, file index "
+                                 "i) (pointcalip.segmentation.rotation.shape_rotation), the "
+                                 "same for every method and both splits; TEST's matrices "
+                                 "in predictions.npz `rotation`",
+                         "splits": ["test"] + ([] if self.tuning_split == "test"
+                                               else [self.tuning_split])},
+            "miou": {"instance": 100 * r.calip.instance, "class": 100 * r.calip.class_},
+            "dense_clip": {"instance": 100 * r.clip.instance, "class": 100 * r.clip.class_,
+                           "accuracy": 100 * r.clip.accuracy},
+            "dense_calip": {"instance": 100 * r.calip.instance, "class": 100 * r.calip.class_,
+                            "accuracy": 100 * r.calip.accuracy},
+            "per_category": {
+                name: {"shapes": c.shapes, "clip_miou": 100 * r.clip.categories[name].miou,
+                       "calip_miou": 100 * c.miou}
+                for name, c in r.calip.categories.items()},
+            "tuning": {"split": self.tuning_split,
+                       "protocol": f"{self.tuning_split} rotated the same way",
+                       "params": {names[c]: p.to_dict() for c, p in r.params.items()},
+                       "chosen_prompts": {names[c]: k for c, k in sorted(r.prompts.chosen.items())}},
+            "unseen_point_share": r.preds.unseen_share,
+            "locations": r.locations,
         }
 
     def tuned_on(self, name: str) -> Optional[str]:
@@ -357,8 +410,17 @@ class SegmentResult:
             f"{cfg.projector.name} | {r['dense_clip']['instance']:.2f} / "
             f"{r['dense_clip']['class']:.2f} | {r['miou']['instance']:.2f} / "
             f"{r['miou']['class']:.2f} |",
+            *([f"| rotated ({cfg.rotation.mode}, seed {cfg.rotation.seed}) | {cfg.backbone} | "
+               f"{cfg.projector.name} | {r['rotated']['dense_clip']['instance']:.2f} / "
+               f"{r['rotated']['dense_clip']['class']:.2f} | "
+               f"{r['rotated']['miou']['instance']:.2f} / {r['rotated']['miou']['class']:.2f} |"]
+              if "rotated" in r else []),
             "",
             f"- Tuning protocol: {self.protocol}",
+            *([f"- Rotated protocol ({cfg.rotation.mode}): every TEST and tuning shape turned "
+               f"by its seeded random rotation (seed {cfg.rotation.seed}; the same for every "
+               f"method), tuned on the rotated {self.tuning_split.upper()} shapes; per "
+               f"category: the `rotated` columns"] if "rotated" in r else []),
             f"- Points visible in no view (labelled by their nearest visible point): "
             f"{100 * self.unseen_share:.2f}%",
             f"- Part templates: {self.templates!r}",
@@ -367,7 +429,8 @@ class SegmentResult:
                    f"{k}: {c!r}" for k, c in enumerate(self.prompt_candidates)) +
                " (per category: the `prompt` column; dense CLIP uses the same texts)"]
               if len(self.prompt_candidates) > 1 else []),
-            *[f"- Point locations ({split}): {c['located']} shapes located, {c['read']} read "
+            *[f"- Point locations ({split}): {c['located']} shapes located ("
+              f"{c.get('with_images', 0)} in the render that encoded them), {c['read']} read "
               f"from the cache {c['folder']}" for split, c in self.locations.items()],
             *[f"- Note: {n}" for n in self.size_notes],
             "- Timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in r["timings"].items()),
@@ -386,6 +449,17 @@ class SegmentResult:
                          f"{p.beta2 if p else 0:.3g} | {p.beta3 if p else 0:.3g} | {w} | "
                          f"{chosen[name]['chosen'] if name in chosen else 0} | "
                          f"{self.tuned_on(name) or '-'} |")
+        if "rotated" in r:
+            lines += ["", f"Rotated ({cfg.rotation.mode}, seed {cfg.rotation.seed}):", "",
+                      "| category | shapes | upright CALIP mIoU | rotated CLIP mIoU | "
+                      "rotated CALIP mIoU | rotated beta2 | rotated beta3 |",
+                      "|---|---|---|---|---|---|---|"]
+            for name, c in r["rotated"]["per_category"].items():
+                p = r["rotated"]["tuning"]["params"].get(name, {})
+                lines.append(f"| {name} | {c['shapes']} | "
+                             f"{r['per_category'][name]['calip_miou']:.2f} | "
+                             f"{c['clip_miou']:.2f} | {c['calip_miou']:.2f} | "
+                             f"{p.get('beta2', 0):.3g} | {p.get('beta3', 0):.3g} |")
         return "\n".join(lines) + "\n"
 
 
@@ -447,28 +521,114 @@ def feature_datasets(cfg: SegmentConfig, splits: Sequence[str]) -> list:
     :mod:`pointcalip.plan`): TEST and the official VAL split (its tuning split; nothing more
     with ``tune.split: test``); ``train`` adds nothing (segment reads no TRAIN)."""
     _, test, tuning = load_segment_splits(cfg)
-    return ([("test", test, None)] if "test" in splits else []) + (
+    out = ([("test", test, None)] if "test" in splits else []) + (
         [("val", tuning, None)] if "val" in splits and tuning is not test else [])
+    if cfg.rotation.mode != "none":           # the rotated protocol's shapes too
+        rtest, rtuning = rotated_splits(cfg, test, tuning)
+        out += [(f"{label} rotated", rtest if ds is test else rtuning, rows)
+                for label, ds, rows in list(out)]
+    return out
+
+
+def location_cache(cache_root, dataset: ShapeNetPart, projector, cfg: SegmentConfig
+                   ) -> LocationCache:
+    """The location cache of ``dataset`` under ``projector`` (for `pointcalip extract`: the
+    clouds it encodes are located in the render that makes their images)."""
+    return LocationCache(cache_root, dataset, projector, cfg.visible_tolerance)
 
 
 def fill_locations(cache_root, dataset: ShapeNetPart, projector, cfg: SegmentConfig,
                    shard=None) -> int:
     """Locate every shape of ``dataset`` the location cache under ``cache_root`` lacks, in
     batches of ``cfg.batch_size`` (``shard``: this rank's share of them, for `pointcalip
-    extract` under torchrun); -> shapes located now."""
+    extract` under torchrun); -> shapes located now. Shapes encoded in this run were
+    located with their images; this renders only those whose features were stored before."""
     locations = LocationCache(cache_root, dataset, projector, cfg.visible_tolerance)
-    rows = np.arange(len(dataset))
+    rows = locations.missing(np.arange(len(dataset)))
     chunks = [rows[s:s + cfg.batch_size] for s in range(0, len(rows), cfg.batch_size)]
     for chunk in (chunks if shard is None else shard.take(chunks)):
         locations.locate(chunk, dataset.points(chunk))
     return locations.located
 
 
+@dataclass
+class ProtocolRun:
+    """One pass of the protocol (upright, or every shape rotated): the tuning and TEST
+    scores, predictions and where the point locations came from."""
+
+    prompts: PromptChoice
+    params: Dict[int, SegParams]
+    texts: Dict[int, torch.Tensor]
+    preds: Predictions
+    clip: SegmentationScores
+    calip: SegmentationScores
+    locations: Dict[str, dict]
+    features: dict
+
+
+def run_protocol(cfg: SegmentConfig, store, projector, backbone, test, tuning,
+                 candidate_texts, cats, timings: Dict[str, float], prefix: str = ""
+                 ) -> ProtocolRun:
+    """Encode (locating the encoded clouds in the same render), tune on ``tuning``, predict
+    ``test``; ``timings`` keys get ``prefix``."""
+    from ..extract import extract
+
+    # the clouds encoded now are located in the same render (kept in the location cache)
+    locations = {"test": LocationCache(store.root, test, projector, cfg.visible_tolerance)}
+    if tuning is not test:
+        locations["val"] = LocationCache(store.root, tuning, projector, cfg.visible_tolerance)
+    t0 = time.perf_counter()
+    feats = {"test": extract(store.open(test, projector, backbone), test, None, projector,
+                             backbone, cfg.batch_size, desc=f"encode {prefix}test",
+                             locations=locations["test"])}
+    if tuning is not test:
+        feats["val"] = extract(store.open(tuning, projector, backbone), tuning, None, projector,
+                               backbone, cfg.batch_size, desc=f"encode {prefix}val",
+                               locations=locations["val"])
+    timings[f"{prefix}encode_s"] = time.perf_counter() - t0
+
+    tuning_split = "val" if tuning is not test else "test"
+    tuned: Dict[str, float] = {}
+    prompts = tune_prompts(feats[tuning_split], tuning, candidate_texts,
+                           locations[tuning_split], cfg, tuned, np.unique(test.labels))
+    timings.update({prefix + k: v for k, v in tuned.items()})
+    for c, how in sorted(prompts.tuned_on.items()):
+        if how == TUNED_FALLBACK:
+            log.warning("category %s has %s shapes but no %s shapes: it takes the betas and "
+                        "view weights tuned on all categories together (recorded as "
+                        "tuned_on %r)", SHAPENETPART_CATEGORIES[c], "TEST",
+                        tuning_split.upper(), TUNED_FALLBACK)
+    params = prompts.params
+    texts = {c: candidate_texts[prompts.chosen.get(c, 0)][c] for c in cats}
+
+    t0 = time.perf_counter()
+    preds = predict_split(feats["test"], test, texts, locations["test"], cfg, params)
+    timings[f"{prefix}test_s"] = time.perf_counter() - t0
+    names = SHAPENETPART_CATEGORIES
+    clip = segmentation_scores(preds.clip, test.pid, test.labels, names, PART_OFFSETS,
+                               PART_COUNTS)
+    calip = segmentation_scores(preds.calip, test.pid, test.labels, names, PART_OFFSETS,
+                                PART_COUNTS)
+    return ProtocolRun(prompts, params, texts, preds, clip, calip,
+                       {split: {"located": c.located, "with_images": c.with_images,
+                                "read": c.read, "folder": str(c.path)}
+                        for split, c in locations.items()}, feats)
+
+
+def rotated_splits(cfg: SegmentConfig, test, tuning):
+    """(TEST, tuning split) turned by the seeded rotations of ``cfg.rotation``."""
+    from .rotation import RotatedSplit
+
+    r = cfg.rotation
+    rtest = RotatedSplit(test, r.mode, r.seed, r.up_axis)
+    return rtest, rtest if tuning is test else RotatedSplit(tuning, r.mode, r.seed, r.up_axis)
+
+
 def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]] = None,
                 out: Optional[Path] = None) -> SegmentResult:
-    """Every stage for ``cfg``; writes predictions.npz (and pictures) into ``out``."""
+    """Every stage for ``cfg``; writes predictions.npz (and pictures) into ``out``. With
+    ``rotation.mode`` so3 / up, the whole protocol runs again on the rotated splits."""
     from ..backbones import load_clip
-    from ..extract import extract
     from ..pipeline import open_store
 
     t_start = time.perf_counter()
@@ -491,64 +651,45 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
                         for c in cats} for t in candidates]
     timings["text_s"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    feats = {"test": extract(store.open(test, projector, backbone), test, None, projector,
-                             backbone, cfg.batch_size, desc="encode test")}
-    if tuning is not test:
-        feats["val"] = extract(store.open(tuning, projector, backbone), tuning, None, projector,
-                               backbone, cfg.batch_size, desc="encode val")
-    timings["encode_s"] = time.perf_counter() - t0
-
-    locations = {"test": LocationCache(store.root, test, projector, cfg.visible_tolerance)}
-    if tuning is not test:
-        locations["val"] = LocationCache(store.root, tuning, projector, cfg.visible_tolerance)
-    tuning_split = "val" if tuning is not test else "test"
-    prompts = tune_prompts(feats[tuning_split], tuning, candidate_texts,
-                           locations[tuning_split], cfg, timings, np.unique(test.labels))
-    for c, how in sorted(prompts.tuned_on.items()):
-        if how == TUNED_FALLBACK:
-            log.warning("category %s has %s shapes but no %s shapes: it takes the betas and "
-                        "view weights tuned on all categories together (recorded as "
-                        "tuned_on %r)", SHAPENETPART_CATEGORIES[c], "TEST",
-                        tuning_split.upper(), TUNED_FALLBACK)
-    params = prompts.params
-    texts = {c: candidate_texts[prompts.chosen.get(c, 0)][c] for c in cats}
-
-    t0 = time.perf_counter()
-    preds = predict_split(feats["test"], test, texts, locations["test"], cfg, params)
-    timings["test_s"] = time.perf_counter() - t0
-    names = SHAPENETPART_CATEGORIES
-    clip = segmentation_scores(preds.clip, test.pid, test.labels, names, PART_OFFSETS,
-                               PART_COUNTS)
-    calip = segmentation_scores(preds.calip, test.pid, test.labels, names, PART_OFFSETS,
-                                PART_COUNTS)
+    upright = run_protocol(cfg, store, projector, backbone, test, tuning, candidate_texts,
+                           cats, timings)
+    rotated, rtest = None, None
+    if cfg.rotation.mode != "none":
+        rtest, rtuning = rotated_splits(cfg, test, tuning)
+        rotated = run_protocol(cfg, store, projector, backbone, rtest, rtuning,
+                               candidate_texts, cats, timings, prefix="rotated_")
+    params, texts, preds = upright.params, upright.texts, upright.preds
     out.mkdir(parents=True, exist_ok=True)
+    extra = {} if rotated is None else {
+        "pred_rotated": rotated.preds.calip, "pred_dense_clip_rotated": rotated.preds.clip,
+        "rotation": rtest.rotations}
     np.savez_compressed(out / "predictions.npz", index=preds.index, pred=preds.calip,
-                        pred_dense_clip=preds.clip, category=test.labels)
+                        pred_dense_clip=preds.clip, category=test.labels, **extra)
     if cfg.pictures:
         from .pictures import draw_shapes, draw_view_maps
         draw_shapes(out, test, preds.calip, cfg.pictures)
         c = int(test.labels[0])
-        _, spatial, _ = feats["test"].store.read([0])
+        _, spatial, _ = upright.features["test"].store.read([0], cfg.views)
         maps = view_part_maps(torch.from_numpy(spatial[0]).float(), texts[c], params.get(c),
                               projector.image_size, cfg.smooth)
         images = projector(test.points([0]))[0, :, 0].numpy()
+        if cfg.views is not None:
+            images = images[cfg.views]
         name = SHAPENETPART_CATEGORIES[c]
         draw_view_maps(out / "pictures" / "views_test0.png", images, maps.numpy(),
                        test.parts[name], f"{name}, test shape {test.index[0]}: part per pixel")
     timings["total_s"] = time.perf_counter() - t_start
+    names = SHAPENETPART_CATEGORIES
     return SegmentResult(
         config=cfg, run=RunInfo.collect(backbone.device, backbone.precision, root, argv),
         num_test_shapes=len(test), backbone_identity=backbone.identity,
         projector_settings=projector.settings, templates=cfg.templates,
-        prompt_candidates=candidates, prompts=prompts,
+        prompt_candidates=candidates, prompts=upright.prompts,
         tuning_split=cfg.tune.split, tuning_shapes=len(tuning),
-        params={names[c]: p for c, p in params.items()}, clip=clip, calip=calip,
-        unseen_share=preds.unseen_share,
-        locations={split: {"located": c.located, "read": c.read, "folder": str(c.path)}
-                   for split, c in locations.items()},
+        params={names[c]: p for c, p in params.items()}, clip=upright.clip,
+        calip=upright.calip, unseen_share=preds.unseen_share, locations=upright.locations,
         size_notes=[n for n in {test.size_note, tuning.size_note} if n],
-        timings=timings)
+        timings=timings, rotated=rotated)
 
 
 # ------------------------------------------------------------------------------ one file
@@ -571,10 +712,9 @@ def segment_cloud(points: torch.Tensor, category: str, parts: Sequence[str], bac
                          f"{list(parts)}")
     pts = points.float().unsqueeze(0)
     with torch.no_grad():
-        images = projector(pts.to(backbone.device))                      # [1, V, 3, S, S]
-        _, spatial = backbone.encode_images(images.flatten(0, 1))
+        images, loc = projector.images_and_locations(pts, visible_tolerance)   # one render
+        _, spatial = backbone.encode_images(images.to(backbone.device).flatten(0, 1))
         text = part_text(backbone, category, parts, templates)
-        loc = projector.locate(pts, visible_tolerance=visible_tolerance)
         lg = point_logits(spatial.cpu().unsqueeze(0), text.cpu(), loc.xy, loc.visible, pts,
                           projector.image_size, smooth)
         labels = predict_local(lg, beta2, beta3, view_weights)[0].numpy()

@@ -146,21 +146,38 @@ def _fine(center: float) -> List[float]:
     return sorted({round(max(0.0, center + s), 6) for s in steps})
 
 
+def beta_surface(groups: Sequence[Group], grid: Sequence[float] = COARSE) -> np.ndarray:
+    """[G, G] instance mIoU of ``groups`` (all their shapes) at every (beta2, beta3) of
+    ``grid`` x ``grid`` (beta2 rows), equal view weights: what the coarse search sees."""
+    pairs = torch.tensor([[b2, b3] for b2 in grid for b3 in grid], dtype=torch.float64)
+    total = torch.zeros(len(pairs), dtype=torch.float64)
+    for g in groups:
+        ones = torch.ones(g.logits.s0.shape[1])
+        total += _scores([g], [_terms(g, ones)], pairs) * g.gt.shape[0]
+    return (total / sum(g.gt.shape[0] for g in groups)).view(len(grid), len(grid)).numpy()
+
+
 def search_segmentation(groups: Sequence[Group], search_weights: bool = True,
                         coarse: Sequence[float] = COARSE,
-                        choices: Sequence[float] = WEIGHT_CHOICES, rounds: int = ROUNDS
-                        ) -> SegParams:
-    """The betas (and view weights) maximising the instance mIoU of ``groups``."""
+                        choices: Sequence[float] = WEIGHT_CHOICES, rounds: int = ROUNDS,
+                        terms: Sequence[str] = ("s1", "s2")) -> SegParams:
+    """The betas (and view weights) maximising the instance mIoU of ``groups``; ``terms``:
+    which of CALIP's terms the search may turn on (``s1``: beta2, ``s2``: beta3; the other
+    beta stays 0)."""
     v = groups[0].logits.s0.shape[1]
+    use = set(terms)
     weights = torch.ones(v)
     b2, b3, score, evaluated = 0.0, 0.0, -1.0, 0
     for _ in range(rounds if search_weights else 1):
         start = score
         terms = [_terms(g, weights) for g in groups]
         score = _score(groups, terms, b2, b3)
-        b2, b3, score, n = _grid(groups, terms, coarse, coarse, (b2, b3, score))
+        g2 = coarse if "s1" in use else [0.0]
+        g3 = coarse if "s2" in use else [0.0]
+        b2, b3, score, n = _grid(groups, terms, g2, g3, (b2, b3, score))
         evaluated += n + 1
-        b2, b3, score, n = _grid(groups, terms, _fine(b2), _fine(b3), (b2, b3, score))
+        b2, b3, score, n = _grid(groups, terms, _fine(b2) if "s1" in use else [0.0],
+                                 _fine(b3) if "s2" in use else [0.0], (b2, b3, score))
         evaluated += n
         if not search_weights:
             break
