@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from pointcalip.datasets.shapenetpart import PART_COUNTS, PART_OFFSETS, SHAPENETPART_CATEGORIES
+from pointcalip.commands.options import positive_int
 from pointcalip.dense_calip import read_at_pixels, tokens_to_grid
 from pointcalip.segmentation import segmentation_scores
 from pointcalip.segmentation.points import nearest_visible
@@ -186,8 +187,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--categories", nargs="+", default=list(SHAPENETPART_CATEGORIES),
                     choices=SHAPENETPART_CATEGORIES)
-    ap.add_argument("--shapes", type=int, default=2, help="shapes per category")
-    ap.add_argument("--points", type=int, default=2048)
+    ap.add_argument("--shapes", type=positive_int, default=2, help="shapes per category")
+    ap.add_argument("--points", type=positive_int, default=2048)
     ap.add_argument("--noise", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="also write the results here")
