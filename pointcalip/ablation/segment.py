@@ -31,7 +31,7 @@ from ..config import load_config
 from ..report import plots
 from ..report.results import RunInfo, backbone_label, run_name, write_results
 from ..segmentation.config import SegmentConfig
-from ..segmentation.run import (default_output_dir as segment_output_dir,
+from ..segmentation.run import (data_root, default_output_dir as segment_output_dir,
                                   load_segment_splits, run_segment)
 from ..store import FeatureStore
 from .backbones import command_words, lacking_rows
@@ -86,6 +86,7 @@ class SegContext:
     def __init__(self, cfg: SegAblationConfig, out: Path, backbone: Optional[ClipBackbone] = None):
         self.cfg, self.out = cfg, Path(out)
         self.store = FeatureStore(cfg.cache_dir)
+        self.root = data_root(cfg.segment())
         self._splits: Optional[tuple] = None       # (test, tuning) as segment reads them
         self._backbones: Dict[str, ClipBackbone] = {}
         if backbone is not None:
