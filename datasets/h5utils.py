@@ -57,6 +57,25 @@ def check_points_shape(shape: Sequence[int], path: Path, key: str = "data") -> N
         raise ValueError(
             f"h5 file {path} key {key!r} has shape {tuple(shape)}; expected [n, points, 3]"
         )
+    if shape[0] == 0 or shape[1] == 0:
+        raise ValueError(f"h5 file {path} key {key!r} holds {shape[0]} clouds of {shape[1]} "
+                         f"points (shape {tuple(shape)}); the file is empty or was cut short: "
+                         f"re-download or re-extract it")
+
+
+def whole_numbers(values: np.ndarray, path: Path, key: str) -> np.ndarray:
+    """``values`` (any shape) as int64, refusing what a cast would silently change: floats
+    with fractions, NaN/inf, non-numeric dtypes; ValueError naming the file, key and index."""
+    if values.dtype.kind == "f":
+        bad = ~np.isfinite(values) | (values != np.round(values))
+        if bad.any():
+            at = np.unravel_index(int(np.flatnonzero(bad)[0]), values.shape)
+            index = at[0] if len(at) == 1 else tuple(int(i) for i in at)
+            raise ValueError(f"h5 file {path} key {key!r} index {index} is not an integer: "
+                             f"{values[at]}; the file is damaged")
+    elif values.dtype.kind not in "iu":
+        raise ValueError(f"h5 file {path} key {key!r} has non-numeric dtype {values.dtype}")
+    return values.astype(np.int64)
 
 
 def check_labels(raw: np.ndarray, n: int, num_classes: int, path: Path, names_file: str) -> np.ndarray:
@@ -70,13 +89,7 @@ def check_labels(raw: np.ndarray, n: int, num_classes: int, path: Path, names_fi
             f"h5 file {path} key 'label' has shape {tuple(np.shape(raw))}; expected [{n}] or "
             f"[{n}, 1] to match its {n} clouds"
         )
-    if labels.dtype.kind == "f":
-        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
-            bad = int(np.flatnonzero(~np.isfinite(labels) | (labels != np.round(labels)))[0])
-            raise ValueError(f"h5 file {path} key 'label' index {bad} is not an integer: {labels[bad]}")
-    elif labels.dtype.kind not in "iu":
-        raise ValueError(f"h5 file {path} key 'label' has non-numeric dtype {labels.dtype}")
-    labels = labels.astype(np.int64)
+    labels = whole_numbers(labels, path, "label")
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if bad.size:
         i = int(bad[0])
@@ -91,7 +104,7 @@ def check_labels(raw: np.ndarray, n: int, num_classes: int, path: Path, names_fi
 def check_finite(points: np.ndarray, path: Path, rows: np.ndarray) -> None:
     """Raise a ValueError naming the file and cloud index of the first non-finite cloud.
     ``points``: ``[m, P, 3]`` read from ``path`` at file rows ``rows`` ``[m]``."""
-    finite = np.isfinite(points).reshape(points.shape[0], -1).all(axis=1)
+    finite = np.isfinite(points).all(axis=tuple(range(1, points.ndim)))
     if not finite.all():
         bad = int(np.flatnonzero(~finite)[0])
         raise ValueError(

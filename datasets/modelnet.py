@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.paths import confined
 from ..prompts import check_classnames, load_classnames
 from .base import H5CloudDataset, check_split
 
@@ -92,11 +93,11 @@ def split_files(root: Path, split: str) -> list[Path]:
         log.warning("%s missing; using %s", listing, [p.name for p in found])
         return found
     files = []
-    for line in listing.read_text(encoding="utf-8").splitlines():
+    for i, line in enumerate(listing.read_text(encoding="utf-8").splitlines(), start=1):
         line = line.strip()
         if not line:
             continue
-        path = root / Path(line.replace("\\", "/")).name
+        path = confined(root, Path(line.replace("\\", "/")).name, f"{listing} line {i}")
         if not path.is_file():
             raise FileNotFoundError(
                 f"{listing} lists {line!r} but {path} does not exist. {_HINT40}"

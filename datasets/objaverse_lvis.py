@@ -34,9 +34,11 @@ projectors expect (``projection/views.py``: the side views circle y, the ModelNe
 ``sampling="first"`` serves every stored point (the order does not matter to a projection);
 ``normalize=True`` is OpenShape's centre + unit sphere, after sampling, as there.
 
-Objects are read with :func:`load_npy_dict`, never with ``np.load(allow_pickle=True)``: an
-unpickler that can build numpy arrays, dtypes and scalars and Python's plain containers, and
-refuses every other global (a file that would call ``os.system`` is refused unread).
+Objects are read with :func:`~.npy_pickle.load_npy_dict`, never with
+``np.load(allow_pickle=True)``: an unpickler that can build numpy arrays, dtypes and scalars and
+Python's plain containers, and refuses every other global (a file that would call
+``os.system`` is refused unread); the arrays a file declares are bounded before any is
+allocated (:data:`~.npy_pickle.MAX_OBJECT_BYTES`, 64 MiB per object file).
 
 Class names: the categories mapped to what CLIP reads by ``configs/data/objaverse_lvis_names.yaml``
 (``names``: category -> name) and, for the categories it does not list, the rule of
@@ -47,7 +49,6 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -55,9 +56,11 @@ import numpy as np
 import torch
 
 from ..core.identity import files_identity
+from ..core.paths import confined
 from ..prompts import check_classnames, configs_root, read_yaml
 from . import h5utils
 from .base import CloudSet
+from .npy_pickle import MAX_OBJECT_BYTES, load_npy_dict  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -71,69 +74,6 @@ NAMES_FILE = "data/objaverse_lvis_names.yaml"
 _HINT = ("get OpenShape's meta_data.zip and Objaverse/*.tar.gz (huggingface.co/datasets/OpenShape/"
          "openshape-training-data), extract them into one folder and run "
          "`pointcalip download objaverse_lvis --from FOLDER`")
-
-# numpy's own names for rebuilding arrays, dtypes and scalars (numpy 2 writes numpy._core,
-# numpy 1 numpy.core); nothing else may be named by a pickled object file
-_ARRAY = np.ndarray.__reduce__(np.zeros(1))[0]
-_SCALAR = np.float32(0).__reduce__()[0]
-_ALLOWED_GLOBALS = {
-    ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
-    ("numpy.core.multiarray", "_reconstruct"): _ARRAY, ("numpy._core.multiarray", "_reconstruct"): _ARRAY,
-    ("numpy.core.multiarray", "scalar"): _SCALAR, ("numpy._core.multiarray", "scalar"): _SCALAR,
-}
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Builds numpy arrays and plain Python data only; any other global is refused before it is
-    imported or called."""
-
-    def __init__(self, fh, path: Path) -> None:
-        super().__init__(fh)
-        self.path = path
-
-    def find_class(self, module: str, name: str):
-        found = _ALLOWED_GLOBALS.get((module, name))
-        if found is None:
-            raise pickle.UnpicklingError(
-                f"{self.path} asks to build {module}.{name}; refused: only numpy arrays and plain "
-                f"Python data are read from object files")
-        return found
-
-
-def load_npy_dict(path: Path) -> dict:
-    """A ``.npy`` file holding one pickled dict (``np.save(path, {...})``) -> that dict, read
-    by an unpickler that builds nothing but numpy arrays, dtypes, scalars and Python's plain
-    containers (str, numbers, lists, dicts). ValueError naming the file for anything else: a
-    refused global (nothing of the file is executed), a plain numeric array instead of a dict,
-    a truncated or corrupt file."""
-    path = Path(path)
-    with open(path, "rb") as fh:
-        try:
-            version = np.lib.format.read_magic(fh)
-            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-            if read_header is None:
-                raise ValueError(f".npy format version {version} (expected 1.0 or 2.0)")
-            shape, _, dtype = read_header(fh)
-        except (ValueError, OSError, EOFError) as err:
-            raise ValueError(f"{path} is not a readable .npy file ({err}); re-extract it") from None
-        if dtype != np.dtype(object) or shape != ():
-            raise ValueError(f"{path} holds a {dtype} array of shape {shape}, not a pickled dict "
-                             f"(OpenShape's per-object files hold {{'xyz': ..., 'rgb': ...}})")
-        try:
-            obj = _ArrayUnpickler(fh, path).load()
-        except pickle.UnpicklingError as err:
-            text = str(err)
-            raise ValueError(text if text.startswith(str(path)) else
-                             f"{path} is truncated or corrupt ({text}); re-extract it") from None
-        except Exception as err:      # a damaged pickle fails in many ways (EOF, Overflow, numpy's own)
-            raise ValueError(f"{path} is truncated or corrupt ({type(err).__name__}: {err}); "
-                             f"re-extract it") from None
-    value = obj.item() if isinstance(obj, np.ndarray) and obj.shape == () else obj
-    if not isinstance(value, dict):
-        raise ValueError(f"{path} holds a pickled {type(value).__name__}, not a dict")
-    return value
-
 
 def read_xyz(path: Path, uid: str) -> np.ndarray:
     """The ``xyz`` of one object file: float32 ``[P, 3]``, finite; ValueError naming the file and
@@ -153,10 +93,13 @@ def read_xyz(path: Path, uid: str) -> np.ndarray:
         what = f"{xyz.dtype} array of shape {xyz.shape}" if isinstance(xyz, np.ndarray) \
             else type(xyz).__name__
         raise ValueError(f"{where} 'xyz' is a {what}; expected numbers [points, 3]")
+    with np.errstate(over="ignore"):
+        xyz = xyz.astype(np.float32)           # float64 beyond 3.4e38 becomes inf: checked too
     if not np.isfinite(xyz).all():
         bad = int(np.flatnonzero(~np.isfinite(xyz).all(axis=1))[0])
-        raise ValueError(f"{where} 'xyz' point {bad} is NaN/inf; the file is corrupt: re-extract it")
-    return xyz.astype(np.float32)
+        raise ValueError(f"{where} 'xyz' point {bad} is NaN/inf (as float32); the file is "
+                         f"corrupt: re-extract it")
+    return xyz
 
 
 # ----------------------------------------------------------------------------- the split
@@ -178,6 +121,9 @@ def read_split(path: Path) -> list[dict]:
         entries = json.loads(Path(path).read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{path} is not valid JSON ({err}); re-extract meta_data.zip") from None
+    except RecursionError:
+        raise ValueError(f"{path} is nested too deeply (thousands of levels) to be the split; "
+                         f"re-extract meta_data.zip") from None
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"{path} must hold a non-empty list of objects "
                          f"({{'uid', 'category', 'data_path'}}), got {type(entries).__name__}")
@@ -199,25 +145,39 @@ def read_split(path: Path) -> list[dict]:
     return entries
 
 
-def relative_path(data_path: str) -> Optional[Path]:
+def relative_path(data_path: str, where: str = SPLIT_FILE) -> Optional[Path]:
     """Where ``data_path`` (as written in ``lvis.json``, e.g. ``/mnt/data/objaverse-processed/
     merged_for_training_final/Objaverse/000-123/<uid>.npy``) lies inside the folder: from
     ``objaverse-processed/`` on, or as written when relative; None for an absolute path
-    without that part."""
+    without that part. ValueError naming ``where`` (the entry) when the path climbs out of
+    ``objaverse-processed/`` or, relative, out of the folder (:func:`~pointcalip.core.paths.
+    confined`): checked before anything is read or copied."""
     written = Path(data_path)
     if OBJECTS in written.parts:
-        return Path(*written.parts[written.parts.index(OBJECTS):])
-    return None if written.is_absolute() else written
+        after = written.parts[written.parts.index(OBJECTS) + 1:]
+        return confined(OBJECTS, Path(*after) if after else "", where)
+    return None if written.is_absolute() else confined(".", written, where).relative_to(".")
 
 
-def object_path(folder: Path, data_path: str) -> Path:
+def object_path(folder: Path, data_path: str, where: str = SPLIT_FILE) -> Path:
     """The object file of ``data_path``: its copy inside ``folder`` (:func:`relative_path`), or
     the absolute path as written when the folder has none (OpenShape's own setup keeps the
-    objects under /mnt/data, apart from meta_data)."""
-    rel, written = relative_path(data_path), Path(data_path)
-    if rel is None or (not (folder / rel).is_file() and written.is_absolute() and written.is_file()):
-        return written
+    objects under /mnt/data, apart from meta_data), which must lie in an ``objaverse-processed/``
+    folder too. ValueError naming ``where`` for a path that leads anywhere else."""
+    rel, written = relative_path(data_path, where), Path(data_path)
+    if rel is None:
+        raise ValueError(f"{where}: data_path {data_path!r} lies outside any {OBJECTS}/ folder; "
+                         f"object files are read only from inside one (give a relative path or "
+                         f"one under {OBJECTS}/)")
+    if not (folder / rel).is_file() and written.is_absolute():
+        elsewhere = Path(*written.parts[:written.parts.index(OBJECTS)]) / rel
+        if elsewhere.is_file():
+            return elsewhere
     return folder / rel
+
+
+def _where(split_path, i: int, entry: dict) -> str:
+    return f"{split_path} entry {i} (uid {entry.get('uid')})"
 
 
 def categories_of(entries: Sequence[dict]) -> list[str]:
@@ -312,7 +272,8 @@ class ObjaverseLVIS(CloudSet):
                              f"{len(self.categories)} classes")
         self.classnames = class_names(self.categories, names)
         self.uids = [e["uid"] for e in entries]
-        self.files = [object_path(self.root, e["data_path"]) for e in entries]
+        self.files = [object_path(self.root, e["data_path"], _where(split_path, i, e))
+                      for i, e in enumerate(entries)]
         missing = [(u, f) for u, f in zip(self.uids, self.files) if not f.is_file()]
         if missing:
             shown = ", ".join(f"{u} ({f})" for u, f in missing[:3])
@@ -378,18 +339,15 @@ def install_files(folder: Path) -> list[tuple[Path, Path]]:
     installed folder, source file)`` for the split and each object it lists (not the rest of
     OpenShape's training data that may lie beside them). FileNotFoundError naming the missing
     objects."""
-    entries = read_split(Path(folder) / SPLIT_FILE)
-    out, missing = [(Path(SPLIT_FILE), Path(folder) / SPLIT_FILE)], []
-    for e in entries:
-        rel = relative_path(e["data_path"])
-        if rel is None:
-            raise ValueError(f"{folder / SPLIT_FILE}: uid {e['uid']} has data_path "
-                             f"{e['data_path']!r}, outside any {OBJECTS}/ folder; it cannot be "
-                             f"installed (give a relative path or one under {OBJECTS}/)")
-        src = object_path(Path(folder), e["data_path"])
+    split_path = Path(folder) / SPLIT_FILE
+    entries = read_split(split_path)
+    places = [object_path(Path(folder), e["data_path"], _where(split_path, i, e))
+              for i, e in enumerate(entries)]                  # every path checked first
+    out, missing = [(Path(SPLIT_FILE), split_path)], []
+    for e, src in zip(entries, places):
         if not src.is_file():
             missing.append(f"{e['uid']} ({src})")
-        out.append((rel, src))
+        out.append((relative_path(e["data_path"]), src))
     if missing:
         raise FileNotFoundError(f"{folder}: {len(missing)} of the {len(entries)} objects listed in "
                                 f"{SPLIT_FILE} are missing: {', '.join(missing[:3])}"

@@ -19,6 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..core.paths import confined
+
 log = logging.getLogger(__name__)
 
 #: the 16 categories in category-id order, and their part counts (facts of the release)
@@ -84,9 +86,9 @@ def split_files(root: Path, split: str) -> list[Path]:
     are read by file name), else ``ply_data_<split>*.h5`` in name order."""
     listing = root / f"{split}_hdf5_file_list.txt"
     if listing.is_file():
-        names = [Path(line.strip()).name for line in listing.read_text().splitlines()
+        files = [confined(root, Path(line.strip()).name, f"{listing} line {i}")
+                 for i, line in enumerate(listing.read_text().splitlines(), start=1)
                  if line.strip()]
-        files = [root / n for n in names]
         missing = [str(f) for f in files if not f.is_file()]
         if missing:
             raise FileNotFoundError(f"{listing} lists files that are missing: {missing}; {_HINT}")
@@ -146,7 +148,7 @@ class ShapeNetPart:
             if pid.shape != (n, p):
                 raise ValueError(f"h5 file {path} key 'pid' has shape {tuple(pid.shape)}; "
                                  f"expected [{n}, {p}] (one part id per point of 'data')")
-            pid = pid.astype(np.int64)
+            pid = h5utils.whole_numbers(pid, path, "pid")      # 1.7 is not part 1
             owner = part_category()
             bad = (pid < 0) | (pid >= NUM_PARTS)
             bad |= ~bad & (owner[np.clip(pid, 0, NUM_PARTS - 1)] != lab[:, None])

@@ -67,6 +67,8 @@ def main() -> int:
                 "--set", "adapter.train.lr=0.05", "--set", "tip_f.train.epochs=20",
                 "--set", "tip_f.train.lr=0.01", "--set", "tip.alpha_max=10",
                 "--set", "tip.beta_max=50"]) == 0
+    assert cli(["zeroshot", "--config", "modelnet40", "--set", f"data.root={planted.root}", *store,
+                "--set", f"tune.grid={P.GRID}", "--set", f"output_dir={work}/zeroshot"]) == 0
     cloud = work / "cloud.npy"
     np.save(cloud, planted.points["test"][1].numpy())
     assert cli(["explain", str(cloud), "--classes", *P.CLASSES, "--backbone", ck["vit"],
@@ -84,7 +86,8 @@ def main() -> int:
              "beta_surface.png": work / "ablate/terms/beta_surface.png",
              "accuracy_vs_shots.png": work / "fewshot/accuracy_vs_shots.png",
              "curves.png": next((work / "fewshot").rglob("calip_fs/4shot-seed1/curves.png")),
-             "explain.png": work / "explain.png", "render_views.png": montage}
+             "explain.png": work / "explain.png", "render_views.png": montage,
+             "confusion.png": work / "zeroshot/confusion/test_calip.png"}
     for name, source in picks.items():
         target = out / name
         shutil.copyfile(source, target)

@@ -274,3 +274,16 @@ def test_classify_options_are_checked(option, message, capsys, tmp_path):
 def test_classify_rejects_duplicate_classes(tiny_checkpoints, capsys, tmp_path):
     assert main(["classify", str(tmp_path / "x.npy"), "--classes", "chair", "chair"]) == 2
     assert "repeated: ['chair']" in capsys.readouterr().err
+
+
+def test_results_are_titled_by_what_ran_and_state_the_data(planted, tuned, tiny_checkpoints):
+    res, tmp = tuned
+    md = (tmp / "out" / "results.md").read_text()
+    stem = str(tiny_checkpoints["vit"]).rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    assert md.splitlines()[0] == f"# Zero-shot results: modelnet40, projector pointclip, {stem}"
+    data, = res["data"]
+    n_test, n_train = len(planted.labels["test"]), len(planted.labels["train"])
+    assert data["counts"] == {"test": n_test, "train": n_train} and not data["complete"]
+    assert f"test holds {n_test} clouds; the release has 2,468" in data["differences"]
+    assert "differ from the release's MD5" in data["checksums"]
+    assert "- Data: modelnet40: NOT the complete release: test holds" in md

@@ -34,5 +34,19 @@ def load_clip(name_or_path: Union[str, Path], device: Union[str, "torch.device",
     check_engine(engine, default_device(device))     # fails before anything is loaded
     key = str(name_or_path)
     backbone = family_of(key).target.load(key, device=device, download_root=download_root)
+    check_finite_weights(backbone.model, key)
     backbone.set_engine(engine)
     return backbone
+
+
+def check_finite_weights(model, name: str) -> None:
+    """ValueError naming the backbone and the first weight holding NaN/inf (a damaged or
+    diverged checkpoint would otherwise give NaN logits and arbitrary predictions)."""
+    import torch
+
+    for where, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ValueError(f"backbone {name}: weight {where!r} holds {bad} NaN/inf values of "
+                             f"{tensor.numel()}; the checkpoint is damaged (or saved from a run "
+                             f"that diverged): download or export it again")

@@ -62,7 +62,11 @@ class BenchmarkDataConfig(Section):
     def _check_corruptions(self, entry) -> None:
         if self.corruptions is not None:
             bad = [c for c in self.corruptions if c not in entry.corruptions]
-            if bad or not self.corruptions:
+            if not self.corruptions:
+                raise ConfigError("corruptions", f"is empty: nothing to evaluate; use null (all "
+                                                 f"{len(entry.corruptions)}) or some of "
+                                                 f"{', '.join(entry.corruptions)}")
+            if bad:
                 raise ConfigError("corruptions", f"holds unknown names {bad}; use null (all) or "
                                                  f"some of {', '.join(entry.corruptions)}")
 
@@ -96,7 +100,11 @@ class DatasetTune(Section):
         for key in values:
             if key != "from":
                 raise ConfigError(str(key), "is unknown (known keys here: from)", hint=False)
-        return cls(source=values.get("from"))
+        try:
+            return cls(source=values.get("from"))
+        except ConfigError as err:              # the field is `source`; users write `from`
+            raise ConfigError("from" if err.key == "source" else err.key, err.problem,
+                              err.hint) from None
 
     def to_dict(self) -> dict:
         return {"from": self.source}

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from ..config import CLASSIFICATION_DATASETS
 from . import COMMANDS
-from .model_options import add_model_options, build_projector, model_settings
-from .options import non_negative_int
+from .model_options import add_model_options, build_projector, model_settings, settings_line
+from .options import add_figure_options, non_negative_int, user_folder
 
 
 @COMMANDS.register("explain", order=60)
@@ -32,7 +32,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--index", type=non_negative_int, default=None, help="the item's index")
     p.add_argument("--split", choices=["train", "test"], default="test",
                    help="the split the --dataset item comes from (default test)")
-    p.add_argument("--root", default=None,
+    p.add_argument("--root", default=None, type=user_folder,
                    help="the dataset folder (default: the installed copy)")
     p.add_argument("--variant", default=None, help="ScanObjectNN variant (OBJ_BG, OBJ_ONLY, PB_T50_RS)")
     p.add_argument("--target", default=None, metavar="NAME", help="the chosen class to show")
@@ -41,6 +41,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                         ".jpeg, .pdf or .svg (default: <file stem>_attention.png or "
                         "<dataset>_<split>_<index>_attention.png)")
     add_model_options(p, cloud_word="FILE")
+    add_figure_options(p)
     p.set_defaults(func=run)
     return p
 
@@ -81,6 +82,7 @@ def _cloud(args):
 
 def run(args) -> int:
     from ..backbones import load_clip
+    from ..core.paths import ensure_writable
     from ..explain import explain_cloud, image_format, render
     from ..prompts import check_classnames
 
@@ -97,6 +99,9 @@ def run(args) -> int:
     if args.target is not None and args.target not in classes:
         raise ValueError(f"--target {args.target!r} is not among the classes: {', '.join(classes)}")
 
+    print(settings_line(s, args, "explain"), file=sys.stderr)
+    out = args.output or default_out
+    ensure_writable(Path(out).expanduser().parent, "-o/--output")   # before CLIP runs
     backbone = load_clip(s["backbone"], device=args.device)
     expl = explain_cloud(points, backbone, projector, classes, s["templates"], s["beta2"],
                          s["beta3"], s["view_weights"])
@@ -106,7 +111,6 @@ def run(args) -> int:
         target = label
     else:                                                     # the runner-up
         target = classes.index(expl.top(2)[-1][0]) if len(classes) > 1 else None
-    out = args.output or default_out
     from ..report.plots import view_name
 
     tilts = projector.view_set.tilts or (0.0,) * len(views)

@@ -133,6 +133,24 @@ def check_recorded(s: dict, path: Path) -> None:
         raise bad("view_weights", "a list of finite weights >= 0, not all 0")
 
 
+def settings_line(s: dict, args, command: str) -> str:
+    """One line saying what a command took and from where: ``pointcalip classify: backbone
+    RN50, projector pointclip (views 0-5), templates pointclip, beta2 0, beta3 0, view weights
+    equal (defaults; --results r.json; options: --beta2)``."""
+    views = "all views" if s["views"] is None else f"views {', '.join(map(str, s['views']))}"
+    weights = ("equal" if s["view_weights"] is None else
+               ", ".join(f"{w:g}" for w in s["view_weights"]))
+    templates = s["templates"] if isinstance(s["templates"], str) else "; ".join(s["templates"])
+    given = [f"--{k}" for k in ("backbone", "projector", "templates", "beta2", "beta3")
+             if getattr(args, k, None) is not None]
+    origin = "; ".join(x for x in ("defaults" if not args.results and len(given) < 5 else "",
+                                   f"--results {args.results}" if args.results else "",
+                                   f"options {' '.join(given)}" if given else "") if x)
+    return (f"pointcalip {command}: backbone {s['backbone']}, projector {s['projector'].get('name')} "
+            f"({views}), templates {templates}, beta2 {s['beta2']:g}, beta3 {s['beta3']:g}, "
+            f"view weights {weights} (from {origin})")
+
+
 def build_projector(s: dict):
     """The projector of settings ``s``, restricted to their views -> (projector, view indices)."""
     from ..config import ProjectorConfig, check_views

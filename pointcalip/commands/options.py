@@ -8,20 +8,36 @@ import difflib
 import math
 
 
-def _int_at_least(low: int, description: str):
+def _int_at_least(low: int, description: str, high: int | None = None):
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = low - 1
-        if value < low:
+        if value < low or (high is not None and value > high):
             raise argparse.ArgumentTypeError(f"must be {description}, got {text!r}")
         return value
     return parse
 
 
+def int_between(low: int, high: int, why: str = ""):
+    """An argparse type: an integer in ``[low, high]`` (``why`` says what the bound is for)."""
+    return _int_at_least(low, f"an integer from {low:,} to {high:,}{why}", high)
+
+
 positive_int = _int_at_least(1, "a positive integer")
 non_negative_int = _int_at_least(0, "a non-negative integer")
+
+
+def user_folder(text: str) -> str:
+    """A path whose ``~user`` (if any) names a user of this machine."""
+    from ..core.paths import user_path
+
+    try:
+        user_path(text, "path")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("path ")) from None
+    return text
 
 
 def finite_float(text: str) -> float:
@@ -85,3 +101,12 @@ def add_tune_on_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tune-on", choices=["val", "test"], default=None,
                    help="tune on a validation subset of TRAIN (default) or on TEST (the "
                         "published protocol, optimistic); same as --set tune.split=...")
+
+
+def add_figure_options(p: argparse.ArgumentParser) -> None:
+    """``--figure-format png|pdf|svg`` and ``--dpi N``: how the command writes its figures."""
+    p.add_argument("--figure-format", choices=["png", "pdf", "svg"], default=None,
+                   help="format of every figure written (default png; pdf and svg are vector "
+                        "files for papers)")
+    p.add_argument("--dpi", type=_int_at_least(10, "an integer of at least 10"), default=None,
+                   help="resolution of PNG figures (default 150)")

@@ -6,7 +6,11 @@ import argparse
 
 from ..tasks import TASKS, Task
 from . import COMMANDS
-from .options import config_file, device, finite_float, positive_int, shipped_configs
+from .options import add_figure_options, config_file, device, finite_float, int_between, shipped_configs
+
+#: the most points `segment FILE` labels (memory measured at this size by
+#: scripts/bench_hostile.py; see the bad-input docs)
+MAX_POINTS = 200_000
 
 
 def projector_presets() -> list:
@@ -76,10 +80,13 @@ def register(subparsers) -> argparse.ArgumentParser:
                         "per-part sentence file (YAML/JSON {category: {part: [sentences]}})")
     g.add_argument("--beta2", type=finite_float, default=0.0, help="dense CALIP beta2 (0)")
     g.add_argument("--beta3", type=finite_float, default=0.0, help="dense CALIP beta3 (0)")
-    g.add_argument("--num-points", type=positive_int, default=2048, metavar="N",
-                   help="points to segment (default 2048)")
+    g.add_argument("--num-points", type=int_between(1, MAX_POINTS, " (the memory of a "
+                                                    "segmentation grows with it)"),
+                   default=2048, metavar="N",
+                   help=f"points to segment (default 2048, at most {MAX_POINTS:,})")
     g.add_argument("--up", choices=["y", "z"], default="y", help="up axis of the file")
     g.add_argument("--device", type=device, default=None, help="cpu, cuda, ...")
+    add_figure_options(p)
     p.set_defaults(func=run)
     return p
 
@@ -124,6 +131,8 @@ def run_file(args) -> int:
         raise ValueError(f"segmenting {args.file} needs {' and '.join(missing)} (e.g. "
                          f"--category chair --parts back seat leg armrest)")
     from ..config import check_backbone
+    from ..core.paths import check_output_file
+    from ..prompts import check_classnames
     from ..segmentation.config import DEFAULT_PART_TEMPLATES, check_part_templates
 
     templates = args.templates or DEFAULT_PART_TEMPLATES
@@ -136,6 +145,13 @@ def run_file(args) -> int:
     check_backbone(args.backbone)
     if len(args.parts) < 2:
         raise ValueError(f"--parts needs two or more part names; got {args.parts}")
+    try:
+        check_classnames(args.parts)
+    except ValueError as err:
+        raise ValueError(f"--parts: {str(err).replace('class names', 'part names')}") from None
+    for option, path in (("-o/--output", args.output), ("--png", args.png)):
+        if path:                                  # before the model runs, not after
+            check_output_file(path, option)
     projector = preset_projector(args.projector).build()
     from ..backbones import load_clip
     from ..datasets import load_point_cloud

@@ -7,10 +7,12 @@ The file appears complete under its name, or not at all: it is written to a temp
 the same folder (``.<name>.<random>.tmp``), flushed and fsynced, renamed over ``path``
 (:func:`os.replace`, atomic on POSIX) and the folder is fsynced so the rename survives a power
 cut. If anything fails the temporary file is removed and an existing ``path`` is untouched.
-A full disk or quota (``ENOSPC``/``EDQUOT``) becomes a :class:`DiskFullError` that names the
-path and says the disk is full, also when a library wrapped the ``OSError`` in its own error
-(``torch.save`` raises ``RuntimeError: [enforce fail at inline_container.cc:672] unexpected
-pos`` with the ``OSError`` as its context).
+A full disk or quota (``ENOSPC``/``EDQUOT``) or a file-size limit (``EFBIG``: ``ulimit -f``,
+or the filesystem's largest file) becomes a :class:`DiskFullError` that names the path and
+says what to do, also when a library wrapped the ``OSError`` in its own error (``torch.save``
+raises ``RuntimeError: [enforce fail at inline_container.cc:672] unexpected pos`` with the
+``OSError`` as its context). Every output of every command goes through :func:`atomic_write`
+(:func:`write_bytes`, :func:`save_figure`), so a failed rerun leaves the earlier file whole.
 """
 from __future__ import annotations
 
@@ -22,19 +24,26 @@ import uuid
 from pathlib import Path
 from typing import BinaryIO, Iterator, Optional
 
-_FULL = (errno.ENOSPC, errno.EDQUOT)
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 class DiskFullError(OSError):
-    """No space (or quota) left on the device while writing ``path``. An ``OSError`` with
-    ``errno`` ENOSPC/EDQUOT, so code that handles ``OSError`` handles it too."""
+    """No space (or quota) left on the device, or the file-size limit reached, while writing
+    ``path``. An ``OSError`` with ``errno`` ENOSPC/EDQUOT/EFBIG, so code that handles
+    ``OSError`` handles it too."""
 
     def __init__(self, path: str | Path, cause: Optional[BaseException] = None):
         self.path = Path(path)
+        code = getattr(_disk_full_cause(cause), "errno", None) or errno.ENOSPC
+        if code == errno.EFBIG:
+            super().__init__(code, f"cannot write {self.path}: the file reached the largest size "
+                                   f"this process may write (file-size limit, `ulimit -f`, or "
+                                   f"the filesystem's largest file); raise the limit (`ulimit -f "
+                                   f"unlimited`) or write to another filesystem")
+            return
         free = ""
         with contextlib.suppress(OSError):
             free = f", {shutil.disk_usage(_existing_parent(self.path)).free / 1e6:.0f} MB free"
-        code = getattr(_disk_full_cause(cause), "errno", None) or errno.ENOSPC
         super().__init__(code, f"cannot write {self.path}: the disk is full (no space left "
                                f"on the device{free}); free some space or write elsewhere")
 
@@ -61,7 +70,8 @@ def _disk_full_cause(err: Optional[BaseException]) -> Optional[OSError]:
 
 
 def is_disk_full(err: BaseException) -> bool:
-    """Whether ``err`` is, or was caused by, a full disk or quota (ENOSPC/EDQUOT)."""
+    """Whether ``err`` is, or was caused by, a full disk or quota or the file-size limit
+    (ENOSPC/EDQUOT/EFBIG)."""
     return _disk_full_cause(err) is not None
 
 
@@ -123,3 +133,13 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
     with atomic_write(path) as f:
         f.write(data)
     return Path(path)
+
+
+def save_figure(fig, path: str | Path, **savefig) -> Path:
+    """A matplotlib figure written to ``path`` with :func:`atomic_write` (the format from the
+    suffix, e.g. ``.png``, ``.pdf``, unless ``format`` is given); -> ``path``."""
+    path = Path(path)
+    savefig.setdefault("format", path.suffix.lstrip(".").lower() or "png")
+    with atomic_write(path) as f:
+        fig.savefig(f, **savefig)
+    return path

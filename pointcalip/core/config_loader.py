@@ -31,6 +31,10 @@ from typing import Any, Callable, ClassVar, List, Mapping, Optional, Sequence, T
 import yaml
 
 from ..prompts import configs_root, read_yaml
+from .paths import user_path
+
+#: fields that hold a folder or file: a ``~user`` in them must name a user of this machine
+PATH_KEYS = frozenset({"root", "output_dir", "cache_dir", "source", "parts"})
 
 # ----------------------------------------------------------------------------------- errors
 
@@ -92,7 +96,7 @@ def _describe(tp: Any, adjective: str = "") -> str:
     if origin is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in args)
     if origin in (list, List):
-        return f"a list of {_describe(args[0]).split(' ', 1)[1]}s" if args else "a list"
+        return f"a list of {_plural(args[0])}" if args else "a list"
     names = {bool: "true or false", int: f"a {adj}integer" if adj else "an integer",
              float: f"a {adj}number", str: "a string", dict: "a mapping", type(None): "null"}
     if tp in names:
@@ -100,6 +104,22 @@ def _describe(tp: Any, adjective: str = "") -> str:
     if dataclasses.is_dataclass(tp):
         return "a mapping"
     return getattr(tp, "__name__", str(tp))
+
+
+def _plural(tp: Any) -> str:
+    """What many values of type ``tp`` read as: 'strings', 'strings or lists of strings'."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Union:
+        return " or ".join(_plural(a) for a in args)
+    if origin in (list, List):
+        return f"lists of {_plural(args[0])}" if args else "lists"
+    if origin is typing.Literal:
+        return "values among " + ", ".join(repr(a) for a in args)
+    names = {bool: "true or false values", int: "integers", float: "numbers", str: "strings",
+             dict: "mappings", type(None): "nulls"}
+    if tp in names:
+        return names[tp]
+    return "mappings" if dataclasses.is_dataclass(tp) else f"{getattr(tp, '__name__', tp)} values"
 
 
 def _check_type(value: Any, tp: Any, key: str) -> Any:
@@ -194,6 +214,11 @@ class Section:
             rule = f.metadata.get("rule")
             if rule is not None and value is not None and not rule[0](value):
                 raise ConfigError(f.name, f"must be {rule[1](hints[f.name])}, got {value!r}")
+            if f.name in PATH_KEYS and isinstance(value, str) and value.startswith("~"):
+                try:
+                    user_path(value, "is")
+                except ValueError as err:
+                    raise ConfigError(f.name, str(err).removeprefix("is ")) from None
             object.__setattr__(self, f.name, value)
         self.validate()
 

@@ -52,3 +52,51 @@ def ensure_writable(folder: str | Path, fix: str) -> Path:
         raise PermissionError(f"cannot write in {folder} ({err.strerror or err}); choose another "
                               f"folder with {fix}") from None
     return folder
+
+
+def confined(root: str | Path, written: str | Path, where: str) -> Path:
+    """``root / written`` for a path read from a manifest or a list (a split file, a file
+    list), refused unless it stays inside ``root``: ``written`` is normalised (``a/../b`` ->
+    ``b``) and must be relative and must not climb out with ``..``. Checked before anything
+    is read or copied; ``where`` names the entry in the error (e.g. ``"lvis.json entry 3
+    (uid abc)"``). Symbolic links inside ``root`` are the folder owner's and are followed."""
+    text = str(written).replace("\\", "/")
+    norm = os.path.normpath(text) if text else ""
+    if not text or os.path.isabs(text) or norm == ".." or norm.startswith("../") or norm == ".":
+        raise ValueError(f"{where}: path {str(written)!r} leads outside {root}; every path a "
+                         f"manifest lists must stay inside its folder (a relative path without "
+                         f"'..' climbing out)")
+    return Path(root) / norm
+
+
+def check_output_file(path: str | Path, option: str) -> Path:
+    """Before any long work: ``path`` (given with ``option``) can be written: its folder
+    exists and is writable, and it is not itself a folder. ``FileNotFoundError`` /
+    ``PermissionError`` / ``IsADirectoryError`` naming the option and the path otherwise."""
+    path = Path(path).expanduser()
+    folder = path.parent
+    if path.is_dir():
+        raise IsADirectoryError(f"{option} {path} is a folder; give a file name in it")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{option} {path}: the folder {folder} does not exist; create it "
+                                f"or write elsewhere")
+    try:
+        probe = folder / f".pointcalip-write-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(f"{option} {path}: cannot write in {folder} "
+                              f"({err.strerror or err}); write elsewhere") from None
+    return path
+
+
+def user_path(text: str | Path, where: str) -> Path:
+    """``text`` with a leading ``~`` or ``~user`` expanded; ValueError naming ``where`` (the
+    option or config key) when that user does not exist (pathlib's own error, "Could not
+    determine home directory", names nothing)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        user = str(text)[1:].replace("\\", "/").split("/", 1)[0]
+        raise ValueError(f"{where} {str(text)!r}: there is no user {user!r} on this machine, so "
+                         f"'~{user}' names no home folder; write the full path") from None

@@ -88,6 +88,9 @@ class SegDataConfig(Section):
     def validate(self) -> None:
         from ..datasets.shapenetpart import SHAPENETPART_CATEGORIES  # numpy only
 
+        if self.categories is not None and not self.categories:
+            raise ConfigError("categories", f"is empty: no shape to segment; use null (all 16) "
+                                            f"or some of {', '.join(SHAPENETPART_CATEGORIES)}")
         for c in self.categories or []:
             if c not in SHAPENETPART_CATEGORIES:
                 raise ConfigError("categories", f"holds {c!r}, not a ShapeNetPart category "

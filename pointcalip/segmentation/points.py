@@ -48,10 +48,53 @@ class PointLogits:
                            self.visible[:, :, keep], src)
 
 
+#: distances computed at once by :func:`nearest_visible` (float64: 32 MB), whatever N
+NEAREST_BLOCK = 1 << 22
+#: (unseen x seen) pairs above which :func:`nearest_visible` searches a KD-tree instead
+KD_TREE_PAIRS = 1 << 26
+_SEEN_CHUNK = 8192
+
+
+def _nearest_in_blocks(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a [L, 3], b [H, 3] float64 -> [L] index into b of the point minimising ``|b|^2 - 2 a.b``
+    (ties: the lower index), in blocks of at most :data:`NEAREST_BLOCK` distances."""
+    norms = (b * b).sum(dim=1)
+    rows = max(1, NEAREST_BLOCK // min(len(b), _SEEN_CHUNK))
+    out = torch.empty(len(a), dtype=torch.long)
+    for r in range(0, len(a), rows):
+        part = a[r:r + rows]
+        best = torch.full((len(part),), float("inf"), dtype=torch.float64)
+        arg = torch.zeros(len(part), dtype=torch.long)
+        for c in range(0, len(b), _SEEN_CHUNK):
+            d = torch.addmm(norms[c:c + _SEEN_CHUNK].unsqueeze(0), part, b[c:c + _SEEN_CHUNK].T,
+                            alpha=-2)
+            value, index = d.min(dim=1)
+            closer = value < best
+            best = torch.where(closer, value, best)
+            arg = torch.where(closer, index + c, arg)
+        out[r:r + rows] = arg
+    return out
+
+
+def _nearest_in_tree(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a [L, 3], b [H, 3] float64 -> [L] index into b of the nearest point (Euclidean), by
+    Open3D's KD-tree search: memory O(L + H), time O((L + H) log H)."""
+    import open3d as o3d
+
+    search = o3d.core.nns.NearestNeighborSearch(o3d.core.Tensor(b.numpy()))
+    search.knn_index()
+    index, _ = search.knn_search(o3d.core.Tensor(a.numpy()), 1)
+    return torch.from_numpy(index.numpy()[:, 0].astype("int64"))
+
+
 def nearest_visible(points: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
     """points [M, N, 3], seen [M, N] bool -> source [M, N] long: n itself where seen, else the
     index of the nearest seen point of the same shape (itself if the shape has none). The
-    nearest minimises ``|b|^2 - 2 a.b`` (the squared distance less ``|a|^2``, in float64)."""
+    nearest minimises ``|b|^2 - 2 a.b`` (the squared distance less ``|a|^2``, in float64; ties
+    go to the lower index), taken in blocks of at most :data:`NEAREST_BLOCK` distances with a
+    running minimum; above :data:`KD_TREE_PAIRS` (unseen x seen) pairs (never for ShapeNetPart's
+    2048 points; `segment FILE` with many points) a KD-tree finds the nearest instead (exact
+    too; of equally near points it may take another). Memory never grows with N^2."""
     m, n, _ = points.shape
     source = torch.arange(n).expand(m, n).clone()
     for i in range(m):
@@ -59,8 +102,9 @@ def nearest_visible(points: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
         have = torch.nonzero(seen[i]).flatten()
         if lost.numel() and have.numel():
             a, b = points[i, lost].double(), points[i, have].double()
-            d = torch.addmm((b * b).sum(dim=1).unsqueeze(0), a, b.T, alpha=-2)
-            source[i, lost] = have[d.argmin(dim=1)]
+            find = _nearest_in_tree if lost.numel() * have.numel() > KD_TREE_PAIRS \
+                else _nearest_in_blocks
+            source[i, lost] = have[find(a, b)]
     return source
 
 
