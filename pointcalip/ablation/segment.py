@@ -462,7 +462,7 @@ class SegAblationResult:
             f"- Backbone: {cfg.backbone}; projector: {projector_label(cfg.projector)}",
             f"- Part prompts: {cfg.templates if isinstance(cfg.templates, str) else '; '.join(repr(t) for t in cfg.templates)}",
             "- Every point is a `pointcalip segment` run; its results and predictions.npz are "
-            f"in runs/<run>/ (the `run` column), with the command that reruns it",
+            "in runs/<run>/ (the `run` column), with the command that reruns it",
             f"- Command: `{self.run.command_line}` ({self.run.date}, {self.run.device})",
         ]
 
