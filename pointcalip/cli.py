@@ -119,7 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.argv = ["pointcalip", *argv]
     try:
-        return int(args.func(args) or 0)
+        fmt, dpi = getattr(args, "figure_format", None), getattr(args, "dpi", None)
+        if fmt is None and dpi is None:              # the defaults: no import at start-up
+            return int(args.func(args) or 0)
+        from .report.plots import figure_output
+
+        with figure_output(fmt, dpi):
+            return int(args.func(args) or 0)
     except KeyboardInterrupt as err:
         if args.verbose:
             raise

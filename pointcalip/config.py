@@ -225,6 +225,13 @@ class RunConfig(Section):
     store: typing.Literal[STORE_MODES] = "tokens"
 
     def validate(self) -> None:
+        if self.templates == "v2":       # PointCLIP V2's GPT-3 prompts for this dataset
+            from .prompt_downloads import v2_prompt_file
+
+            try:
+                self.templates = str(v2_prompt_file(self.data.name))
+            except (OSError, ValueError) as err:
+                raise ConfigError("templates", f"is v2: {err}") from None
         check_model_keys(self)
         check_batch_size(self.batch_size, self.projector.build())
         command = getattr(self, "COMMAND", None)

@@ -19,6 +19,8 @@ task declares what it reads (``datasets`` and ``pairs`` of its entry in
 - ``benchmark`` robustness configs (``benchmark:``, e.g. modelnet40c): as ``zeroshot`` (clean
   TEST and the clean tuning set), and with ``test`` every evaluated set of the benchmark
   (``original`` and each corruption x severity, the rows ``limit`` keeps).
+- ``adapt`` configs: the clean tuning set and, with ``test``, the streamed sets: every set of
+  the benchmark (the rows ``limit`` keeps; clean TEST is not streamed then), else clean TEST.
 
 ``splits`` picks among ``test``, ``val`` (the TRAIN clouds above) and ``train`` (the whole
 TRAIN split, e.g. to add seeds or shots later without encoding; it includes ``val``'s TRAIN

@@ -18,6 +18,7 @@ from typing import Dict, List, Optional, Sequence
 from .backbones import ClipBackbone, load_clip
 from .config import ZeroShotConfig
 from .core.paths import ensure_writable
+from .datasets.release import DataStatement, splits_statement, statements_text
 from .extract import SplitFeatures, extract
 from .pipeline import (TEMPERATURE, DataSplits, TuningSet, ViewLogits, ZeroShotSplits,
                        class_text, compute_view_logits, compute_view_logits_for, data_key,
@@ -25,7 +26,7 @@ from .pipeline import (TEMPERATURE, DataSplits, TuningSet, ViewLogits, ZeroShotS
                        stored_view_logits, tune, tune_grids, validation_rows)
 from .prompts import load_templates
 from .report.metrics import Accuracy
-from .report.results import RunInfo, backbone_label, run_name
+from .report.results import RunInfo, backbone_label, run_name, run_title
 from .search import SearchResult
 
 #: the shared stages, re-exported from :mod:`pointcalip.pipeline` (documented imports)
@@ -55,11 +56,13 @@ class ZeroShotResult:
     calip: Accuracy
     features: Dict[str, SplitFeatures]
     timings: Dict[str, float] = field(default_factory=dict)
+    data: List[DataStatement] = field(default_factory=list)   # complete release or not
 
     def to_dict(self) -> dict:
         cfg = self.config
         return {
             "command": "zeroshot",
+            "data": [d.to_dict() for d in self.data],
             "config_name": cfg.name,
             "config": cfg.to_dict(),
             "run": self.run.to_dict(),
@@ -85,6 +88,8 @@ class ZeroShotResult:
             "beta3": self.found.beta3,
             "view_weights": list(self.found.view_weights),
             "accuracy": {"pointclip": self.pointclip.top1, "calip": self.calip.top1},
+            "mean_class_accuracy": {"pointclip": self.pointclip.mean_per_class,
+                                    "calip": self.calip.mean_per_class},
             "accuracy_topk": {"pointclip": self.pointclip.topk(), "calip": self.calip.topk()},
             "per_class": {name: {"n": self.calip.counts[k], "pointclip": self.pointclip.per_class[k],
                                  "calip": self.calip.per_class[k]}
@@ -94,20 +99,31 @@ class ZeroShotResult:
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
+    def confusions(self) -> dict:
+        """TEST's confusion matrix per method: ``{name: (classnames, [K, K], draw)}``."""
+        return {f"test_{m}": (self.classnames, getattr(self, m).confusion, True)
+                for m in ("pointclip", "calip")}
+
     def to_markdown(self) -> str:
         cfg, r = self.config, self.to_dict()
         fmt = lambda x: "-" if x is None else f"{x:.1f}"  # noqa: E731
         lines = [
-            f"# Zero-shot results: {cfg.name}",
+            f"# Zero-shot results: {run_title(self.dataset, cfg.projector.name, cfg.backbone)}",
             "",
-            "| dataset | backbone | projector | views | PointCLIP top-1 | CALIP top-1 | beta2 | beta3 |",
-            "|---|---|---|---|---|---|---|---|",
+            "| dataset | backbone | projector | views | PointCLIP top-1 | CALIP top-1 | "
+            "PointCLIP mAcc | CALIP mAcc | beta2 | beta3 |",
+            "|---|---|---|---|---|---|---|---|---|---|",
             f"| {self.dataset} ({self.num_test_clouds} test clouds) | {cfg.backbone} | "
             f"{cfg.projector.name} | {len(self.views)} | {self.pointclip.top1:.2f} | "
-            f"{self.calip.top1:.2f} | {self.found.beta2:.4g} | {self.found.beta3:.4g} |",
+            f"{self.calip.top1:.2f} | {self.pointclip.mean_per_class:.2f} | "
+            f"{self.calip.mean_per_class:.2f} | {self.found.beta2:.4g} | {self.found.beta3:.4g} |",
+            "",
+            "mAcc: the mean over classes of each class's top-1 (classes with test clouds); "
+            "confusion matrices in confusion/ (CSV and figure).",
             "",
             f"- Top-3 / top-5 accuracy: PointCLIP {self.pointclip.top3:.2f} / "
             f"{self.pointclip.top5:.2f}, CALIP {self.calip.top3:.2f} / {self.calip.top5:.2f}",
+            *statements_text(self.data),
             f"- Tuning protocol: {self.tuning.protocol}",
             f"- View weights: {', '.join(f'{w:g}' for w in self.found.view_weights)}",
             f"- Prompt templates: {'; '.join(repr(t) for t in self.templates)}",
@@ -189,4 +205,5 @@ def run_zeroshot(cfg: ZeroShotConfig, backbone: Optional[ClipBackbone] = None,
         num_test_clouds=len(splits.test), backbone_identity=backbone.identity,
         projector_settings=projector.settings, views=views, templates=templates,
         tuning=splits.tuning, found=found, pointclip=pointclip, calip=calip,
-        features=features, timings=timings)
+        features=features, timings=timings, data=[splits_statement(cfg.data.label, splits)])
+

@@ -29,6 +29,10 @@ prints both times and their ratio (goal <= 1.15), and the cost of locating per s
 separate render (``locate``) and the extra of one render giving images and locations
 (``images_and_locations`` against ``projector(points)``). The script runs against any
 checkout (``PYTHONPATH=<checkout>``), so a before/after comparison uses this one file.
+
+``--locate-only [--repeats R]`` times only the locating: rendering the images, a separate
+``locate`` and one render for both, interleaved round by round (best of R each, and the median
+of the paired differences one render for both - images alone).
 """
 from __future__ import annotations
 
@@ -148,6 +152,10 @@ def main() -> None:
                     help="time a first run from nothing against encoding alone, with CLIP "
                          "ARCH (random weights): ViT-B/16, ViT-B/32, RN50, ...")
     ap.add_argument("--engine", default="eager", help="image tower engine for --encode")
+    ap.add_argument("--locate-only", action="store_true",
+                    help="only time rendering, a separate locate and one render for both")
+    ap.add_argument("--repeats", type=positive_int, default=3,
+                    help="interleaved rounds of the locate timing (best and paired median)")
     args = ap.parse_args()
     torch.manual_seed(0)
     cfg = load_config(SegmentConfig, ["shapenetpart"], [f"batch_size={args.batch}"])
@@ -169,6 +177,9 @@ def main() -> None:
     print(f"{n_val} val / {n_test} test shapes, {args.points} points, {args.views} views "
           f"({label}), {args.tokens} x {args.dim} tokens, {torch.get_num_threads()} threads")
     try:
+        if args.locate_only:
+            print_locate_costs(projector, splits["test"], args.batch, args.repeats)
+            return
         if args.encode:
             encode_comparison(args, splits, projector, cfg, root)
             return
@@ -201,22 +212,46 @@ def main() -> None:
 def locate_costs(projector, shapes: Shapes, batch: int, repeats: int = 3) -> dict:
     """Seconds per shape (best of ``repeats`` on one batch): rendering the images
     (``projector(points)``), a separate ``locate`` and, where the projector has it, one render
-    for both (``images_and_locations``)."""
+    for both (``images_and_locations``). The calls are interleaved round by round, so a change
+    of the machine's load hits all of them; ``"paired extra"`` is the median over rounds of
+    (one render for both - render images), per shape."""
     pts = shapes.points(np.arange(min(batch, len(shapes))))
     calls = {"render images": lambda: projector(pts), "locate (second render)":
              lambda: projector.locate(pts)}
     if hasattr(projector, "images_and_locations"):
         calls["images + locations (one render)"] = lambda: projector.images_and_locations(pts)
-    out = {}
-    for name, call in calls.items():
+    for call in calls.values():
         call()
-        best = float("inf")
-        for _ in range(repeats):
-            t0 = time.perf_counter()
+    times = {name: [] for name in calls}
+    cpu = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            t0, c0 = time.perf_counter(), time.process_time()
             call()
-            best = min(best, time.perf_counter() - t0)
-        out[name] = best / len(pts)
+            times[name].append((time.perf_counter() - t0) / len(pts))
+            cpu[name].append((time.process_time() - c0) / len(pts))
+    out = {name: min(t) for name, t in times.items()}
+    out.update({f"{name} [CPU time]": min(t) for name, t in cpu.items()})
+    both = "images + locations (one render)"
+    if both in times:
+        out["paired extra"] = float(np.median(np.subtract(times[both], times["render images"])))
+        out["paired extra [CPU time]"] = float(np.median(np.subtract(cpu[both],
+                                                                     cpu["render images"])))
     return out
+
+
+def print_locate_costs(projector, shapes: Shapes, batch: int, repeats: int) -> None:
+    costs = locate_costs(projector, shapes, batch, repeats)
+    extra = {k: costs.pop(f"paired extra{k}", None) for k in ("", " [CPU time]")}
+    for name, sec in costs.items():
+        print(f"  {name:47s} {sec:.4f} s per shape (best of {repeats}, interleaved)")
+    for k, paired in extra.items():
+        if paired is not None:
+            both = costs[f"images + locations (one render){k}"]
+            print(f"  locating in the encoding render costs{k} {both - costs['render images' + k]:+.4f}"
+                  f" s per shape (best against best), {paired:+.4f} s (median of the paired "
+                  f"rounds)")
+    print(f"  load average {os.getloadavg()[0]:.1f} (CPU time: the process's, all threads)")
 
 
 def encode_comparison(args, splits, projector, cfg, root: Path) -> None:
@@ -244,12 +279,7 @@ def encode_comparison(args, splits, projector, cfg, root: Path) -> None:
     print(f"--encode {MODELS[key][0]} (random weights, engine {args.engine}); this code "
           f"{'keeps locations from the encoding render' if one_pass else 'locates separately'}")
 
-    costs = locate_costs(projector, splits["test"], args.batch)
-    for name, sec in costs.items():
-        print(f"  {name:34s} {sec:.4f} s per shape")
-    if "images + locations (one render)" in costs:
-        extra = costs["images + locations (one render)"] - costs["render images"]
-        print(f"  locating in the encoding render costs {extra:+.4f} s per shape")
+    print_locate_costs(projector, splits["test"], args.batch, args.repeats)
 
     t0 = time.perf_counter()
     store = FeatureStore(root / "alone")

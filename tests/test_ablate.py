@@ -220,6 +220,7 @@ def test_pngs_are_valid_and_of_the_expected_size(runs):
                 ("backbones", "backbones.png"): plots.BARS_SIZE,
                 ("weights", "weights.png"): plots.BARS_SIZE}
     for (study, name), size in expected.items():
+        size = tuple(round(x * plots.PNG_DPI / plots.DPI) for x in size)   # layout px at PNG dpi
         with Image.open(out / study / name) as image:
             image.verify()
         with Image.open(out / study / name) as image:

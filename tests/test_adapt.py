@@ -1,26 +1,46 @@
-"""`pointcalip adapt --config modelnet40c` end to end on the planted ModelNet folder and a
-ModelNet40-C folder built from its TEST clouds: zero-shot rows equal the planted reference
-logits at the betas found on clean validation, every cache row is streamed over the orders,
-outputs and labels (online / NOT ONLINE) are written, the cache tuned on validation only."""
+"""`pointcalip adapt` end to end on the planted ModelNet folder and corrupted releases built
+from its TEST clouds with the real per-set point counts (ModelNet40-C as measured from its
+generator, ModelNet-C as its generator computes them): every stored point fed, zero-shot rows
+equal to PointCALIP on those clouds at the betas found on clean validation, the full cache
+far above zero-shot on a planted shift, `extract --config adapt/...` filling what adapt reads,
+outputs and labels (online / NOT ONLINE) written, the cache tuned on validation only."""
 import json
 
+import numpy as np
 import pytest
+import torch
 
 import planted as P
+from pointcalip.backbones import load_clip
 from pointcalip.benchmark.robustness import limit_rows
 from pointcalip.cli import main
-from synthetic_modelnet40c import write_modelnet40c
+from pointcalip.datasets.modelnet40c import data_file
+from pointcalip.model import PointCALIP
+from pointcalip.projection import PointCLIPProjector
+from planted_shift import anchors_and_shifts, shifted_set
+from synthetic_corrupted_h5 import modelnet_c_points, write_modelnet_c
+from synthetic_modelnet40c import release_counts, write_modelnet40c
 
 LIMIT = 21
+CORRUPTIONS = ["gaussian", "background", "cutout", "lidar", "upsampling"]   # 1,024 and not
+SEVERITIES = [1, 5]
 
 
-def argv(planted, c40, ckpt, tmp, out, *extra):
-    return ["adapt", "--config", "modelnet40c", "--set", f"data.root={planted.root}",
+def argv(planted, c40, ckpt, tmp, out, *extra, config="modelnet40c", store="store", limit=LIMIT):
+    return ["adapt", "--config", config, "--set", f"data.root={planted.root}",
             "--set", f"benchmark.root={c40}", "--set", f"backbone={ckpt}",
-            "--set", f"cache_dir={tmp / 'store'}", "--set", f"output_dir={out}",
+            "--set", f"cache_dir={tmp / store}", "--set", f"output_dir={out}",
             "--set", f"tune.grid={P.GRID}", "--set", "tune.val_fraction=0.8",
-            "--set", "benchmark.corruptions=[gaussian]", "--set", "benchmark.severities=[1,4]",
-            "--orders", "2", "--limit", str(LIMIT), *extra]
+            *(["--set", f"benchmark.corruptions=[{','.join(CORRUPTIONS)}]",
+               "--set", f"benchmark.severities={SEVERITIES}"] if config == "modelnet40c" else []),
+            "--orders", "2", *(["--limit", str(limit)] if limit else []), *extra]
+
+
+def calip_model(res, backbone):
+    """PointCALIP at the run's betas and view weights (the library's model, not adapt's code)."""
+    cal = res["calip"]
+    return PointCALIP(backbone, P.CLASSES, PointCLIPProjector(), res["templates"],
+                      cal["beta2"], cal["beta3"], cal["view_weights"])
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +54,8 @@ def adapted(planted, tiny_checkpoints, tmp_path_factory):
 
 def test_rows_sets_and_outputs(adapted):
     res, tmp, _ = adapted
-    assert [s["name"] for s in res["sets"]] == ["original", "gaussian_1", "gaussian_4"]
+    assert [s["name"] for s in res["sets"]] == ["original"] + [
+        f"{c}_{s}" for c in CORRUPTIONS for s in SEVERITIES]
     assert res["rows"] == ["PointCLIP", "CALIP", "+ positive", "+ positive + negative",
                            "+ local (full)", "PointCLIP + cache (full)"]
     assert res["online"] is True and res["cache"]["hyper_parameters"].startswith("fixed")
@@ -93,3 +114,105 @@ def test_bad_adapt_configs_stop_before_work(planted, adapted, tiny_checkpoints, 
     assert "neg_band" in capsys.readouterr().err
     assert main([*base, "--set", "tune.split=test"]) == 2
     assert not (tmp / "bad").exists()
+
+
+def test_every_stored_point_is_fed(adapted):
+    """The sets differ in point count as released (ModelNet40-C's generator, measured)."""
+    res, _, _ = adapted
+    counts = release_counts()
+    assert [s["points"] for s in res["sets"]] == [counts[("original", None)]] + [
+        counts[(c, s)] for c in CORRUPTIONS for s in SEVERITIES]
+    assert len({s["points"] for s in res["sets"]}) >= 6
+
+
+@pytest.mark.parametrize("name", ["background_5", "cutout_5", "upsampling_5"])
+def test_a_corrupted_zero_shot_row_is_pointcalip_on_every_stored_point(planted, adapted, tiny_vit,
+                                                                        name):
+    res, _, c40 = adapted
+    rows = limit_rows(planted.labels["test"], LIMIT, 0)
+    clouds = torch.from_numpy(np.load(c40 / f"data_{name}.npy")[rows])
+    with torch.no_grad():
+        logits = calip_model(res, tiny_vit)(clouds).double()
+    lo, hi = P.accuracy_range(logits, planted.labels["test"][rows])
+    got = next(s for s in res["sets"] if s["name"] == name)
+    assert got["points"] == clouds.shape[1] != 1024
+    assert lo - 1e-4 <= got["rows"]["CALIP"]["mean"] <= hi + 1e-4
+
+
+def test_extract_fills_what_adapt_reads(planted, adapted, tiny_checkpoints, capsys):
+    """`pointcalip extract --config adapt/modelnet40c` encodes the clean tuning set and every
+    streamed set (the rows --limit keeps; clean TEST is not streamed); adapt then encodes
+    nothing."""
+    _, tmp, c40 = adapted
+    run = argv(planted, c40, tiny_checkpoints["vit"], tmp, tmp / "after", store="store_x")
+    assert run[-4:] == ["--orders", "2", "--limit", str(LIMIT)]
+    capsys.readouterr()
+    assert main(["extract", "--config", "adapt/modelnet40c", *run[3:-4],
+                 "--set", f"limit={LIMIT}"]) == 0
+    table = [line.strip("| ").split(" | ") for line in capsys.readouterr().out.splitlines()
+             if line.startswith("| modelnet40")]
+    assert [r[0] for r in table] == ["modelnet40 val"] + [
+        f"modelnet40c/{name} test" for name in
+        ["original"] + [f"{c}_{s}" for c in CORRUPTIONS for s in SEVERITIES]]
+    assert all(r[3] == str(LIMIT) for r in table[1:])
+    pieces = sorted(p.name for p in (tmp / "store_x").rglob("pieces/*"))
+    assert main(run) == 0
+    assert sorted(p.name for p in (tmp / "store_x").rglob("pieces/*")) == pieces
+
+
+def plant_shift(res, backbone, planted, folder):
+    """A ModelNet40-C release whose gaussian_5 is a planted shift (tests/planted_shift.py) at
+    the run's own betas, half the rows of each class with a shifted copy moved. -> (folder,
+    zero-shot top-1 % on the rows --limit keeps)."""
+    labels, clouds = planted.labels["test"], planted.points["test"].numpy()
+    anchors, shifted = anchors_and_shifts(calip_model(res, backbone), labels, clouds)
+    assert len(shifted) >= 2, "the planted shift needs shifted copies of two classes"
+    shift, moved = shifted_set(anchors, shifted, labels, 0.5)
+    folder = write_modelnet40c(folder, labels, base=clouds, corruptions=["gaussian"])
+    np.save(folder / data_file("gaussian", 5), shift)
+    return folder, 100.0 * (1 - moved[limit_rows(labels, LIMIT, 0)].mean())
+
+
+def test_the_full_cache_repairs_a_planted_shift(planted, adapted, tiny_checkpoints, tiny_vit):
+    res, tmp, _ = adapted
+    folder, zero_shot = plant_shift(res, tiny_vit, planted, tmp / "shift")
+    out = tmp / "shift_out"
+    assert main(argv(planted, folder, tiny_checkpoints["vit"], tmp, out, "--set",
+                     "benchmark.corruptions=[gaussian]", "--set", "benchmark.severities=[5]")) == 0
+    got = json.loads((out / "results.json").read_text())
+    same = ("beta2", "beta3", "view_weights")            # tuned on the same clean validation
+    assert [got["calip"][k] for k in same] == [res["calip"][k] for k in same]
+    rows = got["sets"][1]["rows"]
+    assert got["sets"][1]["clouds"] == LIMIT and zero_shot < 80
+    assert rows["CALIP"]["mean"] == pytest.approx(zero_shot, abs=1e-4)
+    assert rows["+ local (full)"]["mean"] >= zero_shot + 10          # by a wide margin
+    assert min(rows["+ local (full)"]["per_order"]) > zero_shot      # in every order
+    assert rows["+ positive"]["mean"] > zero_shot
+
+
+def test_modelnet_c_streams_its_sets_with_their_point_counts(planted, adapted, tiny_checkpoints,
+                                                              tiny_vit):
+    """ModelNet-C (clean.h5 + {corruption}_{level}.h5, counts per file): its clean set holds
+    ModelNet40-C's original clouds, so every row equals that set's in every order."""
+    res40, tmp, _ = adapted
+    mnc = write_modelnet_c(tmp / "mnc", planted.labels["test"], base=planted.points["test"].numpy())
+    out = tmp / "mnc_out"
+    assert main(argv(planted, mnc, tiny_checkpoints["vit"], tmp, out, "--set",
+                     "benchmark.corruptions=[dropout_local,add_local]", "--set",
+                     "benchmark.severities=[2]", config="modelnet_c")) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert [(s["name"], s["points"]) for s in res["sets"]] == [
+        ("clean", 1024), ("dropout_local_2", modelnet_c_points("dropout_local", 2)),
+        ("add_local_2", modelnet_c_points("add_local", 2))]
+    assert [res["calip"][k] for k in ("beta2", "beta3", "view_weights")] == \
+        [res40["calip"][k] for k in ("beta2", "beta3", "view_weights")]
+    for row, want in res40["sets"][0]["rows"].items():
+        assert res["sets"][0]["rows"][row]["per_order"] == want["per_order"], row
+    import h5py
+    rows = limit_rows(planted.labels["test"], LIMIT, 0)
+    with h5py.File(mnc / "add_local_2.h5", "r") as f:
+        clouds = torch.from_numpy(np.asarray(f["data"], dtype=np.float32)[rows])
+    with torch.no_grad():
+        logits = calip_model(res, tiny_vit)(clouds).double()
+    lo, hi = P.accuracy_range(logits, planted.labels["test"][rows])
+    assert lo - 1e-4 <= res["sets"][2]["rows"]["CALIP"]["mean"] <= hi + 1e-4

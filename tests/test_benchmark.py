@@ -207,3 +207,30 @@ def test_a_label_file_that_disagrees_with_clean_test_is_recorded(planted, bench,
             "differing": 2, "first_rows": [4, 17]}}
     assert ("**Warning:** the labels of 2 of 2 modelnet40c sets differ from the clean modelnet40 "
             f"TEST labels; first original ({other / 'label.npy'}): 2 of {n} clouds (rows 4, 17)") in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_error_rates_confusions_and_the_data_against_the_release(planted, bench):
+    res, tmp, _ = bench
+    for m in ("pointclip", "calip"):
+        e = res["error_rates"][m]
+        cell = res["corruptions"]["rotation"]["4"][m]["top1"]
+        assert e["cells"]["rotation"]["4"] == pytest.approx(100.0 - cell)
+        assert e["mean"] == pytest.approx(100.0 - res["overall"][m]["top1"])
+        assert e["clean"] == pytest.approx(100.0 - res["clean"][m]["top1"])
+        assert e["dgcnn_normalised"] is None              # ModelNet-C's references: other corruptions
+        assert e["mean_vs_dgcnn"]["ratio"] == pytest.approx(e["mean"] / 25.9)
+        assert res["clean"][m]["macc"] is not None
+    md = (tmp / "out" / "results.md").read_text()
+    assert "### CALIP error rate (%)" in md and "mCE / RmCE" in md and "not computed" in md
+    clean, c40 = res["data"]
+    assert clean["dataset"] == "modelnet40" and not clean["complete"]
+    assert c40["dataset"] == "modelnet40c" and not c40["complete"]
+    n = len(planted.labels["test"])
+    assert f"test holds {n} clouds; the release has 2,468" in c40["differences"]
+    assert any("files are missing" in d for d in c40["differences"])
+    assert any("evaluated 4 of its 75 corrupted sets" in d for d in c40["differences"])
+    confusion = (tmp / "out" / "confusion" / "modelnet40_test_calip.csv").read_text().splitlines()
+    assert len(confusion) == 1 + len(P.CLASSES)
+    assert (tmp / "out" / "confusion" / "modelnet40_test_calip.png").is_file()
+    assert (tmp / "out" / "confusion" / "rotation_4_calip.csv").is_file()
+    assert not (tmp / "out" / "confusion" / "rotation_4_calip.png").exists()

@@ -113,19 +113,21 @@ def test_dataset_without_train_split_reports_only_the_clouds_not_tuned_on(lvis, 
 
 def test_one_table_with_a_protocol_per_row(table):
     res, tmp = table
-    assert res["columns"] == ["dataset", "method", "clouds", "classes", "top1", "top3", "top5",
+    assert res["columns"] == ["dataset", "method", "clouds", "classes", "top1", "macc", "top3", "top5",
                               "protocol"]
     assert [(r["dataset"], r["method"]) for r in res["rows"]] == [
         ("modelnet40", "pointclip"), ("modelnet40", "calip"), (LVIS, "pointclip"), (LVIS, "calip")]
     for r in res["rows"]:
         d = res["datasets"][r["dataset"]]
-        assert {k: r[k] for k in ("top1", "top3", "top5")} == d[r["method"]]
+        assert {k: r[k] for k in ("top1", "macc", "top3", "top5")} == d[r["method"]]
         assert r["protocol"] == (d["tuning"]["protocol"] if r["method"] == "calip" else
                                  "none: betas 0, equal view weights (PointCLIP), nothing tuned")
     md = (tmp / "out" / "results.md").read_text()
     r = res["rows"][3]
-    assert (f"| {LVIS} | calip | {r['clouds']} | 3 | {r['top1']:.2f} | {r['top3']:.2f} | "
-            f"{r['top5']:.2f} | {r['protocol']} |") in md
+    assert (f"| {LVIS} | CALIP | {r['clouds']} | 3 | {r['top1']:.2f} | {r['macc']:.2f} | "
+            f"{r['top3']:.2f} | {r['top5']:.2f} | {r['protocol']} |") in md
+    lvis = next(d for d in res["data"] if d["dataset"] == LVIS)     # 3 of 1,156 categories
+    assert not lvis["complete"] and "3 of the 1,156 LVIS categories have objects" in lvis["differences"]
     assert res["run"]["command_line"].startswith("pointcalip benchmark --config openshape")
 
 
@@ -185,6 +187,8 @@ def test_tune_from_refuses_another_setup_naming_the_key(planted, lvis, table, ti
     assert main(argv) != 0
     err = capsys.readouterr().err
     assert f"tune.from {bad}: {key} is" in err and "Traceback" not in err
+    if key == "classes":                                   # the class counts, not a hash alone
+        assert "classes is '3 classes, sha256 000000000000', this run's is '3 classes, sha256 " in err
     assert not (tmp_path / "o").exists()
 
 

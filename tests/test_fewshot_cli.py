@@ -88,7 +88,7 @@ def test_runs_record_what_was_chosen_on_validation(result, shape_families):
     assert best_pt["about"]["method"] == "calip_fs" and best_pt["about"]["shots"] == 4
     assert best_pt["about"]["config"]["calip_fs"]["rank"] == 16
     md = (tmp / "out" / "results.md").read_text()
-    assert md.startswith("# Few-shot results") and "| calip_fs |" in md
+    assert md.startswith("# Few-shot results") and "| CALIP-FS |" in md
 
 
 def test_more_seeds_encode_only_new_clouds(result, shape_families, tiny_checkpoints):
@@ -254,3 +254,13 @@ def test_a_new_method_is_its_module(result, shape_families, tiny_checkpoints):
     bad = subprocess.run([sys.executable, "-c", NEW_METHOD, *argv[:-2], "--set", "nearest.neighbours=0"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "nearest.neighbours must be a positive integer" in bad.stderr
+
+
+def test_every_row_has_a_true_time_and_a_mean_class_accuracy(result):
+    res, tmp = result
+    for r in res["runs"]:
+        assert r["test_mean_class_accuracy"] is not None, r["method"]
+        if r["method"] in ("tip", "tip_f", "adapter", "calip_fs"):
+            assert 0 < r["seconds"] < 600, (r["method"], r["seconds"])      # not the uptime, not 0
+    md = (tmp / "out" / "results.md").read_text()
+    assert "Test mean class accuracy (mAcc, %)" in md and "± 0.00" not in md

@@ -279,7 +279,7 @@ def test_a_partial_rerun_reports_every_finished_run(shape_families, tiny_checkpo
     assert {(s["method"], s["shots"]) for s in partial["summary"]} >= {("tip", 1), ("tip", 2)}
     assert "1 of the rows are earlier finished runs" in partial["protocol"]
     assert "earlier" not in full["protocol"] and "at least 2 TRAIN clouds outside" in full["protocol"]
-    assert "| tip | 2 |" in (tmp_path / "out" / "results.md").read_text().replace("  ", " ")
+    assert "| Tip-Adapter | 2 |" in (tmp_path / "out" / "results.md").read_text().replace("  ", " ")
     # other settings in the same folder: the earlier runs are not theirs
     assert fewshot(*args, "--shots", "1", "--set", "tip.beta_max=20") == 0
     other = json.loads((tmp_path / "out" / "results.json").read_text())

@@ -69,7 +69,7 @@ def test_bars_carry_their_values_and_the_axis_starts_near_the_data(tmp_path):
     assert 70 < low < 80 and high > 82.5
     # one point is a visible share of the axis (at a zero baseline it would be ~1%)
     assert 1.0 / (high - low) > 0.05
-    assert plots.bars(tmp_path / "b.png", ["a"], {"x": [3.0]}, "y", "t") == plots.BARS_SIZE
+    assert plots.bars(tmp_path / "b.png", ["a"], {"x": [3.0]}, "y", "t") == (1200, 750)   # 150 dpi
 
 
 def test_signed_bars_keep_zero_and_non_negative_bars_never_go_below_it():
@@ -161,7 +161,7 @@ def test_fewshot_tables_read_as_a_paper_writes_them():
     md = fewshot_result().to_markdown()
     assert "| method | zero-shot | 1 shot | 2 shots |" in md
     assert "1 shots" not in md and "None" not in md
-    assert "| pointclip | 0 | - |" in md                     # no seed for a zero-shot row
+    assert "| PointCLIP | 0 | - |" in md                     # no seed for a zero-shot row
     assert [shots_words(k) for k in (0, 1, 16)] == ["zero-shot", "1 shot", "16 shots"]
 
 

@@ -78,6 +78,9 @@ def test_hit_equals_fresh_locate_and_renders_nothing(tmp_path):
     rows = np.array([5, 0, 5, 2])
     xy3, vis3 = cache2.locate(rows, ds.points[rows])
     assert torch.equal(xy3, fresh.xy[rows]) and torch.equal(vis3, fresh.visible[rows])
+    assert cache2.read == len(ds)              # a second pass (tune on test) reads no new shapes
+    cache.locate(rows, ds.points[rows])
+    assert cache.located == len(ds) and cache.read == 0    # located here, not "read from the cache"
     # the size on disk: xy float32 and visible bool per view and point, little else
     files = list((cache.path / "pieces").glob("*.npz"))
     assert len(files) == 3 and (cache.path / "locations.json").is_file()

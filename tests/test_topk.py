@@ -39,7 +39,7 @@ def test_topk_equals_the_share_of_labels_at_rank_below_k():
     assert acc.top3 == 100 * np.mean(ranks < 3)
     assert acc.top5 == 100 * np.mean(ranks < 5)
     assert acc.top1 < acc.top3 < acc.top5 < 100          # planted so the three differ
-    assert acc.topk() == {"top1": acc.top1, "top3": acc.top3, "top5": acc.top5}
+    assert acc.topk() == {"top1": acc.top1, "macc": acc.mean_per_class, "top3": acc.top3, "top5": acc.top5}
 
 
 def test_topk_with_fewer_classes_than_k_counts_every_class():

@@ -212,6 +212,26 @@ def test_classify_reuses_results(planted, tuned, tiny_checkpoints, capsys, tmp_p
     assert printed == f"{path}: " + ", ".join(f"{P.CLASSES[i]} {v:.1%}" for v, i in zip(values.tolist(), idx.tolist()))
 
 
+@pytest.mark.parametrize("key, value", [
+    ("beta2", "1e3"), ("beta3", True), ("beta2", -1.0), ("view_weights", "111111"),
+    ("view_weights", [0.0, 0.0, 0.0]), ("views", "135"), ("backbone", 5),
+    ("templates", [1]), ("projector_config", "pointclip")])
+def test_classify_checks_every_setting_read_from_results(planted, tuned, capsys, tmp_path,
+                                                         key, value):
+    """A value of the wrong type in ``--results`` is refused naming its key (never coerced:
+    "1e3" is not 1000, "111111" not six ones, all-zero weights not taken)."""
+    _, tmp = tuned
+    saved = json.loads((tmp / "out" / "results.json").read_text())
+    saved[key] = value
+    edited = tmp_path / "results.json"
+    edited.write_text(json.dumps(saved))
+    path = _save_clouds(tmp_path, planted.points["test"][2:3])[0]
+    assert main(["classify", str(path), "--classes", *P.CLASSES,
+                 "--results", str(edited)]) == 2
+    err = capsys.readouterr().err
+    assert f"--results {edited}: {key} is" in err and "Traceback" not in err
+
+
 def test_classify_reports_bad_files_and_classifies_the_good_ones(planted, tiny_checkpoints, capsys, tmp_path):
     good = _save_clouds(tmp_path, planted.points["test"][:1])[0]
     empty = tmp_path / "empty.npy"
@@ -254,3 +274,16 @@ def test_classify_options_are_checked(option, message, capsys, tmp_path):
 def test_classify_rejects_duplicate_classes(tiny_checkpoints, capsys, tmp_path):
     assert main(["classify", str(tmp_path / "x.npy"), "--classes", "chair", "chair"]) == 2
     assert "repeated: ['chair']" in capsys.readouterr().err
+
+
+def test_results_are_titled_by_what_ran_and_state_the_data(planted, tuned, tiny_checkpoints):
+    res, tmp = tuned
+    md = (tmp / "out" / "results.md").read_text()
+    stem = str(tiny_checkpoints["vit"]).rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    assert md.splitlines()[0] == f"# Zero-shot results: modelnet40, projector pointclip, {stem}"
+    data, = res["data"]
+    n_test, n_train = len(planted.labels["test"]), len(planted.labels["train"])
+    assert data["counts"] == {"test": n_test, "train": n_train} and not data["complete"]
+    assert f"test holds {n_test} clouds; the release has 2,468" in data["differences"]
+    assert "differ from the release's MD5" in data["checksums"]
+    assert "- Data: modelnet40: NOT the complete release: test holds" in md

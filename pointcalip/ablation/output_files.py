@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import List, Sequence
 
+from ..report import plots
 from ..core.atomic import write_bytes
 from .tables import StudyResult
 
@@ -45,6 +46,7 @@ def write_study(study: StudyResult, folder: Path, header: Sequence[str],
     _write(folder / "table.md", "\n".join(md))
     sizes = {}
     for name, draw in study.figures.items():
+        name = plots.figure_name(name)                  # the command's figure format
         sizes[name] = draw(folder / name)
         files.append(name)
     report = [f"# Ablation: {study.title}", "", *header, "", "## Findings", "",
@@ -64,7 +66,7 @@ def write_index(result, folder: Path) -> None:
     lines = [f"# Ablations: {', '.join(s.name for s in result.studies)}", "", *result.header(), "",
              "| study | time (s) | report | figures |", "|---|---|---|---|"]
     for study in result.studies:
-        figures = ", ".join(f"[{f}]({study.name}/{f})" for f in study.files if f.endswith(".png"))
+        figures = ", ".join(f"[{f}]({study.name}/{f})" for f in study.files if plots.is_figure(f))
         lines.append(f"| {study.title} | {study.seconds:.2f} | [{study.name}/report.md]"
                      f"({study.name}/report.md) | {figures} |")
     lines += ["", "## Findings", ""]

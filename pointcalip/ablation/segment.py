@@ -31,7 +31,7 @@ from ..config import load_config
 from ..report import plots
 from ..report.results import RunInfo, backbone_label, run_name, write_results
 from ..segmentation.config import SegmentConfig
-from ..segmentation.run import (default_output_dir as segment_output_dir,
+from ..segmentation.run import (data_root, default_output_dir as segment_output_dir,
                                   load_segment_splits, run_segment)
 from ..store import FeatureStore
 from .backbones import command_words, lacking_rows
@@ -86,6 +86,7 @@ class SegContext:
     def __init__(self, cfg: SegAblationConfig, out: Path, backbone: Optional[ClipBackbone] = None):
         self.cfg, self.out = cfg, Path(out)
         self.store = FeatureStore(cfg.cache_dir)
+        self.root = data_root(cfg.segment())     # the data folder (recorded in the results)
         self._splits: Optional[tuple] = None       # (test, tuning) as segment reads them
         self._backbones: Dict[str, ClipBackbone] = {}
         if backbone is not None:
@@ -94,12 +95,6 @@ class SegContext:
         self._base = load_config(SegmentConfig, ["shapenetpart"])
         self.runs: List[dict] = []          # what each run was, for results.json
         self.rotated = cfg.rotation.mode != "none"     # rotated columns beside the upright
-
-    @property
-    def root(self) -> Path:
-        """The data folder the runs read (recorded in the ablation's results)."""
-        from ..segmentation.run import data_root
-        return data_root(self.cfg.segment())
 
     def backbone(self, spec: Optional[str] = None) -> ClipBackbone:
         spec = spec or self.cfg.backbone
@@ -466,8 +461,8 @@ class SegAblationResult:
             f"- Tuning protocol: {self.protocol}",
             f"- Backbone: {cfg.backbone}; projector: {projector_label(cfg.projector)}",
             f"- Part prompts: {cfg.templates if isinstance(cfg.templates, str) else '; '.join(repr(t) for t in cfg.templates)}",
-            f"- Every point is a `pointcalip segment` run; its results and predictions.npz are "
-            f"in runs/<run>/ (the `run` column), with the command that reruns it",
+            "- Every point is a `pointcalip segment` run; its results and predictions.npz are "
+            "in runs/<run>/ (the `run` column), with the command that reruns it",
             f"- Command: `{self.run.command_line}` ({self.run.date}, {self.run.device})",
         ]
 

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import ClassVar, List, Optional
 
 from ..benchmark.config import BenchmarkDataConfig
+from ..benchmark.sets import clean_variant
 from ..config import ConfigError, RunConfig, Section, check_views, positive
-from ..core.config import non_negative
+from ..core.config_loader import non_negative
 
 
 def _band(key: str, values: List[float]) -> None:
@@ -79,3 +80,20 @@ class AdaptConfig(RunConfig):
             except ConfigError as err:
                 raise err.within("benchmark") from None
             object.__setattr__(self, "benchmark", parsed)
+        if self.benchmark is not None:
+            self._check_clean_data()
+
+    def _check_clean_data(self) -> None:
+        """``data`` is the clean dataset (and variant) the benchmark corrupts: CALIP's betas
+        and the cache's hyper-parameters are tuned on its TRAIN validation subset."""
+        from ..datasets.catalog import DATASETS
+
+        b = self.benchmark
+        clean = DATASETS[b.name].meta.get("tuned_on")
+        if self.data.name != clean:
+            raise ConfigError("data.name", f"is the clean dataset tuned on for {b.name}: "
+                                           f"{clean}, got {self.data.name!r}")
+        want = clean_variant(b.name, b.variant)
+        if want is not None and self.data.variant != want:
+            raise ConfigError("data.variant", f"must be {want}, the clean variant that {b.name} "
+                                              f"{b.variant} corrupts, got {self.data.variant!r}")

@@ -28,6 +28,7 @@ class SetResult:
     rows: Dict[str, StreamSummary]
     curves: Dict[str, List[List[float]]] = field(default_factory=dict)   # row -> per order
     curve_at: List[int] = field(default_factory=list)                     # cloud counts
+    points: int = 0                          # points per cloud fed (every stored point)
 
 
 FULL, ZERO = "+ local (full)", "CALIP"
@@ -87,7 +88,8 @@ class AdaptResult:
                       "grid": self.cache_grid, "scale_convention": SCALE_NOTE},
             "orders": cfg.orders, "order_seed": cfg.order_seed,
             "rows": [label for label, _, _ in ROWS],
-            "sets": [{"name": s.name, "clouds": s.clouds, "corruption": s.corruption,
+            "sets": [{"name": s.name, "clouds": s.clouds, "points": s.points,
+                      "corruption": s.corruption,
                       "severity": s.severity,
                       "rows": {k: v.to_dict() for k, v in s.rows.items()},
                       "curves": {"clouds_seen": s.curve_at, "running_top1": s.curves}}
@@ -118,10 +120,10 @@ class AdaptResult:
                  f"- {cfg.orders} seeded stream orders per set (seed {cfg.order_seed}), the same "
                  f"for every row; mean +- std (ddof 1) of top-1 (%); zero-shot rows are "
                  f"order-free", f"- {SCALE_NOTE}", ""]
-        head = "| set | clouds | " + " | ".join(label for label, _, _ in ROWS) + " |"
-        lines += ["## Every set", "", head, "|" + "---|" * (len(ROWS) + 2)]
+        head = "| set | clouds | points | " + " | ".join(label for label, _, _ in ROWS) + " |"
+        lines += ["## Every set", "", head, "|" + "---|" * (len(ROWS) + 3)]
         for s in self.sets:
-            lines.append(f"| {s.name} | {s.clouds} | " + " | ".join(
+            lines.append(f"| {s.name} | {s.clouds} | {s.points} | " + " | ".join(
                 f"{s.rows[label].mean:.2f} ± {s.rows[label].std:.2f}" for label, _, _ in ROWS)
                 + " |")
         ms = {label: np.mean([s.rows[label].seconds_per_cloud for s in self.sets]) * 1e3

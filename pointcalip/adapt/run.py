@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from ..backbones import ClipBackbone, load_clip
-from ..benchmark.robustness import benchmark_root, benchmark_sets, limit_rows
+from ..benchmark.robustness import benchmark_key, benchmark_root, limit_rows
 from ..core.paths import ensure_writable
 from ..extract import SplitFeatures, extract
-from ..fewshot.tip import descriptors, tip_scale
+from ..fewshot.tip_cache import descriptors, tip_scale
 from ..head import CalipHead
 from ..prompts import load_templates
 from ..report.results import RunInfo, backbone_label, run_name
@@ -36,6 +36,7 @@ from ..pipeline import TEMPERATURE, ViewLogits, class_text, compute_view_logits,
     load_splits, open_store, split_store, tune
 from .config import AdaptConfig, CacheConfig
 from .report import ROWS, AdaptResult, SetResult
+from .task import adapt_sets
 
 log = logging.getLogger(__name__)
 
@@ -152,15 +153,18 @@ def tune_cache(data: SetInputs, cache: CacheConfig, orders: np.ndarray, num_clas
 
 
 def output_dir(cfg: AdaptConfig) -> Path:
-    """``output_dir``, else ``outputs/adapt-<set>-<projector>-<backbone>-<hash>``."""
+    """``output_dir``, else ``outputs/adapt-<set>-<projector>-<backbone>-<hash>``, the hash
+    covering the settings and what the clean and benchmark files are (not where)."""
     if cfg.output_dir:
         return Path(cfg.output_dir).expanduser()
     settings = cfg.to_dict()
+    data = data_key(cfg.data)
     if settings.get("benchmark"):
         settings["benchmark"] = {k: v for k, v in settings["benchmark"].items() if k != "root"}
+        data = f"{data}|{benchmark_key(cfg)}"
     what = cfg.benchmark.name if cfg.benchmark is not None else cfg.data.label
     return Path("outputs") / run_name(settings, f"adapt-{what}", cfg.projector.name,
-                                      backbone_label(cfg.backbone), data=data_key(cfg.data))
+                                      backbone_label(cfg.backbone), data=data)
 
 
 def run_adapt(cfg: AdaptConfig, backbone: Optional[ClipBackbone] = None,
@@ -197,19 +201,21 @@ def run_adapt(cfg: AdaptConfig, backbone: Optional[ClipBackbone] = None,
         cache, grid = tune_cache(inputs_of(val), cfg.cache, val_orders, k)
         log.info("cache tuned on clean validation: alpha %g, beta %g", cache.alpha, cache.beta)
 
-    if cfg.benchmark is not None:
-        sets = [(name, data, c, s) for name, data, c, s in
-                benchmark_sets(cfg, root, splits.classnames)]
+    if cfg.benchmark is not None:       # every stored point; one set read at a time
+        sets = [(s.name, lambda s=s: s.open(splits.classnames), s.corruption, s.severity)
+                for s in adapt_sets(cfg)]
     else:
-        sets = [(f"{cfg.data.label} test", splits.test, None, None)]
+        sets = [(f"{cfg.data.label} test", lambda: splits.test, None, None)]
     results = []
-    for name, data, corruption, severity in sets:
+    for name, open_set, corruption, severity in sets:
+        data = open_set()
         rows = limit_rows(data.labels, cfg.limit, seed)
         inputs = inputs_of(features_of(data, rows, name))
         orders = stream_orders(len(rows), cfg.orders, cfg.order_seed)
         summaries, curves = stream_set(inputs, cache, orders, cfg.order_seed, k)
+        points = int(data.points(rows[:1]).shape[1])         # what each cloud was fed
         results.append(SetResult(name, len(rows), corruption, severity, summaries, curves,
-                                 (curve_points(len(rows)) + 1).tolist()))
+                                 (curve_points(len(rows)) + 1).tolist(), points))
         log.info("%s: CALIP %.2f, + cache %.2f", name, summaries["CALIP"].mean,
                  summaries["+ local (full)"].mean)
     views = list(cfg.views) if cfg.views is not None else list(range(projector.num_views))

@@ -19,11 +19,13 @@ import numpy as np
 
 from ..report import plots
 from ..report.metrics import Accuracy
-from ..report.results import RunInfo
+from .corruption_error import MODELNET40C_DGCNN_ERROR, error_rates, normalised_errors
+from ..datasets.release import DataStatement, statements_text
+from ..report.results import RunInfo, display_name, run_title
 from ..search import SearchResult
 
 METHODS = ("pointclip", "calip")
-TOPK = ("top1", "top3", "top5")
+TOPK = ("top1", "macc", "top3", "top5")
 
 
 @dataclass
@@ -44,7 +46,7 @@ class SetScore:
 
 
 def _mean(scores: List[SetScore], method: str) -> Dict[str, float]:
-    return {k: float(np.mean([getattr(getattr(s, method), k) for s in scores])) for k in TOPK}
+    return {k: float(np.mean([getattr(s, method).topk()[k] for s in scores])) for k in TOPK}
 
 
 
@@ -87,6 +89,13 @@ class LabelCheck:
                 "differing_sets": self.differing, "first": self.first}
 
 
+def _json_keys(value):
+    """Dict keys as strings (severities are ints), recursively."""
+    if isinstance(value, dict):
+        return {str(k): _json_keys(v) for k, v in value.items()}
+    return value
+
+
 def run_header(result) -> dict:
     """What both benchmark results record about the run: its config, machine, backbone,
     projector, views, templates, limit and store mode."""
@@ -116,6 +125,8 @@ class BenchmarkResult:
     cells: List[SetScore]
     timings: Dict[str, float] = field(default_factory=dict)
     labels_vs_clean: Optional[dict] = None   # every set's labels against clean TEST (LabelCheck)
+    data: List[DataStatement] = field(default_factory=list)   # complete releases or not
+    classnames: List[str] = field(default_factory=list)      # the clean class list, label order
 
     @property
     def corruptions(self) -> List[str]:
@@ -136,12 +147,40 @@ class BenchmarkResult:
                 getattr(getattr(c, method), k)
         return out
 
+    def errors(self, method: str) -> dict:
+        """Error rates (100 - top-1) of ``method`` per corruption and severity, per corruption
+        and overall (:func:`~.corruption_error.error_rates`), DGCNN-normalised mCE / RmCE where
+        a reference holds the corruptions, and the ratio of the mean error to DGCNN's on
+        ModelNet40-C (over the cells evaluated)."""
+        acc = {c: {s.severity: getattr(s, method).top1 for s in self.of(c)} for c in self.corruptions}
+        out = error_rates(acc)
+        clean = getattr(self.clean, method).top1
+        per_corruption = {c: float(np.mean(list(row.values()))) for c, row in acc.items()}
+        out["clean"] = 100.0 - clean
+        out["dgcnn_normalised"] = normalised_errors(clean, per_corruption)
+        full = len(self.cells) == 75
+        out["mean_vs_dgcnn"] = {
+            "dgcnn_mean_error": MODELNET40C_DGCNN_ERROR["corruption_mean"],
+            "ratio": out["mean"] / MODELNET40C_DGCNN_ERROR["corruption_mean"],
+            "over": "every cell" if full else f"{len(self.cells)} of the 75 cells (not comparable)"}
+        return out
+
+    def confusions(self) -> dict:
+        """A confusion matrix per evaluated set and method (figures: clean TEST and the
+        original only; 75 corrupted sets as CSV)."""
+        out = {}
+        for score, draw in [(self.clean, True), (self.original, True), *((c, False) for c in self.cells)]:
+            for m in METHODS:
+                out[f"{score.label}_{m}"] = (self.classnames, getattr(score, m).confusion, draw)
+        return out
+
     def to_dict(self) -> dict:
         cfg = self.config
         return {
             "command": "benchmark",
             "benchmark": self.benchmark,
             **run_header(self),
+            "data": [d.to_dict() for d in self.data],
             "tuning": {"protocol": self.tuning_protocol, "dataset": cfg.data.label,
                        "split": "val", "num_clouds": self.tuning_clouds, "seed": cfg.tune.seed,
                        "val_fraction": cfg.tune.val_fraction,
@@ -161,6 +200,7 @@ class BenchmarkResult:
             "mean_per_severity": {str(v): {m: _mean([c for c in self.cells if c.severity == v], m)
                                            for m in METHODS} for v in self.severities},
             "overall": {m: _mean(self.cells, m) for m in METHODS},
+            "error_rates": {m: _json_keys(self.errors(m)) for m in METHODS},
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
@@ -191,15 +231,39 @@ class BenchmarkResult:
                 f"clouds (rows {', '.join(map(str, first['first_rows']))}{more}). Its clouds may "
                 f"not be {clean}'s TEST clouds in their order.", ""]
 
+
+    def _error_grid(self, method: str, title: str) -> List[str]:
+        """Error rates as ModelNet40-C's tables give them, and the DGCNN-relative numbers."""
+        e, sev = self.errors(method), self.severities
+        lines = [f"### {title} error rate (%) = 100 - top-1", "",
+                 "| corruption | " + " | ".join(f"s{s}" for s in sev) + " | mean |",
+                 "|---|" + "---|" * (len(sev) + 1)]
+        for c in self.corruptions:
+            row = e["cells"][c]
+            lines.append(f"| {c} | " + " | ".join(f"{row[s]:.2f}" if s in row else "-" for s in sev)
+                         + f" | {e['per_corruption'][c]:.2f} |")
+        v = e["mean_vs_dgcnn"]
+        lines += ["| **mean** | " + " |" * len(sev) + f" **{e['mean']:.2f}** |", "",
+                  f"- Clean error rate {e['clean']:.2f}%; mean corruption error {e['mean']:.2f}% "
+                  f"= {v['ratio']:.3f} x DGCNN's {v['dgcnn_mean_error']}% on ModelNet40-C "
+                  f"(its repository's standard-training table; over {v['over']})."]
+        n = e["dgcnn_normalised"]
+        lines.append(f"- mCE {n['mce']:.3f}, RmCE {n['rmce']:.3f} (ModelNet-C's DGCNN-normalised "
+                     f"errors over {', '.join(n['corruptions'])})" if n else
+                     "- mCE / RmCE (ModelNet-C, normalised by DGCNN per corruption): not "
+                     "computed: DGCNN's published per-corruption references are ModelNet-C's "
+                     "seven corruptions, none of which this benchmark has.")
+        return lines + [""]
+
     def to_markdown(self) -> str:
         cfg, r = self.config, self.to_dict()
-        acc = lambda a: f"{a.top1:.2f} / {a.top3:.2f} / {a.top5:.2f}"  # noqa: E731
+        acc = lambda a: f"{a.top1:.2f} / {a.mean_per_class:.2f} / {a.top3:.2f} / {a.top5:.2f}"  # noqa: E731
         lines = [
-            f"# Benchmark: {self.benchmark} ({cfg.name})", "",
+            f"# Benchmark: {run_title(self.benchmark, cfg.projector.name, cfg.backbone)}", "",
             f"{cfg.backbone}, projector {cfg.projector.name}, {len(self.views)} views; "
             f"beta2 {self.found.beta2:.4g}, beta3 {self.found.beta3:.4g}, view weights "
             f"{', '.join(f'{w:g}' for w in self.found.view_weights)}.", "",
-            "| set | clouds | PointCLIP top-1 / 3 / 5 | CALIP top-1 / 3 / 5 |",
+            "| set | clouds | PointCLIP top-1 / mAcc / top-3 / top-5 | CALIP top-1 / mAcc / top-3 / top-5 |",
             "|---|---|---|---|",
             f"| clean {cfg.data.label} TEST | {self.clean.n} | {acc(self.clean.pointclip)} | "
             f"{acc(self.clean.calip)} |",
@@ -212,6 +276,9 @@ class BenchmarkResult:
             *self._label_warning(cfg.data.label),
             *self._grid("calip", "CALIP"),
             *self._grid("pointclip", "PointCLIP"),
+            *self._error_grid("calip", "CALIP"),
+            *self._error_grid("pointclip", "PointCLIP"),
+            *statements_text(self.data),
             f"- Tuning protocol: {self.tuning_protocol}",
             f"- Limit: {'none (every cloud)' if cfg.limit is None else f'{cfg.limit} clouds per set (class-stratified, seed {cfg.tune.seed})'}",
             f"- Prompt templates: {'; '.join(repr(t) for t in self.templates)}",
@@ -299,6 +366,12 @@ class TableResult:
     templates: List[str]
     datasets: List[DatasetScore]
     timings: Dict[str, float] = field(default_factory=dict)
+    data: List[DataStatement] = field(default_factory=list)   # complete releases or not
+
+    def confusions(self) -> dict:
+        """A confusion matrix per dataset and method (figures up to 60 classes)."""
+        return {f"{d.label}_{m}": (d.classnames, getattr(d, m).confusion, True)
+                for d in self.datasets for m in METHODS}
 
     def to_dict(self) -> dict:
         cfg = self.config
@@ -306,6 +379,7 @@ class TableResult:
             "command": "benchmark",
             "benchmark": cfg.name,
             **run_header(self),
+            "data": [d.to_dict() for d in self.data],
             "tune": {"seed": cfg.tune.seed, "val_fraction": cfg.tune.val_fraction,
                      "grid": [cfg.tune.grid, cfg.tune.grid], "beta2_max": cfg.tune.beta2_max,
                      "beta3_max": cfg.tune.beta3_max,
@@ -319,20 +393,21 @@ class TableResult:
     def to_markdown(self) -> str:
         cfg = self.config
         pct = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
-        lines = [f"# Benchmark: {cfg.name}", "",
+        lines = [f"# Benchmark: {run_title(' / '.join(d.label for d in self.datasets), cfg.projector.name, cfg.backbone)}", "",
                  f"{cfg.backbone}, projector {cfg.projector.name}, {len(self.views)} views; "
                  f"accuracies in percent.", "",
-                 "| dataset | method | clouds | classes | top-1 | top-3 | top-5 | protocol |",
-                 "|---|---|---|---|---|---|---|---|"]
+                 "| dataset | method | clouds | classes | top-1 | mAcc | top-3 | top-5 | protocol |",
+                 "|---|---|---|---|---|---|---|---|---|"]
         for row in self.to_dict()["rows"]:
-            lines.append(f"| {row['dataset']} | {row['method']} | {row['clouds']} | "
-                         f"{row['classes']} | {pct(row['top1'])} | {pct(row['top3'])} | "
-                         f"{pct(row['top5'])} | {row['protocol']} |")
+            lines.append(f"| {row['dataset']} | {display_name(row['method'])} | {row['clouds']} | "
+                         f"{row['classes']} | {pct(row['top1'])} | {pct(row['macc'])} | "
+                         f"{pct(row['top3'])} | {pct(row['top5'])} | {row['protocol']} |")
         lines.append("")
         for d in self.datasets:
             lines.append(f"- {d.label}: beta2 {d.found.beta2:.4g}, beta3 {d.found.beta3:.4g}, "
                          f"view weights {', '.join(f'{w:g}' for w in d.found.view_weights)}")
         lines += [
+            *statements_text(self.data),
             f"- Limit: {'none (every cloud)' if cfg.limit is None else f'{cfg.limit} clouds per set (class-stratified, seed {cfg.tune.seed})'}",
             f"- Prompt templates: {'; '.join(repr(t) for t in self.templates)}",
             "- Timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in self.timings.items()),
@@ -342,42 +417,52 @@ class TableResult:
         return "\n".join(lines) + "\n"
 
 
-def heatmap_figure(result: BenchmarkResult, method: str = "calip"):
-    """Corruption (rows) x severity (columns) top-1 of ``method``, values written in cells."""
-    values = result.table(method)
-    size = (560, 140 + 28 * len(result.corruptions))
+def heatmap_figure(result: BenchmarkResult, methods=METHODS):
+    """Corruption (rows) x severity (columns) top-1, one panel per method side by side (one
+    colour scale, 0-100%), values written in the cells."""
+    rows = len(result.corruptions)
+    size = (520 * len(methods) + 110, 150 + 30 * rows)
     fig = plots._figure(size)
     fig.set_layout_engine("constrained")
-    ax = fig.add_subplot()
-    image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0, vmax=100)
-    ax.set_xticks(range(len(result.severities)), [str(s) for s in result.severities])
-    ax.set_yticks(range(len(result.corruptions)), result.corruptions, fontsize=8)
-    for i in range(values.shape[0]):
-        for j in range(values.shape[1]):
-            ax.text(j, i, f"{values[i, j]:.1f}", ha="center", va="center", fontsize=7,
-                    color="white" if values[i, j] < 60 else "black")
-    ax.set_xlabel("severity")
-    ax.set_title(f"{result.benchmark}: {method} top-1 (%), clean {result.clean.calip.top1 if method == 'calip' else result.clean.pointclip.top1:.1f}",
-                 fontsize=10)
-    fig.colorbar(image, ax=ax, label="top-1 accuracy (%)")
+    axes = fig.subplots(1, len(methods), squeeze=False)[0]
+    image = None
+    for ax, method in zip(axes, methods):
+        values = result.table(method)
+        image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0, vmax=100)
+        ax.set_xticks(range(len(result.severities)), [str(s) for s in result.severities])
+        ax.set_yticks(range(rows), result.corruptions, fontsize=9)
+        for i in range(values.shape[0]):
+            for j in range(values.shape[1]):
+                ax.text(j, i, f"{values[i, j]:.1f}", ha="center", va="center", fontsize=9,
+                        color="white" if values[i, j] < 60 else "black")
+        ax.set_xlabel("severity")
+        clean = getattr(result.clean, method).top1
+        ax.set_title(f"{display_name(method)} top-1 (%), clean {clean:.1f}", fontsize=11)
+    fig.colorbar(image, ax=list(axes), label="top-1 accuracy (%)")
+    fig.suptitle(result.benchmark, fontsize=11)
     return fig, size
 
 
 def write_plots(result: BenchmarkResult, folder: Path) -> List[Path]:
-    """``heatmap_calip.png`` (corruption x severity) and ``severity.png`` (mean accuracy
-    against severity, clean accuracy as dashed lines) in ``folder``."""
+    """``heatmap_calip.png``: CALIP's and PointCLIP's corruption x severity top-1 side by side,
+    and ``severity.png`` (mean accuracy against severity, each method's clean accuracy as a
+    dashed line in its colour) in ``folder``, in the command's figure format."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    fig, size = heatmap_figure(result)
+    fig, size = heatmap_figure(result, ("calip", "pointclip"))
     heat = folder / "heatmap_calip.png"
     plots._save(fig, heat, size)
     r = result.to_dict()
     sev = result.severities
-    series = {f"{m} (mean of corruptions)": [r["mean_per_severity"][str(s)][m]["top1"] for s in sev]
-              for m in METHODS}
-    series.update({f"{m} clean": [getattr(result.clean, m).top1] * len(sev) for m in METHODS})
-    styles = {f"{m} clean": {"linestyle": "--", "marker": None} for m in METHODS}
+    colours = {"pointclip": "tab:blue", "calip": "tab:orange"}
+    series, styles = {}, {}
+    for m in METHODS:
+        name = display_name(m)
+        series[f"{name} (mean of corruptions)"] = [r["mean_per_severity"][str(s)][m]["top1"] for s in sev]
+        styles[f"{name} (mean of corruptions)"] = {"color": colours[m]}
+        series[f"{name} clean"] = [getattr(result.clean, m).top1] * len(sev)
+        styles[f"{name} clean"] = {"linestyle": "--", "marker": None, "color": colours[m]}
     line = folder / "severity.png"
     plots.lines(line, sev, series, "severity", "top-1 accuracy (%)",
                 f"{result.benchmark}: accuracy against severity", styles=styles)
-    return [heat, line]
+    return [plots.figure_name(heat), plots.figure_name(line)]

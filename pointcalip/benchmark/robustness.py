@@ -28,6 +28,7 @@ from ..core.paths import data_dir, ensure_writable
 from ..datasets import dataset_folder
 from ..datasets.h5utils import fingerprint
 from ..datasets.catalog import DATASETS, load_target
+from ..datasets.release import describe, modelnet40c_differences, splits_statement
 from ..extract import extract
 from ..prompts import load_templates
 from ..report.results import RunInfo, backbone_label, run_name
@@ -160,9 +161,10 @@ def run_robustness(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = None
 
     t0 = time.perf_counter()
     clean = score(splits.test, f"{cfg.data.label} test")
-    original_score, cells, labels = None, [], LabelCheck()
+    original_score, cells, labels, first = None, [], LabelCheck(), None
     for s in benchmark_sets(cfg, root):                 # one set in memory at a time
         data = s.open(splits.classnames)
+        first = first or data                           # kept: what the data statement counts
         if not labels.add(s.name, data.files[-1], data.labels, splits.test.labels):
             log.warning("%s labels differ from the clean %s TEST labels (recorded in the "
                         "results)", data.files[-1], cfg.data.label)
@@ -182,8 +184,34 @@ def run_robustness(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = None
         benchmark=cfg.benchmark.name, backbone_identity=backbone.identity,
         projector_settings=projector.settings, views=views, templates=templates,
         tuning_protocol=protocol, tuning_clouds=len(tune_rows), found=found, clean=clean,
-        original=original_score, cells=cells, timings=timings,
-        labels_vs_clean=labels.to_dict())
+        original=original_score, cells=cells, timings=timings, classnames=splits.classnames,
+        labels_vs_clean=labels.to_dict(),
+        data=[splits_statement(cfg.data.label, splits),
+              benchmark_statement(cfg, root, first, len(cells))])
+
+
+def benchmark_statement(cfg: BenchmarkConfig, root: Path, first, evaluated: int):
+    """Whether the benchmark's folder is the complete release: the clouds of a set (``first``,
+    one opened set) against the release's count, ModelNet40-C's 77 files, and how many of the
+    release's corrupted sets this run evaluated."""
+    every = [s for s in benchmark_sets_all(cfg, root) if not s.is_clean]
+    extra = []
+    if cfg.benchmark.name == "modelnet40c":
+        from ..datasets.modelnet40c import expected_files
+
+        extra += modelnet40c_differences(root, expected_files())
+    if evaluated < len(every):
+        extra.append(f"this run evaluated {evaluated} of its {len(every)} corrupted sets "
+                     f"(the config's corruptions and severities)")
+    return describe(cfg.benchmark.name, {"test": first}, cfg.benchmark.name, extra)
+
+
+def benchmark_sets_all(cfg: BenchmarkConfig, root: Path) -> List[RobustnessSet]:
+    """Every set of the release (every corruption and severity), whatever the config picks."""
+    try:
+        return robustness_sets(cfg.benchmark.name, root, variant=cfg.benchmark.variant)
+    except (OSError, ValueError, TypeError):
+        return []
 
 
 #: the former name (ModelNet40-C was the only robustness benchmark)

@@ -39,6 +39,7 @@ from ..extract import extract
 from ..prompts import load_templates
 from ..report.results import RunInfo, backbone_label, read_results, run_name
 from ..search import SearchResult
+from ..datasets.release import describe
 from ..pipeline import class_text, compute_view_logits, data_key, evaluate, load_data, \
     open_store, split_store, tune, validation_rows
 from .config import BenchmarkConfig, TableDataset
@@ -213,13 +214,15 @@ def read_tuning(path: str | Path, label: str, *, backbone_identity: str, project
     r, row = _source_row(path, label)
     classes = (row.get("classes_sha256") if row is not r
                else classes_digest(list(r.get("per_class", {}))))
+    count = row.get("num_classes") if row is not r else len(r.get("per_class", {}))
     for key, ours in (("backbone_identity", backbone_identity), ("projector", projector),
                       ("views", list(views))):
         if r.get(key) != ours:
             raise _mismatch(path, key, r.get(key), ours)
     if classes != classes_digest(classnames):
-        raise _mismatch(path, "classes", f"sha256 {classes}", f"sha256 {classes_digest(classnames)} "
-                                                             f"({len(classnames)} classes)")
+        theirs = f"{count} classes, sha256 {str(classes)[:12]}" if count else f"sha256 {classes}"
+        raise _mismatch(path, "classes", theirs, f"{len(classnames)} classes, sha256 "
+                                                 f"{classes_digest(classnames)[:12]}")
     prefix = "" if row is r else f"datasets.{label}."
     beta2, beta3 = (_number(row.get(k), prefix + k, path) for k in ("beta2", "beta3"))
     raw = row.get("view_weights")
@@ -384,4 +387,7 @@ def run_table(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = None,
         config=cfg, run=RunInfo.collect(device, backbone.precision, roots, argv),
         backbone_identity=backbone.identity, projector_settings=projector.settings,
         views=views, templates=templates, datasets=scores,
-        timings={"total_s": time.perf_counter() - t_start})
+        timings={"total_s": time.perf_counter() - t_start},
+        data=[describe(p.label, {"test": p.test, **({"train": p.tune_dataset} if p.rule == "val"
+                                                    and p.tune_dataset is not p.test else {})})
+              for p in plans])

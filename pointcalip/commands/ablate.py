@@ -5,7 +5,7 @@ import argparse
 
 from ..tasks import TASKS, Task
 from . import COMMANDS
-from .options import add_config_options, add_tune_on_option
+from .options import add_config_options, add_tune_on_option, add_figure_options
 
 
 TASKS.register("ablate", Task(config="pointcalip.ablation.config:AblationConfig",
@@ -37,6 +37,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                        "--set data.root=DIR --set backbone=ViT-B/16 --set studies=[views,terms]; "
                        "shapenetpart (a segment config) ablates part segmentation")
     add_tune_on_option(p)
+    add_figure_options(p)
     p.set_defaults(func=run)
     return p
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..tasks import TASKS, Task
 from . import COMMANDS
 from .options import config_file, positive_int
+
+TASKS.register("adapt", Task(config="pointcalip.adapt.config:AdaptConfig",
+                             run="pointcalip.adapt.run:run_adapt",
+                             datasets="pointcalip.adapt.task:feature_datasets"), order=48)
 
 #: shipped adapt configs live in configs/adapt/ (their names are also benchmark configs')
 ADAPT_FOLDER = "adapt"

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 from ..tasks import TASKS, Task
 from . import COMMANDS
-from .options import add_config_options, positive_int
+from .options import add_config_options, positive_int, add_figure_options
 
 
 TASKS.register("benchmark", Task(config="pointcalip.benchmark.config:BenchmarkConfig",
@@ -40,6 +40,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="at most N clouds per set (per dataset and per tuning set; "
                         "class-stratified, seeded with tune.seed) for a quick run; same as "
                         "--set limit=N")
+    add_figure_options(p)
     p.set_defaults(func=run)
     return p
 

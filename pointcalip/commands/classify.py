@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from . import COMMANDS
-from .model_options import add_model_options, build_projector, model_settings
+from .model_options import add_model_options, build_projector, model_settings, settings_line
 from .options import positive_int
 
 
@@ -52,6 +52,7 @@ def run(args) -> int:
     if not good:
         return 1
 
+    print(settings_line(s, args, "classify"), file=sys.stderr)
     backbone = load_clip(s["backbone"], device=args.device)
     model = PointCALIP(backbone=backbone, classnames=classes, projector=projector,
                        templates=s["templates"], beta2=s["beta2"], beta3=s["beta3"],

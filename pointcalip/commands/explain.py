@@ -7,8 +7,8 @@ from pathlib import Path
 
 from ..config import CLASSIFICATION_DATASETS
 from . import COMMANDS
-from .model_options import add_model_options, build_projector, model_settings
-from .options import non_negative_int, user_folder
+from .model_options import add_model_options, build_projector, model_settings, settings_line
+from .options import add_figure_options, non_negative_int, user_folder
 
 
 @COMMANDS.register("explain", order=60)
@@ -41,6 +41,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                         ".jpeg, .pdf or .svg (default: <file stem>_attention.png or "
                         "<dataset>_<split>_<index>_attention.png)")
     add_model_options(p, cloud_word="FILE")
+    add_figure_options(p)
     p.set_defaults(func=run)
     return p
 
@@ -98,6 +99,7 @@ def run(args) -> int:
     if args.target is not None and args.target not in classes:
         raise ValueError(f"--target {args.target!r} is not among the classes: {', '.join(classes)}")
 
+    print(settings_line(s, args, "explain"), file=sys.stderr)
     out = args.output or default_out
     ensure_writable(Path(out).expanduser().parent, "-o/--output")   # before CLIP runs
     backbone = load_clip(s["backbone"], device=args.device)

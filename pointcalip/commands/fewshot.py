@@ -6,7 +6,7 @@ import argparse
 from ..fewshot.methods import method_names
 from ..tasks import TASKS, Task
 from . import COMMANDS
-from .options import add_config_options, non_negative_int, positive_int
+from .options import add_config_options, non_negative_int, positive_int, add_figure_options
 
 #: `--method` choices: `all` and every registered few-shot method (no torch imported)
 METHOD_CHOICES = ["all", *method_names()]
@@ -39,6 +39,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="load adapter.checkpoint in full even when it holds Python objects "
                         "besides PointCLIP's released contents (unpickling can run any code: "
                         "only for a file you trust)")
+    add_figure_options(p)
     p.set_defaults(func=run)
     return p
 
@@ -61,5 +62,5 @@ def run(args) -> int:
                          trust_checkpoint=args.trust_checkpoint)
     paths = write_fewshot_results(result, output_dir(cfg))
     print(result.to_markdown())
-    print("wrote " + ", ".join(str(p) for p in paths))
+    print("wrote " + ", ".join(str(p) for p in paths if p is not None))
     return 0

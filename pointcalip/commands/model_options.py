@@ -8,6 +8,7 @@ needs to build its model.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from ..projection.catalog import PROJECTORS
@@ -76,6 +77,7 @@ def model_settings(args) -> dict:
             raise ValueError(f"--results {args.results} is not a zeroshot results.json "
                              f"(missing {', '.join(missing)})")
         s.update({k: saved[v] for k, v in RECORDED.items()})
+        check_recorded(s, args.results)
     if args.projector and args.projector != s["projector"].get("name"):
         s.update(projector={"name": args.projector}, views=None, view_weights=None)
     for key in ("backbone", "templates", "beta2", "beta3"):
@@ -93,6 +95,60 @@ def model_settings(args) -> dict:
     except ValueError as err:
         raise ValueError(f"backbone {err} (choose one with --backbone)") from None
     return s
+
+
+def _is_number(value) -> bool:
+    """A finite number >= 0 as JSON gives it (not a string such as "1e3", not a bool)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) \
+        and math.isfinite(value) and value >= 0
+
+
+def check_recorded(s: dict, path: Path) -> None:
+    """ValueError naming the key when a setting read from the results.json at ``path`` has the
+    wrong type: taken as they are, "1e3" or "111111" would be read as numbers, and all-zero
+    view weights would put CALIP at chance."""
+    def bad(key: str, want: str):
+        return ValueError(f"--results {path}: {RECORDED[key]} is {str(s[key])[:60]!r}, not "
+                          f"{want}; take settings from an unedited zeroshot results.json")
+
+    if not isinstance(s["backbone"], str) or not s["backbone"]:
+        raise bad("backbone", "a backbone name or checkpoint path")
+    if not isinstance(s["projector"], dict) or not isinstance(s["projector"].get("name"), str):
+        raise bad("projector", "a projector setting with a name")
+    templates = s["templates"]
+    if not (isinstance(templates, str) or (isinstance(templates, list) and templates
+                                           and all(isinstance(t, str) for t in templates))):
+        raise bad("templates", "a template set name or a list of templates")
+    for key in ("beta2", "beta3"):
+        if not _is_number(s[key]):
+            raise bad(key, "a finite number >= 0")
+    views = s["views"]
+    if views is not None and not (isinstance(views, list) and views and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in views)):
+        raise bad("views", "a list of view numbers")
+    weights = s["view_weights"]
+    if weights is not None and not (isinstance(weights, list) and weights
+                                    and all(_is_number(w) for w in weights)
+                                    and any(w > 0 for w in weights)):
+        raise bad("view_weights", "a list of finite weights >= 0, not all 0")
+
+
+def settings_line(s: dict, args, command: str) -> str:
+    """One line saying what a command took and from where: ``pointcalip classify: backbone
+    RN50, projector pointclip (views 0-5), templates pointclip, beta2 0, beta3 0, view weights
+    equal (defaults; --results r.json; options: --beta2)``."""
+    views = "all views" if s["views"] is None else f"views {', '.join(map(str, s['views']))}"
+    weights = ("equal" if s["view_weights"] is None else
+               ", ".join(f"{w:g}" for w in s["view_weights"]))
+    templates = s["templates"] if isinstance(s["templates"], str) else "; ".join(s["templates"])
+    given = [f"--{k}" for k in ("backbone", "projector", "templates", "beta2", "beta3")
+             if getattr(args, k, None) is not None]
+    origin = "; ".join(x for x in ("defaults" if not args.results and len(given) < 5 else "",
+                                   f"--results {args.results}" if args.results else "",
+                                   f"options {' '.join(given)}" if given else "") if x)
+    return (f"pointcalip {command}: backbone {s['backbone']}, projector {s['projector'].get('name')} "
+            f"({views}), templates {templates}, beta2 {s['beta2']:g}, beta3 {s['beta3']:g}, "
+            f"view weights {weights} (from {origin})")
 
 
 def build_projector(s: dict):

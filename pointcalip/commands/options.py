@@ -101,3 +101,12 @@ def add_tune_on_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tune-on", choices=["val", "test"], default=None,
                    help="tune on a validation subset of TRAIN (default) or on TEST (the "
                         "published protocol, optimistic); same as --set tune.split=...")
+
+
+def add_figure_options(p: argparse.ArgumentParser) -> None:
+    """``--figure-format png|pdf|svg`` and ``--dpi N``: how the command writes its figures."""
+    p.add_argument("--figure-format", choices=["png", "pdf", "svg"], default=None,
+                   help="format of every figure written (default png; pdf and svg are vector "
+                        "files for papers)")
+    p.add_argument("--dpi", type=_int_at_least(10, "an integer of at least 10"), default=None,
+                   help="resolution of PNG figures (default 150)")

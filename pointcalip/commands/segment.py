@@ -6,7 +6,7 @@ import argparse
 
 from ..tasks import TASKS, Task
 from . import COMMANDS
-from .options import config_file, device, finite_float, int_between, shipped_configs
+from .options import add_figure_options, config_file, device, finite_float, int_between, shipped_configs
 
 #: the most points `segment FILE` labels (memory measured at this size by
 #: scripts/bench_hostile.py; see the bad-input docs)
@@ -86,6 +86,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help=f"points to segment (default 2048, at most {MAX_POINTS:,})")
     g.add_argument("--up", choices=["y", "z"], default="y", help="up axis of the file")
     g.add_argument("--device", type=device, default=None, help="cpu, cuda, ...")
+    add_figure_options(p)
     p.set_defaults(func=run)
     return p
 

@@ -5,7 +5,7 @@ import argparse
 
 from ..tasks import TASKS, Task
 from . import COMMANDS
-from .options import add_config_options, add_tune_on_option
+from .options import add_config_options, add_tune_on_option, add_figure_options
 
 
 TASKS.register("zeroshot", Task(config="pointcalip.config:ZeroShotConfig",
@@ -28,6 +28,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                        "--set data.root=/data/modelnet40_ply_hdf5_2048 --set backbone=ViT-B/16 "
                        "--set tune.view_weights=true")
     add_tune_on_option(p)
+    add_figure_options(p)
     p.set_defaults(func=run)
     return p
 

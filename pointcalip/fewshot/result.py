@@ -7,17 +7,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+import logging
+
 import numpy as np
 
 from ..report import plots
-from ..report.results import RunInfo
+from ..report.results import RunInfo, display_name, run_title
+
+log = logging.getLogger(__name__)
 
 ZERO_SHOT_METHODS = ("pointclip", "calip")     # the rows of method `zeroshot`, at 0 shots
 
 
 @dataclass
 class FewShotRun:
-    """One trained or searched model, evaluated once on TEST (accuracies in percent)."""
+    """One trained or searched model, evaluated once on TEST (accuracies in percent).
+    ``seconds``: the training time of a method that trains (over every resumed part), the
+    search and evaluation time of one that does not (Tip-Adapter); 0 for zero-shot rows."""
 
     method: str
     shots: Optional[int]
@@ -30,23 +36,41 @@ class FewShotRun:
     epochs_run: Optional[int] = None
     seconds: float = 0.0
     run_dir: Optional[str] = None
+    test_mean_class_accuracy: Optional[float] = None     # mAcc on TEST, percent
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def summarise(runs: Sequence[FewShotRun]) -> List[dict]:
-    """Mean and standard deviation (over seeds, sample std; 0 for one seed) of the test
-    accuracy per (method, shots), in the order the runs came."""
-    groups: Dict[tuple, List[float]] = defaultdict(list)
+    """Mean test accuracy per (method, shots), in the order the runs came, with ``n`` (runs)
+    and ``seeds`` (how many of them drew their shots or weights with a seed). ``std``: the
+    sample standard deviation over seeds where there are two or more, else None (one seed
+    measures no spread; zero-shot and released-checkpoint rows do not depend on a seed)."""
+    groups: Dict[tuple, List[FewShotRun]] = defaultdict(list)
     for r in runs:
-        groups[(r.method, r.shots)].append(r.test_accuracy)
+        groups[(r.method, r.shots)].append(r)
     out = []
-    for (method, shots), accs in groups.items():
-        std = float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0
-        out.append({"method": method, "shots": shots, "n": len(accs),
-                    "mean": float(np.mean(accs)), "std": std})
+    for (method, shots), rows in groups.items():
+        accs = [r.test_accuracy for r in rows]
+        seeds = len({r.seed for r in rows if r.seed is not None})
+        std = float(np.std(accs, ddof=1)) if seeds > 1 and len(accs) > 1 else None
+        maccs = [r.test_mean_class_accuracy for r in rows]
+        macc = None if any(m is None for m in maccs) else float(np.mean(maccs))
+        out.append({"method": method, "shots": shots, "n": len(accs), "seeds": seeds,
+                    "mean": float(np.mean(accs)), "std": std, "macc": macc})
     return out
+
+
+def spread_text(cell: Optional[dict]) -> str:
+    """A table cell: ``81.25 ± 2.10 (3 seeds)``, ``81.25 (1 seed)``, or ``81.25`` for a row
+    that depends on no seed; "-" when nothing ran."""
+    if cell is None:
+        return "-"
+    seeds = cell.get("seeds", 0)
+    if cell.get("std") is not None:
+        return f"{cell['mean']:.2f} ± {cell['std']:.2f} ({seeds} seeds)"
+    return f"{cell['mean']:.2f}" + (f" ({seeds} seed)" if seeds == 1 else "")
 
 
 @dataclass
@@ -61,44 +85,60 @@ class FewShotResult:
     protocol: str
     runs: List[FewShotRun]
     features: dict = field(default_factory=dict)
+    data: list = field(default_factory=list)        # DataStatement per dataset read
 
     def summary(self) -> List[dict]:
         return summarise(self.runs)
+
+    def title(self) -> str:
+        """What ran: dataset, projector, backbone (never a config file's name)."""
+        return run_title(self.dataset, self.config["projector"]["name"], self.config["backbone"])
 
     def to_dict(self) -> dict:
         return {"command": "fewshot", "config": self.config, "run": self.run.to_dict(),
                 "dataset": self.dataset, "num_test_clouds": self.num_test_clouds,
                 "num_val_clouds": self.num_val_clouds, "protocol": self.protocol,
                 "summary": self.summary(), "runs": [r.to_dict() for r in self.runs],
-                "features": self.features}
+                "features": self.features, "data": [d.to_dict() for d in self.data]}
 
     def to_markdown(self) -> str:
         summary = self.summary()
         shots = sorted({s["shots"] for s in summary if s["shots"]})
         methods = list(dict.fromkeys(s["method"] for s in summary))
         cell = {(s["method"], s["shots"]): s for s in summary}
-        fmt = lambda s: "-" if s is None else f"{s['mean']:.2f} ± {s['std']:.2f}"  # noqa: E731
-        lines = [f"# Few-shot results: {self.config.get('name', '')}", "",
+        fmt = spread_text
+        seeds = sorted({r.seed for r in self.runs if r.seed is not None})
+        lines = [f"# Few-shot results: {self.title()}", "",
                  f"{self.dataset}, {self.num_test_clouds} test clouds; backbone "
                  f"{self.config['backbone']}, projector {self.config['projector']['name']}. "
-                 f"Test top-1 (%), mean ± std over seeds.", "",
+                 f"Test top-1 (%): the mean over seeds ± the sample standard deviation where "
+                 f"two or more seeds ran (the seed count in brackets); one seed shows no "
+                 f"spread, and zero-shot and released-checkpoint rows depend on no seed.", "",
                  "| method | " + " | ".join(shots_words(k) for k in [0, *shots]) + " |",
                  "|---" * (len(shots) + 2) + "|"]
         for m in methods:
             row = [fmt(cell.get((m, 0)))] + [fmt(cell.get((m, k))) for k in shots]
             if (m, None) in cell:
                 row[0] = f"{fmt(cell[(m, None)])} (released checkpoint)"
-            lines.append(f"| {m} | " + " | ".join(row) + " |")
-        lines += ["", f"- Protocol: {self.protocol}",
-                  f"- Seeds: {sorted({r.seed for r in self.runs if r.seed is not None})}",
+            lines.append(f"| {display_name(m)} | " + " | ".join(row) + " |")
+        macc = lambda c: "-" if c is None or c.get("macc") is None else f"{c['macc']:.2f}"  # noqa: E731
+        lines += ["", "Test mean class accuracy (mAcc, %), the mean over seeds:", "",
+                  "| method | " + " | ".join(shots_words(k) for k in [0, *shots]) + " |",
+                  "|---" * (len(shots) + 2) + "|"]
+        for m in methods:
+            row = [macc(cell.get((m, 0)) or cell.get((m, None)))] + [macc(cell.get((m, k))) for k in shots]
+            lines.append(f"| {display_name(m)} | " + " | ".join(row) + " |")
+        lines += ["", *[f"- Data: {d.text()}" for d in self.data],
+                  f"- Protocol: {self.protocol}",
+                  *([f"- Seeds: {seeds}"] if seeds else []),
                   f"- Command: `{self.run.command_line}` ({self.run.date}, {self.run.device}, "
                   f"{self.run.precision})", "",
-                  "| method | shots | seed | test | val | hyper-parameters | trainable | best epoch |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| method | shots | seed | test | test mAcc | val | hyper-parameters | trainable | best epoch |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in self.runs:
             hp = ", ".join(f"{k}={_short(v)}" for k, v in r.hyperparameters.items())
-            lines.append(f"| {r.method} | {_blank(r.shots)} | {_blank(r.seed)} | "
-                         f"{r.test_accuracy:.2f} | "
+            lines.append(f"| {display_name(r.method)} | {_blank(r.shots)} | {_blank(r.seed)} | "
+                         f"{r.test_accuracy:.2f} | {_pct(r.test_mean_class_accuracy)} | "
                          f"{r.val_accuracy:.2f} | {hp} | {r.trainable_parameters} | "
                          f"{'-' if r.best_epoch is None else r.best_epoch} |")
         return "\n".join(lines) + "\n"
@@ -111,6 +151,10 @@ def shots_words(shots: Optional[int]) -> str:
     if shots == 0:
         return "zero-shot"
     return f"{shots} shot" if shots == 1 else f"{shots} shots"
+
+
+def _pct(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _blank(value) -> str:
@@ -126,18 +170,24 @@ def _short(value) -> str:
     return str(value)
 
 
-def plot_accuracy_vs_shots(summary: Sequence[dict], path: Path, title: str = "") -> Path:
-    """Test accuracy (mean, with a +-std band) against shots, one line per method; zero-shot
-    methods as dashed horizontal lines."""
+def plot_accuracy_vs_shots(summary: Sequence[dict], path: Path, title: str = "") -> Optional[Path]:
+    """Test accuracy (mean, with a +-std band where seeds vary) against shots, one line per
+    method; zero-shot methods and released checkpoints as dashed horizontal references.
+    Nothing to draw (no row at all): no file, and None."""
     series, references = {}, {}
     for method in dict.fromkeys(s["method"] for s in summary):
         rows = sorted((s for s in summary if s["method"] == method and s["shots"]),
                       key=lambda s: s["shots"])
         if rows:
-            series[method] = ([s["shots"] for s in rows], [s["mean"] for s in rows],
-                              [s["std"] for s in rows])
-        references.update({f"{method} (zero-shot)": s["mean"] for s in summary
-                           if s["method"] == method and s["shots"] == 0})
+            series[display_name(method)] = ([s["shots"] for s in rows], [s["mean"] for s in rows],
+                                            [s["std"] or 0.0 for s in rows])
+        for s in summary:
+            if s["method"] == method and s["shots"] in (0, None):
+                what = "zero-shot" if s["shots"] == 0 else "released checkpoint"
+                references[f"{display_name(method)} ({what})"] = s["mean"]
+    if not series and not references:
+        log.info("no accuracy to plot against shots: %s not written", path.name)
+        return None
     plots.bands(path, series, references, "shots per class", "test top-1 (%)", title)
     return path
 

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..backbones import ClipBackbone
 from ..core.atomic import atomic_write
+from ..datasets.release import describe
+from ..report import plots
 from ..report.results import RunInfo, backbone_label
 from .config import FewShotConfig
 from .methods import METHODS, method_entries
@@ -64,7 +67,10 @@ def run_one(prepared: Prepared, method: str, k: int, seed: int) -> FewShotRun:
                 log.info("%s %d-shot seed %d: finished before; reusing %s", method, k, seed, saved)
                 return run
     log.info("%s %d-shot seed %d", method, k, seed)
+    began = time.perf_counter()
     run = METHODS[method].target(prepared, k, seed)
+    if not METHODS[method].meta["trains"]:          # its time: the search and the evaluation
+        run.seconds = time.perf_counter() - began
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_write(saved, "w") as f:
         f.write(json.dumps({"run_id": run_id, "run": run.to_dict()}, indent=1))
@@ -145,7 +151,9 @@ def run_fewshot(cfg: FewShotConfig, backbone: Optional[ClipBackbone] = None,
                                              prepared.splits.root, argv),
                          dataset=cfg.data.label, num_test_clouds=len(prepared.splits.test),
                          num_val_clouds=len(prepared.splits.val), protocol=protocol(prepared) + earlier,
-                         runs=runs, features=prepared.features.to_dict())
+                         runs=runs, features=prepared.features.to_dict(),
+                         data=[describe(cfg.data.label, {"test": prepared.splits.test,
+                                                         "train": prepared.splits.train})])
 
 
 def write_fewshot_results(result: FewShotResult, out: Path):
@@ -153,6 +161,6 @@ def write_fewshot_results(result: FewShotResult, out: Path):
     from ..report.results import write_results
 
     json_path, md_path = write_results(result, out)
-    png = plot_accuracy_vs_shots(result.summary(), Path(out) / "accuracy_vs_shots.png",
-                                 f"{result.dataset}, {backbone_label(result.config['backbone'])}")
-    return json_path, md_path, png
+    figure = plot_accuracy_vs_shots(result.summary(), Path(out) / "accuracy_vs_shots.png",
+                                    f"{result.dataset}, {backbone_label(result.config['backbone'])}")
+    return json_path, md_path, None if figure is None else plots.figure_name(figure)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -24,7 +24,8 @@ from ..core.paths import ensure_writable
 from ..datasets.base import H5CloudDataset
 from ..extract import SplitFeatures, extract
 from ..head import CalipHead
-from ..report.results import backbone_label, run_name
+from ..report.metrics import Accuracy, accuracy
+from ..report.results import backbone_label, display_name, run_name
 from ..search import SearchResult
 from ..store import SplitStore
 from ..pipeline import (ViewLogits, class_text, compute_view_logits, data_key, load_data, open_store,
@@ -269,7 +270,7 @@ class Outcome:
     chose or was given, its trainable parameter count, its training (``fit``'s result, if it
     trained) and its run folder (if it has one)."""
 
-    test_accuracy: float
+    test_accuracy: Union[float, Accuracy]       # an Accuracy gives the mean class accuracy too
     val_accuracy: float
     hyperparameters: dict
     trainable: int = 0
@@ -278,8 +279,11 @@ class Outcome:
 
     def row(self, method: str, k: Optional[int], seed: Optional[int]) -> FewShotRun:
         """The results row; with a run folder and training curves, ``curves.png`` in it."""
-        run = FewShotRun(method, k, seed, self.test_accuracy, self.val_accuracy,
-                         self.hyperparameters, int(self.trainable))
+        test = self.test_accuracy
+        run = FewShotRun(method, k, seed, test.top1 if isinstance(test, Accuracy) else test,
+                         self.val_accuracy, self.hyperparameters, int(self.trainable))
+        if isinstance(test, Accuracy):
+            run.test_mean_class_accuracy = test.mean_per_class
         fitted = self.fitted
         if fitted is not None:
             run.best_epoch, run.epochs_run, run.seconds = fitted.best_epoch, fitted.epochs_run, fitted.seconds
@@ -287,9 +291,25 @@ class Outcome:
             run.run_dir = str(self.run_dir)
             if fitted is not None and fitted.curves:
                 plot_curves(fitted.curves, Path(self.run_dir) / "curves.png",
-                            f"{method}, {shots_words(k)}, seed {seed}", fitted.best_epoch,
+                            f"{display_name(method)}, {shots_words(k)}, seed {seed}", fitted.best_epoch,
                             getattr(fitted, "initial_val_accuracy", None))
         return run
+
+
+def test_accuracy(model, data: EvalSet, forward=None, batch_size: int = 256) -> Accuracy:
+    """Top-1, mean class accuracy and confusion of ``forward(model, *inputs)`` (default
+    ``model(*inputs)``) on ``data`` (:func:`~pointcalip.report.metrics.accuracy`)."""
+    forward = forward or (lambda m, *x: m(*x))
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    logits = []
+    with torch.no_grad():
+        for start in range(0, len(data.labels), batch_size):
+            batch = [x[start:start + batch_size].to(device) for x in data.inputs]
+            logits.append(forward(model, *batch).float().cpu())
+    model.train(was_training)
+    return accuracy(torch.cat(logits), data.labels.cpu().numpy())
 
 
 # ------------------------------------------------------------------------------- prepared

@@ -304,7 +304,7 @@ def fit(model: nn.Module, train: TrainSet, val: EvalSet, recipe: TrainConfig, ru
     else:
         state = _initial_state(model, val, forward, best_path, run_id, about)
     device = next(model.parameters()).device
-    start = time.perf_counter() - state["seconds"]
+    began = time.perf_counter() - state["seconds"]      # training time, over resumed parts too
     bar = tqdm(range(state["epoch"] + 1, recipe.epochs + 1), desc=desc, unit="epoch",
                disable=None, leave=False)
     try:
@@ -319,10 +319,14 @@ def fit(model: nn.Module, train: TrainSet, val: EvalSet, recipe: TrainConfig, ru
                 _save({"model": model.state_dict(), "epoch": epoch, "val_accuracy": val_acc,
                        "run_id": run_id, "about": about}, best_path)
             state["epoch"] = epoch
-            state["seconds"] = time.perf_counter() - start
+            state["seconds"] = time.perf_counter() - began
             _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                    "schedule": schedule.state_dict(), "state": state, "run_id": run_id}, last)
             bar.set_postfix(loss=f"{loss:.3f}", val=f"{val_acc:.1f}")
+            if bar.disable and (epoch % max(recipe.epochs // 10, 1) == 0 or epoch == recipe.epochs):
+                log.info("%s: epoch %d of %d, loss %.4f, validation %.2f%% (best %.2f%% at epoch %d)",
+                         desc, epoch, recipe.epochs, loss, val_acc, state["best"],
+                         state["best_epoch"])   # no progress bar (not a terminal): a steady line
             if recipe.patience and epoch - state["best_epoch"] >= recipe.patience:
                 log.info("%s: no better validation accuracy for %d epochs; stopping at epoch %d",
                          run_dir.name, recipe.patience, epoch)

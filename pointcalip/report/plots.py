@@ -1,21 +1,77 @@
 """PNG figures with matplotlib, headless: lines, bars, heatmaps and attention overlays.
 
 Figures are built with matplotlib's object API on the Agg canvas (no pyplot, no display, no
-global backend switch), at a fixed size in pixels: every drawer returns (width, height) and
-the file has exactly that size.
+global backend switch), at a fixed layout size (``size``: pixels at :data:`DPI`, i.e. inches x
+100). Where they are saved, and how, is the command's choice (``--figure-format png|pdf|svg``,
+``--dpi N``): :func:`figure_output` sets both for the figures written inside it (a context
+variable, so threads and nested runs keep their own); every file takes its format's suffix
+(:func:`figure_name`) and a PNG is rendered at ``dpi`` (default :data:`PNG_DPI`), so a drawer
+returns the PNG's true pixel size (``size`` x dpi / 100).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..core.atomic import save_figure
 
-DPI = 100
+DPI = 100                # layout: figure sizes are given in pixels at this resolution
+PNG_DPI = 150            # what a PNG is rendered at unless the command says otherwise
+FORMATS = ("png", "pdf", "svg")
+
+
+@dataclass(frozen=True)
+class FigureOutput:
+    """The format figures are written in and the resolution of raster ones."""
+
+    fmt: str = "png"
+    dpi: int = PNG_DPI
+
+    def __post_init__(self) -> None:
+        if self.fmt not in FORMATS:
+            raise ValueError(f"figure format {self.fmt!r} is not one of {', '.join(FORMATS)}")
+        if not 10 <= int(self.dpi) <= 1200:
+            raise ValueError(f"figure dpi {self.dpi} is outside 10..1200")
+
+
+_OUTPUT: contextvars.ContextVar[FigureOutput] = contextvars.ContextVar(
+    "figure_output", default=FigureOutput())
+
+
+@contextlib.contextmanager
+def figure_output(fmt: Optional[str] = None, dpi: Optional[int] = None) -> Iterator[FigureOutput]:
+    """Figures written inside are ``fmt`` files (png, pdf, svg) at ``dpi`` (None: the
+    enclosing choice, else png at :data:`PNG_DPI`)."""
+    current = _OUTPUT.get()
+    chosen = FigureOutput(fmt or current.fmt, int(dpi or current.dpi))
+    token = _OUTPUT.set(chosen)
+    try:
+        yield chosen
+    finally:
+        _OUTPUT.reset(token)
+
+
+def current_output() -> FigureOutput:
+    return _OUTPUT.get()
+
+
+def figure_name(name: Union[str, Path]) -> Union[str, Path]:
+    """``name`` with the suffix of the current figure format (``curves.png`` -> ``curves.pdf``
+    inside ``figure_output("pdf")``); the same type as given."""
+    fmt = _OUTPUT.get().fmt
+    if isinstance(name, Path):
+        return name.with_suffix(f".{fmt}")
+    return str(Path(name).with_suffix(f".{fmt}"))
+
+
+def is_figure(name: str) -> bool:
+    return Path(name).suffix.lstrip(".").lower() in FORMATS
 LINES_SIZE = (800, 500)
 BARS_SIZE = (800, 500)
 HEATMAP_PANEL = (560, 480)
@@ -35,11 +91,29 @@ def _figure(size: Size):
     return fig
 
 
-def _save(fig, path: Path, size: Size, fmt: str = "png") -> Size:
+def _save(fig, path: Path, size: Size, fmt: Optional[str] = None, dpi: Optional[int] = None
+          ) -> Size:
+    """Save ``fig`` at ``path``: as ``fmt`` when given (the path as it is), else in the current
+    :func:`figure_output` format (the path's suffix replaced), rendered at ``dpi`` (default:
+    the current choice). -> the file's pixel size (``size`` scaled to the dpi; for a vector
+    format, the size a raster at that dpi would have)."""
     path = Path(path)
+    out = _OUTPUT.get()
+    if fmt is None:
+        fmt, path = out.fmt, figure_name(path)
+    dpi = int(dpi or out.dpi)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_figure(fig, path, dpi=DPI, format=fmt)      # all or nothing; a full disk is named
-    return size
+    save_figure(fig, path, dpi=dpi, format=fmt)      # all or nothing; a full disk is named
+    if fmt in ("pdf", "svg", "eps", "ps"):         # no pixels: the size a raster would have
+        return int(round(size[0] * dpi / DPI)), int(round(size[1] * dpi / DPI))
+    if fmt == "png":
+        with open(path, "rb") as f:              # the PNG header's width and height
+            head = f.read(24)
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    from PIL import Image
+
+    with Image.open(path) as image:               # jpeg, tiff, ...
+        return image.size
 
 
 def view_name(index: int, angles: Sequence[float], tilt: float = 0.0, sep: str = " ") -> str:
@@ -48,6 +122,13 @@ def view_name(index: int, angles: Sequence[float], tilt: float = 0.0, sep: str =
     between the index and the angles (``"\n"`` for narrow tick labels)."""
     text = f"view {index}{sep}(" + ", ".join(f"{math.degrees(a):.0f}°" for a in angles) + ")"
     return text + (f" tilt {math.degrees(tilt):.0f}°" if tilt else "")
+
+
+def legend_columns(names: Sequence[str], most: int = 4, width: int = 80) -> int:
+    """Columns for a legend under a figure: as many as fit ``width`` characters a row (the
+    longest name sets the column width), at most ``most``."""
+    longest = max((len(str(n)) for n in names), default=1) + 6       # marker and spacing
+    return max(1, min(len(names), most, width // longest))
 
 
 def _finite(values) -> np.ndarray:
@@ -89,9 +170,10 @@ def lines_figure(x: Sequence[float], series: Dict[str, Sequence[Optional[float]]
     ax.set_xticks(list(x))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=11)
     ax.grid(alpha=0.3)
-    fig.legend(loc="outside lower center", ncols=min(len(series), 4), fontsize=8, frameon=False)
+    fig.legend(loc="outside lower center", ncols=legend_columns(list(series)), fontsize=9,
+               frameon=False)
     return fig
 
 
@@ -121,12 +203,15 @@ def bands(path: Path, series: Dict[str, Tuple[Sequence[float], Sequence[float], 
     if xs:
         ax.set_xscale("log", base=2)
         ax.set_xticks(xs, [f"{x:g}" for x in xs])
+    else:                                   # references only (e.g. a released checkpoint)
+        ax.set_xticks([])
+        xlabel = f"{xlabel}: nothing trained here, references only"
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=11)
     ax.grid(alpha=0.3)
-    fig.legend(loc="outside lower center", ncols=min(len(series) + len(references), 4),
-               fontsize=8, frameon=False)
+    fig.legend(loc="outside lower center", ncols=legend_columns([*series, *references]),
+               fontsize=9, frameon=False)
     return _save(fig, path, size)
 
 
@@ -143,7 +228,7 @@ def twin_lines(path: Path, x: Sequence[float], left: Tuple[str, Sequence[float]]
     other = ax.twinx()
     other.plot(list(x), list(right[1]), color="tab:blue")
     other.set_ylabel(right[0], color="tab:blue")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=11)
     return _save(fig, path, size)
 
 
@@ -170,13 +255,18 @@ def training_curves_figure(epochs: Sequence[int], loss: Sequence[Optional[float]
                  label=f"selected: epoch {epoch} (validation {value:.1f}%)")
     top.set_ylabel("top-1 (%)")
     top.grid(alpha=0.3)
-    top.legend(fontsize=8, loc="best")
-    top.set_title(title, fontsize=10)
+    top.legend(fontsize=9, loc="best")
+    top.set_title(title, fontsize=11)
     ys = np.array([np.nan if v is None else v for v in loss], dtype=float)
     bottom.plot(xs, ys, color="tab:gray", marker="o", markersize=3)
     bottom.set_ylabel("train loss")
-    bottom.set_xlabel("epoch (0: the untrained model)")
+    bottom.set_xlabel("epoch (0: the untrained model)" if 0 in xs else "epoch")
     bottom.grid(alpha=0.3)
+    from matplotlib.ticker import MaxNLocator
+
+    bottom.xaxis.set_major_locator(MaxNLocator(integer=True))      # whole epochs
+    for ax in (top, bottom):
+        ax.ticklabel_format(axis="y", useOffset=False, style="plain")   # 12.30 reads as 12.30
     if selected is not None:
         bottom.axvline(selected[0], color="0.3", linestyle=":", linewidth=1)
     return fig
@@ -196,6 +286,15 @@ def _value_text(value: float, fmt: str) -> str:
     return "" if not np.isfinite(value) else format(value, fmt)
 
 
+def dots_suit(values, include_zero: bool = False) -> bool:
+    """Whether grouped values differ so little (span under 10% of the largest) that a dot plot
+    on an axis near the data shows them better than bars from 0 (never for signed values)."""
+    data = _finite(values)
+    if include_zero or data.size < 2 or data.min() < 0:
+        return False
+    return float(data.max() - data.min()) < 0.1 * float(np.abs(data).max())
+
+
 def bars_figure(labels: Sequence[str], groups: Dict[str, Sequence[Optional[float]]],
                 ylabel: str, title: str, size: Size = BARS_SIZE, horizontal: bool = False,
                 value_format: str = ".1f", include_zero: bool = False, note: str = "",
@@ -207,22 +306,33 @@ def bars_figure(labels: Sequence[str], groups: Dict[str, Sequence[Optional[float
     n = max(len(groups), 1)
     width = 0.8 / n
     pos = np.arange(len(labels), dtype=float)
-    label_size = 7 if len(labels) * n > 12 else 8
+    label_size = 9
+    every = [v for values in groups.values() for v in values]
+    dots = dots_suit(every, include_zero)
     missing = []                                  # positions of None bars: "n/a" at the base
     for i, (name, values) in enumerate(groups.items()):
         vals = np.array([np.nan if v is None else v for v in values], dtype=float)
         offset = pos - 0.4 + width * (i + 0.5)
-        if horizontal:
-            bars_ = ax.barh(offset, vals, height=width, label=name)
-        else:
-            bars_ = ax.bar(offset, vals, width=width, label=name)
-        ax.bar_label(bars_, labels=[_value_text(v, value_format) for v in vals], padding=2,
-                     fontsize=label_size)
+        texts = [_value_text(v, value_format) for v in vals]
+        if dots:                                  # a dot plot: small differences, axis near them
+            xy = (vals, offset) if horizontal else (offset, vals)
+            ax.plot(*xy, linestyle="none", marker="o", markersize=8, label=name)
+            for o, v, t in zip(offset, vals, texts):
+                if t:
+                    ax.annotate(t, (v, o) if horizontal else (o, v), textcoords="offset points",
+                                xytext=(6, 0) if horizontal else (0, 7), fontsize=label_size,
+                                ha="left" if horizontal else "center",
+                                va="center" if horizontal else "bottom")
+        else:                                     # bars from 0
+            if horizontal:
+                bars_ = ax.barh(offset, vals, height=width, label=name)
+            else:
+                bars_ = ax.bar(offset, vals, width=width, label=name)
+            ax.bar_label(bars_, labels=texts, padding=2, fontsize=label_size)
         missing += [float(o) for o, v in zip(offset, vals) if not np.isfinite(v)]
-    limits = near_data_limits([v for values in groups.values() for v in values], include_zero,
-                              min_pad)
+    limits = near_data_limits(every, include_zero or not dots, min_pad)
     if horizontal:
-        ax.set_yticks(pos, list(labels), fontsize=7)
+        ax.set_yticks(pos, list(labels), fontsize=9)
         ax.invert_yaxis()
         ax.set_xlabel(ylabel)
         ax.set_xlim(*limits)
@@ -234,7 +344,7 @@ def bars_figure(labels: Sequence[str], groups: Dict[str, Sequence[Optional[float
                     color="0.4")
     else:
         many = len(labels) > 6 and not any("\n" in label for label in labels)
-        ax.set_xticks(pos, list(labels), fontsize=8, rotation=30 if many else 0,
+        ax.set_xticks(pos, list(labels), fontsize=9, rotation=30 if many else 0,
                       ha="right" if many else "center")
         ax.set_ylabel(ylabel)
         ax.set_ylim(*limits)
@@ -244,9 +354,12 @@ def bars_figure(labels: Sequence[str], groups: Dict[str, Sequence[Optional[float
         for o in missing:
             ax.text(o, limits[0], "n/a", ha="center", va="bottom", fontsize=label_size,
                     color="0.4")
-    ax.set_title(title + (f"\n{note}" if note else ""), fontsize=10)
+    if dots:
+        note = "; ".join(x for x in (note, "dot plot: the axis starts near the values, not at 0")
+                         if x)
+    ax.set_title(title + (f"\n{note}" if note else ""), fontsize=11)
     if len(groups) > 1:
-        fig.legend(loc="outside lower center", ncols=min(len(groups), 3), fontsize=8,
+        fig.legend(loc="outside lower center", ncols=legend_columns(list(groups), 3), fontsize=9,
                    frameon=False)
     return fig
 
@@ -256,8 +369,9 @@ def bars(path: Path, labels: Sequence[str], groups: Dict[str, Sequence[Optional[
          value_format: str = ".1f", include_zero: bool = False, note: str = "",
          min_pad: float = 0.05) -> Size:
     """Grouped bars: one group per label, one bar per entry of ``groups`` (None: no bar), each
-    labelled with its value (``value_format``); the value axis starts near the data
-    (:func:`near_data_limits`; ``include_zero`` for signed values, with a line at 0).
+    labelled with its value (``value_format``); bars start at 0 (``include_zero`` for signed
+    values, with a line at 0), or, where the values differ by under 10% of the largest
+    (:func:`dots_suit`), a dot plot on an axis near them, said in the title.
     ``note``: a second title line (e.g. what the sign means); ``min_pad``: least room
     around the data on the value axis (1.0 for percentages). A missing bar reads "n/a"."""
     fig = bars_figure(labels, groups, ylabel, title, size, horizontal, value_format,
@@ -292,6 +406,8 @@ def heatmaps_figure(panels: Sequence[Heatmap], ylabel: str, xlabel: str, title: 
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     low = min(float(np.nanmin(p.values)) for p in panels)
     high = max(float(np.nanmax(p.values)) for p in panels)
+    if high <= low:             # a flat surface: one colour (the middle of the map), not two
+        low, high = low - 1.0, high + 1.0
     image = None
     for ax, p in zip(axes, panels):
         rows, cols = np.asarray(p.rows, float), np.asarray(p.cols, float)
@@ -305,12 +421,12 @@ def heatmaps_figure(panels: Sequence[Heatmap], ylabel: str, xlabel: str, title: 
                     markerfacecolor="red", markeredgecolor="white", markeredgewidth=1.5,
                     clip_on=False, zorder=5,
                     label=f"chosen: {ylabel}={p.mark[0]:.4g}, {xlabel}={p.mark[1]:.4g}")
-            ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
+            ax.legend(loc="upper right", fontsize=9, framealpha=0.9)
         ax.set_title(p.title, fontsize=9)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
     fig.colorbar(image, ax=list(axes), label=colorbar, shrink=0.9)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=11)
     return fig
 
 
@@ -322,12 +438,22 @@ def heatmaps(path: Path, panels: Sequence[Heatmap], ylabel: str, xlabel: str, ti
     return _save(heatmaps_figure(panels, ylabel, xlabel, title, colorbar), path, size)
 
 
+#: perceptually uniform (lightness rises with the value), readable over a grey image
+ATTENTION_CMAP = "inferno"
 COLORBAR_WIDTH = 90      # attention grid: pixels right of the tiles (the colour bar)
 ATTENTION_SCALE = "attention to the class, scaled per view:\n0 = the view's minimum, 1 = its maximum"
 
 
-def attention_grid_size(num_views: int, num_rows: int) -> Size:
-    """Pixel size of :func:`attention_grid` for ``num_views`` columns and ``num_rows`` rows."""
+def attention_grid_size(num_views: int, num_rows: int, dpi: Optional[int] = None) -> Size:
+    """Pixel size of :func:`attention_grid` for ``num_views`` columns and ``num_rows`` rows,
+    as a raster file at ``dpi`` (default: the current figure output's)."""
+    w, h = _attention_layout(num_views, num_rows)
+    dpi = int(dpi or _OUTPUT.get().dpi)
+    return int(round(w * dpi / DPI)), int(round(h * dpi / DPI))
+
+
+def _attention_layout(num_views: int, num_rows: int) -> Size:
+    """The layout size of :func:`attention_grid` (pixels at :data:`DPI`)."""
     return ROW_LABEL_WIDTH + TILE * num_views + COLORBAR_WIDTH, TITLE_HEIGHT + TILE * num_rows
 
 
@@ -339,28 +465,28 @@ def attention_grid_figure(images: np.ndarray, overlays: Sequence[Tuple[str, np.n
     from matplotlib.colors import Normalize
 
     v = images.shape[0]
-    size = attention_grid_size(v, len(overlays))
+    size = _attention_layout(v, len(overlays))
     fig = _figure(size)
     w, h = size
     for r, (label, maps) in enumerate(overlays):
         bottom = 1.0 - (TITLE_HEIGHT + TILE * (r + 1)) / h
         fig.text(ROW_LABEL_WIDTH / 2 / w, bottom + TILE / 2 / h, label, rotation=90,
-                 ha="center", va="center", fontsize=8)
+                 ha="center", va="center", fontsize=9)
         for c in range(v):
             ax = fig.add_axes(((ROW_LABEL_WIDTH + TILE * c + 4) / w, bottom + 4 / h,
                                (TILE - 8) / w, (TILE - 22) / h))
             ax.imshow(images[c], cmap="gray", vmin=0.0, vmax=1.0, interpolation="bilinear")
-            ax.imshow(maps[c], cmap="jet", alpha=alpha, vmin=0.0, vmax=1.0,
+            ax.imshow(maps[c], cmap=ATTENTION_CMAP, alpha=alpha, vmin=0.0, vmax=1.0,
                       interpolation="bilinear")
             ax.set_axis_off()
             if r == 0:
-                ax.set_title(column_titles[c], fontsize=7)
+                ax.set_title(column_titles[c], fontsize=9)
     grid_height = TILE * len(overlays)
     bar = fig.add_axes(((ROW_LABEL_WIDTH + TILE * v + 10) / w, 14 / h,
                         14 / w, (grid_height - 28) / h))
-    fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap="jet"), cax=bar)
-    bar.set_ylabel(scale, fontsize=7)
-    bar.tick_params(labelsize=7)
+    fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap=ATTENTION_CMAP), cax=bar)
+    bar.set_ylabel(scale, fontsize=9)
+    bar.tick_params(labelsize=9)
     fig.suptitle(title, fontsize=9, y=1.0 - 6 / h, va="top")
     return fig
 
@@ -372,6 +498,42 @@ def attention_grid(path: Path, images: np.ndarray, overlays: Sequence[Tuple[str,
     [V, S, S] in [0, 1], drawn over the images with a colour map), one column per view, and
     a colour bar stating the maps' scaling (``scale``). ``fmt``: matplotlib's file format
     (png, jpeg, pdf, svg)."""
-    size = attention_grid_size(images.shape[0], len(overlays))
+    size = _attention_layout(images.shape[0], len(overlays))
     fig = attention_grid_figure(images, overlays, column_titles, title, alpha, scale)
     return _save(fig, path, size, fmt)
+
+
+def confusion_figure(classnames: Sequence[str], matrix, title: str):
+    """The figure of :func:`confusion` (not saved) and its size."""
+    counts = np.asarray(matrix, dtype=float)
+    k = len(classnames)
+    rows = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, rows, out=np.full_like(counts, np.nan), where=rows > 0) * 100.0
+    side = int(min(max(360 + 18 * k, 480), 1600))
+    size = (side + 120, side)
+    fig = _figure(size)
+    fig.set_layout_engine("constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(share, cmap="viridis", vmin=0.0, vmax=100.0, interpolation="nearest")
+    ticks = 9 if k <= 20 else 7 if k <= 40 else 5
+    ax.set_xticks(range(k), list(classnames), rotation=90, fontsize=ticks)
+    ax.set_yticks(range(k), list(classnames), fontsize=ticks)
+    if k <= 15:
+        for i in range(k):
+            for j in range(k):
+                if counts[i, j]:
+                    ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=9,
+                            color="white" if share[i, j] < 60 else "black")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title, fontsize=11)
+    fig.colorbar(image, ax=ax, label="share of the true class (%)", shrink=0.8)
+    return fig, size
+
+
+def confusion(path: Path, classnames: Sequence[str], matrix, title: str, fmt: str = "png",
+              dpi: Optional[int] = None) -> Size:
+    """A confusion matrix (rows: true classes, normalised to percent of each; counts written
+    in the cells up to 15 classes)."""
+    fig, size = confusion_figure(classnames, matrix, title)
+    return _save(fig, path, size, fmt, dpi)

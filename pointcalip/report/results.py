@@ -76,6 +76,25 @@ def backbone_label(backbone: str) -> str:
     return slug(path.stem if path.suffix in (".pt", ".pth", ".bin") else backbone)
 
 
+#: the names a reader knows, for legends and tables (a method's registry name otherwise)
+DISPLAY_NAMES = {"pointclip": "PointCLIP", "calip": "CALIP", "tip": "Tip-Adapter",
+                 "tip_f": "Tip-Adapter-F", "calip_fs": "CALIP-FS", "adapter": "PointCLIP adapter",
+                 "zeroshot": "zero-shot"}
+
+
+def display_name(method: str) -> str:
+    """``tip_f`` -> ``Tip-Adapter-F``: a method as papers name it."""
+    return DISPLAY_NAMES.get(method, method)
+
+
+def run_title(dataset: str, projector: str, backbone: str, *more: str) -> str:
+    """A results title by what ran (never a config file's name, which may be the last of
+    several given): ``scanobjectnn_pb_t50_rs, projector realistic, RN50``."""
+    path = Path(backbone)
+    shown = path.stem if path.suffix in (".pt", ".pth", ".bin") else backbone   # ViT-B/16 as named
+    return ", ".join([dataset, f"projector {projector}", shown, *more])
+
+
 def run_name(config: dict, *readable: str, data: Optional[str] = None) -> str:
     """``<readable parts>-<hash>``: the readable parts (dataset, projector, backbone, tuning)
     joined by '-', then 6 hex digits of every other setting that changes the numbers and of
@@ -100,13 +119,59 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def write_results(result, output_dir: str | Path) -> Tuple[Path, Path]:
     """Write ``result.to_dict()`` as ``results.json`` and ``result.to_markdown()`` as
-    ``results.md`` into ``output_dir`` (each replaced atomically)."""
+    ``results.md`` into ``output_dir`` (each replaced atomically), and, for a result with
+    ``confusions()`` (``{name: (classnames, matrix [K, K], draw)}``), ``confusion/<name>.csv``
+    and, where ``draw``, its figure (:func:`write_confusion`)."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "results.json", out / "results.md"
     _atomic_write(json_path, json.dumps(result.to_dict(), indent=2))
     _atomic_write(md_path, result.to_markdown())
+    confusions = getattr(result, "confusions", None)
+    for name, (classnames, matrix, draw) in (confusions() if confusions else {}).items():
+        if matrix is not None:
+            write_confusion(out / "confusion", name, classnames, matrix, figure=draw)
     return json_path, md_path
+
+
+def confusion_csv(classnames: Sequence[str], matrix) -> str:
+    """A confusion matrix as CSV: a header of predicted classes, then one row per true class
+    (its name, then the count predicted as each class)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["true \\ predicted", *classnames])
+    for name, row in zip(classnames, matrix):
+        writer.writerow([name, *(int(v) for v in row)])
+    return buf.getvalue()
+
+
+#: above this many classes the confusion figure is not drawn (unreadable); the CSV still is
+CONFUSION_FIGURE_MAX_CLASSES = 60
+
+
+def write_confusion(folder: Path, name: str, classnames: Sequence[str], matrix,
+                    fmt: Optional[str] = None, dpi: Optional[int] = None, figure: bool = True) -> list:
+    """``<folder>/<name>.csv`` and, with ``figure`` and up to
+    :data:`CONFUSION_FIGURE_MAX_CLASSES` classes, ``<name>.<fmt>`` (rows normalised to the
+    share of each true class; ``fmt`` None: the command's figure format) -> the paths
+    written."""
+    from . import plots
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    csv_path = folder / f"{slug(name)}.csv"
+    _atomic_write(csv_path, confusion_csv(classnames, matrix))
+    written = [csv_path]
+    if figure and len(classnames) <= CONFUSION_FIGURE_MAX_CLASSES:
+        figure = (folder / f"{slug(name)}.{fmt}" if fmt else
+                  plots.figure_name(folder / f"{slug(name)}.png"))      # the command's format
+        words = name.replace("_", " ").replace("pointclip", "PointCLIP").replace("calip", "CALIP")
+        plots.confusion(figure, classnames, matrix, f"{words}: confusion matrix", fmt=fmt, dpi=dpi)
+        written.append(figure)
+    return written
 
 
 def read_results(path: str | Path) -> dict:

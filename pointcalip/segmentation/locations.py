@@ -103,9 +103,11 @@ class LocationCache:
                      "projector": settings, "visible_tolerance": self.tolerance}
         self.writable = True
         self._prepared = False                 # folder made, meta written, stale files gone
-        self.located = 0
+        self.located = 0                       # shapes located by this process
         self.with_images = 0                   # of those, located in the images' render
-        self.read = 0
+        self.read = 0                          # other shapes read from the cache (each once)
+        self._located_rows: set = set()
+        self._read_rows_seen: set = set()
         self._owner: Dict[int, str] = {}       # row -> piece file name
         self._seen: set = set()                # piece names looked at (taken or rejected)
 
@@ -203,14 +205,17 @@ class LocationCache:
         if any(int(r) not in self._owner for r in idx):
             self.refresh()
         found = self._read_rows(idx, xy, visible)
-        self.read += int(found.sum())
+        self._read_rows_seen.update(int(r) for r in idx[found])      # a second pass counts once
+        self.read = len(self._read_rows_seen - self._located_rows)
         todo = np.flatnonzero(~found)
         if todo.size:
             loc = self.projector.locate(points[torch.from_numpy(todo)],
                                         visible_tolerance=self.tolerance)
             xy[todo] = loc.xy.cpu().numpy()
             visible[todo] = loc.visible.cpu().numpy()
-            self.located += len(todo)
+            self._located_rows.update(int(r) for r in idx[todo])
+            self.located = len(self._located_rows)
+            self.read = len(self._read_rows_seen - self._located_rows)
             self._write(idx[todo], xy[todo], visible[todo])
         return torch.from_numpy(xy), torch.from_numpy(visible)
 
@@ -246,7 +251,9 @@ class LocationCache:
             return 0
         self._write(idx[new], xy[new].astype(np.float32, copy=False),
                     visible[new].astype(bool, copy=False))
-        self.located += int(new.sum())
+        self._located_rows.update(int(r) for r in idx[new])
+        self.located = len(self._located_rows)
+        self.read = len(self._read_rows_seen - self._located_rows)
         self.with_images += int(new.sum())
         return int(new.sum())
 

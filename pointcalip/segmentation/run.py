@@ -19,14 +19,15 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..core.atomic import atomic_write
 from ..core.identity import check_disjoint, data_identity
 from ..core.paths import ensure_writable
 from ..datasets.shapenetpart import (PART_COUNTS, PART_OFFSETS, SHAPENETPART_CATEGORIES,
                                      ShapeNetPart)
-from ..report.results import RunInfo, backbone_label, run_name
+from ..core.progress import progress
+from ..datasets.release import DataStatement, describe, statements_text
+from ..report.results import RunInfo, backbone_label, run_name, run_title
 from .config import SegmentConfig, check_part_templates, read_part_sentences
 from .locations import LocationCache
 from .metrics import SegmentationScores, segmentation_scores
@@ -78,7 +79,7 @@ def _batches(features, dataset, rows: np.ndarray, batch_size: int, desc: str,
              views: Optional[Sequence[int]] = None):
     """(rows, spatial [b, V, HW, C] float32, points [b, N, 3]) over ``rows``; ``views``: only
     those of the stored views."""
-    for s in tqdm(range(0, len(rows), batch_size), desc=desc, disable=None, leave=False):
+    for s in progress(range(0, len(rows), batch_size), desc):
         chunk = rows[s:s + batch_size]
         _, spatial, _ = (features.store.read(chunk) if views is None
                          else features.store.read(chunk, views))
@@ -107,8 +108,7 @@ def kept_locations(dataset: ShapeNetPart, locations: LocationCache, cfg: Segment
     k = torch.as_tensor(keep)
     xy, visible = [], []
     rows = np.arange(len(dataset))
-    for s in tqdm(range(0, len(rows), cfg.batch_size), desc="locate tune", disable=None,
-                  leave=False):
+    for s in progress(range(0, len(rows), cfg.batch_size), "locate tune"):
         chunk = rows[s:s + cfg.batch_size]
         a, b = locations.locate(chunk, dataset.points(chunk))
         if cfg.views is not None:
@@ -159,7 +159,7 @@ def tune(groups: Dict[int, Group], cfg: SegmentConfig, categories: Sequence[int]
     if not cfg.tune.per_category:
         return {c: shared for c in wanted}
     out = {c: search_segmentation([g], cfg.tune.view_weights, terms=terms)
-           for c, g in tqdm(sorted(groups.items()), desc="search", disable=None, leave=False)}
+           for c, g in progress(sorted(groups.items()), "search per category")}
     out.update({c: shared for c in missing})
     return out
 
@@ -295,6 +295,7 @@ class SegmentResult:
     locations: Dict[str, dict] = field(default_factory=dict)
     size_notes: List[str] = field(default_factory=list)
     timings: Dict[str, float] = field(default_factory=dict)
+    data: List[DataStatement] = field(default_factory=list)    # complete release or not
     #: the same protocol on the rotated splits (``rotation.mode`` so3 / up)
     rotated: Optional["ProtocolRun"] = None
 
@@ -353,6 +354,7 @@ class SegmentResult:
             "unseen_point_share": self.unseen_share,
             "locations": self.locations,
             "size_notes": list(self.size_notes),
+            "data": [d.to_dict() for d in self.data],
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             **({"rotated": self.rotated_record()} if self.rotated is not None else {}),
         }
@@ -403,7 +405,7 @@ class SegmentResult:
     def to_markdown(self) -> str:
         cfg, r = self.config, self.to_dict()
         lines = [
-            f"# Part segmentation: {cfg.name}",
+            f"# Part segmentation: {run_title('shapenetpart', cfg.projector.name, cfg.backbone)}",
             "",
             "| dataset | backbone | projector | dense CLIP inst. / class mIoU | "
             "dense CALIP inst. / class mIoU |",
@@ -434,7 +436,7 @@ class SegmentResult:
             *[f"- Point locations ({split}): {c['located']} shapes located ("
               f"{c.get('with_images', 0)} in the render that encoded them), {c['read']} read "
               f"from the cache {c['folder']}" for split, c in self.locations.items()],
-            *[f"- Note: {n}" for n in self.size_notes],
+            *(statements_text(self.data) or [f"- Note: {n}" for n in self.size_notes]),
             "- Timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in r["timings"].items()),
             f"- Command: `{self.run.command_line}` ({self.run.date}, {self.run.device})",
             "",
@@ -494,8 +496,10 @@ def segment_data_key(cfg: SegmentConfig, splits: Optional[Tuple[ShapeNetPart, Sh
 def default_output_dir(cfg: SegmentConfig,
                        splits: Optional[Tuple[ShapeNetPart, ShapeNetPart]] = None) -> Path:
     """``outputs/shapenetpart-<projector>-<backbone>-tune_<split>-<hash>``: the hash of the
-    settings and of what the data is (:func:`segment_data_key`), not where it is."""
-    return Path("outputs") / run_name(cfg.to_dict(), "shapenetpart", cfg.projector.name,
+    settings and of what the data is (:func:`segment_data_key`), not where it is; ``pictures``
+    (which changes no number) is left out, so runs that differ only in it share a folder."""
+    settings = {k: v for k, v in cfg.to_dict().items() if k != "pictures"}
+    return Path("outputs") / run_name(settings, "shapenetpart", cfg.projector.name,
                                       backbone_label(cfg.backbone), f"tune_{cfg.tune.split}",
                                       data=segment_data_key(cfg, splits))
 
@@ -548,7 +552,7 @@ def fill_locations(cache_root, dataset: ShapeNetPart, projector, cfg: SegmentCon
     locations = LocationCache(cache_root, dataset, projector, cfg.visible_tolerance)
     rows = locations.missing(np.arange(len(dataset)))
     chunks = [rows[s:s + cfg.batch_size] for s in range(0, len(rows), cfg.batch_size)]
-    for chunk in (chunks if shard is None else shard.take(chunks)):
+    for chunk in progress(chunks if shard is None else shard.take(chunks), f"locate {dataset.split}"):
         locations.locate(chunk, dataset.points(chunk))
     return locations.located
 
@@ -680,8 +684,14 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
         if cfg.views is not None:
             images = images[cfg.views]
         name = SHAPENETPART_CATEGORIES[c]
+        from ..report.plots import view_name
+
+        view_set = projector.view_set
+        tilts = view_set.tilts or (0.0,) * len(view_set.angles)
         draw_view_maps(out / "pictures" / "views_test0.png", images, maps.numpy(),
-                       test.parts[name], f"{name}, test shape {test.index[0]}: part per pixel")
+                       test.parts[name], f"{name}, test shape {test.index[0]}: part per pixel",
+                       [view_name(k, a, t, sep="\n") for k, (a, t) in
+                        enumerate(zip(view_set.angles, tilts))])
     timings["total_s"] = time.perf_counter() - t_start
     names = SHAPENETPART_CATEGORIES
     return SegmentResult(
@@ -693,7 +703,8 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
         params={names[c]: p for c, p in params.items()}, clip=upright.clip,
         calip=upright.calip, unseen_share=preds.unseen_share, locations=upright.locations,
         size_notes=[n for n in {test.size_note, tuning.size_note} if n],
-        timings=timings, rotated=rotated)
+        timings=timings, rotated=rotated,
+        data=[describe("shapenetpart", {"test": test, **({"val": tuning} if tuning is not test else {})})])
 
 
 # ------------------------------------------------------------------------------ one file

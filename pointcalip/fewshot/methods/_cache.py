@@ -8,7 +8,7 @@ from typing import Tuple
 import numpy as np
 import torch
 
-from ...report.metrics import accuracy
+from ...report.metrics import Accuracy, accuracy
 from ..tip_cache import TipCache, default_grids, descriptors, search_alpha_beta
 
 
@@ -56,10 +56,10 @@ def search(cache: TipCache, x: CacheInputs) -> Tuple[float, float]:
     return alpha, beta
 
 
-def accuracies(cache: TipCache, x: CacheInputs, alpha: float, beta: float) -> Tuple[float, float]:
-    """-> (validation, TEST) top-1 accuracy in percent at (alpha, beta)."""
+def accuracies(cache: TipCache, x: CacheInputs, alpha: float, beta: float) -> Tuple[float, Accuracy]:
+    """-> (validation top-1 in percent, TEST's :class:`Accuracy`) at (alpha, beta)."""
     device = cache.values.device
     with torch.no_grad():
         val = accuracy(cache.logits(x.val.to(device), x.val_base.to(device), alpha, beta), x.val_labels)
         test = accuracy(cache.logits(x.test.to(device), x.test_base.to(device), alpha, beta), x.test_labels)
-    return val.top1, test.top1
+    return val.top1, test

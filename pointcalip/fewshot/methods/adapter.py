@@ -49,7 +49,7 @@ def run(prepared, k: Optional[int], seed: Optional[int]):
 
     from ..inter_view_adapter import InterViewAdapter
     from ..data import stack_alternatives
-    from ..stages import Outcome
+    from ..stages import Outcome, test_accuracy
     from ..train import EvalSet, TrainSet, evaluate
 
     cfg, text = prepared.cfg.adapter, prepared.zero.text
@@ -70,7 +70,7 @@ def run(prepared, k: Optional[int], seed: Optional[int]):
                                       EvalSet((val.raw,), val.labels), cfg.train, forward)
         hp, run_dir = {"ratio": cfg.ratio}, prepared.folders.run_dir("adapter", k, seed)
     val_acc = evaluate(model, EvalSet((val.raw,), val.labels), forward=forward)
-    test_acc = evaluate(model, EvalSet((test.raw,), test.labels), forward=forward)
+    test_acc = test_accuracy(model, EvalSet((test.raw,), test.labels), forward)
     outcome = Outcome(test_acc, val_acc, hp, model.num_trainable(), fitted, run_dir)
     if cfg.checkpoint:
         return [outcome.row("adapter", None, None)]

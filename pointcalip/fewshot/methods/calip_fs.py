@@ -27,6 +27,7 @@ def run(prepared, k: int, seed: int):
 
     from ..calip_fs_model import CALIPFS
     from ..data import stack_alternatives
+    from ...report.metrics import accuracy
     from ..stages import Outcome
     from ..train import EvalSet, TrainSet, evaluate
 
@@ -44,11 +45,11 @@ def run(prepared, k: int, seed: int):
                                   cfg.train)
     val_acc = evaluate(model, on_val)
     model.eval()
-    preds = []
+    logits = []
     with torch.no_grad():
         for g, s, _ in prepared.features.test.batches(64, device=prepared.device):
-            preds.append(model(g, s).argmax(-1).cpu())
-    test_acc = 100.0 * float((torch.cat(preds).numpy() == zero.test.labels).mean())
+            logits.append(model(g, s).float().cpu())
+    test_acc = accuracy(torch.cat(logits), zero.test.labels)       # top-1 and mAcc
     with torch.no_grad():
         hp = {"rank": cfg.rank, "beta2": model.beta2.item(), "beta3": model.beta3.item(),
               "tau": model.tau.item(), "view_weights": [round(w, 4) for w in model.view_weights.tolist()]}
