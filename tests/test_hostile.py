@@ -16,8 +16,12 @@ from synthetic_objaverse import write_objaverse_lvis
 
 
 def _one_line(err: str) -> str:
-    assert "Traceback" not in err and err.count("\n") == 1, err
-    return err
+    """The error line of ``err`` (stderr), which must be its last and hold no traceback (a
+    command may print its settings line first)."""
+    assert "Traceback" not in err, err
+    last = err.rstrip("\n").splitlines()[-1]
+    assert ": error: " in last and last.endswith("(run with -v for the traceback)"), err
+    return last
 
 
 def test_confined_keeps_paths_inside_their_root(tmp_path):
