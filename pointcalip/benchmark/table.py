@@ -389,5 +389,6 @@ def run_table(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = None,
         views=views, templates=templates, datasets=scores,
         timings={"total_s": time.perf_counter() - t_start},
         data=[describe(p.label, {"test": p.test, **({"train": p.tune_dataset} if p.rule == "val"
-                                                    and p.tune_dataset is not p.test else {})})
+                                                    and p.tune_dataset is not p.test else {})},
+                       release_key=p.entry.name)      # the catalog's dataset, not its reader's
               for p in plans])
