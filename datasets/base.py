@@ -63,6 +63,14 @@ class CloudSet:
     def _indices(self, indices) -> np.ndarray:
         return cloud_indices(indices, len(self), f"{self.name} {self.split}")
 
+    def _served(self, raw: torch.Tensor) -> torch.Tensor:
+        """Stored clouds ``raw`` [m, n, 3] as served: sampled to ``num_points`` and, when
+        ``normalize``, unit-sphere scaled -> float32 [m, num_points, 3]."""
+        pts = h5utils.sample_points(raw, self.num_points, self.sampling)
+        if self.normalize:
+            pts = h5utils.normalize_unit_sphere(pts)
+        return pts.to(torch.float32).contiguous()
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         """-> (points ``[num_points, 3]`` float32, label int)."""
         idx = self._indices([i])
@@ -235,10 +243,7 @@ class H5CloudDataset(CloudSet, Dataset):
             raw = self._data[torch.from_numpy(idx)]
         else:
             raw = self._read_lazy(idx)
-        pts = h5utils.sample_points(raw, self.num_points, self.sampling)
-        if self.normalize:
-            pts = h5utils.normalize_unit_sphere(pts)
-        return pts.to(torch.float32).contiguous()
+        return self._served(raw)
 
     @property
     def settings(self) -> dict:

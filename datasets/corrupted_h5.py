@@ -81,11 +81,7 @@ class CorruptedH5Set(CloudSet):
 
     def points(self, indices=None) -> torch.Tensor:
         """Clouds at ``indices`` (default all): ``[m] -> [m, points, 3]`` float32."""
-        raw = self._data[torch.from_numpy(self._indices(indices))]
-        pts = h5utils.sample_points(raw, self.num_points, self.sampling)
-        if self.normalize:
-            pts = h5utils.normalize_unit_sphere(pts)
-        return pts.to(torch.float32).contiguous()
+        return self._served(self._data[torch.from_numpy(self._indices(indices))])
 
     @property
     def settings(self) -> dict:
