@@ -503,8 +503,9 @@ def attention_grid(path: Path, images: np.ndarray, overlays: Sequence[Tuple[str,
     return _save(fig, path, size, fmt)
 
 
-def confusion_figure(classnames: Sequence[str], matrix, title: str):
-    """The figure of :func:`confusion` (not saved) and its size."""
+def confusion_figure(classnames: Sequence[str], matrix, title: str, what: str = "class"):
+    """The figure of :func:`confusion` (not saved) and its size; ``what``: the word for a row
+    or column ("class", or "part" for a segmentation)."""
     counts = np.asarray(matrix, dtype=float)
     k = len(classnames)
     rows = counts.sum(axis=1, keepdims=True)
@@ -524,16 +525,16 @@ def confusion_figure(classnames: Sequence[str], matrix, title: str):
                 if counts[i, j]:
                     ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=9,
                             color="white" if share[i, j] < 60 else "black")
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
+    ax.set_xlabel(f"predicted {what}")
+    ax.set_ylabel(f"true {what}")
     ax.set_title(title, fontsize=11)
-    fig.colorbar(image, ax=ax, label="share of the true class (%)", shrink=0.8)
+    fig.colorbar(image, ax=ax, label=f"share of the true {what} (%)", shrink=0.8)
     return fig, size
 
 
 def confusion(path: Path, classnames: Sequence[str], matrix, title: str, fmt: str = "png",
-              dpi: Optional[int] = None) -> Size:
+              dpi: Optional[int] = None, what: str = "class") -> Size:
     """A confusion matrix (rows: true classes, normalised to percent of each; counts written
-    in the cells up to 15 classes)."""
-    fig, size = confusion_figure(classnames, matrix, title)
+    in the cells up to 15 classes; ``what``: "class", or "part" for a segmentation)."""
+    fig, size = confusion_figure(classnames, matrix, title, what)
     return _save(fig, path, size, fmt, dpi)
