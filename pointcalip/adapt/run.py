@@ -28,6 +28,7 @@ from ..extract import SplitFeatures, extract
 from ..fewshot.tip_cache import descriptors, tip_scale
 from ..head import CalipHead
 from ..prompts import load_templates
+from ..report.metrics import accuracy
 from ..report.results import RunInfo, backbone_label, run_name
 from ..search import SearchResult
 from ..testtime import OnlineCache, StreamInputs, kmeans_centres, run_stream, stream_orders
@@ -116,10 +117,11 @@ def stream_set(data: SetInputs, cache: CacheConfig, orders: np.ndarray, prefill_
     rows, curves = {}, {}
     for label, base, rule in ROWS:
         inputs = data.inputs[base]
-        if rule is None:
-            correct = inputs.base.argmax(1).numpy() == inputs.labels
-            acc = float(correct.mean() * 100)
-            rows[label] = StreamSummary([acc] * len(orders), 0.0)
+        if rule is None:                          # order-free: the same in every order
+            acc = accuracy(inputs.base, inputs.labels, num_classes)
+            rows[label] = StreamSummary([acc.top1] * len(orders), 0.0,
+                                        mean_class=[acc.mean_per_class] * len(orders),
+                                        confusion=acc.confusion * len(orders))
             continue
         make = cache_factory(cache, rule, num_classes, data.scales[base])
         runs = []
@@ -128,6 +130,10 @@ def stream_set(data: SetInputs, cache: CacheConfig, orders: np.ndarray, prefill_
                    if cache.prefill else None)
             runs.append(run_stream(inputs, order, make, prefill_order=pre))
         summary = summarize(runs)
+        scored = [accuracy(r.logits.float().cpu(), np.asarray(inputs.labels)[r.order], num_classes)
+                  for r in runs]
+        summary.mean_class = [a.mean_per_class for a in scored]
+        summary.confusion = np.sum([a.confusion for a in scored], axis=0)
         if rule == "full":
             summary.seconds_per_cloud += kmeans_per_cloud
         rows[label] = summary
@@ -224,4 +230,4 @@ def run_adapt(cfg: AdaptConfig, backbone: Optional[ClipBackbone] = None,
         backbone_identity=backbone.identity, projector_settings=projector.settings,
         views=views, templates=templates, found=found, cache=cache, cache_grid=grid,
         tuning_clouds=len(tune_rows), sets=results,
-        total_s=time.perf_counter() - t_start)
+        total_s=time.perf_counter() - t_start, classnames=list(splits.classnames))
