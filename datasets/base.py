@@ -123,6 +123,11 @@ class ReadOnUse(CloudSet):
             self._data = self._read_clouds()
         return self._served(self._data[torch.from_numpy(self._indices(indices))])
 
+    @property
+    def served_points(self) -> int:
+        """Points per served cloud, known without reading any cloud."""
+        return self.num_points if self.num_points is not None else self.stored_points
+
     def close(self) -> None:
         """Let the clouds go (read again if served again)."""
         self._data = None
