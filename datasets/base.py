@@ -123,6 +123,21 @@ class ReadOnUse(CloudSet):
             self._data = self._read_clouds()
         return self._served(self._data[torch.from_numpy(self._indices(indices))])
 
+    #: whether the store key names the points each cloud stores (ModelNet-C / ScanObjectNN-C
+    #: sets do; ModelNet40-C's keys never did, and changing them would orphan stores)
+    keyed_stored_points = True
+
+    @property
+    def settings(self) -> dict:
+        """JSON-serialisable identity of the clouds served (feature-store key)."""
+        out = {"dataset": self.name, "variant": self.variant, "corruption": self.corruption,
+               "severity": self.severity, "split": self.split, "num_points": self.num_points,
+               "sampling": self.sampling, "normalize": self.normalize, "num_clouds": len(self),
+               "classnames": list(self.classnames), "files": self._fingerprint}
+        if self.keyed_stored_points:
+            out["stored_points"] = self.stored_points
+        return out
+
     @property
     def served_points(self) -> int:
         """Points per served cloud, known without reading any cloud."""

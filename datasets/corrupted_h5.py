@@ -84,15 +84,6 @@ class CorruptedH5Set(ReadOnUse):
         clouds, _ = read_h5_set(self.files[0], len(self.classnames), self._names_file, self._hint)
         return torch.from_numpy(np.ascontiguousarray(clouds))
 
-    @property
-    def settings(self) -> dict:
-        """JSON-serialisable identity of the clouds served (feature-store key)."""
-        return {"dataset": self.name, "variant": self.variant, "corruption": self.corruption,
-                "severity": self.severity, "split": self.split, "num_points": self.num_points,
-                "stored_points": self.stored_points, "sampling": self.sampling,
-                "normalize": self.normalize, "num_clouds": len(self),
-                "classnames": list(self.classnames), "files": self._fingerprint}
-
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(name={self.name!r}, n={len(self)}, "
                 f"stored_points={self.stored_points}, num_points={self.num_points})")

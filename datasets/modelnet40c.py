@@ -146,6 +146,8 @@ class ModelNet40C(ReadOnUse):
             benchmark passes the clean folder's ``shape_names.txt`` names).
     """
 
+    keyed_stored_points = False
+
     def __init__(self, root, split: str = "test", corruption: str = ORIGINAL,
                  severity: Optional[int] = None, num_points: Optional[int] = None,
                  sampling: str = "first", normalize: bool = False, in_memory: bool = True,
@@ -177,14 +179,6 @@ class ModelNet40C(ReadOnUse):
         """The stored clouds (the first ``num_points`` only, when that is all it serves)."""
         read = self.num_points if self.sampling == "first" and self.num_points else self.stored_points
         return torch.from_numpy(np.array(open_array(self.files[0])[:, :read], dtype=np.float32))
-
-    @property
-    def settings(self) -> dict:
-        """JSON-serialisable identity of the clouds served (feature-store key)."""
-        return {"dataset": self.name, "variant": self.variant, "corruption": self.corruption,
-                "severity": self.severity, "split": self.split, "num_points": self.num_points,
-                "sampling": self.sampling, "normalize": self.normalize, "num_clouds": len(self),
-                "classnames": list(self.classnames), "files": self._fingerprint}
 
     def __repr__(self) -> str:
         return (f"ModelNet40C(corruption={self.corruption!r}, severity={self.severity}, "
