@@ -21,20 +21,17 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..backbones import ClipBackbone, load_clip
-from ..benchmark.robustness import benchmark_key, benchmark_root, limit_rows
-from ..core.paths import ensure_writable
-from ..extract import SplitFeatures, extract
+from ..backbones import ClipBackbone
+from ..benchmark.robustness import benchmark_key, benchmark_root, limit_rows, set_up
+from ..extract import SplitFeatures
 from ..fewshot.tip_cache import descriptors, tip_scale
 from ..head import CalipHead
-from ..prompts import load_templates
 from ..report.metrics import accuracy
 from ..report.results import RunInfo, backbone_label, run_name
 from ..search import SearchResult
 from ..testtime import OnlineCache, StreamInputs, kmeans_centres, run_stream, stream_orders
 from ..testtime.stream import StreamSummary, summarize
-from ..pipeline import TEMPERATURE, ViewLogits, class_text, compute_view_logits, data_key, \
-    load_splits, open_store, split_store, tune
+from ..pipeline import TEMPERATURE, ViewLogits, compute_view_logits, data_key, tune
 from .config import AdaptConfig, CacheConfig
 from .report import ROWS, AdaptResult, SetResult
 from .task import adapt_sets
@@ -177,29 +174,18 @@ def run_adapt(cfg: AdaptConfig, backbone: Optional[ClipBackbone] = None,
               argv: Optional[Sequence[str]] = None):
     """Every stage for ``cfg`` -> :class:`pointcalip.adapt.report.AdaptResult`."""
     t_start = time.perf_counter()
-    store = open_store(cfg.cache_dir)
-    templates = load_templates(cfg.templates)
-    splits = load_splits(cfg)
+    setup = set_up(cfg, output_dir(cfg), backbone)
+    templates, splits, projector, text = setup.templates, setup.splits, setup.projector, setup.text
+    backbone, tune_rows, features_of = setup.backbone, setup.tune_rows, setup.features
     root = benchmark_root(cfg) if cfg.benchmark is not None else splits.root
-    ensure_writable(output_dir(cfg), "--set output_dir=DIR")
-    projector = cfg.projector.build()
-    if backbone is None:
-        backbone = load_clip(cfg.backbone, device=cfg.device, engine=cfg.engine)
     device = backbone.device
-    text = class_text(backbone, splits.classnames, cfg.templates)
     seed, k = cfg.tune.seed, len(splits.classnames)
-
-    def features_of(dataset, rows, name) -> SplitFeatures:
-        return extract(split_store(store, cfg.store, dataset, projector, backbone, text),
-                       dataset, rows, projector, backbone, cfg.batch_size, desc=f"encode {name}")
 
     def inputs_of(features) -> SetInputs:
         return set_inputs(features, text, found, cfg.views, cfg.cache.centres, cfg.order_seed,
                           device)
 
-    tuning = splits.tuning
-    tune_rows = tuning.rows[limit_rows(tuning.dataset.labels[tuning.rows], cfg.limit, seed)]
-    val = features_of(tuning.dataset, tune_rows, "clean val")
+    val = features_of(splits.tuning.dataset, tune_rows, "clean val")
     found = tune(compute_view_logits(val, text, cfg.views, device), cfg.tune)
     cache, grid = cfg.cache, None
     if cfg.cache.tune == "val":
