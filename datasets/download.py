@@ -28,6 +28,7 @@ from tqdm import tqdm
 from ..core.digest import file_digest
 from ..core.paths import data_dir, ensure_writable
 from .catalog import DATASETS, DatasetSource, load_target
+from ..core.words import count
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ def download_file(
             have = 0
         length = resp.headers.get("Content-Length")
         total = have + int(length) if length is not None else None
-        log.info("downloading %s -> %s%s", url, dest, f" (resuming at {have} bytes)" if have else "")
+        log.info("downloading %s -> %s%s", url, dest, f" (resuming at {count(have, 'byte')})" if have else "")
         with open(part, "ab" if have else "wb") as fh, tqdm(
             total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
             desc=dest.name, disable=None if progress else True,  # None: off when not a terminal
@@ -177,13 +178,13 @@ def download_file(
             except Exception as err:  # IncompleteRead, connection reset, timeout
                 fh.flush()
                 raise RuntimeError(
-                    f"download of {url} interrupted after {fh.tell()} bytes ({err!r}); run the "
+                    f"download of {url} interrupted after {count(fh.tell(), 'byte')} ({err!r}); run the "
                     f"same command again to resume from {part}"
                 ) from err
     size = part.stat().st_size
     if total is not None and size != total:
         raise RuntimeError(
-            f"download of {url} stopped at {size} of {total} bytes; run the same command "
+            f"download of {url} stopped at {size} of {count(total, 'byte')}; run the same command "
             f"again to resume from {part}"
         )
     return _finish(part, dest, url, sha256)

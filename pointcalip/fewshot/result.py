@@ -13,6 +13,7 @@ import numpy as np
 
 from ..report import plots
 from ..report.results import RunInfo, display_name, run_title
+from ..core.words import count
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def spread_text(cell: Optional[dict]) -> str:
         return "-"
     seeds = cell.get("seeds", 0)
     if cell.get("std") is not None:
-        return f"{cell['mean']:.2f} ± {cell['std']:.2f} ({seeds} seeds)"
+        return f"{cell['mean']:.2f} ± {cell['std']:.2f} ({count(seeds, 'seed')})"
     return f"{cell['mean']:.2f}" + (f" ({seeds} seed)" if seeds == 1 else "")
 
 
@@ -150,7 +151,7 @@ def shots_words(shots: Optional[int]) -> str:
         return "released checkpoint"
     if shots == 0:
         return "zero-shot"
-    return f"{shots} shot" if shots == 1 else f"{shots} shots"
+    return count(shots, "shot")
 
 
 def _pct(value: Optional[float]) -> str:
