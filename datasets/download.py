@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -256,6 +257,31 @@ def _copy_dataset(src: DatasetSource, found: Path, staged: Path) -> None:
         shutil.copy2(origin, staged / rel)
 
 
+@contextlib.contextmanager
+def _logged_as(staged: Path, final: Path):
+    """While an install is checked in its staging folder ``staged`` (deleted a moment later),
+    every log record (a warning from a dataset's checks, the checksum remark) names ``final``,
+    the folder the dataset is installed at, instead."""
+    previous = logging.getLogRecordFactory()
+    old, new = str(staged), str(final)
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            text = record.getMessage()
+        except (TypeError, ValueError):     # a malformed call: logging reports it as usual
+            return record
+        if old in text:
+            record.msg, record.args = text.replace(old, new), ()
+        return record
+
+    logging.setLogRecordFactory(factory)
+    try:
+        yield
+    finally:
+        logging.setLogRecordFactory(previous)
+
+
 def _install(src: DatasetSource, origin: Path, root: Path, strict_md5: bool, verify: bool) -> Path:
     """Extract/copy ``origin`` (archive or folder) into a temporary folder in ``root``,
     validate it, and atomically rename the dataset folder to ``root/src.folder``."""
@@ -281,9 +307,10 @@ def _install(src: DatasetSource, origin: Path, root: Path, strict_md5: bool, ver
                     f"not found); check that it is {src.archive}"
                 )
         try:
-            validate_folder(src.name, staged)
-            if verify and src.file_md5:
-                _check_md5(src, staged, strict_md5)
+            with _logged_as(staged, target):
+                validate_folder(src.name, staged)
+                if verify and src.file_md5:
+                    _check_md5(src, staged, strict_md5)
         except (ValueError, FileNotFoundError, KeyError) as err:
             # the staging folder is deleted below: name the user's archive or folder instead
             text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import http.server
+import logging
 import shutil
 import threading
 from pathlib import Path
@@ -277,3 +278,30 @@ def test_sources_and_choices_derive_from_the_catalog():
     assert dl.source("modelnet10") is dl.SOURCES["modelnet40"]
     with pytest.raises(ValueError, match=r"unknown dataset 'shapenet'"):
         dl.source("shapenet")
+
+
+def test_install_warnings_name_the_installed_folder_not_the_staging_one(tmp_path, mn40_zip,
+                                                                        monkeypatch, caplog):
+    """Warnings while an install is checked (a list file missing, checksums that differ from
+    the release) name the folder the dataset ends up in, not the temporary folder it is
+    checked in, which is gone a moment later."""
+    src_dir = tmp_path / "unzipped"
+    shutil.unpack_archive(mn40_zip, src_dir)
+    folder = src_dir / "modelnet40_ply_hdf5_2048"
+    (folder / "train_files.txt").unlink()            # read by globbing, with a warning
+    md5 = {p.name: "0" * 32 for p in folder.glob("*.h5")}
+    monkeypatch.setitem(dl.SOURCES, "modelnet40",
+                        dataclasses.replace(dl.SOURCES["modelnet40"], file_md5=md5))
+    root = tmp_path / "root"
+    for origin in (src_dir, mn40_zip):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            installed = ensure_dataset("modelnet40", root=root, from_path=origin, force=True)
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        if origin == src_dir:
+            assert any(w.startswith(f"{installed / 'train_files.txt'} missing; using")
+                       for w in warnings), warnings
+        assert any(w.startswith(f"{installed}: files [") and "differ from the published" in w
+                   for w in warnings), warnings
+        assert installed == root / "modelnet40_ply_hdf5_2048" and installed.is_dir()
+        assert not any("-tmp-" in w for w in warnings), warnings
