@@ -162,7 +162,18 @@ def normalize_unit_sphere(points: torch.Tensor) -> torch.Tensor:
     """Centre each cloud on its centroid and scale its farthest point to radius 1.
 
     points: [B, N, 3] -> [B, N, 3] (a cloud whose points all coincide is only centred).
+    Any scale the dtype holds is normalised: a cloud whose largest coordinate is so large
+    (float32: above ~1e18) or so small (below ~1e-16) that its squared distances would
+    overflow or underflow is first multiplied by a power of two, which is exact and leaves the
+    result as it would be in exact arithmetic; other clouds are computed as they are.
     """
+    info = torch.finfo(points.dtype)
+    largest = points.detach().abs().flatten(1).amax(dim=1)
+    odd = (largest > info.max ** 0.5 / 4) | ((largest < info.tiny ** 0.5 * 1024) & (largest > 0))
+    if bool(odd.any()):
+        exponent = torch.frexp(largest[odd])[1]
+        points = points.clone()
+        points[odd] = torch.ldexp(points[odd], -exponent[:, None, None].to(points.dtype))
     centred = points - points.mean(dim=1, keepdim=True)
     radius = centred.norm(dim=2).amax(dim=1).clamp_min(1e-12)
     return centred / radius[:, None, None]

@@ -208,6 +208,12 @@ def load_names(path: Optional[Path] = None) -> dict:
     return names
 
 
+def release_categories() -> list[str]:
+    """The 1,156 categories of OpenShape's split, in label order: the keys of the shipped names
+    file (a fact of the release, checked against the catalog's class count by the tests)."""
+    return list(load_names(configs_root() / NAMES_FILE))
+
+
 def class_names(categories: Sequence[str], names: Optional[dict] = None) -> list[str]:
     """Prompt-friendly class names of ``categories`` (same order): the names file's entry, else
     :func:`prompt_name`; checked to give distinct prompts."""

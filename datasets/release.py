@@ -112,9 +112,22 @@ def splits_statement(label: str, splits) -> DataStatement:
 
 
 def _lvis_differences(dataset) -> List[str]:
-    lvis = DATASETS["objaverse_lvis"].meta["classes"]          # 1,156
-    have = len(set(dataset.labels.tolist()))
-    return [] if have == lvis else [f"{have:,} of the {lvis:,} LVIS categories have objects"]
+    """How an Objaverse-LVIS split's categories differ from the release's 1,156: how many have
+    objects (accuracy is then over those classes only) and which are not LVIS categories."""
+    from .objaverse_lvis import release_categories
+
+    release = release_categories()
+    present = {dataset.categories[i] for i in set(dataset.labels.tolist())}
+    foreign = sorted(present - set(release))
+    found = len(present) - len(foreign)
+    differences = []
+    if found != len(release):
+        differences.append(f"{found:,} of the {len(release):,} LVIS categories have objects "
+                           f"(accuracy is over the {len(present):,} classes present)")
+    if foreign:
+        differences.append(f"{len(foreign):,} categories are not LVIS's: "
+                           f"{', '.join(map(repr, foreign[:5]))}{', ...' if len(foreign) > 5 else ''}")
+    return differences
 
 
 def modelnet40c_differences(root: Path, expected: Sequence[str]) -> List[str]:

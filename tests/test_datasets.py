@@ -127,6 +127,23 @@ def test_fps_and_normalisation(mn40):
         ModelNet40(mn40, split="test", num_points=100)
 
 
+def test_normalisation_holds_at_any_scale_float32_can_store():
+    """A cloud 2^127 or 2^-125 times another normalises to exactly the same points (before,
+    squared distances overflowed to inf or underflowed: NaNs, zeros or unscaled clouds)."""
+    from pointcalip.datasets.h5utils import normalize_unit_sphere
+
+    base = torch.rand(2, 40, 3, generator=torch.Generator().manual_seed(0)) - 0.3
+    want = normalize_unit_sphere(base)
+    np.testing.assert_allclose(want.norm(dim=2).amax(dim=1).numpy(), 1.0, rtol=1e-6)
+    for factor in (2.0 ** 127, 2.0 ** 66, 2.0 ** -70, 2.0 ** -125):
+        scaled = base * factor
+        assert torch.isfinite(scaled).all() and torch.equal(scaled / factor, base)
+        assert torch.equal(normalize_unit_sphere(scaled), want), factor
+    mixed = torch.stack([base[0] * 3e38, base[1]])          # only the odd cloud is rescaled
+    assert torch.equal(normalize_unit_sphere(mixed)[1], want[1])
+    np.testing.assert_allclose(normalize_unit_sphere(mixed)[0].numpy(), want[0].numpy(), atol=1e-6)
+
+
 def test_settings_identify_the_clouds(mn40, tmp_path):
     a = ModelNet40(mn40, split="test", num_points=32).settings
     json.dumps(a)

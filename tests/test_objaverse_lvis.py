@@ -19,7 +19,7 @@ from pointcalip.cli import main
 from pointcalip.datasets import build_dataset, dataset_folder
 from pointcalip.datasets.catalog import DATASETS
 from pointcalip.datasets.objaverse_lvis import (SPLIT_FILE, ObjaverseLVIS, class_names, load_npy_dict,
-                                                prompt_name, validate_folder)
+                                                prompt_name, release_categories, validate_folder)
 from pointcalip.projection import PointCLIPProjector, RealisticProjector
 from pointcalip.prompts import configs_root
 from synthetic_objaverse import write_objaverse_lvis
@@ -285,6 +285,33 @@ def test_class_names_are_data_with_a_rule_for_the_rest(tmp_path, capsys):
     assert ObjaverseLVIS(folder, names=yaml.safe_load(out.read_text())["names"]).classnames[0] == "holy bible"
     assert script.main([str(tmp_path / "none.json"), "-o", str(out)]) == 2
     assert "none.json" in capsys.readouterr().err
+
+
+def test_the_shipped_names_table_is_the_releases_1156_categories_in_label_order():
+    categories = release_categories()
+    assert len(categories) == DATASETS["objaverse_lvis"].classes == 1156
+    assert categories == sorted(set(categories))                  # OpenShape's label order
+    assert categories[:3] == ["Band_Aid", "Bible", "CD_player"] and categories[-1] == "zucchini"
+    names = class_names(categories)                               # distinct prompts (checked)
+    assert names[categories.index("bow_(weapon)")] == "bow (weapon)"
+    assert names[categories.index("monitor_(computer_equipment) computer_monitor")] == "computer monitor"
+    edited = [c for c, n in zip(categories, names) if n != prompt_name(c)]
+    assert edited == ["monitor_(computer_equipment) computer_monitor"]
+
+
+def test_the_data_statement_names_how_the_categories_differ_from_the_release(tmp_path):
+    from pointcalip.datasets.release import describe
+
+    folder = write_objaverse_lvis(tmp_path, per_class=1)
+    statement = describe("objaverse_lvis", {"test": ObjaverseLVIS(folder)})
+    assert not statement.complete
+    assert statement.differences == [
+        "4 of the 1,156 LVIS categories have objects (accuracy is over the 4 classes present)"]
+    foreign = write_objaverse_lvis(tmp_path / "b", categories=("Bible", "spaceship", "warp_core"),
+                                   per_class=1)
+    assert describe("objaverse_lvis", {"test": ObjaverseLVIS(foreign)}).differences == [
+        "1 of the 1,156 LVIS categories have objects (accuracy is over the 3 classes present)",
+        "2 categories are not LVIS's: 'spaceship', 'warp_core'"]
 
 
 def test_download_from_a_folder_copies_the_split_and_its_objects_only(folder, tmp_path, capsys):
