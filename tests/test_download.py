@@ -292,11 +292,11 @@ def test_install_warnings_name_the_installed_folder_not_the_staging_one(tmp_path
     md5 = {p.name: "0" * 32 for p in folder.glob("*.h5")}
     monkeypatch.setitem(dl.SOURCES, "modelnet40",
                         dataclasses.replace(dl.SOURCES["modelnet40"], file_md5=md5))
-    root = tmp_path / "root"
     for origin in (src_dir, mn40_zip):
+        root = tmp_path / f"root-{origin.name}"     # each message new (the CLI logs each once)
         caplog.clear()
         with caplog.at_level(logging.WARNING):
-            installed = ensure_dataset("modelnet40", root=root, from_path=origin, force=True)
+            installed = ensure_dataset("modelnet40", root=root, from_path=origin)
         warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
         if origin == src_dir:
             assert any(w.startswith(f"{installed / 'train_files.txt'} missing; using")
