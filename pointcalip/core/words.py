@@ -27,3 +27,11 @@ def count(n: int, noun: str, plural_form: str | None = None, *, spec: str = "") 
     "1 shape", ``count(1234, "cloud", spec=",")`` is "1,234 clouds" (``spec`` formats the
     number as in an f-string)."""
     return f"{n:{spec}} {plural(n, noun, plural_form)}"
+
+
+def listed(items, numbered: bool = False, indent: str = "  ") -> str:
+    """``items`` on lines of their own below a message's first line: ``"\\n  - a\\n  - b"``
+    (``numbered``: ``"\\n  (1) a\\n  (2) b"``). The CLI wraps each long line with a hanging
+    indent (:func:`pointcalip.cli.error_text`), so a list of long items stays readable."""
+    return "".join(f"\n{indent}({i}) {item}" if numbered else f"\n{indent}- {item}"
+                   for i, item in enumerate(items, 1))
