@@ -52,7 +52,8 @@ def _wrap(line: str, width: int, keep: int) -> list:
     words = line[len(indent):].split(" ")
     out, current = [], indent + words[0]
     for word in words[1:]:
-        if len(current) + 1 + len(word) <= width or len(current) <= max(keep, len(indent) + 4):
+        if len(current) + 1 + len(word) <= width or (not out and
+                                                      len(current) <= max(keep, len(indent) + 4)):
             current += " " + word
         else:
             out.append(current)

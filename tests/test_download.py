@@ -16,6 +16,7 @@ from pointcalip.cli import main
 from pointcalip.datasets import ModelNet40, ScanObjectNN, dataset_folder, download_file, ensure_dataset
 from pointcalip.datasets import download as dl
 from synthetic_data import write_modelnet40, write_scanobjectnn
+from messages import error_block
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -242,7 +243,7 @@ def test_cli_unwritable_root_is_one_line(tmp_path, mn40_zip, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     assert main(["download", "modelnet40", "--from", str(mn40_zip), "--root", str(blocker / "data")]) == 2
-    err = capsys.readouterr().err
+    err = error_block(capsys.readouterr().err)
     assert f"cannot write in {blocker / 'data'}" in err and "choose another folder with --root DIR" in err
 
 
@@ -255,8 +256,8 @@ def test_cli_checks_from_first_and_speaks_cli(tmp_path, mn40_zip, capsys, caplog
     missing = tmp_path / "missing.zip"
     for name in ("modelnet40", "modelnet10"):
         assert main(["download", name, "--from", str(missing), "--root", str(root)]) == 2
-        err = capsys.readouterr().err
-        assert f"--from path {missing} does not exist" in err and len(err.strip().splitlines()) == 1
+        err = error_block(capsys.readouterr().err)
+        assert err.startswith("pointcalip download: error: --from path") and f"--from path {missing} does not exist" in err
     assert main(["download", "modelnet40", "--from", str(mn40_zip), "--root", str(root)]) == 0
     out, err = capsys.readouterr()
     assert out.strip() == str(root / "modelnet40_ply_hdf5_2048")
