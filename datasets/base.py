@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -90,6 +90,63 @@ class CloudSet:
 
     def close(self) -> None:
         """Release open files (nothing, unless a subclass holds some)."""
+
+
+class ReadOnUse(CloudSet):
+    """A set whose stored clouds are read when first served and let go by ``close``: opening
+    many sets (every ModelNet40-C array for `pointcalip extract`'s plan) costs their labels, not
+    their clouds. A subclass validates its ``files`` when constructed, then calls
+    ``_opened()``, and defines ``_read_clouds() -> [n, stored points, 3]`` float32. A file
+    that changed in between is refused when read (the clouds would not be the ones checked
+    and fingerprinted)."""
+
+    _data: Optional[torch.Tensor] = None
+    _stamps: list = []
+
+    @staticmethod
+    def _stamp(path: Path) -> tuple:
+        st = Path(path).stat()
+        return st.st_size, st.st_mtime_ns, st.st_ino
+
+    def _opened(self) -> None:
+        self._stamps = [self._stamp(f) for f in self.files]
+
+    def _read_clouds(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def points(self, indices=None) -> torch.Tensor:
+        """Clouds at ``indices`` (default all): ``[m] -> [m, num_points, 3]`` float32."""
+        if self._data is None:
+            for f, stamp in zip(self.files, self._stamps):
+                if not Path(f).is_file() or self._stamp(f) != stamp:
+                    raise ValueError(f"{f} changed (or went) after {self.name} was opened; "
+                                     f"open the set again")
+            self._data = self._read_clouds()
+        return self._served(self._data[torch.from_numpy(self._indices(indices))])
+
+    #: whether the store key names the points each cloud stores (ModelNet-C / ScanObjectNN-C
+    #: sets do; ModelNet40-C's keys never did, and changing them would orphan stores)
+    keyed_stored_points = True
+
+    @property
+    def settings(self) -> dict:
+        """JSON-serialisable identity of the clouds served (feature-store key)."""
+        out = {"dataset": self.name, "variant": self.variant, "corruption": self.corruption,
+               "severity": self.severity, "split": self.split, "num_points": self.num_points,
+               "sampling": self.sampling, "normalize": self.normalize, "num_clouds": len(self),
+               "classnames": list(self.classnames), "files": self._fingerprint}
+        if self.keyed_stored_points:
+            out["stored_points"] = self.stored_points
+        return out
+
+    @property
+    def served_points(self) -> int:
+        """Points per served cloud, known without reading any cloud."""
+        return self.num_points if self.num_points is not None else self.stored_points
+
+    def close(self) -> None:
+        """Let the clouds go (read again if served again)."""
+        self._data = None
 
 
 class H5CloudDataset(CloudSet, Dataset):

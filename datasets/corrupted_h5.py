@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from . import h5utils
-from .base import CloudSet
 from ..core.words import count
+from .base import ReadOnUse
 
 SHAPE_NAMES = "shape_names.txt"
 
@@ -52,7 +52,7 @@ def read_h5_set(path: Path, num_classes: int, names_file: str, hint: str):
     return clouds, labels
 
 
-class CorruptedH5Set(CloudSet):
+class CorruptedH5Set(ReadOnUse):
     """The clouds of one corrupted (or clean) set file, with the surface of the other datasets
     (``len``, ``ds[i]``, ``points``, ``labels``, ``classnames``, ``settings``).
 
@@ -74,24 +74,16 @@ class CorruptedH5Set(CloudSet):
         h5utils.check_sampling(sampling, num_points, clouds.shape[1], str(path))
         self.num_points = None if num_points is None else int(num_points)
         self.stored_points = int(clouds.shape[1])
-        self._data = torch.from_numpy(np.ascontiguousarray(clouds))
         self._labels = labels
         self._labels.setflags(write=False)
         self.files = [Path(path)]
+        self._names_file, self._hint = names_file, hint
         self._fingerprint = h5utils.fingerprint(self.files)
+        self._opened()
 
-    def points(self, indices=None) -> torch.Tensor:
-        """Clouds at ``indices`` (default all): ``[m] -> [m, points, 3]`` float32."""
-        return self._served(self._data[torch.from_numpy(self._indices(indices))])
-
-    @property
-    def settings(self) -> dict:
-        """JSON-serialisable identity of the clouds served (feature-store key)."""
-        return {"dataset": self.name, "variant": self.variant, "corruption": self.corruption,
-                "severity": self.severity, "split": self.split, "num_points": self.num_points,
-                "stored_points": self.stored_points, "sampling": self.sampling,
-                "normalize": self.normalize, "num_clouds": len(self),
-                "classnames": list(self.classnames), "files": self._fingerprint}
+    def _read_clouds(self) -> torch.Tensor:
+        clouds, _ = read_h5_set(self.files[0], len(self.classnames), self._names_file, self._hint)
+        return torch.from_numpy(np.ascontiguousarray(clouds))
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(name={self.name!r}, n={len(self)}, "

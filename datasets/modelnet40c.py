@@ -25,7 +25,7 @@ import torch
 
 from ..prompts import load_classnames
 from . import h5utils
-from .base import CloudSet
+from .base import ReadOnUse
 from .catalog import DATASETS
 from ..core.words import count
 
@@ -126,7 +126,7 @@ def check_clouds(path: Path, arr: np.ndarray, num_clouds: int, chunk: int = 256)
                              f"is corrupt: re-extract it")
 
 
-class ModelNet40C(CloudSet):
+class ModelNet40C(ReadOnUse):
     """One corruption at one severity of ModelNet40-C (or the uncorrupted ``"original"``),
     2,468 test clouds, ModelNet40's 40 classes; the same surface as the other datasets
     (``len``, ``ds[i]``, ``points``, ``labels``, ``classnames``, ``settings``).
@@ -141,10 +141,13 @@ class ModelNet40C(CloudSet):
         sampling: ``"first"`` or ``"fps"``.
         normalize: centre + unit-sphere scale each cloud (default False: the release is
             evaluated as published, the corruption's own scale included).
-        in_memory: accepted for the other datasets' signature; the array is always read now.
+        in_memory: accepted for the other datasets' signature; the array is read when first
+            served (checked when opened) and let go by ``close``.
         classnames: the class list the labels index (default ModelNet40's 40 names; the
             benchmark passes the clean folder's ``shape_names.txt`` names).
     """
+
+    keyed_stored_points = False
 
     def __init__(self, root, split: str = "test", corruption: str = ORIGINAL,
                  severity: Optional[int] = None, num_points: Optional[int] = None,
@@ -167,24 +170,16 @@ class ModelNet40C(CloudSet):
         h5utils.check_sampling(sampling, num_points, arr.shape[1], str(data_path))
         self.num_points = None if num_points is None else int(num_points)
         self.stored_points = int(arr.shape[1])
-        read = self.num_points if sampling == "first" and self.num_points else arr.shape[1]
-        self._data = torch.from_numpy(np.array(arr[:, :read], dtype=np.float32))   # a copy
         self._labels = labels
         self._labels.setflags(write=False)
         self.files = [data_path, label_path]
         self._fingerprint = h5utils.fingerprint(self.files)
+        self._opened()
 
-    def points(self, indices=None) -> torch.Tensor:
-        """Clouds at ``indices`` (default all): ``[m] -> [m, num_points, 3]`` float32."""
-        return self._served(self._data[torch.from_numpy(self._indices(indices))])
-
-    @property
-    def settings(self) -> dict:
-        """JSON-serialisable identity of the clouds served (feature-store key)."""
-        return {"dataset": self.name, "variant": self.variant, "corruption": self.corruption,
-                "severity": self.severity, "split": self.split, "num_points": self.num_points,
-                "sampling": self.sampling, "normalize": self.normalize, "num_clouds": len(self),
-                "classnames": list(self.classnames), "files": self._fingerprint}
+    def _read_clouds(self) -> torch.Tensor:
+        """The stored clouds (the first ``num_points`` only, when that is all it serves)."""
+        read = self.num_points if self.sampling == "first" and self.num_points else self.stored_points
+        return torch.from_numpy(np.array(open_array(self.files[0])[:, :read], dtype=np.float32))
 
     def __repr__(self) -> str:
         return (f"ModelNet40C(corruption={self.corruption!r}, severity={self.severity}, "

@@ -19,7 +19,8 @@ from pointcalip.datasets import validation_indices
 from pointcalip.model import PointCALIP
 from pointcalip.projection import PointCLIPProjector
 from pointcalip.search import beta_grid, search
-from synthetic_modelnet40c import write_modelnet40c
+from pointcalip.datasets.modelnet40c import ModelNet40C
+from synthetic_modelnet40c import release_counts, write_modelnet40c
 
 VAL_FRACTION = 0.8
 LIMIT = 21               # clouds per set (7 per planted class): a quick run, as --limit N
@@ -163,9 +164,10 @@ def test_default_output_folder_is_named_by_the_files_not_their_place(planted, be
 
 
 def test_extract_fills_every_set_the_benchmark_reads(planted, bench, tiny_checkpoints, tmp_path,
-                                                      capsys):
+                                                      capsys, monkeypatch):
     """`pointcalip extract --config modelnet40c` encodes clean TEST, the clean tuning set and
-    every evaluated set (the rows --limit keeps); the benchmark then encodes nothing."""
+    every evaluated set (the rows --limit keeps); the benchmark then encodes nothing and reads
+    no corrupted cloud (its sets' clouds are read on use), yet records each set's points."""
     _, _, c40 = bench
     cache = tmp_path / "store"
     argv = bench_argv(planted, c40, tiny_checkpoints["vit"], cache, tmp_path / "o")
@@ -180,8 +182,17 @@ def test_extract_fills_every_set_the_benchmark_reads(planted, bench, tiny_checkp
           for s in ("original", "rotation_1", "rotation_4",
                     "background_1", "background_4", "cutout_1", "cutout_4")]]
     pieces = sorted(p.name for p in cache.rglob("pieces/*"))
+
+    def no_read(self):
+        raise AssertionError(f"{self.name} read its clouds")
+
+    monkeypatch.setattr(ModelNet40C, "_read_clouds", no_read)
     assert main(argv) == 0
     assert sorted(p.name for p in cache.rglob("pieces/*")) == pieces      # nothing encoded
+    sets = json.loads((tmp_path / "o" / "results.json").read_text())["corruptions"]
+    counts = release_counts()
+    assert {(c, int(s), cell["points"]) for c, by in sets.items() for s, cell in by.items()} == {
+        (c, s, counts[(c, s)]) for c in ("rotation", "background", "cutout") for s in (1, 4)}
 
 
 def test_a_label_file_that_disagrees_with_clean_test_is_recorded(planted, bench, tiny_checkpoints,

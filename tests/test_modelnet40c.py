@@ -32,6 +32,22 @@ def test_reads_each_corruption_and_severity_as_written(folder):
     assert len(expected_files()) == 15 * 5 + 2 and len(CORRUPTIONS) == 15
 
 
+def test_sets_are_read_when_served_and_let_go_when_closed(folder):
+    """Opening a set checks its array but keeps no clouds (`pointcalip extract` opens all 76);
+    serving reads them, `close` lets them go, and a file changed in between is refused."""
+    ds = ModelNet40C(folder, corruption="shear", severity=4)
+    assert ds._data is None and ds.labels.tolist() == LABELS
+    want = torch.from_numpy(np.load(folder / "data_shear_4.npy"))
+    assert torch.equal(ds.points([2, 0]), want[[2, 0]]) and ds._data is not None
+    ds.close()
+    assert ds._data is None and torch.equal(ds.points(), want)
+    ds.close()
+    np.save(folder / "data_shear_4.npy", want.numpy()[::-1].copy())
+    with pytest.raises(ValueError, match=r"data_shear_4.npy changed \(or went\) after "
+                                         r"modelnet40c/shear_4 was opened"):
+        ds.points()
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"corruption": "fog", "severity": 1}, "unknown ModelNet40-C corruption 'fog'"),
     ({"corruption": "lidar", "severity": 6}, r"severity must be one of \[1, 2, 3, 4, 5\], got 6"),

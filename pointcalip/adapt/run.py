@@ -213,7 +213,8 @@ def run_adapt(cfg: AdaptConfig, backbone: Optional[ClipBackbone] = None,
         inputs = inputs_of(features_of(data, rows, name))
         orders = stream_orders(len(rows), cfg.orders, cfg.order_seed)
         summaries, curves = stream_set(inputs, cache, orders, cfg.order_seed, k)
-        points = int(data.points(rows[:1]).shape[1])         # what each cloud was fed
+        points = int(getattr(data, "served_points", None)        # what each cloud was fed
+                     or data.points(rows[:1]).shape[1])
         results.append(SetResult(name, len(rows), corruption, severity, summaries, curves,
                                  (curve_points(len(rows)) + 1).tolist(), points))
         log.info("%s: CALIP %.2f, + cache %.2f", name, summaries["CALIP"].mean,

@@ -157,7 +157,8 @@ def run_robustness(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = None
     def score(dataset, name, corruption=None, severity=None) -> SetScore:
         rows = limit_rows(dataset.labels, cfg.limit, seed)
         pointclip, calip = evaluate(logits_of(dataset, rows, name), text, found)
-        points = dataset.points(rows[:1]).shape[1] if len(rows) else None
+        points = (getattr(dataset, "served_points", None)      # no read when stored
+                  or dataset.points(rows[:1]).shape[1]) if len(rows) else None
         return SetScore(name, len(rows), pointclip, calip, corruption, severity, points)
 
     t0 = time.perf_counter()
@@ -173,7 +174,7 @@ def run_robustness(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = None
             original_score = score(data, s.name)
         else:
             cells.append(score(data, s.name, s.corruption, s.severity))
-        del data
+        data.close()                                   # its clouds go; labels stay for `first`
     timings["evaluate_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
     protocol = (f"tuned once on clean {cfg.data.label} validation: class-stratified "

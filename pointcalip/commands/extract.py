@@ -103,6 +103,8 @@ def _extract(cfg, splits, shard, device) -> list:
         if after_encode:       # what the task keeps besides features (segment: locations of
             after_encode(store.root, job.dataset, projector, cfg, shard)   # clouds stored before)
         summary.append((job, backbone.name, job_store, stats))
+        if hasattr(job.dataset, "close"):    # sets read on use (the robustness arrays) let
+            job.dataset.close()               # their clouds go, h5 sets their handles
     return summary
 
 
