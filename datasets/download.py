@@ -164,7 +164,8 @@ def download_file(
             have = 0
         length = resp.headers.get("Content-Length")
         total = have + int(length) if length is not None else None
-        log.info("downloading %s -> %s%s", url, dest, f" (resuming at {count(have, 'byte')})" if have else "")
+        log.info("downloading %s -> "
+                 "%s%s", url, dest, f" (resuming at {count(have, 'byte')})" if have else "")
         with open(part, "ab" if have else "wb") as fh, tqdm(
             total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
             desc=dest.name, disable=None if progress else True,  # None: off when not a terminal
@@ -179,8 +180,8 @@ def download_file(
             except Exception as err:  # IncompleteRead, connection reset, timeout
                 fh.flush()
                 raise RuntimeError(
-                    f"download of {url} interrupted after {count(fh.tell(), 'byte')} ({err!r}); run the "
-                    f"same command again to resume from {part}"
+                    f"download of {url} interrupted after {count(fh.tell(), 'byte')} ({err!r}); "
+                    f"run the same command again to resume from {part}"
                 ) from err
     size = part.stat().st_size
     if total is not None and size != total:

@@ -116,8 +116,8 @@ def _check_numbers(path: Path, values: list[bytes], what: str, per_item: int = 0
 
 def _no_trailing(path: Path, rest: bytes, what: str) -> None:
     if rest.strip():
-        raise ValueError(f"{path}: {count(len(rest), 'byte')} follow the {what} the header declares; "
-                         f"{_COUNTS_WRONG}")
+        raise ValueError(f"{path}: {count(len(rest), 'byte')} follow the {what} the header "
+                         f"declares; {_COUNTS_WRONG}")
 
 
 def _text_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
@@ -204,7 +204,8 @@ def _walk_ply_ascii(path: Path, elements: list[PlyElement], payload: bytes) -> N
             if pos > len(values):
                 raise ValueError(
                     f"{path}: header declares {el.count} {el.plural} (ascii, "
-                    f"{count(len(el.props), 'value')} each) but only {(len(values) - start) // len(el.props)} complete "
+                    f"{count(len(el.props), 'value')} each) but only "
+                    f"{(len(values) - start) // len(el.props)} complete "
                     f"{el.plural} follow; {_TRUNCATED}"
                 )
             _check_numbers(path, values[start:pos], el.name, per_item=len(el.props))
@@ -223,8 +224,8 @@ def _walk_ply_ascii(path: Path, elements: list[PlyElement], payload: bytes) -> N
                                  f"the data ends inside {el.name} {i}; {_TRUNCATED}")
         _check_numbers(path, values[start:pos], el.name)
     if pos < len(values):
-        raise ValueError(f"{path}: {count(len(values) - pos, 'value')} follow the elements the header "
-                         f"declares; {_COUNTS_WRONG}")
+        raise ValueError(f"{path}: {count(len(values) - pos, 'value')} follow the elements the "
+                         f"header declares; {_COUNTS_WRONG}")
 
 
 def _walk_ply_binary(path: Path, fmt: str, elements: list[PlyElement], payload: bytes) -> None:
@@ -234,8 +235,9 @@ def _walk_ply_binary(path: Path, fmt: str, elements: list[PlyElement], payload: 
             size = struct.calcsize(order + "".join(t for _, t, _ in el.props))
             if pos + el.count * size > len(payload):
                 raise ValueError(
-                    f"{path}: header declares {el.count} {el.plural} ({fmt}, {count(size, 'byte')} each "
-                    f"= {count(el.count * size, 'byte')}) but only {count(len(payload) - pos, 'byte')} of "
+                    f"{path}: header declares {el.count} {el.plural} ({fmt}, {count(size, 'byte')} "
+                    f"each = {count(el.count * size, 'byte')}) but only "
+                    f"{count(len(payload) - pos, 'byte')} of "
                     f"{el.name} data follow; {_TRUNCATED}"
                 )
             pos += el.count * size
@@ -317,7 +319,8 @@ def check_pcd(path: Path, data: bytes) -> Declared:
     points = int(header["POINTS"][0]) if header.get("POINTS") else width * height
     if "WIDTH" in header and "HEIGHT" in header and width * height != points:
         raise ValueError(f"{path}: the PCD header says WIDTH {width} x HEIGHT {height} = "
-                         f"{count(width * height, 'point')} but POINTS {points}; the header is corrupt")
+                         f"{count(width * height, 'point')} but POINTS {points}; the header is "
+                         "corrupt")
     if points == 0:
         raise ValueError(f"{path}: the PCD header declares 0 points; the file holds no points")
     per_point = sum(int(c) for c in counts)
@@ -327,16 +330,18 @@ def check_pcd(path: Path, data: bytes) -> Declared:
         values = payload.split()
         if len(values) < points * per_point:
             raise ValueError(f"{path}: header declares {count(points, 'point')} (ascii, "
-                             f"{count(per_point, 'value')} each) but only {len(values) // per_point} complete points "
+                             f"{count(per_point, 'value')} each) but only "
+                             f"{len(values) // per_point} complete points "
                              f"follow; {_TRUNCATED}")
         if len(values) > points * per_point:
-            raise ValueError(f"{path}: {count(len(values) - points * per_point, 'value')} follow the "
-                             f"{count(points, 'point')} the header declares; {_COUNTS_WRONG}")
+            raise ValueError(f"{path}: {count(len(values) - points * per_point, 'value')} follow "
+                             f"the {count(points, 'point')} the header declares; {_COUNTS_WRONG}")
         _check_numbers(path, values, "point", per_item=per_point)
     elif mode == "binary":
         if len(payload) < points * point_size:
             raise ValueError(f"{path}: header declares {count(points, 'point')} (binary, "
-                             f"{count(point_size, 'byte')} each = {count(points * point_size, 'byte')}) but only "
+                             f"{count(point_size, 'byte')} each = "
+                             f"{count(points * point_size, 'byte')}) but only "
                              f"{count(len(payload), 'byte')} of point data follow; {_TRUNCATED}")
         _no_trailing(path, payload[points * point_size:], "points")
     elif mode == "binary_compressed":
@@ -344,12 +349,13 @@ def check_pcd(path: Path, data: bytes) -> Declared:
             raise ValueError(f"{path}: the compressed data has no size fields; {_TRUNCATED}")
         packed, unpacked = struct.unpack_from("<II", payload)
         if unpacked != points * point_size:
-            raise ValueError(f"{path}: the compressed data unpacks to {count(unpacked, 'byte')}, but "
-                             f"{count(points, 'point')} of {count(point_size, 'byte')} need {points * point_size}; "
+            raise ValueError(f"{path}: the compressed data unpacks to {count(unpacked, 'byte')}, "
+                             f"but {count(points, 'point')} of {count(point_size, 'byte')} need "
+                             f"{points * point_size}; "
                              f"the file is corrupt")
         if len(payload) < 8 + packed:
-            raise ValueError(f"{path}: {count(packed, 'byte')} of compressed data are declared but only "
-                             f"{len(payload) - 8} follow; {_TRUNCATED}")
+            raise ValueError(f"{path}: {count(packed, 'byte')} of compressed data are declared but "
+                             f"only {len(payload) - 8} follow; {_TRUNCATED}")
     else:
         raise ValueError(f"{path}: unknown PCD 'DATA {mode}'; expected ascii, binary or "
                          f"binary_compressed")
@@ -420,14 +426,15 @@ def check_stl(path: Path, data: bytes) -> Declared:
     if data.lstrip()[:5].lower() == b"solid" and data.isascii() and b"\0" not in data:
         return _check_ascii_stl(path, data.decode("ascii"))
     if len(data) < 84:
-        raise ValueError(f"{path}: {count(len(data), 'byte')} is too short for a binary STL (80-byte "
+        raise ValueError(f"{path}: {count(len(data), 'byte')} is too short for a binary STL "
+                         "(80-byte "
                          f"header + 4-byte triangle count) and it is not an ASCII STL (which "
                          f"starts with 'solid'); {_TRUNCATED} or not an STL")
     need = 84 + 50 * n
     what = _TRUNCATED if len(data) < need else "its triangle count is corrupt"
     raise ValueError(f"{path}: the binary STL declares {count(n, 'triangle')} (80 + 4 + 50 x {n} = "
-                     f"{count(need, 'byte')}) but the file has {count(len(data), 'byte')}; {what}, or it is not "
-                     f"an STL file (an ASCII STL starts with 'solid')")
+                     f"{count(need, 'byte')}) but the file has {count(len(data), 'byte')}; {what}, "
+                     f"or it is not an STL file (an ASCII STL starts with 'solid')")
 
 
 def _check_ascii_stl(path: Path, text: str) -> Declared:

@@ -113,8 +113,8 @@ def _read_text(path: Path) -> np.ndarray:
             first, columns = i, len(words)
         if len(words) != columns:
             raise ValueError(
-                f"{path} line {i}: {count(len(words), 'column')}, but line {first} has {columns}; every "
-                f"row needs the same columns (a half-written last row: the file is truncated)"
+                f"{path} line {i}: {count(len(words), 'column')}, but line {first} has {columns}; "
+                f"every row needs the same columns (a half-written last row: the file is truncated)"
             )
         try:
             rows.append([float(w) for w in words[:3]])
@@ -123,11 +123,12 @@ def _read_text(path: Path) -> np.ndarray:
                              f"{line.strip()[:60]!r}") from None
     if not rows:
         raise ValueError(f"{path}: no points: no line holds three numbers (x y z)"
-                         + (f"; line {declared[1]} declares {count(declared[0], 'point')}, so the file "
-                            f"is truncated" if declared else ""))
+                         + (f"; line {declared[1]} declares {count(declared[0], 'point')}, so the "
+                            f"file is truncated" if declared else ""))
     if declared and declared[0] != len(rows):
         raise ValueError(
-            f"{path}: line {declared[1]} declares {count(declared[0], 'point')} but {count(len(rows), 'row')} "
+            f"{path}: line {declared[1]} declares {count(declared[0], 'point')} but "
+            f"{count(len(rows), 'row')} "
             f"follow; " + ("the file is truncated" if len(rows) < declared[0]
                            else "the count or the data is wrong")
         )
@@ -172,8 +173,8 @@ def cloud_columns(arr: np.ndarray, where: str) -> np.ndarray:
         raise ValueError(f"{where}: an array of dtype {arr.dtype} is not a cloud; save real "
                          f"numbers (float32/float64 or integers) of shape [N, 3]")
     if arr.ndim == 3 and shape[0] > 1:
-        raise ValueError(f"{where}: an array of shape {shape} holds {count(shape[0], 'cloud')}; save one "
-                         f"cloud [N, 3] per file (e.g. np.save(path, arr[0]))")
+        raise ValueError(f"{where}: an array of shape {shape} holds {count(shape[0], 'cloud')}; "
+                         f"save one cloud [N, 3] per file (e.g. np.save(path, arr[0]))")
     if arr.ndim == 3:
         arr = arr[0]
     if arr.ndim != 2:
@@ -190,8 +191,8 @@ def cloud_columns(arr: np.ndarray, where: str) -> np.ndarray:
             f"{count(c, 'point')} as columns (transposed, [3, N]), save arr.T instead"
         )
     if c < 3:
-        raise ValueError(f"{where}: an array of shape {shape} has {count(c, 'column')}; a cloud needs "
-                         f"x y z: [N, 3]")
+        raise ValueError(f"{where}: an array of shape {shape} has {count(c, 'column')}; a cloud "
+                         f"needs x y z: [N, 3]")
     if c > MAX_COLUMNS:
         raise ValueError(f"{where}: an array of shape {shape} has {count(c, 'column')}; a cloud is "
                          f"[N, 3] plus at most {MAX_COLUMNS - 3} extra columns (colours, "
@@ -240,8 +241,8 @@ def _read_open3d(path: Path, num_points: int, seed: int) -> np.ndarray:
         cloud = _open3d_read(o3d, o3d.io.read_point_cloud, path)
         points = np.asarray(cloud.points, dtype=np.float64)
         if len(points) != declared.vertices:
-            raise ValueError(f"{path}: Open3D read {count(len(points), 'point')} but the header declares "
-                             f"{declared.vertices}; the file is corrupt")
+            raise ValueError(f"{path}: Open3D read {count(len(points), 'point')} but the header "
+                             f"declares {declared.vertices}; the file is corrupt")
         return points
     mesh = _open3d_read(o3d, o3d.io.read_triangle_mesh, path)
     return _sample_mesh(path, declared, np.asarray(mesh.vertices, dtype=np.float64),
@@ -306,12 +307,13 @@ def _drop_non_finite(path: Path, points: np.ndarray) -> np.ndarray:
         raise ValueError(f"{path} holds no points")
     bad = np.flatnonzero(~np.isfinite(points).all(axis=1))
     if len(bad) == len(points):
-        raise ValueError(f"{path}: all {count(len(points), 'point')} have NaN or infinite coordinates; "
-                         f"the file holds no usable point")
+        raise ValueError(f"{path}: all {count(len(points), 'point')} have NaN or infinite "
+                         f"coordinates; the file holds no usable point")
     if len(bad):
         shown = ", ".join(str(i) for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
         log.warning("%s: dropping %d of %s with NaN/inf coordinates (points %s, counted "
-                    "from 0); the rest are used", path, len(bad), count(len(points), "point"), shown)
+                    "from 0); the rest are "
+                    "used", path, len(bad), count(len(points), "point"), shown)
     return np.delete(points, bad, axis=0)
 
 

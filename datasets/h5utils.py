@@ -60,8 +60,8 @@ def check_points_shape(shape: Sequence[int], path: Path, key: str = "data") -> N
         )
     if shape[0] == 0 or shape[1] == 0:
         raise ValueError(f"h5 file {path} key {key!r} holds {count(shape[0], 'cloud')} of "
-                         f"{count(shape[1], 'point')} (shape {tuple(shape)}); the file is empty or was cut short: "
-                         f"re-download or re-extract it")
+                         f"{count(shape[1], 'point')} (shape {tuple(shape)}); the file is empty or "
+                         f"was cut short: re-download or re-extract it")
 
 
 def whole_numbers(values: np.ndarray, path: Path, key: str) -> np.ndarray:
@@ -96,8 +96,8 @@ def check_labels(raw: np.ndarray, n: int, num_classes: int, path: Path, names_fi
         i = int(bad[0])
         raise ValueError(
             f"h5 file {path} key 'label' index {i} has label {labels[i]}, outside the "
-            f"{count(num_classes, 'class')} of {names_file} (0..{num_classes - 1}); the class list does "
-            f"not match this file: check that {names_file} belongs to this dataset release"
+            f"{count(num_classes, 'class')} of {names_file} (0..{num_classes - 1}); the class list "
+            f"does not match this file: check that {names_file} belongs to this dataset release"
         )
     return labels
 
@@ -131,7 +131,8 @@ def farthest_point_sample(points: torch.Tensor, num_points: int) -> torch.Tensor
     """
     b, p, _ = points.shape
     if num_points > p:
-        raise ValueError(f"cannot take {count(num_points, 'point')} by FPS from clouds of {count(p, 'point')}")
+        raise ValueError(f"cannot take {count(num_points, 'point')} by FPS from clouds of "
+                         f"{count(p, 'point')}")
     pts = points.to(torch.float32)
     x, y, z = (pts[..., k].contiguous() for k in range(3))
     idx = torch.zeros(b, num_points, dtype=torch.long)

@@ -85,8 +85,8 @@ class _Declared:
                                f"{len(data) if isinstance(data, list) else type(data).__name__}")
         elif not isinstance(data, (bytes, bytearray)) or len(data) != nbytes:
             have = len(data) if isinstance(data, (bytes, bytearray)) else type(data).__name__
-            raise _Refused(f"declares a {dtype} array of shape {shape} ({count(nbytes, 'byte')}) but "
-                           f"holds {count(have, 'byte')} of data")
+            raise _Refused(f"declares a {dtype} array of shape {shape} ({count(nbytes, 'byte')}) "
+                           f"but holds {count(have, 'byte')} of data")
         self.state = (tuple(int(d) for d in shape), dtype, bool(fortran), data)
 
     def build(self) -> np.ndarray:

@@ -356,8 +356,8 @@ def install_files(folder: Path) -> list[tuple[Path, Path]]:
             missing.append(f"{e['uid']} ({src})")
         out.append((relative_path(e["data_path"]), src))
     if missing:
-        raise FileNotFoundError(f"{folder}: {len(missing)} of the {count(len(entries), 'object')} listed in "
-                                f"{SPLIT_FILE} are missing: {', '.join(missing[:3])}"
+        raise FileNotFoundError(f"{folder}: {len(missing)} of the {count(len(entries), 'object')} "
+                                f"listed in {SPLIT_FILE} are missing: {', '.join(missing[:3])}"
                                 f"{', ...' if len(missing) > 3 else ''}")
     return out
 

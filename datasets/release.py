@@ -87,7 +87,8 @@ def describe(label: str, splits: Dict[str, object], release_key: Optional[str] =
     key = release_key or getattr(first, "name", label)
     release = RELEASE_CLOUDS.get(key, {})
     counts = {split: len(ds) for split, ds in splits.items()}
-    differences = [f"{split} holds {count(n, 'cloud', spec=',')}; the release has {release[split]:,}"
+    differences = [f"{split} holds {count(n, 'cloud', spec=',')}; the release has "
+                   f"{release[split]:,}"
                    for split, n in counts.items() if split in release and n != release[split]]
     differences += list(extra)
     if key == "objaverse_lvis":
@@ -133,7 +134,8 @@ def _lvis_differences(dataset) -> List[str]:
 def modelnet40c_differences(root: Path, expected: Sequence[str]) -> List[str]:
     """The ModelNet40-C arrays (of ``expected``) missing from ``root``."""
     missing = [name for name in expected if not (Path(root) / name).is_file()]
-    return [f"{len(missing)} of its {count(len(expected), 'file')} are missing ({', '.join(missing[:5])}"
+    return [f"{len(missing)} of its {count(len(expected), 'file')} are missing "
+            f"({', '.join(missing[:5])}"
             f"{', ...' if len(missing) > 5 else ''})"] if missing else []
 
 

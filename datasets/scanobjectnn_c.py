@@ -122,5 +122,5 @@ def validate_folder(folder: Path) -> None:
         first = next(iter(sizes))
         for name, n in sizes.items():
             if n != sizes[first]:
-                raise ValueError(f"{folder / name} holds {count(n, 'cloud')} but {folder / first} holds "
-                                 f"{sizes[first]}; the files come from different releases")
+                raise ValueError(f"{folder / name} holds {count(n, 'cloud')} but {folder / first} "
+                                 f"holds {sizes[first]}; the files come from different releases")

@@ -142,7 +142,8 @@ def _check_request(store: SplitStore, dataset, rows: np.ndarray, projector,
                          f"{dataset.split}")
     if store.num_rows != len(dataset) or store.num_views != projector.num_views:
         raise ValueError(f"feature store {store.path} holds {count(store.num_rows, 'cloud')} x "
-                         f"{count(store.num_views, 'view')}, not {len(dataset)} x {projector.num_views}")
+                         f"{count(store.num_views, 'view')}, not {len(dataset)} x "
+                         f"{projector.num_views}")
 
 
 def _missing_blocks(store: SplitStore, rows: np.ndarray, batch_size: int
@@ -272,8 +273,8 @@ def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, back
                     future.exception()
                 raise Interrupted(
                     f"interrupted while encoding {dataset.name} {dataset.split}: "
-                    f"{stats.encoded} of {count(len(todo_rows), 'cloud')} encoded in this run are kept in "
-                    f"{store.path}; run the same command again to resume") from None
+                    f"{stats.encoded} of {count(len(todo_rows), 'cloud')} encoded in this run are "
+                    f"kept in {store.path}; run the same command again to resume") from None
         barrier()   # every rank's share is stored
         show_progress()
     finally:

@@ -54,7 +54,8 @@ class ViewSet:
                 values = tuple(float(t) for t in given)
                 if len(values) != len(angles):
                     raise ValueError(f"view set {self.name!r}: {len(values)} {field} for "
-                                     f"{count(len(angles), 'view')}; give one {field[:-1]} per view or {field}=None")
+                                     f"{count(len(angles), 'view')}; give one {field[:-1]} per "
+                                     f"view or {field}=None")
                 object.__setattr__(self, field, values)
         for v in angles + tuple(t for t in (self.tilts, self.pans) if t):
             if not all(math.isfinite(x) for x in v):

@@ -116,7 +116,8 @@ def run_backbones(ctx: AblationContext) -> StudyResult:
         if lacking:
             command = fill_command(cfg, spec)
             missing[spec] = {"missing_clouds": lacking, "command": command}
-            table.add(spec, "missing: " + ", ".join(count(n, f"{s} cloud") for s, n in lacking.items()),
+            table.add(spec, "missing: "
+                            "" + ", ".join(count(n, f"{s} cloud") for s, n in lacking.items()),
                       None, None, None, None, None)
             continue
         try:

@@ -43,7 +43,9 @@ def write_study(study: StudyResult, folder: Path, header: Sequence[str],
         if len(table.rows) <= MARKDOWN_ROWS:
             md += [f"## {name}", "", table.to_markdown()]
         else:
-            md += [f"## {name}", "", f"{count(len(table.rows), 'row')}: see [{name}.csv]({name}.csv).", ""]
+            md += ["## "
+                   f"{name}", "", f"{count(len(table.rows), 'row')}: see "
+                                  f"[{name}.csv]({name}.csv).", ""]
     _write(folder / "table.md", "\n".join(md))
     sizes = {}
     for name, draw in study.figures.items():

@@ -58,7 +58,8 @@ class AblationResult:
         views = "all" if cfg.views is None else str(cfg.views)
         return [
             f"- Dataset: {cfg.data.label} ({self.num_test_clouds} test clouds, "
-            f"{count(cfg.data.num_points, 'point')}, {cfg.data.sampling} sampling); results on TEST",
+            f"{count(cfg.data.num_points, 'point')}, {cfg.data.sampling} sampling); results on "
+            "TEST",
             f"- Tuning protocol: {self.protocol}; grid {cfg.tune.grid} x {cfg.tune.grid}, beta2 "
             f"in (0, {cfg.tune.beta2_max:g}], beta3 in (0, {cfg.tune.beta3_max:g}]",
             f"- Backbone: {cfg.backbone} ({self.backbone_identity}, {self.precision})",

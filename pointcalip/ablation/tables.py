@@ -34,7 +34,8 @@ class Table:
 
     def add(self, *values: Any) -> None:
         if len(values) != len(self.columns):
-            raise ValueError(f"a row of {count(len(values), 'value')} for {count(len(self.columns), 'column')}")
+            raise ValueError(f"a row of {count(len(values), 'value')} for "
+                             f"{count(len(self.columns), 'column')}")
         self.rows.append(list(values))
 
     def column(self, name: str) -> List[Any]:

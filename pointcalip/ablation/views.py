@@ -135,9 +135,10 @@ def views_notes(search_betas: bool, v: int, top, everything, drops) -> List[str]
     label = "betas searched on the tuning set for every subset" if search_betas \
         else "betas searched once with all views, used for every subset"
     notes = [
-        f"{2 ** v - 1} view subsets of the projector's {count(v, 'view')}, {label}; uniform view weights.",
-        f"Views were encoded once for all {count(v, 'view')}; every subset is read from the per-view "
-        f"logits (no re-encoding).",
+        f"{2 ** v - 1} view subsets of the projector's {count(v, 'view')}, {label}; uniform view "
+        "weights.",
+        f"Views were encoded once for all {count(v, 'view')}; every subset is read from the "
+        f"per-view logits (no re-encoding).",
         f"Best subset overall, chosen by tuning accuracy: {subset_label(top.views)} "
         f"({count(len(top.views), 'view')}): tuning {top.tune:.2f}%, test {top.test:.2f}%. "
         f"All {count(v, 'view')}: tuning {everything.tune:.2f}%, test {everything.test:.2f}%.",

@@ -71,7 +71,8 @@ class AdaptResult:
         if self.cache_grid is None:
             return "fixed: the spec's defaults (Point-Cache's), chosen in advance"
         return (f"val: alpha and beta chosen by streaming the clean validation subset of "
-                f"TRAIN ({count(self.tuning_clouds, 'cloud')}, {count(self.config.orders, 'order')}) over "
+                f"TRAIN ({count(self.tuning_clouds, 'cloud')}, "
+                f"{count(self.config.orders, 'order')}) over "
                 f"{len(self.cache_grid)} grid points; never on test labels")
 
     def to_dict(self) -> dict:

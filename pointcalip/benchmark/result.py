@@ -236,7 +236,8 @@ class BenchmarkResult:
         return [f"**Warning:** the labels of {check['differing_sets']} of {check['sets_checked']} "
                 f"{self.benchmark} sets differ from the clean {clean} TEST labels; first "
                 f"{first['set']} ({first['file']}): {first['differing']} of "
-                f"{count(first['clouds'], 'cloud')} (rows {', '.join(map(str, first['first_rows']))}{more}). Its clouds may "
+                f"{count(first['clouds'], 'cloud')} (rows "
+                f"{', '.join(map(str, first['first_rows']))}{more}). Its clouds may "
                 f"not be {clean}'s TEST clouds in their order.", ""]
 
 
@@ -402,7 +403,8 @@ class TableResult:
         cfg = self.config
         pct = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
         lines = [f"# Benchmark: {run_title(' / '.join(d.label for d in self.datasets), cfg.projector.name, cfg.backbone)}", "",
-                 f"{cfg.backbone}, projector {cfg.projector.name}, {count(len(self.views), 'view')}; "
+                 f"{cfg.backbone}, projector {cfg.projector.name}, "
+                 f"{count(len(self.views), 'view')}; "
                  f"accuracies in percent.", "",
                  "| dataset | method | clouds | classes | top-1 | mAcc | top-3 | top-5 | protocol |",
                  "|---|---|---|---|---|---|---|---|---|"]

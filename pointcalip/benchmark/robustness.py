@@ -178,7 +178,8 @@ def run_robustness(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = None
     timings["evaluate_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
     protocol = (f"tuned once on clean {cfg.data.label} validation: class-stratified "
-                f"{cfg.tune.val_fraction:.0%} of TRAIN (seed {seed}, {count(len(tune_rows), 'cloud')}); "
+                f"{cfg.tune.val_fraction:.0%} of TRAIN (seed {seed}, "
+                f"{count(len(tune_rows), 'cloud')}); "
                 f"never on corrupted or test data")
     views = list(cfg.views) if cfg.views is not None else list(range(projector.num_views))
     return BenchmarkResult(

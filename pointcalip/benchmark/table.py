@@ -221,7 +221,8 @@ def read_tuning(path: str | Path, label: str, *, backbone_identity: str, project
         if r.get(key) != ours:
             raise _mismatch(path, key, r.get(key), ours)
     if classes != classes_digest(classnames):
-        theirs = (f"{count(num_classes, 'class')}, sha256 {str(classes)[:12]}" if num_classes else f"sha256 {classes}")
+        theirs = (f"{count(num_classes, 'class')}, sha256 "
+                  f"{str(classes)[:12]}" if num_classes else f"sha256 {classes}")
         raise _mismatch(path, "classes", theirs, f"{count(len(classnames), 'class')}, sha256 "
                                                  f"{classes_digest(classnames)[:12]}")
     prefix = "" if row is r else f"datasets.{label}."
@@ -312,10 +313,11 @@ def protocol(plan: DatasetPlan, cfg: BenchmarkConfig, source: Optional[TuningSou
                 f"reported on TEST ({count(len(plan.report_rows), 'cloud')}{left_out})")
     if plan.rule == "val":
         return (f"val: class-stratified {frac:.0%} of TRAIN (seed {seed}, "
-                f"{count(len(plan.tune_rows), 'cloud')}); reported on TEST ({count(len(plan.report_rows), 'cloud')})")
+                f"{count(len(plan.tune_rows), 'cloud')}); reported on TEST "
+                f"({count(len(plan.report_rows), 'cloud')})")
     return (f"test_slice: no TRAIN split; tuned on a class-stratified {frac:.0%} slice of the "
-            f"test data (seed {seed}, {count(len(plan.tune_rows), 'cloud')}); reported on the other "
-            f"{count(len(plan.report_rows), 'cloud')} only")
+            f"test data (seed {seed}, {count(len(plan.tune_rows), 'cloud')}); reported on the "
+            f"other {count(len(plan.report_rows), 'cloud')} only")
 
 
 def output_dir(cfg: BenchmarkConfig) -> Path:

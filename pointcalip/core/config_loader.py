@@ -303,7 +303,8 @@ def check_yaml_size(data: Any, where: str, limit: int = MAX_YAML_VALUES) -> None
         return sizes[id(value)]
 
     if size(data) > limit:
-        raise ValueError(f"{where} holds more than {count(limit, 'value', spec=',')} once its YAML aliases (*name) "
+        raise ValueError(f"{where} holds more than {count(limit, 'value', spec=',')} once its YAML "
+                         "aliases (*name) "
                          f"are expanded; a config needs far fewer: remove the nested aliases")
 
 

@@ -161,7 +161,8 @@ def files_identity(files: Sequence[str | Path], names: Optional[Sequence[str]] =
     names = ([os.path.basename(os.fspath(f)) for f in files] if names is None
              else [str(n) for n in names])
     if len(names) != len(files):
-        raise ValueError(f"files_identity: {count(len(files), 'file')} but {count(len(names), 'name')}")
+        raise ValueError(f"files_identity: {count(len(files), 'file')} but "
+                         f"{count(len(names), 'name')}")
     entries = [{"name": n, "size": size, "sha256": digest}
                for n, (size, digest) in zip(names, file_digests(files))]
     if len(entries) <= LIST_LIMIT:

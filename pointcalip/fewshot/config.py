@@ -66,7 +66,8 @@ class _FewShotFields(RunConfig):
                                             "validation part of TRAIN, never the test split")
         shots, classes = max(self.shots), self.data.num_classes
         check_size("augment.copies", self.augment.copies * shots * classes, MAX_AUGMENTED_CLOUDS,
-                   "augmented clouds to encode", f"{count(self.augment.copies, 'copy')} x {count(shots, 'shot')} x "
+                   "augmented clouds to "
+                   "encode", f"{count(self.augment.copies, 'copy')} x {count(shots, 'shot')} x "
                                                  f"{count(classes, 'class')}")
 
 

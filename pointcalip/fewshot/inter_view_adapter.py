@@ -219,6 +219,8 @@ def check_checkpoint_fits(path: str | Path, num_views: int, channels: int, what:
     says which projector and backbone this run uses), naming the file and both shapes."""
     v, c = checkpoint_shape(path, trust)
     if (v, c) != (num_views, channels):
-        raise ValueError(f"adapter checkpoint {path} was trained on {count(v, 'view')} of {c}-channel "
-                         f"features, but this run has {count(num_views, 'view')} of {count(channels, 'channel')} "
+        raise ValueError(f"adapter checkpoint {path} was trained on {count(v, 'view')} of "
+                         f"{c}-channel "
+                         f"features, but this run has {count(num_views, 'view')} of "
+                         f"{count(channels, 'channel')} "
                          f"({what}): use the checkpoint made for this projector and backbone")

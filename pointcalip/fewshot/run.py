@@ -44,7 +44,8 @@ RUNNERS: Dict[str, Callable] = {e.name: e.target for e in method_entries()
 def protocol(prepared: Prepared) -> str:
     c = prepared.cfg.tune
     return (f"validation: class-stratified {c.val_fraction:.0%} of TRAIN (seed {c.seed}, "
-            f"{count(len(prepared.splits.val), 'cloud')}), disjoint from every shot; shots drawn per seed "
+            f"{count(len(prepared.splits.val), 'cloud')}), disjoint from every shot; shots drawn "
+            "per seed "
             f"from the rest of TRAIN. Model selection (best epoch), early stopping, the zero-shot "
             f"betas and view weights (CALIP-FS init, CALIP base) and Tip-Adapter's alpha and beta "
             f"are all chosen on validation; TEST is evaluated once per run, with the selected model. "

@@ -241,8 +241,8 @@ class LocationCache:
         v = self.projector.num_views
         if xy.shape[:2] != (len(idx), v) or xy.shape[3:] != (2,) or \
                 visible.shape != xy.shape[:3]:
-            raise ValueError(f"locations for {count(len(idx), 'row')} must be xy [{len(idx)}, {v}, N, 2] "
-                             f"and visible [{len(idx)}, {v}, N]; got {xy.shape} and "
+            raise ValueError(f"locations for {count(len(idx), 'row')} must be xy [{len(idx)}, {v}, "
+                             f"N, 2] and visible [{len(idx)}, {v}, N]; got {xy.shape} and "
                              f"{visible.shape}")
         if idx.size and (idx.min() < 0 or idx.max() >= self.num_rows):
             raise IndexError(f"rows {idx.tolist()[:10]} outside this split's "
