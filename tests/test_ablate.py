@@ -216,7 +216,7 @@ def test_pngs_are_valid_and_of_the_expected_size(runs):
     expected = {("views", "views.png"): plots.LINES_SIZE,
                 ("views", "importance.png"): plots.BARS_SIZE,
                 ("terms", "beta_surface.png"): (2 * plots.HEATMAP_PANEL[0], plots.HEATMAP_PANEL[1]),
-                ("prompts", "prompts.png"): (900, 120 + 34 * n_prompts),
+                ("prompts", "prompts.png"): (900, 140 + 60 * n_prompts),
                 ("projectors", "projectors.png"): plots.BARS_SIZE,
                 ("backbones", "backbones.png"): plots.BARS_SIZE,
                 ("weights", "weights.png"): plots.BARS_SIZE}
@@ -295,6 +295,8 @@ def test_prompts_study_finds_the_labels_template_and_reads_prompt_files(runs, vi
     assert all(f["encoded_now"] == 0 for f in zres["features"].values())
     assert zres["accuracy"]["pointclip"] == pytest.approx(float(file_row["pointclip_test"]), abs=1e-3)
     assert zres["accuracy"]["calip"] == pytest.approx(float(file_row["test_top1"]), abs=1e-3)
+    for method, column in (("pointclip", "pointclip_test_macc"), ("calip", "test_macc")):
+        assert zres["mean_class_accuracy"][method] == pytest.approx(float(file_row[column]), abs=1e-3)
     assert (zres["beta2"], zres["beta3"]) == pytest.approx(
         (float(file_row["beta2"]), float(file_row["beta3"])), abs=1e-4)
 
@@ -308,6 +310,35 @@ def test_projectors_study_same_data_and_backbone(runs):
     assert table[0]["test_top1"] == terms["full CALIP"]["test_top1"]
     assert float(table[0]["test_top1"]) > float(table[1]["test_top1"])
     assert res["studies"]["projectors"]["winner"] == "pointclip (6 views, zeroshot)"
+
+
+def test_classification_study_figures_show_mean_class_accuracy_beside_top1(runs, monkeypatch):
+    """projectors.png / prompts.png / backbones.png: PointCLIP's and CALIP's top-1 and mAcc,
+    the table's numbers; weights.png names each row's mAcc."""
+    drawn = {}
+
+    def bars(path, labels, groups, ylabel, *args, **kwargs):
+        drawn[path.name] = (groups, ylabel)
+        return (1, 1)
+
+    monkeypatch.setattr(plots, "bars", bars)
+    out, _ = runs["run"]("figures_again", configs=("ablation_projectors", "ablation_prompts",
+                                                   "ablation_weights"),
+                         *("--set", f"prompts_study.candidates=[pointclip, depth_ensemble]"))
+    for study in ("projectors", "prompts"):
+        groups, ylabel = drawn[f"{study}.png"]
+        table = rows(out / study)
+        assert "mAcc" in ylabel and list(groups) == [
+            "PointCLIP (betas 0), top-1", "PointCLIP (betas 0), mAcc", "CALIP (tuned), top-1",
+            "CALIP (tuned), mAcc"]
+        for name, column in zip(groups, ("pointclip_test", "pointclip_test_macc", "test_top1",
+                                         "test_macc")):
+            assert groups[name] == pytest.approx([float(r[column]) for r in table], abs=1e-3)
+        assert groups["CALIP (tuned), mAcc"] != groups["CALIP (tuned), top-1"]     # they differ here
+    weights = rows(out / "weights")
+    legend = list(drawn["weights.png"][0])
+    assert [f"mAcc {float(r['test_macc']):.1f}%" in name for r, name in zip(weights, legend)] == \
+        [True] * len(weights)
 
 
 def test_backbones_study_lists_the_missing_one_with_the_command_that_fills_it(

@@ -84,6 +84,27 @@ def test_zero_shot_and_cache_rows_equal_a_recomputation(planted, adapted):
             assert len(s["rows"][row]["per_order"]) == 2 and s["rows"][row]["online"]
 
 
+def test_mean_class_accuracy_and_confusion_per_set_summed_over_orders(adapted):
+    res, tmp, _ = adapted
+    confusion = tmp / "out" / "confusion"
+    for i, s in enumerate(res["sets"]):
+        for row, key in (("PointCLIP", "pointclip"), ("CALIP", "calip"), ("+ local (full)", "cache_full")):
+            lines = (confusion / f"{s['name']}_{key}.csv").read_text().splitlines()
+            assert lines[0].split(",")[1:] == list(P.CLASSES)
+            m = np.array([[int(v) for v in line.split(",")[1:]] for line in lines[1:]])
+            r = s["rows"][row]
+            assert m.sum() == 2 * LIMIT                                  # 2 orders, summed
+            assert 100 * np.trace(m) / m.sum() == pytest.approx(r["mean"], abs=1e-3), (s["name"], row)
+            per_class = np.diag(m) / m.sum(axis=1)
+            assert 100 * per_class.mean() == pytest.approx(r["macc"], abs=1e-3), (s["name"], row)
+            assert len(r["macc_per_order"]) == 2
+            assert (confusion / f"{s['name']}_{key}.png").is_file() == (i == 0)   # first set only
+    # (--limit keeps 7 clouds of each class: balanced sets, so here mAcc equals top-1)
+    md = (tmp / "out" / "results.md").read_text()
+    assert "Mean class accuracy (mAcc, %), the mean over the orders:" in md
+    assert f"| original | {res['sets'][0]['rows']['PointCLIP']['macc']:.2f} |" in md
+
+
 def test_prefill_is_labelled_not_online(planted, adapted, tiny_checkpoints):
     _, tmp, c40 = adapted
     out = tmp / "prefill"

@@ -247,3 +247,59 @@ def test_error_rates_confusions_and_the_data_against_the_release(planted, bench)
     assert (tmp / "out" / "confusion" / "modelnet40_test_calip.png").is_file()
     assert (tmp / "out" / "confusion" / "rotation_4_calip.csv").is_file()
     assert not (tmp / "out" / "confusion" / "rotation_4_calip.png").exists()
+
+
+#: DGCNN's overall accuracy on ModelNet-C (Ren et al. 2022, Table 2; jiawei-ren/ModelNet-C
+#: modelnetc_utils/eval.py): clean and each corruption's mean over its 5 levels
+DGCNN_OA = {"clean": 0.926, "jitter": 0.684, "add_local": 0.725}
+
+
+@pytest.fixture(scope="module")
+def modelnet_c_run(planted, bench, tiny_checkpoints):
+    """`benchmark --config modelnet_c` on 2 corruptions x all 5 levels; its clean.h5 holds
+    each test cloud's neighbour (labels kept), so its accuracy differs from clean TEST's."""
+    import h5py
+
+    from synthetic_corrupted_h5 import write_modelnet_c
+
+    _, tmp, _ = bench
+    mnc = write_modelnet_c(tmp / "mnc", planted.labels["test"], base=planted.points["test"].numpy())
+    with h5py.File(mnc / "clean.h5", "r+") as f:
+        f["data"][...] = np.roll(np.asarray(f["data"]), 1, axis=0)
+    out = tmp / "mnc_out"
+    argv = bench_argv(planted, mnc, tiny_checkpoints["vit"], tmp / "store", out,
+                      "--set", "benchmark.corruptions=[jitter,add_local]",
+                      "--set", "benchmark.severities=[0,1,2,3,4]")
+    argv[argv.index("modelnet40c")] = "modelnet_c"
+    assert main(argv) == 0
+    return json.loads((out / "results.json").read_text()), out
+
+
+def test_modelnet_c_mce_and_rmce_by_hand(modelnet_c_run):
+    """ModelNet-C's CE_c = E_c / E_c^DGCNN and RCE_c = (E_c - E_clean) / (E_c^DGCNN -
+    E_clean^DGCNN), E_c the mean error over the 5 levels, E_clean on the release's own clean
+    set (clean.h5, as ModelNet-C's evaluation does); mCE / RmCE their means."""
+    res, out = modelnet_c_run
+    assert res["benchmark"] == "modelnet_c"
+    for m in ("pointclip", "calip"):
+        clean_error = 100.0 - res["original"][m]["top1"]
+        assert res["original"][m]["top1"] != res["clean"][m]["top1"]     # the fixture's point
+        ce, rce = {}, {}
+        for c in ("jitter", "add_local"):
+            cells = res["corruptions"][c]
+            assert sorted(cells) == ["0", "1", "2", "3", "4"]
+            error = np.mean([100.0 - cells[s][m]["top1"] for s in cells])
+            dgcnn = 100.0 * (1 - DGCNN_OA[c])
+            ce[c] = error / dgcnn
+            rce[c] = (error - clean_error) / (dgcnn - 100.0 * (1 - DGCNN_OA["clean"]))
+        n = res["error_rates"][m]["dgcnn_normalised"]
+        assert n["corruptions"] == ["jitter", "add_local"]
+        assert n["ce"] == pytest.approx(ce) and n["rce"] == pytest.approx(rce)
+        assert n["mce"] == pytest.approx(np.mean(list(ce.values())))
+        assert n["rmce"] == pytest.approx(np.mean(list(rce.values())))
+        assert n["clean_set"] == "clean" and n["comparable"] is False     # 2 of 7 corruptions
+        assert res["error_rates"][m]["mean_vs_dgcnn"] is None       # ModelNet40-C's, not this one's
+    md = (out / "results.md").read_text()
+    n = res["error_rates"]["calip"]["dgcnn_normalised"]
+    assert f"mCE {n['mce']:.3f}, RmCE {n['rmce']:.3f}" in md
+    assert "on ModelNet40-C" not in md

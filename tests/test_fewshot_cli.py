@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -91,6 +92,37 @@ def test_runs_record_what_was_chosen_on_validation(result, shape_families):
     assert best_pt["about"]["config"]["calip_fs"]["rank"] == 16
     md = (tmp / "out" / "results.md").read_text()
     assert md.startswith("# Few-shot results") and "| CALIP-FS |" in md
+
+
+def read_confusion(path):
+    """A confusion CSV -> (class names, [K, K] int matrix); rows are true classes."""
+    lines = [line.split(",") for line in path.read_text().splitlines()]
+    assert [row[0] for row in lines[1:]] == lines[0][1:]        # the same names both ways
+    return lines[0][1:], np.array([[int(v) for v in row[1:]] for row in lines[1:]])
+
+
+def test_a_confusion_matrix_per_method_and_shots_summed_over_seeds(result):
+    res, tmp = result
+    out = tmp / "out"
+    res = json.loads((out / "results.json").read_text())      # as written with the matrices
+    assert all("test_confusion" not in r for r in res["runs"])    # they live in confusion/
+    for cell in res["summary"]:
+        tag = "zeroshot" if cell["shots"] == 0 else f"{cell['shots']}shot"
+        names, matrix = read_confusion(out / "confusion" / f"test_{cell['method']}_{tag}.csv")
+        assert (out / "confusion" / f"test_{cell['method']}_{tag}.png").read_bytes()[:4] == b"\x89PNG"
+        assert len(names) == 4 and matrix.shape == (4, 4)
+        runs = max(cell["seeds"], 1)
+        assert matrix.sum() == runs * res["num_test_clouds"], cell        # summed over seeds
+        assert 100 * np.trace(matrix) / matrix.sum() == pytest.approx(cell["mean"]), cell
+        per_class = np.diag(matrix) / matrix.sum(axis=1)
+        assert 100 * per_class.mean() == pytest.approx(cell["macc"]), cell
+    rows = [json.loads((out / "runs" / "calip_fs" / f"4shot-seed{s}" / "result.json").read_text())
+            ["run"]["test_confusion"] for s in (1, 2)]
+    _, summed = read_confusion(out / "confusion" / "test_calip_fs_4shot.csv")
+    assert (np.array(rows[0]) + np.array(rows[1]) == summed).all()
+    assert not (np.array(rows[0]) == summed).all()
+    md = (out / "results.md").read_text()
+    assert "Confusion matrices: confusion/ (CSV and figure)" in md and "summed over its seeds" in md
 
 
 def test_more_seeds_encode_only_new_clouds(result, shape_families, tiny_checkpoints):

@@ -134,6 +134,35 @@ def test_corruption_error_rates_and_dgcnn_normalised_errors():
     assert n["mce"] == pytest.approx((1.0 + 0.2 / 0.094) / 2)
 
 
+def test_dgcnn_normalised_errors_only_for_the_benchmark_they_were_measured_on():
+    from pointcalip.benchmark.result import BenchmarkResult, SetScore
+    from pointcalip.report.metrics import accuracy
+
+    def score(label, right, corruption=None, severity=None):      # 4 clouds, ``right`` correct
+        logits = torch.nn.functional.one_hot(torch.tensor([0] * right + [1] * (4 - right)), 2).float()
+        acc = accuracy(logits, [0, 0, 0, 0])
+        return SetScore(label, 4, acc, acc, corruption, severity)
+
+    cells = [score(f"jitter_{s}", r, "jitter", s) for s, r in zip(range(5), (4, 3, 3, 2, 1))]
+
+    def result(benchmark, original=None):
+        return BenchmarkResult(None, None, benchmark, "", {}, [], [], "", 0, None,
+                               score("modelnet40 test", 4), original, cells)
+
+    error = np.mean([0, 25, 25, 50, 75])                            # jitter, mean over 5 levels
+    for benchmark in ("scanobjectnn_c", "modelnet40c"):             # same names, other data
+        assert result(benchmark).errors("calip")["dgcnn_normalised"] is None
+    assert result("scanobjectnn_c").errors("calip")["mean_vs_dgcnn"] is None
+    n = result("modelnet_c", score("clean", 3)).errors("calip")["dgcnn_normalised"]
+    assert n["ce"]["jitter"] == pytest.approx(error / (100 - 68.4))
+    assert n["rce"]["jitter"] == pytest.approx((error - 25.0) / (92.6 - 68.4))   # clean.h5: 25%
+    assert (n["clean_set"], n["comparable"]) == ("clean", False)           # 1 of 7 corruptions
+    n = result("modelnet_c").errors("calip")["dgcnn_normalised"]           # no clean.h5 read
+    assert n["rce"]["jitter"] == pytest.approx(error / (92.6 - 68.4))
+    assert n["clean_set"] == "modelnet40 test"
+    assert result("modelnet_c").errors("calip")["mean_vs_dgcnn"] is None
+
+
 # ------------------------------------------------------------------------------- v2 prompts
 
 def test_v2_prompts_are_installed_checked_and_named_by_templates_v2(tmp_path, monkeypatch, capsys):

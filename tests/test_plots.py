@@ -72,6 +72,22 @@ def test_bars_carry_their_values_and_the_axis_starts_near_the_data(tmp_path):
     assert plots.bars(tmp_path / "b.png", ["a"], {"x": [3.0]}, "y", "t") == (1200, 750)   # 150 dpi
 
 
+def test_a_methods_two_metrics_share_its_colour_and_the_second_is_hatched():
+    groups = {"PointCLIP, top-1": [40.0, 50.0], "PointCLIP, mAcc": [35.0, 45.0],
+              "CALIP, top-1": [60.0, 70.0], "CALIP, mAcc": [55.0, 66.0]}
+    ax = plots.bars_figure(["a", "b"], groups, "test top-1 and mAcc (%)", "t").axes[0]
+    bars = {c.get_label(): c.patches for c in ax.containers}
+    edge = {name: {p.get_edgecolor() for p in patches} for name, patches in bars.items()}
+    face = {name: {p.get_facecolor() for p in patches} for name, patches in bars.items()}
+    assert face["PointCLIP, top-1"] == edge["PointCLIP, mAcc"] != face["CALIP, top-1"]
+    assert face["CALIP, top-1"] == edge["CALIP, mAcc"]
+    assert {p.get_hatch() for p in bars["CALIP, mAcc"]} == {"///"}
+    assert {p.get_hatch() for p in bars["CALIP, top-1"]} == {None}
+    # names that are not "<method>, <two metrics>" keep matplotlib's own colours
+    assert plots._metric_pairs(["PointCLIP", "CALIP"]) == {}
+    assert plots._metric_pairs(["a, top-1", "a, mAcc", "b, top-1"]) == {}
+
+
 def test_signed_bars_keep_zero_and_non_negative_bars_never_go_below_it():
     assert plots.near_data_limits([-6.25, 0.0, 2.0], include_zero=True)[0] < -6.25
     assert plots.near_data_limits([1.0, 2.0], include_zero=True)[0] <= 0

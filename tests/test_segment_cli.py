@@ -139,6 +139,30 @@ def test_val_tuning_recovers_planted_parameters(planted, tiny_checkpoints, tmp_p
     assert (tmp_path / "val" / "results.md").read_text().count("| chair |") == 1
     assert (tmp_path / "val" / "pictures" / "chair_0.png").stat().st_size > 1000
     assert (tmp_path / "val" / "pictures" / "views_test0.png").stat().st_size > 1000
+    # a part confusion matrix per category and method: the reported cells, counted by hand
+    gt = test.pid[np.searchsorted(test.index, npz["index"])]
+    off_diagonal = 0
+    for method, pred in (("calip", npz["pred"]), ("clip", npz["pred_dense_clip"])):
+        for c, name in enumerate(SHAPENETPART_CATEGORIES):
+            rows = test.labels == c
+            if name not in CATEGORIES or not rows.any():
+                continue
+            lines = (tmp_path / "val" / "confusion" / f"test_{method}_{name}.csv").read_text().splitlines()
+            parts = test.parts[name]
+            assert lines[0] == "true \\ predicted," + ",".join(parts)
+            matrix = np.array([[int(v) for v in line.split(",")[1:]] for line in lines[1:]])
+            off = PART_OFFSETS[c]
+            by_hand = np.zeros((len(parts), len(parts)), int)
+            np.add.at(by_hand, (gt[rows].ravel() - off, pred[rows].ravel() - off), 1)
+            assert (matrix == by_hand).all(), (method, name)
+            assert matrix.sum() == rows.sum() * 64
+            if method == "calip":
+                acc = r["per_category"][name]["calip_accuracy"]
+                assert 100 * matrix.trace() / matrix.sum() == pytest.approx(acc)
+                off_diagonal += matrix.sum() - matrix.trace()
+            assert (tmp_path / "val" / "confusion" / f"test_{method}_{name}.png").stat().st_size > 1000
+    assert off_diagonal > 0                                         # some points confused
+    assert "Part confusion matrices" in (tmp_path / "val" / "results.md").read_text()
 
 
 

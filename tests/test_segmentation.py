@@ -123,3 +123,21 @@ def test_segment_batch_size_is_checked_against_its_cost_like_every_run_config():
     with pytest.raises(ConfigError, match=r"batch_size would make [\d,]+\.\d GiB \(per batch: "
                                           r"100000 clouds x 10 views"):
         load_config(SegmentConfig, ["shapenetpart"], ["batch_size=100000"])
+
+
+def test_part_confusion_by_hand():
+    offsets, counts, names = [0, 2], [2, 3], ["mug", "cup3"]
+    gt = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3]])
+    pred = np.array([[0, 0, 1, 1], [1, 1, 0, 0], [2, 2, 3, 2]])
+    s = segmentation_scores(pred, gt, [0, 0, 1], names, offsets, counts)
+    # mug: true 0 -> predicted 0 twice, 1 twice; true 1 -> 1 twice, 0 twice (row: true part)
+    assert s.categories["mug"].confusion.tolist() == [[2, 2], [2, 2]]
+    # cup3 (parts 2, 3, 4 global): true 2 -> 2, 2; true 3 -> 3, 2; part 4 unused
+    assert s.categories["cup3"].confusion.tolist() == [[2, 0, 0], [1, 1, 0], [0, 0, 0]]
+    skew = np.array([[0, 1, 1, 1]])           # one shape: true 0 -> 1 once, true 1 -> 1 twice
+    one = segmentation_scores(skew, gt[:1], [0], names, offsets, counts)
+    c = one.categories["mug"].confusion
+    assert c.tolist() == [[1, 1], [0, 2]]
+    assert np.trace(c) / c.sum() == pytest.approx(one.categories["mug"].accuracy)
+    iou = np.diag(c) / (c.sum(0) + c.sum(1) - np.diag(c))       # one shape: the same cells
+    assert one.categories["mug"].miou == pytest.approx(iou.mean())

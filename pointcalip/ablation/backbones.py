@@ -25,7 +25,7 @@ from ..backbones.engines import planned_engine
 from ..report.results import backbone_label
 from .config import AblationConfig
 from .context import AblationContext
-from .tables import BETA_FORMAT, StudyResult, Table
+from .tables import BETA_FORMAT, StudyResult, Table, accuracy_groups
 from .tuning import test_accuracy, tune_then_test
 from ..core.words import count
 
@@ -108,7 +108,8 @@ def command_words(command: str, config: str, wanted, base) -> List[str]:
 def run_backbones(ctx: AblationContext) -> StudyResult:
     cfg = ctx.cfg
     table = Table(["backbone", "status", "pointclip_test", "beta2", "beta3", "tune_top1",
-                   "test_top1"], formats={"beta2": BETA_FORMAT, "beta3": BETA_FORMAT})
+                   "test_top1", "pointclip_test_macc", "test_macc"],
+                  formats={"beta2": BETA_FORMAT, "beta3": BETA_FORMAT})
     present: List[str] = []
     missing: Dict[str, dict] = {}
     for spec in cfg.backbones_study.backbones:
@@ -116,9 +117,9 @@ def run_backbones(ctx: AblationContext) -> StudyResult:
         if lacking:
             command = fill_command(cfg, spec)
             missing[spec] = {"missing_clouds": lacking, "command": command}
-            table.add(spec, "missing: "
-                            "" + ", ".join(count(n, f"{s} cloud") for s, n in lacking.items()),
-                      None, None, None, None, None)
+            table.add(spec, "missing: " + ", ".join(count(n, f"{s} cloud")
+                                                    for s, n in lacking.items()),
+                      None, None, None, None, None, None, None)
             continue
         try:
             pair = ctx.logits(backbone=spec)
@@ -126,14 +127,14 @@ def run_backbones(ctx: AblationContext) -> StudyResult:
             log.warning("backbone %s: its features are stored but it cannot be evaluated: %s",
                         spec, err)
             table.add(spec, f"stored, but the model cannot be loaded: {err}", None, None, None,
-                      None, None)
+                      None, None, None, None)
             continue
         if cfg.views is not None:
             pair = pair.select(cfg.views)
         plain = test_accuracy(pair.test, 0.0, 0.0)
         t = tune_then_test(pair, cfg.tune)
         table.add(spec, "in store", plain.top1, t.found.beta2, t.found.beta3, t.tune_top1,
-                  t.test.top1)
+                  t.test.top1, plain.mean_per_class, t.test.mean_per_class)
         present.append(spec)
     notes = [f"Dataset {cfg.data.label}, projector {cfg.projector.name}, precision "
              f"{precision_on(cfg.device)}: a backbone counts as in the store when every "
@@ -150,10 +151,8 @@ def run_backbones(ctx: AblationContext) -> StudyResult:
               for b in cfg.backbones_study.backbones]
 
     def draw(path: Path):
-        return plots.bars(path, labels, {"PointCLIP (betas 0)": table.column("pointclip_test"),
-                                         "CALIP (tuned)": table.column("test_top1")},
-                          "test top-1 (%)", f"Backbones: {ctx.caption(backbone=False)}",
-                          min_pad=1.0)
+        return plots.bars(path, labels, accuracy_groups(table), "test top-1 and mAcc (%)",
+                          f"Backbones: {ctx.caption(backbone=False)}", min_pad=1.0)
 
     return StudyResult(name="backbones", title="Backbones in the feature store", table=table,
                        figures={"backbones.png": draw}, notes=notes,

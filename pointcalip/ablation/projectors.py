@@ -11,14 +11,15 @@ from pathlib import Path
 
 from ..report import plots
 from .context import AblationContext, projector_label
-from .tables import BETA_FORMAT, StudyResult, Table
+from .tables import BETA_FORMAT, StudyResult, Table, accuracy_groups
 from .tuning import test_accuracy, tune_then_test
 
 
 def run_projectors(ctx: AblationContext) -> StudyResult:
     cfg = ctx.cfg
     table = Table(["projector", "views", "encoded_now", "pointclip_test", "beta2", "beta3",
-                   "tune_top1", "test_top1"], formats={"beta2": BETA_FORMAT, "beta3": BETA_FORMAT})
+                   "tune_top1", "test_top1", "pointclip_test_macc", "test_macc"],
+                  formats={"beta2": BETA_FORMAT, "beta3": BETA_FORMAT})
     rows = []
     for pcfg in cfg.projectors_study.projectors:
         feats = ctx.features(pcfg)
@@ -27,7 +28,8 @@ def run_projectors(ctx: AblationContext) -> StudyResult:
         t = tune_then_test(pair, cfg.tune)
         label = projector_label(pcfg)
         table.add(label, pair.num_views, sum(f.stats.encoded for f in feats.values()),
-                  plain.top1, t.found.beta2, t.found.beta3, t.tune_top1, t.test.top1)
+                  plain.top1, t.found.beta2, t.found.beta3, t.tune_top1, t.test.top1,
+                  plain.mean_per_class, t.test.mean_per_class)
         rows.append((label, t))
     best = max(range(len(rows)), key=lambda i: rows[i][1].tune_top1)
     notes = [f"Same backbone ({cfg.backbone}), data, prompts and tuning protocol for every "
@@ -38,10 +40,8 @@ def run_projectors(ctx: AblationContext) -> StudyResult:
 
     def draw(path: Path):
         return plots.bars(path, [label for label, _ in rows],
-                          {"PointCLIP (betas 0)": table.column("pointclip_test"),
-                           "CALIP (tuned)": table.column("test_top1")},
-                          "test top-1 (%)", f"Projectors: {ctx.caption(projector=False)}",
-                          min_pad=1.0)
+                          accuracy_groups(table), "test top-1 and mAcc (%)",
+                          f"Projectors: {ctx.caption(projector=False)}", min_pad=1.0)
 
     return StudyResult(name="projectors", title="Projectors: PointCLIP sparse vs V2 realistic",
                        table=table, figures={"projectors.png": draw}, notes=notes,

@@ -15,7 +15,7 @@ from typing import List, Tuple, Union
 from ..report import plots
 from ..prompts import class_prompts, is_prompt_file, load_templates
 from .context import AblationContext
-from .tables import BETA_FORMAT, StudyResult, Table
+from .tables import BETA_FORMAT, StudyResult, Table, accuracy_groups
 from .tuning import test_accuracy, tune_then_test
 
 Source = Union[str, List[str]]
@@ -59,7 +59,8 @@ def run_prompts(ctx: AblationContext) -> StudyResult:
             unique.append((label, kind, spec))
     pairs = ctx.logits_many([spec for _, _, spec in unique])
     table = Table(["prompts", "kind", "prompts_per_class", "pointclip_test", "beta2", "beta3",
-                   "tune_top1", "test_top1"], formats={"beta2": BETA_FORMAT, "beta3": BETA_FORMAT})
+                   "tune_top1", "test_top1", "pointclip_test_macc", "test_macc"],
+                  formats={"beta2": BETA_FORMAT, "beta3": BETA_FORMAT})
     results = []
     for (label, kind, spec), pair in zip(unique, pairs):
         if cfg.views is not None:
@@ -68,7 +69,8 @@ def run_prompts(ctx: AblationContext) -> StudyResult:
         plain = test_accuracy(pair.test, 0.0, 0.0)
         t = tune_then_test(pair, cfg.tune)
         table.add(label, kind, sum(per_class) / len(per_class), plain.top1, t.found.beta2,
-                  t.found.beta3, t.tune_top1, t.test.top1)
+                  t.found.beta3, t.tune_top1, t.test.top1, plain.mean_per_class,
+                  t.test.mean_per_class)
         results.append((label, t))
     best = max(range(len(results)), key=lambda i: results[i][1].tune_top1)
     notes = [f"{len(unique)} prompt sources ({len(found) - len(unique)} duplicates of another "
@@ -78,10 +80,9 @@ def run_prompts(ctx: AblationContext) -> StudyResult:
     labels = [label if len(label) <= 48 else label[:45] + "..." for label, _ in results]
 
     def draw(path: Path):
-        return plots.bars(path, labels, {"PointCLIP (betas 0)": table.column("pointclip_test"),
-                                         "CALIP (tuned)": table.column("test_top1")},
-                          "test top-1 (%)", f"Prompts: {ctx.caption(projector=False)}",
-                          size=(900, 120 + 34 * len(labels)), horizontal=True, min_pad=1.0)
+        return plots.bars(path, labels, accuracy_groups(table), "test top-1 and mAcc (%)",
+                          f"Prompts: {ctx.caption(projector=False)}",
+                          size=(900, 140 + 60 * len(labels)), horizontal=True, min_pad=1.0)
 
     return StudyResult(name="prompts", title="Prompts: single templates, ensembles, per-class "
                        "prompt files", table=table, figures={"prompts.png": draw}, notes=notes,

@@ -404,8 +404,8 @@ def run_seg_backbones(ctx: SegContext) -> StudyResult:
         if lacking:
             command = shlex.join(ctx.command(cfg.segment(backbone=spec, pictures=0)))
             missing[spec] = {"missing_shapes": lacking, "command": command}
-            table.add(spec, "missing: "
-                            "" + ", ".join(count(n, f"{s} shape") for s, n in lacking.items()),
+            table.add(spec, "missing: " + ", ".join(count(n, f"{s} shape")
+                                                    for s, n in lacking.items()),
                       *[None] * (len(table.columns) - 2))
             continue
         try:

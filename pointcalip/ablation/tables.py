@@ -68,6 +68,18 @@ class Table:
         return "\n".join(lines) + "\n"
 
 
+def accuracy_groups(table: Table, pointclip: str = "pointclip_test", calip: str = "test_top1"
+                    ) -> Dict[str, List[Any]]:
+    """The bars of a classification study's figure: PointCLIP's and CALIP's test top-1 and,
+    beside each, its mean class accuracy (mAcc; the columns ``<top-1 column>_macc``, or
+    ``test_macc`` for CALIP's ``test_top1``)."""
+    macc = lambda column: "test_macc" if column == "test_top1" else f"{column}_macc"  # noqa: E731
+    return {"PointCLIP (betas 0), top-1": table.column(pointclip),
+            "PointCLIP (betas 0), mAcc": table.column(macc(pointclip)),
+            "CALIP (tuned), top-1": table.column(calip),
+            "CALIP (tuned), mAcc": table.column(macc(calip))}
+
+
 #: draws one figure into a PNG file and returns its size in pixels (width, height)
 Drawer = Callable[[Path], Tuple[int, int]]
 

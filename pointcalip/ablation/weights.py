@@ -35,10 +35,10 @@ def run_weights(ctx: AblationContext) -> StudyResult:
     rows.append(("searched on test", "tuned on TEST (optimistic)",
                  tune_then_test(on_test, cfg.tune, search_weights=True, choices=choices)))
     table = Table(["weights", "protocol", "view_weights", "beta2", "beta3", "tuned_on_top1",
-                   "test_top1"], formats={"beta2": BETA_FORMAT, "beta3": BETA_FORMAT})
+                   "test_top1", "test_macc"], formats={"beta2": BETA_FORMAT, "beta3": BETA_FORMAT})
     for name, protocol, t in rows:
         table.add(name, protocol, t.found.view_weights, t.found.beta2, t.found.beta3,
-                  t.tune_top1, t.test.top1)
+                  t.tune_top1, t.test.top1, t.test.mean_per_class)
     honest = [r for r in rows if r[0] != "searched on test"]
     best = max(honest, key=lambda r: r[2].tune_top1)
     notes = [f"Views {views}; weights chosen per view from {choices}. `tuned_on_top1` is the "
@@ -48,7 +48,8 @@ def run_weights(ctx: AblationContext) -> StudyResult:
              f"Best honest choice by tuning accuracy: {best[0]} (test {best[2].test.top1:.2f}%)."]
 
     def draw(path: Path):
-        groups = {f"{name} (test {t.test.top1:.1f}%)": t.found.view_weights for name, _, t in rows}
+        groups = {f"{name} (test top-1 {t.test.top1:.1f}%, mAcc {t.test.mean_per_class:.1f}%)":
+                  t.found.view_weights for name, _, t in rows}
         view_set = cfg.projector.build().view_set
         tilts = view_set.tilts or (0.0,) * len(view_set.angles)
         return plots.bars(path, [plots.view_name(v, view_set.angles[v], tilts[v], "\n")

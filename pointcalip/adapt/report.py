@@ -52,6 +52,25 @@ class AdaptResult:
     tuning_clouds: int
     sets: List[SetResult]
     total_s: float
+    classnames: List[str] = field(default_factory=list)
+
+    def confusions(self) -> dict:
+        """Per set, the confusion matrices of PointCLIP, CALIP and the full cache, cloud
+        counts summed over the stream orders (zero-shot rows: the same in every order) ->
+        ``{name: (classnames, [K, K], draw, title)}``; figures for the first set only."""
+        out = {}
+        for i, s in enumerate(self.sets):
+            for label in ("PointCLIP", ZERO, FULL):
+                row = s.rows.get(label)
+                if row is None or row.confusion is None or not self.classnames:
+                    continue
+                orders = len(row.accuracies)
+                key = {"PointCLIP": "pointclip", ZERO: "calip", FULL: "cache_full"}[label]
+                out[f"{s.name}_{key}"] = (
+                    self.classnames, row.confusion, i == 0,
+                    f"{s.name}, {label}: confusion (counts summed over {orders} "
+                    f"order{'s' if orders != 1 else ''})")
+        return out
 
     @property
     def online(self) -> bool:
@@ -128,6 +147,14 @@ class AdaptResult:
             lines.append(f"| {s.name} | {s.clouds} | {s.points} | " + " | ".join(
                 f"{s.rows[label].mean:.2f} ± {s.rows[label].std:.2f}" for label, _, _ in ROWS)
                 + " |")
+        if all(s.rows[label].macc is not None for s in self.sets for label, _, _ in ROWS):
+            lines += ["", "Mean class accuracy (mAcc, %), the mean over the orders:", "",
+                      "| set | " + " | ".join(label for label, _, _ in ROWS) + " |",
+                      "|" + "---|" * (len(ROWS) + 1)]
+            lines += [f"| {s.name} | " + " | ".join(f"{s.rows[label].macc:.2f}" for label, _, _ in ROWS)
+                      + " |" for s in self.sets]
+            lines += ["", "Confusion matrices (PointCLIP, CALIP, the full cache; counts summed "
+                      "over the orders): confusion/ (CSV; figures for the first set)."]
         ms = {label: np.mean([s.rows[label].seconds_per_cloud for s in self.sets]) * 1e3
               for label, _, rule in ROWS if rule}
         lines += ["", "Cache time per cloud (ms; the full method includes k-means): "

@@ -21,19 +21,17 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..backbones import ClipBackbone, load_clip
-from ..benchmark.robustness import benchmark_key, benchmark_root, limit_rows
-from ..core.paths import ensure_writable
-from ..extract import SplitFeatures, extract
+from ..backbones import ClipBackbone
+from ..benchmark.robustness import benchmark_key, benchmark_root, limit_rows, set_up
+from ..extract import SplitFeatures
 from ..fewshot.tip_cache import descriptors, tip_scale
 from ..head import CalipHead
-from ..prompts import load_templates
+from ..report.metrics import accuracy
 from ..report.results import RunInfo, backbone_label, run_name
 from ..search import SearchResult
 from ..testtime import OnlineCache, StreamInputs, kmeans_centres, run_stream, stream_orders
 from ..testtime.stream import StreamSummary, summarize
-from ..pipeline import TEMPERATURE, ViewLogits, class_text, compute_view_logits, data_key, \
-    load_splits, open_store, split_store, tune
+from ..pipeline import TEMPERATURE, ViewLogits, compute_view_logits, data_key, tune
 from .config import AdaptConfig, CacheConfig
 from .report import ROWS, AdaptResult, SetResult
 from .task import adapt_sets
@@ -116,10 +114,11 @@ def stream_set(data: SetInputs, cache: CacheConfig, orders: np.ndarray, prefill_
     rows, curves = {}, {}
     for label, base, rule in ROWS:
         inputs = data.inputs[base]
-        if rule is None:
-            correct = inputs.base.argmax(1).numpy() == inputs.labels
-            acc = float(correct.mean() * 100)
-            rows[label] = StreamSummary([acc] * len(orders), 0.0)
+        if rule is None:                          # order-free: the same in every order
+            acc = accuracy(inputs.base, inputs.labels, num_classes)
+            rows[label] = StreamSummary([acc.top1] * len(orders), 0.0,
+                                        mean_class=[acc.mean_per_class] * len(orders),
+                                        confusion=acc.confusion * len(orders))
             continue
         make = cache_factory(cache, rule, num_classes, data.scales[base])
         runs = []
@@ -128,6 +127,10 @@ def stream_set(data: SetInputs, cache: CacheConfig, orders: np.ndarray, prefill_
                    if cache.prefill else None)
             runs.append(run_stream(inputs, order, make, prefill_order=pre))
         summary = summarize(runs)
+        scored = [accuracy(r.logits.float().cpu(), np.asarray(inputs.labels)[r.order], num_classes)
+                  for r in runs]
+        summary.mean_class = [a.mean_per_class for a in scored]
+        summary.confusion = np.sum([a.confusion for a in scored], axis=0)
         if rule == "full":
             summary.seconds_per_cloud += kmeans_per_cloud
         rows[label] = summary
@@ -171,29 +174,18 @@ def run_adapt(cfg: AdaptConfig, backbone: Optional[ClipBackbone] = None,
               argv: Optional[Sequence[str]] = None):
     """Every stage for ``cfg`` -> :class:`pointcalip.adapt.report.AdaptResult`."""
     t_start = time.perf_counter()
-    store = open_store(cfg.cache_dir)
-    templates = load_templates(cfg.templates)
-    splits = load_splits(cfg)
+    setup = set_up(cfg, output_dir(cfg), backbone)
+    templates, splits, projector, text = setup.templates, setup.splits, setup.projector, setup.text
+    backbone, tune_rows, features_of = setup.backbone, setup.tune_rows, setup.features
     root = benchmark_root(cfg) if cfg.benchmark is not None else splits.root
-    ensure_writable(output_dir(cfg), "--set output_dir=DIR")
-    projector = cfg.projector.build()
-    if backbone is None:
-        backbone = load_clip(cfg.backbone, device=cfg.device, engine=cfg.engine)
     device = backbone.device
-    text = class_text(backbone, splits.classnames, cfg.templates)
     seed, k = cfg.tune.seed, len(splits.classnames)
-
-    def features_of(dataset, rows, name) -> SplitFeatures:
-        return extract(split_store(store, cfg.store, dataset, projector, backbone, text),
-                       dataset, rows, projector, backbone, cfg.batch_size, desc=f"encode {name}")
 
     def inputs_of(features) -> SetInputs:
         return set_inputs(features, text, found, cfg.views, cfg.cache.centres, cfg.order_seed,
                           device)
 
-    tuning = splits.tuning
-    tune_rows = tuning.rows[limit_rows(tuning.dataset.labels[tuning.rows], cfg.limit, seed)]
-    val = features_of(tuning.dataset, tune_rows, "clean val")
+    val = features_of(splits.tuning.dataset, tune_rows, "clean val")
     found = tune(compute_view_logits(val, text, cfg.views, device), cfg.tune)
     cache, grid = cfg.cache, None
     if cfg.cache.tune == "val":
@@ -225,4 +217,4 @@ def run_adapt(cfg: AdaptConfig, backbone: Optional[ClipBackbone] = None,
         backbone_identity=backbone.identity, projector_settings=projector.settings,
         views=views, templates=templates, found=found, cache=cache, cache_grid=grid,
         tuning_clouds=len(tune_rows), sets=results,
-        total_s=time.perf_counter() - t_start)
+        total_s=time.perf_counter() - t_start, classnames=list(splits.classnames))

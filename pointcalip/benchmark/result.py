@@ -19,9 +19,11 @@ import numpy as np
 
 from ..report import plots
 from ..report.metrics import Accuracy
-from .corruption_error import MODELNET40C_DGCNN_ERROR, error_rates, normalised_errors
+from .corruption_error import (DGCNN_REFERENCES, MODELNET40C_DGCNN_ERROR, error_rates,
+                               normalised_errors)
 from ..datasets.release import DataStatement, statements_text
 from ..report.results import RunInfo, display_name, run_title
+from .sets import robustness_entry
 from ..search import SearchResult
 from ..core.words import count
 
@@ -157,20 +159,35 @@ class BenchmarkResult:
 
     def errors(self, method: str) -> dict:
         """Error rates (100 - top-1) of ``method`` per corruption and severity, per corruption
-        and overall (:func:`~.corruption_error.error_rates`), DGCNN-normalised mCE / RmCE where
-        a reference holds the corruptions, and the ratio of the mean error to DGCNN's on
-        ModelNet40-C (over the cells evaluated)."""
+        and overall (:func:`~.corruption_error.error_rates`); for ModelNet-C, its
+        DGCNN-normalised CE / RCE and mCE / RmCE (the clean error on the release's clean set,
+        ``comparable`` only over its 7 corruptions x 5 levels; None for other benchmarks); for
+        ModelNet40-C, the ratio of the mean error to DGCNN's (over the cells evaluated; None
+        for other benchmarks)."""
         acc = {c: {s.severity: getattr(s, method).top1 for s in self.of(c)} for c in self.corruptions}
         out = error_rates(acc)
         clean = getattr(self.clean, method).top1
         per_corruption = {c: float(np.mean(list(row.values()))) for c, row in acc.items()}
         out["clean"] = 100.0 - clean
-        out["dgcnn_normalised"] = normalised_errors(clean, per_corruption)
-        full = len(self.cells) == 75
-        out["mean_vs_dgcnn"] = {
-            "dgcnn_mean_error": MODELNET40C_DGCNN_ERROR["corruption_mean"],
-            "ratio": out["mean"] / MODELNET40C_DGCNN_ERROR["corruption_mean"],
-            "over": "every cell" if full else f"{len(self.cells)} of the 75 cells (not comparable)"}
+        out["dgcnn_normalised"] = None
+        reference = DGCNN_REFERENCES.get(self.benchmark)
+        if reference is not None:
+            own = self.original is not None             # ModelNet-C's OA_clean: its clean.h5
+            n = normalised_errors(getattr(self.original if own else self.clean, method).top1,
+                                  per_corruption, reference)
+            if n is not None:
+                entry = robustness_entry(self.benchmark)
+                every = (set(n["corruptions"]) == set(reference) - {"clean"}
+                         and all(set(acc[c]) == set(entry.severities) for c in n["corruptions"]))
+                n.update(clean_set=entry.clean_set if own else self.clean.label, comparable=every)
+            out["dgcnn_normalised"] = n
+        out["mean_vs_dgcnn"] = None
+        if self.benchmark == "modelnet40c":
+            full = len(self.cells) == 75
+            out["mean_vs_dgcnn"] = {
+                "dgcnn_mean_error": MODELNET40C_DGCNN_ERROR["corruption_mean"],
+                "ratio": out["mean"] / MODELNET40C_DGCNN_ERROR["corruption_mean"],
+                "over": "every cell" if full else f"{len(self.cells)} of the 75 cells (not comparable)"}
         return out
 
     def confusions(self) -> dict:
@@ -253,15 +270,22 @@ class BenchmarkResult:
                          + f" | {e['per_corruption'][c]:.2f} |")
         v = e["mean_vs_dgcnn"]
         lines += ["| **mean** | " + " |" * len(sev) + f" **{e['mean']:.2f}** |", "",
-                  f"- Clean error rate {e['clean']:.2f}%; mean corruption error {e['mean']:.2f}% "
-                  f"= {v['ratio']:.3f} x DGCNN's {v['dgcnn_mean_error']}% on ModelNet40-C "
-                  f"(its repository's standard-training table; over {v['over']})."]
+                  f"- Clean error rate {e['clean']:.2f}%; mean corruption error {e['mean']:.2f}%"
+                  + (f" = {v['ratio']:.3f} x DGCNN's {v['dgcnn_mean_error']}% on ModelNet40-C "
+                     f"(its repository's standard-training table; over {v['over']})." if v else ".")]
         n = e["dgcnn_normalised"]
-        lines.append(f"- mCE {n['mce']:.3f}, RmCE {n['rmce']:.3f} (ModelNet-C's DGCNN-normalised "
-                     f"errors over {', '.join(n['corruptions'])})" if n else
-                     "- mCE / RmCE (ModelNet-C, normalised by DGCNN per corruption): not "
-                     "computed: DGCNN's published per-corruption references are ModelNet-C's "
-                     "seven corruptions, none of which this benchmark has.")
+        if n:
+            lines.append(
+                f"- mCE {n['mce']:.3f}, RmCE {n['rmce']:.3f} (ModelNet-C's errors normalised by "
+                f"DGCNN's per corruption, over {', '.join(n['corruptions'])}; clean error on the "
+                f"release's {n['clean_set']!r} set"
+                + ("" if n["comparable"] else "; not every corruption x level evaluated: not "
+                   "comparable with published mCE") + "); per corruption CE / RCE: "
+                + ", ".join(f"{c} {n['ce'][c]:.3f} / {n['rce'][c]:.3f}" for c in n["corruptions"]))
+        else:
+            lines.append("- mCE / RmCE (ModelNet-C, normalised by DGCNN per corruption): not "
+                         "computed: DGCNN's published per-corruption references are for "
+                         f"ModelNet-C (ModelNet40 clouds) only; this benchmark is {self.benchmark}.")
         return lines + [""]
 
     def to_markdown(self) -> str:

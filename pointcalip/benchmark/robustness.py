@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -29,7 +30,7 @@ from ..datasets import dataset_folder
 from ..datasets.h5utils import fingerprint
 from ..datasets.catalog import DATASETS, load_target
 from ..datasets.release import describe, modelnet40c_differences, splits_statement
-from ..extract import extract
+from ..extract import SplitFeatures, extract
 from ..prompts import load_templates
 from ..report.results import RunInfo, backbone_label, run_name
 from ..pipeline import class_text, compute_view_logits, data_key, evaluate, load_splits, \
@@ -126,30 +127,59 @@ def benchmark_jobs(cfg: BenchmarkConfig, classnames: Sequence[str]) -> list:
     return jobs
 
 
+@dataclass
+class RobustnessSetup:
+    """What the robustness tasks (`benchmark` on corrupted sets, `adapt`) open before they score
+    any set: the store, templates, clean splits, projector, backbone, class text and the
+    clean tuning rows (``--limit`` applied)."""
+
+    cfg: object                     # a BenchmarkConfig or an AdaptConfig
+    store: object
+    templates: list
+    splits: object                  # pipeline.ZeroShotSplits
+    projector: object
+    backbone: ClipBackbone
+    text: object
+    tune_rows: np.ndarray
+
+    def features(self, dataset, rows, name: str) -> SplitFeatures:
+        """``rows`` of ``dataset`` from the store (encoding what is missing)."""
+        cfg = self.cfg
+        return extract(split_store(self.store, cfg.store, dataset, self.projector, self.backbone,
+                                   self.text),
+                       dataset, rows, self.projector, self.backbone, cfg.batch_size,
+                       desc=f"encode {name}")
+
+
+def set_up(cfg, out: Path, backbone: Optional[ClipBackbone] = None) -> RobustnessSetup:
+    """Open what a robustness task reads, checking first that ``out`` can be written."""
+    store = open_store(cfg.cache_dir)
+    templates = load_templates(cfg.templates)
+    splits = load_splits(cfg)                           # clean TEST + clean TRAIN validation
+    ensure_writable(out, "--set output_dir=DIR")
+    projector = cfg.projector.build()
+    if backbone is None:
+        backbone = load_clip(cfg.backbone, device=cfg.device, engine=cfg.engine)
+    text = class_text(backbone, splits.classnames, cfg.templates)
+    tuning = splits.tuning
+    tune_rows = tuning.rows[limit_rows(tuning.dataset.labels[tuning.rows], cfg.limit,
+                                       cfg.tune.seed)]
+    return RobustnessSetup(cfg, store, templates, splits, projector, backbone, text, tune_rows)
+
+
 def run_robustness(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = None,
                     argv: Optional[Sequence[str]] = None) -> BenchmarkResult:
     """Every stage for ``cfg``; ``argv`` is the command line recorded in the result."""
     t_start = time.perf_counter()
-    store = open_store(cfg.cache_dir)
-    templates = load_templates(cfg.templates)
     root = benchmark_root(cfg)
-    splits = load_splits(cfg)                           # clean TEST + clean TRAIN validation
-    ensure_writable(output_dir(cfg), "--set output_dir=DIR")
-    projector = cfg.projector.build()
-    if backbone is None:
-        backbone = load_clip(cfg.backbone, device=cfg.device, engine=cfg.engine)
+    setup = set_up(cfg, output_dir(cfg), backbone)
+    templates, splits, projector, text = setup.templates, setup.splits, setup.projector, setup.text
+    backbone, tune_rows, seed = setup.backbone, setup.tune_rows, cfg.tune.seed
     device = backbone.device
-    text = class_text(backbone, splits.classnames, cfg.templates)
-    seed = cfg.tune.seed
 
     def logits_of(dataset, rows, name):
-        features = extract(split_store(store, cfg.store, dataset, projector, backbone, text),
-                           dataset, rows, projector, backbone, cfg.batch_size,
-                           desc=f"encode {name}")
-        return compute_view_logits(features, text, cfg.views, device)
+        return compute_view_logits(setup.features(dataset, rows, name), text, cfg.views, device)
 
-    tune_rows = splits.tuning.rows[limit_rows(splits.tuning.dataset.labels[splits.tuning.rows],
-                                              cfg.limit, seed)]
     t0 = time.perf_counter()
     found = tune(logits_of(splits.tuning.dataset, tune_rows, "clean val"), cfg.tune)
     timings = {"tune_s": time.perf_counter() - t0}

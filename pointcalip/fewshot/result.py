@@ -38,6 +38,8 @@ class FewShotRun:
     seconds: float = 0.0
     run_dir: Optional[str] = None
     test_mean_class_accuracy: Optional[float] = None     # mAcc on TEST, percent
+    #: TEST's confusion matrix [K, K] (row: true class, column: predicted), cloud counts
+    test_confusion: Optional[List[List[int]]] = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -88,8 +90,33 @@ class FewShotResult:
     features: dict = field(default_factory=dict)
     data: list = field(default_factory=list)        # DataStatement per dataset read
 
+    classnames: List[str] = field(default_factory=list)
+
     def summary(self) -> List[dict]:
         return summarise(self.runs)
+
+    def confusions(self) -> dict:
+        """TEST's confusion matrix per (method, shots) cell, the counts SUMMED over the cell's
+        seeds (each test cloud counted once per seed: a row sums to the class's clouds x the
+        seeds; its shares are the mean over seeds) -> ``{name: (classnames, [K, K], draw,
+        title)}``, e.g. ``test_calip_fs_16shot``. A cell with a run that recorded no matrix
+        (a result.json of an older version) gets none."""
+        cells: Dict[tuple, List[FewShotRun]] = defaultdict(list)
+        for r in self.runs:
+            cells[(r.method, r.shots)].append(r)
+        out = {}
+        for (method, shots), rows in cells.items():
+            if not self.classnames or any(r.test_confusion is None for r in rows):
+                continue
+            matrix = np.sum([np.asarray(r.test_confusion, dtype=np.int64) for r in rows], axis=0)
+            seeds = len({r.seed for r in rows if r.seed is not None})
+            over = (f"counts summed over {seeds} seeds" if seeds > 1 else
+                    "1 seed" if seeds == 1 else "no seed")
+            tag = {0: "zeroshot", None: "checkpoint"}.get(shots, f"{shots}shot")
+            out[f"test_{method}_{tag}"] = (
+                self.classnames, matrix, True,
+                f"{display_name(method)}, {shots_words(shots)}: TEST confusion ({over})")
+        return out
 
     def title(self) -> str:
         """What ran: dataset, projector, backbone (never a config file's name)."""
@@ -99,7 +126,9 @@ class FewShotResult:
         return {"command": "fewshot", "config": self.config, "run": self.run.to_dict(),
                 "dataset": self.dataset, "num_test_clouds": self.num_test_clouds,
                 "num_val_clouds": self.num_val_clouds, "protocol": self.protocol,
-                "summary": self.summary(), "runs": [r.to_dict() for r in self.runs],
+                "summary": self.summary(),
+                "runs": [{k: v for k, v in r.to_dict().items() if k != "test_confusion"}
+                         for r in self.runs],        # the matrices: confusion/*.csv
                 "features": self.features, "data": [d.to_dict() for d in self.data]}
 
     def to_markdown(self) -> str:
@@ -132,6 +161,8 @@ class FewShotResult:
         lines += ["", *[f"- Data: {d.text()}" for d in self.data],
                   f"- Protocol: {self.protocol}",
                   *([f"- Seeds: {seeds}"] if seeds else []),
+                  *(["- Confusion matrices: confusion/ (CSV and figure), TEST, one per method "
+                     "and shots, the counts summed over its seeds"] if self.confusions() else []),
                   f"- Command: `{self.run.command_line}` ({self.run.date}, {self.run.device}, "
                   f"{self.run.precision})", "",
                   "| method | shots | seed | test | test mAcc | val | hyper-parameters | trainable | best epoch |",

@@ -154,12 +154,14 @@ def run_fewshot(cfg: FewShotConfig, backbone: Optional[ClipBackbone] = None,
                          dataset=cfg.data.label, num_test_clouds=len(prepared.splits.test),
                          num_val_clouds=len(prepared.splits.val), protocol=protocol(prepared) + earlier,
                          runs=runs, features=prepared.features.to_dict(),
+                         classnames=list(prepared.splits.test.classnames),
                          data=[describe(cfg.data.label, {"test": prepared.splits.test,
                                                          "train": prepared.splits.train})])
 
 
 def write_fewshot_results(result: FewShotResult, out: Path):
-    """results.json, results.md and accuracy_vs_shots.png in ``out``."""
+    """results.json, results.md, confusion/ (a matrix per method and shots, summed over
+    seeds) and accuracy_vs_shots.png in ``out``."""
     from ..report.results import write_results
 
     json_path, md_path = write_results(result, out)

@@ -284,6 +284,8 @@ class Outcome:
                          self.val_accuracy, self.hyperparameters, int(self.trainable))
         if isinstance(test, Accuracy):
             run.test_mean_class_accuracy = test.mean_per_class
+            if test.confusion is not None:
+                run.test_confusion = test.confusion.tolist()
         fitted = self.fitted
         if fitted is not None:
             run.best_epoch, run.epochs_run, run.seconds = fitted.best_epoch, fitted.epochs_run, fitted.seconds

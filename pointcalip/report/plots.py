@@ -295,6 +295,24 @@ def dots_suit(values, include_zero: bool = False) -> bool:
     return float(data.max() - data.min()) < 0.1 * float(np.abs(data).max())
 
 
+def _metric_pairs(names: Sequence[str]) -> Dict[str, tuple]:
+    """Where the group names read "<method>, <metric>" with two metrics (e.g. top-1 and mAcc):
+    {name: (the method's colour, whether it is the second metric)}, so a method's two bars
+    share a colour and the second metric's is hatched; otherwise {} (default colours)."""
+    parts = [n.rsplit(", ", 1) for n in names]
+    if not parts or any(len(p) != 2 for p in parts):
+        return {}
+    metrics = list(dict.fromkeys(p[1] for p in parts))
+    methods = list(dict.fromkeys(p[0] for p in parts))
+    if len(metrics) != 2 or len(parts) != len(methods) * 2:
+        return {}
+    from matplotlib import rcParams
+
+    colours = rcParams["axes.prop_cycle"].by_key()["color"]
+    return {n: (colours[methods.index(p[0]) % len(colours)], p[1] == metrics[1])
+            for n, p in zip(names, parts)}
+
+
 def bars_figure(labels: Sequence[str], groups: Dict[str, Sequence[Optional[float]]],
                 ylabel: str, title: str, size: Size = BARS_SIZE, horizontal: bool = False,
                 value_format: str = ".1f", include_zero: bool = False, note: str = "",
@@ -310,13 +328,16 @@ def bars_figure(labels: Sequence[str], groups: Dict[str, Sequence[Optional[float
     every = [v for values in groups.values() for v in values]
     dots = dots_suit(every, include_zero)
     missing = []                                  # positions of None bars: "n/a" at the base
+    styles = _metric_pairs(list(groups))
     for i, (name, values) in enumerate(groups.items()):
         vals = np.array([np.nan if v is None else v for v in values], dtype=float)
         offset = pos - 0.4 + width * (i + 0.5)
         texts = [_value_text(v, value_format) for v in vals]
+        colour, second = styles.get(name, (None, False))
         if dots:                                  # a dot plot: small differences, axis near them
             xy = (vals, offset) if horizontal else (offset, vals)
-            ax.plot(*xy, linestyle="none", marker="o", markersize=8, label=name)
+            ax.plot(*xy, linestyle="none", marker="o", markersize=8, label=name, color=colour,
+                    markerfacecolor="white" if second else colour)
             for o, v, t in zip(offset, vals, texts):
                 if t:
                     ax.annotate(t, (v, o) if horizontal else (o, v), textcoords="offset points",
@@ -324,10 +345,12 @@ def bars_figure(labels: Sequence[str], groups: Dict[str, Sequence[Optional[float
                                 ha="left" if horizontal else "center",
                                 va="center" if horizontal else "bottom")
         else:                                     # bars from 0
+            look = ({"color": colour} if not second else
+                    {"facecolor": "white", "edgecolor": colour, "hatch": "///"}) if colour else {}
             if horizontal:
-                bars_ = ax.barh(offset, vals, height=width, label=name)
+                bars_ = ax.barh(offset, vals, height=width, label=name, **look)
             else:
-                bars_ = ax.bar(offset, vals, width=width, label=name)
+                bars_ = ax.bar(offset, vals, width=width, label=name, **look)
             ax.bar_label(bars_, labels=texts, padding=2, fontsize=label_size)
         missing += [float(o) for o, v in zip(offset, vals) if not np.isfinite(v)]
     limits = near_data_limits(every, include_zero or not dots, min_pad)
@@ -503,8 +526,9 @@ def attention_grid(path: Path, images: np.ndarray, overlays: Sequence[Tuple[str,
     return _save(fig, path, size, fmt)
 
 
-def confusion_figure(classnames: Sequence[str], matrix, title: str):
-    """The figure of :func:`confusion` (not saved) and its size."""
+def confusion_figure(classnames: Sequence[str], matrix, title: str, what: str = "class"):
+    """The figure of :func:`confusion` (not saved) and its size; ``what``: the word for a row
+    or column ("class", or "part" for a segmentation)."""
     counts = np.asarray(matrix, dtype=float)
     k = len(classnames)
     rows = counts.sum(axis=1, keepdims=True)
@@ -524,16 +548,16 @@ def confusion_figure(classnames: Sequence[str], matrix, title: str):
                 if counts[i, j]:
                     ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=9,
                             color="white" if share[i, j] < 60 else "black")
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
+    ax.set_xlabel(f"predicted {what}")
+    ax.set_ylabel(f"true {what}")
     ax.set_title(title, fontsize=11)
-    fig.colorbar(image, ax=ax, label="share of the true class (%)", shrink=0.8)
+    fig.colorbar(image, ax=ax, label=f"share of the true {what} (%)", shrink=0.8)
     return fig, size
 
 
 def confusion(path: Path, classnames: Sequence[str], matrix, title: str, fmt: str = "png",
-              dpi: Optional[int] = None) -> Size:
+              dpi: Optional[int] = None, what: str = "class") -> Size:
     """A confusion matrix (rows: true classes, normalised to percent of each; counts written
-    in the cells up to 15 classes)."""
-    fig, size = confusion_figure(classnames, matrix, title)
+    in the cells up to 15 classes; ``what``: "class", or "part" for a segmentation)."""
+    fig, size = confusion_figure(classnames, matrix, title, what)
     return _save(fig, path, size, fmt, dpi)

@@ -122,23 +122,25 @@ def _atomic_write(path: Path, text: str) -> None:
 def write_results(result, output_dir: str | Path) -> Tuple[Path, Path]:
     """Write ``result.to_dict()`` as ``results.json`` and ``result.to_markdown()`` as
     ``results.md`` into ``output_dir`` (each replaced atomically), and, for a result with
-    ``confusions()`` (``{name: (classnames, matrix [K, K], draw)}``), ``confusion/<name>.csv``
-    and, where ``draw``, its figure (:func:`write_confusion`)."""
+    ``confusions()`` (``{name: (classnames, matrix [K, K], draw)}``, or with a fourth item:
+    the figure's title, and a fifth: what the rows and columns are, "class" or "part"),
+    ``confusion/<name>.csv`` and, where ``draw``, its figure (:func:`write_confusion`)."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "results.json", out / "results.md"
     _atomic_write(json_path, json.dumps(result.to_dict(), indent=2))
     _atomic_write(md_path, result.to_markdown())
     confusions = getattr(result, "confusions", None)
-    for name, (classnames, matrix, draw) in (confusions() if confusions else {}).items():
+    for name, (classnames, matrix, draw, *more) in (confusions() if confusions else {}).items():
         if matrix is not None:
-            write_confusion(out / "confusion", name, classnames, matrix, figure=draw)
+            write_confusion(out / "confusion", name, classnames, matrix, figure=draw,
+                            title=more[0] if more else None, what=more[1] if len(more) > 1 else "class")
     return json_path, md_path
 
 
 def confusion_csv(classnames: Sequence[str], matrix) -> str:
     """A confusion matrix as CSV: a header of predicted classes, then one row per true class
-    (its name, then the count predicted as each class)."""
+    (its name, then the count predicted as each class); parts alike for a segmentation."""
     import csv
     import io
 
@@ -155,11 +157,12 @@ CONFUSION_FIGURE_MAX_CLASSES = 60
 
 
 def write_confusion(folder: Path, name: str, classnames: Sequence[str], matrix,
-                    fmt: Optional[str] = None, dpi: Optional[int] = None, figure: bool = True) -> list:
+                    fmt: Optional[str] = None, dpi: Optional[int] = None, figure: bool = True,
+                    title: Optional[str] = None, what: str = "class") -> list:
     """``<folder>/<name>.csv`` and, with ``figure`` and up to
     :data:`CONFUSION_FIGURE_MAX_CLASSES` classes, ``<name>.<fmt>`` (rows normalised to the
-    share of each true class; ``fmt`` None: the command's figure format) -> the paths
-    written."""
+    share of each true class; ``fmt`` None: the command's figure format; ``title`` None: made
+    from ``name``; ``what``: "class" or "part", the axes' words) -> the paths written."""
     from . import plots
 
     folder = Path(folder)
@@ -170,8 +173,10 @@ def write_confusion(folder: Path, name: str, classnames: Sequence[str], matrix,
     if figure and len(classnames) <= CONFUSION_FIGURE_MAX_CLASSES:
         figure = (folder / f"{slug(name)}.{fmt}" if fmt else
                   plots.figure_name(folder / f"{slug(name)}.png"))      # the command's format
-        words = name.replace("_", " ").replace("pointclip", "PointCLIP").replace("calip", "CALIP")
-        plots.confusion(figure, classnames, matrix, f"{words}: confusion matrix", fmt=fmt, dpi=dpi)
+        if title is None:
+            words = name.replace("_", " ").replace("pointclip", "PointCLIP").replace("calip", "CALIP")
+            title = f"{words}: confusion matrix"
+        plots.confusion(figure, classnames, matrix, title, fmt=fmt, dpi=dpi, what=what)
         written.append(figure)
     return written
 

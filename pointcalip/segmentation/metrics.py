@@ -3,12 +3,14 @@
 Per shape, for each part p of its category: ``IoU_p = |pred = p and gt = p| / |pred = p or
 gt = p|``, counted as 1 when the union is empty; the shape's mIoU is their mean. Instance
 mIoU: the mean over shapes; class mIoU: the mean over categories of their shapes' mean.
-Per category also the point accuracy. Everything is vectorised over shapes.
+Per category also the point accuracy and the part confusion matrix (true part x predicted
+part, point counts over its shapes), from the same cells as the IoU. Everything is vectorised
+over shapes.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -35,13 +37,27 @@ def cell_ious(cells: torch.Tensor, shapes: int, num_parts: int) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
 
 
+def point_cells(pred: torch.Tensor, gt: torch.Tensor, num_parts: int) -> torch.Tensor:
+    """pred, gt [M, N] local part indices -> [M, N] each point's (shape, predicted, true) cell
+    (:func:`confusion_cells` plus ``K * pred``, pred outside the parts in the extra bin)."""
+    pred = torch.as_tensor(pred).long()
+    p = torch.where((pred >= 0) & (pred < num_parts), pred, num_parts)
+    return confusion_cells(gt, num_parts) + (num_parts + 1) * p
+
+
+def cell_confusion(cells: torch.Tensor, num_parts: int) -> np.ndarray:
+    """Cells (:func:`point_cells`) -> [num_parts, num_parts] int64 point counts summed over
+    the shapes: row = true part, column = predicted part. Points whose true or predicted
+    part is outside 0 .. num_parts - 1 (the extra bin; none in ShapeNetPart) are left out."""
+    k = num_parts + 1
+    counts = torch.bincount((cells % (k * k)).flatten(), minlength=k * k).view(k, k)  # [pred, true]
+    return counts[:num_parts, :num_parts].T.contiguous().numpy().astype(np.int64)
+
+
 def shape_ious(pred: torch.Tensor, gt: torch.Tensor, num_parts: int) -> torch.Tensor:
     """pred, gt [M, N] local part indices (0 .. num_parts - 1; anything else matches no
     part) -> IoU [M, num_parts] float64, 1 where the union is empty."""
-    pred = torch.as_tensor(pred).long()
-    p = torch.where((pred >= 0) & (pred < num_parts), pred, num_parts)
-    return cell_ious(confusion_cells(gt, num_parts) + (num_parts + 1) * p, pred.shape[0],
-                     num_parts)
+    return cell_ious(point_cells(pred, gt, num_parts), torch.as_tensor(pred).shape[0], num_parts)
 
 
 def shape_mious(pred: torch.Tensor, gt: torch.Tensor, num_parts: int) -> torch.Tensor:
@@ -54,6 +70,8 @@ class CategoryScore:
     shapes: int
     miou: float          # mean of its shapes' mIoU
     accuracy: float      # point accuracy over its shapes
+    #: [P, P] point counts over its shapes: row = true part, column = predicted part
+    confusion: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         return {"shapes": self.shapes, "miou": self.miou, "accuracy": self.accuracy}
@@ -89,10 +107,12 @@ def segmentation_scores(pred, gt, categories, category_names: Sequence[str],
     for c in np.unique(cats):
         rows = torch.from_numpy(np.flatnonzero(cats == c))
         off, k = int(offsets[c]), int(counts[c])
-        m = shape_mious(pred[rows] - off, gt[rows] - off, k).numpy()
+        cells = point_cells(pred[rows] - off, gt[rows] - off, k)     # IoU and confusion alike
+        m = cell_ious(cells, len(rows), k).mean(dim=1).numpy()
         miou[rows.numpy()] = m
         acc = float((pred[rows] == gt[rows]).double().mean())
-        per_cat[category_names[c]] = CategoryScore(len(rows), float(m.mean()), acc)
+        per_cat[category_names[c]] = CategoryScore(len(rows), float(m.mean()), acc,
+                                                   cell_confusion(cells, k))
     return SegmentationScores(
         instance=float(miou.mean()) if len(cats) else float("nan"),
         class_=float(np.mean([s.miou for s in per_cat.values()])) if per_cat else float("nan"),

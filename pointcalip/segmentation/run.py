@@ -299,6 +299,29 @@ class SegmentResult:
     data: List[DataStatement] = field(default_factory=list)    # complete release or not
     #: the same protocol on the rotated splits (``rotation.mode`` so3 / up)
     rotated: Optional["ProtocolRun"] = None
+    #: each category's part names, in its local part order (the confusion matrices' labels)
+    part_names: Dict[str, List[str]] = field(default_factory=dict)
+
+    def confusions(self) -> dict:
+        """Per category of TEST, the part confusion matrix of dense CALIP and of dense CLIP
+        (point counts over its shapes, row = true part, column = predicted; the cells of the
+        IoU) -> ``{name: (parts, [P, P], draw, title, "part")}``, e.g. ``test_calip_chair``;
+        the rotated protocol's as CSV only (``test_rotated_calip_chair``)."""
+        out = {}
+        passes = [("", self.clip, self.calip, True)]
+        if self.rotated is not None:
+            passes.append(("rotated_", self.rotated.clip, self.rotated.calip, False))
+        for prefix, clip, calip, draw in passes:
+            for method, words, scores in (("calip", "dense CALIP", calip), ("clip", "dense CLIP", clip)):
+                for name, c in scores.categories.items():
+                    if c.confusion is None or name not in self.part_names:
+                        continue
+                    rotated = f", rotated ({self.config.rotation.mode})" if prefix else ""
+                    out[f"test_{prefix}{method}_{name}"] = (
+                        self.part_names[name], c.confusion, draw,
+                        f"{name}, {words}{rotated}: TEST point confusion ({c.shapes} shapes, "
+                        f"{int(c.confusion.sum())} points)", "part")
+        return out
 
     @property
     def protocol(self) -> str:
@@ -440,6 +463,8 @@ class SegmentResult:
             *(statements_text(self.data) or [f"- Note: {n}" for n in self.size_notes]),
             "- Timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in r["timings"].items()),
             f"- Command: `{self.run.command_line}` ({self.run.date}, {self.run.device})",
+            "- Part confusion matrices (TEST points, true part x predicted part, per category "
+            "and method): confusion/ (CSV and figure)",
             "",
             "| category | shapes | CLIP mIoU | CALIP mIoU | CALIP acc. | beta2 | beta3 | "
             "view weights | prompt | tuned on |",
@@ -705,6 +730,7 @@ def run_segment(cfg: SegmentConfig, backbone=None, argv: Optional[Sequence[str]]
         calip=upright.calip, unseen_share=preds.unseen_share, locations=upright.locations,
         size_notes=[n for n in {test.size_note, tuning.size_note} if n],
         timings=timings, rotated=rotated,
+        part_names={names[c]: list(test.parts[names[c]]) for c in cats},
         data=[describe("shapenetpart", {"test": test, **({"val": tuning} if tuning is not test else {})})])
 
 

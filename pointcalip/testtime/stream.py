@@ -79,15 +79,26 @@ class StreamSummary:
     online: bool = True
     mean: float = field(init=False)
     std: float = field(init=False)
+    #: mean class accuracy (mAcc, %) per order (empty: not measured)
+    mean_class: List[float] = field(default_factory=list)
+    #: [K, K] cloud counts summed over the orders (row = true class, column = predicted)
+    confusion: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         a = np.asarray(self.accuracies, dtype=np.float64)
         self.mean = float(a.mean())
         self.std = float(a.std(ddof=1)) if a.size > 1 else 0.0
 
+    @property
+    def macc(self) -> Optional[float]:
+        """The mean over the orders of the mean class accuracy (None: not measured)."""
+        return float(np.mean(self.mean_class)) if self.mean_class else None
+
     def to_dict(self) -> dict:
         return {"mean": round(self.mean, 4), "std": round(self.std, 4),
                 "per_order": [round(a, 4) for a in self.accuracies],
+                "macc": None if self.macc is None else round(self.macc, 4),
+                "macc_per_order": [round(a, 4) for a in self.mean_class],
                 "cache_ms_per_cloud": round(self.seconds_per_cloud * 1e3, 4),
                 "online": self.online}
 

@@ -17,6 +17,7 @@ def run(prepared, k=None, seed=None) -> list:
     f = zero.found
     calip = {"beta2": f.beta2, "beta3": f.beta3, "view_weights": f.view_weights}
     return [FewShotRun(method, 0, None, on_test.top1, on_val.top1, hp,
-                       test_mean_class_accuracy=on_test.mean_per_class)
+                       test_mean_class_accuracy=on_test.mean_per_class,
+                       test_confusion=on_test.confusion.tolist())
             for method, on_test, on_val, hp in (("pointclip", test[0], val[0], {}),
                                                 ("calip", test[1], val[1], calip))]
