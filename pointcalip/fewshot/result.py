@@ -110,7 +110,7 @@ class FewShotResult:
                 continue
             matrix = np.sum([np.asarray(r.test_confusion, dtype=np.int64) for r in rows], axis=0)
             seeds = len({r.seed for r in rows if r.seed is not None})
-            over = (f"counts summed over {seeds} seeds" if seeds > 1 else
+            over = (f"counts summed over {count(seeds, 'seed')}" if seeds > 1 else
                     "1 seed" if seeds == 1 else "no seed")
             tag = {0: "zeroshot", None: "checkpoint"}.get(shots, f"{shots}shot")
             out[f"test_{method}_{tag}"] = (

@@ -319,8 +319,9 @@ class SegmentResult:
                     rotated = f", rotated ({self.config.rotation.mode})" if prefix else ""
                     out[f"test_{prefix}{method}_{name}"] = (
                         self.part_names[name], c.confusion, draw,
-                        f"{name}, {words}{rotated}: TEST point confusion ({c.shapes} shapes, "
-                        f"{int(c.confusion.sum())} points)", "part")
+                        f"{name}, {words}{rotated}: TEST point confusion "
+                        f"({count(c.shapes, 'shape')}, {count(int(c.confusion.sum()), 'point')})",
+                        "part")
         return out
 
     @property
