@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from . import h5utils
+from ..core.words import count
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def cloud_indices(indices, n: int, what: str) -> np.ndarray:
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     if idx.size and (idx.min() < -n or idx.max() >= n):
         bad = idx[(idx < -n) | (idx >= n)][0]
-        raise IndexError(f"index {bad} out of range for {what} ({n} clouds)")
+        raise IndexError(f"index {bad} out of range for {what} ({count(n, 'cloud')})")
     return np.where(idx < 0, idx + n, idx)
 
 
@@ -206,7 +207,7 @@ class H5CloudDataset(CloudSet, Dataset):
                 n, p = data.shape[0], data.shape[1]
                 if stored is not None and p != stored:
                     raise ValueError(
-                        f"h5 file {path} stores {p} points per cloud but {self.files[0]} "
+                        f"h5 file {path} stores {count(p, 'point')} per cloud but {self.files[0]} "
                         f"stores {stored}; all files of a split must match"
                     )
                 stored = p
@@ -237,7 +238,8 @@ class H5CloudDataset(CloudSet, Dataset):
         self._data: torch.Tensor | None = None
         if self.in_memory:
             self._data = self._load_all()
-        log.debug("%s %s: %d clouds from %d files", name, split, len(self), len(self.files))
+        log.debug("%s %s: %s from %s", name, split, count(len(self), "cloud"),
+                  count(len(self.files), "file"))
 
     # ------------------------------------------------------------------ reading
     def _load_all(self) -> torch.Tensor:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from . import h5utils
+from ..core.words import count
 from .base import ReadOnUse
 
 SHAPE_NAMES = "shape_names.txt"
@@ -28,7 +29,8 @@ def folder_classnames(folder: Path, default: Sequence[str]) -> list[str]:
         return list(default)
     names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if len(names) != len(default):
-        raise ValueError(f"{path} names {len(names)} classes; this release has {len(default)} "
+        raise ValueError(f"{path} names {count(len(names), 'class')}; this release has "
+                         f"{len(default)} "
                          f"(expected, in label order: {', '.join(default[:3])}, ...)")
     return names
 

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -28,6 +29,7 @@ from tqdm import tqdm
 from ..core.digest import file_digest
 from ..core.paths import data_dir, ensure_writable
 from .catalog import DATASETS, DatasetSource, load_target
+from ..core.words import count
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +164,8 @@ def download_file(
             have = 0
         length = resp.headers.get("Content-Length")
         total = have + int(length) if length is not None else None
-        log.info("downloading %s -> %s%s", url, dest, f" (resuming at {have} bytes)" if have else "")
+        log.info("downloading %s -> "
+                 "%s%s", url, dest, f" (resuming at {count(have, 'byte')})" if have else "")
         with open(part, "ab" if have else "wb") as fh, tqdm(
             total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
             desc=dest.name, disable=None if progress else True,  # None: off when not a terminal
@@ -177,13 +180,13 @@ def download_file(
             except Exception as err:  # IncompleteRead, connection reset, timeout
                 fh.flush()
                 raise RuntimeError(
-                    f"download of {url} interrupted after {fh.tell()} bytes ({err!r}); run the "
-                    f"same command again to resume from {part}"
+                    f"download of {url} interrupted after {count(fh.tell(), 'byte')} ({err!r}); "
+                    f"run the same command again to resume from {part}"
                 ) from err
     size = part.stat().st_size
     if total is not None and size != total:
         raise RuntimeError(
-            f"download of {url} stopped at {size} of {total} bytes; run the same command "
+            f"download of {url} stopped at {size} of {count(total, 'byte')}; run the same command "
             f"again to resume from {part}"
         )
     return _finish(part, dest, url, sha256)
@@ -255,6 +258,31 @@ def _copy_dataset(src: DatasetSource, found: Path, staged: Path) -> None:
         shutil.copy2(origin, staged / rel)
 
 
+@contextlib.contextmanager
+def _logged_as(staged: Path, final: Path):
+    """While an install is checked in its staging folder ``staged`` (deleted a moment later),
+    every log record (a warning from a dataset's checks, the checksum remark) names ``final``,
+    the folder the dataset is installed at, instead."""
+    previous = logging.getLogRecordFactory()
+    old, new = str(staged), str(final)
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            text = record.getMessage()
+        except (TypeError, ValueError):     # a malformed call: logging reports it as usual
+            return record
+        if old in text:
+            record.msg, record.args = text.replace(old, new), ()
+        return record
+
+    logging.setLogRecordFactory(factory)
+    try:
+        yield
+    finally:
+        logging.setLogRecordFactory(previous)
+
+
 def _install(src: DatasetSource, origin: Path, root: Path, strict_md5: bool, verify: bool) -> Path:
     """Extract/copy ``origin`` (archive or folder) into a temporary folder in ``root``,
     validate it, and atomically rename the dataset folder to ``root/src.folder``."""
@@ -280,9 +308,10 @@ def _install(src: DatasetSource, origin: Path, root: Path, strict_md5: bool, ver
                     f"not found); check that it is {src.archive}"
                 )
         try:
-            validate_folder(src.name, staged)
-            if verify and src.file_md5:
-                _check_md5(src, staged, strict_md5)
+            with _logged_as(staged, target):
+                validate_folder(src.name, staged)
+                if verify and src.file_md5:
+                    _check_md5(src, staged, strict_md5)
         except (ValueError, FileNotFoundError, KeyError) as err:
             # the staging folder is deleted below: name the user's archive or folder instead
             text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+from ..core.words import count
 
 # PLY property types -> struct (and NumPy) type characters.
 PLY_TYPES = {
@@ -74,7 +75,7 @@ def check_mesh(
 ) -> None:
     """Open3D's mesh (vertices: [V, 3], triangles: [T, 3] int) against the file's header."""
     if len(triangles) < declared.faces:
-        raise ValueError(f"{path}: Open3D read {len(triangles)} triangles but the file "
+        raise ValueError(f"{path}: Open3D read {count(len(triangles), 'triangle')} but the file "
                          f"declares {declared.faces} faces; the file is corrupt")
     if declared.vertices is not None and len(vertices) != declared.vertices:
         raise ValueError(f"{path}: Open3D read {len(vertices)} vertices but the file "
@@ -115,8 +116,8 @@ def _check_numbers(path: Path, values: list[bytes], what: str, per_item: int = 0
 
 def _no_trailing(path: Path, rest: bytes, what: str) -> None:
     if rest.strip():
-        raise ValueError(f"{path}: {len(rest)} bytes follow the {what} the header declares; "
-                         f"{_COUNTS_WRONG}")
+        raise ValueError(f"{path}: {count(len(rest), 'byte')} follow the {what} the header "
+                         f"declares; {_COUNTS_WRONG}")
 
 
 def _text_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
@@ -198,19 +199,20 @@ def _walk_ply_ascii(path: Path, elements: list[PlyElement], payload: bytes) -> N
     values, pos = payload.split(), 0
     for el in elements:
         start = pos
-        if all(count is None for _, _, count in el.props):
+        if all(count_type is None for _, _, count_type in el.props):
             pos += el.count * len(el.props)
             if pos > len(values):
                 raise ValueError(
-                    f"{path}: header declares {el.count} {el.plural} (ascii, {len(el.props)} "
-                    f"values each) but only {(len(values) - start) // len(el.props)} complete "
+                    f"{path}: header declares {el.count} {el.plural} (ascii, "
+                    f"{count(len(el.props), 'value')} each) but only "
+                    f"{(len(values) - start) // len(el.props)} complete "
                     f"{el.plural} follow; {_TRUNCATED}"
                 )
             _check_numbers(path, values[start:pos], el.name, per_item=len(el.props))
             continue
         for i in range(el.count):
-            for _, _, count in el.props:
-                if pos < len(values) and count is not None:
+            for _, _, count_type in el.props:
+                if pos < len(values) and count_type is not None:
                     if not values[pos].isdigit():
                         raise ValueError(f"{path}: {el.name} {i} has list length "
                                          f"{values[pos].decode(errors='replace')!r}, not a "
@@ -222,19 +224,20 @@ def _walk_ply_ascii(path: Path, elements: list[PlyElement], payload: bytes) -> N
                                  f"the data ends inside {el.name} {i}; {_TRUNCATED}")
         _check_numbers(path, values[start:pos], el.name)
     if pos < len(values):
-        raise ValueError(f"{path}: {len(values) - pos} values follow the elements the header "
-                         f"declares; {_COUNTS_WRONG}")
+        raise ValueError(f"{path}: {count(len(values) - pos, 'value')} follow the elements the "
+                         f"header declares; {_COUNTS_WRONG}")
 
 
 def _walk_ply_binary(path: Path, fmt: str, elements: list[PlyElement], payload: bytes) -> None:
     order, pos = PLY_FORMATS[fmt], 0
     for el in elements:
-        if all(count is None for _, _, count in el.props):
+        if all(count_type is None for _, _, count_type in el.props):
             size = struct.calcsize(order + "".join(t for _, t, _ in el.props))
             if pos + el.count * size > len(payload):
                 raise ValueError(
-                    f"{path}: header declares {el.count} {el.plural} ({fmt}, {size} bytes each "
-                    f"= {el.count * size} bytes) but only {len(payload) - pos} bytes of "
+                    f"{path}: header declares {el.count} {el.plural} ({fmt}, {count(size, 'byte')} "
+                    f"each = {count(el.count * size, 'byte')}) but only "
+                    f"{count(len(payload) - pos, 'byte')} of "
                     f"{el.name} data follow; {_TRUNCATED}"
                 )
             pos += el.count * size
@@ -250,17 +253,17 @@ def _walk_ply_lists(path: Path, fmt: str, el: PlyElement, payload: bytes, pos: i
     def instance(start: int) -> tuple[int, list[tuple[int, str, int]]]:
         """-> (end offset, [(offset of a list's count in the instance, type, count)])."""
         at, lists = start, []
-        for _, item, count in el.props:
-            if count is None:
+        for _, item, count_type in el.props:
+            if count_type is None:
                 at += struct.calcsize(order + item)
                 continue
-            if at + struct.calcsize(order + count) > len(payload):
+            if at + struct.calcsize(order + count_type) > len(payload):
                 return len(payload) + 1, lists
-            n = struct.unpack_from(order + count, payload, at)[0]
+            n = struct.unpack_from(order + count_type, payload, at)[0]
             if n < 0:
                 raise ValueError(f"{path}: a {el.name} has list length {n}; the file is corrupt")
-            lists.append((at - start, count, n))
-            at += struct.calcsize(order + count) + n * struct.calcsize(order + item)
+            lists.append((at - start, count_type, n))
+            at += struct.calcsize(order + count_type) + n * struct.calcsize(order + item)
         return at, lists
 
     end, lists = instance(pos)
@@ -268,8 +271,8 @@ def _walk_ply_lists(path: Path, fmt: str, el: PlyElement, payload: bytes, pos: i
     if el.count and pos + el.count * stride <= len(payload):
         # Fast path: every list as long as the first instance's (e.g. all triangles).
         same = all(
-            (np.ndarray((el.count,), order + count, payload, pos + at, (stride,)) == n).all()
-            for at, count, n in lists
+            (np.ndarray((el.count,), order + count_type, payload, pos + at, (stride,)) == n).all()
+            for at, count_type, n in lists
         )
         if same:
             return pos + el.count * stride
@@ -316,7 +319,8 @@ def check_pcd(path: Path, data: bytes) -> Declared:
     points = int(header["POINTS"][0]) if header.get("POINTS") else width * height
     if "WIDTH" in header and "HEIGHT" in header and width * height != points:
         raise ValueError(f"{path}: the PCD header says WIDTH {width} x HEIGHT {height} = "
-                         f"{width * height} points but POINTS {points}; the header is corrupt")
+                         f"{count(width * height, 'point')} but POINTS {points}; the header is "
+                         "corrupt")
     if points == 0:
         raise ValueError(f"{path}: the PCD header declares 0 points; the file holds no points")
     per_point = sum(int(c) for c in counts)
@@ -325,30 +329,33 @@ def check_pcd(path: Path, data: bytes) -> Declared:
     if mode == "ascii":
         values = payload.split()
         if len(values) < points * per_point:
-            raise ValueError(f"{path}: header declares {points} points (ascii, {per_point} "
-                             f"values each) but only {len(values) // per_point} complete points "
+            raise ValueError(f"{path}: header declares {count(points, 'point')} (ascii, "
+                             f"{count(per_point, 'value')} each) but only "
+                             f"{len(values) // per_point} complete points "
                              f"follow; {_TRUNCATED}")
         if len(values) > points * per_point:
-            raise ValueError(f"{path}: {len(values) - points * per_point} values follow the "
-                             f"{points} points the header declares; {_COUNTS_WRONG}")
+            raise ValueError(f"{path}: {count(len(values) - points * per_point, 'value')} follow "
+                             f"the {count(points, 'point')} the header declares; {_COUNTS_WRONG}")
         _check_numbers(path, values, "point", per_item=per_point)
     elif mode == "binary":
         if len(payload) < points * point_size:
-            raise ValueError(f"{path}: header declares {points} points (binary, {point_size} "
-                             f"bytes each = {points * point_size} bytes) but only "
-                             f"{len(payload)} bytes of point data follow; {_TRUNCATED}")
+            raise ValueError(f"{path}: header declares {count(points, 'point')} (binary, "
+                             f"{count(point_size, 'byte')} each = "
+                             f"{count(points * point_size, 'byte')}) but only "
+                             f"{count(len(payload), 'byte')} of point data follow; {_TRUNCATED}")
         _no_trailing(path, payload[points * point_size:], "points")
     elif mode == "binary_compressed":
         if len(payload) < 8:
             raise ValueError(f"{path}: the compressed data has no size fields; {_TRUNCATED}")
         packed, unpacked = struct.unpack_from("<II", payload)
         if unpacked != points * point_size:
-            raise ValueError(f"{path}: the compressed data unpacks to {unpacked} bytes, but "
-                             f"{points} points of {point_size} bytes need {points * point_size}; "
+            raise ValueError(f"{path}: the compressed data unpacks to {count(unpacked, 'byte')}, "
+                             f"but {count(points, 'point')} of {count(point_size, 'byte')} need "
+                             f"{points * point_size}; "
                              f"the file is corrupt")
         if len(payload) < 8 + packed:
-            raise ValueError(f"{path}: {packed} bytes of compressed data are declared but only "
-                             f"{len(payload) - 8} follow; {_TRUNCATED}")
+            raise ValueError(f"{path}: {count(packed, 'byte')} of compressed data are declared but "
+                             f"only {len(payload) - 8} follow; {_TRUNCATED}")
     else:
         raise ValueError(f"{path}: unknown PCD 'DATA {mode}'; expected ascii, binary or "
                          f"binary_compressed")
@@ -419,14 +426,15 @@ def check_stl(path: Path, data: bytes) -> Declared:
     if data.lstrip()[:5].lower() == b"solid" and data.isascii() and b"\0" not in data:
         return _check_ascii_stl(path, data.decode("ascii"))
     if len(data) < 84:
-        raise ValueError(f"{path}: {len(data)} bytes is too short for a binary STL (80-byte "
+        raise ValueError(f"{path}: {count(len(data), 'byte')} is too short for a binary STL "
+                         "(80-byte "
                          f"header + 4-byte triangle count) and it is not an ASCII STL (which "
                          f"starts with 'solid'); {_TRUNCATED} or not an STL")
     need = 84 + 50 * n
     what = _TRUNCATED if len(data) < need else "its triangle count is corrupt"
-    raise ValueError(f"{path}: the binary STL declares {n} triangles (80 + 4 + 50 x {n} = "
-                     f"{need} bytes) but the file has {len(data)} bytes; {what}, or it is not "
-                     f"an STL file (an ASCII STL starts with 'solid')")
+    raise ValueError(f"{path}: the binary STL declares {count(n, 'triangle')} (80 + 4 + 50 x {n} = "
+                     f"{count(need, 'byte')}) but the file has {count(len(data), 'byte')}; {what}, "
+                     f"or it is not an STL file (an ASCII STL starts with 'solid')")
 
 
 def _check_ascii_stl(path: Path, text: str) -> Declared:

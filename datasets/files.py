@@ -43,6 +43,7 @@ import torch
 
 from .file_checks import Declared, check_file, check_mesh, is_number, read_obj
 from .h5utils import farthest_point_sample, normalize_unit_sphere
+from ..core.words import count
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,8 @@ def _read_text(path: Path) -> np.ndarray:
             first, columns = i, len(words)
         if len(words) != columns:
             raise ValueError(
-                f"{path} line {i}: {len(words)} columns, but line {first} has {columns}; every "
-                f"row needs the same columns (a half-written last row: the file is truncated)"
+                f"{path} line {i}: {count(len(words), 'column')}, but line {first} has {columns}; "
+                f"every row needs the same columns (a half-written last row: the file is truncated)"
             )
         try:
             rows.append([float(w) for w in words[:3]])
@@ -122,11 +123,12 @@ def _read_text(path: Path) -> np.ndarray:
                              f"{line.strip()[:60]!r}") from None
     if not rows:
         raise ValueError(f"{path}: no points: no line holds three numbers (x y z)"
-                         + (f"; line {declared[1]} declares {declared[0]} points, so the file "
-                            f"is truncated" if declared else ""))
+                         + (f"; line {declared[1]} declares {count(declared[0], 'point')}, so the "
+                            f"file is truncated" if declared else ""))
     if declared and declared[0] != len(rows):
         raise ValueError(
-            f"{path}: line {declared[1]} declares {declared[0]} points but {len(rows)} rows "
+            f"{path}: line {declared[1]} declares {count(declared[0], 'point')} but "
+            f"{count(len(rows), 'row')} "
             f"follow; " + ("the file is truncated" if len(rows) < declared[0]
                            else "the count or the data is wrong")
         )
@@ -171,8 +173,8 @@ def cloud_columns(arr: np.ndarray, where: str) -> np.ndarray:
         raise ValueError(f"{where}: an array of dtype {arr.dtype} is not a cloud; save real "
                          f"numbers (float32/float64 or integers) of shape [N, 3]")
     if arr.ndim == 3 and shape[0] > 1:
-        raise ValueError(f"{where}: an array of shape {shape} holds {shape[0]} clouds; save one "
-                         f"cloud [N, 3] per file (e.g. np.save(path, arr[0]))")
+        raise ValueError(f"{where}: an array of shape {shape} holds {count(shape[0], 'cloud')}; "
+                         f"save one cloud [N, 3] per file (e.g. np.save(path, arr[0]))")
     if arr.ndim == 3:
         arr = arr[0]
     if arr.ndim != 2:
@@ -186,13 +188,13 @@ def cloud_columns(arr: np.ndarray, where: str) -> np.ndarray:
         raise ValueError(
             f"{where}: an array of shape {shape} has no more rows than columns, so it is not "
             f"clear which axis holds the points; a cloud is [N, 3] with N > 3. If it holds "
-            f"{c} points as columns (transposed, [3, N]), save arr.T instead"
+            f"{count(c, 'point')} as columns (transposed, [3, N]), save arr.T instead"
         )
     if c < 3:
-        raise ValueError(f"{where}: an array of shape {shape} has {c} columns; a cloud needs "
-                         f"x y z: [N, 3]")
+        raise ValueError(f"{where}: an array of shape {shape} has {count(c, 'column')}; a cloud "
+                         f"needs x y z: [N, 3]")
     if c > MAX_COLUMNS:
-        raise ValueError(f"{where}: an array of shape {shape} has {c} columns; a cloud is "
+        raise ValueError(f"{where}: an array of shape {shape} has {count(c, 'column')}; a cloud is "
                          f"[N, 3] plus at most {MAX_COLUMNS - 3} extra columns (colours, "
                          f"normals). If its first three columns are x y z, save arr[:, :3]")
     return arr[:, :3].astype(np.float64)
@@ -239,8 +241,8 @@ def _read_open3d(path: Path, num_points: int, seed: int) -> np.ndarray:
         cloud = _open3d_read(o3d, o3d.io.read_point_cloud, path)
         points = np.asarray(cloud.points, dtype=np.float64)
         if len(points) != declared.vertices:
-            raise ValueError(f"{path}: Open3D read {len(points)} points but the header declares "
-                             f"{declared.vertices}; the file is corrupt")
+            raise ValueError(f"{path}: Open3D read {count(len(points), 'point')} but the header "
+                             f"declares {declared.vertices}; the file is corrupt")
         return points
     mesh = _open3d_read(o3d, o3d.io.read_triangle_mesh, path)
     return _sample_mesh(path, declared, np.asarray(mesh.vertices, dtype=np.float64),
@@ -273,7 +275,8 @@ def _sample_mesh(path: Path, declared: Declared, vertices: np.ndarray, triangles
                  num_points: int, seed: int) -> np.ndarray:
     """vertices [V, 3], triangles [T, 3], checked against the file -> [num_points, 3]."""
     check_mesh(path, declared, vertices, triangles)
-    log.debug("%s: mesh with %d triangles; sampling %d points", path, len(triangles), num_points)
+    log.debug("%s: mesh with %s; sampling %s", path, count(len(triangles), "triangle"),
+              count(num_points, "point"))
     try:
         return sample_mesh_surface(vertices, triangles, num_points, seed)
     except ValueError as err:
@@ -304,12 +307,13 @@ def _drop_non_finite(path: Path, points: np.ndarray) -> np.ndarray:
         raise ValueError(f"{path} holds no points")
     bad = np.flatnonzero(~np.isfinite(points).all(axis=1))
     if len(bad) == len(points):
-        raise ValueError(f"{path}: all {len(points)} points have NaN or infinite coordinates; "
-                         f"the file holds no usable point")
+        raise ValueError(f"{path}: all {count(len(points), 'point')} have NaN or infinite "
+                         f"coordinates; the file holds no usable point")
     if len(bad):
         shown = ", ".join(str(i) for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
-        log.warning("%s: dropping %d of %d points with NaN/inf coordinates (points %s, counted "
-                    "from 0); the rest are used", path, len(bad), len(points), shown)
+        log.warning("%s: dropping %d of %s with NaN/inf coordinates (points %s, counted "
+                    "from 0); the rest are "
+                    "used", path, len(bad), count(len(points), "point"), shown)
     return np.delete(points, bad, axis=0)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..core.identity import files_identity
+from ..core.words import count
 
 SAMPLING_MODES = ("first", "fps")
 
@@ -58,9 +59,9 @@ def check_points_shape(shape: Sequence[int], path: Path, key: str = "data") -> N
             f"h5 file {path} key {key!r} has shape {tuple(shape)}; expected [n, points, 3]"
         )
     if shape[0] == 0 or shape[1] == 0:
-        raise ValueError(f"h5 file {path} key {key!r} holds {shape[0]} clouds of {shape[1]} "
-                         f"points (shape {tuple(shape)}); the file is empty or was cut short: "
-                         f"re-download or re-extract it")
+        raise ValueError(f"h5 file {path} key {key!r} holds {count(shape[0], 'cloud')} of "
+                         f"{count(shape[1], 'point')} (shape {tuple(shape)}); the file is empty or "
+                         f"was cut short: re-download or re-extract it")
 
 
 def whole_numbers(values: np.ndarray, path: Path, key: str) -> np.ndarray:
@@ -87,7 +88,7 @@ def check_labels(raw: np.ndarray, n: int, num_classes: int, path: Path, names_fi
     if labels.ndim != 1 or labels.shape[0] != n:
         raise ValueError(
             f"h5 file {path} key 'label' has shape {tuple(np.shape(raw))}; expected [{n}] or "
-            f"[{n}, 1] to match its {n} clouds"
+            f"[{n}, 1] to match its {count(n, 'cloud')}"
         )
     labels = whole_numbers(labels, path, "label")
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
@@ -95,8 +96,8 @@ def check_labels(raw: np.ndarray, n: int, num_classes: int, path: Path, names_fi
         i = int(bad[0])
         raise ValueError(
             f"h5 file {path} key 'label' index {i} has label {labels[i]}, outside the "
-            f"{num_classes} classes of {names_file} (0..{num_classes - 1}); the class list does "
-            f"not match this file: check that {names_file} belongs to this dataset release"
+            f"{count(num_classes, 'class')} of {names_file} (0..{num_classes - 1}); the class list "
+            f"does not match this file: check that {names_file} belongs to this dataset release"
         )
     return labels
 
@@ -130,7 +131,8 @@ def farthest_point_sample(points: torch.Tensor, num_points: int) -> torch.Tensor
     """
     b, p, _ = points.shape
     if num_points > p:
-        raise ValueError(f"cannot take {num_points} points by FPS from clouds of {p} points")
+        raise ValueError(f"cannot take {count(num_points, 'point')} by FPS from clouds of "
+                         f"{count(p, 'point')}")
     pts = points.to(torch.float32)
     x, y, z = (pts[..., k].contiguous() for k in range(3))
     idx = torch.zeros(b, num_points, dtype=torch.long)
@@ -184,6 +186,6 @@ def check_sampling(sampling: str, num_points: int | None, stored: int, where: st
         raise ValueError(f"unknown sampling {sampling!r}; use one of {list(SAMPLING_MODES)}")
     if num_points is not None and not 1 <= int(num_points) <= stored:
         raise ValueError(
-            f"num_points={num_points} but {where} stores {stored} points per cloud; "
+            f"num_points={num_points} but {where} stores {count(stored, 'point')} per cloud; "
             f"use 1..{stored} (or None for all)"
         )

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.paths import confined
+from ..core.words import count
 from ..prompts import check_classnames, load_classnames
 from .base import H5CloudDataset, check_split
 
@@ -143,8 +144,8 @@ class ModelNet40(H5CloudDataset):
             )
         if names != MODELNET40_CLASSES:
             log.warning(
-                "%s does not hold the 40 published ModelNet40 classes in order (%d names); "
-                "using its names", self.root / "shape_names.txt", len(names)
+                "%s does not hold the 40 published ModelNet40 classes in order (%s); "
+                "using its names", self.root / "shape_names.txt", count(len(names), "name")
             )
         super().__init__(
             name="modelnet40",

@@ -27,6 +27,7 @@ from ..prompts import load_classnames
 from . import h5utils
 from .base import ReadOnUse
 from .catalog import DATASETS
+from ..core.words import count
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +115,8 @@ def check_clouds(path: Path, arr: np.ndarray, num_clouds: int, chunk: int = 256)
         raise ValueError(f"{path} has shape {arr.shape} and dtype {arr.dtype}; expected "
                          f"floating clouds [{num_clouds}, points, 3]")
     if arr.shape[0] != num_clouds:
-        raise ValueError(f"{path} holds {arr.shape[0]} clouds but label.npy has {num_clouds} "
-                         f"labels; the files come from different releases")
+        raise ValueError(f"{path} holds {count(arr.shape[0], 'cloud')} but label.npy has "
+                         f"{count(num_clouds, 'label')}; the files come from different releases")
     for s in range(0, arr.shape[0], chunk):
         block = np.asarray(arr[s:s + chunk])
         finite = np.isfinite(block).reshape(block.shape[0], -1).all(axis=1)
@@ -194,7 +195,7 @@ def validate_folder(folder: Path) -> None:
     if missing:
         shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
         raise FileNotFoundError(f"ModelNet40-C folder {folder} lacks {len(missing)} of its "
-                                f"{len(expected_files())} files: {shown}")
+                                f"{count(len(expected_files()), 'file')}: {shown}")
     labels = read_labels(folder / LABEL_FILE, len(load_classnames("modelnet40")))
     for name in expected_files()[:-1]:
         check_clouds(folder / name, open_array(folder / name), len(labels))

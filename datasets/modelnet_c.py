@@ -20,6 +20,7 @@ from typing import Optional, Sequence
 from ..prompts import load_classnames
 from .catalog import DATASETS
 from .corrupted_h5 import CorruptedH5Set, check_setting, folder_classnames
+from ..core.words import count
 
 ENTRY = DATASETS["modelnet_c"]
 CORRUPTIONS = ENTRY.corruptions            # the 7 names, declared in the catalog
@@ -91,11 +92,11 @@ def validate_folder(folder: Path) -> None:
     if missing:
         shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
         raise FileNotFoundError(f"ModelNet-C folder {folder} lacks {len(missing)} of its "
-                                f"{len(expected_files())} files: {shown}")
+                                f"{count(len(expected_files()), 'file')}: {shown}")
     clean = ModelNetC(folder, corruption=CLEAN)
     for c in CORRUPTIONS:
         for s in SEVERITIES:
             ds = ModelNetC(folder, corruption=c, severity=s)
             if len(ds) != len(clean):
-                raise ValueError(f"{folder / data_file(c, s)} holds {len(ds)} clouds but "
+                raise ValueError(f"{folder / data_file(c, s)} holds {count(len(ds), 'cloud')} but "
                                  f"{data_file(CLEAN, None)} holds {len(clean)}")

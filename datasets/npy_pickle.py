@@ -20,6 +20,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+from ..core.words import count
 
 #: what one object file may declare, all arrays together; OpenShape's objects hold about
 #: 0.3 MB (xyz and rgb 10,000 x 3 float32, a few feature vectors)
@@ -59,8 +60,8 @@ class _Declared:
             raise _Refused(f"declares an array of shape {shape!r}, not a tuple of sizes")
         if not isinstance(dtype, np.dtype):
             raise _Refused(f"declares an array of dtype {type(dtype).__name__}, not a numpy dtype")
-        count = math.prod(int(d) for d in shape)
-        nbytes = count * dtype.itemsize
+        items = math.prod(int(d) for d in shape)
+        nbytes = items * dtype.itemsize
         self.budget[0] += nbytes
         if self.budget[0] > MAX_OBJECT_BYTES:
             others = (f"; {self.budget[0] / 1e6:,.1f} MB with the file's other arrays"
@@ -69,23 +70,23 @@ class _Declared:
                            f"({nbytes / 1e6:,.1f} MB{others}), more than the {MAX_OBJECT_BYTES / 2**20:.0f} "
                            f"MiB an object file may declare (a real object holds well under 1 MB); "
                            f"refused before allocating it: the file is corrupt or hostile")
-        return count
+        return items
 
     def __setstate__(self, state) -> None:
         if not isinstance(state, tuple) or len(state) not in (4, 5):
             raise _Refused("holds an array whose state is not numpy's (version, shape, dtype, "
                            "fortran, data)")
         shape, dtype, fortran, data = state[-4:]
-        count = self.declare(shape, dtype)
-        nbytes = count * dtype.itemsize
+        items = self.declare(shape, dtype)
+        nbytes = items * dtype.itemsize
         if dtype.hasobject:
-            if not isinstance(data, list) or len(data) != count:
-                raise _Refused(f"declares an object array of {count} items but holds "
+            if not isinstance(data, list) or len(data) != items:
+                raise _Refused(f"declares an object array of {count(items, 'item')} but holds "
                                f"{len(data) if isinstance(data, list) else type(data).__name__}")
         elif not isinstance(data, (bytes, bytearray)) or len(data) != nbytes:
             have = len(data) if isinstance(data, (bytes, bytearray)) else type(data).__name__
-            raise _Refused(f"declares a {dtype} array of shape {shape} ({nbytes} bytes) but "
-                           f"holds {have} bytes of data")
+            raise _Refused(f"declares a {dtype} array of shape {shape} ({count(nbytes, 'byte')}) "
+                           f"but holds {count(have, 'byte')} of data")
         self.state = (tuple(int(d) for d in shape), dtype, bool(fortran), data)
 
     def build(self) -> np.ndarray:

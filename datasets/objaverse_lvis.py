@@ -61,6 +61,7 @@ from ..prompts import check_classnames, configs_root, read_yaml
 from . import h5utils
 from .base import CloudSet
 from .npy_pickle import MAX_OBJECT_BYTES, load_npy_dict  # noqa: F401 (re-exported)
+from ..core.words import count
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +276,7 @@ class ObjaverseLVIS(CloudSet):
         if unknown is not None:
             raise ValueError(f"{split_path}: uid {unknown['uid']} has category "
                              f"{unknown['category']!r}, which is not among the "
-                             f"{len(self.categories)} classes")
+                             f"{count(len(self.categories), 'class')}")
         self.classnames = class_names(self.categories, names)
         self.uids = [e["uid"] for e in entries]
         self.files = [object_path(self.root, e["data_path"], _where(split_path, i, e))
@@ -296,7 +297,7 @@ class ObjaverseLVIS(CloudSet):
         xyz = torch.from_numpy(read_xyz(self.files[i], self.uids[i]))
         if self.num_points is not None and self.num_points > len(xyz):
             raise ValueError(f"Objaverse-LVIS object {self.uids[i]} ({self.files[i]}) has "
-                             f"{len(xyz)} points, fewer than num_points={self.num_points}")
+                             f"{count(len(xyz), 'point')}, fewer than num_points={self.num_points}")
         return h5utils.sample_points(xyz[None], self.num_points, self.sampling)[0]
 
     def points(self, indices=None) -> torch.Tensor:
@@ -355,8 +356,8 @@ def install_files(folder: Path) -> list[tuple[Path, Path]]:
             missing.append(f"{e['uid']} ({src})")
         out.append((relative_path(e["data_path"]), src))
     if missing:
-        raise FileNotFoundError(f"{folder}: {len(missing)} of the {len(entries)} objects listed in "
-                                f"{SPLIT_FILE} are missing: {', '.join(missing[:3])}"
+        raise FileNotFoundError(f"{folder}: {len(missing)} of the {count(len(entries), 'object')} "
+                                f"listed in {SPLIT_FILE} are missing: {', '.join(missing[:3])}"
                                 f"{', ...' if len(missing) > 3 else ''}")
     return out
 
@@ -368,4 +369,5 @@ def validate_folder(folder: Path) -> None:
     ds = ObjaverseLVIS(folder, num_points=None)
     for path, uid in zip(ds.files, ds.uids):
         read_xyz(path, uid)
-    log.info("Objaverse-LVIS at %s: %d objects, %d categories", folder, len(ds), ds.num_classes)
+    log.info("Objaverse-LVIS at %s: %s, %s", folder, count(len(ds), "object"),
+             count(ds.num_classes, "category"))

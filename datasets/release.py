@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Sequence
 
 from ..core.digest import file_digest
 from .catalog import DATASETS
+from ..core.words import count
 
 #: clouds per split of each published release (facts of the releases: ModelNet40's h5 release;
 #: ModelNet10 inside it (test; its train count is not recorded here); ScanObjectNN's main split
@@ -73,8 +74,8 @@ def _checksums(name: str, files: Sequence[Path]) -> str:
         return "none recorded for this release"
     differ = [f.name for f in mine if _md5(f) != recorded[f.name]]
     if differ:
-        return f"{len(differ)} of {len(mine)} files differ from the release's MD5 ({', '.join(differ)})"
-    return f"{len(mine)} files match the release's MD5"
+        return f"{len(differ)} of {count(len(mine), 'file')} differ from the release's MD5 ({', '.join(differ)})"
+    return f"{count(len(mine), 'file')} match the release's MD5"
 
 
 def describe(label: str, splits: Dict[str, object], release_key: Optional[str] = None,
@@ -86,7 +87,8 @@ def describe(label: str, splits: Dict[str, object], release_key: Optional[str] =
     key = release_key or getattr(first, "name", label)
     release = RELEASE_CLOUDS.get(key, {})
     counts = {split: len(ds) for split, ds in splits.items()}
-    differences = [f"{split} holds {n:,} clouds; the release has {release[split]:,}"
+    differences = [f"{split} holds {count(n, 'cloud', spec=',')}; the release has "
+                   f"{release[split]:,}"
                    for split, n in counts.items() if split in release and n != release[split]]
     differences += list(extra)
     if key == "objaverse_lvis":
@@ -132,7 +134,8 @@ def _lvis_differences(dataset) -> List[str]:
 def modelnet40c_differences(root: Path, expected: Sequence[str]) -> List[str]:
     """The ModelNet40-C arrays (of ``expected``) missing from ``root``."""
     missing = [name for name in expected if not (Path(root) / name).is_file()]
-    return [f"{len(missing)} of its {len(expected)} files are missing ({', '.join(missing[:5])}"
+    return [f"{len(missing)} of its {count(len(expected), 'file')} are missing "
+            f"({', '.join(missing[:5])}"
             f"{', ...' if len(missing) > 5 else ''})"] if missing else []
 
 

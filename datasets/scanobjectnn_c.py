@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 from ..prompts import load_classnames
 from .catalog import DATASETS
 from .corrupted_h5 import CorruptedH5Set, check_setting, folder_classnames
+from ..core.words import count
 
 ENTRY = DATASETS["scanobjectnn_c"]
 CORRUPTIONS = ENTRY.corruptions
@@ -111,7 +112,7 @@ def validate_folder(folder: Path) -> None:
         if missing:
             shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
             raise FileNotFoundError(f"ScanObjectNN-C folder {folder / variant} lacks "
-                                    f"{len(missing)} of its {len(names)} files: {shown}")
+                                    f"{len(missing)} of its {count(len(names), 'file')}: {shown}")
         sizes = {}
         settings = [(c, s) for c in CORRUPTIONS for s in SEVERITIES]
         if has_clean(folder, variant):
@@ -121,5 +122,5 @@ def validate_folder(folder: Path) -> None:
         first = next(iter(sizes))
         for name, n in sizes.items():
             if n != sizes[first]:
-                raise ValueError(f"{folder / name} holds {n} clouds but {folder / first} holds "
-                                 f"{sizes[first]}; the files come from different releases")
+                raise ValueError(f"{folder / name} holds {count(n, 'cloud')} but {folder / first} "
+                                 f"holds {sizes[first]}; the files come from different releases")

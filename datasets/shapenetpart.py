@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from ..core.paths import confined
+from ..core.words import count
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +63,10 @@ def load_part_names(path=None) -> dict:
         raise ValueError(f"part-name file {path}: categories missing {missing}, unknown {extra}; "
                          f"it must name the 16 ShapeNetPart categories")
     out = {}
-    for cat, count in zip(SHAPENETPART_CATEGORIES, PART_COUNTS):
+    for cat, parts in zip(SHAPENETPART_CATEGORIES, PART_COUNTS):
         names = data[cat]
-        if not isinstance(names, list) or len(names) != count:
-            raise ValueError(f"part-name file {path} key {cat!r}: expected a list of {count} "
+        if not isinstance(names, list) or len(names) != parts:
+            raise ValueError(f"part-name file {path} key {cat!r}: expected a list of {parts} "
                              f"part names (global part-id order), got {names!r}")
         out[cat] = [str(n) for n in names]
     return out
@@ -191,7 +192,7 @@ class ShapeNetPart:
         expected = sum(SPLIT_SIZES[s] for s in names)
         if len(self._labels) != expected:
             self.size_note = (f"ShapeNetPart {self.split} in {self.root} holds "
-                              f"{len(self._labels)} shapes; the release has {expected}")
+                              f"{count(len(self._labels), 'shape')}; the release has {expected}")
             log.warning("%s (a partial or modified copy: results are not comparable)",
                         self.size_note)
         else:
@@ -227,7 +228,7 @@ class ShapeNetPart:
         import torch
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for ShapeNetPart {self.split} "
-                             f"({len(self)} shapes)")
+                             f"({count(len(self), 'shape')})")
         return (torch.from_numpy(self._points[i].copy()), int(self._labels[i]),
                 torch.from_numpy(self._pid[i].copy()))
 

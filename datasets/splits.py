@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from ..core.words import count
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def fewshot_indices(labels, shots: int, seed: int) -> np.ndarray:
     for cls in np.unique(labels):
         idx = np.flatnonzero(labels == cls)
         if idx.size < shots:
-            msg = f"class {int(cls)} has only {idx.size} samples for {shots}-shot; using all of them"
+            msg = f"class {int(cls)} has only {count(idx.size, 'sample')} for {shots}-shot; using all of them"
             log.warning(msg)
         picked.append(_class_order(idx, seed, cls, _FEWSHOT_SALT)[: int(shots)])
     return np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=np.int64)

@@ -23,6 +23,7 @@ import math
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
+from .core.words import count
 
 LOGIT_SCALE = 100.0
 
@@ -91,7 +92,8 @@ def view_weight_tensor(view_weights: ViewWeights, num_views: int,
     given_as_tensor = isinstance(view_weights, torch.Tensor)
     w = torch.as_tensor(view_weights, dtype=dtype, device=device).flatten()
     if w.numel() != num_views:
-        raise ValueError(f"view_weights has {w.numel()} values but there are {num_views} views")
+        raise ValueError(f"view_weights has {count(w.numel(), 'value')} but there are "
+                         f"{count(num_views, 'view')}")
     if not given_as_tensor and not bool(torch.isfinite(w).all()):
         raise ValueError(f"view_weights must be finite numbers, got {w.tolist()}")
     return w

@@ -5,8 +5,10 @@ in the commands registry (:data:`pointcalip.commands.COMMANDS`) with ``register(
 which adds its parser and sets ``func`` to the function that runs it; the list of subcommands,
 their order and the "did you mean" for a mistyped one come from that registry. Nothing here nor
 in a command module imports torch before a command runs: ``--version``, every ``--help`` and
-mistyped options answer at once. Errors a user can fix print one line (``pointcalip zeroshot: error: ...``) and exit with 2;
-``-v`` (before or after the subcommand) shows the traceback instead. Ctrl-C prints one line
+mistyped options answer at once. Errors a user can fix print one message (``pointcalip zeroshot:
+error: ...``: what went wrong and where on its first line, a list of things on the lines below,
+long lines wrapped at :data:`WIDTH` columns, :func:`error_text`) and exit with 2; ``-v`` (before
+or after the subcommand) shows the traceback instead. Ctrl-C prints one line
 saying what was kept and exits with 130.
 """
 from __future__ import annotations
@@ -21,6 +23,51 @@ from . import __version__
 from .commands import COMMANDS
 
 USER_ERRORS = (ValueError, KeyError, RuntimeError, OSError)
+#: the widest line of an error message (a longer one is wrapped, unless it is one long word)
+WIDTH = 100
+HINT = "(run with -v for the traceback)"
+
+
+def error_text(head: str, message: str, hint: str = "", width: int = WIDTH) -> str:
+    """``head`` (``pointcalip zeroshot: error:``) and ``message`` as lines of at most
+    ``width`` columns: each line of ``message`` (a list below its first line is indented) is
+    wrapped at spaces with a hanging indent of 4 more columns than its own. A word is never
+    cut: a path longer than a line has a line of its own, except the message's first word,
+    which stays beside ``head`` (the first line says what went wrong and where). ``hint`` ends
+    the last line, or has its own line when ``message`` holds several."""
+    lines = f"{head} {message}".split("\n")
+    if hint:
+        lines = lines + [hint] if len(lines) > 1 else [f"{lines[0]} {hint}"]
+    out = []
+    for i, line in enumerate(lines):
+        out += _wrap(line, width, keep=len(head) if i == 0 else 0)
+    return "\n".join(out)
+
+
+def _wrap(line: str, width: int, keep: int) -> list:
+    """``line`` wrapped at spaces into lines of at most ``width`` columns (a longer word on a
+    line of its own), later lines indented 4 columns more than ``line``; its first ``keep``
+    characters stay on one line with the word after them."""
+    indent = line[:len(line) - len(line.lstrip(" "))]
+    words = line[len(indent):].split(" ")
+    out, current = [], indent + words[0]
+    for word in words[1:]:
+        if len(current) + 1 + len(word) <= width or (not out and
+                                                      len(current) <= max(keep, len(indent) + 4)):
+            current += " " + word
+        else:
+            out.append(current)
+            current = indent + "    " + word
+    return out + [current]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser whose usage errors are wrapped as every other error
+    (:func:`error_text`)."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(2, error_text(f"{self.prog}: error:", message) + "\n")
 
 
 def _verbose_flag(parser: argparse.ArgumentParser, default) -> None:
@@ -29,7 +76,7 @@ def _verbose_flag(parser: argparse.ArgumentParser, default) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pointcalip",
         description="Zero-shot and few-shot 3D point-cloud recognition with CLIP and CALIP.",
     )
@@ -130,13 +177,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         detail = _message(err) if str(err) else "interrupted; nothing half-written was kept"
-        print(f"pointcalip {args.command}: {detail}", file=sys.stderr)
+        print(error_text(f"pointcalip {args.command}:", detail), file=sys.stderr)
         return 130
     except USER_ERRORS as err:
         if args.verbose:
             raise
-        print(f"pointcalip {args.command}: error: {_message(err)} (run with -v for the "
-              f"traceback)", file=sys.stderr)
+        print(error_text(f"pointcalip {args.command}: error:", _message(err), HINT),
+              file=sys.stderr)
         return 2
 
 

@@ -28,6 +28,7 @@ from .core.config_loader import (MAX_YAML_VALUES, ConfigError, Rule, Section, _p
 from .datasets.catalog import DATASETS
 from .projection.catalog import PROJECTORS, projector_options
 from .prompts import load_templates
+from .core.words import count
 
 #: the most cells of the beta2 x beta3 tuning grid (4096 x 4096): the search holds one
 #: accuracy per cell
@@ -124,10 +125,10 @@ class ProjectorConfig(Section):
             raise ConfigError("name", f"must be one of {', '.join(map(repr, sorted(PROJECTORS)))}, "
                                       f"got {self.name!r}")
         views = self.options.get("views")      # a ring or a list: counted before building it
-        count = views.get("ring") if isinstance(views, Mapping) else (
+        num_views = views.get("ring") if isinstance(views, Mapping) else (
             len(views) if isinstance(views, list) else None)
-        if isinstance(count, int):
-            check_size("views", count, MAX_VIEWS, "views", fix="use fewer views")
+        if isinstance(num_views, int):
+            check_size("views", num_views, MAX_VIEWS, "views", fix="use fewer views")
         for key in self.options:
             if key not in self.accepted_options():
                 raise ConfigError(key, f"is not an option of the {self.name} projector "
@@ -266,11 +267,11 @@ def check_batch_size(batch_size: int, projector: Any) -> None:
     views, image, side = projector.num_views, projector.image_size, projector.map_size
     bins = getattr(projector, "depth_bins", 1)          # the realistic projector's voxel depth
     per_cloud = views * (3 * image * image + bins * side * side) * 4
-    shape = (f"{views} views x (3 x {image}^2 image + {bins} x {side}^2 map) float32")
+    shape = (f"{count(views, 'view')} x (3 x {image}^2 image + {bins} x {side}^2 map) float32")
     check_size("projector", per_cloud, MAX_BATCH_IMAGE_BYTES, "bytes",
                f"per cloud: {shape}", "use fewer views or a lower resolution")
     check_size("batch_size", batch_size * per_cloud, MAX_BATCH_IMAGE_BYTES, "bytes",
-               f"per batch: {batch_size} clouds x {shape}")
+               f"per batch: {count(batch_size, 'cloud')} x {shape}")
 
 
 def check_model_keys(cfg, read_templates: Callable[[Any], Any] = load_templates) -> None:
@@ -300,7 +301,7 @@ def check_views(views: Sequence[int], num_views: int, key: str = "views") -> Non
         raise ConfigError(key, "must list at least one view index (or be null for all views)")
     bad = [v for v in views if not 0 <= v < num_views]
     if bad:
-        raise ConfigError(key, f"holds {bad}, outside the projector's {num_views} views "
+        raise ConfigError(key, f"holds {bad}, outside the projector's {count(num_views, 'view')} "
                                f"(indices 0..{num_views - 1})")
     if len(set(views)) != len(views):
         raise ConfigError(key, f"lists a view twice: {list(views)}")

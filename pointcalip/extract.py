@@ -30,6 +30,7 @@ from tqdm import tqdm
 from .core.distributed import Shard, barrier
 from .head import CalipHead
 from .store import SplitStore
+from .core.words import count
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +141,9 @@ def _check_request(store: SplitStore, dataset, rows: np.ndarray, projector,
         raise ValueError(f"nothing to encode: no clouds selected from {dataset.name} "
                          f"{dataset.split}")
     if store.num_rows != len(dataset) or store.num_views != projector.num_views:
-        raise ValueError(f"feature store {store.path} holds {store.num_rows} clouds x "
-                         f"{store.num_views} views, not {len(dataset)} x {projector.num_views}")
+        raise ValueError(f"feature store {store.path} holds {count(store.num_rows, 'cloud')} x "
+                         f"{count(store.num_views, 'view')}, not {len(dataset)} x "
+                         f"{projector.num_views}")
 
 
 def _missing_blocks(store: SplitStore, rows: np.ndarray, batch_size: int
@@ -217,13 +219,13 @@ def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, back
     todo, todo_rows = _missing_blocks(store, rows, batch_size)
     stats = ExtractStats(requested=len(rows), encoded=0, missing=len(todo_rows))
     if len(todo_rows):     # every rank sees the same folder, so all stop here or none
-        store.check_writable(f"{len(todo_rows)} of {len(np.unique(rows))} clouds of "
+        store.check_writable(f"{len(todo_rows)} of {count(len(np.unique(rows)), 'cloud')} of "
                              f"{dataset.name} {dataset.split} are not stored yet")
     barrier()   # every rank has listed the missing rows before anyone adds to them
     if len(todo_rows) and shard.is_main:
-        log.info("%s %s: encoding %d of %d clouds into %s%s", dataset.name, dataset.split,
-                 len(todo_rows), len(np.unique(rows)), store.path,
-                 f" ({shard.world_size} ranks)" if shard.world_size > 1 else "")
+        log.info("%s %s: encoding %d of %s into %s%s", dataset.name, dataset.split,
+                 len(todo_rows), count(len(np.unique(rows)), "cloud"), store.path,
+                 f" ({count(shard.world_size, 'rank')})" if shard.world_size > 1 else "")
     device = torch.device(backbone.device)
     clock = _Clock(device)
     head = _logits_head(store, projector.num_views, device)
@@ -271,8 +273,8 @@ def encode_missing(store: SplitStore, dataset, rows: np.ndarray, projector, back
                     future.exception()
                 raise Interrupted(
                     f"interrupted while encoding {dataset.name} {dataset.split}: "
-                    f"{stats.encoded} of {len(todo_rows)} clouds encoded in this run are kept in "
-                    f"{store.path}; run the same command again to resume") from None
+                    f"{stats.encoded} of {count(len(todo_rows), 'cloud')} encoded in this run are "
+                    f"kept in {store.path}; run the same command again to resume") from None
         barrier()   # every rank's share is stored
         show_progress()
     finally:

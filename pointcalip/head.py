@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .calip import ViewWeights, aggregate_views, calip_logits, view_weight_tensor
+from .core.words import count
 
 
 def check_view_features(global_feats: torch.Tensor, spatial: torch.Tensor) -> None:
@@ -95,8 +96,8 @@ class CalipHead(nn.Module):
         """Per-view logits [B, V, K] x 3 -> shape logits [B, K] with this head's betas and
         view weights."""
         if l0.dim() != 3 or l0.shape[1] != self.num_views:
-            raise ValueError(f"this head aggregates {self.num_views} views; got logits of shape "
-                             f"{tuple(l0.shape)}")
+            raise ValueError(f"this head aggregates {count(self.num_views, 'view')}; got logits of "
+                             f"shape {tuple(l0.shape)}")
         return aggregate_views(l0, l1, l2, self.beta2, self.beta3, self.view_weights)
 
     def forward(self, global_feats: torch.Tensor, spatial: torch.Tensor) -> torch.Tensor:

@@ -41,6 +41,7 @@ from .prompts import class_prompts
 from .report.metrics import Accuracy, accuracy
 from .search import WEIGHT_CHOICES, SearchResult, beta_grid, search
 from .store import FeatureStore, SplitStore, StoreModeError, text_identity
+from .core.words import count
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def load_splits(cfg: ZeroShotConfig) -> ZeroShotSplits:
         return ZeroShotSplits(root, test, tuning)
     rows = validation_rows(data.train, cfg.tune)
     protocol = (f"val: class-stratified {cfg.tune.val_fraction:.0%} of TRAIN "
-                f"(seed {cfg.tune.seed}, {len(rows)} clouds); reported on TEST")
+                f"(seed {cfg.tune.seed}, {count(len(rows), 'cloud')}); reported on TEST")
     return ZeroShotSplits(root, test, TuningSet(data.train, rows, "val", protocol))
 
 

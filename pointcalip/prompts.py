@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
+from .core.words import count
 
 
 def configs_root() -> Path:
@@ -168,7 +169,7 @@ def class_prompts(classnames: Sequence[str], templates: Union[str, Sequence[str]
                 spaced = f" (nor under {name.replace('_', ' ')!r})" if "_" in name else ""
                 raise ValueError(f"prompt file {path} has no prompts for class {name!r}{spaced}; "
                                  f"add a list of sentences for it (the file has "
-                                 f"{len(table)} classes: {', '.join(sorted(table)[:8])}"
+                                 f"{count(len(table), 'class')}: {', '.join(sorted(table)[:8])}"
                                  f"{', ...' if len(table) > 8 else ''})")
             out.append(list(table[key]))
         return out

@@ -39,6 +39,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 
 from .calip import combine_view_logits, view_weight_tensor, weighted_view_sum
+from .core.words import count
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def _check(l0: torch.Tensor, l1: torch.Tensor, l2: torch.Tensor, labels
     labels = torch.as_tensor(labels, device=l0.device).long().flatten()
     n, _, k = l0.shape
     if labels.numel() != n:
-        raise ValueError(f"{labels.numel()} labels for {n} clouds")
+        raise ValueError(f"{count(labels.numel(), 'label')} for {count(n, 'cloud')}")
     if n == 0:
         raise ValueError("search needs at least one labelled cloud")
     if labels.min() < 0 or labels.max() >= k:

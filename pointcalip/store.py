@@ -72,6 +72,7 @@ import numpy as np
 
 from .core.atomic import DiskFullError, disk_full_names, fsync_dir, is_disk_full
 from .core.paths import cache_dir as default_cache_dir, slug
+from .core.words import count
 
 log = logging.getLogger(__name__)
 
@@ -390,7 +391,7 @@ class SplitStore:
         vi = np.arange(self.num_views) if views is None else np.asarray(views, dtype=np.int64)
         if vi.size == 0 or vi.min() < 0 or vi.max() >= self.num_views:
             raise ValueError(f"views {list(views)} out of range: the store holds "
-                             f"{self.num_views} views (indices 0..{self.num_views - 1})")
+                             f"{count(self.num_views, 'view')} (indices 0..{self.num_views - 1})")
         n, v = len(idx), len(vi)
         out = {name: np.empty((n, v, *self.layout[name][0][1:]), self.layout[name][1])
                for name in names}
@@ -410,9 +411,9 @@ class SplitStore:
         idx = self._rows(rows)
         owner = self._owner[idx]
         total = 0.0
-        for number, count in zip(*np.unique(owner[owner >= 0], return_counts=True)):
+        for number, owned in zip(*np.unique(owner[owner >= 0], return_counts=True)):
             piece = self._pieces[self._order[number]]
-            total += float(piece.info.get("seconds", 0.0)) * count / len(piece.rows)
+            total += float(piece.info.get("seconds", 0.0)) * owned / len(piece.rows)
         return total
 
     def _rows(self, rows: Optional[Sequence[int]]) -> np.ndarray:
@@ -421,7 +422,7 @@ class SplitStore:
         idx = np.asarray(rows, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < 0 or idx.max() >= self.num_rows):
             bad = idx[(idx < 0) | (idx >= self.num_rows)][0]
-            raise IndexError(f"row {bad} is outside this split's {self.num_rows} clouds")
+            raise IndexError(f"row {bad} is outside this split's {count(self.num_rows, 'cloud')}")
         return idx
 
     # ----------------------------------------------------------------------- writing
@@ -464,7 +465,7 @@ class SplitStore:
             shape = (n, *self.layout[name][0])
             if array.shape != shape:
                 raise ValueError(f"feature store write: {name} has shape "
-                                 f"{array.shape}, expected {shape} for {n} rows")
+                                 f"{array.shape}, expected {shape} for {count(n, 'row')}")
             if not np.isfinite(array).all():
                 bad = rows[~np.isfinite(array).reshape(n, -1).all(axis=1)]
                 raise ValueError(f"features of clouds {bad[:10].tolist()} are NaN/inf; nothing "

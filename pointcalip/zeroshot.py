@@ -28,6 +28,7 @@ from .prompts import load_templates
 from .report.metrics import Accuracy
 from .report.results import RunInfo, backbone_label, run_name, run_title
 from .search import SearchResult
+from .core.words import count
 
 #: the shared stages, re-exported from :mod:`pointcalip.pipeline` (documented imports)
 __all__ = ["TEMPERATURE", "DataSplits", "TuningSet", "ViewLogits", "ZeroShotSplits",
@@ -128,7 +129,8 @@ class ZeroShotResult:
             f"- View weights: {', '.join(f'{w:g}' for w in self.found.view_weights)}",
             f"- Prompt templates: {'; '.join(repr(t) for t in self.templates)}",
             "- Features: " + "; ".join(
-                f"{name} {s['rows']} clouds ({s['encoded_now']} encoded now, {s['from_store']} "
+                f"{name} {count(s['rows'], 'cloud')} ({s['encoded_now']} encoded now, "
+                f"{s['from_store']} "
                 f"from the store)" for name, s in r["features"].items()),
             "- Timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in r["timings"].items()),
             f"- Command: `{self.run.command_line}` ({self.run.date}, {self.run.device}, "
@@ -142,8 +144,8 @@ class ZeroShotResult:
             if c["n"]:                  # only the classes the test split has clouds of
                 lines.append(f"| {name} | {c['n']} | {fmt(c['pointclip'])} | {fmt(c['calip'])} |")
         if absent:
-            lines += ["", f"{len(absent)} of the {len(r['per_class'])} classes have no test "
-                          f"cloud and are not listed (still candidates for every prediction)."]
+            lines += ["", f"{len(absent)} of the {count(len(r['per_class']), 'class')} have no "
+                          f"test cloud and are not listed (still candidates for every prediction)."]
         return "\n".join(lines) + "\n"
 
 

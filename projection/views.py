@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence, Tuple, Union
+from ..core.words import count
 
 
 pi = math.pi  # == numpy.pi; the preset angles below are written as in the reference code
@@ -52,8 +53,9 @@ class ViewSet:
             if given is not None:
                 values = tuple(float(t) for t in given)
                 if len(values) != len(angles):
-                    raise ValueError(f"view set {self.name!r}: {len(values)} {field} for {len(angles)} "
-                                     f"views; give one {field[:-1]} per view or {field}=None")
+                    raise ValueError(f"view set {self.name!r}: {len(values)} {field} for "
+                                     f"{count(len(angles), 'view')}; give one {field[:-1]} per "
+                                     f"view or {field}=None")
                 object.__setattr__(self, field, values)
         for v in angles + tuple(t for t in (self.tilts, self.pans) if t):
             if not all(math.isfinite(x) for x in v):
@@ -70,7 +72,7 @@ class ViewSet:
         for i in idx:
             if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(self):
                 raise ValueError(f"view index {i!r} is not an integer in [0, {len(self) - 1}] "
-                                 f"(view set {self.name!r} has {len(self)} views)")
+                                 f"(view set {self.name!r} has {count(len(self), 'view')})")
         def pick(values):
             return None if values is None else tuple(values[i] for i in idx)
         return ViewSet(angles=tuple(self.angles[i] for i in idx), tilts=pick(self.tilts),

@@ -25,6 +25,7 @@ from pointcalip.backbones import ClipBackbone
 from pointcalip.cli import main
 from pointcalip.datasets import validation_indices
 from pointcalip.search import beta_grid, search
+from messages import error_block
 
 B2, B3 = beta_grid(2.0, P.GRID), beta_grid(0.1, P.GRID)
 
@@ -410,7 +411,7 @@ def test_a_prompt_file_without_a_class_stops_the_run(runs, tmp_path, capsys):
     argv = runs["run"].argv(tmp_path / "out", "--set", "studies=[prompts]",
                             "--set", f"prompts_study.candidates=[{bad}]")
     assert main(argv) == 2
-    err = capsys.readouterr().err
+    err = error_block(capsys.readouterr().err)
     assert "has no prompts for class 'cup'" in err and "two_classes.yaml" in err
     assert not (tmp_path / "out" / "prompts").exists()
     assert not (tmp_path / "out").exists()          # no empty output folder is left behind

@@ -13,6 +13,7 @@ import pytest
 
 import ablation_planted as AP
 from pointcalip.cli import main
+from messages import error_block
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +161,7 @@ def test_views_study_all_views_win_and_subsets_read_the_full_store(seg_planted, 
 
 def test_classification_only_studies_are_refused_naming_study_and_task(capsys):
     assert main(["ablate", "--config", "shapenetpart", "--set", "studies=[terms, weights]"]) == 2
-    err = capsys.readouterr().err
+    err = error_block(capsys.readouterr().err)
     assert "studies lists 'weights', a study that does not apply to part segmentation" in err
     assert "Segmentation studies: views, terms, prompts, projectors, backbones" in err
     assert "Traceback" not in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import http.server
+import logging
 import shutil
 import threading
 from pathlib import Path
@@ -15,6 +16,7 @@ from pointcalip.cli import main
 from pointcalip.datasets import ModelNet40, ScanObjectNN, dataset_folder, download_file, ensure_dataset
 from pointcalip.datasets import download as dl
 from synthetic_data import write_modelnet40, write_scanobjectnn
+from messages import error_block
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -241,7 +243,7 @@ def test_cli_unwritable_root_is_one_line(tmp_path, mn40_zip, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     assert main(["download", "modelnet40", "--from", str(mn40_zip), "--root", str(blocker / "data")]) == 2
-    err = capsys.readouterr().err
+    err = error_block(capsys.readouterr().err)
     assert f"cannot write in {blocker / 'data'}" in err and "choose another folder with --root DIR" in err
 
 
@@ -254,8 +256,8 @@ def test_cli_checks_from_first_and_speaks_cli(tmp_path, mn40_zip, capsys, caplog
     missing = tmp_path / "missing.zip"
     for name in ("modelnet40", "modelnet10"):
         assert main(["download", name, "--from", str(missing), "--root", str(root)]) == 2
-        err = capsys.readouterr().err
-        assert f"--from path {missing} does not exist" in err and len(err.strip().splitlines()) == 1
+        err = error_block(capsys.readouterr().err)
+        assert err.startswith("pointcalip download: error: --from path") and f"--from path {missing} does not exist" in err
     assert main(["download", "modelnet40", "--from", str(mn40_zip), "--root", str(root)]) == 0
     out, err = capsys.readouterr()
     assert out.strip() == str(root / "modelnet40_ply_hdf5_2048")
@@ -277,3 +279,30 @@ def test_sources_and_choices_derive_from_the_catalog():
     assert dl.source("modelnet10") is dl.SOURCES["modelnet40"]
     with pytest.raises(ValueError, match=r"unknown dataset 'shapenet'"):
         dl.source("shapenet")
+
+
+def test_install_warnings_name_the_installed_folder_not_the_staging_one(tmp_path, mn40_zip,
+                                                                        monkeypatch, caplog):
+    """Warnings while an install is checked (a list file missing, checksums that differ from
+    the release) name the folder the dataset ends up in, not the temporary folder it is
+    checked in, which is gone a moment later."""
+    src_dir = tmp_path / "unzipped"
+    shutil.unpack_archive(mn40_zip, src_dir)
+    folder = src_dir / "modelnet40_ply_hdf5_2048"
+    (folder / "train_files.txt").unlink()            # read by globbing, with a warning
+    md5 = {p.name: "0" * 32 for p in folder.glob("*.h5")}
+    monkeypatch.setitem(dl.SOURCES, "modelnet40",
+                        dataclasses.replace(dl.SOURCES["modelnet40"], file_md5=md5))
+    for origin in (src_dir, mn40_zip):
+        root = tmp_path / f"root-{origin.name}"     # each message new (the CLI logs each once)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            installed = ensure_dataset("modelnet40", root=root, from_path=origin)
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        if origin == src_dir:
+            assert any(w.startswith(f"{installed / 'train_files.txt'} missing; using")
+                       for w in warnings), warnings
+        assert any(w.startswith(f"{installed}: files [") and "differ from the published" in w
+                   for w in warnings), warnings
+        assert installed == root / "modelnet40_ply_hdf5_2048" and installed.is_dir()
+        assert not any("-tmp-" in w for w in warnings), warnings

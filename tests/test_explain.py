@@ -12,6 +12,7 @@ from pointcalip.datasets import load_point_cloud
 from pointcalip.explain import Explanation, explain_cloud, render, spatial_attention
 from pointcalip.report.plots import attention_grid_size
 from pointcalip.projection import PointCLIPProjector
+from messages import error_block
 
 
 def test_attention_is_calips_softmax_over_positions_and_gives_l1():
@@ -153,7 +154,7 @@ def test_other_extensions_are_refused_before_clip_loads(tmp_path, capsys, monkey
     assert main(["explain", str(cloud), "--classes", "a", "b", "-o", str(out)]) == 2
     assert (f"pointcalip explain: error: cannot write the figure {out}: it has {what}; end the "
             f"name with one of .png, .jpg, .jpeg, .pdf, .svg (PNG, JPEG, PDF or SVG)"
-            in capsys.readouterr().err)
+            in error_block(capsys.readouterr().err))
     assert not out.exists()
     with pytest.raises(ValueError, match=r"it has extension '\.gif'"):
         render(Explanation(torch.rand(1, 8, 8), torch.full((1, 2, 49), 1 / 49), torch.zeros(2),

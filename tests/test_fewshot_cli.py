@@ -20,6 +20,7 @@ from pointcalip.cli import main
 from pointcalip.datasets import ModelNet40
 from pointcalip.fewshot.data import shot_rows, validation_rows
 from pointcalip.fewshot.methods import method_names
+from messages import error_block
 
 VAL_FRACTION = 0.25
 BUDGET = ["--set", "tune.grid=10", "--set", f"tune.val_fraction={VAL_FRACTION}",
@@ -203,7 +204,7 @@ def test_bad_fewshot_options(capsys, tmp_path):
 
 def test_zeroshot_configs_are_refused(capsys):
     assert main(["fewshot", "--config", "modelnet40"]) == 2
-    assert "for `pointcalip zeroshot`, not `pointcalip fewshot`" in capsys.readouterr().err
+    assert "for `pointcalip zeroshot`, not `pointcalip fewshot`" in error_block(capsys.readouterr().err)
 
 
 def test_defaults_equal_the_shipped_yaml():

@@ -1,6 +1,7 @@
 """Hostile files and exhausted machines (issue 28): paths that climb out of a data folder,
 pickles that declare huge arrays, a full disk or a file-size limit while writing, and the
-messages of every refused input (one line, naming the file / key / option, exit 2)."""
+messages of every refused input (naming the file / key / option on its first line, no line
+wider than the CLI's limit, exit 2)."""
 import contextlib
 import errno
 import json
@@ -12,16 +13,17 @@ import pytest
 from pointcalip.cli import main
 from pointcalip.core.paths import confined
 from pointcalip.datasets.objaverse_lvis import SPLIT_FILE, ObjaverseLVIS
+from messages import error_block
 from synthetic_objaverse import write_objaverse_lvis
 
 
-def _one_line(err: str) -> str:
-    """The error line of ``err`` (stderr), which must be its last and hold no traceback (a
-    command may print its settings line first)."""
-    assert "Traceback" not in err, err
-    last = err.rstrip("\n").splitlines()[-1]
-    assert ": error: " in last and last.endswith("(run with -v for the traceback)"), err
-    return last
+def _the_error(err: str) -> str:
+    """The error message that ends ``err`` (stderr; a command may print its settings line
+    first), its wrapped lines joined: no traceback, and no line of it wider than the CLI's
+    limit (tests/messages.py)."""
+    message = error_block(err)
+    assert message.endswith("(run with -v for the traceback)"), err
+    return message
 
 
 def test_confined_keeps_paths_inside_their_root(tmp_path):
@@ -48,7 +50,7 @@ def test_download_refuses_an_entry_that_climbs_out(tmp_path, capsys, data_path):
     (folder / SPLIT_FILE).write_text(json.dumps(split))
     root = tmp_path / "data" / "deep" / "er"
     assert main(["download", "objaverse_lvis", "--from", str(folder), "--root", str(root)]) == 2
-    err = _one_line(capsys.readouterr().err)
+    err = _the_error(capsys.readouterr().err)
     assert f"lvis.json entry 3 (uid {split[3]['uid']})" in err
     assert not outside.exists() and not (root / "objaverse_lvis").exists()
     assert not list((tmp_path / "data").rglob("victim.npy"))
@@ -175,19 +177,19 @@ def test_segment_file_options_are_checked_before_clip(tmp_path, tiny_checkpoints
     np.save(cloud, np.random.default_rng(0).normal(size=(300, 3)).astype(np.float32))
     ckpt = tiny_checkpoints["vit"]
     assert main(_segment_args(cloud, ckpt, "--parts", "seat", "seat")) == 2
-    assert "--parts: part names must be distinct; repeated: ['seat']" in _one_line(
+    assert "--parts: part names must be distinct; repeated: ['seat']" in _the_error(
         capsys.readouterr().err)
     assert main(_segment_args(cloud, ckpt, "--parts", "seat", "leg",
                               "-o", str(tmp_path / "no" / "such" / "out.ply"))) == 2
-    err = _one_line(capsys.readouterr().err)
+    err = _the_error(capsys.readouterr().err)
     assert f"-o/--output {tmp_path}/no/such/out.ply: the folder {tmp_path}/no/such does not exist" in err
     assert main(_segment_args(cloud, ckpt, "--parts", "seat", "leg", "--png", str(tmp_path))) == 2
-    assert f"--png {tmp_path} is a folder" in _one_line(capsys.readouterr().err)
+    assert f"--png {tmp_path} is a folder" in _the_error(capsys.readouterr().err)
     with pytest.raises(SystemExit) as exit_:
         main(_segment_args(cloud, ckpt, "--parts", "seat", "leg", "--num-points", "200001"))
     assert exit_.value.code == 2
     assert ("argument --num-points: must be an integer from 1 to 200,000 (the memory of a "
-            "segmentation grows with it), got '200001'") in capsys.readouterr().err
+            "segmentation grows with it), got '200001'") in error_block(capsys.readouterr().err)
 
 
 def test_a_failed_rerun_leaves_the_earlier_outputs_whole(tmp_path, tiny_checkpoints, capsys):
@@ -204,7 +206,7 @@ def test_a_failed_rerun_leaves_the_earlier_outputs_whole(tmp_path, tiny_checkpoi
     with file_size_limit(2000):
         code = main(args)
     assert code == 2
-    err = _one_line(capsys.readouterr().err)
+    err = _the_error(capsys.readouterr().err)
     assert f"cannot write {ply}: the file reached the largest size this process may write" in err
     assert "ulimit -f" in err
     assert (ply.read_bytes(), png.read_bytes()) == before
@@ -314,7 +316,7 @@ def test_a_checkpoint_with_nan_weights_names_the_backbone(tmp_path, capsys):
     np.save(cloud, np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32))
     assert main(["classify", str(cloud), "--classes", "chair", "lamp", "--backbone", str(ckpt),
                  "--device", "cpu"]) == 2
-    err = _one_line(capsys.readouterr().err)
+    err = _the_error(capsys.readouterr().err)
     assert (f"backbone {ckpt}: weight 'visual.transformer.resblocks.1.mlp.c_fc.weight' holds 5 "
             f"NaN/inf values of 16384; the checkpoint is damaged") in err
 
@@ -335,7 +337,7 @@ def test_empty_lists_and_unknown_home_folders_name_the_key(capsys):
     with pytest.raises(SystemExit):
         main(["download", "modelnet40", "--root", "~nouser_i28/x"])
     assert ("argument --root: '~nouser_i28/x': there is no user 'nouser_i28' on this machine, "
-            "so '~nouser_i28' names no home folder; write the full path") in capsys.readouterr().err
+            "so '~nouser_i28' names no home folder; write the full path") in error_block(capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("rows, says", [
@@ -403,14 +405,14 @@ def test_outputs_are_checked_before_clip_runs(tmp_path, capsys, no_clip):
     np.save(cloud, np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32))
     assert main(["explain", str(cloud), "--classes", "chair", "lamp", "--device", "cpu",
                  "-o", str(blocker / "x.png")]) == 2
-    assert f"cannot write in {blocker}" in _one_line(capsys.readouterr().err)
+    assert f"cannot write in {blocker}" in _the_error(capsys.readouterr().err)
     root = write_shapenetpart(tmp_path, {"train": 2, "val": 2, "test": 2}, num_points=64,
                               categories=["chair"])
     assert main(["segment", "--config", "shapenetpart", "--set", f"data.root={root}",
                  "--set", "data.categories=[chair]", "--set", f"cache_dir={tmp_path / 'cache'}",
                  "--set", f"output_dir={blocker / 'out'}", "--set", "device=cpu",
                  "--set", "data.num_points=64"]) == 2
-    err = _one_line(capsys.readouterr().err)
+    err = _the_error(capsys.readouterr().err)
     assert f"cannot write in {blocker / 'out'}" in err and "--set output_dir=DIR" in err
 
 

@@ -23,6 +23,7 @@ from pointcalip.datasets.objaverse_lvis import (SPLIT_FILE, ObjaverseLVIS, class
 from pointcalip.projection import PointCLIPProjector, RealisticProjector
 from pointcalip.prompts import configs_root
 from synthetic_objaverse import write_objaverse_lvis
+from messages import error_block
 
 CODE_POINT_ORDER = ["Bible", "CD_player", "aerosol_can", "bow_(weapon)"]
 
@@ -335,10 +336,10 @@ def test_download_from_a_folder_copies_the_split_and_its_objects_only(folder, tm
 
     object_file(folder, 2).unlink()
     assert main(["download", "objaverse_lvis", "--from", str(folder), "--root", str(tmp_path / "d2")]) == 2
-    err = capsys.readouterr().err
+    err = error_block(capsys.readouterr().err)
     assert f"1 of the 8 objects listed in {SPLIT_FILE} are missing: {entries(folder)[2]['uid']}" in err
     assert "Traceback" not in err and not (tmp_path / "d2" / "objaverse_lvis").exists()
     assert main(["download", "objaverse_lvis", "--root", str(tmp_path / "d3")]) == 2
-    err = capsys.readouterr().err
+    err = error_block(capsys.readouterr().err)
     assert "get OpenShape's meta_data.zip and Objaverse/000-*.tar.gz from https://huggingface.co/datasets/OpenShape/" in err
     assert "pointcalip download objaverse_lvis --from PATH" in err

@@ -44,6 +44,7 @@ from pointcalip.datasets import validation_indices
 from pointcalip.backbones.families.openclip import OpenClipBackbone, open_clip_identity, parse_open_clip_spec
 from pointcalip.projection import PointCLIPProjector
 from pointcalip.search import beta_grid, search
+from messages import error_block
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 TEXT = {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 1}
@@ -457,8 +458,8 @@ def test_the_cli_names_an_unknown_architecture_in_one_line(planted, tmp_path, ca
     code = main(["zeroshot", "--config", "modelnet40", "--set", f"data.root={planted.root}",
                  "--set", f"backbone={spec}", "--set", f"cache_dir={tmp_path / 'store'}",
                  "--set", f"output_dir={tmp_path / 'out'}"])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1
+    err = error_block(capsys.readouterr().err)
+    assert code == 2 and err.startswith("pointcalip ")
     assert f"backbone is '{spec}', but 'ViT-X-14' is not an open_clip architecture" in err
 
 

@@ -328,7 +328,7 @@ def test_settings_and_factory():
         PointCLIPProjector(views=[6])
     custom = ViewSet(angles=((0.0, 0.0, 0.0), (0.1, 0.2, 0.3)), tilts=(0.0, 0.5), name="mine")
     assert PointCLIPProjector(views=custom).settings["views"]["tilts"] == [0.0, 0.5]
-    with pytest.raises(ValueError, match="2 tilts for 1 views"):
+    with pytest.raises(ValueError, match="2 tilts for 1 view;"):
         ViewSet(angles=((0.0, 0.0, 0.0),), tilts=(0.0, 0.5))
 
 

@@ -12,6 +12,7 @@ import pytest
 import pointcalip.zeroshot
 from pointcalip.cli import build_parser, main
 from pointcalip.commands import COMMANDS
+from messages import error_block
 
 PROBE = """
 import sys
@@ -51,13 +52,14 @@ def test_version_and_every_help_import_no_torch(argv):
 def test_typos_get_a_suggestion_without_torch(argv, says):
     err, code = start(*argv)
     *said, probe = err.strip().splitlines()
-    assert probe == "NO TORCH 2" and says in said[-1]
+    assert probe == "NO TORCH 2" and says in error_block("\n".join(said))
 
 
 def test_a_misspelt_config_key_is_reported_without_torch():
     err, code = start("zeroshot", "--config", "modelnet40", "--set", "tune.splitt=val")
     *said, probe = err.strip().splitlines()
-    assert "tune.splitt is unknown (did you mean 'split'?" in said[-1] and probe == "NO TORCH 2"
+    assert "tune.splitt is unknown (did you mean 'split'?" in error_block("\n".join(said))
+    assert probe == "NO TORCH 2"
 
 
 def test_abbreviated_options_still_work(capsys):
@@ -105,7 +107,7 @@ def test_templates_on_the_command_line(given, templates):
 def test_a_template_without_braces_is_refused_naming_the_option(capsys):
     with pytest.raises(SystemExit) as info:
         main(["classify", "x.ply", "--classes", "a", "b", "--templates", "a photo of {}", "chair"])
-    err = capsys.readouterr().err.strip().splitlines()[-1]
+    err = error_block(capsys.readouterr().err)
     assert info.value.code == 2 and "argument --templates: 'chair' has no {}" in err
 
 
@@ -119,9 +121,12 @@ def test_a_failed_start_lists_everything_missing_and_writes_nothing(tmp_path, mo
     code = main(["zeroshot", "--config", "modelnet40", "--set", f"data.root={tmp_path / 'nodata'}",
                  "--set", "backbone=RN50", "--set", f"output_dir={out}",
                  "--set", f"cache_dir={store}"])
-    err = capsys.readouterr().err
-    assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "2 input(s) missing" in err
+    lines = capsys.readouterr().err.rstrip("\n").splitlines()
+    err = error_block("\n".join(lines))
+    assert code == 2 and lines[0].endswith("error: cannot start: 2 inputs missing, nothing was written:")
+    assert lines[1].startswith("  (1) dataset modelnet40")
+    assert [line[:28] for line in lines if line.startswith("  (")] == ["  (1) dataset modelnet40 (re",
+                                                                      "  (2) CLIP RN50 weights: Cou"]
     assert "(1) dataset modelnet40" in err and str(tmp_path / "nodata") in err
     assert "(2) CLIP RN50 weights" in err and "RN50.pt" in err and "put it at" in err
     assert not (tmp_path / "runs").exists() and not store.exists()
@@ -184,6 +189,6 @@ def test_ablate_backbones_asks_only_for_the_weights_it_will_load(tmp_path, monke
         n = len(rows)
         store.write(rows, np.ones((n, v, 4)), np.ones((n, v, 1, 4)), np.ones((n, v)))
     assert run_backbones(cfg) == [vit, "ViT-L/14"]
-    with pytest.raises(FileNotFoundError, match=r"1 input\(s\) missing.*\(1\) CLIP ViT-L/14 "
+    with pytest.raises(FileNotFoundError, match=r"(?s)1 input missing.*\(1\) CLIP ViT-L/14 "
                                                 r"weights"):
         check_needs(cfg)

@@ -483,3 +483,23 @@ def test_a_piece_copied_in_from_another_store_is_set_aside(tmp_path, caplog):
     assert "does not belong here" in caplog.text and other.meta["key"] in caplog.text
     assert len(list((ours.path / "damaged").iterdir())) == 2
     np.testing.assert_array_equal(again.read(np.arange(10))[1], expected_features(ds, np.arange(10))[1])
+
+
+def test_run_folders_and_store_folders_name_a_checkpoint_the_same_way(tiny_checkpoints, tiny_vit,
+                                                                      tmp_path):
+    """A local checkpoint is ``tiny_vit.pt`` in feature-store folders and in run folders alike
+    (run folders used to drop the extension); an OpenAI name is ``ViT-B_16`` in both."""
+    from pointcalip.backbones.families import short_name
+    from pointcalip.config import ZeroShotConfig
+    from pointcalip.core.paths import slug
+    from pointcalip.report.results import backbone_label
+    from pointcalip.zeroshot import default_output_dir
+
+    path = tiny_checkpoints["vit"]
+    assert tiny_vit.name == short_name(str(path)) == "tiny_vit.pt"
+    assert backbone_label(str(path)) == slug(tiny_vit.name) == "tiny_vit.pt"
+    assert backbone_label("ViT-B/16") == "ViT-B_16" and short_name("ViT-B/16") == "ViT-B/16"
+    store = FeatureStore(tmp_path).open(FakeDataset(), FakeProjector(), tiny_vit)
+    assert "-tiny_vit.pt-" in store.path.name
+    run = default_output_dir(ZeroShotConfig(backbone=str(path)))
+    assert run.name.startswith("modelnet40-pointclip-tiny_vit.pt-tune_val-"), run.name

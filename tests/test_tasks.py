@@ -12,6 +12,7 @@ import pytest
 from pointcalip.commands import COMMANDS
 from pointcalip.config import ConfigError, config_kinds, load_any_config
 from pointcalip.tasks import TASKS, resolve, task_names
+from messages import error_block
 
 
 def test_every_task_declares_what_it_is_and_each_reference_resolves():
@@ -130,6 +131,7 @@ def test_a_new_task_is_its_package_yaml_and_command_module(small_modelnet, tiny_
     stats = json.loads(out.strip().splitlines()[-1])
     assert (stats["rows"], stats["encoded_now"], stats["from_store"]) == (12, 0, 12)
     rc, _, err = cli("count", "--config", "count.yaml", "--set", "store=tokens8")
+    err = error_block(err)
     assert rc == 2 and "`pointcalip count` reads float16 tokens only" in err
     assert "compact stores serve zeroshot and benchmark" in err
     rc, _, err = cli("count", "--help")

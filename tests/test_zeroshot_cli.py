@@ -22,6 +22,7 @@ from pointcalip.datasets import load_point_cloud, validation_indices
 from pointcalip.projection import PointCLIPProjector
 from pointcalip.search import beta_grid, search
 from pointcalip.zeroshot import default_output_dir
+from messages import error_block
 
 VAL_FRACTION = 0.8
 
@@ -228,8 +229,8 @@ def test_classify_checks_every_setting_read_from_results(planted, tuned, capsys,
     path = _save_clouds(tmp_path, planted.points["test"][2:3])[0]
     assert main(["classify", str(path), "--classes", *P.CLASSES,
                  "--results", str(edited)]) == 2
-    err = capsys.readouterr().err
-    assert f"--results {edited}: {key} is" in err and "Traceback" not in err
+    err = error_block(capsys.readouterr().err)
+    assert f"--results {edited}: {key} is" in err
 
 
 def test_classify_reports_bad_files_and_classifies_the_good_ones(planted, tiny_checkpoints, capsys, tmp_path):

@@ -27,6 +27,7 @@ from .config import AblationConfig
 from .context import AblationContext
 from .tables import BETA_FORMAT, StudyResult, Table, accuracy_groups
 from .tuning import test_accuracy, tune_then_test
+from ..core.words import count
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,8 @@ def run_backbones(ctx: AblationContext) -> StudyResult:
         if lacking:
             command = fill_command(cfg, spec)
             missing[spec] = {"missing_clouds": lacking, "command": command}
-            table.add(spec, "missing: " + ", ".join(f"{n} {s} clouds" for s, n in lacking.items()),
+            table.add(spec, "missing: " + ", ".join(count(n, f"{s} cloud")
+                                                    for s, n in lacking.items()),
                       None, None, None, None, None, None, None)
             continue
         try:

@@ -28,6 +28,7 @@ from ..report.results import backbone_label
 from ..store import FeatureStore
 from ..pipeline import ViewLogits, ZeroShotSplits, compute_view_logits_for, load_splits
 from .config import AblationConfig
+from ..core.words import count
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def projector_label(pcfg: ProjectorConfig) -> str:
     """A projector as a short phrase: ``pointclip (6 views)``, ``realistic views=[0, 4]``."""
     options = ", ".join(f"{k}={v}" for k, v in pcfg.options.items() if k != "views")
     views = pcfg.options.get("views")
-    label = f"{pcfg.name} ({pcfg.build().num_views} views"
+    label = f"{pcfg.name} ({count(pcfg.build().num_views, 'view')}"
     if views is not None and not isinstance(views, str):
         label += f": {views}"
     elif isinstance(views, str):

@@ -17,6 +17,7 @@ from typing import List, Sequence
 from ..report import plots
 from ..core.atomic import write_bytes
 from .tables import StudyResult
+from ..core.words import count
 
 #: extra tables longer than this go to CSV only (the report links them)
 MARKDOWN_ROWS = 100
@@ -42,7 +43,9 @@ def write_study(study: StudyResult, folder: Path, header: Sequence[str],
         if len(table.rows) <= MARKDOWN_ROWS:
             md += [f"## {name}", "", table.to_markdown()]
         else:
-            md += [f"## {name}", "", f"{len(table.rows)} rows: see [{name}.csv]({name}.csv).", ""]
+            md += ["## "
+                   f"{name}", "", f"{count(len(table.rows), 'row')}: see "
+                                  f"[{name}.csv]({name}.csv).", ""]
     _write(folder / "table.md", "\n".join(md))
     sizes = {}
     for name, draw in study.figures.items():

@@ -22,6 +22,7 @@ from .context import AblationContext, projector_label
 from .output_files import write_index, write_study
 from .segment import SegAblationResult, SegContext, seg_output_dir
 from .tables import StudyResult
+from ..core.words import count
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ class AblationResult:
         views = "all" if cfg.views is None else str(cfg.views)
         return [
             f"- Dataset: {cfg.data.label} ({self.num_test_clouds} test clouds, "
-            f"{cfg.data.num_points} points, {cfg.data.sampling} sampling); results on TEST",
+            f"{count(cfg.data.num_points, 'point')}, {cfg.data.sampling} sampling); results on "
+            "TEST",
             f"- Tuning protocol: {self.protocol}; grid {cfg.tune.grid} x {cfg.tune.grid}, beta2 "
             f"in (0, {cfg.tune.beta2_max:g}], beta3 in (0, {cfg.tune.beta3_max:g}]",
             f"- Backbone: {cfg.backbone} ({self.backbone_identity}, {self.precision})",

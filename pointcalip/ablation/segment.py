@@ -38,6 +38,7 @@ from .backbones import command_words, lacking_rows
 from .config import SegAblationConfig
 from .context import projector_label
 from .tables import StudyResult, Table, subset_label
+from ..core.words import count
 
 log = logging.getLogger(__name__)
 
@@ -291,14 +292,15 @@ def run_seg_views(ctx: SegContext) -> StudyResult:
                        without["miou"]["class"] if without else None,
                        everything["miou"]["class"] - without["miou"]["class"] if without else None)
     drops = importance.column("instance_drop")
-    notes = [f"Subsets of the projector's {v} views: the first k in order {order}, each view "
+    notes = [f"Subsets of the projector's {count(v, 'view')}: the first k in order {order}, each "
+             "view "
              f"alone, all but one; each subset is a `segment` run (betas and view weights tuned "
              f"on {cfg.tune.split.upper()} for it).",
              "A subset reads its views from the store of all the projector's views (segment's "
              "`views:`; the same pixels per view as a projector of only those views): the "
              "shapes are encoded once for the whole study.",
-             f"All {v} views: TEST instance mIoU {everything['miou']['instance']:.2f}%, class "
-             f"{everything['miou']['class']:.2f}%."]
+             f"All {count(v, 'view')}: TEST instance mIoU {everything['miou']['instance']:.2f}%, "
+             f"class {everything['miou']['class']:.2f}%."]
     if any(d is not None for d in drops):
         most = int(np.nanargmax(np.array([np.nan if d is None else d for d in drops])))
         notes.append(f"Leaving out view {most} costs the most: {drops[most]:+.2f} points of "
@@ -336,7 +338,7 @@ def prompt_sources(cfg: SegAblationConfig) -> List[Tuple[str, str, Union[str, Li
             found = [(Path(spec).name, "per-part sentence file", spec)]
         else:
             kind = "single template" if len(spec) == 1 else "ensemble"
-            found = [(repr(spec[0]) if len(spec) == 1 else f"{len(spec)} templates", kind, spec)]
+            found = [(repr(spec[0]) if len(spec) == 1 else count(len(spec), "template"), kind, spec)]
             if cfg.prompts_study.each_template and len(spec) > 1:
                 found += [(repr(t), "single template (of the list)", [t]) for t in spec]
         for label, kind, s in found:
@@ -402,7 +404,8 @@ def run_seg_backbones(ctx: SegContext) -> StudyResult:
         if lacking:
             command = shlex.join(ctx.command(cfg.segment(backbone=spec, pictures=0)))
             missing[spec] = {"missing_shapes": lacking, "command": command}
-            table.add(spec, "missing: " + ", ".join(f"{n} {s} shapes" for s, n in lacking.items()),
+            table.add(spec, "missing: " + ", ".join(count(n, f"{s} shape")
+                                                    for s, n in lacking.items()),
                       *[None] * (len(table.columns) - 2))
             continue
         try:
@@ -456,8 +459,8 @@ class SegAblationResult:
         cfg = self.config
         cats = ", ".join(cfg.data.categories) if cfg.data.categories else "all 16 categories"
         return [
-            f"- Dataset: ShapeNetPart ({cats}, {cfg.data.num_points} points); instance mIoU "
-            f"(mean over shapes) and class mIoU (mean over categories), percent, on TEST",
+            f"- Dataset: ShapeNetPart ({cats}, {count(cfg.data.num_points, 'point')}); instance "
+            f"mIoU (mean over shapes) and class mIoU (mean over categories), percent, on TEST",
             f"- Tuning protocol: {self.protocol}",
             f"- Backbone: {cfg.backbone}; projector: {projector_label(cfg.projector)}",
             f"- Part prompts: {cfg.templates if isinstance(cfg.templates, str) else '; '.join(repr(t) for t in cfg.templates)}",

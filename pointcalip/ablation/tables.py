@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from ..core.words import count
 
 #: how numbers of a column read in Markdown, by column name (others: 2 decimals)
 BETA_FORMAT = ".4g"
@@ -33,7 +34,8 @@ class Table:
 
     def add(self, *values: Any) -> None:
         if len(values) != len(self.columns):
-            raise ValueError(f"a row of {len(values)} values for {len(self.columns)} columns")
+            raise ValueError(f"a row of {count(len(values), 'value')} for "
+                             f"{count(len(self.columns), 'column')}")
         self.rows.append(list(values))
 
     def column(self, name: str) -> List[Any]:

@@ -28,6 +28,7 @@ from ..search import per_item_logging
 from .context import AblationContext
 from .tables import BETA_FORMAT, StudyResult, Table, subset_label
 from .tuning import test_accuracy, tune_then_test
+from ..core.words import count
 
 
 @dataclass
@@ -134,12 +135,13 @@ def views_notes(search_betas: bool, v: int, top, everything, drops) -> List[str]
     label = "betas searched on the tuning set for every subset" if search_betas \
         else "betas searched once with all views, used for every subset"
     notes = [
-        f"{2 ** v - 1} view subsets of the projector's {v} views, {label}; uniform view weights.",
-        f"Views were encoded once for all {v} views; every subset is read from the per-view "
-        f"logits (no re-encoding).",
+        f"{2 ** v - 1} view subsets of the projector's {count(v, 'view')}, {label}; uniform view "
+        "weights.",
+        f"Views were encoded once for all {count(v, 'view')}; every subset is read from the "
+        f"per-view logits (no re-encoding).",
         f"Best subset overall, chosen by tuning accuracy: {subset_label(top.views)} "
-        f"({len(top.views)} view{'s' if len(top.views) != 1 else ''}): tuning {top.tune:.2f}%, test {top.test:.2f}%. All {v} "
-        f"views: tuning {everything.tune:.2f}%, test {everything.test:.2f}%.",
+        f"({count(len(top.views), 'view')}): tuning {top.tune:.2f}%, test {top.test:.2f}%. "
+        f"All {count(v, 'view')}: tuning {everything.tune:.2f}%, test {everything.test:.2f}%.",
         "Best and worst subsets per count are chosen by tuning accuracy and reported on test.",
     ]
     if v > 1 and any(d is not None for d in drops):

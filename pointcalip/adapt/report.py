@@ -14,6 +14,7 @@ from ..report.results import RunInfo
 from ..search import SearchResult
 from ..testtime.stream import StreamSummary
 from .config import AdaptConfig, CacheConfig
+from ..core.words import count
 
 #: the rows, in table order: (name, base, cache rule or None for zero-shot)
 ROWS = (("PointCLIP", "pointclip", None), ("CALIP", "calip", None),
@@ -89,7 +90,8 @@ class AdaptResult:
         if self.cache_grid is None:
             return "fixed: the spec's defaults (Point-Cache's), chosen in advance"
         return (f"val: alpha and beta chosen by streaming the clean validation subset of "
-                f"TRAIN ({self.tuning_clouds} clouds, {self.config.orders} orders) over "
+                f"TRAIN ({count(self.tuning_clouds, 'cloud')}, "
+                f"{count(self.config.orders, 'order')}) over "
                 f"{len(self.cache_grid)} grid points; never on test labels")
 
     def to_dict(self) -> dict:
@@ -102,7 +104,7 @@ class AdaptResult:
             "benchmark": None if cfg.benchmark is None else cfg.benchmark.name,
             "online": self.online, "protocol": self.protocol,
             "calip": {**self.found.to_dict(), "tuned_on": f"clean validation of TRAIN "
-                                                          f"({self.tuning_clouds} clouds)"},
+                                                          f"({count(self.tuning_clouds, 'cloud')})"},
             "cache": {**self.cache.to_dict(), "hyper_parameters": self.hyper,
                       "grid": self.cache_grid, "scale_convention": SCALE_NOTE},
             "orders": cfg.orders, "order_seed": cfg.order_seed,
@@ -135,7 +137,7 @@ class AdaptResult:
                  f"{self.cache.neg_capacity}, alpha_n {self.cache.neg_alpha:g}, m "
                  f"{self.cache.centres}",
                  f"- CALIP betas {self.found.beta2:.4g}, {self.found.beta3:.4g} (tuned on clean "
-                 f"validation of TRAIN, {self.tuning_clouds} clouds)",
+                 f"validation of TRAIN, {count(self.tuning_clouds, 'cloud')})",
                  f"- {cfg.orders} seeded stream orders per set (seed {cfg.order_seed}), the same "
                  f"for every row; mean +- std (ddof 1) of top-1 (%); zero-shot rows are "
                  f"order-free", f"- {SCALE_NOTE}", ""]

@@ -25,9 +25,17 @@ from ..datasets.release import DataStatement, statements_text
 from ..report.results import RunInfo, display_name, run_title
 from .sets import robustness_entry
 from ..search import SearchResult
+from ..core.words import count
 
 METHODS = ("pointclip", "calip")
 TOPK = ("top1", "macc", "top3", "top5")
+
+
+def _limit(cfg) -> str:
+    """The results.md line on ``cfg.limit``: how many clouds of each set were evaluated."""
+    if cfg.limit is None:
+        return "none (every cloud)"
+    return f"{count(cfg.limit, 'cloud')} per set (class-stratified, seed {cfg.tune.seed})"
 
 
 @dataclass
@@ -244,8 +252,9 @@ class BenchmarkResult:
         more = " ..." if first["differing"] > len(first["first_rows"]) else ""
         return [f"**Warning:** the labels of {check['differing_sets']} of {check['sets_checked']} "
                 f"{self.benchmark} sets differ from the clean {clean} TEST labels; first "
-                f"{first['set']} ({first['file']}): {first['differing']} of {first['clouds']} "
-                f"clouds (rows {', '.join(map(str, first['first_rows']))}{more}). Its clouds may "
+                f"{first['set']} ({first['file']}): {first['differing']} of "
+                f"{count(first['clouds'], 'cloud')} (rows "
+                f"{', '.join(map(str, first['first_rows']))}{more}). Its clouds may "
                 f"not be {clean}'s TEST clouds in their order.", ""]
 
 
@@ -284,7 +293,7 @@ class BenchmarkResult:
         acc = lambda a: f"{a.top1:.2f} / {a.mean_per_class:.2f} / {a.top3:.2f} / {a.top5:.2f}"  # noqa: E731
         lines = [
             f"# Benchmark: {run_title(self.benchmark, cfg.projector.name, cfg.backbone)}", "",
-            f"{cfg.backbone}, projector {cfg.projector.name}, {len(self.views)} views; "
+            f"{cfg.backbone}, projector {cfg.projector.name}, {count(len(self.views), 'view')}; "
             f"beta2 {self.found.beta2:.4g}, beta3 {self.found.beta3:.4g}, view weights "
             f"{', '.join(f'{w:g}' for w in self.found.view_weights)}.", "",
             "| set | clouds | PointCLIP top-1 / mAcc / top-3 / top-5 | CALIP top-1 / mAcc / top-3 / top-5 |",
@@ -304,7 +313,7 @@ class BenchmarkResult:
             *self._error_grid("pointclip", "PointCLIP"),
             *statements_text(self.data),
             f"- Tuning protocol: {self.tuning_protocol}",
-            f"- Limit: {'none (every cloud)' if cfg.limit is None else f'{cfg.limit} clouds per set (class-stratified, seed {cfg.tune.seed})'}",
+            f"- Limit: {_limit(cfg)}",
             f"- Prompt templates: {'; '.join(repr(t) for t in self.templates)}",
             "- Timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in r["timings"].items()),
             f"- Command: `{self.run.command_line}` ({self.run.date}, {self.run.device}, "
@@ -418,7 +427,8 @@ class TableResult:
         cfg = self.config
         pct = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
         lines = [f"# Benchmark: {run_title(' / '.join(d.label for d in self.datasets), cfg.projector.name, cfg.backbone)}", "",
-                 f"{cfg.backbone}, projector {cfg.projector.name}, {len(self.views)} views; "
+                 f"{cfg.backbone}, projector {cfg.projector.name}, "
+                 f"{count(len(self.views), 'view')}; "
                  f"accuracies in percent.", "",
                  "| dataset | method | clouds | classes | top-1 | mAcc | top-3 | top-5 | protocol |",
                  "|---|---|---|---|---|---|---|---|---|"]
@@ -432,7 +442,7 @@ class TableResult:
                          f"view weights {', '.join(f'{w:g}' for w in d.found.view_weights)}")
         lines += [
             *statements_text(self.data),
-            f"- Limit: {'none (every cloud)' if cfg.limit is None else f'{cfg.limit} clouds per set (class-stratified, seed {cfg.tune.seed})'}",
+            f"- Limit: {_limit(cfg)}",
             f"- Prompt templates: {'; '.join(repr(t) for t in self.templates)}",
             "- Timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in self.timings.items()),
             f"- Command: `{self.run.command_line}` ({self.run.date}, {self.run.device}, "

@@ -38,6 +38,7 @@ from ..pipeline import class_text, compute_view_logits, data_key, evaluate, load
 from .config import BenchmarkConfig
 from .result import BenchmarkResult, SetScore, LabelCheck
 from .sets import RobustnessSet, robustness_sets
+from ..core.words import count
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,8 @@ def run_robustness(cfg: BenchmarkConfig, backbone: Optional[ClipBackbone] = None
     timings["evaluate_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
     protocol = (f"tuned once on clean {cfg.data.label} validation: class-stratified "
-                f"{cfg.tune.val_fraction:.0%} of TRAIN (seed {seed}, {len(tune_rows)} clouds); "
+                f"{cfg.tune.val_fraction:.0%} of TRAIN (seed {seed}, "
+                f"{count(len(tune_rows), 'cloud')}); "
                 f"never on corrupted or test data")
     views = list(cfg.views) if cfg.views is not None else list(range(projector.num_views))
     return BenchmarkResult(

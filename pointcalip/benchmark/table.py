@@ -45,6 +45,7 @@ from ..pipeline import class_text, compute_view_logits, data_key, evaluate, load
 from .config import BenchmarkConfig, TableDataset
 from .result import DatasetScore, TableResult
 from .robustness import limit_rows
+from ..core.words import count
 
 #: seeds the order in which :func:`tuning_slice` takes each class's clouds
 _SLICE_SALT = 11
@@ -214,14 +215,15 @@ def read_tuning(path: str | Path, label: str, *, backbone_identity: str, project
     r, row = _source_row(path, label)
     classes = (row.get("classes_sha256") if row is not r
                else classes_digest(list(r.get("per_class", {}))))
-    count = row.get("num_classes") if row is not r else len(r.get("per_class", {}))
+    num_classes = row.get("num_classes") if row is not r else len(r.get("per_class", {}))
     for key, ours in (("backbone_identity", backbone_identity), ("projector", projector),
                       ("views", list(views))):
         if r.get(key) != ours:
             raise _mismatch(path, key, r.get(key), ours)
     if classes != classes_digest(classnames):
-        theirs = f"{count} classes, sha256 {str(classes)[:12]}" if count else f"sha256 {classes}"
-        raise _mismatch(path, "classes", theirs, f"{len(classnames)} classes, sha256 "
+        theirs = (f"{count(num_classes, 'class')}, sha256 "
+                  f"{str(classes)[:12]}" if num_classes else f"sha256 {classes}")
+        raise _mismatch(path, "classes", theirs, f"{count(len(classnames), 'class')}, sha256 "
                                                  f"{classes_digest(classnames)[:12]}")
     prefix = "" if row is r else f"datasets.{label}."
     beta2, beta3 = (_number(row.get(k), prefix + k, path) for k in ("beta2", "beta3"))
@@ -308,13 +310,14 @@ def protocol(plan: DatasetPlan, cfg: BenchmarkConfig, source: Optional[TuningSou
         left_out = ("" if plan.tuned_test_rows is None else
                     f", leaving out the {len(plan.tuned_test_rows)} test clouds they were tuned on")
         return (f"from: betas and view weights of {source.path} (sha256 {source.sha256[:12]}); "
-                f"reported on TEST ({len(plan.report_rows)} clouds{left_out})")
+                f"reported on TEST ({count(len(plan.report_rows), 'cloud')}{left_out})")
     if plan.rule == "val":
-        return (f"val: class-stratified {frac:.0%} of TRAIN (seed {seed}, {len(plan.tune_rows)} "
-                f"clouds); reported on TEST ({len(plan.report_rows)} clouds)")
+        return (f"val: class-stratified {frac:.0%} of TRAIN (seed {seed}, "
+                f"{count(len(plan.tune_rows), 'cloud')}); reported on TEST "
+                f"({count(len(plan.report_rows), 'cloud')})")
     return (f"test_slice: no TRAIN split; tuned on a class-stratified {frac:.0%} slice of the "
-            f"test data (seed {seed}, {len(plan.tune_rows)} clouds); reported on the other "
-            f"{len(plan.report_rows)} clouds only")
+            f"test data (seed {seed}, {count(len(plan.tune_rows), 'cloud')}); reported on the "
+            f"other {count(len(plan.report_rows), 'cloud')} only")
 
 
 def output_dir(cfg: BenchmarkConfig) -> Path:

@@ -6,6 +6,7 @@ import argparse
 from ..tasks import TASKS, Task
 from . import COMMANDS
 from .options import add_config_options, add_tune_on_option, add_figure_options
+from ..core.words import count
 
 
 TASKS.register("ablate", Task(config="pointcalip.ablation.config:AblationConfig",
@@ -61,7 +62,7 @@ def run(args) -> int:
     for study in result.studies:
         print(f"## {study.title}  ({study.seconds:.1f} s)\n")
         print(study.table.to_markdown() if len(study.table.rows) <= 40 else
-              f"({len(study.table.rows)} rows: see {folder / study.name / 'table.md'})\n")
+              f"({count(len(study.table.rows), 'row')}: see {folder / study.name / 'table.md'})\n")
         for note in study.notes:
             print(f"- {note}")
         print()

@@ -7,6 +7,7 @@ import sys
 from . import COMMANDS
 from .model_options import add_model_options, build_projector, model_settings, settings_line
 from .options import positive_int
+from ..core.words import count
 
 
 @COMMANDS.register("classify", order=50)
@@ -69,6 +70,6 @@ def run(args) -> int:
         ranked = ", ".join(f"{classes[i]} {v:.1%}" for v, i in zip(values.tolist(), idx.tolist()))
         print(f"{path}: {ranked}")
     if failed:
-        print(f"pointcalip classify: {len(failed)} of {len(args.files)} files could not be read "
-              f"(see above)", file=sys.stderr)
+        print(f"pointcalip classify: {len(failed)} of {count(len(args.files), 'file')} could not "
+              f"be read (see above)", file=sys.stderr)
     return 1 if failed else 0

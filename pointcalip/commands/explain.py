@@ -9,6 +9,7 @@ from ..config import CLASSIFICATION_DATASETS
 from . import COMMANDS
 from .model_options import add_model_options, build_projector, model_settings, settings_line
 from .options import add_figure_options, non_negative_int, user_folder
+from ..core.words import count
 
 
 @COMMANDS.register("explain", order=60)
@@ -62,7 +63,7 @@ def _cloud(args):
         ds = build_split(data, resolve_data_root(data, download=False), args.split)
         if args.index >= len(ds):
             raise ValueError(f"--index {args.index} is out of range: {data.label} {args.split} "
-                             f"has {len(ds)} clouds")
+                             f"has {count(len(ds), 'cloud')}")
         points, label = ds[args.index]
         name = f"{data.label}_{args.split}_{args.index}"
         title = f"{data.label} {args.split}[{args.index}] (label: {ds.classnames[label]})"

@@ -13,6 +13,8 @@ import contextlib
 from pathlib import Path
 from typing import Iterator, List
 
+from ..core.words import count, listed
+
 # what a missing dataset or weights file raises, across the readers and downloaders
 _MISSING = (OSError, ValueError, KeyError, RuntimeError)
 
@@ -91,9 +93,8 @@ def check_needs(cfg) -> None:
     problems = [_dataset_problem(cfg), *(_weights_problem(b) for b in run_backbones(cfg))]
     problems = [p for p in problems if p]
     if problems:
-        numbered = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
-        raise FileNotFoundError(f"cannot start: {len(problems)} input(s) missing, nothing was "
-                                f"written: {numbered}")
+        raise FileNotFoundError(f"cannot start: {count(len(problems), 'input')} missing, nothing "
+                                f"was written:{listed(problems, numbered=True)}")
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ import yaml
 
 from ..prompts import configs_root, read_yaml
 from .paths import user_path
+from .words import count
 
 #: fields that hold a folder or file: a ``~user`` in them must name a user of this machine
 PATH_KEYS = frozenset({"root", "output_dir", "cache_dir", "source", "parts"})
@@ -302,7 +303,8 @@ def check_yaml_size(data: Any, where: str, limit: int = MAX_YAML_VALUES) -> None
         return sizes[id(value)]
 
     if size(data) > limit:
-        raise ValueError(f"{where} holds more than {limit:,} values once its YAML aliases (*name) "
+        raise ValueError(f"{where} holds more than {count(limit, 'value', spec=',')} once its YAML "
+                         "aliases (*name) "
                          f"are expanded; a config needs far fewer: remove the nested aliases")
 
 

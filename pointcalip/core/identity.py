@@ -31,6 +31,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .atomic import write_bytes
 from .paths import home_dir
+from .words import count
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ def file_digests(files: Sequence[str | Path]) -> List[Tuple[int, str]]:
     for shard in shards.values():
         shard.save()
     if hashed:
-        log.debug("hashed %d of %d files in %.2f s", hashed, len(out),
+        log.debug("hashed %d of %s in %.2f s", hashed, count(len(out), "file"),
                   time.perf_counter() - started)
     return out
 
@@ -160,7 +161,8 @@ def files_identity(files: Sequence[str | Path], names: Optional[Sequence[str]] =
     names = ([os.path.basename(os.fspath(f)) for f in files] if names is None
              else [str(n) for n in names])
     if len(names) != len(files):
-        raise ValueError(f"files_identity: {len(files)} files but {len(names)} names")
+        raise ValueError(f"files_identity: {count(len(files), 'file')} but "
+                         f"{count(len(names), 'name')}")
     entries = [{"name": n, "size": size, "sha256": digest}
                for n, (size, digest) in zip(names, file_digests(files))]
     if len(entries) <= LIST_LIMIT:

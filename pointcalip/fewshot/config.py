@@ -15,6 +15,7 @@ from ..config import (MAX_AUGMENTED_CLOUDS, ConfigError, ProjectorConfig, RunCon
                       check_size, non_negative)
 from .methods import method_entries, method_names
 from .recipe import TrainConfig
+from ..core.words import count
 
 __all__ = ["METHODS", "AugmentConfig", "FewShotConfig", "TrainConfig"]
 
@@ -65,8 +66,9 @@ class _FewShotFields(RunConfig):
                                             "validation part of TRAIN, never the test split")
         shots, classes = max(self.shots), self.data.num_classes
         check_size("augment.copies", self.augment.copies * shots * classes, MAX_AUGMENTED_CLOUDS,
-                   "augmented clouds to encode", f"{self.augment.copies} copies x {shots} shots x "
-                                                 f"{classes} classes")
+                   "augmented clouds to "
+                   "encode", f"{count(self.augment.copies, 'copy')} x {count(shots, 'shot')} x "
+                                                 f"{count(classes, 'class')}")
 
 
 def _method_sections() -> list:

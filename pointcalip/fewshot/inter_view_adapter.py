@@ -28,6 +28,7 @@ from torch.nn.utils import skip_init
 
 from ..calip import LOGIT_SCALE
 from .dropout import SeededDropout
+from ..core.words import count
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +114,15 @@ class InterViewAdapter(nn.Module):
         if tuple(state["global_f.3.weight"].shape) != (c, v * c):
             raise ValueError(f"{path}: global_f.3.weight has shape "
                              f"{tuple(state['global_f.3.weight'].shape)}, expected ({c}, {v * c}) "
-                             f"for {v} views of {c} channels")
+                             f"for {count(v, 'view')} of {count(c, 'channel')}")
         model = cls(num_views=v, channels=c, **kwargs)
         state["fusion_ratio"] = state["fusion_ratio"].reshape(v)
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ValueError(f"{path} is not a PointCLIP adapter checkpoint: missing keys "
                              f"{missing[:5]}, unexpected keys {unexpected[:5]}")
-        log.info("loaded PointCLIP's adapter from %s (%d views, %d channels)", path, v, c)
+        log.info("loaded PointCLIP's adapter from %s (%s, %s)", path, count(v, "view"),
+                 count(c, "channel"))
         return model
 
 
@@ -217,6 +219,8 @@ def check_checkpoint_fits(path: str | Path, num_views: int, channels: int, what:
     says which projector and backbone this run uses), naming the file and both shapes."""
     v, c = checkpoint_shape(path, trust)
     if (v, c) != (num_views, channels):
-        raise ValueError(f"adapter checkpoint {path} was trained on {v} views of {c}-channel "
-                         f"features, but this run has {num_views} views of {channels} channels "
+        raise ValueError(f"adapter checkpoint {path} was trained on {count(v, 'view')} of "
+                         f"{c}-channel "
+                         f"features, but this run has {count(num_views, 'view')} of "
+                         f"{count(channels, 'channel')} "
                          f"({what}): use the checkpoint made for this projector and backbone")

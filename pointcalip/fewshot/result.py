@@ -13,6 +13,7 @@ import numpy as np
 
 from ..report import plots
 from ..report.results import RunInfo, display_name, run_title
+from ..core.words import count
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def spread_text(cell: Optional[dict]) -> str:
         return "-"
     seeds = cell.get("seeds", 0)
     if cell.get("std") is not None:
-        return f"{cell['mean']:.2f} ± {cell['std']:.2f} ({seeds} seeds)"
+        return f"{cell['mean']:.2f} ± {cell['std']:.2f} ({count(seeds, 'seed')})"
     return f"{cell['mean']:.2f}" + (f" ({seeds} seed)" if seeds == 1 else "")
 
 
@@ -109,7 +110,7 @@ class FewShotResult:
                 continue
             matrix = np.sum([np.asarray(r.test_confusion, dtype=np.int64) for r in rows], axis=0)
             seeds = len({r.seed for r in rows if r.seed is not None})
-            over = (f"counts summed over {seeds} seeds" if seeds > 1 else
+            over = (f"counts summed over {count(seeds, 'seed')}" if seeds > 1 else
                     "1 seed" if seeds == 1 else "no seed")
             tag = {0: "zeroshot", None: "checkpoint"}.get(shots, f"{shots}shot")
             out[f"test_{method}_{tag}"] = (
@@ -181,7 +182,7 @@ def shots_words(shots: Optional[int]) -> str:
         return "released checkpoint"
     if shots == 0:
         return "zero-shot"
-    return f"{shots} shot" if shots == 1 else f"{shots} shots"
+    return count(shots, "shot")
 
 
 def _pct(value: Optional[float]) -> str:

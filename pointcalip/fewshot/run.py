@@ -29,6 +29,7 @@ from .methods import METHODS, method_entries
 from .result import FewShotResult, FewShotRun, plot_accuracy_vs_shots
 from .stages import Prepared, TrainRows, output_dir, prepare, train_rows
 from .train import DamagedCheckpoint, set_aside
+from ..core.words import count
 
 __all__ = ["RUNNERS", "Prepared", "TrainRows", "output_dir", "prepare", "protocol", "run_fewshot",
            "run_one", "train_rows", "write_fewshot_results"]
@@ -43,7 +44,8 @@ RUNNERS: Dict[str, Callable] = {e.name: e.target for e in method_entries()
 def protocol(prepared: Prepared) -> str:
     c = prepared.cfg.tune
     return (f"validation: class-stratified {c.val_fraction:.0%} of TRAIN (seed {c.seed}, "
-            f"{len(prepared.splits.val)} clouds), disjoint from every shot; shots drawn per seed "
+            f"{count(len(prepared.splits.val), 'cloud')}), disjoint from every shot; shots drawn "
+            "per seed "
             f"from the rest of TRAIN. Model selection (best epoch), early stopping, the zero-shot "
             f"betas and view weights (CALIP-FS init, CALIP base) and Tip-Adapter's alpha and beta "
             f"are all chosen on validation; TEST is evaluated once per run, with the selected model. "

@@ -31,6 +31,7 @@ from torch import nn
 
 from ..calip import ViewWeights, view_weight_tensor
 from .train import write_curves
+from ..core.words import count
 
 if TYPE_CHECKING:                     # a recipe: epochs, batch_size, optimizer, lr, weight_decay,
     from .recipe import TrainConfig   # momentum, label_smoothing, schedule, patience
@@ -64,7 +65,7 @@ class TipCache(nn.Module):
         labels = torch.as_tensor(labels, dtype=torch.long).flatten()
         if keys.dim() != 2 or keys.shape[0] != labels.numel() or labels.numel() == 0:
             raise ValueError(f"TipCache needs keys [M, D] and M labels, got keys "
-                             f"{tuple(keys.shape)} and {labels.numel()} labels")
+                             f"{tuple(keys.shape)} and {count(labels.numel(), 'label')}")
         if labels.min() < 0 or labels.max() >= num_classes:
             raise ValueError(f"labels must lie in [0, {num_classes}), got {labels.min()}..{labels.max()}")
         keys = keys.detach().float().clone()

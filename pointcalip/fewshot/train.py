@@ -34,6 +34,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..core.atomic import atomic_write
+from ..core.words import count
 from ..extract import Interrupted
 from .dropout import use_generator
 from .recipe import TrainConfig
@@ -328,8 +329,8 @@ def fit(model: nn.Module, train: TrainSet, val: EvalSet, recipe: TrainConfig, ru
                          desc, epoch, recipe.epochs, loss, val_acc, state["best"],
                          state["best_epoch"])   # no progress bar (not a terminal): a steady line
             if recipe.patience and epoch - state["best_epoch"] >= recipe.patience:
-                log.info("%s: no better validation accuracy for %d epochs; stopping at epoch %d",
-                         run_dir.name, recipe.patience, epoch)
+                log.info("%s: no better validation accuracy for %s; stopping at epoch %d",
+                         run_dir.name, count(recipe.patience, "epoch"), epoch)
                 break
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted while training {desc} after epoch {state['epoch']} of "

@@ -8,6 +8,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
+from ..core.words import count
 
 
 @dataclass
@@ -43,7 +44,7 @@ def accuracy(logits: torch.Tensor, labels: Sequence[int], num_classes: Optional[
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     if logits.dim() != 2 or logits.shape[0] != len(labels):
         raise ValueError(f"accuracy expects logits [N, K] and N labels; got logits "
-                         f"{tuple(logits.shape)} and {len(labels)} labels")
+                         f"{tuple(logits.shape)} and {count(len(labels), 'label')}")
     if len(labels) == 0:
         raise ValueError("accuracy of an empty set is undefined")
     k = logits.shape[1] if num_classes is None else num_classes

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 from ..core.atomic import write_bytes
+from ..backbones.families import short_name
 from ..core.paths import slug
 
 #: config keys that change where or how fast a run goes, never its numbers
@@ -71,9 +72,10 @@ class RunInfo:
 
 
 def backbone_label(backbone: str) -> str:
-    """A backbone as a short word: the OpenAI name, or a checkpoint file's stem."""
-    path = Path(backbone)
-    return slug(path.stem if path.suffix in (".pt", ".pth", ".bin") else backbone)
+    """A backbone as a folder-name part, the same in run folders as in feature-store folders:
+    :func:`pointcalip.backbones.families.short_name`, made safe (``ViT-B/16`` -> ``ViT-B_16``,
+    ``/ckpt/mymodel.pt`` -> ``mymodel.pt``; docs/feature-store.md#folder-names)."""
+    return slug(short_name(backbone))
 
 
 #: the names a reader knows, for legends and tables (a method's registry name otherwise)

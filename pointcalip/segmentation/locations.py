@@ -52,6 +52,7 @@ import torch
 
 from ..core.atomic import atomic_write, write_bytes
 from ..core.paths import slug
+from ..core.words import count
 
 log = logging.getLogger(__name__)
 
@@ -194,10 +195,10 @@ class LocationCache:
         float32, visible [n, V, N] bool) on the CPU, as ``projector.locate`` gives them."""
         idx = np.asarray(rows, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < 0 or idx.max() >= self.num_rows):
-            raise IndexError(f"rows {idx.tolist()[:10]} outside this split's {self.num_rows} "
-                             f"clouds")
+            raise IndexError(f"rows {idx.tolist()[:10]} outside this split's "
+                             f"{count(self.num_rows, 'cloud')}")
         if points.ndim != 3 or points.shape[0] != len(idx):
-            raise ValueError(f"points must be [n, N, 3] for the {len(idx)} rows, got "
+            raise ValueError(f"points must be [n, N, 3] for the {count(len(idx), 'row')}, got "
                              f"{tuple(points.shape)}")
         n, v, npts = len(idx), self.projector.num_views, points.shape[1]
         xy = np.empty((n, v, npts, 2), np.float32)
@@ -240,12 +241,12 @@ class LocationCache:
         v = self.projector.num_views
         if xy.shape[:2] != (len(idx), v) or xy.shape[3:] != (2,) or \
                 visible.shape != xy.shape[:3]:
-            raise ValueError(f"locations for {len(idx)} rows must be xy [{len(idx)}, {v}, N, 2] "
-                             f"and visible [{len(idx)}, {v}, N]; got {xy.shape} and "
+            raise ValueError(f"locations for {count(len(idx), 'row')} must be xy [{len(idx)}, {v}, "
+                             f"N, 2] and visible [{len(idx)}, {v}, N]; got {xy.shape} and "
                              f"{visible.shape}")
         if idx.size and (idx.min() < 0 or idx.max() >= self.num_rows):
-            raise IndexError(f"rows {idx.tolist()[:10]} outside this split's {self.num_rows} "
-                             f"clouds")
+            raise IndexError(f"rows {idx.tolist()[:10]} outside this split's "
+                             f"{count(self.num_rows, 'cloud')}")
         new = np.isin(idx, self.missing(idx))
         if not new.any():
             return 0

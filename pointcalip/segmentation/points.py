@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 import torch
 
 from ..dense_calip import dense_calip_logits, read_at_pixels, tokens_to_grid
+from ..core.words import count
 
 
 @dataclass
@@ -132,7 +133,8 @@ def combine_points(logits: PointLogits, beta2: float = 0.0, beta3: float = 0.0,
     w = torch.ones(v) if view_weights is None else torch.as_tensor(view_weights,
                                                                    dtype=torch.float32)
     if w.numel() != v:
-        raise ValueError(f"view_weights has {w.numel()} values but there are {v} views")
+        raise ValueError(f"view_weights has {count(w.numel(), 'value')} but there are "
+                         f"{count(v, 'view')}")
     mask = logits.visible.float() * w.view(1, v, 1)
     per = logits.s0 + beta2 * logits.s1 + beta3 * logits.s2
     return torch.einsum("mvn,mvnp->mnp", mask, per)

@@ -33,6 +33,7 @@ from .locations import LocationCache
 from .metrics import SegmentationScores, segmentation_scores
 from .points import PointLogits, point_logits, predict_local
 from .search import COARSE, Group, SegParams, search_segmentation
+from ..core.words import count
 
 log = logging.getLogger(__name__)
 
@@ -318,8 +319,9 @@ class SegmentResult:
                     rotated = f", rotated ({self.config.rotation.mode})" if prefix else ""
                     out[f"test_{prefix}{method}_{name}"] = (
                         self.part_names[name], c.confusion, draw,
-                        f"{name}, {words}{rotated}: TEST point confusion ({c.shapes} shapes, "
-                        f"{int(c.confusion.sum())} points)", "part")
+                        f"{name}, {words}{rotated}: TEST point confusion "
+                        f"({count(c.shapes, 'shape')}, {count(int(c.confusion.sum()), 'point')})",
+                        "part")
         return out
 
     @property
@@ -329,7 +331,7 @@ class SegmentResult:
                     "V2's published protocol; optimistic)")
         fallback = sorted(SHAPENETPART_CATEGORIES[c] for c, how in self.prompts.tuned_on.items()
                           if how == TUNED_FALLBACK)
-        return (f"val: tuned on the official VAL split ({self.tuning_shapes} shapes, "
+        return (f"val: tuned on the official VAL split ({count(self.tuning_shapes, 'shape')}, "
                 f"{self.config.tune.points} seeded points each); reported on TEST"
                 + (f"; {', '.join(fallback)} had no VAL shapes and took the betas tuned on all "
                    f"categories together (tuned_on: {TUNED_FALLBACK!r})" if fallback else ""))
@@ -456,7 +458,7 @@ class SegmentResult:
                    f"{k}: {c!r}" for k, c in enumerate(self.prompt_candidates)) +
                " (per category: the `prompt` column; dense CLIP uses the same texts)"]
               if len(self.prompt_candidates) > 1 else []),
-            *[f"- Point locations ({split}): {c['located']} shapes located ("
+            *[f"- Point locations ({split}): {count(c['located'], 'shape')} located ("
               f"{c.get('with_images', 0)} in the render that encoded them), {c['read']} read "
               f"from the cache {c['folder']}" for split, c in self.locations.items()],
             *(statements_text(self.data) or [f"- Note: {n}" for n in self.size_notes]),

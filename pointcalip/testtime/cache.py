@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 import torch
+from ..core.words import count
 
 Band = Tuple[float, float]
 
@@ -154,7 +155,7 @@ class OnlineCache:
             raise ValueError(f"a local cache needs centres [B, m, C] with B = {base.shape[0]}, "
                              f"got {None if centres is None else tuple(centres.shape)}")
         if self._pos.keys is not None and keys.shape[1] != self._pos.keys.shape[1]:
-            raise ValueError(f"keys have {keys.shape[1]} channels, the cache holds "
+            raise ValueError(f"keys have {count(keys.shape[1], 'channel')}, the cache holds "
                              f"{self._pos.keys.shape[1]}")
 
     def _allocate(self, keys: torch.Tensor, centres: Optional[torch.Tensor]) -> None:

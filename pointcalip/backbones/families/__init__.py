@@ -38,11 +38,14 @@ class Family:
       downloaded); ValueError phrased to follow "backbone" (``is '...', but ...``).
     - ``identity(name)``: what identifies the weights (feature-store keys), without loading them.
     - ``load(name, device, download_root)``: the frozen backbone, its engine not yet chosen.
+    - ``short_name(name)``: the loaded backbone's ``name`` (logs, feature-store and run
+      folders), without loading it; by default the file name of a path (``mymodel.pt``).
     """
 
     check: Callable[[str], None]
     identity: Callable[[str], str]
     load: Callable[..., "ClipBackbone"]
+    short_name: Callable[[str], str] = lambda name: Path(name).expanduser().name
 
 
 def family_of(name: Union[str, Path]) -> Entry:
@@ -67,6 +70,14 @@ def check_backbone_name(name: Union[str, Path]) -> None:
     imported, nothing built or downloaded); ValueError phrased to follow "backbone" otherwise.
     The family checks the rest when the model is loaded, before anything is downloaded."""
     family_of(name).target.check(str(name))
+
+
+def short_name(name: Union[str, Path]) -> str:
+    """A backbone's short name, the ``name`` of the backbone it loads, without loading it:
+    ``ViT-B/16``, ``mymodel.pt`` for a checkpoint file (its extension kept),
+    ``open_clip:ViT-B-32/laion2b_s34b_b79k``. Feature-store folders and run folders name the
+    backbone by it (:func:`pointcalip.core.paths.slug` of it: ``ViT-B_16``)."""
+    return family_of(name).target.short_name(str(name))
 
 
 def checkpoint_identity(name: Union[str, Path]) -> str:

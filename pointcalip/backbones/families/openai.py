@@ -108,6 +108,12 @@ def _state_dict_from_file(path: Path) -> Dict[str, "torch.Tensor"]:
     raise RuntimeError(f"Could not load CLIP checkpoint {path}; tried " + "; ".join(errors))
 
 
+def short_name(name: str) -> str:
+    """The backbone's name in logs and folders: an OpenAI name as it is (``ViT-B/16``), a
+    checkpoint file by its file name (``mymodel.pt``)."""
+    return name if name in WEIGHTS else Path(name).expanduser().name
+
+
 def available_models() -> list:
     """The OpenAI CLIP names ``load_clip`` downloads (those of ``clip.available_models()``)."""
     return list(WEIGHTS)
@@ -173,14 +179,14 @@ def load(name: str, device: Union[str, "torch.device", None] = None,
     from ..devices import default_device, precision_on
 
     device = default_device(device)
+    label = short_name(name)
     if name in available_models():
-        path, label = fetch_weights(name, download_root), name
+        path = fetch_weights(name, download_root)
     else:
         path = Path(name).expanduser()
         if not path.is_file():
             raise ValueError(f"Unknown CLIP model {name!r}: not a file and not one of "
                              f"{available_models()}")
-        label = path.name
     log.info("Loading CLIP %s from %s on %s", label, path, device)
     _clip()
     from clip.model import build_model
@@ -191,6 +197,7 @@ def load(name: str, device: Union[str, "torch.device", None] = None,
     return ClipBackbone(model, name=label, identity=identity(name))
 
 
-FAMILIES.register("clip", Family(check=check_name, identity=identity, load=load), prefix="",
+FAMILIES.register("clip", Family(check=check_name, identity=identity, load=load,
+                                 short_name=short_name), prefix="",
                   forms="OpenAI CLIP models: a name or a checkpoint file (TorchScript archive "
                         "or state dict)", example="RN50")

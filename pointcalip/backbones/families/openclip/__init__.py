@@ -374,6 +374,16 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-FAMILY = Family(check=check_name, identity=open_clip_identity, load=load_open_clip)
+def short_name(spec: str) -> str:
+    """The loaded backbone's name (:attr:`OpenClipSpec.name`: a weights file by its file
+    name); the name as written when open_clip cannot read it (not installed)."""
+    try:
+        return parse_open_clip_spec(spec).name
+    except ValueError:
+        return spec
+
+
+FAMILY = Family(check=check_name, identity=open_clip_identity, load=load_open_clip,
+                short_name=short_name)
 FAMILIES.register("open_clip", FAMILY, prefix=PREFIX, forms=f"open_clip models: {PREFIX}ARCH/TAG",
                   example=f"{PREFIX}ViT-H-14/laion2b_s32b_b79k")
