@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from ..core.digest import file_digest
-from .catalog import DATASETS
 from ..core.words import count
+from .catalog import DATASETS
 
 #: clouds per split of each published release (facts of the releases: ModelNet40's h5 release;
 #: ModelNet10 inside it (test; its train count is not recorded here); ScanObjectNN's main split
@@ -123,11 +123,13 @@ def _lvis_differences(dataset) -> List[str]:
     found = len(present) - len(foreign)
     differences = []
     if found != len(release):
-        differences.append(f"{found:,} of the {len(release):,} LVIS categories have objects "
-                           f"(accuracy is over the {len(present):,} classes present)")
+        classes = count(len(present), "class", spec=",")
+        differences.append(f"the objects cover {found:,} of the {len(release):,} LVIS categories "
+                           f"(accuracy is over the {classes} present)")
     if foreign:
-        differences.append(f"{len(foreign):,} categories are not LVIS's: "
-                           f"{', '.join(map(repr, foreign[:5]))}{', ...' if len(foreign) > 5 else ''}")
+        shown = ", ".join(map(repr, foreign[:5])) + (", ..." if len(foreign) > 5 else "")
+        differences.append(f"not LVIS categories ({count(len(foreign), 'category', spec=',')}): "
+                           f"{shown}")
     return differences
 
 

@@ -307,12 +307,12 @@ def test_the_data_statement_names_how_the_categories_differ_from_the_release(tmp
     statement = describe("objaverse_lvis", {"test": ObjaverseLVIS(folder)})
     assert not statement.complete
     assert statement.differences == [
-        "4 of the 1,156 LVIS categories have objects (accuracy is over the 4 classes present)"]
+        "the objects cover 4 of the 1,156 LVIS categories (accuracy is over the 4 classes present)"]
     foreign = write_objaverse_lvis(tmp_path / "b", categories=("Bible", "spaceship", "warp_core"),
                                    per_class=1)
     assert describe("objaverse_lvis", {"test": ObjaverseLVIS(foreign)}).differences == [
-        "1 of the 1,156 LVIS categories have objects (accuracy is over the 3 classes present)",
-        "2 categories are not LVIS's: 'spaceship', 'warp_core'"]
+        "the objects cover 1 of the 1,156 LVIS categories (accuracy is over the 3 classes present)",
+        "not LVIS categories (2 categories): 'spaceship', 'warp_core'"]
 
 
 def test_download_from_a_folder_copies_the_split_and_its_objects_only(folder, tmp_path, capsys):

@@ -56,8 +56,9 @@ def test_a_limit_of_one_cloud_reads_one_cloud_in_results_md():
 
 def _decimal(value: ast.FormattedValue) -> bool:
     """``{x:+.2f}``, ``{x:.1%}``: a measure ("+1.50 points" of accuracy), not a count."""
-    spec = ast.unparse(value.format_spec) if value.format_spec else ""
-    return any(c in spec for c in "f%e")
+    spec = "".join(str(v.value) for v in value.format_spec.values
+                   if isinstance(v, ast.Constant)) if value.format_spec else ""
+    return spec[-1:] in ("f", "%", "e", "g")
 
 
 def plural_after_count(path: Path, root: Path = REPO) -> list[str]:
@@ -92,7 +93,7 @@ def test_no_message_puts_a_plural_noun_after_a_bare_count():
 
 
 SAMPLE = """msg = (f"{n} clouds of {len(x)} "
-       "classes")
+       "classes", f"{m:,} views, {d:+.2f} points")
 log = "%d shapes"
 ok = f"{count(n, 'cloud')} of {plural(n, 'class')} in {split} shapes"
 """
@@ -102,4 +103,4 @@ def test_the_scan_finds_a_bare_count(tmp_path):
     path = tmp_path / "m.py"
     path.write_text(SAMPLE)
     hits = [hit.split(": ", 1)[1] for hit in plural_after_count(path, tmp_path)]
-    assert hits == ["{n} clouds of ", "{len(x)} classes", "%d shapes"]
+    assert sorted(hits) == ["%d shapes", "{len(x)} classes", "{m} views, ", "{n} clouds of "]
