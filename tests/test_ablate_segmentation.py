@@ -74,7 +74,7 @@ def test_terms_study_dense_calip_recovers_the_planted_parts_and_dense_clip_does_
         assert all(p[zero] == 0.0 for p in alone["tuning"]["params"].values())
         assert float(table[name]["tune_miou"]) < float(calip["tune_miou"]) - 1.0
     # the beta2 x beta3 surface on VAL: its best cell is the planted betas' neighbourhood
-    surface = rows(out / "terms") and list(csv.DictReader(open(out / "terms" / "surface.csv")))
+    surface = list(csv.DictReader((out / "terms" / "surface.csv").read_text().splitlines()))
     best = max(surface, key=lambda r: float(r["tune_instance_miou"]))
     assert len(surface) == 81 and float(best["tune_instance_miou"]) >= 97.0
     assert (out / "terms" / "beta_surface.png").stat().st_size > 1000
