@@ -299,6 +299,33 @@ def test_fewshot_rows_carry_the_mean_class_accuracy_and_the_tables_show_it():
     assert "| Tip-Adapter | 4 | 1 | 60.00 | 50.00 | 61.00 |" in md
 
 
+def test_accuracy_vs_shots_draws_the_mean_class_accuracy_beside_top1(tmp_path, monkeypatch):
+    from pointcalip.fewshot.report import FewShotRun
+    from pointcalip.fewshot.result import plot_accuracy_vs_shots
+    from pointcalip.report import plots
+
+    runs = [FewShotRun("calip", 0, None, 40.0, 41.0, test_mean_class_accuracy=35.0),
+            FewShotRun("tip", 1, 1, 50.0, 51.0, test_mean_class_accuracy=45.0),
+            FewShotRun("tip", 4, 1, 60.0, 61.0, test_mean_class_accuracy=50.0),
+            FewShotRun("tip", 4, 2, 70.0, 71.0, test_mean_class_accuracy=64.0)]
+    summary = _fewshot_result(runs).summary()
+    drawn = {}
+    monkeypatch.setattr(plots, "bands", lambda *a, **k: drawn.update(args=a, second=k["second"]))
+    assert plot_accuracy_vs_shots(summary, tmp_path / "a.png") == tmp_path / "a.png"
+    assert drawn["args"][1] == {"Tip-Adapter": ([1, 4], [50.0, 65.0], [0.0, pytest.approx(7.0710678)])}
+    label, series, references = drawn["second"]
+    assert label == "test mAcc (%)" and references == {"CALIP (zero-shot)": 35.0}
+    assert series == {"Tip-Adapter": ([1, 4], [45.0, 57.0], [0.0, pytest.approx(9.8994949)])}
+    monkeypatch.undo()
+    old = [FewShotRun("tip", 4, 1, 60.0, 61.0)]                    # no mAcc recorded: one panel
+    monkeypatch.setattr(plots, "bands", lambda *a, **k: drawn.update(second=k["second"]))
+    plot_accuracy_vs_shots(_fewshot_result(old).summary(), tmp_path / "b.png")
+    assert drawn["second"] is None
+    monkeypatch.undo()
+    assert plots.bands(tmp_path / "c.png", drawn["args"][1], {}, "shots", "top-1", "t",
+                       second=("mAcc", series, references)) == (1920, 750)   # 1.6 x 1200
+
+
 def test_confusion_figures_follow_the_commands_format(tmp_path):
     from pointcalip.report import plots
     from pointcalip.report.results import write_confusion

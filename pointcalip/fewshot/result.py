@@ -60,8 +60,11 @@ def summarise(runs: Sequence[FewShotRun]) -> List[dict]:
         std = float(np.std(accs, ddof=1)) if seeds > 1 and len(accs) > 1 else None
         maccs = [r.test_mean_class_accuracy for r in rows]
         macc = None if any(m is None for m in maccs) else float(np.mean(maccs))
+        macc_std = (float(np.std(maccs, ddof=1)) if macc is not None and std is not None
+                    else None)
         out.append({"method": method, "shots": shots, "n": len(accs), "seeds": seeds,
-                    "mean": float(np.mean(accs)), "std": std, "macc": macc})
+                    "mean": float(np.mean(accs)), "std": std, "macc": macc,
+                    "macc_std": macc_std})
     return out
 
 
@@ -203,24 +206,33 @@ def _short(value) -> str:
 
 
 def plot_accuracy_vs_shots(summary: Sequence[dict], path: Path, title: str = "") -> Optional[Path]:
-    """Test accuracy (mean, with a +-std band where seeds vary) against shots, one line per
-    method; zero-shot methods and released checkpoints as dashed horizontal references.
-    Nothing to draw (no row at all): no file, and None."""
-    series, references = {}, {}
-    for method in dict.fromkeys(s["method"] for s in summary):
-        rows = sorted((s for s in summary if s["method"] == method and s["shots"]),
-                      key=lambda s: s["shots"])
-        if rows:
-            series[display_name(method)] = ([s["shots"] for s in rows], [s["mean"] for s in rows],
-                                            [s["std"] or 0.0 for s in rows])
-        for s in summary:
-            if s["method"] == method and s["shots"] in (0, None):
-                what = "zero-shot" if s["shots"] == 0 else "released checkpoint"
-                references[f"{display_name(method)} ({what})"] = s["mean"]
+    """Test top-1 and, beside it, mean class accuracy (mean over seeds, with a +-std band where
+    seeds vary) against shots, one line per method; zero-shot methods and released checkpoints
+    as dashed horizontal references. The mAcc panel is left out when a run recorded none (a
+    result.json of an older version). Nothing to draw (no row at all): no file, and None."""
+    def panel(mean: str, std: str):
+        series, references = {}, {}
+        for method in dict.fromkeys(s["method"] for s in summary):
+            rows = sorted((s for s in summary if s["method"] == method and s["shots"]),
+                          key=lambda s: s["shots"])
+            if rows:
+                series[display_name(method)] = ([s["shots"] for s in rows],
+                                                [s[mean] for s in rows],
+                                                [s.get(std) or 0.0 for s in rows])
+            for s in summary:
+                if s["method"] == method and s["shots"] in (0, None):
+                    what = "zero-shot" if s["shots"] == 0 else "released checkpoint"
+                    references[f"{display_name(method)} ({what})"] = s[mean]
+        return series, references
+
+    series, references = panel("mean", "std")
     if not series and not references:
         log.info("no accuracy to plot against shots: %s not written", path.name)
         return None
-    plots.bands(path, series, references, "shots per class", "test top-1 (%)", title)
+    with_macc = all(s.get("macc") is not None for s in summary)
+    second = ("test mAcc (%)", *panel("macc", "macc_std")) if with_macc else None
+    plots.bands(path, series, references, "shots per class", "test top-1 (%)", title,
+                second=second)
     return path
 
 

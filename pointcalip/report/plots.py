@@ -185,33 +185,45 @@ def lines(path: Path, x: Sequence[float], series: Dict[str, Sequence[Optional[fl
     return _save(lines_figure(x, series, xlabel, ylabel, title, size, styles), path, size)
 
 
-def bands(path: Path, series: Dict[str, Tuple[Sequence[float], Sequence[float], Sequence[float]]],
-          references: Dict[str, float], xlabel: str, ylabel: str, title: str,
-          size: Size = LINES_SIZE) -> Size:
+Bands = Dict[str, Tuple[Sequence[float], Sequence[float], Sequence[float]]]
+
+
+def bands(path: Path, series: Bands, references: Dict[str, float], xlabel: str, ylabel: str,
+          title: str, size: Size = LINES_SIZE,
+          second: Optional[Tuple[str, Bands, Dict[str, float]]] = None) -> Size:
     """A line with a +-std band per series ``{name: (x, mean, std)}`` on a log2 x axis, and a
-    dashed horizontal line per reference value ``{name: y}``."""
+    dashed horizontal line per reference value ``{name: y}``. ``second``: (ylabel, series,
+    references) of another metric, drawn in a panel beside the first with the same names,
+    colours and legend (e.g. mAcc beside top-1)."""
+    panels = [(ylabel, series, references)] + ([second] if second else [])
+    if second:
+        size = (int(size[0] * 1.6), size[1])
     fig = _figure(size)
     fig.set_layout_engine("constrained")
-    ax = fig.add_subplot()
-    xs = sorted({x for xv, _, _ in series.values() for x in xv})
-    for name, (x, mean, std) in series.items():
-        mean, std = np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
-        line, = ax.plot(list(x), mean, marker="o", label=name)
-        ax.fill_between(list(x), mean - std, mean + std, color=line.get_color(), alpha=0.2)
-    for i, (name, y) in enumerate(references.items()):
-        ax.axhline(y, linestyle="--", linewidth=1, color=("0.55", "0.15")[i % 2], label=name)
-    if xs:
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(xs, [f"{x:g}" for x in xs])
-    else:                                   # references only (e.g. a released checkpoint)
-        ax.set_xticks([])
-        xlabel = f"{xlabel}: nothing trained here, references only"
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=11)
-    ax.grid(alpha=0.3)
-    fig.legend(loc="outside lower center", ncols=legend_columns([*series, *references]),
-               fontsize=9, frameon=False)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    xs = sorted({x for _, panel, _ in panels for xv, _, _ in panel.values() for x in xv})
+    for ax, (label, panel, refs) in zip(axes, panels):
+        for name, (x, mean, std) in panel.items():
+            mean, std = np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
+            line, = ax.plot(list(x), mean, marker="o", label=name)
+            ax.fill_between(list(x), mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        for i, (name, y) in enumerate(refs.items()):
+            ax.axhline(y, linestyle="--", linewidth=1, color=("0.55", "0.15")[i % 2], label=name)
+        if xs:
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(xs, [f"{x:g}" for x in xs])
+            ax.set_xlabel(xlabel)
+        else:                               # references only (e.g. a released checkpoint)
+            ax.set_xticks([])
+            ax.set_xlabel(f"{xlabel}: nothing trained here, references only")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    if second:
+        fig.suptitle(title, fontsize=11)
+    else:
+        axes[0].set_title(title, fontsize=11)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
+               ncols=legend_columns([*series, *references]), fontsize=9, frameon=False)
     return _save(fig, path, size)
 
 
