@@ -168,6 +168,17 @@ def test_views_study_puts_the_planted_subset_on_top(runs, view_planted):
     assert [int(r["k"]) for r in table] == [1, 2, 3, 4, 5, 6]
     assert views_of(table[1]["best_views"]) == AP.VIEWS
     assert views_of(table[1]["first_k_views"]) == (0, 1)
+    for r in table:                 # mAcc per count: the same subsets' mAcc
+        k = int(r["k"])
+        of_k = [s for s in subsets if int(s["k"]) == k]
+        assert float(r["mean_test_macc"]) == pytest.approx(
+            np.mean([float(s["test_macc"]) for s in of_k]), abs=1e-3)
+        for which in ("first_k", "best"):
+            views = r[f"{which}_views" if which == "best" else "first_k_views"]
+            assert float(r[f"{which}_test_macc"]) == pytest.approx(
+                float(by_views[views_of(views)]["test_macc"]), abs=1e-3)
+    assert all(float(s["test_macc"]) == 100.0 for s in subsets if float(s["test_top1"]) == 100.0)
+    assert any(float(s["test_macc"]) != float(s["test_top1"]) for s in subsets)
     everything = float(by_views[tuple(range(6))]["test_top1"])
     for r in rows(folder, "importance"):
         v = int(r["view"])
@@ -213,7 +224,7 @@ def test_every_study_writes_its_files_and_states_the_protocol(runs, tiny_checkpo
 def test_pngs_are_valid_and_of_the_expected_size(runs):
     out, res = runs["every"]
     n_prompts = len(res["studies"]["prompts"]["table"])
-    expected = {("views", "views.png"): plots.LINES_SIZE,
+    expected = {("views", "views.png"): (int(plots.LINES_SIZE[0] * 1.6), plots.LINES_SIZE[1]),
                 ("views", "importance.png"): plots.BARS_SIZE,
                 ("terms", "beta_surface.png"): (2 * plots.HEATMAP_PANEL[0], plots.HEATMAP_PANEL[1]),
                 ("prompts", "prompts.png"): (900, 140 + 60 * n_prompts),

@@ -120,6 +120,20 @@ def test_first_k_line_is_drawn_on_top_and_stays_visible_where_lines_coincide():
     assert all(first.get_markersize() > other.get_markersize() for other in others)
 
 
+def test_a_second_metric_gets_its_own_panel_with_the_same_lines_and_one_legend():
+    top1 = views_study.views_lines([50.0, 60.0], [55.0, 61.0], [40.0, 50.0], [45.0, 55.0])
+    macc = views_study.views_lines([48.0, 58.0], [52.0, 59.0], [35.0, 47.0], [41.0, 52.0])[0]
+    fig = plots.lines_figure([1, 2], top1[0], "number of views", "test top-1 (%)", "views",
+                             styles=top1[1], second=("test mAcc (%)", macc))
+    left, right = fig.axes
+    assert right.get_ylabel() == "test mAcc (%)" and left.get_ylabel() == "test top-1 (%)"
+    drawn = {line.get_label(): list(line.get_ydata()) for line in right.get_lines()}
+    assert drawn == {name: ys for name, ys in macc.items()}
+    first = [line for line in right.get_lines() if line.get_label().startswith("first k")][0]
+    assert first.get_linestyle() == "--"                    # the styles hold in both panels
+    assert len(fig.legends) == 1 and len(fig.legends[0].get_texts()) == 4
+
+
 # -------------------------------------------------------------------------------- curves
 
 def test_curves_show_train_accuracy_epoch_zero_and_the_selected_epoch(monkeypatch, tmp_path):

@@ -38,6 +38,7 @@ class SubsetScore:
     beta3: float
     tune: float          # top-1 on the tuning set, percent
     test: float          # top-1 on test, percent
+    test_macc: float     # mean class accuracy on test, percent
 
 
 def all_subsets(num_views: int) -> List[Tuple[int, ...]]:
@@ -61,11 +62,12 @@ def score_subsets(ctx: AblationContext) -> Dict[Tuple[int, ...], SubsetScore]:
             if fixed is None:
                 t = tune_then_test(sub, cfg.tune, search_weights=False)
                 scores[views] = SubsetScore(views, t.found.beta2, t.found.beta3, t.tune_top1,
-                                            t.test.top1)
+                                            t.test.top1, t.test.mean_per_class)
             else:
                 b2, b3 = fixed.found.beta2, fixed.found.beta3
+                test = test_accuracy(sub.test, b2, b3)
                 scores[views] = SubsetScore(views, b2, b3, test_accuracy(sub.tune, b2, b3).top1,
-                                            test_accuracy(sub.test, b2, b3).top1)
+                                            test.top1, test.mean_per_class)
     return scores
 
 
@@ -78,7 +80,7 @@ FIRST_K_STYLE = dict(linestyle="--", linewidth=2.2, marker="s", markersize=10,
 
 
 def views_lines(first, best, worst, mean):
-    """(series, styles) of views.png: test top-1 per view count."""
+    """(series, styles) of views.png: test top-1 (or mAcc) per view count."""
     series = {"first k (published order)": first, "best k (by tuning accuracy)": best,
               "worst k (by tuning accuracy)": worst, "mean over subsets": mean}
     return series, {"first k (published order)": FIRST_K_STYLE}
@@ -93,23 +95,28 @@ def best_and_worst(scores: Sequence[SubsetScore]) -> Tuple[SubsetScore, SubsetSc
 
 def per_count(scores, order: List[int], v: int):
     """Per number of views k: the first k views of ``order``, the best and worst subsets (by
-    tuning accuracy) and the mean -> (table, (first, best, worst, mean) test lines)."""
+    tuning accuracy) and the mean -> (table, (first, best, worst, mean) test top-1 lines,
+    the same four test mAcc lines)."""
     table = Table(["k", "first_k_views", "first_k_test", "best_views", "best_tune", "best_test",
-                   "worst_views", "worst_tune", "worst_test", "mean_test", "subsets"])
-    first, best_line, worst_line, mean_line = [], [], [], []
+                   "worst_views", "worst_tune", "worst_test", "mean_test", "subsets",
+                   "first_k_test_macc", "best_test_macc", "worst_test_macc", "mean_test_macc"])
+    top1, macc = [[], [], [], []], [[], [], [], []]
     for k in range(1, v + 1):
         of_k = [s for s in scores.values() if len(s.views) == k]
         best, worst = best_and_worst(of_k)
         head = scores[tuple(sorted(order[:k]))] if k <= len(order) else None
         mean = float(np.mean([s.test for s in of_k]))
+        mean_macc = float(np.mean([s.test_macc for s in of_k]))
         table.add(k, subset_label(order[:k]) if head else None, head.test if head else None,
                   subset_label(best.views), best.tune, best.test, subset_label(worst.views),
-                  worst.tune, worst.test, mean, len(of_k))
-        first.append(head.test if head else None)
-        best_line.append(best.test)
-        worst_line.append(worst.test)
-        mean_line.append(mean)
-    return table, (first, best_line, worst_line, mean_line)
+                  worst.tune, worst.test, mean, len(of_k), head.test_macc if head else None,
+                  best.test_macc, worst.test_macc, mean_macc)
+        for lines, values in ((top1, (head.test if head else None, best.test, worst.test, mean)),
+                              (macc, (head.test_macc if head else None, best.test_macc,
+                                      worst.test_macc, mean_macc))):
+            for line, value in zip(lines, values):
+                line.append(value)
+    return table, top1, macc
 
 
 def leave_one_out(scores, angles) -> Table:
@@ -158,12 +165,13 @@ def run_views(ctx: AblationContext) -> StudyResult:
     order = list(cfg.views_study.order or range(v))
     scores = score_subsets(ctx)
 
-    subsets = Table(["views", "k", "beta2", "beta3", "tune_top1", "test_top1"],
+    subsets = Table(["views", "k", "beta2", "beta3", "tune_top1", "test_top1", "test_macc"],
                     formats={"beta2": BETA_FORMAT, "beta3": BETA_FORMAT})
     for s in scores.values():
-        subsets.add(subset_label(s.views), len(s.views), s.beta2, s.beta3, s.tune, s.test)
+        subsets.add(subset_label(s.views), len(s.views), s.beta2, s.beta3, s.tune, s.test,
+                    s.test_macc)
 
-    table, (first, best_line, worst_line, mean_line) = per_count(scores, order, v)
+    table, top1_lines, macc_lines = per_count(scores, order, v)
     everything = scores[tuple(range(v))]
     angles = projector.view_set.to_dict()["angles"]
     importance = leave_one_out(scores, angles)
@@ -175,9 +183,10 @@ def run_views(ctx: AblationContext) -> StudyResult:
     title = ctx.caption()
 
     def draw_lines(path: Path):
-        series, styles = views_lines(first, best_line, worst_line, mean_line)
+        series, styles = views_lines(*top1_lines)
         return plots.lines(path, ks, series, "number of views", "test top-1 (%)",
-                           f"Accuracy vs views: {title}", styles=styles)
+                           f"Accuracy vs views: {title}", styles=styles,
+                           second=("test mAcc (%)", views_lines(*macc_lines)[0]))
 
     tilts = projector.view_set.tilts or (0.0,) * v
 

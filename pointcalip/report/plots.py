@@ -156,33 +156,46 @@ def near_data_limits(values, include_zero: bool = False, min_pad: float = 0.05
     return bottom, high + pad
 
 
-def lines_figure(x: Sequence[float], series: Dict[str, Sequence[Optional[float]]],
-                 xlabel: str, ylabel: str, title: str, size: Size = LINES_SIZE,
-                 styles: Optional[Dict[str, dict]] = None):
+Series = Dict[str, Sequence[Optional[float]]]
+
+
+def lines_figure(x: Sequence[float], series: Series, xlabel: str, ylabel: str, title: str,
+                 size: Size = LINES_SIZE, styles: Optional[Dict[str, dict]] = None,
+                 second: Optional[Tuple[str, Series]] = None):
     """The figure of :func:`lines` (not saved): for tests and callers that add to it."""
+    panels = [(ylabel, series)] + ([second] if second else [])
     fig = _figure(size)
     fig.set_layout_engine("constrained")
-    ax = fig.add_subplot()
-    for name, ys in series.items():
-        values = np.array([np.nan if y is None else y for y in ys], dtype=float)
-        style = {"marker": "o", **(styles or {}).get(name, {})}
-        ax.plot(list(x), values, label=name, **style)
-    ax.set_xticks(list(x))
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=11)
-    ax.grid(alpha=0.3)
-    fig.legend(loc="outside lower center", ncols=legend_columns(list(series)), fontsize=9,
-               frameon=False)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (label, panel) in zip(axes, panels):
+        for name, ys in panel.items():
+            values = np.array([np.nan if y is None else y for y in ys], dtype=float)
+            style = {"marker": "o", **(styles or {}).get(name, {})}
+            ax.plot(list(x), values, label=name, **style)
+        ax.set_xticks(list(x))
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    if second:
+        fig.suptitle(title, fontsize=11)
+    else:
+        axes[0].set_title(title, fontsize=11)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
+               ncols=legend_columns(list(series)), fontsize=9, frameon=False)
     return fig
 
 
-def lines(path: Path, x: Sequence[float], series: Dict[str, Sequence[Optional[float]]],
-          xlabel: str, ylabel: str, title: str, size: Size = LINES_SIZE,
-          styles: Optional[Dict[str, dict]] = None) -> Size:
+def lines(path: Path, x: Sequence[float], series: Series, xlabel: str, ylabel: str, title: str,
+          size: Size = LINES_SIZE, styles: Optional[Dict[str, dict]] = None,
+          second: Optional[Tuple[str, Series]] = None) -> Size:
     """One marked line per series over ``x`` (None values are gaps); ``styles``: matplotlib
-    keywords per series name (e.g. a dashed line drawn on top of the others)."""
-    return _save(lines_figure(x, series, xlabel, ylabel, title, size, styles), path, size)
+    keywords per series name (e.g. a dashed line drawn on top of the others); ``second``:
+    (ylabel, series) of another metric in a panel beside the first, same names and styles
+    (the figure is then 1.6 times as wide)."""
+    if second:
+        size = (int(size[0] * 1.6), size[1])
+    return _save(lines_figure(x, series, xlabel, ylabel, title, size, styles, second), path,
+                 size)
 
 
 Bands = Dict[str, Tuple[Sequence[float], Sequence[float], Sequence[float]]]
