@@ -116,8 +116,8 @@ def _check_numbers(path: Path, values: list[bytes], what: str, per_item: int = 0
 
 def _no_trailing(path: Path, rest: bytes, what: str) -> None:
     if rest.strip():
-        raise ValueError(f"{path}: {count(len(rest), 'byte')} follow the {what} the header "
-                         f"declares; {_COUNTS_WRONG}")
+        raise ValueError(f"{path}: the file holds {count(len(rest), 'byte')} more than the {what} "
+                         f"the header declares; {_COUNTS_WRONG}")
 
 
 def _text_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
@@ -202,11 +202,12 @@ def _walk_ply_ascii(path: Path, elements: list[PlyElement], payload: bytes) -> N
         if all(count_type is None for _, _, count_type in el.props):
             pos += el.count * len(el.props)
             if pos > len(values):
+                complete = (len(values) - start) // len(el.props)
                 raise ValueError(
                     f"{path}: header declares {el.count} {el.plural} (ascii, "
-                    f"{count(len(el.props), 'value')} each) but only "
-                    f"{(len(values) - start) // len(el.props)} complete "
-                    f"{el.plural} follow; {_TRUNCATED}"
+                    f"{count(len(el.props), 'value')} each) but the file holds only "
+                    f"{count(complete, 'complete ' + el.name, 'complete ' + el.plural)}; "
+                    f"{_TRUNCATED}"
                 )
             _check_numbers(path, values[start:pos], el.name, per_item=len(el.props))
             continue
@@ -224,8 +225,8 @@ def _walk_ply_ascii(path: Path, elements: list[PlyElement], payload: bytes) -> N
                                  f"the data ends inside {el.name} {i}; {_TRUNCATED}")
         _check_numbers(path, values[start:pos], el.name)
     if pos < len(values):
-        raise ValueError(f"{path}: {count(len(values) - pos, 'value')} follow the elements the "
-                         f"header declares; {_COUNTS_WRONG}")
+        raise ValueError(f"{path}: the file holds {count(len(values) - pos, 'value')} more than "
+                         f"the elements the header declares; {_COUNTS_WRONG}")
 
 
 def _walk_ply_binary(path: Path, fmt: str, elements: list[PlyElement], payload: bytes) -> None:
@@ -236,9 +237,8 @@ def _walk_ply_binary(path: Path, fmt: str, elements: list[PlyElement], payload: 
             if pos + el.count * size > len(payload):
                 raise ValueError(
                     f"{path}: header declares {el.count} {el.plural} ({fmt}, {count(size, 'byte')} "
-                    f"each = {count(el.count * size, 'byte')}) but only "
-                    f"{count(len(payload) - pos, 'byte')} of "
-                    f"{el.name} data follow; {_TRUNCATED}"
+                    f"each = {count(el.count * size, 'byte')}) but the file holds only "
+                    f"{count(len(payload) - pos, 'byte')} of {el.name} data; {_TRUNCATED}"
                 )
             pos += el.count * size
         else:
@@ -330,19 +330,19 @@ def check_pcd(path: Path, data: bytes) -> Declared:
         values = payload.split()
         if len(values) < points * per_point:
             raise ValueError(f"{path}: header declares {count(points, 'point')} (ascii, "
-                             f"{count(per_point, 'value')} each) but only "
-                             f"{len(values) // per_point} complete points "
-                             f"follow; {_TRUNCATED}")
+                             f"{count(per_point, 'value')} each) but the file holds only "
+                             f"{count(len(values) // per_point, 'complete point')}; {_TRUNCATED}")
         if len(values) > points * per_point:
-            raise ValueError(f"{path}: {count(len(values) - points * per_point, 'value')} follow "
-                             f"the {count(points, 'point')} the header declares; {_COUNTS_WRONG}")
+            raise ValueError(f"{path}: the file holds "
+                             f"{count(len(values) - points * per_point, 'value')} more than the "
+                             f"{count(points, 'point')} the header declares; {_COUNTS_WRONG}")
         _check_numbers(path, values, "point", per_item=per_point)
     elif mode == "binary":
         if len(payload) < points * point_size:
             raise ValueError(f"{path}: header declares {count(points, 'point')} (binary, "
                              f"{count(point_size, 'byte')} each = "
-                             f"{count(points * point_size, 'byte')}) but only "
-                             f"{count(len(payload), 'byte')} of point data follow; {_TRUNCATED}")
+                             f"{count(points * point_size, 'byte')}) but the file holds only "
+                             f"{count(len(payload), 'byte')} of point data; {_TRUNCATED}")
         _no_trailing(path, payload[points * point_size:], "points")
     elif mode == "binary_compressed":
         if len(payload) < 8:
@@ -354,8 +354,8 @@ def check_pcd(path: Path, data: bytes) -> Declared:
                              f"{points * point_size}; "
                              f"the file is corrupt")
         if len(payload) < 8 + packed:
-            raise ValueError(f"{path}: {count(packed, 'byte')} of compressed data are declared but "
-                             f"only {len(payload) - 8} follow; {_TRUNCATED}")
+            raise ValueError(f"{path}: the compressed data declares {count(packed, 'byte')} but "
+                             f"the file holds only {len(payload) - 8}; {_TRUNCATED}")
     else:
         raise ValueError(f"{path}: unknown PCD 'DATA {mode}'; expected ascii, binary or "
                          f"binary_compressed")
@@ -383,9 +383,9 @@ def check_off(path: Path, data: bytes) -> Declared:
     for seen in range(nv + nf):
         row = next(rows, None)
         if row is None:
-            raise ValueError(f"{path}: header declares {nv} vertices and {nf} faces but only "
-                             f"{min(seen, nv)} vertex lines and {max(seen - nv, 0)} face lines "
-                             f"follow; {_TRUNCATED}")
+            raise ValueError(f"{path}: header declares {nv} vertices and {nf} faces but the file "
+                             f"holds only {count(min(seen, nv), 'vertex line')} and "
+                             f"{count(max(seen - nv, 0), 'face line')}; {_TRUNCATED}")
         i, words = row
         if seen < nv:
             try:

@@ -127,10 +127,10 @@ def _read_text(path: Path) -> np.ndarray:
                             f"file is truncated" if declared else ""))
     if declared and declared[0] != len(rows):
         raise ValueError(
-            f"{path}: line {declared[1]} declares {count(declared[0], 'point')} but "
-            f"{count(len(rows), 'row')} "
-            f"follow; " + ("the file is truncated" if len(rows) < declared[0]
-                           else "the count or the data is wrong")
+            f"{path}: line {declared[1]} declares {count(declared[0], 'point')} but the file "
+            f"holds {count(len(rows), 'row')}; "
+            + ("the file is truncated" if len(rows) < declared[0]
+               else "the count or the data is wrong")
         )
     return np.asarray(rows, dtype=np.float64)
 

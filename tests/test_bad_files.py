@@ -87,8 +87,8 @@ def test_truncated_binary_ply(tmp_path):
     path = _cloud(tmp_path / "chair.ply")
     _cut(path, _data_start(path, b"end_header\n") + 1000)
     with pytest.raises(ValueError, match=r"chair\.ply: header declares 100 vertices "
-                       r"\(binary_little_endian, 24 bytes each = 2400 bytes\) but only 1000 "
-                       r"bytes of vertex data follow; the file is truncated"):
+                       r"\(binary_little_endian, 24 bytes each = 2400 bytes\) but the file holds "
+                       r"only 1000 bytes of vertex data; the file is truncated"):
         load_point_cloud(path)
 
 
@@ -98,7 +98,8 @@ def test_big_endian_ply_reads_and_truncation_is_found(tmp_path):
     np.testing.assert_allclose(out, _unit(XYZ.astype(np.float32).astype(np.float64)), atol=1e-5)
     _cut(path, -5)
     with pytest.raises(ValueError, match=r"be\.ply: header declares 100 vertices "
-                       r"\(binary_big_endian, 12 bytes each = 1200 bytes\) but only 1195 bytes"):
+                       r"\(binary_big_endian, 12 bytes each = 1200 bytes\) but the file holds "
+                       r"only 1195 bytes"):
         load_point_cloud(path)
 
 
@@ -108,7 +109,8 @@ def test_truncated_ascii_ply_half_written_line(tmp_path):
     lines = path.read_bytes()[start:].splitlines(keepends=True)
     _cut(path, start + sum(len(line) for line in lines[:40]) + 5)  # 40 rows + a partial one
     with pytest.raises(ValueError, match=r"a\.ply: header declares 100 vertices \(ascii, 3 "
-                       r"values each\) but only 40 complete vertices follow; the file is truncated"):
+                       r"values each\) but the file holds only 40 complete vertices; the file is "
+                       r"truncated"):
         load_point_cloud(path)
 
 
@@ -123,11 +125,11 @@ def test_truncated_ply_mesh_faces(tmp_path):
 
 
 @pytest.mark.parametrize("mode, keep, message", [
-    ("binary", 700, r"declares 100 points \(binary, 12 bytes each = 1200 bytes\) but only 700 "
-                    r"bytes of point data follow; the file is truncated"),
-    ("ascii", 30, r"declares 100 points \(ascii, 3 values each\) but only \d+ complete points "
-                  r"follow; the file is truncated"),
-    ("binary_compressed", 300, r"bytes of compressed data are declared but only 292 follow; "
+    ("binary", 700, r"declares 100 points \(binary, 12 bytes each = 1200 bytes\) but the file "
+                    r"holds only 700 bytes of point data; the file is truncated"),
+    ("ascii", 30, r"declares 100 points \(ascii, 3 values each\) but the file holds only "
+                  r"1 complete point; the file is truncated"),     # not "1 complete points"
+    ("binary_compressed", 300, r"bytes but the file holds only 292; "
                                r"the file is truncated"),
 ])
 def test_truncated_pcd(tmp_path, mode, keep, message):
@@ -144,7 +146,8 @@ def test_truncated_off(tmp_path):
     lines = path.read_text().splitlines(keepends=True)  # OFF, counts, 8 vertices, 12 faces
     path.write_text("".join(lines[:2 + 8 + 5]))  # cut at a line end: no half line to spot
     with pytest.raises(ValueError, match=r"box\.off: header declares 8 vertices and 12 faces "
-                       r"but only 8 vertex lines and 5 face lines follow; the file is truncated"):
+                       r"but the file holds only 8 vertex lines and 5 face lines; the file is "
+                       r"truncated"):
         load_point_cloud(path)
     path.write_text("".join(lines[:2 + 8 + 5]) + "3 1 ")  # a half-written face
     with pytest.raises(ValueError, match=r"box\.off line 16: expected a face 'n i1 \.\.\. in' "
@@ -206,8 +209,8 @@ def test_truncated_text(tmp_path):
         load_point_cloud(path)
     pts = tmp_path / "scan.pts"  # the first line declares the point count
     pts.write_text("5\n" + "\n".join(f"{i} {i} {-i}" for i in range(3)) + "\n")
-    with pytest.raises(ValueError, match=r"scan\.pts: line 1 declares 5 points but 3 rows "
-                       r"follow; the file is truncated"):
+    with pytest.raises(ValueError, match=r"scan\.pts: line 1 declares 5 points but the file "
+                       r"holds 3 rows; the file is truncated"):
         load_point_cloud(pts)
     pts.write_text("5\n")
     with pytest.raises(ValueError, match=r"scan\.pts: no points.*line 1 declares 5 points"):
@@ -242,8 +245,8 @@ def test_empty_file(tmp_path, suffix):
     ("zero.ply", "ply\nformat ascii 1.0\nelement vertex 0\nproperty float x\nproperty float y\n"
      "property float z\nend_header\n", r"the PLY header declares 0 vertices"),
     ("nodata.ply", "ply\nformat ascii 1.0\nelement vertex 4\nproperty float x\nproperty float y"
-     "\nproperty float z\nend_header\n", r"declares 4 vertices \(ascii, 3 values each\) but only "
-     r"0 complete vertices follow"),
+     "\nproperty float z\nend_header\n", r"declares 4 vertices \(ascii, 3 values each\) but "
+     r"the file holds only 0 complete vertices"),
     ("zero.pcd", "VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 0\n"
      "HEIGHT 1\nPOINTS 0\nDATA ascii\n", r"the PCD header declares 0 points"),
     ("zero.off", "OFF\n0 0 0\n", r"the OFF header declares 0 vertices and 0 faces"),
@@ -310,13 +313,14 @@ def test_header_counts_smaller_than_data(tmp_path):
     """A header that declares fewer items than the data holds would silently drop points."""
     ply = _cloud(tmp_path / "few.ply")
     ply.write_bytes(ply.read_bytes().replace(b"element vertex 100", b"element vertex 90"))
-    with pytest.raises(ValueError, match=r"few\.ply: 240 bytes follow the elements the header "
-                       r"declares; the header's counts do not match the data"):
+    with pytest.raises(ValueError, match=r"few\.ply: the file holds 240 bytes more than the "
+                       r"elements the header declares; the header's counts do not match the data"):
         load_point_cloud(ply)
     pcd = _cloud(tmp_path / "few.pcd", ascii=True)
     pcd.write_bytes(pcd.read_bytes().replace(b"WIDTH 100", b"WIDTH 99")
                     .replace(b"POINTS 100", b"POINTS 99"))
-    with pytest.raises(ValueError, match=r"few\.pcd: 3 values follow the 99 points"):
+    with pytest.raises(ValueError,
+                       match=r"few\.pcd: the file holds 3 values more than the 99 points"):
         load_point_cloud(pcd)
     off = _box(tmp_path / "few.off")
     off.write_text(off.read_text().replace("8 12 0", "8 11 0"))
