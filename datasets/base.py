@@ -4,6 +4,8 @@
 validating ``data``/``label`` from one or more h5 files, keeping a subset of classes with a
 relabelling, in-memory or lazy access, batched access without a DataLoader, and the
 ``settings`` dict that identifies the exact clouds served (used as a feature-cache key).
+`CloudSet` is the surface every classification dataset shares; `CorruptedSet` the one of a
+robustness release's sets (read when first served, let go on ``close``).
 """
 from __future__ import annotations
 
@@ -92,13 +94,15 @@ class CloudSet:
         """Release open files (nothing, unless a subclass holds some)."""
 
 
-class ReadOnUse(CloudSet):
-    """A set whose stored clouds are read when first served and let go by ``close``: opening
-    many sets (every ModelNet40-C array for `pointcalip extract`'s plan) costs their labels, not
-    their clouds. A subclass validates its ``files`` when constructed, then calls
-    ``_opened()``, and defines ``_read_clouds() -> [n, stored points, 3]`` float32. A file
-    that changed in between is refused when read (the clouds would not be the ones checked
-    and fingerprinted)."""
+class CorruptedSet(CloudSet):
+    """One set (a corruption at a severity, or the clean set) of a robustness release
+    (ModelNet40-C, ModelNet-C, ScanObjectNN-C): test clouds, ``corruption`` / ``severity`` /
+    ``variant`` in its store key. Its clouds are read when first served and let go by
+    ``close``: opening many sets (every ModelNet40-C array for `pointcalip extract`'s plan)
+    costs their labels, not their clouds. A subclass validates its ``files`` when
+    constructed, then calls ``_opened()``, and defines ``_read_clouds() -> [n, stored points,
+    3]`` float32. A file that changed in between is refused when read (the clouds would not be
+    the ones checked and fingerprinted)."""
 
     _data: Optional[torch.Tensor] = None
     _stamps: list = []

@@ -16,7 +16,7 @@ import torch
 
 from . import h5utils
 from ..core.words import count
-from .base import ReadOnUse
+from .base import CorruptedSet
 
 SHAPE_NAMES = "shape_names.txt"
 
@@ -53,7 +53,7 @@ def read_h5_set(path: Path, num_classes: int, names_file: str, hint: str):
     return clouds, labels
 
 
-class CorruptedH5Set(ReadOnUse):
+class CorruptedH5Set(CorruptedSet):
     """The clouds of one corrupted (or clean) set file, with the surface of the other datasets
     (``len``, ``ds[i]``, ``points``, ``labels``, ``classnames``, ``settings``).
 

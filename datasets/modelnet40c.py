@@ -25,7 +25,7 @@ import torch
 
 from ..prompts import load_classnames
 from . import h5utils
-from .base import ReadOnUse
+from .base import CorruptedSet
 from .catalog import DATASETS
 from ..core.words import count
 
@@ -126,7 +126,7 @@ def check_clouds(path: Path, arr: np.ndarray, num_clouds: int, chunk: int = 256)
                              f"is corrupt: re-extract it")
 
 
-class ModelNet40C(ReadOnUse):
+class ModelNet40C(CorruptedSet):
     """One corruption at one severity of ModelNet40-C (or the uncorrupted ``"original"``),
     2,468 test clouds, ModelNet40's 40 classes; the same surface as the other datasets
     (``len``, ``ds[i]``, ``points``, ``labels``, ``classnames``, ``settings``).
