@@ -159,14 +159,35 @@ def near_data_limits(values, include_zero: bool = False, min_pad: float = 0.05
 Series = Dict[str, Sequence[Optional[float]]]
 
 
+def _side_by_side(size: Size, panels: int) -> Size:
+    """A figure's size for ``panels`` panels in a row (a second metric: 1.6 times as wide)."""
+    return size if panels == 1 else (int(size[0] * 1.6), size[1])
+
+
+def _panel_figure(size: Size, panels: int):
+    """(figure, axes) of ``panels`` panels in a row, constrained layout."""
+    fig = _figure(size)
+    fig.set_layout_engine("constrained")
+    return fig, fig.subplots(1, panels, squeeze=False)[0]
+
+
+def _title_and_legend(fig, axes, title: str, names: Sequence[str]) -> None:
+    """The title (over the figure when there are several panels) and one legend under it, from
+    the first panel (the others draw the same names)."""
+    if len(axes) > 1:
+        fig.suptitle(title, fontsize=11)
+    else:
+        axes[0].set_title(title, fontsize=11)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
+               ncols=legend_columns(list(names)), fontsize=9, frameon=False)
+
+
 def lines_figure(x: Sequence[float], series: Series, xlabel: str, ylabel: str, title: str,
                  size: Size = LINES_SIZE, styles: Optional[Dict[str, dict]] = None,
                  second: Optional[Tuple[str, Series]] = None):
     """The figure of :func:`lines` (not saved): for tests and callers that add to it."""
     panels = [(ylabel, series)] + ([second] if second else [])
-    fig = _figure(size)
-    fig.set_layout_engine("constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    fig, axes = _panel_figure(size, len(panels))
     for ax, (label, panel) in zip(axes, panels):
         for name, ys in panel.items():
             values = np.array([np.nan if y is None else y for y in ys], dtype=float)
@@ -176,12 +197,7 @@ def lines_figure(x: Sequence[float], series: Series, xlabel: str, ylabel: str, t
         ax.set_xlabel(xlabel)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    if second:
-        fig.suptitle(title, fontsize=11)
-    else:
-        axes[0].set_title(title, fontsize=11)
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
-               ncols=legend_columns(list(series)), fontsize=9, frameon=False)
+    _title_and_legend(fig, axes, title, list(series))
     return fig
 
 
@@ -192,8 +208,7 @@ def lines(path: Path, x: Sequence[float], series: Series, xlabel: str, ylabel: s
     keywords per series name (e.g. a dashed line drawn on top of the others); ``second``:
     (ylabel, series) of another metric in a panel beside the first, same names and styles
     (the figure is then 1.6 times as wide)."""
-    if second:
-        size = (int(size[0] * 1.6), size[1])
+    size = _side_by_side(size, 2 if second else 1)
     return _save(lines_figure(x, series, xlabel, ylabel, title, size, styles, second), path,
                  size)
 
@@ -209,11 +224,8 @@ def bands(path: Path, series: Bands, references: Dict[str, float], xlabel: str, 
     references) of another metric, drawn in a panel beside the first with the same names,
     colours and legend (e.g. mAcc beside top-1)."""
     panels = [(ylabel, series, references)] + ([second] if second else [])
-    if second:
-        size = (int(size[0] * 1.6), size[1])
-    fig = _figure(size)
-    fig.set_layout_engine("constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    size = _side_by_side(size, len(panels))
+    fig, axes = _panel_figure(size, len(panels))
     xs = sorted({x for _, panel, _ in panels for xv, _, _ in panel.values() for x in xv})
     for ax, (label, panel, refs) in zip(axes, panels):
         for name, (x, mean, std) in panel.items():
@@ -231,12 +243,7 @@ def bands(path: Path, series: Bands, references: Dict[str, float], xlabel: str, 
             ax.set_xlabel(f"{xlabel}: nothing trained here, references only")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    if second:
-        fig.suptitle(title, fontsize=11)
-    else:
-        axes[0].set_title(title, fontsize=11)
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
-               ncols=legend_columns([*series, *references]), fontsize=9, frameon=False)
+    _title_and_legend(fig, axes, title, [*series, *references])
     return _save(fig, path, size)
 
 
