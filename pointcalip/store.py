@@ -71,7 +71,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from .core.atomic import DiskFullError, disk_full_names, fsync_dir, is_disk_full
-from .core.paths import cache_dir as default_cache_dir, slug
+from .core.paths import cache_dir as default_cache_dir, slug, write_probe
 from .core.words import count
 
 log = logging.getLogger(__name__)
@@ -429,13 +429,9 @@ class SplitStore:
     def check_writable(self, why: str) -> None:
         """Raise an ``OSError`` naming this store's folder, saying ``why`` it must be written
         and how to choose another, unless new pieces can be written in it."""
-        # unique per call: writers in other threads of this process may probe at the same time
-        name = f".probe-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        probe = self.path / "writing" / name
         try:
-            probe.parent.mkdir(exist_ok=True)
-            probe.write_bytes(b"")
-            probe.unlink()
+            (self.path / "writing").mkdir(exist_ok=True)
+            write_probe(self.path / "writing", f".probe-{socket.gethostname()}")
         except OSError as err:
             raise _cannot_write(self.path, err, why) from None
 

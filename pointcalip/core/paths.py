@@ -38,6 +38,14 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
 
 
+def write_probe(folder: Path, prefix: str = ".pointcalip-write-test") -> None:
+    """Write and remove an empty file in ``folder``, named uniquely per call (threads of one
+    process may probe at the same time); OSError when the folder cannot be written."""
+    probe = Path(folder) / f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    probe.write_bytes(b"")
+    probe.unlink()
+
+
 def ensure_writable(folder: str | Path, fix: str) -> Path:
     """Create ``folder`` if needed and check that files can be written in it, before any long
     work starts; the error says how to choose another folder (``fix``, in the command line's
@@ -45,9 +53,7 @@ def ensure_writable(folder: str | Path, fix: str) -> Path:
     folder = Path(folder).expanduser()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".pointcalip-write-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        write_probe(folder)
     except OSError as err:
         raise PermissionError(f"cannot write in {folder} ({err.strerror or err}); choose another "
                               f"folder with {fix}") from None
@@ -81,9 +87,7 @@ def check_output_file(path: str | Path, option: str) -> Path:
         raise FileNotFoundError(f"{option} {path}: the folder {folder} does not exist; create it "
                                 f"or write elsewhere")
     try:
-        probe = folder / f".pointcalip-write-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        write_probe(folder)
     except OSError as err:
         raise PermissionError(f"{option} {path}: cannot write in {folder} "
                               f"({err.strerror or err}); write elsewhere") from None
