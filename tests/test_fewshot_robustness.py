@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from adapter_fit import adapter_fit
 from conftest import SHAPE_FAMILY_NAMES
 from pointcalip.cli import main
 from pointcalip.config import ZeroShotConfig, load_config
@@ -104,24 +105,22 @@ def test_adapter_trains_when_the_last_batch_holds_one_shot(tmp_path):
 
 # ------------------------------------------------------ damaged checkpoints (item 5)
 
-def _adapter_fit(run_dir, resume=False, epochs=3):
-    g = torch.Generator().manual_seed(0)
-    raw = torch.randn(12, 1, 3, 8, generator=g)
-    labels = torch.arange(12) % 3
-    text = F.normalize(torch.randn(3, 8, generator=g), dim=-1)
-    model = InterViewAdapter(3, 8, generator=torch.Generator().manual_seed(1))
-    recipe = TrainConfig(epochs=epochs, batch_size=4, optimizer="sgd", lr=0.05)
-    fitted = fit(model, TrainSet((raw,), labels), EvalSet((raw[:, 0],), labels), recipe, run_dir,
-                 seed=1, resume=resume, run_id="r", forward=lambda m, x: m.logits(x, text))
-    return fitted, {k: v.clone() for k, v in model.state_dict().items()}
-
-
 def test_fit_records_the_seconds_it_trained(tmp_path):
     """The training time is the clock's, not the clock minus a batch index (the batch loop
-    once reused the clock's variable name)."""
+    once reused the clock's variable name), and last.pt keeps it."""
     t0 = time.perf_counter()
-    fitted, _ = _adapter_fit(tmp_path / "run")
+    fitted, _ = adapter_fit(tmp_path / "run")
     assert 0 < fitted.seconds <= time.perf_counter() - t0
+    saved = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["state"]["seconds"]
+    assert saved == fitted.seconds
+
+
+def test_a_resumed_run_adds_its_own_training_time(tmp_path):
+    first, _ = adapter_fit(tmp_path / "run", epochs=2)
+    began = time.perf_counter()
+    resumed, _ = adapter_fit(tmp_path / "run", epochs=4, resume=True)
+    took = time.perf_counter() - began
+    assert first.seconds < resumed.seconds <= first.seconds + took
 
 
 DAMAGES = {"empty": lambda b: b"", "garbage": lambda b: b"\x80\x02garbage" * 5,
@@ -131,11 +130,11 @@ DAMAGES = {"empty": lambda b: b"", "garbage": lambda b: b"\x80\x02garbage" * 5,
 @pytest.mark.parametrize("name", ["last.pt", "best.pt"])
 @pytest.mark.parametrize("damage", sorted(DAMAGES))
 def test_resume_sets_a_damaged_checkpoint_aside_and_trains_again(name, damage, tmp_path, caplog):
-    _, whole = _adapter_fit(tmp_path / "whole")
-    _adapter_fit(tmp_path / "run", epochs=3)
+    _, whole = adapter_fit(tmp_path / "whole")
+    adapter_fit(tmp_path / "run", epochs=3)
     path = tmp_path / "run" / name
     path.write_bytes(DAMAGES[damage](path.read_bytes()))
-    fitted, weights = _adapter_fit(tmp_path / "run", resume=True)
+    fitted, weights = adapter_fit(tmp_path / "run", resume=True)
     assert (tmp_path / "run" / f"{name}.damaged").is_file()
     assert str(path) in caplog.text and "set aside" in caplog.text
     assert fitted.epochs_run == 3 and len(fitted.curves) == 3          # trained from the start
@@ -154,7 +153,7 @@ def test_checkpoints_are_written_through_the_atomic_helper(tmp_path, monkeypatch
         return real(path, mode)
 
     monkeypatch.setattr(train_module, "atomic_write", spy)
-    _adapter_fit(tmp_path / "run", epochs=2)
+    adapter_fit(tmp_path / "run", epochs=2)
     assert {"best.pt", "last.pt", "curves.csv"} <= set(written)
     assert not list((tmp_path / "run").glob(".*.tmp"))
 
